@@ -1,0 +1,41 @@
+#include "common.h"
+
+gcam_status gc_fail(gc_err *e, gcam_status code, const char *fmt, ...) {
+    if (!e) return code;
+    if (e->code != GCAM_OK) return e->code; /* keep the first, most specific message */
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void gc_err_clear(gc_err *e) {
+    e->code = GCAM_OK;
+    e->msg[0] = 0;
+}
+
+char *gc_strdup(const char *s) { return s ? gc_strndup(s, strlen(s)) : NULL; }
+
+char *gc_strndup(const char *s, size_t n) {
+    size_t sz;
+    if (gc_add_sz(&sz, n, 1)) return NULL;
+    char *r = malloc(sz);
+    if (!r) return NULL;
+    memcpy(r, s, n);
+    r[n] = 0;
+    return r;
+}
+
+void *gc_malloc2(size_t a, size_t b) {
+    size_t n;
+    if (gc_mul_sz(&n, a, b)) return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *gc_calloc2(size_t a, size_t b) {
+    size_t n;
+    if (gc_mul_sz(&n, a, b)) return NULL;
+    return calloc(n ? n : 1, 1);
+}

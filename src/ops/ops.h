@@ -1,0 +1,136 @@
+/* The op interface and registry.
+ *
+ * Every op lives in one family file (src/ops/<family>.c) that holds, a few lines apart, its
+ * attribute parsing, shape inference, forward kernel and backward (vector-Jacobian product).
+ * The registry (registry.c) is one table indexed by gc_op_id, built from GC_OP_LIST below.
+ *
+ * Conventions for kernels:
+ *  - Arguments come through gc_kctx: in[] (inputs), out[] (outputs), gout[] (gradients arriving
+ *    at the outputs), gin[] (gradients to produce for the inputs).
+ *  - infer(): in[i] has dtype and shape; in[i]->data is non-NULL iff the value is known at
+ *    planning time (a weight, a constant, a folded shape computation). It sets out[j]->dtype and
+ *    out[j]->shape, and checks everything about the inputs that forward relies on, so forward
+ *    never sees a shape it cannot handle. Ops whose output shape depends on an input's values
+ *    (Reshape's shape, Slice's starts...) require that input to be constant and say so otherwise.
+ *  - forward(): out[j]->data is allocated (not zeroed) with the shape infer() gave.
+ *  - backward(): gout[j] may be NULL (no gradient reaches that output: treat as zero). gin[i] is
+ *    NULL when that input's gradient is not wanted; otherwise the kernel ADDS its contribution
+ *    into gin[i]->data (it is zeroed before the first contribution), so fan-out needs no copies.
+ *    Only data gradients exist: weights never get one. Backward may read in[i]->data only for
+ *    the inputs in bw_in, out[j]->data only for outputs in bw_out (the others may already be
+ *    freed), and always every shape.
+ *  - Ops that want to hand something from forward to backward (MaxPool's argmax) declare
+ *    aux_bytes(); forward writes k->aux when it is non-NULL (only when a backward is planned).
+ *  - Errors: return gc_kfail(k, code, "...") which names the node and op.
+ */
+#ifndef GC_OPS_H
+#define GC_OPS_H
+
+#include "../graph/ir.h"
+
+#define GC_MAX_IO 16
+
+/* Backward rule for ReLU-like non-linearities (Relu; Clip with min 0, e.g. ReLU6). */
+typedef enum gc_rule {
+    GC_RULE_STANDARD = 0, /* the true derivative */
+    GC_RULE_GUIDED = 1,   /* pass where forward input > 0 AND incoming gradient > 0 */
+    GC_RULE_DECONV = 2    /* pass where incoming gradient > 0 */
+} gc_rule;
+
+typedef struct gc_kctx {
+    const gc_node *node;
+    const void *params;            /* node->params */
+    int n_in, n_out;               /* node->n_in / n_out (optional inputs may be NULL below) */
+    gc_tensor *in[GC_MAX_IO];      /* NULL for an omitted optional input */
+    gc_tensor *out[GC_MAX_IO];     /* NULL for an omitted optional output */
+    const gc_tensor *gout[GC_MAX_IO];
+    gc_tensor *gin[GC_MAX_IO];
+    void *scratch;                 /* scratch_bytes()/bscratch_bytes() bytes, 64-byte aligned */
+    size_t scratch_size;
+    void *aux;                     /* aux_bytes() bytes, or NULL */
+    gc_rule rule;
+    int nthreads;
+    gc_err *err;
+} gc_kctx;
+
+typedef struct gc_opdef {
+    const char *name;              /* ONNX op type */
+    int min_opset;                 /* first default-domain opset version handled (usually 1) */
+    /* Checks attributes (opset-aware) and may set node->params. Optional. */
+    gcam_status (*parse)(gc_node *node, gc_err *err);
+    gcam_status (*infer)(gc_kctx *k);
+    size_t (*scratch_bytes)(const gc_kctx *k);   /* optional: forward workspace */
+    gcam_status (*forward)(gc_kctx *k);
+    size_t (*bscratch_bytes)(const gc_kctx *k);  /* optional: backward workspace */
+    gcam_status (*backward)(gc_kctx *k);         /* NULL: not differentiable (shape/int ops) */
+    size_t (*aux_bytes)(const gc_kctx *k);       /* optional */
+    uint32_t bw_in;                /* bit i: backward reads in[i]->data */
+    uint32_t bw_out;               /* bit j: backward reads out[j]->data */
+    uint32_t diff_in;              /* bit i: a gradient can flow to input i */
+} gc_opdef;
+
+/* Every supported op, with the family file that defines gc_def_<Name>. */
+#define GC_OP_LIST(X)                                                                              \
+    /* conv.c */                                                                                   \
+    X(Conv) X(ConvTranspose)                                                                       \
+    /* gemm.c */                                                                                   \
+    X(Gemm) X(MatMul)                                                                              \
+    /* act.c: unary element-wise */                                                                \
+    X(Relu) X(LeakyRelu) X(PRelu) X(Elu) X(Selu) X(Clip) X(Sigmoid) X(HardSigmoid) X(HardSwish)    \
+    X(Tanh) X(Erf) X(Softplus) X(Sqrt) X(Exp) X(Log) X(Neg) X(Abs) X(Reciprocal) X(Identity)      \
+    X(Dropout) X(Floor) X(Ceil) X(Not) X(Softsign) X(Sin) X(Cos) X(Celu) X(ThresholdedRelu)       \
+    /* binary.c: broadcasting element-wise */                                                      \
+    X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Min) X(Max) X(Sum) X(Mean) X(Where) X(Equal) X(Less)     \
+    X(Greater) X(LessOrEqual) X(GreaterOrEqual) X(And) X(Or) X(Mod)                               \
+    /* pool.c */                                                                                   \
+    X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)                                \
+    /* norm.c */                                                                                   \
+    X(BatchNormalization) X(InstanceNormalization) X(LayerNormalization) X(LRN) X(Softmax)        \
+    X(LogSoftmax)                                                                                  \
+    /* reduce.c */                                                                                 \
+    X(ReduceMean) X(ReduceSum) X(ReduceMax) X(ReduceMin) X(ReduceL2) X(ReduceProd)                \
+    X(ReduceSumSquare) X(ArgMax) X(ArgMin)                                                         \
+    /* shape.c */                                                                                  \
+    X(Concat) X(Split) X(Flatten) X(Reshape) X(Transpose) X(Squeeze) X(Unsqueeze) X(Slice)         \
+    X(Gather) X(Expand) X(Tile) X(Shape) X(Cast) X(Constant) X(ConstantOfShape) X(Range) X(Size)   \
+    /* resize.c */                                                                                 \
+    X(Pad) X(Resize) X(Upsample)
+
+typedef enum gc_op_id {
+#define GC_X_ENUM(name) GC_OP_##name,
+    GC_OP_LIST(GC_X_ENUM)
+#undef GC_X_ENUM
+    GC_OP_COUNT
+} gc_op_id;
+
+#define GC_X_DECL(name) extern const gc_opdef gc_def_##name;
+GC_OP_LIST(GC_X_DECL)
+#undef GC_X_DECL
+
+/* The registry: NULL entries never occur (static_assert'ed in registry.c). */
+const gc_opdef *gc_op_get(int id);
+/* Op id for an ONNX op type in the default domain, or -1. */
+int gc_op_find(const char *op_type);
+
+/* Fails with a message naming the node: "node 'conv1' (Conv): <text>". Returns code. */
+gcam_status gc_kfail(gc_kctx *k, gcam_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- shared helpers (util.c) ---- */
+
+/* numpy broadcasting of two shapes; GCAM_E_SHAPE if incompatible. */
+gcam_status gc_broadcast_shape(gc_shape *out, const gc_shape *a, const gc_shape *b);
+/* Strides (in elements) to read `in` while iterating over `out`'s index space: 0 on broadcast
+ * axes. in's rank may be lower than out's (right-aligned). */
+void gc_broadcast_strides(int64_t *strides, const gc_shape *in, const gc_shape *out);
+/* Contiguous row-major strides of a shape. */
+void gc_shape_strides(int64_t *strides, const gc_shape *s);
+/* Reads a constant int tensor (int64 or bool) of at most max elements into v; returns count or
+ * -1 if it is not constant / too long. */
+int64_t gc_tensor_ints(const gc_tensor *t, int64_t *v, int64_t max);
+/* Normalises an axis in [-ndim, ndim) to [0, ndim); -1 if out of range. */
+int gc_norm_axis(int64_t axis, int ndim);
+/* Number of elements of a tensor (its shape is known by construction). */
+static inline int64_t gc_numel(const gc_tensor *t) { return gc_shape_numel(&t->shape); }
+
+#endif
