@@ -161,6 +161,15 @@ typedef struct gcam_tensor_view {
     const void *data;
 } gcam_tensor_view;
 
+/* How gradients pass ReLU-like non-linearities (Relu, and Clip with min 0 such as ReLU6) in a
+ * backward pass. Every other op always uses its true derivative. */
+typedef enum gcam_rule {
+    GCAM_RULE_STANDARD = 0, /* the true derivative: pass where the forward input > 0 */
+    GCAM_RULE_GUIDED = 1,   /* Guided Backpropagation (Springenberg et al. 2014): pass where the
+                               forward input > 0 and the incoming gradient > 0 */
+    GCAM_RULE_DECONV = 2    /* Deconvnet (Zeiler & Fergus 2014): pass where the incoming gradient > 0 */
+} gcam_rule;
+
 typedef struct gcam_ctx_options {
     int n_threads;        /* 0: as many as cores */
     size_t max_memory;    /* bytes of planned buffers allowed; 0: the default cap (8 GiB) */
@@ -169,6 +178,14 @@ typedef struct gcam_ctx_options {
      * them. The single name "*" keeps everything. */
     const char *const *keep;
     int n_keep;
+    /* Backward plan. seed: the tensor a backward pass starts from (a model output, or an internal
+     * tensor such as the logits feeding a final Softmax); NULL for inference only. grad_of: the
+     * tensors whose gradients are wanted (activations by name, or a graph input's name for the
+     * input gradient). Only nodes on a path from them to the seed are ever differentiated, and
+     * the forward keeps exactly what those backward kernels read. */
+    const char *seed;
+    const char *const *grad_of;
+    int n_grad_of;
 } gcam_ctx_options;
 
 /* Creates an execution context for the given input shapes: every symbolic dimension is bound,
@@ -189,6 +206,21 @@ gcam_status gcam_ctx_output(gcam_ctx *c, int i, gcam_tensor_view *out);
 gcam_status gcam_ctx_tensor(gcam_ctx *c, const char *name, gcam_tensor_view *out);
 /* The shape a tensor has in this context (known for every tensor after creation). */
 gcam_status gcam_ctx_tensor_shape(const gcam_ctx *c, const char *name, gcam_tensor_view *out);
+
+/* ---- Backward (needs gcam_ctx_options.seed and grad_of) ------------------------------------- */
+
+/* Runs a backward pass on the last forward: seed_grad holds one float per element of the seed
+ * tensor (a one-hot on a class, a mask over a region, a weight per output...). want/n_want
+ * restrict it to some of the planned grad_of tensors (NULL/0: all of them): the pass stops as
+ * soon as those are complete. Several backward passes may follow one forward. */
+gcam_status gcam_ctx_backward(gcam_ctx *c, const float *seed_grad, gcam_rule rule,
+                              const char *const *want, int n_want);
+/* The gradient of the seed with respect to a planned grad_of tensor (same shape as it). */
+gcam_status gcam_ctx_grad(gcam_ctx *c, const char *name, gcam_tensor_view *out);
+/* Nodes the last backward pass differentiated (for checking that pruning works). */
+int gcam_ctx_backward_node_count(const gcam_ctx *c);
+/* The seed tensor's shape (to build seed_grad). */
+gcam_status gcam_ctx_seed_shape(const gcam_ctx *c, gcam_tensor_view *out);
 
 #ifdef __cplusplus
 }

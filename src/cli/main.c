@@ -1,3 +1,101 @@
-#include <stdio.h>
-#include "gradcam.h"
-int main(void) { printf("gradcam %s\n", gcam_version()); return 0; }
+/* The gradcam command. Exit codes: 0 ok, 2 usage, 3 bad model or input, 1 other failures. */
+#include <errno.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+const char *g_prog = "gradcam";
+
+int cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry '%s --help'.\n", g_prog);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+int cli_fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return code;
+}
+
+int cli_status_exit(gcam_status s) {
+    switch (s) {
+    case GCAM_OK: return 0;
+    case GCAM_E_ARG: return CLI_USAGE;
+    case GCAM_E_IO:
+    case GCAM_E_FORMAT:
+    case GCAM_E_UNSUPPORTED:
+    case GCAM_E_SHAPE:
+    case GCAM_E_LIMIT:
+    case GCAM_E_NUMERIC:
+    case GCAM_E_NOT_FOUND: return CLI_BAD_INPUT;
+    default: return 1;
+    }
+}
+
+gcam_status cli_load_model(gcam_model **m, const char *path, int allow_unsupported) {
+    gcam_load_options lo = {.allow_unsupported = allow_unsupported};
+    gcam_status rc = gcam_model_load(m, path, &lo);
+    if (rc) fprintf(stderr, "%s: %s\n", g_prog, gcam_model_error(*m));
+    return rc;
+}
+
+int cli_parse_dims(const char *s, int64_t *dims, int *ndim) {
+    *ndim = 0;
+    while (*s) {
+        if (*ndim >= GCAM_MAX_DIMS) return -1;
+        char *end;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || errno || v < 0) return -1;
+        dims[(*ndim)++] = v;
+        if (*end == 'x' || *end == 'X' || *end == ',') end++;
+        else if (*end) return -1;
+        s = end;
+    }
+    return *ndim > 0 ? 0 : -1;
+}
+
+static void print_main_help(void) {
+    printf("gradcam %s — visual explanations (Grad-CAM and friends) for ONNX CNNs\n\n"
+           "Usage: gradcam COMMAND [ARGS...]\n\n"
+           "Commands:\n"
+           "  info MODEL              inputs, outputs, every layer with its output shape, unsupported ops\n"
+           "  run MODEL INPUT.npy     run the model forward; write outputs or named tensors as .npy\n\n"
+           "Examples:\n"
+           "  gradcam info resnet18.onnx\n"
+           "  gradcam run resnet18.onnx image.npy -o logits.npy\n"
+           "  gradcam run resnet18.onnx image.npy --tensor /layer4/layer4.1/relu_1/Relu_output_0 -o feats.npy\n"
+           "  gradcam run resnet18.onnx image.npy -           # summary (shape, range, top-5) on stdout\n\n"
+           "'gradcam COMMAND --help' shows each command's options. Exit status: 0 success, 2 usage error,\n"
+           "3 bad model or input, 1 other failure.\n",
+           gcam_version());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_main_help();
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        print_main_help();
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("gradcam %s\n", gcam_version());
+        return 0;
+    }
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    return cli_usage_error("unknown command '%s'", cmd);
+}

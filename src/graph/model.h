@@ -1,0 +1,19 @@
+/* Building and finishing a gc_model: the value table, topological order, op binding, folding. */
+#ifndef GC_MODEL_H
+#define GC_MODEL_H
+
+#include "ir.h"
+
+/* Adds a value; returns its index, -2 if the name exists already, -1 on allocation failure. */
+int gc_model_add_value(gc_model *m, const char *name);
+/* After gc_onnx_load: sorts nodes topologically (error on cycles), binds ops (collecting every
+ * unsupported one), parses attributes and folds nodes whose inputs are all constant. */
+gcam_status gc_model_finish(gc_model *m, int allow_unsupported);
+void gc_model_destroy(gc_model *m);
+
+/* Runs one node on given tensors: infers output shapes, allocates outputs (malloc) and runs the
+ * forward kernel. ins[i] NULL for omitted inputs; ins[i]->data may be NULL only for inputs whose
+ * values the op does not read (Shape). Used for folding at load and at planning. */
+gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err);
+
+#endif

@@ -1,0 +1,602 @@
+/* Planning an execution context and running it.
+ *
+ * Timeline: forward steps 0..F-1, the seed at F, backward steps F+1..F+B, END = F+B+1.
+ * Every runtime buffer (activation, gradient, aux, scratch) gets a [first, last] interval on
+ * that timeline and a size; one greedy packing gives each an offset in a single arena that is
+ * allocated once. Runs then only call kernels. */
+#include "plan.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include "model.h"
+
+#define GC_DEFAULT_MAX_MEMORY ((size_t)8 << 30)
+
+typedef struct gc_buf {
+    size_t size;
+    int first, last;
+    size_t offset;
+    void **target; /* where to store the pointer once the arena exists */
+} gc_buf;
+
+typedef struct gc_bufs {
+    gc_buf *b;
+    int n, cap;
+} gc_bufs;
+
+static int bufs_add(gc_bufs *bs, size_t size, int first, int last, void **target) {
+    if (bs->n == bs->cap) {
+        int cap = bs->cap ? bs->cap * 2 : 256;
+        gc_buf *nb = realloc(bs->b, sizeof(gc_buf) * (size_t)cap);
+        if (!nb) return -1;
+        bs->b = nb;
+        bs->cap = cap;
+    }
+    size_t a = gc_align64(size ? size : 1);
+    if (!a) return -1;
+    bs->b[bs->n++] = (gc_buf){.size = a, .first = first, .last = last, .target = target};
+    return 0;
+}
+
+static int cmp_size_desc(const void *a, const void *b) {
+    const gc_buf *x = *(const gc_buf *const *)a, *y = *(const gc_buf *const *)b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->first - y->first;
+}
+
+static int cmp_offset(const void *a, const void *b) {
+    const gc_buf *x = *(const gc_buf *const *)a, *y = *(const gc_buf *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Greedy packing, largest first: each buffer goes to the lowest offset that does not collide
+ * with an already placed buffer whose interval overlaps its own. Returns the arena size, or
+ * SIZE_MAX on failure. */
+static size_t pack(gc_bufs *bs) {
+    int n = bs->n;
+    if (n == 0) return 0;
+    gc_buf **order = gc_malloc2((size_t)n, sizeof(gc_buf *));
+    gc_buf **live = gc_malloc2((size_t)n, sizeof(gc_buf *));
+    if (!order || !live) {
+        free(order);
+        free(live);
+        return SIZE_MAX;
+    }
+    for (int i = 0; i < n; i++) order[i] = &bs->b[i];
+    qsort(order, (size_t)n, sizeof *order, cmp_size_desc);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        gc_buf *b = order[i];
+        int nl = 0;
+        for (int j = 0; j < i; j++)
+            if (order[j]->first <= b->last && b->first <= order[j]->last) live[nl++] = order[j];
+        qsort(live, (size_t)nl, sizeof *live, cmp_offset);
+        size_t off = 0;
+        for (int j = 0; j < nl; j++) {
+            if (live[j]->offset >= off && live[j]->offset - off >= b->size) break;
+            size_t end;
+            if (gc_add_sz(&end, live[j]->offset, live[j]->size)) { total = SIZE_MAX; goto out; }
+            if (end > off) off = end;
+        }
+        b->offset = off;
+        size_t end;
+        if (gc_add_sz(&end, off, b->size)) { total = SIZE_MAX; goto out; }
+        if (end > total) total = end;
+    }
+out:
+    free(order);
+    free(live);
+    return total;
+}
+
+static const char *vname(const gcam_ctx *c, int v) { return c->m->values[v].name; }
+
+static void fill_kctx(gcam_ctx *c, gc_kctx *k, const gc_node *n) {
+    memset(k, 0, sizeof *k);
+    k->node = n;
+    k->params = n->params;
+    k->n_in = n->n_in;
+    k->n_out = n->n_out;
+    k->err = &c->err;
+    k->nthreads = c->nthreads;
+    for (int i = 0; i < n->n_in; i++) k->in[i] = n->in[i] >= 0 ? &c->vals[n->in[i]] : NULL;
+    for (int j = 0; j < n->n_out; j++) k->out[j] = n->out[j] >= 0 ? &c->vals[n->out[j]] : NULL;
+}
+
+static int find_input(const gc_model *m, const gcam_feed *f, int pos) {
+    if (f->name) {
+        int v = gc_model_find_value(m, f->name);
+        for (int i = 0; i < m->n_inputs; i++)
+            if (m->inputs[i] == v) return i;
+        return -1;
+    }
+    return pos < m->n_inputs ? pos : -1;
+}
+
+/* Binds graph inputs to the caller's shapes. */
+static gcam_status bind_inputs(gcam_ctx *c, const gcam_feed *shapes, int n_shapes) {
+    const gc_model *m = c->m;
+    uint8_t *bound = calloc((size_t)m->n_inputs + 1, 1);
+    if (!bound) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    gcam_status rc = GCAM_OK;
+    for (int s = 0; s < n_shapes && !rc; s++) {
+        const gcam_feed *f = &shapes[s];
+        int i = find_input(m, f, s);
+        if (i < 0) {
+            rc = gc_fail(&c->err, GCAM_E_NOT_FOUND, "no graph input %s%s%s (the model's inputs: %d)",
+                         f->name ? "'" : "#", f->name ? f->name : "", f->name ? "'" : "", m->n_inputs);
+            break;
+        }
+        const gc_value *v = &m->values[m->inputs[i]];
+        gc_tensor *t = &c->vals[m->inputs[i]];
+        if (f->ndim < 0 || f->ndim > GC_MAX_DIMS || (f->ndim > 0 && !f->dims)) {
+            rc = gc_fail(&c->err, GCAM_E_ARG, "input '%s': invalid rank %d", v->name, f->ndim);
+            break;
+        }
+        if (v->shape.ndim >= 0 && v->shape.ndim != f->ndim) {
+            rc = gc_fail(&c->err, GCAM_E_SHAPE, "input '%s' has rank %d in the model, got %d", v->name,
+                         v->shape.ndim, f->ndim);
+            break;
+        }
+        if (f->dtype != GCAM_UNDEFINED && f->dtype != v->dtype) {
+            rc = gc_fail(&c->err, GCAM_E_ARG, "input '%s' is %s, got %s", v->name, gcam_dtype_str(v->dtype),
+                         gcam_dtype_str(f->dtype));
+            break;
+        }
+        t->shape.ndim = f->ndim;
+        for (int d = 0; d < f->ndim; d++) {
+            if (f->dims[d] < 0) {
+                rc = gc_fail(&c->err, GCAM_E_ARG, "input '%s': negative dimension %lld", v->name, (long long)f->dims[d]);
+                break;
+            }
+            if (v->shape.ndim >= 0 && v->shape.d[d] >= 0 && v->shape.d[d] != f->dims[d]) {
+                char a[128], b[128];
+                gc_shape bs = {.ndim = f->ndim};
+                memcpy(bs.d, f->dims, sizeof(int64_t) * (size_t)f->ndim);
+                rc = gc_fail(&c->err, GCAM_E_SHAPE, "input '%s' must have shape %s, got %s", v->name,
+                             gc_shape_str(&v->shape, a, sizeof a), gc_shape_str(&bs, b, sizeof b));
+                break;
+            }
+            t->shape.d[d] = f->dims[d];
+        }
+        bound[i] = 1;
+    }
+    for (int i = 0; i < m->n_inputs && !rc; i++) {
+        if (bound[i]) continue;
+        const gc_value *v = &m->values[m->inputs[i]];
+        if (gc_shape_numel(&v->shape) < 0) {
+            char a[128];
+            rc = gc_fail(&c->err, GCAM_E_ARG, "input '%s' has shape %s with unknown dimensions: give its shape",
+                         v->name, gc_shape_str(&v->shape, a, sizeof a));
+        }
+        c->vals[m->inputs[i]].shape = v->shape;
+    }
+    free(bound);
+    return rc;
+}
+
+/* Walks the graph once with the bound shapes: infers every shape, folds what depends only on
+ * shapes and constants, and records the nodes that must run. */
+static gcam_status infer_and_fold(gcam_ctx *c) {
+    const gc_model *m = c->m;
+    c->steps = gc_calloc2((size_t)m->n_nodes + 1, sizeof(gc_step));
+    c->folded_owned = gc_calloc2((size_t)m->n_values + 1, sizeof(char *));
+    if (!c->steps || !c->folded_owned) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_nodes; i++) {
+        const gc_node *n = &m->nodes[i];
+        if (n->folded) continue;
+        if (n->op < 0) return gc_fail(&c->err, GCAM_E_UNSUPPORTED, "node '%s' (%s) is not supported", n->name, n->op_type);
+        const gc_opdef *d = gc_op_get(n->op);
+        int foldable = 1;
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v < 0) continue;
+            if (c->vkind[v] == GC_V_NONE)
+                return gc_fail(&c->err, GCAM_E_INTERNAL, "node '%s': input '%s' not computed", n->name, vname(c, v));
+            if (c->vkind[v] == GC_V_RUNTIME && !(n->op == GC_OP_Shape || n->op == GC_OP_Size)) foldable = 0;
+        }
+        if (foldable) {
+            gc_tensor *ins[GC_MAX_IO], outs[GC_MAX_IO];
+            for (int k = 0; k < n->n_in; k++) ins[k] = n->in[k] >= 0 ? &c->vals[n->in[k]] : NULL;
+            gcam_status rc = gc_eval_node(n, ins, outs, &c->err);
+            if (rc) return rc;
+            for (int j = 0; j < n->n_out; j++) {
+                int v = n->out[j];
+                if (v < 0) { free(outs[j].data); continue; }
+                c->vals[v] = outs[j];
+                c->vkind[v] = GC_V_FOLDED;
+                c->folded_owned[c->n_folded_owned++] = outs[j].data;
+            }
+            continue;
+        }
+        gc_step *s = &c->steps[c->n_steps];
+        s->node = i;
+        fill_kctx(c, &s->k, n);
+        for (int j = 0; j < n->n_out; j++) {
+            int v = n->out[j];
+            if (v < 0) continue;
+            memset(&c->vals[v], 0, sizeof c->vals[v]);
+        }
+        gcam_status rc = d->infer(&s->k);
+        if (rc) return rc;
+        for (int j = 0; j < n->n_out; j++) {
+            int v = n->out[j];
+            if (v < 0) continue;
+            int ok = 0;
+            gc_tensor_bytes(c->vals[v].dtype, &c->vals[v].shape, &ok);
+            if (!ok) {
+                char a[128];
+                return gc_fail(&c->err, GCAM_E_SHAPE, "node '%s' (%s): output '%s' has an invalid shape %s",
+                               n->name, n->op_type, vname(c, v), gc_shape_str(&c->vals[v].shape, a, sizeof a));
+            }
+            c->vals[v].data = NULL;
+            c->vkind[v] = GC_V_RUNTIME;
+        }
+        c->n_steps++;
+    }
+    return GCAM_OK;
+}
+
+/* Marks which values carry gradients and which nodes are differentiated. */
+static gcam_status plan_backward_sets(gcam_ctx *c, uint8_t *gneed, uint8_t *active, int *step_of) {
+    const gc_model *m = c->m;
+    uint8_t *fwd = calloc((size_t)m->n_values + 1, 1), *bwd = calloc((size_t)m->n_values + 1, 1);
+    if (!fwd || !bwd) {
+        free(fwd);
+        free(bwd);
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    }
+    for (int r = 0; r < c->n_req; r++) fwd[c->req[r]] = 1;
+    for (int s = 0; s < c->n_steps; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        const gc_opdef *d = gc_op_get(n->op);
+        int reach = 0;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && fwd[n->in[k]] && (d->diff_in & (1u << k)) && d->backward) reach = 1;
+        if (reach)
+            for (int j = 0; j < n->n_out; j++)
+                if (n->out[j] >= 0 && c->vals[n->out[j]].dtype == GC_F32) fwd[n->out[j]] = 1;
+    }
+    bwd[c->seed] = 1;
+    for (int s = c->n_steps - 1; s >= 0; s--) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        const gc_opdef *d = gc_op_get(n->op);
+        int reach = 0;
+        for (int j = 0; j < n->n_out; j++)
+            if (n->out[j] >= 0 && bwd[n->out[j]] && fwd[n->out[j]]) reach = 1;
+        if (!reach || !d->backward) continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && (d->diff_in & (1u << k)) && fwd[n->in[k]]) bwd[n->in[k]] = 1;
+    }
+    for (int v = 0; v < m->n_values; v++) gneed[v] = fwd[v] && bwd[v] && c->vkind[v] == GC_V_RUNTIME;
+    for (int s = 0; s < c->n_steps; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        const gc_opdef *d = gc_op_get(n->op);
+        int out_ok = 0, in_ok = 0;
+        for (int j = 0; j < n->n_out; j++)
+            if (n->out[j] >= 0 && gneed[n->out[j]]) out_ok = 1;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (1u << k))) in_ok = 1;
+        active[s] = out_ok && in_ok && d->backward;
+        step_of[c->steps[s].node] = s;
+    }
+    int missing = -1;
+    for (int r = 0; r < c->n_req && missing < 0; r++)
+        if (!gneed[c->req[r]]) missing = c->req[r];
+    free(fwd);
+    free(bwd);
+    if (missing >= 0)
+        return gc_fail(&c->err, GCAM_E_ARG, "tensor '%s' does not influence the seed '%s' through differentiable "
+                       "ops: no gradient can flow to it", vname(c, missing), vname(c, c->seed));
+    return GCAM_OK;
+}
+
+static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
+    const gc_model *m = c->m;
+    int F = c->n_steps;
+    gcam_status rc = GCAM_OK;
+    int *first = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
+    int *last = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
+    uint8_t *gneed = calloc((size_t)m->n_values + 1, 1);
+    uint8_t *active = calloc((size_t)F + 1, 1);
+    int *step_of = gc_malloc2((size_t)m->n_nodes + 1, sizeof(int));
+    int *gfirst = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
+    int *glast = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
+    gc_bufs bs = {0};
+    if (!first || !last || !gneed || !active || !step_of || !gfirst || !glast) {
+        rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    int has_bw = c->seed >= 0;
+    if (has_bw && (rc = plan_backward_sets(c, gneed, active, step_of))) goto out;
+    int B = 0;
+    for (int s = 0; s < F; s++) B += active[s];
+    const int END = F + B + 1;
+
+    /* Forward liveness. Inputs, outputs and kept values live to the end. */
+    for (int v = 0; v < m->n_values; v++) {
+        first[v] = -1;
+        last[v] = -1;
+        gfirst[v] = -1;
+        glast[v] = -1;
+    }
+    for (int i = 0; i < m->n_inputs; i++) {
+        int v = m->inputs[i];
+        if (c->vkind[v] == GC_V_RUNTIME) { first[v] = 0; last[v] = END; }
+    }
+    for (int s = 0; s < F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        for (int j = 0; j < n->n_out; j++)
+            if (n->out[j] >= 0) first[n->out[j]] = last[n->out[j]] = s;
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v >= 0 && c->vkind[v] == GC_V_RUNTIME && last[v] < s) last[v] = s;
+        }
+    }
+    for (int v = 0; v < m->n_values; v++) {
+        if (c->vkind[v] != GC_V_RUNTIME) continue;
+        if (m->values[v].is_output || c->kept[v]) last[v] = END;
+    }
+    if (has_bw) last[c->seed] = END;
+
+    /* Backward: saved tensors live to the end (several backward passes may follow one forward);
+     * gradient buffers live from their first contribution to their producer's backward. */
+    c->bsteps = gc_calloc2((size_t)B + 1, sizeof(gc_bstep));
+    if (!c->bsteps) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
+    if (has_bw) {
+        gfirst[c->seed] = F;
+        glast[c->seed] = END;
+        int b = 0;
+        for (int s = F - 1; s >= 0; s--) {
+            if (!active[s]) continue;
+            const gc_node *n = &m->nodes[c->steps[s].node];
+            const gc_opdef *d = gc_op_get(n->op);
+            int t = F + 1 + b;
+            gc_bstep *bst = &c->bsteps[b];
+            bst->node = c->steps[s].node;
+            bst->fstep = s;
+            for (int k = 0; k < n->n_in; k++) {
+                int v = n->in[k];
+                if (v < 0) continue;
+                if ((d->bw_in & (1u << k)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
+                if ((d->diff_in & (1u << k)) && gneed[v]) {
+                    if (gfirst[v] < 0) gfirst[v] = t;
+                    if (glast[v] < t) glast[v] = t;
+                }
+            }
+            for (int j = 0; j < n->n_out; j++) {
+                int v = n->out[j];
+                if (v < 0) continue;
+                if ((d->bw_out & (1u << j)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
+                if (gneed[v] && glast[v] < t) glast[v] = t;
+            }
+            b++;
+        }
+        c->n_bsteps = B;
+        for (int r = 0; r < c->n_req; r++) glast[c->req[r]] = END;
+    }
+
+    /* Buffers: activations, aux, scratch, gradients. */
+    for (int v = 0; v < m->n_values; v++) {
+        if (c->vkind[v] != GC_V_RUNTIME || first[v] < 0) continue;
+        int ok = 0;
+        size_t bytes = gc_tensor_bytes(c->vals[v].dtype, &c->vals[v].shape, &ok);
+        if (!ok || bufs_add(&bs, bytes, first[v], last[v], &c->vals[v].data)) {
+            rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory planning '%s'", vname(c, v));
+            goto out;
+        }
+    }
+    for (int s = 0; s < F; s++) {
+        gc_kctx *k = &c->steps[s].k;
+        const gc_opdef *d = gc_op_get(m->nodes[c->steps[s].node].op);
+        size_t sb = d->scratch_bytes ? d->scratch_bytes(k) : 0;
+        k->scratch_size = sb;
+        if (sb && bufs_add(&bs, sb, s, s, &k->scratch)) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
+        if (has_bw && active[s] && d->aux_bytes) {
+            size_t ab = d->aux_bytes(k);
+            if (ab && bufs_add(&bs, ab, s, END, &k->aux)) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
+        }
+    }
+    if (has_bw) {
+        c->grads = gc_calloc2((size_t)m->n_values + 1, sizeof(gc_tensor));
+        if (!c->grads) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
+        for (int v = 0; v < m->n_values; v++) {
+            if (!gneed[v] || gfirst[v] < 0) continue;
+            c->grads[v].dtype = GC_F32;
+            c->grads[v].shape = c->vals[v].shape;
+            int ok = 0;
+            size_t bytes = gc_tensor_bytes(GC_F32, &c->vals[v].shape, &ok);
+            if (!ok || bufs_add(&bs, bytes, gfirst[v], glast[v], &c->grads[v].data)) {
+                rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+                goto out;
+            }
+        }
+        for (int b = 0; b < c->n_bsteps; b++) {
+            gc_bstep *bst = &c->bsteps[b];
+            const gc_node *n = &m->nodes[bst->node];
+            const gc_opdef *d = gc_op_get(n->op);
+            fill_kctx(c, &bst->k, n);
+            for (int k = 0; k < n->n_in; k++)
+                if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (1u << k))) bst->k.gin[k] = &c->grads[n->in[k]];
+            for (int j = 0; j < n->n_out; j++)
+                if (n->out[j] >= 0 && gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];
+            size_t sb = d->bscratch_bytes ? d->bscratch_bytes(&bst->k) : 0;
+            bst->k.scratch_size = sb;
+            if (sb && bufs_add(&bs, sb, F + 1 + b, F + 1 + b, &bst->k.scratch)) {
+                rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+                goto out;
+            }
+            /* gradients first written here are zeroed just before */
+            bst->zero = gc_malloc2((size_t)n->n_in + 1, sizeof(int));
+            if (!bst->zero) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
+            for (int k = 0; k < n->n_in; k++) {
+                int v = n->in[k];
+                if (v < 0 || !bst->k.gin[k] || gfirst[v] != F + 1 + b) continue;
+                int dup = 0;
+                for (int z = 0; z < bst->n_zero; z++) dup |= bst->zero[z] == v;
+                if (!dup) bst->zero[bst->n_zero++] = v;
+            }
+        }
+    }
+
+    size_t total = pack(&bs);
+    if (total == SIZE_MAX) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "arena size overflows"); goto out; }
+    if (total > c->max_memory) {
+        rc = gc_fail(&c->err, GCAM_E_LIMIT, "the plan needs %.1f MiB of activation memory, more than the %.1f MiB "
+                     "allowed (raise the limit with max_memory / --max-memory)", (double)total / 1048576.0,
+                     (double)c->max_memory / 1048576.0);
+        goto out;
+    }
+    c->arena_size = total;
+    c->arena = total ? aligned_alloc(64, total) : NULL;
+    if (total && !c->arena) {
+        rc = gc_fail(&c->err, GCAM_E_NOMEM, "cannot allocate %.1f MiB for activations", (double)total / 1048576.0);
+        goto out;
+    }
+    for (int i = 0; i < bs.n; i++) *bs.b[i].target = c->arena + bs.b[i].offset;
+    /* aux pointers were planned on the forward kctx; backward reads them from the same place */
+    for (int b = 0; b < c->n_bsteps; b++) c->bsteps[b].k.aux = c->steps[c->bsteps[b].fstep].k.aux;
+out:
+    free(first);
+    free(last);
+    free(gneed);
+    free(active);
+    free(step_of);
+    free(gfirst);
+    free(glast);
+    free(bs.b);
+    return rc;
+}
+
+gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, const gcam_ctx_options *o) {
+    const gc_model *m = c->m;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    c->nthreads = o && o->n_threads > 0 ? o->n_threads : (int)(ncpu > 0 ? ncpu : 1);
+    c->max_memory = o && o->max_memory ? o->max_memory : GC_DEFAULT_MAX_MEMORY;
+    c->seed = -1;
+    c->vals = gc_calloc2((size_t)m->n_values + 1, sizeof(gc_tensor));
+    c->vkind = calloc((size_t)m->n_values + 1, 1);
+    c->kept = calloc((size_t)m->n_values + 1, 1);
+    if (!c->vals || !c->vkind || !c->kept) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    if (m->n_unsupported)
+        return gc_fail(&c->err, GCAM_E_UNSUPPORTED, "the model has %d unsupported op%s, first: %s", m->n_unsupported,
+                       m->n_unsupported > 1 ? "s" : "", m->unsupported[0]);
+    for (int v = 0; v < m->n_values; v++) {
+        const gc_value *mv = &m->values[v];
+        if (mv->const_data) {
+            c->vals[v] = (gc_tensor){.dtype = mv->dtype, .shape = mv->shape, .data = mv->const_data};
+            c->vkind[v] = GC_V_CONST;
+        }
+    }
+    for (int i = 0; i < m->n_inputs; i++) {
+        int v = m->inputs[i];
+        c->vals[v].dtype = m->values[v].dtype;
+        c->vkind[v] = GC_V_RUNTIME;
+    }
+    gcam_status rc = bind_inputs(c, shapes, n_shapes);
+    if (rc) return rc;
+    if ((rc = infer_and_fold(c))) return rc;
+
+    if (o) {
+        for (int i = 0; i < o->n_keep; i++) {
+            if (!o->keep || !o->keep[i]) return gc_fail(&c->err, GCAM_E_ARG, "keep[%d] is NULL", i);
+            if (strcmp(o->keep[i], "*") == 0) {
+                memset(c->kept, 1, (size_t)m->n_values);
+                continue;
+            }
+            int v = gc_model_find_value(m, o->keep[i]);
+            if (v < 0) return gc_fail(&c->err, GCAM_E_NOT_FOUND, "no tensor named '%s' to keep", o->keep[i]);
+            c->kept[v] = 1;
+        }
+        if (o->seed) {
+            c->seed = gc_model_find_value(m, o->seed);
+            if (c->seed < 0) return gc_fail(&c->err, GCAM_E_NOT_FOUND, "no tensor named '%s' (seed)", o->seed);
+            if (c->vkind[c->seed] != GC_V_RUNTIME || c->vals[c->seed].dtype != GC_F32)
+                return gc_fail(&c->err, GCAM_E_ARG, "seed '%s' is not a float activation of the model", o->seed);
+            if (o->n_grad_of <= 0 || !o->grad_of)
+                return gc_fail(&c->err, GCAM_E_ARG, "a seed needs at least one grad_of tensor");
+            c->req = gc_malloc2((size_t)o->n_grad_of, sizeof(int));
+            if (!c->req) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+            for (int i = 0; i < o->n_grad_of; i++) {
+                int v = o->grad_of[i] ? gc_model_find_value(m, o->grad_of[i]) : -1;
+                if (v < 0)
+                    return gc_fail(&c->err, GCAM_E_NOT_FOUND, "no tensor named '%s' (grad_of)",
+                                   o->grad_of[i] ? o->grad_of[i] : "(null)");
+                if (c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32)
+                    return gc_fail(&c->err, GCAM_E_ARG, "'%s' is not a float activation or input: it has no gradient",
+                                   o->grad_of[i]);
+                c->req[c->n_req++] = v;
+                c->kept[v] = 1;
+            }
+        } else if (o->n_grad_of > 0) {
+            return gc_fail(&c->err, GCAM_E_ARG, "grad_of given without a seed");
+        }
+    }
+    return plan_memory(c, o);
+}
+
+gcam_status gc_ctx_forward(gcam_ctx *c) {
+    const gc_model *m = c->m;
+    c->has_run = 0;
+    c->has_backward = 0;
+    for (int s = 0; s < c->n_steps; s++) {
+        gc_step *st = &c->steps[s];
+        const gc_opdef *d = gc_op_get(m->nodes[st->node].op);
+        gcam_status rc = d->forward(&st->k);
+        if (rc) return rc;
+    }
+    c->has_run = 1;
+    return GCAM_OK;
+}
+
+gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, const int *want, int n_want,
+                            int *n_run) {
+    const gc_model *m = c->m;
+    *n_run = 0;
+    if (c->seed < 0) return gc_fail(&c->err, GCAM_E_STATE, "no backward was planned: set a seed and grad_of at creation");
+    if (!c->has_run) return gc_fail(&c->err, GCAM_E_STATE, "run the forward pass before a backward pass");
+    /* Stop after the last step that contributes to a wanted gradient: the one differentiating
+     * the earliest consumer (in topological order) of a wanted tensor. */
+    int stop = -1;
+    for (int b = 0; b < c->n_bsteps; b++) {
+        const gc_node *n = &m->nodes[c->bsteps[b].node];
+        for (int k = 0; k < n->n_in; k++) {
+            if (!c->bsteps[b].k.gin[k]) continue;
+            for (int w = 0; w < n_want; w++)
+                if (n->in[k] == want[w]) stop = b;
+        }
+    }
+    gc_tensor *sg = &c->grads[c->seed];
+    memcpy(sg->data, seed_grad, (size_t)gc_numel(sg) * sizeof(float));
+    for (int b = 0; b <= stop; b++) {
+        gc_bstep *bst = &c->bsteps[b];
+        for (int z = 0; z < bst->n_zero; z++) {
+            gc_tensor *g = &c->grads[bst->zero[z]];
+            memset(g->data, 0, (size_t)gc_numel(g) * sizeof(float));
+        }
+        bst->k.rule = rule;
+        const gc_opdef *d = gc_op_get(m->nodes[bst->node].op);
+        gcam_status rc = d->backward(&bst->k);
+        if (rc) return rc;
+        (*n_run)++;
+    }
+    c->has_backward = 1;
+    return GCAM_OK;
+}
+
+void gc_ctx_destroy(gcam_ctx *c) {
+    free(c->vals);
+    free(c->vkind);
+    free(c->kept);
+    free(c->steps);
+    free(c->arena);
+    free(c->req);
+    free(c->grads);
+    if (c->bsteps)
+        for (int b = 0; b < c->n_bsteps; b++) free(c->bsteps[b].zero);
+    free(c->bsteps);
+    if (c->folded_owned)
+        for (int i = 0; i < c->n_folded_owned; i++) free(c->folded_owned[i]);
+    free(c->folded_owned);
+}

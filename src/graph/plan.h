@@ -1,0 +1,65 @@
+/* Execution contexts: shapes bound, shape sub-graphs folded, memory planned once (one arena),
+ * then forward (and backward) runs that only call kernels. */
+#ifndef GC_PLAN_H
+#define GC_PLAN_H
+
+#include "../ops/ops.h"
+
+typedef enum gc_vkind {
+    GC_V_NONE = 0,   /* not computed in this context (unused, or after an unsupported op) */
+    GC_V_CONST,      /* model constant (weights), owned by the model */
+    GC_V_FOLDED,     /* computed at planning from shapes/constants, owned by the context */
+    GC_V_RUNTIME     /* an activation: lives in the arena */
+} gc_vkind;
+
+typedef struct gc_step {
+    int node;
+    gc_kctx k;
+} gc_step;
+
+/* A backward step: the node's VJP, with gradient buffers in the arena. */
+typedef struct gc_bstep {
+    int node;
+    int fstep;       /* index of the node's forward step (for its saved tensors and aux) */
+    gc_kctx k;
+    int n_zero;      /* gradient buffers first written at this step: zeroed just before it */
+    int *zero;       /* value indices */
+} gc_bstep;
+
+struct gcam_ctx {
+    gc_err err;
+    const gc_model *m;
+    int nthreads;
+    size_t max_memory;
+    gc_tensor *vals;     /* per model value: dtype, shape, data */
+    uint8_t *vkind;      /* gc_vkind per value */
+    uint8_t *kept;       /* readable after a run */
+    int n_steps;
+    gc_step *steps;
+    uint8_t *arena;
+    size_t arena_size;
+    int has_run;
+    int broken;          /* planning failed: every call fails */
+    /* backward plan (empty when no gradients were requested) */
+    int seed;            /* value index of the seed tensor, -1 if none */
+    int n_req;
+    int *req;            /* requested value indices */
+    gc_tensor *grads;    /* per value: gradient buffer (data NULL if none) */
+    int n_bsteps;
+    gc_bstep *bsteps;
+    int has_backward;    /* a backward pass has completed since the last forward */
+    uint8_t *grad_valid; /* per requested index: complete after the last backward */
+    int last_bw_nodes;
+    gc_rule rule;
+    char **folded_owned; /* buffers of GC_V_FOLDED values */
+    int n_folded_owned;
+};
+
+gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, const gcam_ctx_options *o);
+gcam_status gc_ctx_forward(gcam_ctx *c);
+/* want: value indices (n_want of them) whose gradients must be complete; *n_run counts steps. */
+gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, const int *want, int n_want,
+                            int *n_run);
+void gc_ctx_destroy(gcam_ctx *c);
+
+#endif
