@@ -222,6 +222,112 @@ int gcam_ctx_backward_node_count(const gcam_ctx *c);
 /* The seed tensor's shape (to build seed_grad). */
 gcam_status gcam_ctx_seed_shape(const gcam_ctx *c, gcam_tensor_view *out);
 
+/* ---- Explanations ------------------------------------------------------------------------------ */
+
+typedef enum gcam_method {
+    GCAM_GRADCAM = 0,        /* "gradcam": Selvaraju et al. */
+    GCAM_GRADCAM_COUNTER,    /* "counterfactual": Grad-CAM with negated gradients */
+    GCAM_CAM,                /* "cam": Zhou et al., GAP + linear heads only */
+    GCAM_GRADCAMPP,          /* "gradcam++": Chattopadhay et al. */
+    GCAM_XGRADCAM,           /* "xgradcam": Fu et al. */
+    GCAM_HIRESCAM,           /* "hirescam": Draelos & Carin */
+    GCAM_LAYERCAM,           /* "layercam": Jiang et al. */
+    GCAM_EIGENCAM,           /* "eigencam": Muhammad & Yeasin (first principal component of A) */
+    GCAM_EIGENGRADCAM,       /* "eigengradcam": first principal component of A * dA */
+    GCAM_SCORECAM,           /* "scorecam": Wang et al. */
+    GCAM_ABLATIONCAM,        /* "ablationcam": Desai & Ramaswamy */
+    GCAM_GUIDED_BACKPROP,    /* "guided-backprop": Springenberg et al. (pixel space) */
+    GCAM_DECONVNET,          /* "deconvnet": Zeiler & Fergus (pixel space) */
+    GCAM_GUIDED_GRADCAM,     /* "guided-gradcam": guided backprop x upsampled Grad-CAM (pixel space) */
+    GCAM_GRADIENT,           /* "gradient": vanilla saliency (pixel space) */
+    GCAM_GRAD_X_INPUT,       /* "gradient-x-input" (pixel space) */
+    GCAM_SMOOTHGRAD,         /* "smoothgrad": Smilkov et al., averaged over noisy inputs (pixel space) */
+    GCAM_INTEGRATED_GRADIENTS, /* "integrated-gradients": Sundararajan et al. (pixel space) */
+    GCAM_METHOD_COUNT
+} gcam_method;
+
+const char *gcam_method_name(gcam_method m);
+/* Method by name (as above, case-insensitive); -1 if unknown. */
+int gcam_method_from_name(const char *name);
+/* 1 for methods that give a map at a layer's resolution (the CAM family), 0 for pixel space. */
+int gcam_method_is_cam(gcam_method m);
+
+typedef enum gcam_target_kind {
+    GCAM_TARGET_CLASS = 0,   /* score of class `cls` (axis 1 of the output) for every sample, or
+                                classes[n] per sample when `classes` is set */
+    GCAM_TARGET_ELEMENT,     /* one element of the output: `index` (full index, batch first) */
+    GCAM_TARGET_REGION,      /* sum of class `cls`'s scores over rows y0..y1-1, cols x0..x1-1 of a
+                                spatial output (N, C, H, W): segmentation */
+    GCAM_TARGET_WEIGHTS      /* any weighting: `weights` has the output's shape (seed as is) */
+} gcam_target_kind;
+
+typedef struct gcam_target {
+    gcam_target_kind kind;
+    int64_t cls;
+    const int64_t *classes;            /* optional, one per sample (CLASS) */
+    int64_t index[GCAM_MAX_DIMS];      /* ELEMENT */
+    int64_t y0, x0, y1, x1;            /* REGION, in output pixels, end exclusive */
+    const float *weights;              /* WEIGHTS */
+} gcam_target;
+
+typedef struct gcam_explain_options {
+    const char *output;          /* model output to explain; NULL: the first */
+    /* Target layers (tensor or node names) for the CAM family; several: maps averaged, as
+     * pytorch-grad-cam does. None: automatic (the last 4-D activation with spatial size > 1 that
+     * the target depends on; for a classifier the input of its global pooling). */
+    const char *const *layers;
+    int n_layers;
+    /* 0 (default): explain the score before a final Softmax / LogSoftmax / Sigmoid (the paper's
+     * y^c); 1: the probability after it. */
+    int explain_probability;
+    int n_threads;
+    size_t max_memory;
+    int smoothgrad_samples;      /* default 25 */
+    float smoothgrad_sigma;      /* noise std as a fraction of the input's range; default 0.15 */
+    gcam_method smoothgrad_base; /* the gradient method averaged; default GCAM_GRADIENT */
+    uint64_t noise_seed;         /* SmoothGrad noise; deterministic given the seed */
+    int ig_steps;                /* Integrated Gradients steps M; default 50 */
+    const float *ig_baseline;    /* input-shaped baseline; NULL: black (zeros) */
+    int batch_size;              /* Score-CAM / Ablation-CAM masks per forward; default 16 */
+} gcam_explain_options;
+
+typedef struct gcam_explainer gcam_explainer;
+
+/* Plans everything the methods need on one context: the forward keeps the target layers'
+ * activations, the backward runs only between them (or the input) and the score. *out is set
+ * even on failure (gcam_explainer_error). input_shapes as for gcam_ctx_create. */
+gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *m, const gcam_feed *input_shapes,
+                                  int n_shapes, const gcam_explain_options *opts);
+const char *gcam_explainer_error(const gcam_explainer *e);
+void gcam_explainer_free(gcam_explainer *e);
+int gcam_explainer_num_layers(const gcam_explainer *e);
+const char *gcam_explainer_layer(const gcam_explainer *e, int i);
+/* Name of the tensor whose elements are the explained scores (e.g. the logits before Softmax). */
+const char *gcam_explainer_score_name(const gcam_explainer *e);
+
+/* One forward pass on new inputs; every explanation until the next call shares it. */
+gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, int n_inputs);
+/* The explained scores (shape of the score tensor) and, for classifiers, the probabilities. */
+gcam_status gcam_explainer_scores(gcam_explainer *e, gcam_tensor_view *scores);
+
+/* A map: raw at the layer's resolution (CAM family) or the input's (pixel space), upsampled to the
+ * input (bilinear, half-pixel centres) and normalised to [0,1] per sample and channel (min-max; a
+ * constant map becomes all zeros, never NaN). Buffers are owned by the map. */
+typedef struct gcam_map {
+    gcam_method method;
+    const char *layer;           /* CAM family: the layer (or the first of several); NULL otherwise */
+    int64_t n, c;                /* samples; channels (1 for CAM maps, the input's C in pixel space) */
+    int64_t h, w;                /* raw resolution */
+    int64_t H, W;                /* input resolution */
+    float *raw;                  /* (n, c, h, w) */
+    float *upsampled;            /* (n, c, H, W) */
+    float *normalized;           /* (n, c, H, W) */
+} gcam_map;
+
+/* Explains the target with one method on the last forward. */
+gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_target *target, gcam_map *out);
+void gcam_map_free(gcam_map *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,10 +6,6 @@
 #include "graph/plan.h"
 #include "onnx/onnx.h"
 
-struct gcam_model {
-    gc_model m;
-};
-
 const char *gcam_version(void) { return GCAM_VERSION_STRING; }
 
 const char *gcam_status_str(gcam_status s) {

@@ -130,7 +130,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (!model || !input) return cli_usage_error("run: needs MODEL and INPUT.npy");
 
-    int rc_exit = 0;
+    int rc_exit = 0, nf = 0;
     gcam_model *m = NULL;
     gcam_ctx *c = NULL;
     gcam_feed gf[32];
@@ -141,7 +141,7 @@ int cmd_run(int argc, char **argv) {
     gcam_tensor_info in0;
     gcam_model_input(m, 0, &in0);
     feeds[0] = (feed_file){.name = in0.name, .path = input};
-    int nf = 1 + n_feeds;
+    nf = 1 + n_feeds;
     for (int f = 0; f < nf; f++) {
         gc_err err = {0};
         if (gc_npy_read(feeds[f].path, &feeds[f].t, &err)) {

@@ -4,6 +4,12 @@
 
 #include "ir.h"
 
+/* The public handle is the model itself. */
+struct gcam_model {
+    gc_model m;
+};
+static inline const gc_model *gc_model_of(const gcam_model *p) { return &p->m; }
+
 /* Adds a value; returns its index, -2 if the name exists already, -1 on allocation failure. */
 int gc_model_add_value(gc_model *m, const char *name);
 /* After gc_onnx_load: sorts nodes topologically (error on cycles), binds ops (collecting every

@@ -536,11 +536,20 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
     return plan_memory(c, o);
 }
 
-gcam_status gc_ctx_forward(gcam_ctx *c) {
+gcam_status gc_ctx_forward(gcam_ctx *c) { return gc_ctx_forward_from(c, 0); }
+
+int gc_ctx_first_step_after(const gcam_ctx *c, int v) {
+    int p = c->m->values[v].producer;
+    for (int s = 0; s < c->n_steps; s++)
+        if (c->steps[s].node == p) return s + 1;
+    return 0;
+}
+
+gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
     const gc_model *m = c->m;
     c->has_run = 0;
     c->has_backward = 0;
-    for (int s = 0; s < c->n_steps; s++) {
+    for (int s = first; s < c->n_steps; s++) {
         gc_step *st = &c->steps[s];
         const gc_opdef *d = gc_op_get(m->nodes[st->node].op);
         gcam_status rc = d->forward(&st->k);

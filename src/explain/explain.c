@@ -1,0 +1,372 @@
+/* The explanation methods (docs/methods.md has every formula). One context per explainer:
+ * one forward, then any number of backward passes (per method and target) that only visit the
+ * nodes between the target layers (or the input) and the score. */
+#include <math.h>
+#include <cblas.h>
+
+#include "../graph/model.h"
+#include "../graph/plan.h"
+#include "explain.h"
+
+static const char *const g_method_names[GCAM_METHOD_COUNT] = {
+    [GCAM_GRADCAM] = "gradcam",
+    [GCAM_GRADCAM_COUNTER] = "counterfactual",
+    [GCAM_CAM] = "cam",
+    [GCAM_GRADCAMPP] = "gradcam++",
+    [GCAM_XGRADCAM] = "xgradcam",
+    [GCAM_HIRESCAM] = "hirescam",
+    [GCAM_LAYERCAM] = "layercam",
+    [GCAM_EIGENCAM] = "eigencam",
+    [GCAM_EIGENGRADCAM] = "eigengradcam",
+    [GCAM_SCORECAM] = "scorecam",
+    [GCAM_ABLATIONCAM] = "ablationcam",
+    [GCAM_GUIDED_BACKPROP] = "guided-backprop",
+    [GCAM_DECONVNET] = "deconvnet",
+    [GCAM_GUIDED_GRADCAM] = "guided-gradcam",
+    [GCAM_GRADIENT] = "gradient",
+    [GCAM_GRAD_X_INPUT] = "gradient-x-input",
+    [GCAM_SMOOTHGRAD] = "smoothgrad",
+    [GCAM_INTEGRATED_GRADIENTS] = "integrated-gradients",
+};
+
+const char *gcam_method_name(gcam_method m) {
+    return (unsigned)m < GCAM_METHOD_COUNT ? g_method_names[m] : "unknown";
+}
+
+int gcam_method_from_name(const char *name) {
+    if (!name) return -1;
+    for (int i = 0; i < GCAM_METHOD_COUNT; i++)
+        if (strcasecmp(name, g_method_names[i]) == 0) return i;
+    /* a few spellings people use */
+    if (strcasecmp(name, "gradcampp") == 0 || strcasecmp(name, "gradcamplusplus") == 0) return GCAM_GRADCAMPP;
+    if (strcasecmp(name, "guided-backprop") == 0 || strcasecmp(name, "guidedbackprop") == 0 ||
+        strcasecmp(name, "gbp") == 0)
+        return GCAM_GUIDED_BACKPROP;
+    if (strcasecmp(name, "guided-grad-cam") == 0 || strcasecmp(name, "guidedgradcam") == 0) return GCAM_GUIDED_GRADCAM;
+    if (strcasecmp(name, "saliency") == 0) return GCAM_GRADIENT;
+    if (strcasecmp(name, "ig") == 0) return GCAM_INTEGRATED_GRADIENTS;
+    return -1;
+}
+
+int gcam_method_is_cam(gcam_method m) { return m <= GCAM_ABLATIONCAM; }
+
+/* ---- small numeric helpers ---- */
+
+/* Bilinear resize with half-pixel centres (PyTorch align_corners=False).
+ * dst (h2, w2) <- src (h1, w1). */
+void gc_resize_bilinear(float *dst, int64_t h2, int64_t w2, const float *src, int64_t h1, int64_t w1) {
+    double sy = (double)h1 / (double)h2, sx = (double)w1 / (double)w2;
+    for (int64_t y = 0; y < h2; y++) {
+        double fy = ((double)y + 0.5) * sy - 0.5;
+        if (fy < 0) fy = 0;
+        int64_t y0 = (int64_t)fy, y1 = y0 + 1 < h1 ? y0 + 1 : h1 - 1;
+        double ly = fy - (double)y0;
+        for (int64_t x = 0; x < w2; x++) {
+            double fx = ((double)x + 0.5) * sx - 0.5;
+            if (fx < 0) fx = 0;
+            int64_t x0 = (int64_t)fx, x1 = x0 + 1 < w1 ? x0 + 1 : w1 - 1;
+            double lx = fx - (double)x0;
+            double v = (1 - ly) * ((1 - lx) * src[y0 * w1 + x0] + lx * src[y0 * w1 + x1]) +
+                       ly * ((1 - lx) * src[y1 * w1 + x0] + lx * src[y1 * w1 + x1]);
+            dst[y * w2 + x] = (float)v;
+        }
+    }
+}
+
+/* Min-max to [0,1]; a constant (or empty) array becomes zeros. */
+void gc_normalize01(float *dst, const float *src, size_t n) {
+    float mn = INFINITY, mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (src[i] < mn) mn = src[i];
+        if (src[i] > mx) mx = src[i];
+    }
+    float range = mx - mn;
+    if (!(range > 0) || !isfinite(range)) {
+        memset(dst, 0, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = (src[i] - mn) / range;
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Standard normals by Box-Muller on splitmix64 uniforms (docs/methods.md). */
+void gc_normal_fill(float *out, size_t n, uint64_t *state) {
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = (double)(splitmix64(state) >> 11) * 0x1.0p-53;
+        double u2 = (double)(splitmix64(state) >> 11) * 0x1.0p-53;
+        double r = sqrt(-2.0 * log(1.0 - u1));
+        out[i] = (float)(r * cos(2.0 * M_PI * u2));
+        if (i + 1 < n) out[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
+    }
+}
+
+/* ---- the explainer ---- */
+
+static const char *vname(const gcam_explainer *e, int v) { return e->m->values[v].name; }
+
+static int is_softmax_like(int op) { return op == GC_OP_Softmax || op == GC_OP_LogSoftmax || op == GC_OP_Sigmoid; }
+
+/* Value index for a user-given layer: a tensor name, or a node name (its first output). */
+static int resolve_layer(const gc_model *m, const char *name) {
+    int v = gc_model_find_value(m, name);
+    if (v >= 0) return v;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (strcmp(m->nodes[i].name, name) == 0 && m->nodes[i].n_out > 0) return m->nodes[i].out[0];
+    return -1;
+}
+
+/* The last 4-D float activation with spatial size > 1 on which the score depends; identity-sized
+ * pools after it (VGG's adaptive 7x7 average pool) are looked through. */
+static int auto_layer(gcam_explainer *e, const gcam_ctx *c) {
+    const gc_model *m = e->m;
+    uint8_t *anc = calloc((size_t)m->n_values + 1, 1);
+    if (!anc) return -1;
+    anc[e->score] = 1;
+    int best = -1;
+    for (int s = c->n_steps - 1; s >= 0; s--) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        int hit = 0;
+        for (int j = 0; j < n->n_out; j++) hit |= n->out[j] >= 0 && anc[n->out[j]];
+        if (!hit) continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && c->vkind[n->in[k]] == GC_V_RUNTIME) anc[n->in[k]] = 1;
+        if (best >= 0) continue;
+        for (int j = 0; j < n->n_out; j++) {
+            int v = n->out[j];
+            if (v < 0 || !anc[v] || v == e->score) continue;
+            const gc_tensor *t = &c->vals[v];
+            if (t->dtype == GC_F32 && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1) {
+                best = v;
+                break;
+            }
+        }
+    }
+    free(anc);
+    /* look through shape-preserving pools / identities */
+    while (best >= 0 && m->values[best].producer >= 0) {
+        const gc_node *n = &m->nodes[m->values[best].producer];
+        if (!(n->op == GC_OP_AveragePool || n->op == GC_OP_MaxPool || n->op == GC_OP_Identity || n->op == GC_OP_Dropout))
+            break;
+        int in = n->in[0];
+        if (in < 0 || c->vkind[in] != GC_V_RUNTIME || !gc_shape_eq(&c->vals[in].shape, &c->vals[best].shape)) break;
+        best = in;
+    }
+    return best;
+}
+
+static void free_feeds(gcam_explainer *e) {
+    for (int i = 0; i < e->n_feeds; i++) free(e->feed_data[i]);
+    e->n_feeds = 0;
+}
+
+void gcam_explainer_free(gcam_explainer *e) {
+    if (!e) return;
+    gcam_ctx_free(e->ctx);
+    gcam_ctx_free(e->mask_ctx);
+    free_feeds(e);
+    free(e->layers);
+    free(e->seed);
+    free(e->baseline);
+    free(e->saved_act);
+    free(e);
+}
+
+const char *gcam_explainer_error(const gcam_explainer *e) {
+    if (!e) return "out of memory (no explainer handle)";
+    return e->err.code ? e->err.msg : "";
+}
+
+int gcam_explainer_num_layers(const gcam_explainer *e) { return e ? e->n_layers : 0; }
+const char *gcam_explainer_layer(const gcam_explainer *e, int i) {
+    return e && i >= 0 && i < e->n_layers ? vname(e, e->layers[i]) : NULL;
+}
+const char *gcam_explainer_score_name(const gcam_explainer *e) { return e && e->score >= 0 ? vname(e, e->score) : NULL; }
+
+gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, const gcam_feed *shapes, int n_shapes,
+                                  const gcam_explain_options *opts) {
+    if (!out) return GCAM_E_ARG;
+    gcam_explainer *e = *out = calloc(1, sizeof **out);
+    if (!e) return GCAM_E_NOMEM;
+    e->score = -1;
+    if (!pm) return gc_fail(&e->err, GCAM_E_ARG, "no model");
+    const gc_model *m = e->m = gc_model_of(pm);
+    if (m->err.code) return gc_fail(&e->err, GCAM_E_STATE, "the model failed to load: %s", m->err.msg);
+    if (opts) e->o = *opts;
+    if (e->o.smoothgrad_samples <= 0) e->o.smoothgrad_samples = 25;
+    if (!(e->o.smoothgrad_sigma > 0)) e->o.smoothgrad_sigma = 0.15f;
+    if (e->o.ig_steps <= 0) e->o.ig_steps = 50;
+    if (e->o.batch_size <= 0) e->o.batch_size = 16;
+    if (e->o.smoothgrad_base == GCAM_SMOOTHGRAD || gcam_method_is_cam(e->o.smoothgrad_base) ||
+        e->o.smoothgrad_base == GCAM_GUIDED_GRADCAM || e->o.smoothgrad_base == GCAM_INTEGRATED_GRADIENTS)
+        if (e->o.smoothgrad_base != 0) return gc_fail(&e->err, GCAM_E_ARG, "SmoothGrad's base must be a gradient method "
+                                                      "(gradient, gradient-x-input, guided-backprop, deconvnet)");
+    if (e->o.smoothgrad_base == 0) e->o.smoothgrad_base = GCAM_GRADIENT; /* 0 is GRADCAM: means "unset" here */
+    if (m->n_inputs < 1) return gc_fail(&e->err, GCAM_E_ARG, "the model has no inputs");
+    e->input = m->inputs[0];
+
+    /* The explained output and the score before a final Softmax/LogSoftmax/Sigmoid. */
+    int outv = -1;
+    if (e->o.output) {
+        for (int i = 0; i < m->n_outputs; i++)
+            if (strcmp(m->values[m->outputs[i]].name, e->o.output) == 0) outv = m->outputs[i];
+        if (outv < 0) outv = gc_model_find_value(m, e->o.output); /* any tensor may be explained */
+        if (outv < 0) return gc_fail(&e->err, GCAM_E_NOT_FOUND, "no output or tensor named '%s'", e->o.output);
+    } else {
+        if (m->n_outputs < 1) return gc_fail(&e->err, GCAM_E_ARG, "the model has no outputs");
+        outv = m->outputs[0];
+    }
+    e->output = outv;
+    e->score = outv;
+    int p = m->values[outv].producer;
+    if (p >= 0 && is_softmax_like(m->nodes[p].op)) {
+        e->prob_op = m->nodes[p].op;
+        if (!e->o.explain_probability) e->score = m->nodes[p].in[0];
+    } else {
+        e->prob_op = -1;
+    }
+
+    /* A first plan (no run) gives every shape: needed to choose layers. */
+    gcam_ctx *probe = NULL;
+    gcam_status rc = gcam_ctx_create(&probe, pm, shapes, n_shapes, &(gcam_ctx_options){.n_threads = 1});
+    if (rc) {
+        gc_fail(&e->err, rc, "%s", gcam_ctx_error(probe));
+        gcam_ctx_free(probe);
+        return rc;
+    }
+    e->layers = gc_malloc2((size_t)(e->o.n_layers > 0 ? e->o.n_layers : 1), sizeof(int));
+    if (!e->layers) {
+        gcam_ctx_free(probe);
+        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < e->o.n_layers; i++) {
+        int v = e->o.layers && e->o.layers[i] ? resolve_layer(m, e->o.layers[i]) : -1;
+        if (v < 0) {
+            gcam_ctx_free(probe);
+            return gc_fail(&e->err, GCAM_E_NOT_FOUND, "no tensor or node named '%s' (layer)",
+                           e->o.layers && e->o.layers[i] ? e->o.layers[i] : "(null)");
+        }
+        const gc_tensor *t = &probe->vals[v];
+        if (probe->vkind[v] != GC_V_RUNTIME || t->dtype != GC_F32 || t->shape.ndim != 4) {
+            char a[128];
+            gcam_ctx_free(probe);
+            return gc_fail(&e->err, GCAM_E_ARG, "layer '%s' must be a 4-D float activation (N, C, H, W); it is %s %s",
+                           vname(e, v), gcam_dtype_str(t->dtype), gc_shape_str(&t->shape, a, sizeof a));
+        }
+        e->layers[e->n_layers++] = v;
+    }
+    if (e->n_layers == 0) {
+        int v = auto_layer(e, probe);
+        if (v >= 0) e->layers[e->n_layers++] = v;
+        /* no 4-D activation: only pixel-space methods will work; said when a CAM is asked for */
+    }
+    gcam_ctx_free(probe);
+
+    /* Keep what Ablation-CAM's tail re-run reads from before the first layer. */
+    const char *names[66];
+    int nn = 0;
+    names[nn++] = vname(e, e->input);
+    for (int i = 0; i < e->n_layers && nn < 64; i++) names[nn++] = vname(e, e->layers[i]);
+    const char *keep[3] = {vname(e, e->score), vname(e, e->output)};
+    gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 2,
+                           .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
+    rc = gcam_ctx_create(&e->ctx, pm, shapes, n_shapes, &co);
+    if (rc) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(e->ctx));
+    /* values crossing each layer's producer must survive for Ablation-CAM's tail re-runs; the
+     * plan keeps inputs/outputs/requested tensors; other crossings are checked at use */
+    const gc_tensor *x = &e->ctx->vals[e->input];
+    if (x->dtype != GC_F32) return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the first input '%s' must be float32 to be explained", vname(e, e->input));
+    e->x_numel = (size_t)gc_numel(x);
+    if (x->shape.ndim == 4) {
+        int64_t c1 = x->shape.d[1], c3 = x->shape.d[3];
+        e->nhwc = (c3 == 1 || c3 == 3 || c3 == 4) && !(c1 == 1 || c1 == 3 || c1 == 4);
+        e->N = x->shape.d[0];
+        e->C = e->nhwc ? c3 : c1;
+        e->H = e->nhwc ? x->shape.d[1] : x->shape.d[2];
+        e->W = e->nhwc ? x->shape.d[2] : x->shape.d[3];
+    } else {
+        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the input '%s' must be an image batch (4-D); it has %d dimensions",
+                       vname(e, e->input), x->shape.ndim);
+    }
+    e->seed = gc_malloc2((size_t)gc_numel(&e->ctx->vals[e->score]), sizeof(float));
+    if (!e->seed) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    if (e->o.ig_baseline) {
+        e->baseline = gc_malloc2(e->x_numel, sizeof(float));
+        if (!e->baseline) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        memcpy(e->baseline, e->o.ig_baseline, e->x_numel * sizeof(float));
+    }
+    return GCAM_OK;
+}
+
+/* Runs the forward on the explainer's current feeds, with input 0 replaced by x (or as fed). */
+gcam_status gc_explainer_forward_input(gcam_explainer *e, const float *x) {
+    gcam_feed f[64];
+    for (int i = 0; i < e->n_feeds; i++) {
+        f[i] = e->feeds[i];
+        f[i].dims = e->feed_dims[i];
+        f[i].data = (i == e->input_feed && x) ? (const void *)x : e->feed_data[i];
+    }
+    gcam_status rc = gcam_ctx_run(e->ctx, f, e->n_feeds);
+    if (rc) gc_fail(&e->err, rc, "%s", gcam_ctx_error(e->ctx));
+    return rc;
+}
+
+gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, int n_inputs) {
+    if (!e || !e->ctx || e->ctx->broken) return e && e->err.code ? e->err.code : GCAM_E_ARG;
+    gc_err_clear(&e->err);
+    if (n_inputs <= 0 || n_inputs > 64 || !inputs) return gc_fail(&e->err, GCAM_E_ARG, "between 1 and 64 inputs expected");
+    free_feeds(e);
+    e->forwarded = 0;
+    e->input_feed = -1;
+    for (int i = 0; i < n_inputs; i++) {
+        const gcam_feed *f = &inputs[i];
+        int v = f->name ? gc_model_find_value(e->m, f->name) : (i < e->m->n_inputs ? e->m->inputs[i] : -1);
+        if (v < 0) return gc_fail(&e->err, GCAM_E_NOT_FOUND, "no graph input '%s'", f->name ? f->name : "?");
+        const gc_tensor *t = &e->ctx->vals[v];
+        int ok = 0;
+        size_t bytes = gc_tensor_bytes(t->dtype, &t->shape, &ok);
+        if (!f->data || f->ndim != t->shape.ndim) {
+            char a[128];
+            return gc_fail(&e->err, GCAM_E_SHAPE, "input '%s' must have shape %s (as planned)", vname(e, v),
+                           gc_shape_str(&t->shape, a, sizeof a));
+        }
+        e->feed_data[i] = malloc(bytes ? bytes : 1);
+        if (!e->feed_data[i]) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        e->n_feeds = i + 1;
+        memcpy(e->feed_data[i], f->data, bytes);
+        e->feeds[i] = *f;
+        e->feeds[i].name = vname(e, v);
+        memcpy(e->feed_dims[i], f->dims, sizeof(int64_t) * (size_t)f->ndim);
+        if (v == e->input) e->input_feed = i;
+    }
+    if (e->input_feed < 0) return gc_fail(&e->err, GCAM_E_ARG, "the explained input '%s' was not fed", vname(e, e->input));
+    gcam_status rc = gc_explainer_forward_input(e, NULL);
+    if (!rc) {
+        const float *s = e->ctx->vals[e->score].data;
+        for (int64_t i = 0, n = gc_numel(&e->ctx->vals[e->score]); i < n; i++)
+            if (!isfinite(s[i]))
+                return gc_fail(&e->err, GCAM_E_NUMERIC, "the score '%s' holds a non-finite value (element %lld): "
+                               "check the input and the model's weights", vname(e, e->score), (long long)i);
+        e->forwarded = 1;
+    }
+    return rc;
+}
+
+gcam_status gcam_explainer_scores(gcam_explainer *e, gcam_tensor_view *out) {
+    if (!e || !out || !e->ctx) return GCAM_E_ARG;
+    if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "no forward pass yet");
+    return gcam_ctx_tensor(e->ctx, vname(e, e->score), out);
+}
+
+void gcam_map_free(gcam_map *m) {
+    if (!m) return;
+    free(m->raw);
+    free(m->upsampled);
+    free(m->normalized);
+    memset(m, 0, sizeof *m);
+}

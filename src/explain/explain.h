@@ -1,0 +1,43 @@
+/* Internal state of an explainer and the numeric helpers the methods share. */
+#ifndef GC_EXPLAIN_H
+#define GC_EXPLAIN_H
+
+#include "../graph/plan.h"
+
+struct gcam_explainer {
+    gc_err err;
+    const gc_model *m;
+    gcam_explain_options o;
+    gcam_ctx *ctx;              /* forward + planned backward to layers and input */
+    gcam_ctx *mask_ctx;         /* Score-CAM: inference on batches of masked inputs */
+    int64_t mask_batch;
+    int input;                  /* value index of the explained input (graph input 0) */
+    int output, score;          /* explained output; the score tensor (before a final softmax) */
+    int prob_op;                /* op of the final Softmax/LogSoftmax/Sigmoid, or -1 */
+    int n_layers;
+    int *layers;                /* value indices of the target layers */
+    int nhwc;                   /* input laid out (N, H, W, C) */
+    int64_t N, C, H, W;
+    size_t x_numel;
+    /* the last forward's feeds, kept to re-run after perturbed forwards (SmoothGrad, IG) */
+    int n_feeds, input_feed;
+    gcam_feed feeds[64];
+    int64_t feed_dims[64][GCAM_MAX_DIMS];
+    void *feed_data[64];
+    int forwarded;
+    float *seed;                /* seed buffer, the score's shape */
+    float *baseline;            /* Integrated Gradients baseline copy, or NULL (zeros) */
+    float *saved_act;           /* Ablation-CAM: a copy of the layer's activations */
+};
+
+/* Re-runs the forward with the explained input replaced by x (NULL: the input as fed). */
+gcam_status gc_explainer_forward_input(gcam_explainer *e, const float *x);
+
+/* dst (h2, w2) <- src (h1, w1), bilinear with half-pixel centres. */
+void gc_resize_bilinear(float *dst, int64_t h2, int64_t w2, const float *src, int64_t h1, int64_t w1);
+/* Min-max to [0,1]; a constant array becomes zeros. */
+void gc_normalize01(float *dst, const float *src, size_t n);
+/* Standard normals (splitmix64 + Box-Muller, docs/methods.md). */
+void gc_normal_fill(float *out, size_t n, uint64_t *state);
+
+#endif

@@ -1,0 +1,715 @@
+/* gcam_explain: every method of docs/methods.md on the explainer's last forward. */
+#include <cblas.h>
+#include <math.h>
+
+#include "../graph/model.h"
+#include "explain.h"
+
+/* LAPACK (bundled with OpenBLAS): symmetric eigen-decomposition, for Eigen-CAM. */
+extern void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+                   double *work, const int *lwork, int *info, size_t jobz_len, size_t uplo_len);
+
+static const char *vname(const gcam_explainer *e, int v) { return e->m->values[v].name; }
+
+/* ---- targets ---- */
+
+static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
+    const gc_tensor *s = &e->ctx->vals[e->score];
+    int64_t n = gc_numel(s);
+    float *seed = e->seed;
+    memset(seed, 0, (size_t)n * sizeof(float));
+    char a[128];
+    const char *sn = vname(e, e->score);
+    switch (t->kind) {
+    case GCAM_TARGET_CLASS: {
+        if (s->shape.ndim < 2)
+            return gc_fail(&e->err, GCAM_E_ARG, "a class target needs a score with a class axis; '%s' is %s", sn,
+                           gc_shape_str(&s->shape, a, sizeof a));
+        int64_t N = s->shape.d[0], K = s->shape.d[1], NK = N * K, inner = NK > 0 ? n / NK : 0;
+        for (int64_t b = 0; b < N; b++) {
+            int64_t c = t->classes ? t->classes[b] : t->cls;
+            if (c < 0 || c >= K)
+                return gc_fail(&e->err, GCAM_E_ARG, "class %lld is out of range: '%s' has %lld classes", (long long)c, sn,
+                               (long long)K);
+            for (int64_t i = 0; i < inner; i++) seed[(b * K + c) * inner + i] = 1.0f;
+        }
+        return GCAM_OK;
+    }
+    case GCAM_TARGET_ELEMENT: {
+        int64_t off = 0;
+        for (int d = 0; d < s->shape.ndim; d++) {
+            if (t->index[d] < 0 || t->index[d] >= s->shape.d[d])
+                return gc_fail(&e->err, GCAM_E_ARG, "element index %lld on axis %d is out of range for '%s' %s",
+                               (long long)t->index[d], d, sn, gc_shape_str(&s->shape, a, sizeof a));
+            off = off * s->shape.d[d] + t->index[d];
+        }
+        seed[off] = 1.0f;
+        return GCAM_OK;
+    }
+    case GCAM_TARGET_REGION: {
+        if (s->shape.ndim != 4)
+            return gc_fail(&e->err, GCAM_E_ARG, "a region target needs a spatial score (N, C, H, W); '%s' is %s", sn,
+                           gc_shape_str(&s->shape, a, sizeof a));
+        int64_t N = s->shape.d[0], K = s->shape.d[1], H = s->shape.d[2], W = s->shape.d[3];
+        if (t->cls < 0 || t->cls >= K || t->y0 < 0 || t->x0 < 0 || t->y1 > H || t->x1 > W || t->y0 >= t->y1 ||
+            t->x0 >= t->x1)
+            return gc_fail(&e->err, GCAM_E_ARG, "region class %lld rows %lld..%lld cols %lld..%lld does not fit '%s' %s",
+                           (long long)t->cls, (long long)t->y0, (long long)t->y1, (long long)t->x0, (long long)t->x1, sn,
+                           gc_shape_str(&s->shape, a, sizeof a));
+        for (int64_t b = 0; b < N; b++)
+            for (int64_t y = t->y0; y < t->y1; y++)
+                for (int64_t x = t->x0; x < t->x1; x++) seed[((b * K + t->cls) * H + y) * W + x] = 1.0f;
+        return GCAM_OK;
+    }
+    case GCAM_TARGET_WEIGHTS:
+        if (!t->weights) return gc_fail(&e->err, GCAM_E_ARG, "a weights target needs weights");
+        for (int64_t i = 0; i < n; i++) {
+            if (!isfinite(t->weights[i])) return gc_fail(&e->err, GCAM_E_NUMERIC, "target weight %lld is not finite", (long long)i);
+            seed[i] = t->weights[i];
+        }
+        return GCAM_OK;
+    }
+    return gc_fail(&e->err, GCAM_E_ARG, "unknown target kind %d", (int)t->kind);
+}
+
+/* Per-sample target score: sum(seed * score) over the sample's elements. */
+static void target_scores(const gcam_explainer *e, const float *score, double *y) {
+    const gc_tensor *s = &e->ctx->vals[e->score];
+    int64_t N = s->shape.d[0], per = gc_numel(s) / (N ? N : 1);
+    for (int64_t b = 0; b < N; b++) {
+        double acc = 0;
+        for (int64_t i = 0; i < per; i++) acc += (double)e->seed[b * per + i] * score[b * per + i];
+        y[b] = acc;
+    }
+}
+
+static gcam_status backward(gcam_explainer *e, gcam_rule rule, int v) {
+    const char *want[1] = {vname(e, v)};
+    gcam_status rc = gcam_ctx_backward(e->ctx, e->seed, rule, want, 1);
+    if (rc) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(e->ctx));
+    return GCAM_OK;
+}
+
+/* ---- maps ---- */
+
+static gcam_status alloc_map(gcam_explainer *e, gcam_map *out, gcam_method method, int layer, int64_t n, int64_t c,
+                             int64_t h, int64_t w) {
+    memset(out, 0, sizeof *out);
+    out->method = method;
+    out->layer = layer >= 0 ? vname(e, layer) : NULL;
+    out->n = n;
+    out->c = c;
+    out->h = h;
+    out->w = w;
+    out->H = e->H;
+    out->W = e->W;
+    size_t raw_n = (size_t)(n * c * h * w), up_n = (size_t)(n * c * e->H * e->W);
+    out->raw = gc_malloc2(raw_n ? raw_n : 1, sizeof(float));
+    out->upsampled = gc_malloc2(up_n ? up_n : 1, sizeof(float));
+    out->normalized = gc_malloc2(up_n ? up_n : 1, sizeof(float));
+    if (!out->raw || !out->upsampled || !out->normalized) {
+        gcam_map_free(out);
+        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory for a map");
+    }
+    return GCAM_OK;
+}
+
+/* Fills upsampled and normalized from raw; refuses non-finite maps. */
+static gcam_status finish_map(gcam_explainer *e, gcam_map *m) {
+    size_t plane = (size_t)(m->H * m->W), rplane = (size_t)(m->h * m->w);
+    for (size_t i = 0, n = (size_t)(m->n * m->c) * rplane; i < n; i++)
+        if (!isfinite(m->raw[i])) {
+            gcam_method meth = m->method;
+            gcam_map_free(m);
+            return gc_fail(&e->err, GCAM_E_NUMERIC, "the %s map holds a non-finite value (NaN or Inf) at element %zu: "
+                           "not drawn", gcam_method_name(meth), i);
+        }
+    for (int64_t b = 0; b < m->n * m->c; b++) {
+        if (m->h == m->H && m->w == m->W) memcpy(m->upsampled + b * plane, m->raw + b * rplane, plane * sizeof(float));
+        else gc_resize_bilinear(m->upsampled + b * plane, m->H, m->W, m->raw + b * rplane, m->h, m->w);
+    }
+    size_t per = (size_t)m->c * plane;
+    for (int64_t b = 0; b < m->n; b++) gc_normalize01(m->normalized + b * per, m->upsampled + b * per, per);
+    return GCAM_OK;
+}
+
+/* map[n][ij] = ReLU(sum_k w[n][k] A[n][k][ij]).  A (N, K, hw), w (N, K), map (N, hw). */
+static void combine(float *map, const float *A, const float *w, int64_t N, int64_t K, int64_t hw) {
+    for (int64_t b = 0; b < N; b++) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)hw, 1.0f, A + b * K * hw, (int)hw, w + b * K, 1, 0.0f,
+                    map + b * hw, 1);
+        for (int64_t i = 0; i < hw; i++) map[b * hw + i] = fmaxf(map[b * hw + i], 0.0f);
+    }
+}
+
+/* First principal component projection of M (rows hw, cols K), columns centred; the sign makes
+ * the projection's sum non-negative. proj (hw). Works on the smaller Gram matrix. */
+static gcam_status pca_projection(gcam_explainer *e, float *proj, const float *src /* (K, hw) */, int64_t K, int64_t hw) {
+    double *Mc = gc_malloc2((size_t)(K * hw), sizeof(double)); /* (hw, K) centred */
+    int64_t d = hw < K ? hw : K;
+    double *gram = gc_malloc2((size_t)(d * d), sizeof(double)), *ev = gc_malloc2((size_t)d, sizeof(double));
+    gcam_status rc = GCAM_OK;
+    if (!Mc || !gram || !ev) {
+        rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        double mean = 0;
+        for (int64_t i = 0; i < hw; i++) mean += src[k * hw + i];
+        mean /= (double)hw;
+        for (int64_t i = 0; i < hw; i++) Mc[i * K + k] = src[k * hw + i] - mean;
+    }
+    /* gram = M M^T (hw x hw) when hw <= K, else M^T M (K x K) */
+    if (hw <= K) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hw, (int)hw, (int)K, 1.0, Mc, (int)K, Mc, (int)K, 0.0, gram, (int)d);
+    else cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)K, (int)hw, 1.0, Mc, (int)K, Mc, (int)K, 0.0, gram, (int)d);
+    int n = (int)d, lwork = -1, info = 0;
+    double wq;
+    dsyev_("V", "U", &n, gram, &n, ev, &wq, &lwork, &info, 1, 1);
+    lwork = (int)wq;
+    double *work = gc_malloc2((size_t)(lwork > 1 ? lwork : 1), sizeof(double));
+    if (!work) {
+        rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    dsyev_("V", "U", &n, gram, &n, ev, work, &lwork, &info, 1, 1);
+    free(work);
+    if (info != 0) {
+        rc = gc_fail(&e->err, GCAM_E_NUMERIC, "eigen-decomposition failed (LAPACK dsyev info %d)", info);
+        goto out;
+    }
+    /* the eigenvector of the largest eigenvalue is the last column (ascending order); LAPACK's
+     * column-major output read row-major: vector j is row j */
+    const double *vec = gram + (size_t)(d - 1) * (size_t)d;
+    double sum = 0;
+    if (hw <= K) {
+        double s = sqrt(ev[d - 1] > 0 ? ev[d - 1] : 0); /* M v1 = sigma1 u1 */
+        for (int64_t i = 0; i < hw; i++) sum += vec[i];
+        double sign = sum < 0 ? -1 : 1;
+        for (int64_t i = 0; i < hw; i++) proj[i] = (float)(sign * s * vec[i]);
+    } else {
+        for (int64_t i = 0; i < hw; i++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++) acc += Mc[i * K + k] * vec[k];
+            proj[i] = (float)acc;
+            sum += acc;
+        }
+        if (sum < 0)
+            for (int64_t i = 0; i < hw; i++) proj[i] = -proj[i];
+    }
+out:
+    free(Mc);
+    free(gram);
+    free(ev);
+    return rc;
+}
+
+/* CAM: the class weights of the linear layer after global average pooling of `layer`. */
+static gcam_status cam_weights(gcam_explainer *e, int layer, float *w /* (N, K) */, int64_t N, int64_t K) {
+    const gc_model *m = e->m;
+    const gcam_ctx *c = e->ctx;
+    /* follow the unique chain layer -> pool -> [Flatten|Reshape|Squeeze]* -> Gemm|MatMul */
+    int v = layer, stage = 0, lin = -1;
+    while (lin < 0) {
+        int consumer = -1, count = 0;
+        for (int s = 0; s < c->n_steps; s++) {
+            const gc_node *n = &m->nodes[c->steps[s].node];
+            for (int k = 0; k < n->n_in; k++)
+                if (n->in[k] == v) {
+                    consumer = c->steps[s].node;
+                    count++;
+                }
+        }
+        if (count != 1) break;
+        const gc_node *n = &m->nodes[consumer];
+        if (stage == 0) {
+            int ok = n->op == GC_OP_GlobalAveragePool;
+            if (n->op == GC_OP_ReduceMean) {
+                const int64_t *ax;
+                size_t na = gc_attr_ints(n, "axes", &ax);
+                ok = na == 2 && ((ax[0] == 2 && ax[1] == 3) || (ax[0] == -2 && ax[1] == -1));
+            }
+            if (!ok) break;
+            stage = 1;
+        } else if (n->op == GC_OP_Flatten || n->op == GC_OP_Reshape || n->op == GC_OP_Squeeze) {
+        } else if (n->op == GC_OP_Gemm || n->op == GC_OP_MatMul) {
+            lin = consumer;
+            break;
+        } else {
+            break;
+        }
+        v = n->out[0];
+    }
+    if (lin < 0)
+        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "CAM needs layer '%s' to feed global average pooling and then a linear "
+                       "layer (Gemm/MatMul); this network has another head: use gradcam, which generalises CAM",
+                       vname(e, layer));
+    const gc_node *n = &m->nodes[lin];
+    const gc_tensor *B = &c->vals[n->in[1]];
+    if (!B->data || c->vkind[n->in[1]] == GC_V_RUNTIME || B->shape.ndim != 2)
+        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "CAM: the linear layer '%s' has no constant 2-D weight", n->name);
+    int transB = n->op == GC_OP_Gemm ? (int)gc_attr_int(n, "transB", 0) : 0;
+    float alpha = n->op == GC_OP_Gemm ? gc_attr_float(n, "alpha", 1.0f) : 1.0f;
+    int64_t rows = B->shape.d[0], cols = B->shape.d[1];
+    int64_t nclass = transB ? rows : cols, kdim = transB ? cols : rows;
+    if (kdim != K) return gc_fail(&e->err, GCAM_E_SHAPE, "CAM: the linear layer '%s' takes %lld features, the layer has %lld channels",
+                                  n->name, (long long)kdim, (long long)K);
+    /* the CAM class is where the seed puts weight on the score (the classes of a CLASS target) */
+    const gc_tensor *s = &c->vals[e->score];
+    if (s->shape.ndim != 2 || s->shape.d[1] != nclass)
+        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "CAM: the score '%s' is not the linear layer's (N, classes) output",
+                       vname(e, e->score));
+    const float *W = B->data;
+    for (int64_t b = 0; b < N; b++)
+        for (int64_t k = 0; k < K; k++) {
+            double acc = 0;
+            for (int64_t cl = 0; cl < nclass; cl++) {
+                double sd = e->seed[b * nclass + cl];
+                if (sd != 0) acc += sd * (transB ? W[cl * K + k] : W[k * nclass + cl]);
+            }
+            w[b * K + k] = (float)(alpha * acc);
+        }
+    return GCAM_OK;
+}
+
+static gcam_status ensure_mask_ctx(gcam_explainer *e, int64_t K) {
+    if (e->mask_ctx) return GCAM_OK;
+    const gc_value *xv = &e->m->values[e->input];
+    int64_t B = (xv->shape.ndim == 4 && xv->shape.d[0] < 0) ? e->o.batch_size : e->N;
+    if (B > K && xv->shape.d[0] < 0) B = K;
+    gcam_feed f[64];
+    int64_t dims[64][GCAM_MAX_DIMS];
+    for (int i = 0; i < e->n_feeds; i++) {
+        f[i] = e->feeds[i];
+        memcpy(dims[i], e->feed_dims[i], sizeof dims[i]);
+        if (dims[i][0] == e->N) dims[i][0] = B;
+        f[i].dims = dims[i];
+        f[i].data = NULL;
+    }
+    const char *keep[1] = {vname(e, e->score)};
+    gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 1};
+    gcam_status rc = gcam_ctx_create(&e->mask_ctx, (const gcam_model *)(const void *)e->m, f, e->n_feeds, &co);
+    if (rc) {
+        gc_fail(&e->err, rc, "Score-CAM: %s", gcam_ctx_error(e->mask_ctx));
+        gcam_ctx_free(e->mask_ctx);
+        e->mask_ctx = NULL;
+        return rc;
+    }
+    e->mask_batch = B;
+    return GCAM_OK;
+}
+
+/* Score-CAM weights for one layer: softmax class score of each channel-masked input. */
+static gcam_status scorecam_weights(gcam_explainer *e, const float *A, float *w, int64_t N, int64_t K, int64_t h, int64_t wd) {
+    gcam_status rc = ensure_mask_ctx(e, K);
+    if (rc) return rc;
+    gcam_ctx *mc = e->mask_ctx;
+    int64_t B = e->mask_batch, HW = e->H * e->W, C = e->C;
+    size_t xs = (size_t)(C * HW);
+    float *mask = gc_malloc2((size_t)HW, sizeof(float));
+    float *batch = gc_malloc2((size_t)B * xs, sizeof(float));
+    void *other[64] = {0};
+    gcam_feed f[64];
+    int64_t dims[64][GCAM_MAX_DIMS];
+    if (!mask || !batch) {
+        rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    const gc_tensor *st = &mc->vals[e->score];
+    int64_t per = gc_numel(st) / (st->shape.d[0] ? st->shape.d[0] : 1);
+    const float *x = e->feed_data[e->input_feed];
+    for (int64_t n = 0; n < N; n++) {
+        /* other feeds: sample n's row repeated B times */
+        for (int i = 0; i < e->n_feeds; i++) {
+            memcpy(dims[i], e->feed_dims[i], sizeof dims[i]);
+            f[i] = e->feeds[i];
+            if (i == e->input_feed) continue;
+            int ok = 0;
+            gc_shape sh = {.ndim = f[i].ndim};
+            memcpy(sh.d, dims[i], sizeof sh.d);
+            size_t bytes = gc_tensor_bytes(f[i].dtype, &sh, &ok);
+            if (dims[i][0] == e->N && e->N > 0) {
+                size_t row = bytes / (size_t)e->N;
+                free(other[i]);
+                other[i] = gc_malloc2((size_t)B, row ? row : 1);
+                if (!other[i]) { rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory"); goto out; }
+                for (int64_t r = 0; r < B; r++) memcpy((char *)other[i] + r * row, (const char *)e->feed_data[i] + n * row, row);
+                dims[i][0] = B;
+                f[i].data = other[i];
+            } else {
+                f[i].data = e->feed_data[i];
+            }
+            f[i].dims = dims[i];
+        }
+        for (int64_t k0 = 0; k0 < K; k0 += B) {
+            int64_t nb = K - k0 < B ? K - k0 : B;
+            for (int64_t r = 0; r < B; r++) {
+                float *dst = batch + r * xs;
+                const float *src = x + n * xs;
+                if (r >= nb) { /* padding rows: unused */
+                    memset(dst, 0, xs * sizeof(float));
+                    continue;
+                }
+                const float *ak = A + (n * K + k0 + r) * h * wd;
+                gc_resize_bilinear(mask, e->H, e->W, ak, h, wd);
+                gc_normalize01(mask, mask, (size_t)HW);
+                if (e->nhwc) {
+                    for (int64_t p = 0; p < HW; p++)
+                        for (int64_t ch = 0; ch < C; ch++) dst[p * C + ch] = src[p * C + ch] * mask[p];
+                } else {
+                    for (int64_t ch = 0; ch < C; ch++)
+                        for (int64_t p = 0; p < HW; p++) dst[ch * HW + p] = src[ch * HW + p] * mask[p];
+                }
+            }
+            f[e->input_feed] = e->feeds[e->input_feed];
+            memcpy(dims[e->input_feed], e->feed_dims[e->input_feed], sizeof dims[0]);
+            dims[e->input_feed][0] = B;
+            f[e->input_feed].dims = dims[e->input_feed];
+            f[e->input_feed].data = batch;
+            rc = gcam_ctx_run(mc, f, e->n_feeds);
+            if (rc) {
+                gc_fail(&e->err, rc, "Score-CAM: %s", gcam_ctx_error(mc));
+                goto out;
+            }
+            const float *sc = mc->vals[e->score].data;
+            for (int64_t r = 0; r < nb; r++) {
+                const float *row = sc + r * per, *sd = e->seed + n * per;
+                double val = 0;
+                int is_class = st->shape.ndim == 2 && e->score != e->output && e->prob_op == GC_OP_Softmax;
+                if (st->shape.ndim == 2 && e->score == e->output && e->prob_op < 0) is_class = 1; /* plain logits */
+                if (is_class) {
+                    double mx = -INFINITY, z = 0;
+                    for (int64_t j = 0; j < per; j++) mx = fmax(mx, row[j]);
+                    for (int64_t j = 0; j < per; j++) z += exp((double)row[j] - mx);
+                    for (int64_t j = 0; j < per; j++)
+                        if (sd[j] != 0) val += sd[j] * exp((double)row[j] - mx) / z;
+                } else if (e->prob_op == GC_OP_Sigmoid && e->score != e->output) {
+                    for (int64_t j = 0; j < per; j++)
+                        if (sd[j] != 0) val += sd[j] / (1.0 + exp(-(double)row[j]));
+                } else {
+                    for (int64_t j = 0; j < per; j++) val += (double)sd[j] * row[j];
+                }
+                w[n * K + k0 + r] = (float)val;
+            }
+        }
+    }
+out:
+    free(mask);
+    free(batch);
+    for (int i = 0; i < 64; i++) free(other[i]);
+    return rc;
+}
+
+/* Ablation-CAM weights: (y - y_k) / y with channel k of the layer zeroed; only the layers after
+ * it re-run. The forward state is restored afterwards. */
+static gcam_status ablation_weights(gcam_explainer *e, int layer, float *w, int64_t N, int64_t K, int64_t hw) {
+    gcam_ctx *c = e->ctx;
+    float *A = c->vals[layer].data;
+    size_t n = (size_t)(N * K * hw);
+    int first = gc_ctx_first_step_after(c, layer);
+    /* every value the tail reads from before it must still be intact: kept until the end */
+    for (int s = first; s < c->n_steps; s++) {
+        const gc_node *nd = &e->m->nodes[c->steps[s].node];
+        for (int k = 0; k < nd->n_in; k++) {
+            int v = nd->in[k];
+            if (v < 0 || c->vkind[v] != GC_V_RUNTIME || v == layer) continue;
+            int p = e->m->values[v].producer, ps = -1;
+            for (int t = 0; t < c->n_steps; t++)
+                if (c->steps[t].node == p) ps = t;
+            if (ps < first && !c->kept[v])
+                return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "Ablation-CAM: the layers after '%s' also read '%s' (a skip "
+                               "connection around it); choose a layer after that join", vname(e, layer), vname(e, v));
+        }
+    }
+    double *y = gc_malloc2((size_t)N, sizeof(double)), *yk = gc_malloc2((size_t)N, sizeof(double));
+    float *saved = gc_malloc2(n, sizeof(float));
+    gcam_status rc = GCAM_OK;
+    if (!y || !yk || !saved) {
+        rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(saved, A, n * sizeof(float));
+    target_scores(e, c->vals[e->score].data, y);
+    for (int64_t k = 0; k < K && !rc; k++) {
+        memcpy(A, saved, n * sizeof(float));
+        for (int64_t b = 0; b < N; b++) memset(A + (b * K + k) * hw, 0, (size_t)hw * sizeof(float));
+        rc = gc_ctx_forward_from(c, first);
+        if (rc) {
+            gc_fail(&e->err, rc, "%s", gcam_ctx_error(c));
+            break;
+        }
+        target_scores(e, c->vals[e->score].data, yk);
+        for (int64_t b = 0; b < N; b++) w[b * K + k] = (float)(y[b] != 0 ? (y[b] - yk[b]) / y[b] : y[b] - yk[b]);
+    }
+    memcpy(A, saved, n * sizeof(float));
+    gcam_status rc2 = gc_ctx_forward_from(c, first); /* restore every tensor after the layer */
+    if (!rc) rc = rc2;
+out:
+    free(y);
+    free(yk);
+    free(saved);
+    return rc;
+}
+
+/* One layer's map (N, h*w) for a CAM-family method. */
+static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, float *map) {
+    gcam_ctx *c = e->ctx;
+    const gc_tensor *At = &c->vals[layer];
+    int64_t N = At->shape.d[0], K = At->shape.d[1], h = At->shape.d[2], wd = At->shape.d[3], hw = h * wd;
+    const float *A = At->data;
+    const float *G = NULL;
+    gcam_status rc = GCAM_OK;
+    int needs_grad = method != GCAM_EIGENCAM && method != GCAM_CAM && method != GCAM_SCORECAM && method != GCAM_ABLATIONCAM;
+    if (needs_grad) {
+        if ((rc = backward(e, GCAM_RULE_STANDARD, layer))) return rc;
+        G = c->grads[layer].data;
+    }
+    float *w = gc_malloc2((size_t)(N * K), sizeof(float));
+    float *tmp = NULL;
+    if (!w) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    switch (method) {
+    case GCAM_GRADCAM:
+    case GCAM_GRADCAM_COUNTER: {
+        float sign = method == GCAM_GRADCAM ? 1.0f : -1.0f;
+        for (int64_t i = 0; i < N * K; i++) {
+            double acc = 0;
+            for (int64_t j = 0; j < hw; j++) acc += G[i * hw + j];
+            w[i] = (float)(sign * acc / (double)hw);
+        }
+        combine(map, A, w, N, K, hw);
+        break;
+    }
+    case GCAM_GRADCAMPP:
+        for (int64_t i = 0; i < N * K; i++) {
+            double sumA = 0, acc = 0;
+            for (int64_t j = 0; j < hw; j++) sumA += A[i * hw + j];
+            for (int64_t j = 0; j < hw; j++) {
+                double g = G[i * hw + j];
+                if (g == 0) continue;
+                double g2 = g * g, aij = g2 / (2 * g2 + sumA * g2 * g + 1e-6);
+                acc += aij * (g > 0 ? g : 0);
+            }
+            w[i] = (float)acc;
+        }
+        combine(map, A, w, N, K, hw);
+        break;
+    case GCAM_XGRADCAM:
+        for (int64_t i = 0; i < N * K; i++) {
+            double sumA = 0, acc = 0;
+            for (int64_t j = 0; j < hw; j++) sumA += A[i * hw + j];
+            for (int64_t j = 0; j < hw; j++) acc += (double)G[i * hw + j] * A[i * hw + j];
+            w[i] = (float)(acc / (sumA + 1e-7));
+        }
+        combine(map, A, w, N, K, hw);
+        break;
+    case GCAM_HIRESCAM:
+    case GCAM_LAYERCAM:
+        for (int64_t b = 0; b < N; b++)
+            for (int64_t j = 0; j < hw; j++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    double g = G[(b * K + k) * hw + j];
+                    if (method == GCAM_LAYERCAM && g < 0) g = 0;
+                    acc += g * A[(b * K + k) * hw + j];
+                }
+                map[b * hw + j] = (float)(acc > 0 ? acc : 0);
+            }
+        break;
+    case GCAM_EIGENCAM:
+    case GCAM_EIGENGRADCAM:
+        if (method == GCAM_EIGENGRADCAM) {
+            tmp = gc_malloc2((size_t)(N * K * hw), sizeof(float));
+            if (!tmp) { rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory"); break; }
+            for (int64_t i = 0; i < N * K * hw; i++) tmp[i] = G[i] * A[i];
+        }
+        for (int64_t b = 0; b < N && !rc; b++) {
+            rc = pca_projection(e, map + b * hw, (tmp ? tmp : A) + b * K * hw, K, hw);
+            for (int64_t j = 0; j < hw; j++) map[b * hw + j] = fmaxf(map[b * hw + j], 0.0f);
+        }
+        break;
+    case GCAM_CAM:
+        if (!(rc = cam_weights(e, layer, w, N, K))) combine(map, A, w, N, K, hw);
+        break;
+    case GCAM_SCORECAM:
+        if (!(rc = scorecam_weights(e, A, w, N, K, h, wd))) combine(map, A, w, N, K, hw);
+        break;
+    case GCAM_ABLATIONCAM:
+        if (!(rc = ablation_weights(e, layer, w, N, K, hw))) combine(map, c->vals[layer].data, w, N, K, hw);
+        break;
+    default:
+        rc = gc_fail(&e->err, GCAM_E_INTERNAL, "not a CAM method");
+    }
+    free(w);
+    free(tmp);
+    return rc;
+}
+
+/* The CAM-family map: one layer as is, several normalised, upsampled and averaged. */
+static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out) {
+    if (e->n_layers == 0)
+        return gc_fail(&e->err, GCAM_E_ARG, "%s needs a target layer: the model has no 4-D activation with spatial "
+                       "size > 1 on the path to '%s'; name one", gcam_method_name(method), vname(e, e->score));
+    gcam_status rc;
+    if (e->n_layers == 1) {
+        int L = e->layers[0];
+        const gc_tensor *At = &e->ctx->vals[L];
+        if ((rc = alloc_map(e, out, method, L, At->shape.d[0], 1, At->shape.d[2], At->shape.d[3]))) return rc;
+        if ((rc = layer_map(e, method, L, out->raw))) {
+            gcam_map_free(out);
+            return rc;
+        }
+        return finish_map(e, out);
+    }
+    if ((rc = alloc_map(e, out, method, e->layers[0], e->N, 1, e->H, e->W))) return rc;
+    int64_t HW = e->H * e->W;
+    memset(out->raw, 0, (size_t)(e->N * HW) * sizeof(float));
+    float *up = gc_malloc2((size_t)HW, sizeof(float));
+    for (int l = 0; l < e->n_layers && !rc; l++) {
+        const gc_tensor *At = &e->ctx->vals[e->layers[l]];
+        int64_t hw = At->shape.d[2] * At->shape.d[3];
+        float *lm = gc_malloc2((size_t)(e->N * hw), sizeof(float));
+        if (!lm || !up) {
+            free(lm);
+            rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+            break;
+        }
+        rc = layer_map(e, method, e->layers[l], lm);
+        for (int64_t b = 0; b < e->N && !rc; b++) {
+            gc_normalize01(lm + b * hw, lm + b * hw, (size_t)hw);
+            gc_resize_bilinear(up, e->H, e->W, lm + b * hw, At->shape.d[2], At->shape.d[3]);
+            for (int64_t i = 0; i < HW; i++) out->raw[b * HW + i] += up[i] / (float)e->n_layers;
+        }
+        free(lm);
+    }
+    free(up);
+    if (rc) {
+        gcam_map_free(out);
+        return rc;
+    }
+    return finish_map(e, out);
+}
+
+/* Input gradient into dst (N, C, H, W) under a rule; times the input for gradient x input. */
+static gcam_status input_grad(gcam_explainer *e, gcam_rule rule, int times_input, const float *x, float *dst, float scale,
+                              int accumulate) {
+    gcam_status rc = backward(e, rule, e->input);
+    if (rc) return rc;
+    const float *g = e->ctx->grads[e->input].data;
+    int64_t N = e->N, C = e->C, HW = e->H * e->W;
+    for (int64_t b = 0; b < N; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t p = 0; p < HW; p++) {
+                int64_t src = e->nhwc ? (b * HW + p) * C + c : (b * C + c) * HW + p;
+                float v = g[src] * (times_input ? x[src] : 1.0f) * scale;
+                int64_t d = (b * C + c) * HW + p;
+                dst[d] = accumulate ? dst[d] + v : v;
+            }
+    return GCAM_OK;
+}
+
+static gcam_rule rule_of(gcam_method m) {
+    return m == GCAM_GUIDED_BACKPROP ? GCAM_RULE_GUIDED : m == GCAM_DECONVNET ? GCAM_RULE_DECONV : GCAM_RULE_STANDARD;
+}
+
+static gcam_status pixel_map(gcam_explainer *e, gcam_method method, const gcam_target *t, gcam_map *out) {
+    gcam_status rc = alloc_map(e, out, method, -1, e->N, e->C, e->H, e->W);
+    if (rc) return rc;
+    const float *x = e->feed_data[e->input_feed];
+    size_t nx = e->x_numel;
+    switch (method) {
+    case GCAM_GRADIENT:
+    case GCAM_GRAD_X_INPUT:
+    case GCAM_GUIDED_BACKPROP:
+    case GCAM_DECONVNET:
+        rc = input_grad(e, rule_of(method), method == GCAM_GRAD_X_INPUT, x, out->raw, 1.0f, 0);
+        break;
+    case GCAM_GUIDED_GRADCAM: {
+        gcam_map gc;
+        if ((rc = cam_map(e, GCAM_GRADCAM, &gc))) break;
+        rc = input_grad(e, GCAM_RULE_GUIDED, 0, x, out->raw, 1.0f, 0);
+        int64_t HW = e->H * e->W;
+        for (int64_t b = 0; b < e->N && !rc; b++)
+            for (int64_t c = 0; c < e->C; c++)
+                for (int64_t p = 0; p < HW; p++) out->raw[(b * e->C + c) * HW + p] *= gc.upsampled[b * HW + p];
+        out->layer = gc.layer;
+        gcam_map_free(&gc);
+        break;
+    }
+    case GCAM_SMOOTHGRAD: {
+        float *noisy = gc_malloc2(nx, sizeof(float));
+        if (!noisy) { rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory"); break; }
+        uint64_t state = e->o.noise_seed;
+        int S = e->o.smoothgrad_samples;
+        gcam_method base = e->o.smoothgrad_base;
+        size_t per = nx / (size_t)e->N;
+        memset(out->raw, 0, nx * sizeof(float));
+        for (int s = 0; s < S && !rc; s++) {
+            gc_normal_fill(noisy, nx, &state);
+            for (int64_t b = 0; b < e->N; b++) {
+                float mn = INFINITY, mx = -INFINITY;
+                for (size_t i = 0; i < per; i++) {
+                    mn = fminf(mn, x[b * per + i]);
+                    mx = fmaxf(mx, x[b * per + i]);
+                }
+                float sigma = e->o.smoothgrad_sigma * (mx - mn);
+                for (size_t i = 0; i < per; i++) noisy[b * per + i] = x[b * per + i] + sigma * noisy[b * per + i];
+            }
+            if (!(rc = gc_explainer_forward_input(e, noisy)))
+                rc = input_grad(e, rule_of(base), base == GCAM_GRAD_X_INPUT, noisy, out->raw, 1.0f / (float)S, 1);
+        }
+        free(noisy);
+        gcam_status r2 = gc_explainer_forward_input(e, NULL); /* back to the explained input */
+        if (!rc) rc = r2;
+        break;
+    }
+    case GCAM_INTEGRATED_GRADIENTS: {
+        float *xi = gc_malloc2(nx, sizeof(float));
+        float *acc = gc_calloc2(nx, sizeof(float));
+        if (!xi || !acc) { free(xi); free(acc); rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory"); break; }
+        int M = e->o.ig_steps;
+        const float *base = e->baseline;
+        for (int s = 0; s <= M && !rc; s++) {
+            float a = (float)s / (float)M, wgt = (s == 0 || s == M) ? 0.5f : 1.0f;
+            for (size_t i = 0; i < nx; i++) {
+                float b0 = base ? base[i] : 0.0f;
+                xi[i] = b0 + a * (x[i] - b0);
+            }
+            if (!(rc = gc_explainer_forward_input(e, xi))) rc = input_grad(e, GCAM_RULE_STANDARD, 0, xi, acc, wgt / (float)M, 1);
+        }
+        /* times (x - x'), in the (N, C, H, W) output layout */
+        int64_t HW = e->H * e->W;
+        for (int64_t b = 0; b < e->N && !rc; b++)
+            for (int64_t c = 0; c < e->C; c++)
+                for (int64_t p = 0; p < HW; p++) {
+                    int64_t src = e->nhwc ? (b * HW + p) * e->C + c : (b * e->C + c) * HW + p;
+                    int64_t d = (b * e->C + c) * HW + p;
+                    out->raw[d] = acc[d] * (x[src] - (base ? base[src] : 0.0f));
+                }
+        free(xi);
+        free(acc);
+        gcam_status r2 = gc_explainer_forward_input(e, NULL);
+        if (!rc) rc = r2;
+        break;
+    }
+    default:
+        rc = gc_fail(&e->err, GCAM_E_INTERNAL, "not a pixel-space method");
+    }
+    (void)t;
+    if (rc) {
+        gcam_map_free(out);
+        return rc;
+    }
+    return finish_map(e, out);
+}
+
+gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_target *target, gcam_map *out) {
+    if (!e || !out || !target) return GCAM_E_ARG;
+    memset(out, 0, sizeof *out);
+    gc_err_clear(&e->err);
+    if (!e->ctx || e->ctx->broken) return gc_fail(&e->err, GCAM_E_STATE, "the explainer was not created");
+    if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "call gcam_explainer_forward first");
+    if ((unsigned)method >= GCAM_METHOD_COUNT) return gc_fail(&e->err, GCAM_E_ARG, "unknown method %d", (int)method);
+    gcam_status rc = build_seed(e, target);
+    if (rc) return rc;
+    if (gcam_method_is_cam(method)) return cam_map(e, method, out);
+    return pixel_map(e, method, target, out);
+}
