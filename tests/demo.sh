@@ -16,6 +16,7 @@ torch.onnx.export(m, x, sys.argv[1] + "/resnet18.onnx", input_names=["input"], o
 np.save(sys.argv[1] + "/image.npy", x.numpy()[0])
 PY
 fi
-"$build/gradcam" info "$work/resnet18.onnx" | head -40
+"$build/gradcam" info "$work/resnet18.onnx" > "$work/info.txt"
+head -40 "$work/info.txt"
 echo "..."
 "$build/gradcam" run "$work/resnet18.onnx" "$work/image.npy" -

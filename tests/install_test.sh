@@ -29,7 +29,9 @@ libdir=$(ls -d "$prefix"/lib/x86_64-linux-gnu 2>/dev/null || echo "$prefix/lib")
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 cc -std=c17 -o "$work/consumer_shared" "$work/consumer.c" $(pkg-config --cflags --libs gradcam)
 LD_LIBRARY_PATH=$libdir "$work/consumer_shared"
-cc -std=c17 -o "$work/consumer_static" "$work/consumer.c" $(pkg-config --static --cflags --libs gradcam) -fopenmp
+cc -std=c17 -o "$work/consumer_static" "$work/consumer.c" $(pkg-config --cflags gradcam) \
+   $(pkg-config --static --libs gradcam | sed "s#-lgradcam#$libdir/libgradcam.a#") -fopenmp
+ldd "$work/consumer_static" | grep -q libgradcam && { echo "FAIL: static consumer links the shared library"; exit 1; }
 "$work/consumer_static"
 mkdir -p "$work/cmake-consumer"
 cat > "$work/cmake-consumer/CMakeLists.txt" <<'CM'
