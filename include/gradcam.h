@@ -186,6 +186,10 @@ typedef struct gcam_ctx_options {
     const char *seed;
     const char *const *grad_of;
     int n_grad_of;
+    /* 1: int64/bool inputs whose data is given to gcam_ctx_create become constants of the context
+     * (for models that take shape arguments such as Reshape's shape as graph inputs); their values
+     * are then fixed for the context's life and need not be fed again. */
+    int const_int_inputs;
 } gcam_ctx_options;
 
 /* Creates an execution context for the given input shapes: every symbolic dimension is bound,

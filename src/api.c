@@ -240,6 +240,10 @@ gcam_status gcam_ctx_run(gcam_ctx *c, const gcam_feed *feeds, int n_feeds) {
         }
         if (i < 0) return gc_fail(&c->err, GCAM_E_NOT_FOUND, "no graph input %s", feeds[f].name ? feeds[f].name : "at that position");
         gc_tensor *t = &c->vals[m->inputs[i]];
+        if (c->vkind[m->inputs[i]] == GC_V_FOLDED) { /* bound as a constant at creation */
+            if (i < 64) fed[i] = 1;
+            continue;
+        }
         int same = feeds[f].ndim == t->shape.ndim && feeds[f].data && (!feeds[f].ndim || feeds[f].dims);
         for (int d = 0; same && d < t->shape.ndim; d++) same = feeds[f].dims[d] == t->shape.d[d];
         if (!same) {
@@ -257,7 +261,7 @@ gcam_status gcam_ctx_run(gcam_ctx *c, const gcam_feed *feeds, int n_feeds) {
         if (i < 64) fed[i] = 1;
     }
     for (int i = 0; i < m->n_inputs && i < 64; i++)
-        if (!fed[i] && c->vals[m->inputs[i]].data && gc_numel(&c->vals[m->inputs[i]]) > 0)
+        if (!fed[i] && c->vkind[m->inputs[i]] == GC_V_RUNTIME && gc_numel(&c->vals[m->inputs[i]]) > 0)
             return gc_fail(&c->err, GCAM_E_ARG, "graph input '%s' was not fed", m->values[m->inputs[i]].name);
     return gc_ctx_forward(c);
 }

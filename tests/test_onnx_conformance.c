@@ -137,7 +137,7 @@ static result run_case(const char *dir, char *why, size_t whylen) {
         }
         gcam_ctx *c = NULL;
         if (res == R_PASS) {
-            rc = gcam_ctx_create(&c, m, feeds, n_ok_in, NULL);
+            rc = gcam_ctx_create(&c, m, feeds, n_ok_in, &(gcam_ctx_options){.const_int_inputs = 1});
             if (!rc) rc = gcam_ctx_run(c, feeds, n_ok_in);
             if (rc == GCAM_E_UNSUPPORTED) {
                 snprintf(why, whylen, "%s", gcam_ctx_error(c));

@@ -161,6 +161,19 @@ static gcam_status bind_inputs(gcam_ctx *c, const gcam_feed *shapes, int n_shape
             t->shape.d[d] = f->dims[d];
         }
         bound[i] = 1;
+        if (c->const_int_inputs && f->data && t->dtype != GC_F32) {
+            int ok = 0;
+            size_t bytes = gc_tensor_bytes(t->dtype, &t->shape, &ok);
+            void *copy = ok ? malloc(bytes ? bytes : 1) : NULL;
+            if (!copy) {
+                rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+                break;
+            }
+            memcpy(copy, f->data, bytes);
+            t->data = copy;
+            c->vkind[m->inputs[i]] = GC_V_FOLDED;
+            c->folded_owned[c->n_folded_owned++] = copy;
+        }
     }
     for (int i = 0; i < m->n_inputs && !rc; i++) {
         if (bound[i]) continue;
@@ -181,8 +194,7 @@ static gcam_status bind_inputs(gcam_ctx *c, const gcam_feed *shapes, int n_shape
 static gcam_status infer_and_fold(gcam_ctx *c) {
     const gc_model *m = c->m;
     c->steps = gc_calloc2((size_t)m->n_nodes + 1, sizeof(gc_step));
-    c->folded_owned = gc_calloc2((size_t)m->n_values + 1, sizeof(char *));
-    if (!c->steps || !c->folded_owned) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    if (!c->steps) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     for (int i = 0; i < m->n_nodes; i++) {
         const gc_node *n = &m->nodes[i];
         if (n->folded) continue;
@@ -478,7 +490,9 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
     c->vals = gc_calloc2((size_t)m->n_values + 1, sizeof(gc_tensor));
     c->vkind = calloc((size_t)m->n_values + 1, 1);
     c->kept = calloc((size_t)m->n_values + 1, 1);
-    if (!c->vals || !c->vkind || !c->kept) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    c->folded_owned = gc_calloc2((size_t)m->n_values + 1, sizeof(char *));
+    if (!c->vals || !c->vkind || !c->kept || !c->folded_owned) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    c->const_int_inputs = o && o->const_int_inputs;
     if (m->n_unsupported)
         return gc_fail(&c->err, GCAM_E_UNSUPPORTED, "the model has %d unsupported op%s, first: %s", m->n_unsupported,
                        m->n_unsupported > 1 ? "s" : "", m->unsupported[0]);

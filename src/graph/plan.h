@@ -40,6 +40,7 @@ struct gcam_ctx {
     size_t arena_size;
     int has_run;
     int broken;          /* planning failed: every call fails */
+    int const_int_inputs;
     /* backward plan (empty when no gradients were requested) */
     int seed;            /* value index of the seed tensor, -1 if none */
     int n_req;

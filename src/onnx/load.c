@@ -558,6 +558,11 @@ gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const ch
         }
         gc_value *v = &m->values[idx];
         if (v->dtype == GCAM_UNDEFINED && v->shape.ndim <= 0 && !v->const_data) read_value_type(v, vi);
+        if (vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && vi->type->tensor_type &&
+            vi->type->tensor_type->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16) {
+            rc = gc_fail(err, GCAM_E_UNSUPPORTED, "graph output '%s' is bfloat16, which gradcam does not produce", vi->name);
+            goto done;
+        }
         v->is_output = 1;
         m->outputs[m->n_outputs++] = idx;
     }
