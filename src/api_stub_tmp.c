@@ -1,2 +1,0 @@
-#include "common.h"
-const char *gcam_version(void) { return GCAM_VERSION_STRING; }
