@@ -36,6 +36,7 @@ const char *gcam_dtype_str(gcam_dtype t) {
 }
 
 static gcam_status finish_load(gcam_model *mm, const gcam_load_options *opts, gcam_status rc) {
+    mm->m.fold_bn = opts ? opts->fold_batchnorm : 0;
     if (!rc) rc = gc_model_finish(&mm->m, opts ? opts->allow_unsupported : 0);
     return rc;
 }

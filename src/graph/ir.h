@@ -92,6 +92,7 @@ typedef struct gc_node {
 typedef struct gc_model {
     gc_err err;
     int opset;                 /* default domain */
+    int fold_bn;               /* load option: fold BatchNormalization into Conv */
     char *producer;
     int n_values, cap_values;
     gc_value *values;

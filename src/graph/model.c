@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <math.h>
+
 #include "../ops/ops.h"
 
 static uint64_t hash_str(const char *s) {
@@ -239,7 +241,7 @@ gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *out
 static gcam_status fold_constants(gc_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {
         gc_node *n = &m->nodes[i];
-        if (n->op < 0) continue;
+        if (n->op < 0 || n->folded) continue;
         int all_const = 1;
         for (int k = 0; k < n->n_in && all_const; k++)
             if (n->in[k] >= 0 && !m->values[n->in[k]].const_data) all_const = 0;
@@ -262,6 +264,79 @@ static gcam_status fold_constants(gc_model *m) {
             v->const_data = outs[j].data;
         }
         n->folded = 1;
+    }
+    return GCAM_OK;
+}
+
+/* Folds inference BatchNormalization into the Conv before it: W' = W * g, b' = (b - mean) * g + beta
+ * with g = scale / sqrt(var + eps), per output channel. Only when the Conv's output feeds the BN
+ * alone and every parameter is constant; the BN output keeps its name (now produced by the Conv). */
+static gcam_status fold_batchnorm(gc_model *m) {
+    for (int i = 0; i < m->n_nodes; i++) {
+        gc_node *bn = &m->nodes[i];
+        if (bn->op != GC_OP_BatchNormalization || bn->folded || bn->n_in < 5 || bn->n_out < 1) continue;
+        int x = bn->in[0];
+        if (x < 0 || m->values[x].producer < 0 || m->values[x].is_output) continue;
+        gc_node *cv = &m->nodes[m->values[x].producer];
+        if (cv->op != GC_OP_Conv || cv->folded || cv->n_in < 2 || cv->in[1] < 0 || !m->values[cv->in[1]].const_data) continue;
+        if (cv->n_in > 2 && cv->in[2] >= 0 && !m->values[cv->in[2]].const_data) continue;
+        int uses = 0;
+        for (int j = 0; j < m->n_nodes; j++)
+            for (int k = 0; k < m->nodes[j].n_in; k++) uses += m->nodes[j].in[k] == x;
+        if (uses != 1) continue;
+        int ok = 1;
+        for (int k = 1; k < 5; k++) ok &= bn->in[k] >= 0 && m->values[bn->in[k]].const_data != NULL;
+        for (int k = 1; k < bn->n_out; k++) ok &= bn->out[k] < 0; /* training outputs: leave alone */
+        const gc_value *wv = &m->values[cv->in[1]];
+        if (!ok || wv->dtype != GC_F32 || wv->shape.ndim < 3) continue;
+        int64_t cout = wv->shape.d[0], per = gc_shape_numel(&wv->shape) / (cout ? cout : 1);
+        const float *sc = m->values[bn->in[1]].const_data, *be = m->values[bn->in[2]].const_data;
+        const float *mu = m->values[bn->in[3]].const_data, *va = m->values[bn->in[4]].const_data;
+        for (int k = 1; k < 5; k++) ok &= gc_shape_numel(&m->values[bn->in[k]].shape) == cout;
+        if (!ok) continue;
+        float eps = gc_attr_float(bn, "epsilon", 1e-5f);
+        float *nw = gc_malloc2((size_t)(cout * per), sizeof(float)), *nb = gc_malloc2((size_t)cout, sizeof(float));
+        int *nin = gc_malloc2(3, sizeof(int));
+        char name[600];
+        if (!nw || !nb || !nin) {
+            free(nw); free(nb); free(nin);
+            return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");
+        }
+        const float *w = wv->const_data;
+        const float *b = cv->n_in > 2 && cv->in[2] >= 0 ? m->values[cv->in[2]].const_data : NULL;
+        for (int64_t o = 0; o < cout; o++) {
+            double g = (double)sc[o] / sqrt((double)va[o] + (double)eps);
+            for (int64_t e = 0; e < per; e++) nw[o * per + e] = (float)(w[o * per + e] * g);
+            nb[o] = (float)(((b ? b[o] : 0.0) - mu[o]) * g + be[o]);
+        }
+        gc_shape wshape = wv->shape, bshape = {.ndim = 1, .d = {cout}};
+        snprintf(name, sizeof name, "%s/bn_folded_weight", bn->name);
+        int vw = gc_model_add_value(m, name);
+        snprintf(name, sizeof name, "%s/bn_folded_bias", bn->name);
+        int vb = gc_model_add_value(m, name);
+        if (vw < 0 || vb < 0) {
+            free(nw); free(nb); free(nin);
+            if (vw == -2 || vb == -2) continue;
+            return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");
+        }
+        m->values[vw].dtype = GC_F32;
+        m->values[vw].shape = wshape;
+        m->values[vw].const_data = nw;
+        m->values[vb].dtype = GC_F32;
+        m->values[vb].shape = bshape;
+        m->values[vb].const_data = nb;
+        nin[0] = cv->in[0];
+        nin[1] = vw;
+        nin[2] = vb;
+        free(cv->in);
+        cv->in = nin;
+        cv->n_in = 3;
+        cv->out[0] = bn->out[0];
+        m->values[bn->out[0]].producer = (int)(cv - m->nodes);
+        m->values[x].producer = -1; /* the pre-BN tensor no longer exists */
+        bn->folded = 1;
+        bn->n_out = 0;
+        bn->n_in = 0;
     }
     return GCAM_OK;
 }
@@ -315,5 +390,6 @@ gcam_status gc_model_finish(gc_model *m, int allow_unsupported) {
         return gc_fail(&m->err, GCAM_E_UNSUPPORTED, "%s", msg);
     }
     if (m->n_unsupported) return GCAM_OK; /* inspection only: no folding through unknown ops */
+    if (m->fold_bn && (rc = fold_batchnorm(m))) return rc;
     return fold_constants(m);
 }

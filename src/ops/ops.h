@@ -28,7 +28,7 @@
 
 #include "../graph/ir.h"
 
-#define GC_MAX_IO 16
+#define GC_MAX_IO 64 /* Concat in DenseNet-201 takes 49 inputs */
 
 /* Backward rule for ReLU-like non-linearities (Relu; Clip with min 0, e.g. ReLU6). */
 typedef enum gc_rule {
