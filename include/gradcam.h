@@ -22,6 +22,20 @@
  *   gcam_ctx_free(c);
  *   gcam_model_free(m);
  *
+ * Explaining (Grad-CAM and the rest of docs/methods.md) on the same input (examples/explain.c is the
+ * complete program):
+ *
+ *   gcam_explainer *e = NULL;                      // NULL options: automatic target layer
+ *   gcam_explainer_create(&e, m, &in, 1, NULL);    // plans forward + the short backward
+ *   gcam_explainer_forward(e, &in, 1);             // one forward shared by every method
+ *   gcam_target t = {.kind = GCAM_TARGET_CLASS, .cls = 281};
+ *   gcam_map map;
+ *   if (gcam_explain(e, GCAM_GRADCAM, &t, &map) == GCAM_OK) {
+ *       // map.raw (layer resolution), map.upsampled and map.normalized (input size, [0,1])
+ *       gcam_map_free(&map);
+ *   }
+ *   gcam_explainer_free(e);
+ *
  * Rules that hold everywhere:
  *  - Every function returns a gcam_status; GCAM_OK is 0. The handle involved keeps one line of text
  *    saying what went wrong (gcam_model_error, gcam_ctx_error). The library never exits or prints.

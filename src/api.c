@@ -35,9 +35,12 @@ const char *gcam_dtype_str(gcam_dtype t) {
     }
 }
 
+static gcam_status build_name_tables(gc_model *m);
+
 static gcam_status finish_load(gcam_model *mm, const gcam_load_options *opts, gcam_status rc) {
     mm->m.fold_bn = opts ? opts->fold_batchnorm : 0;
     if (!rc) rc = gc_model_finish(&mm->m, opts ? opts->allow_unsupported : 0);
+    if (!rc) rc = build_name_tables(&mm->m);
     return rc;
 }
 
@@ -146,36 +149,28 @@ gcam_status gcam_model_find_tensor(const gcam_model *m, const char *name, gcam_t
     return GCAM_OK;
 }
 
-gcam_status gcam_model_node(const gcam_model *cm, int i, gcam_node_info *out) {
-    if (!cm || !out || i < 0 || i >= cm->m.n_nodes) return GCAM_E_ARG;
-    gc_model *m = (gc_model *)&cm->m; /* name tables are built lazily, once */
-    if (!m->node_in_names) {
-        const char ***in = gc_calloc2((size_t)m->n_nodes, sizeof(char **));
-        const char ***on = gc_calloc2((size_t)m->n_nodes, sizeof(char **));
-        if (!in || !on) {
-            free(in);
-            free(on);
-            return GCAM_E_NOMEM;
-        }
-        for (int k = 0; k < m->n_nodes; k++) {
-            gc_node *n = &m->nodes[k];
-            in[k] = gc_calloc2((size_t)n->n_in + 1, sizeof(char *));
-            on[k] = gc_calloc2((size_t)n->n_out + 1, sizeof(char *));
-            if (!in[k] || !on[k]) {
-                for (int j = 0; j <= k; j++) {
-                    free(in[j]);
-                    free(on[j]);
-                }
-                free(in);
-                free(on);
-                return GCAM_E_NOMEM;
-            }
-            for (int j = 0; j < n->n_in; j++) in[k][j] = n->in[j] >= 0 ? m->values[n->in[j]].name : "";
-            for (int j = 0; j < n->n_out; j++) on[k][j] = n->out[j] >= 0 ? m->values[n->out[j]].name : "";
-        }
-        m->node_out_names = on;
-        m->node_in_names = in;
+/* Node input/output name tables for gcam_model_node, built once at load so that a loaded model
+ * is never written again (it is shared read-only by threads). */
+static gcam_status build_name_tables(gc_model *m) {
+    const char ***in = gc_calloc2((size_t)m->n_nodes + 1, sizeof(char **));
+    const char ***on = gc_calloc2((size_t)m->n_nodes + 1, sizeof(char **));
+    m->node_in_names = in;
+    m->node_out_names = on;
+    if (!in || !on) return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");
+    for (int k = 0; k < m->n_nodes; k++) {
+        gc_node *n = &m->nodes[k];
+        in[k] = gc_calloc2((size_t)n->n_in + 1, sizeof(char *));
+        on[k] = gc_calloc2((size_t)n->n_out + 1, sizeof(char *));
+        if (!in[k] || !on[k]) return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");
+        for (int j = 0; j < n->n_in; j++) in[k][j] = n->in[j] >= 0 ? m->values[n->in[j]].name : "";
+        for (int j = 0; j < n->n_out; j++) on[k][j] = n->out[j] >= 0 ? m->values[n->out[j]].name : "";
     }
+    return GCAM_OK;
+}
+
+gcam_status gcam_model_node(const gcam_model *cm, int i, gcam_node_info *out) {
+    if (!cm || !out || i < 0 || i >= cm->m.n_nodes || !cm->m.node_in_names) return GCAM_E_ARG;
+    const gc_model *m = &cm->m;
     const gc_node *n = &m->nodes[i];
     out->name = n->name;
     out->op_type = n->op_type;

@@ -101,11 +101,9 @@ void gc_model_destroy(gc_model *m) {
     free(m->producer);
     for (int i = 0; i < m->n_unsupported; i++) free(m->unsupported[i]);
     free(m->unsupported);
-    if (m->node_in_names) {
-        for (int i = 0; i < m->n_nodes; i++) {
-            free(m->node_in_names[i]);
-            free(m->node_out_names[i]);
-        }
+    for (int i = 0; i < m->n_nodes; i++) {
+        if (m->node_in_names) free(m->node_in_names[i]);
+        if (m->node_out_names) free(m->node_out_names[i]);
     }
     free(m->node_in_names);
     free(m->node_out_names);
@@ -364,6 +362,8 @@ gcam_status gc_model_finish(gc_model *m, int allow_unsupported) {
             if ((rc = add_unsupported(m, n, "too many inputs or outputs"))) return rc;
             continue;
         }
+        if (n->n_out < 1 || n->out[0] < 0) /* every supported op writes out[0] */
+            return gc_fail(&m->err, GCAM_E_FORMAT, "node '%s' (%s) has no output", n->name, n->op_type);
         const gc_opdef *d = gc_op_get(n->op);
         if (n->opset < d->min_opset) {
             n->op = -1;
