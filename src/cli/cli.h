@@ -23,5 +23,7 @@ int cli_parse_dims(const char *s, int64_t *dims, int *ndim);
 
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

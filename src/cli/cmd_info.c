@@ -122,6 +122,16 @@ int cmd_info(int argc, char **argv) {
         }
         printf("\n");
     }
+    if (have_shapes) { /* the layer explanations use unless told (-l) */
+        gcam_explainer *ex = NULL;
+        if (gcam_explainer_create(&ex, m, feeds, nin < 64 ? nin : 64, NULL) == GCAM_OK && gcam_explainer_layer(ex, 0))
+            printf("\ndefault explanation layer: %s (score: %s)\n", gcam_explainer_layer(ex, 0),
+                   gcam_explainer_score_name(ex));
+        else
+            printf("\ndefault explanation layer: none (%s)\n",
+                   ex && gcam_explainer_error(ex)[0] ? gcam_explainer_error(ex) : "no 4-D activation with spatial size > 1");
+        gcam_explainer_free(ex);
+    }
     int nu = gcam_model_num_unsupported(m);
     if (nu) {
         printf("\nunsupported (%d):\n", nu);

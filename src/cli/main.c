@@ -70,12 +70,15 @@ static void print_main_help(void) {
            "Usage: gradcam COMMAND [ARGS...]\n\n"
            "Commands:\n"
            "  info MODEL              inputs, outputs, every layer with its output shape, unsupported ops\n"
-           "  run MODEL INPUT.npy     run the model forward; write outputs or named tensors as .npy\n\n"
+           "  run MODEL INPUT.npy     run the model forward; write outputs or named tensors as .npy\n"
+           "  explain MODEL INPUT...  Grad-CAM and other explanations: heat maps, results.json, report.html\n"
+           "  eval MODEL --images DIR --boxes FILE   score methods on ground-truth boxes: eval.csv/json/html\n\n"
            "Examples:\n"
            "  gradcam info resnet18.onnx\n"
            "  gradcam run resnet18.onnx image.npy -o logits.npy\n"
            "  gradcam run resnet18.onnx image.npy --tensor /layer4/layer4.1/relu_1/Relu_output_0 -o feats.npy\n"
-           "  gradcam run resnet18.onnx image.npy -           # summary (shape, range, top-5) on stdout\n\n"
+           "  gradcam run resnet18.onnx image.npy -           # summary (shape, range, top-5) on stdout\n"
+           "  gradcam explain resnet18.onnx cat.jpg -k 3 -o out/   # out/report.html, out/results.json\n\n"
            "'gradcam COMMAND --help' shows each command's options. Exit status: 0 success, 2 usage error,\n"
            "3 bad model or input, 1 other failure.\n",
            gcam_version());
@@ -97,5 +100,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "explain") == 0) return cmd_explain(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     return cli_usage_error("unknown command '%s'", cmd);
 }

@@ -1,0 +1,1408 @@
+/* gradcam eval MODEL --images DIR --boxes FILE: how well explanation methods localise, point,
+ * discriminate classes, stay faithful to the model (deletion / insertion) and depend on its
+ * weights (cascading randomisation). The metrics are in src/explain/metrics.c, their
+ * definitions in docs/evaluation.md. */
+#include <errno.h>
+#include <math.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eval.h"
+#include "image/image.h"
+
+static void print_eval_help(void) {
+    printf(
+        "Usage: gradcam eval MODEL --images DIR --boxes FILE [options]\n\n"
+        "Scores explanation methods against ground-truth boxes and prints one row per method; writes\n"
+        "eval.csv, eval.json and eval.html (the table, deletion/insertion curves and sanity-check curves\n"
+        "drawn as SVG) into the output folder. Every metric is defined in docs/evaluation.md.\n\n"
+        "Ground truth:\n"
+        "  --images DIR           the images (PNG, JPEG); names in the boxes file are relative to it\n"
+        "  --boxes FILE|DIR       a CSV file 'image,class,x0,y0,x1,y1' (header optional; one row per box;\n"
+        "                         class as index or label; pixels of the original image, x1 and y1\n"
+        "                         EXCLUSIVE: x0 <= x < x1), or a folder of Pascal VOC .xml annotations\n"
+        "                         (object/name, bndbox xmin..ymax, 1-based inclusive as VOC writes them)\n"
+        "  --labels FILE          class names, one per line (1000-class outputs get the ImageNet names)\n"
+        "  --limit N              only the first N images (sorted by name)\n\n"
+        "Methods and metrics:\n"
+        "  -m, --method LIST      comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam)\n"
+        "  -l, --layer NAME       target layer of the CAM methods (default: automatic, as in explain)\n"
+        "  --metrics LIST         localisation,pointing,discrimination,faithfulness,sanity or all (default)\n"
+        "  --threshold F          localisation: map threshold as a fraction of its maximum (default 0.15)\n"
+        "  --tolerance PX         pointing game tolerance in model-input pixels (default 15)\n"
+        "  --steps N              deletion/insertion steps (default 50)\n"
+        "  --substrate S          what deleted pixels become: blur (default), zero (0 in the model's input,\n"
+        "                         i.e. the normalisation mean) or mean (the image's mean colour)\n"
+        "  --blur-sigma S         the blur substrate's Gaussian sigma in input pixels (default 5)\n"
+        "  --batch N              perturbed images per forward pass when the batch axis is dynamic (default 16)\n"
+        "  --sanity-depths LIST   numbers of top parameterised layers randomised, e.g. 1,2,4,all (default:\n"
+        "                         every depth up to 16 layers, otherwise about 16 spread depths)\n"
+        "  --sanity-cases N       (image, class) cases recomputed per depth (default 16)\n"
+        "  --seed N               seed of the randomised weights (default 0); results are deterministic\n\n"
+        "Images are turned into model inputs as in 'gradcam explain':\n"
+        "  --preprocess imagenet|raw, --size WxH, --resize-mode stretch|shorter-side-crop|letterbox,\n"
+        "  --mean R,G,B, --std R,G,B, --scale S, --bgr\n"
+        "Boxes are mapped into the model's input through the same geometry (crop, letterbox, stretch);\n"
+        "boxes falling wholly outside the model's view are dropped (counted in the report).\n\n"
+        "Output and running:\n"
+        "  -o, --out DIR          output folder (default ./gradcam-eval)\n"
+        "  -q, --quiet            no progress bar and no table\n"
+        "  --threads N, --max-memory BYTES\n\n"
+        "Example:\n"
+        "  /usr/bin/python3 examples/demo/shapes.py eval /tmp/shapes --n 500\n"
+        "  gradcam eval examples/demo/shapes_cnn.onnx --images /tmp/shapes --boxes /tmp/shapes/boxes.csv \\\n"
+        "      --labels examples/demo/labels.txt -m gradcam,gradcam++,scorecam,guided-backprop\n\n"
+        "Exit status: 0 success; 2 usage error; 3 bad model, boxes or images (images that fail are listed and\n"
+        "left out); 1 other failures.\n");
+}
+
+/* ---- options ---- */
+
+#define EV_MAX_LIST 64
+
+typedef struct ev_opts {
+    const char *model, *images, *boxes, *labels_path, *out;
+    gcam_method methods[GCAM_METHOD_COUNT];
+    int n_methods, methods_all;
+    const char *layers[EV_MAX_LIST];
+    int n_layers;
+    int metrics;
+    double threshold, tolerance, blur_sigma;
+    int steps, substrate, batch, limit, sanity_cases, quiet, threads;
+    int depths[EV_MAX_DEPTHS], n_depths, depth_all;
+    uint64_t seed;
+    size_t max_memory;
+    int preprocess, resize_mode, have_mean, have_std, have_scale, bgr;
+    int64_t size_w, size_h;
+    float mean[3], std[3], scale;
+    char *owned[EV_MAX_LIST];
+    int n_owned;
+} ev_opts;
+
+enum { SUB_BLUR, SUB_ZERO, SUB_MEAN };
+static const char *const substrate_names[] = {"blur", "zero", "mean"};
+
+static int parse_i64(const char *s, int64_t *v) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end || errno) return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_dbl(const char *s, double *v) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(x)) return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_float3(const char *s, float v[3]) {
+    double d[3];
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s", s);
+    int n = 0;
+    for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
+        if (n >= 3 || parse_dbl(tok, &d[n]) || fabs(d[n]) > 3.4e38) return -1;
+        n++;
+    }
+    if (n != 1 && n != 3) return -1;
+    for (int i = 0; i < 3; i++) v[i] = (float)d[n == 1 ? 0 : i];
+    return 0;
+}
+
+static int parse_bytes(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || errno || !(x > 0)) return -1;
+    double mul = 1;
+    if (*end) {
+        char u = (char)(*end | 0x20);
+        mul = u == 'k' ? 1024.0 : u == 'm' ? 1048576.0 : u == 'g' ? 1073741824.0 : 0;
+        if (!mul) return -1;
+        end++;
+        if (*end == 'i' || *end == 'I') end++;
+        if (*end == 'b' || *end == 'B') end++;
+        if (*end) return -1;
+    }
+    x *= mul;
+    if (x >= 1.8e19) return -1;
+    *out = (size_t)x;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, ev_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->out = "gradcam-eval";
+    o->metrics = EV_M_ALL;
+    o->threshold = 0.15;
+    o->tolerance = 15;
+    o->blur_sigma = 5;
+    o->steps = 50;
+    o->batch = 16;
+    o->sanity_cases = 16;
+    o->preprocess = -1;
+    o->resize_mode = -1;
+    int only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (only_pos || a[0] != '-' || !a[1]) {
+            if (o->model) return cli_usage_error("eval: unexpected argument '%s' (one MODEL; images come with --images)", a);
+            o->model = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        char name[64];
+        const char *val = NULL;
+        char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        int used = 0;
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a);
+        }
+#define IS(s) (strcmp(name, s) == 0)
+#define NEED(what)                                                                                       \
+    do {                                                                                                 \
+        used = 1;                                                                                        \
+        if (!val) {                                                                                      \
+            if (i + 1 >= argc) return cli_usage_error("%s needs %s", name, what);                        \
+            val = argv[++i];                                                                             \
+        }                                                                                                \
+    } while (0)
+        int64_t iv;
+        double dv;
+        if (IS("-h") || IS("--help")) {
+            print_eval_help();
+            return -1;
+        } else if (IS("--images")) {
+            NEED("a folder");
+            o->images = val;
+        } else if (IS("--boxes")) {
+            NEED("a CSV file or a folder of VOC XML files");
+            o->boxes = val;
+        } else if (IS("--labels")) {
+            NEED("a file");
+            o->labels_path = val;
+        } else if (IS("--limit")) {
+            NEED("a number");
+            if (parse_i64(val, &iv) || iv < 1 || iv > 100000000) return cli_usage_error("--limit: '%s' is not a positive number", val);
+            o->limit = (int)iv;
+        } else if (IS("-m") || IS("--method")) {
+            NEED("a method list");
+            char tmp[1024];
+            snprintf(tmp, sizeof tmp, "%s", val);
+            for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
+                while (*tok == ' ') tok++;
+                if (!*tok) continue;
+                if (strcasecmp(tok, "all") == 0) {
+                    o->methods_all = 1;
+                    continue;
+                }
+                int m = gcam_method_from_name(tok);
+                if (m < 0) return cli_usage_error("unknown method '%s' (see docs/methods.md)", tok);
+                int dup = 0;
+                for (int q = 0; q < o->n_methods; q++) dup |= o->methods[q] == (gcam_method)m;
+                if (!dup) o->methods[o->n_methods++] = (gcam_method)m;
+            }
+        } else if (IS("-l") || IS("--layer")) {
+            NEED("a layer name");
+            char *copy = gc_strdup(val);
+            if (!copy || o->n_owned >= EV_MAX_LIST) {
+                free(copy);
+                return cli_usage_error("%s: too many layers", name);
+            }
+            o->owned[o->n_owned++] = copy;
+            for (char *p = copy, *tok; (tok = strsep(&p, ",")) != NULL;)
+                if (*tok && o->n_layers < EV_MAX_LIST) o->layers[o->n_layers++] = tok;
+        } else if (IS("--metrics")) {
+            NEED("a list");
+            static const char *const mn[] = {"localisation", "pointing", "discrimination", "faithfulness", "sanity"};
+            char tmp[512];
+            snprintf(tmp, sizeof tmp, "%s", val);
+            o->metrics = 0;
+            for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
+                if (!*tok) continue;
+                int found = strcasecmp(tok, "all") == 0 ? EV_M_ALL : 0;
+                if (strcasecmp(tok, "localization") == 0) found = EV_M_LOC;
+                for (int k = 0; k < 5 && !found; k++)
+                    if (strcasecmp(tok, mn[k]) == 0) found = 1 << k;
+                if (!found)
+                    return cli_usage_error("--metrics: '%s' is not localisation, pointing, discrimination, faithfulness, "
+                                           "sanity or all", tok);
+                o->metrics |= found;
+            }
+            if (!o->metrics) return cli_usage_error("--metrics: empty list");
+        } else if (IS("--threshold")) {
+            NEED("a fraction");
+            if (parse_dbl(val, &o->threshold) || !(o->threshold > 0 && o->threshold <= 1))
+                return cli_usage_error("--threshold: '%s' is not in (0, 1]", val);
+        } else if (IS("--tolerance")) {
+            NEED("pixels");
+            if (parse_dbl(val, &o->tolerance) || o->tolerance < 0) return cli_usage_error("--tolerance: '%s' is not >= 0", val);
+        } else if (IS("--steps")) {
+            NEED("a number");
+            if (parse_i64(val, &iv) || iv < 1 || iv > 10000) return cli_usage_error("--steps: '%s' is not 1..10000", val);
+            o->steps = (int)iv;
+        } else if (IS("--substrate")) {
+            NEED("blur, zero or mean");
+            o->substrate = -1;
+            for (int k = 0; k < 3; k++)
+                if (strcmp(val, substrate_names[k]) == 0) o->substrate = k;
+            if (o->substrate < 0) return cli_usage_error("--substrate: '%s' is not blur, zero or mean", val);
+        } else if (IS("--blur-sigma")) {
+            NEED("a number");
+            if (parse_dbl(val, &dv) || !(dv > 0) || dv > 1000) return cli_usage_error("--blur-sigma: '%s' is not in (0, 1000]", val);
+            o->blur_sigma = dv;
+        } else if (IS("--batch")) {
+            NEED("a number");
+            if (parse_i64(val, &iv) || iv < 1 || iv > 4096) return cli_usage_error("--batch: '%s' is not 1..4096", val);
+            o->batch = (int)iv;
+        } else if (IS("--sanity-depths")) {
+            NEED("a list");
+            char tmp[512];
+            snprintf(tmp, sizeof tmp, "%s", val);
+            o->n_depths = 0;
+            for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
+                if (!*tok) continue;
+                if (strcasecmp(tok, "all") == 0) {
+                    o->depth_all = 1;
+                    continue;
+                }
+                if (parse_i64(tok, &iv) || iv < 1 || iv > 1000000 || o->n_depths >= EV_MAX_DEPTHS - 1)
+                    return cli_usage_error("--sanity-depths: '%s' is not a positive number (or too many)", tok);
+                o->depths[o->n_depths++] = (int)iv;
+            }
+            if (!o->n_depths && !o->depth_all) return cli_usage_error("--sanity-depths: empty list");
+        } else if (IS("--sanity-cases")) {
+            NEED("a number");
+            if (parse_i64(val, &iv) || iv < 1 || iv > 100000) return cli_usage_error("--sanity-cases: '%s' is not 1..100000", val);
+            o->sanity_cases = (int)iv;
+        } else if (IS("--seed")) {
+            NEED("a number");
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(val, &end, 0);
+            if (end == val || *end || errno || val[0] == '-') return cli_usage_error("--seed: '%s' is not a number", val);
+            o->seed = s;
+        } else if (IS("--preprocess")) {
+            NEED("imagenet or raw");
+            if (strcmp(val, "imagenet") == 0) o->preprocess = 0;
+            else if (strcmp(val, "raw") == 0) o->preprocess = 1;
+            else return cli_usage_error("--preprocess: '%s' is neither imagenet nor raw", val);
+        } else if (IS("--size")) {
+            NEED("WxH");
+            int64_t d[GCAM_MAX_DIMS];
+            int nd;
+            if (cli_parse_dims(val, d, &nd) || nd != 2 || d[0] < 1 || d[1] < 1 || d[0] > 65536 || d[1] > 65536)
+                return cli_usage_error("--size: '%s' is not WIDTHxHEIGHT", val);
+            o->size_w = d[0];
+            o->size_h = d[1];
+        } else if (IS("--resize-mode")) {
+            NEED("a mode");
+            if (strcmp(val, "stretch") == 0) o->resize_mode = GC_RESIZE_STRETCH;
+            else if (strcmp(val, "shorter-side-crop") == 0) o->resize_mode = GC_RESIZE_SHORTER_SIDE_CROP;
+            else if (strcmp(val, "letterbox") == 0) o->resize_mode = GC_RESIZE_LETTERBOX;
+            else return cli_usage_error("--resize-mode: '%s' is not stretch, shorter-side-crop or letterbox", val);
+        } else if (IS("--mean")) {
+            NEED("R,G,B");
+            if (parse_float3(val, o->mean)) return cli_usage_error("--mean: '%s' is not one or three numbers", val);
+            o->have_mean = 1;
+        } else if (IS("--std")) {
+            NEED("R,G,B");
+            if (parse_float3(val, o->std) || !(o->std[0] != 0 && o->std[1] != 0 && o->std[2] != 0))
+                return cli_usage_error("--std: '%s' is not one or three non-zero numbers", val);
+            o->have_std = 1;
+        } else if (IS("--scale")) {
+            NEED("a number");
+            if (parse_dbl(val, &dv) || fabs(dv) > 3.4e38) return cli_usage_error("--scale: '%s' is not a number", val);
+            o->scale = (float)dv;
+            o->have_scale = 1;
+        } else if (IS("--bgr")) {
+            o->bgr = 1;
+        } else if (IS("-o") || IS("--out")) {
+            NEED("a folder");
+            if (!*val) return cli_usage_error("%s: empty folder name", name);
+            o->out = val;
+        } else if (IS("-q") || IS("--quiet")) {
+            o->quiet = 1;
+        } else if (IS("--threads")) {
+            NEED("a number");
+            if (parse_i64(val, &iv) || iv < 1 || iv > 1024) return cli_usage_error("--threads: '%s' is not 1..1024", val);
+            o->threads = (int)iv;
+        } else if (IS("--max-memory")) {
+            NEED("a size");
+            if (parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
+        } else {
+            return cli_usage_error("eval: unknown option '%s'", a);
+        }
+        if (eq && !used) return cli_usage_error("%s takes no value", name);
+#undef IS
+#undef NEED
+    }
+    if (!o->model) return cli_usage_error("eval: no MODEL given");
+    if (!o->images) return cli_usage_error("eval: --images DIR is required");
+    if (!o->boxes) return cli_usage_error("eval: --boxes FILE is required (CSV or a folder of VOC XML files)");
+    if (o->methods_all) {
+        o->n_methods = 0;
+        for (int m = 0; m < GCAM_METHOD_COUNT; m++) o->methods[o->n_methods++] = (gcam_method)m;
+    } else if (!o->n_methods) {
+        o->methods[0] = GCAM_GRADCAM;
+        o->methods[1] = GCAM_GUIDED_BACKPROP;
+        o->methods[2] = GCAM_GUIDED_GRADCAM;
+        o->n_methods = 3;
+    }
+    return 0;
+}
+
+/* ---- run state ---- */
+
+typedef struct ev_case_store { /* a sanity-check case: the input and the original maps */
+    float *x;
+    int64_t cls;
+    float **maps;              /* per method: [0,1]-normalised saliency (H, W), or NULL */
+} ev_case_store;
+
+typedef struct ev_progress {
+    int tty, quiet, total, done, shown;
+    double t0;
+} ev_progress;
+
+typedef struct ev_run {
+    ev_opts *o;
+    gcam_model *m;
+    gcam_tensor_info in0;
+    int64_t in_c, in_h, in_w;      /* -1 when dynamic */
+    int batch_dynamic;
+    gcam_explainer *e;
+    int64_t dims[4];               /* the explainer's input shape */
+    gcam_ctx *ictx;                /* inference on perturbed batches */
+    int64_t ibatch, idims[4];
+    int prob_mode;                 /* output -> probability: 0 softmax, 1 as is, 2 exp, 3 sigmoid */
+    int score_sigmoid;             /* the output is a Sigmoid (its scores are logits of one) */
+    int64_t K;
+    const char **labels;
+    int64_t n_labels;
+    char *labels_owned;
+    int resolved;
+    ev_gt gt;
+    ev_method_result *res;
+    ev_case_store *cases;
+    int n_cases;
+    char *layer_names;
+    const char **layer_list;
+    int n_layer_list;
+    gc_buf cases_json;
+    gc_json cj;
+    ev_summary sum;
+    ev_progress prog;
+    float *batch_buf;              /* (ibatch, C, H, W) */
+    double *probs;                 /* scratch */
+} ev_run;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void prog_clear(ev_progress *p) {
+    if (p->shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        p->shown = 0;
+    }
+}
+
+static void prog_bar(ev_progress *p, const char *what) {
+    if (!p->tty || p->quiet || p->total < 2) return;
+    int cols = 80;
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40) cols = ws.ws_col;
+    double el = now_s() - p->t0, rate = el > 0 && p->done > 0 ? p->done / el : 0;
+    char eta[32] = "--:--";
+    if (rate > 0) {
+        long s = (long)((p->total - p->done) / rate + 0.5);
+        snprintf(eta, sizeof eta, "%ld:%02ld", s / 60, s % 60);
+    }
+    char bar[32];
+    int fill = (int)((double)p->done / p->total * 24);
+    for (int i = 0; i < 24; i++) bar[i] = i < fill ? '#' : '.';
+    bar[24] = 0;
+    char head[160];
+    int n = snprintf(head, sizeof head, "[%s] %d/%d  %s left", bar, p->done, p->total, eta);
+    int room = cols - 1 - n - 2;
+    fprintf(stderr, "\r\033[K%s", head);
+    if (what && room > 8) {
+        size_t len = strlen(what);
+        if ((int)len > room) fprintf(stderr, "  ...%s", what + len - (size_t)(room - 3));
+        else fprintf(stderr, "  %s", what);
+    }
+    fflush(stderr);
+    p->shown = 1;
+}
+
+static int load_labels(ev_run *R, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cli_fail(CLI_BAD_INPUT, "%s: cannot open labels: %s", path, strerror(errno));
+    gc_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.n < ((size_t)64 << 20)) gc_buf_put(&b, chunk, n);
+    int bad = ferror(f) || b.oom || b.n >= ((size_t)64 << 20);
+    fclose(f);
+    if (!bad && !b.p) gc_buf_put(&b, "", 0);
+    if (bad || !b.p) {
+        gc_buf_free(&b);
+        return cli_fail(CLI_BAD_INPUT, "%s: cannot read labels (unreadable or larger than 64 MiB)", path);
+    }
+    int64_t lines = 1;
+    for (size_t i = 0; i < b.n; i++) lines += b.p[i] == '\n';
+    R->labels = calloc((size_t)lines, sizeof *R->labels);
+    if (!R->labels) {
+        gc_buf_free(&b);
+        return cli_fail(1, "out of memory");
+    }
+    R->labels_owned = b.p;
+    int64_t k = 0;
+    for (char *p = b.p, *line; (line = strsep(&p, "\n")) != NULL;) {
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r') line[--len] = 0;
+        if (k == 0 && (unsigned char)line[0] == 0xEF && (unsigned char)line[1] == 0xBB && (unsigned char)line[2] == 0xBF) line += 3;
+        R->labels[k++] = line;
+    }
+    while (k > 0 && !R->labels[k - 1][0]) k--;
+    R->n_labels = k;
+    return 0;
+}
+
+static const char *label_of(const ev_run *R, int64_t c) {
+    return c >= 0 && c < R->n_labels && R->labels[c][0] ? R->labels[c] : NULL;
+}
+
+/* "boxes.csv:12 (img.png)" or "voc/ (img.png, object 2)": where a box was written. */
+static const char *where(const ev_run *R, int i, const ev_obj *ob, char *buf, size_t n) {
+    if (R->gt.is_csv) snprintf(buf, n, "%s:%d (%s)", R->gt.source, ob->line, R->gt.v[i].name);
+    else snprintf(buf, n, "%s (%s, object %d)", R->gt.source, R->gt.v[i].name, ob->line);
+    return buf;
+}
+
+/* Every box's class, once the number of classes is known. */
+static int resolve_classes(ev_run *R) {
+    char at[1200];
+    if (R->o->labels_path) {
+        if (R->n_labels != R->K)
+            return cli_fail(CLI_BAD_INPUT, "%s: %lld labels for the model's %lld classes", R->o->labels_path,
+                            (long long)R->n_labels, (long long)R->K);
+    } else if (R->K == 1000) {
+        R->labels = (const char **)gc_imagenet_labels;
+        R->n_labels = 1000;
+    }
+    for (int i = 0; i < R->gt.n; i++)
+        for (int k = 0; k < R->gt.v[i].n_objs; k++) {
+            ev_obj *ob = &R->gt.v[i].objs[k];
+            int64_t v;
+            if (parse_i64(ob->cls_text, &v) == 0) {
+                if (v < 0 || v >= R->K)
+                    return cli_fail(CLI_BAD_INPUT, "%s: class %lld is out of range 0..%lld", where(R, i, ob, at, sizeof at),
+                                    (long long)v, (long long)R->K - 1);
+                ob->cls = v;
+                continue;
+            }
+            for (int64_t c = 0; c < R->n_labels && ob->cls < 0; c++)
+                if (strcmp(R->labels[c], ob->cls_text) == 0) ob->cls = c;
+            for (int64_t c = 0; c < R->n_labels && ob->cls < 0; c++)
+                if (strcasecmp(R->labels[c], ob->cls_text) == 0) ob->cls = c;
+            if (ob->cls < 0)
+                return cli_fail(CLI_BAD_INPUT, "%s: no class named '%s'%s", where(R, i, ob, at, sizeof at), ob->cls_text,
+                                R->n_labels ? "" : " (give --labels FILE, or class indices)");
+        }
+    R->resolved = 1;
+    return 0;
+}
+
+static void input_layout(ev_run *R) {
+    const gcam_tensor_info *t = &R->in0;
+    R->in_c = R->in_h = R->in_w = -1;
+    if (t->ndim != 4) return;
+    R->in_c = t->dims[1];
+    R->in_h = t->dims[2];
+    R->in_w = t->dims[3];
+    R->batch_dynamic = t->dims[0] < 0;
+}
+
+static int default_imagenet(const ev_run *R) {
+    if (R->o->preprocess >= 0) return R->o->preprocess == 0;
+    return R->in_c == 3 && R->in_h == 224 && R->in_w == 224;
+}
+
+/* As 'gradcam explain' does it (src/cli/cmd_explain.c make_preprocess). */
+static void make_preprocess(const ev_run *R, const gc_image *img, gc_preprocess *p) {
+    const ev_opts *o = R->o;
+    int imagenet = default_imagenet(R);
+    int64_t W, H;
+    if (o->size_w) W = o->size_w, H = o->size_h;
+    else if (R->in_w > 0 && R->in_h > 0) W = R->in_w, H = R->in_h;
+    else if (imagenet) W = H = 224;
+    else W = img->w, H = img->h;
+    if (R->in_w > 0 && R->in_h < 0) H = o->size_h ? H : img->h;
+    if (R->in_h > 0 && R->in_w < 0) W = o->size_w ? W : img->w;
+    if (imagenet) {
+        gc_preprocess_imagenet(p);
+        p->width = W;
+        p->height = H;
+        p->resize_shorter = (int64_t)llround((double)(W > H ? W : H) * 256.0 / 224.0);
+    } else {
+        gc_preprocess_raw(p, W, H);
+    }
+    if (o->resize_mode >= 0) {
+        p->mode = (gc_resize_mode)o->resize_mode;
+        if (p->mode == GC_RESIZE_SHORTER_SIDE_CROP && !imagenet) p->resize_shorter = W > H ? W : H;
+    }
+    if (o->have_mean) memcpy(p->mean, o->mean, sizeof p->mean);
+    if (o->have_std) memcpy(p->std, o->std, sizeof p->std);
+    if (o->have_scale) p->scale = o->scale;
+    p->bgr = o->bgr;
+    p->nhwc = 0;
+}
+
+/* An original-image box [x0, x1) mapped into input pixels: the pixels whose centres it holds
+ * (at least the one nearest its centre when it is smaller than a pixel), clipped to the input. */
+static int map_box(gc_ebox *out, const ev_obj *ob, const gc_geometry *g, int64_t W, int64_t H) {
+    double ax0 = (ob->x0 - g->x0) / g->sx - 0.5, ax1 = (ob->x1 - g->x0) / g->sx - 0.5;
+    double ay0 = (ob->y0 - g->y0) / g->sy - 0.5, ay1 = (ob->y1 - g->y0) / g->sy - 0.5;
+    int64_t x0 = (int64_t)ceil(ax0), x1 = (int64_t)ceil(ax1), y0 = (int64_t)ceil(ay0), y1 = (int64_t)ceil(ay1);
+    if (x1 <= x0) x0 = (int64_t)floor(0.5 * (ax0 + ax1) + 0.5), x1 = x0 + 1;
+    if (y1 <= y0) y0 = (int64_t)floor(0.5 * (ay0 + ay1) + 0.5), y1 = y0 + 1;
+    out->x0 = GC_MAX(x0, 0);
+    out->y0 = GC_MAX(y0, 0);
+    out->x1 = GC_MIN(x1, W);
+    out->y1 = GC_MIN(y1, H);
+    return gc_box_area(out) > 0;
+}
+
+/* ---- model runs ---- */
+
+static void probs_mode(const ev_run *R, const float *s, int64_t inner, double *p, int prob_mode) {
+    int64_t K = R->K;
+    double mx = -INFINITY, z = 0;
+    for (int64_t c = 0; c < K; c++) {
+        double acc = 0;
+        for (int64_t i = 0; i < inner; i++) acc += s[c * inner + i];
+        p[c] = acc / (double)inner;
+        mx = fmax(mx, p[c]);
+    }
+    int mode = prob_mode == 0 && K == 1 ? 3 : prob_mode;
+    for (int64_t c = 0; c < K; c++) {
+        switch (mode) {
+        case 1: break;
+        case 2: p[c] = exp(p[c]); break;
+        case 3: p[c] = 1.0 / (1.0 + exp(-p[c])); break;
+        default: p[c] = exp(p[c] - mx); z += p[c];
+        }
+    }
+    if (z > 0)
+        for (int64_t c = 0; c < K; c++) p[c] /= z;
+}
+
+
+/* Probabilities from the model's output. */
+static void probs_of(const ev_run *R, const float *s, int64_t inner, double *p) { probs_mode(R, s, inner, p, R->prob_mode); }
+
+/* Probabilities from the explained scores (before any final Softmax / Sigmoid). */
+static void probs_of_scores(const ev_run *R, const float *s, int64_t inner, double *p) {
+    probs_mode(R, s, inner, p, R->score_sigmoid ? 3 : 0);
+}
+
+/* The inference context for batches of perturbed inputs of the current shape. */
+static gcam_status ensure_ictx(ev_run *R, gc_err *err) {
+    int64_t B = R->batch_dynamic ? GC_MIN((int64_t)R->o->batch, (int64_t)R->o->steps + 1) : 1;
+    int64_t d[4] = {B, R->dims[1], R->dims[2], R->dims[3]};
+    if (R->ictx && memcmp(R->idims, d, sizeof d) == 0) return GCAM_OK;
+    gcam_ctx_free(R->ictx);
+    R->ictx = NULL;
+    free(R->batch_buf);
+    R->batch_buf = gc_malloc2((size_t)(B * d[1] * d[2] * d[3]), sizeof(float));
+    if (!R->batch_buf) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = d};
+    gcam_ctx_options co = {.n_threads = R->o->threads, .max_memory = R->o->max_memory};
+    gcam_status rc = gcam_ctx_create(&R->ictx, R->m, &f, 1, &co);
+    if (rc) {
+        gc_fail(err, rc, "%s", gcam_ctx_error(R->ictx));
+        gcam_ctx_free(R->ictx);
+        R->ictx = NULL;
+        return rc;
+    }
+    memcpy(R->idims, d, sizeof d);
+    R->ibatch = B;
+    return GCAM_OK;
+}
+
+/* Runs the filled part of batch_buf (n samples; the rest repeats the last) and stores the
+ * probability of class cls of each sample into out[0..n). */
+static gcam_status run_batch(ev_run *R, int64_t n, int64_t cls, double *out, gc_err *err) {
+    size_t per = (size_t)(R->idims[1] * R->idims[2] * R->idims[3]);
+    for (int64_t b = n; b < R->ibatch; b++) memcpy(R->batch_buf + (size_t)b * per, R->batch_buf + (size_t)(n - 1) * per, per * sizeof(float));
+    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = R->idims, .data = R->batch_buf};
+    gcam_status rc = gcam_ctx_run(R->ictx, &f, 1);
+    gcam_tensor_view v;
+    if (!rc) rc = gcam_ctx_output(R->ictx, 0, &v);
+    if (rc) return gc_fail(err, rc, "%s", gcam_ctx_error(R->ictx));
+    if (v.ndim < 2 || v.dims[0] != R->ibatch || v.dims[1] != R->K)
+        return gc_fail(err, GCAM_E_SHAPE, "the model's output is not (N, %lld, ...) for a batch of %lld", (long long)R->K,
+                       (long long)R->ibatch);
+    int64_t inner = 1;
+    for (int d = 2; d < v.ndim; d++) inner *= v.dims[d];
+    for (int64_t b = 0; b < n; b++) {
+        probs_of(R, (const float *)v.data + b * R->K * inner, inner, R->probs);
+        out[b] = R->probs[cls];
+    }
+    return GCAM_OK;
+}
+
+/* Deletion (insertion = 0) or insertion curve: y[0..steps]. */
+static gcam_status perturb_curve(ev_run *R, const float *x, const float *sub, const int64_t *order, int64_t cls,
+                                 int insertion, double *y, gc_err *err) {
+    int64_t C = R->dims[1], plane = R->dims[2] * R->dims[3], steps = R->o->steps;
+    size_t per = (size_t)(C * plane);
+    gcam_status rc = GCAM_OK;
+    for (int64_t i0 = 0; i0 <= steps && !rc; i0 += R->ibatch) {
+        int64_t n = GC_MIN(R->ibatch, steps + 1 - i0);
+        for (int64_t b = 0; b < n; b++) {
+            int64_t k = gc_step_pixels(i0 + b, steps, plane);
+            if (insertion) gc_perturb(R->batch_buf + (size_t)b * per, sub, x, order, k, C, plane);
+            else gc_perturb(R->batch_buf + (size_t)b * per, x, sub, order, k, C, plane);
+        }
+        rc = run_batch(R, n, cls, y + i0, err);
+    }
+    return rc;
+}
+
+static void substrate(const ev_run *R, float *sub, const float *x) {
+    int64_t C = R->dims[1], plane = R->dims[2] * R->dims[3];
+    if (R->o->substrate == SUB_ZERO) {
+        memset(sub, 0, sizeof(float) * (size_t)(C * plane));
+    } else if (R->o->substrate == SUB_MEAN) {
+        for (int64_t c = 0; c < C; c++) {
+            double acc = 0;
+            for (int64_t i = 0; i < plane; i++) acc += x[c * plane + i];
+            for (int64_t i = 0; i < plane; i++) sub[c * plane + i] = (float)(acc / (double)plane);
+        }
+    } else if (gc_gaussian_blur(sub, x, C, R->dims[2], R->dims[3], R->o->blur_sigma)) {
+        memset(sub, 0, sizeof(float) * (size_t)(C * plane)); /* out of memory: caught by the caller's next malloc */
+    }
+}
+
+static int push_iou(ev_method_result *r, double v) {
+    if (r->n_ious == r->cap_ious) {
+        int64_t cap = r->cap_ious ? r->cap_ious * 2 : 256;
+        double *p = realloc(r->ious, sizeof *p * (size_t)cap);
+        if (!p) return -1;
+        r->ious = p;
+        r->cap_ious = cap;
+    }
+    r->ious[r->n_ious++] = v;
+    return 0;
+}
+
+static void json_num(gc_json *j, const char *key, double v) {
+    gc_json_key(j, key);
+    gc_json_number(j, v);
+}
+
+/* ---- one image ---- */
+
+enum { EV_DONE = 0, EV_FAILED = 1, EV_STOP = 100 };
+
+static const char *explain_layers(ev_run *R) { return R->layer_names ? R->layer_names : ""; }
+
+static int make_explainer(ev_run *R, const gcam_model *m, gcam_explainer **e, const gcam_feed *f, gc_err *err) {
+    gcam_explain_options eo = {.layers = R->n_layer_list ? R->layer_list : (R->o->n_layers ? R->o->layers : NULL),
+                               .n_layers = R->n_layer_list ? R->n_layer_list : R->o->n_layers,
+                               .n_threads = R->o->threads, .max_memory = R->o->max_memory, .noise_seed = R->o->seed,
+                               .batch_size = R->o->batch};
+    gcam_status rc = gcam_explainer_create(e, m, f, 1, &eo);
+    if (rc) {
+        gc_fail(err, rc, "%s", gcam_explainer_error(*e));
+        gcam_explainer_free(*e);
+        *e = NULL;
+    }
+    return rc;
+}
+
+static int eval_image(ev_run *R, ev_image *img, gc_err *err) {
+    const ev_opts *o = R->o;
+    gc_image orig = {0};
+    gc_geometry geom;
+    float *x = NULL, *sub = NULL, *S = NULL, *Sn = NULL;
+    int64_t *order = NULL;
+    double *curve = NULL, *probs = NULL, *cscore = NULL;
+    gcam_map map = {0};
+    gc_ebox *boxes = NULL;
+    int64_t *bcls = NULL, *classes = NULL;
+    int result = EV_FAILED, n_boxes = 0, n_classes = 0;
+    gcam_status rc;
+    gc_buf jb = {0};
+    gc_json j;
+
+    gc_decode_opts dopt = {.background = {255, 255, 255}};
+    if ((rc = gc_image_load(img->path, &orig, &dopt, err))) goto done;
+    if (R->in0.ndim != 4 || (R->in_c > 0 && R->in_c != 3)) {
+        gc_fail(err, GCAM_E_SHAPE, "the model input '%s' is not an RGB image batch (N, 3, H, W)", R->in0.name);
+        result = EV_STOP + CLI_BAD_INPUT;
+        goto done;
+    }
+    gc_preprocess p;
+    make_preprocess(R, &orig, &p);
+    int64_t H = p.height, W = p.width, plane = H * W, C = 3;
+    x = gc_malloc2((size_t)(C * plane), sizeof(float));
+    S = gc_malloc2((size_t)plane, sizeof(float));
+    Sn = gc_malloc2((size_t)plane, sizeof(float));
+    order = gc_malloc2((size_t)plane, sizeof(int64_t));
+    curve = gc_malloc2((size_t)o->steps + 1, sizeof(double));
+    boxes = gc_malloc2((size_t)img->n_objs + 1, sizeof(gc_ebox));
+    bcls = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
+    classes = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
+    if (!x || !S || !Sn || !order || !curve || !boxes || !bcls || !classes) goto oom;
+    if ((rc = gc_preprocess_image(x, NULL, &geom, &orig, &p, err))) goto done;
+
+    /* explainer and forward */
+    int64_t dims[4] = {1, C, H, W};
+    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = dims, .data = x};
+    if (!R->e || memcmp(R->dims, dims, sizeof dims) != 0) {
+        gcam_explainer_free(R->e);
+        R->e = NULL;
+        if ((rc = make_explainer(R, R->m, &R->e, &f, err))) {
+            if (!R->resolved) result = EV_STOP + cli_status_exit(rc);
+            goto done;
+        }
+        memcpy(R->dims, dims, sizeof dims);
+        if (!R->layer_names) {
+            gc_buf ln = {0};
+            int nl = gcam_explainer_num_layers(R->e);
+            R->layer_list = calloc((size_t)nl + 1, sizeof *R->layer_list);
+            for (int i = 0; i < nl; i++) {
+                if (i) gc_buf_puts(&ln, ", ");
+                gc_buf_puts(&ln, gcam_explainer_layer(R->e, i));
+            }
+            R->layer_names = ln.p ? ln.p : gc_strdup("");
+            if (!R->layer_list || !R->layer_names) goto oom;
+            for (int i = 0; i < nl; i++)
+                if (!(R->layer_list[i] = gc_strdup(gcam_explainer_layer(R->e, i)))) goto oom;
+            R->n_layer_list = nl;
+        }
+    }
+    if ((rc = gcam_explainer_forward(R->e, &f, 1))) {
+        gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
+        goto done;
+    }
+    gcam_tensor_view sv;
+    if ((rc = gcam_explainer_scores(R->e, &sv))) {
+        gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
+        goto done;
+    }
+    if (!R->resolved) {
+        if (sv.ndim < 2) {
+            gc_fail(err, GCAM_E_SHAPE, "the model's score '%s' has no class axis", gcam_explainer_score_name(R->e));
+            result = EV_STOP + CLI_BAD_INPUT;
+            goto done;
+        }
+        R->K = sv.dims[1];
+        int rr = resolve_classes(R);
+        if (rr) {
+            result = EV_STOP + rr;
+            err->msg[0] = 0;
+            goto done;
+        }
+        if (!(R->probs = calloc((size_t)R->K, sizeof(double)))) goto oom;
+    }
+    if (sv.ndim < 2 || sv.dims[1] != R->K) {
+        gc_fail(err, GCAM_E_SHAPE, "the output has %lld classes for this image, %lld before", sv.ndim >= 2 ? (long long)sv.dims[1] : 0LL,
+                (long long)R->K);
+        goto done;
+    }
+    int64_t inner = 1;
+    for (int d = 2; d < sv.ndim; d++) inner *= sv.dims[d];
+    cscore = calloc((size_t)R->K, sizeof(double));
+    if (!cscore) goto oom;
+    for (int64_t c = 0; c < R->K; c++) {
+        double acc = 0;
+        for (int64_t i = 0; i < inner; i++) acc += ((const float *)sv.data)[c * inner + i];
+        cscore[c] = acc / (double)inner;
+    }
+    int64_t top1 = 0;
+    for (int64_t c = 1; c < R->K; c++)
+        if (cscore[c] > cscore[top1]) top1 = c;
+
+    /* boxes in the model's input, grouped by class */
+    for (int k = 0; k < img->n_objs; k++) {
+        gc_ebox b;
+        if (!map_box(&b, &img->objs[k], &geom, W, H)) {
+            R->sum.n_boxes_dropped++;
+            continue;
+        }
+        boxes[n_boxes] = b;
+        bcls[n_boxes++] = img->objs[k].cls;
+        int dup = 0;
+        for (int q = 0; q < n_classes; q++) dup |= classes[q] == img->objs[k].cls;
+        if (!dup) classes[n_classes++] = img->objs[k].cls;
+    }
+    if (!n_boxes) {
+        gc_fail(err, GCAM_E_ARG, "%s: no box lies inside the model's view of the image", img->path);
+        goto done;
+    }
+    int want_faith = (o->metrics & EV_M_FAITH) != 0;
+    if (want_faith) {
+        if (!(sub = gc_malloc2((size_t)(C * plane), sizeof(float)))) goto oom;
+        substrate(R, sub, x);
+        if ((rc = ensure_ictx(R, err))) goto done;
+    }
+    int store = (o->metrics & EV_M_SANITY) && R->n_cases < o->sanity_cases;
+
+    gc_json_init(&j, &jb, 2);
+    j.base = 2;
+    gc_json_begin_object(&j);
+    gc_json_key(&j, "image");
+    gc_json_string(&j, img->name);
+    gc_json_key(&j, "top1");
+    gc_json_int(&j, top1);
+    gc_json_key(&j, "top1_label");
+    gc_json_string(&j, label_of(R, top1));
+    gc_json_key(&j, "classes");
+    gc_json_begin_array(&j);
+
+    /* per class: boxes of the class; per method: the map and every metric */
+    gc_ebox *cb = gc_malloc2((size_t)n_boxes, sizeof(gc_ebox));
+    gc_ebox *ob = gc_malloc2((size_t)n_boxes, sizeof(gc_ebox));
+    if (!cb || !ob) {
+        free(cb);
+        free(ob);
+        goto oom;
+    }
+    for (int u = 0; u < n_classes; u++) {
+        int64_t cls = classes[u];
+        int ncb = 0;
+        for (int k = 0; k < n_boxes; k++)
+            if (bcls[k] == cls) cb[ncb++] = boxes[k];
+        ev_case_store *cs = NULL;
+        if (store && R->n_cases < o->sanity_cases) {
+            cs = &R->cases[R->n_cases];
+            memset(cs, 0, sizeof *cs);
+            cs->cls = cls;
+            cs->x = gc_malloc2((size_t)(C * plane), sizeof(float));
+            cs->maps = calloc((size_t)o->n_methods, sizeof(float *));
+            if (!cs->x || !cs->maps) {
+                free(cs->x);
+                free(cs->maps);
+                free(cb);
+                free(ob);
+                goto oom;
+            }
+            memcpy(cs->x, x, sizeof(float) * (size_t)(C * plane));
+            R->n_cases++;
+        }
+        gc_json_begin_object(&j);
+        gc_json_key(&j, "class");
+        gc_json_int(&j, cls);
+        gc_json_key(&j, "label");
+        gc_json_string(&j, label_of(R, cls));
+        gc_json_key(&j, "probability");
+        probs = R->probs;
+        probs_of_scores(R, (const float *)sv.data, inner, probs);
+        gc_json_number(&j, probs[cls]);
+        gc_json_key(&j, "boxes");
+        gc_json_begin_array(&j);
+        for (int k = 0; k < ncb; k++) {
+            gc_json_begin_array_inline(&j);
+            gc_json_int(&j, cb[k].x0);
+            gc_json_int(&j, cb[k].y0);
+            gc_json_int(&j, cb[k].x1);
+            gc_json_int(&j, cb[k].y1);
+            gc_json_end_array(&j);
+        }
+        gc_json_end_array(&j);
+        gc_json_key(&j, "methods");
+        gc_json_begin_object(&j);
+        for (int mi = 0; mi < o->n_methods; mi++) {
+            ev_method_result *r = &R->res[mi];
+            if (r->skipped) continue;
+            rc = gcam_explain(R->e, r->method, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cls}, &map);
+            if (rc) {
+                const char *why = gcam_explainer_error(R->e);
+                if (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG) { /* the method does not apply to this model */
+                    if (!o->methods_all && !R->sum.n_images) {
+                        gc_fail(err, rc, "%s: %s", gcam_method_name(r->method), why);
+                        free(cb);
+                        free(ob);
+                        result = EV_STOP + CLI_BAD_INPUT;
+                        goto done;
+                    }
+                    r->skipped = 1;
+                    snprintf(r->skip_reason, sizeof r->skip_reason, "%s", why);
+                    rc = GCAM_OK;
+                    continue;
+                }
+                gc_fail(err, rc, "%s (class %lld): %s", gcam_method_name(r->method), (long long)cls, why);
+                free(cb);
+                free(ob);
+                goto done;
+            }
+            gc_saliency(S, map.upsampled, map.c, H, W, gcam_method_is_cam(r->method));
+            gcam_map_free(&map);
+            gc_json_key(&j, gcam_method_name(r->method));
+            gc_json_begin_object(&j);
+            if (o->metrics & EV_M_LOC) {
+                gc_ebox lb;
+                double best = 0;
+                if (gc_loc_box(S, H, W, (float)o->threshold, &lb) < 0) goto oom_cb;
+                for (int k = 0; k < ncb; k++) best = fmax(best, gc_box_iou(&lb, &cb[k]));
+                if (push_iou(r, best)) goto oom_cb;
+                if (cls == top1) { /* the image's localisation case: top-1 is a ground-truth class */
+                    r->loc_n++;
+                    r->loc_err += best < 0.5;
+                }
+                json_num(&j, "iou", best);
+                gc_json_key(&j, "box");
+                gc_json_begin_array_inline(&j);
+                gc_json_int(&j, lb.x0);
+                gc_json_int(&j, lb.y0);
+                gc_json_int(&j, lb.x1);
+                gc_json_int(&j, lb.y1);
+                gc_json_end_array(&j);
+            }
+            if (o->metrics & EV_M_POINT) {
+                int hit = gc_pointing_hit(S, H, W, cb, ncb, o->tolerance);
+                double en = gc_energy_in(S, H, W, cb, ncb);
+                r->pt_n++;
+                r->pt_hit += hit;
+                if (!isnan(en)) {
+                    r->energy_sum += en;
+                    r->energy_n++;
+                }
+                gc_json_key(&j, "pointing");
+                gc_json_bool(&j, hit);
+                json_num(&j, "energy", en);
+            }
+            if ((o->metrics & EV_M_DISCR) && n_classes > 1) {
+                double own = gc_mass_in(S, H, W, cb, ncb);
+                int hits = 0, cases = 0;
+                for (int v = 0; v < n_classes; v++) {
+                    if (classes[v] == cls) continue;
+                    int nob = 0;
+                    for (int k = 0; k < n_boxes; k++)
+                        if (bcls[k] == classes[v]) ob[nob++] = boxes[k];
+                    cases++;
+                    hits += own > gc_mass_in(S, H, W, ob, nob);
+                }
+                r->cd_n += cases;
+                r->cd_hit += hits;
+                json_num(&j, "discrimination", (double)hits / cases);
+            }
+            if (want_faith) {
+                if (gc_rank_order(order, S, plane)) goto oom_cb;
+                double d, in;
+                if ((rc = perturb_curve(R, x, sub, order, cls, 0, curve, err))) goto fail_cb;
+                d = gc_auc(curve, o->steps + 1);
+                for (int i = 0; i <= o->steps; i++) r->del_curve[i] += curve[i];
+                if ((rc = perturb_curve(R, x, sub, order, cls, 1, curve, err))) goto fail_cb;
+                in = gc_auc(curve, o->steps + 1);
+                for (int i = 0; i <= o->steps; i++) r->ins_curve[i] += curve[i];
+                r->del_sum += d;
+                r->ins_sum += in;
+                r->fa_n++;
+                json_num(&j, "deletion_auc", d);
+                json_num(&j, "insertion_auc", in);
+            }
+            gc_json_end_object(&j);
+            if (cs) {
+                gc_minmax01(Sn, S, (size_t)plane);
+                if (!(cs->maps[mi] = gc_malloc2((size_t)plane, sizeof(float)))) goto oom_cb;
+                memcpy(cs->maps[mi], Sn, sizeof(float) * (size_t)plane);
+            }
+        }
+        gc_json_end_object(&j);
+        gc_json_end_object(&j);
+        R->sum.n_cases++;
+    }
+    free(cb);
+    free(ob);
+    if (n_classes > 1) R->sum.n_pairs += n_classes * (n_classes - 1);
+    /* the localisation case of an image whose top-1 class is not in its ground truth */
+    int top_in = 0;
+    for (int u = 0; u < n_classes; u++) top_in |= classes[u] == top1;
+    if (!top_in && (o->metrics & EV_M_LOC))
+        for (int mi = 0; mi < o->n_methods; mi++)
+            if (!R->res[mi].skipped) {
+                R->res[mi].loc_n++;
+                R->res[mi].loc_err++;
+            }
+    gc_json_end_array(&j);
+    gc_json_end_object(&j);
+    if (jb.oom || j.bad) goto oom;
+    gc_json_raw(&R->cj, jb.p);
+    result = EV_DONE;
+    goto done;
+oom_cb:
+    free(cb);
+    free(ob);
+oom:
+    gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", img->path);
+    goto done;
+fail_cb:
+    free(cb);
+    free(ob);
+done:
+    gcam_map_free(&map);
+    gc_image_free(&orig);
+    free(x);
+    free(sub);
+    free(S);
+    free(Sn);
+    free(order);
+    free(curve);
+    free(boxes);
+    free(bcls);
+    free(classes);
+    free(cscore);
+    gc_buf_free(&jb);
+    return result;
+}
+
+/* ---- the sanity check: the stored cases again on models with randomised top layers ---- */
+
+static int sanity_depth(ev_run *R, int di, gc_err *err) {
+    const ev_opts *o = R->o;
+    int depth = R->sum.depths[di];
+    gcam_model *rm = NULL;
+    gcam_explainer *e = NULL;
+    gcam_map map = {0};
+    int64_t H = R->dims[2], W = R->dims[3], plane = H * W;
+    float *S = gc_malloc2((size_t)plane, sizeof(float)), *Sn = gc_malloc2((size_t)plane, sizeof(float));
+    int rc = GCAM_OK;
+    if (!S || !Sn) {
+        rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = gc_model_randomize(&rm, R->m, depth, o->seed))) {
+        gc_fail(err, rc, "randomising the top %d layers: %s", depth, gcam_model_error(rm));
+        goto out;
+    }
+    int64_t dims[4] = {1, R->dims[1], H, W};
+    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = dims};
+    if ((rc = make_explainer(R, rm, &e, &f, err))) goto out;
+    for (int c = 0; c < R->n_cases && !rc; c++) {
+        ev_case_store *cs = &R->cases[c];
+        f.data = cs->x;
+        if ((rc = gcam_explainer_forward(e, &f, 1))) {
+            gc_fail(err, rc, "%s", gcam_explainer_error(e));
+            break;
+        }
+        for (int mi = 0; mi < o->n_methods && !rc; mi++) {
+            ev_method_result *r = &R->res[mi];
+            if (r->skipped || !cs->maps[mi]) continue;
+            rc = gcam_explain(e, r->method, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cs->cls}, &map);
+            if (rc) {
+                gc_fail(err, rc, "%s on the randomised model: %s", gcam_method_name(r->method), gcam_explainer_error(e));
+                break;
+            }
+            gc_saliency(S, map.upsampled, map.c, H, W, gcam_method_is_cam(r->method));
+            gcam_map_free(&map);
+            gc_minmax01(Sn, S, (size_t)plane);
+            double sp = gc_spearman(cs->maps[mi], Sn, plane), ss = gc_ssim(cs->maps[mi], Sn, H, W);
+            if (sp == -2 || ss == -2) {
+                rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
+                break;
+            }
+            /* a map that became constant has no ranks: it shares nothing with the original */
+            r->sp_sum[di] += isnan(sp) ? 0 : sp;
+            r->sp_n[di]++;
+            r->ss_sum[di] += ss;
+            r->ss_n[di]++;
+        }
+    }
+out:
+    gcam_map_free(&map);
+    gcam_explainer_free(e);
+    gcam_model_free(rm);
+    free(S);
+    free(Sn);
+    return rc;
+}
+
+/* The randomisation depths: as asked, or every depth up to 16 layers, else about 16 spread ones. */
+static void choose_depths(ev_run *R) {
+    const ev_opts *o = R->o;
+    int L = R->sum.n_param_layers, n = 0;
+    int *d = R->sum.depths;
+    if (o->n_depths || o->depth_all) {
+        for (int i = 0; i < o->n_depths; i++)
+            if (o->depths[i] <= L) d[n++] = o->depths[i];
+        if (o->depth_all) d[n++] = L;
+    } else if (L <= 16) {
+        for (int k = 1; k <= L; k++) d[n++] = k;
+    } else {
+        for (int i = 1; i <= 16; i++) {
+            int k = (int)lround(pow((double)L, (double)i / 16.0));
+            if (!n || k > d[n - 1]) d[n++] = k;
+        }
+    }
+    /* sorted, unique */
+    for (int i = 1; i < n; i++)
+        for (int q = i; q > 0 && d[q] < d[q - 1]; q--) {
+            int t = d[q];
+            d[q] = d[q - 1];
+            d[q - 1] = t;
+        }
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (d[i] >= 1 && (!m || d[i] != d[m - 1])) d[m++] = d[i];
+    R->sum.n_depths = m;
+    for (int i = 0; i < m; i++) {
+        const char *ln = gc_model_param_layer(R->m, d[i] - 1);
+        snprintf(R->sum.depth_layer[i], sizeof R->sum.depth_layer[i], "%s", ln ? ln : "?");
+    }
+}
+
+static int mkdir_p(const char *dir) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
+    struct stat st;
+    if (stat(tmp, &st) != 0) return errno;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+static int add_failure(ev_run *R, const char *path, const char *why) {
+    char **f = realloc(R->sum.failures, sizeof *f * (size_t)(R->sum.n_failures + 1));
+    if (!f) return -1;
+    R->sum.failures = f;
+    size_t n = strlen(path) + strlen(why) + 3;
+    char *s = malloc(n);
+    if (!s) return -1;
+    if (strncmp(why, path, strlen(path)) == 0) snprintf(s, n, "%s", why);
+    else snprintf(s, n, "%s: %s", path, why);
+    f[R->sum.n_failures++] = s;
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv) {
+    ev_opts o;
+    int prc = parse_options(argc, argv, &o);
+    if (prc) {
+        for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
+        return prc < 0 ? 0 : prc;
+    }
+    ev_run R;
+    memset(&R, 0, sizeof R);
+    R.o = &o;
+    int exit_code = 0;
+    gc_err err = {0};
+    char msg[1200];
+    double t0 = now_s();
+    char pre_desc[256];
+
+    gcam_load_options lo = {0};
+    gcam_status rc = gcam_model_load(&R.m, o.model, &lo);
+    if (rc) {
+        exit_code = cli_fail(cli_status_exit(rc), "%s", gcam_model_error(R.m));
+        goto out;
+    }
+    if (gcam_model_num_inputs(R.m) != 1) {
+        exit_code = cli_fail(CLI_BAD_INPUT, "%s: eval needs a model with one input (an image batch); it has %d", o.model,
+                             gcam_model_num_inputs(R.m));
+        goto out;
+    }
+    gcam_model_input(R.m, 0, &R.in0);
+    input_layout(&R);
+    {
+        gcam_tensor_info oi;
+        gcam_model_output(R.m, 0, &oi);
+        const char *op = oi.op_type ? oi.op_type : "";
+        R.prob_mode = strcmp(op, "Softmax") == 0 ? 1 : strcmp(op, "LogSoftmax") == 0 ? 2 : strcmp(op, "Sigmoid") == 0 ? 1 : 0;
+        R.score_sigmoid = strcmp(op, "Sigmoid") == 0;
+    }
+    if (o.labels_path && (exit_code = load_labels(&R, o.labels_path))) goto out;
+    if (ev_gt_read(&R.gt, o.boxes, o.images, msg, sizeof msg)) {
+        exit_code = cli_fail(CLI_BAD_INPUT, "%s", msg);
+        goto out;
+    }
+    if (o.limit && o.limit < R.gt.n) {
+        for (int i = o.limit; i < R.gt.n; i++) {
+            for (int k = 0; k < R.gt.v[i].n_objs; k++) free(R.gt.v[i].objs[k].cls_text);
+            free(R.gt.v[i].objs);
+            free(R.gt.v[i].name);
+            free(R.gt.v[i].path);
+        }
+        R.gt.n = o.limit;
+    }
+    int e = mkdir_p(o.out);
+    if (e) {
+        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.out, strerror(e));
+        goto out;
+    }
+    R.res = calloc((size_t)o.n_methods, sizeof *R.res);
+    R.cases = calloc((size_t)o.sanity_cases, sizeof *R.cases);
+    if (!R.res || !R.cases) {
+        exit_code = cli_fail(1, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < o.n_methods; i++) {
+        R.res[i].method = o.methods[i];
+        R.res[i].del_curve = calloc((size_t)o.steps + 1, sizeof(double));
+        R.res[i].ins_curve = calloc((size_t)o.steps + 1, sizeof(double));
+        if (!R.res[i].del_curve || !R.res[i].ins_curve) {
+            exit_code = cli_fail(1, "out of memory");
+            goto out;
+        }
+    }
+    R.sum.n_param_layers = gc_model_num_param_layers(R.m);
+    if (o.metrics & EV_M_SANITY) choose_depths(&R);
+    gc_json_init(&R.cj, &R.cases_json, 2);
+    R.cj.base = 1;
+    gc_json_begin_array(&R.cj);
+
+    R.prog = (ev_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet,
+                           .total = R.gt.n + ((o.metrics & EV_M_SANITY) ? R.sum.n_depths : 0), .t0 = t0};
+    for (int i = 0; i < R.gt.n; i++) {
+        prog_bar(&R.prog, R.gt.v[i].name);
+        gc_err_clear(&err);
+        int r = eval_image(&R, &R.gt.v[i], &err);
+        if (r >= EV_STOP) {
+            prog_clear(&R.prog);
+            exit_code = r - EV_STOP;
+            if (err.msg[0]) cli_fail(exit_code, "%s", err.msg);
+            goto out;
+        }
+        if (r == EV_FAILED) {
+            if (add_failure(&R, R.gt.v[i].path, err.msg[0] ? err.msg : "failed")) {
+                exit_code = cli_fail(1, "out of memory");
+                goto out;
+            }
+            R.sum.n_failed++;
+            if (!o.quiet) {
+                prog_clear(&R.prog);
+                fprintf(stderr, "%s: %s\n", g_prog, R.sum.failures[R.sum.n_failures - 1]);
+            }
+        } else {
+            R.sum.n_images++;
+        }
+        R.prog.done++;
+    }
+    if (!R.sum.n_images) {
+        prog_clear(&R.prog);
+        exit_code = cli_fail(CLI_BAD_INPUT, "no image could be evaluated");
+        goto out;
+    }
+    if (o.metrics & EV_M_SANITY) {
+        for (int di = 0; di < R.sum.n_depths; di++) {
+            char what[200];
+            snprintf(what, sizeof what, "sanity check: top %d layer%s randomised", R.sum.depths[di], R.sum.depths[di] > 1 ? "s" : "");
+            prog_bar(&R.prog, what);
+            gc_err_clear(&err);
+            if (sanity_depth(&R, di, &err)) {
+                prog_clear(&R.prog);
+                exit_code = cli_fail(cli_status_exit(err.code), "sanity check: %s", err.msg);
+                goto out;
+            }
+            R.prog.done++;
+        }
+        R.sum.sanity_cases = R.n_cases;
+    }
+    prog_clear(&R.prog);
+    gc_json_end_array(&R.cj);
+
+    /* the reports */
+    R.sum.model = o.model;
+    R.sum.images_dir = o.images;
+    R.sum.boxes = o.boxes;
+    R.sum.steps = o.steps;
+    R.sum.substrate = substrate_names[o.substrate];
+    R.sum.blur_sigma = o.blur_sigma;
+    R.sum.tolerance = o.tolerance;
+    R.sum.threshold = o.threshold;
+    R.sum.metrics = o.metrics;
+    R.sum.seed = o.seed;
+    R.sum.layers = explain_layers(&R);
+    {
+        static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
+        gc_image dummy = {.w = R.dims[3], .h = R.dims[2]};
+        gc_preprocess p;
+        make_preprocess(&R, &dummy, &p);
+        snprintf(pre_desc, sizeof pre_desc, "%lldx%lld input, %s, %s", (long long)R.dims[3], (long long)R.dims[2],
+                 modes[p.mode], default_imagenet(&R) ? "ImageNet mean/std" : "RGB in 0..1 (raw)");
+        if (o.have_mean || o.have_std || o.have_scale) {
+            size_t u = strlen(pre_desc);
+            snprintf(pre_desc + u, sizeof pre_desc - u, ", mean %g,%g,%g std %g,%g,%g scale %g", p.mean[0], p.mean[1],
+                     p.mean[2], p.std[0], p.std[1], p.std[2], p.scale);
+        }
+    }
+    R.sum.preprocess = pre_desc;
+    R.sum.seconds = now_s() - t0;
+    if (R.cj.bad || R.cases_json.oom) {
+        exit_code = cli_fail(1, "out of memory building eval.json");
+        goto out;
+    }
+    if (ev_write_reports(o.out, &R.sum, R.res, o.n_methods, &R.cases_json, msg, sizeof msg)) {
+        exit_code = cli_fail(1, "%s", msg);
+        goto out;
+    }
+    if (!o.quiet) {
+        ev_print_table(stdout, &R.sum, R.res, o.n_methods);
+        printf("\nEvaluated %d image%s in %.1f s: %s/eval.csv, %s/eval.json, %s/eval.html\n", R.sum.n_images,
+               R.sum.n_images == 1 ? "" : "s", R.sum.seconds, o.out, o.out, o.out);
+    }
+    if (R.sum.n_failures) {
+        fprintf(stderr, "%s: %d of %d images failed:\n", g_prog, R.sum.n_failures, R.gt.n);
+        for (int i = 0; i < R.sum.n_failures; i++) fprintf(stderr, "  %s\n", R.sum.failures[i]);
+        exit_code = CLI_BAD_INPUT;
+    }
+
+out:
+    gcam_explainer_free(R.e);
+    gcam_ctx_free(R.ictx);
+    gcam_model_free(R.m);
+    ev_gt_free(&R.gt);
+    if (R.res)
+        for (int i = 0; i < o.n_methods; i++) {
+            free(R.res[i].ious);
+            free(R.res[i].del_curve);
+            free(R.res[i].ins_curve);
+        }
+    free(R.res);
+    if (R.cases)
+        for (int c = 0; c < R.n_cases; c++) {
+            free(R.cases[c].x);
+            for (int mi = 0; R.cases[c].maps && mi < o.n_methods; mi++) free(R.cases[c].maps[mi]);
+            free(R.cases[c].maps);
+        }
+    free(R.cases);
+    for (int i = 0; i < R.sum.n_failures; i++) free(R.sum.failures[i]);
+    free(R.sum.failures);
+    for (int i = 0; i < R.n_layer_list; i++) free((char *)R.layer_list[i]);
+    free(R.layer_list);
+    free(R.layer_names);
+    free(R.batch_buf);
+    free(R.probs);
+    gc_buf_free(&R.cases_json);
+    if (R.labels != (const char **)gc_imagenet_labels) free(R.labels);
+    free(R.labels_owned);
+    for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
+    return exit_code;
+}

@@ -1,0 +1,1905 @@
+/* gradcam explain MODEL INPUT...: heat maps, overlays, pixel-space maps, results.json and
+ * report.html for every input and explained class. A batch goes on past a bad input. */
+#include <errno.h>
+#include <math.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "explain_inputs.h"
+#include "image/image.h"
+#include "image/npy.h"
+#include "report/report.h"
+
+static void print_explain_help(void) {
+    printf(
+        "Usage: gradcam explain MODEL INPUT... [options]\n\n"
+        "Explains MODEL's predictions on each INPUT: an image (PNG, JPEG), a float32 .npy tensor (the model\n"
+        "input as is, with or without the batch axis) or a folder (searched recursively for .png, .jpg and\n"
+        ".jpeg files, in sorted order). For every input and explained class it writes heat maps, overlays\n"
+        "and pixel-space maps into the output folder, with results.json (predictions, maps, localisation\n"
+        "boxes) and report.html (one self-contained page, readable offline).\n\n"
+        "What to explain:\n"
+        "  -m, --method LIST      comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam):\n"
+        "                         gradcam counterfactual cam gradcam++ xgradcam hirescam layercam eigencam\n"
+        "                         eigengradcam scorecam ablationcam guided-backprop deconvnet guided-gradcam\n"
+        "                         gradient gradient-x-input smoothgrad integrated-gradients (docs/methods.md)\n"
+        "  -c, --class LIST       classes to explain, by index or label name, comma-separated (repeatable)\n"
+        "  -k, --top-k K          without --class: explain the K highest-scoring classes (default 1)\n"
+        "  -l, --layer NAME       target layer of the CAM methods: a tensor or node name; repeatable or\n"
+        "                         comma-separated (maps averaged). Default: the last spatial activation\n"
+        "                         before the output ('gradcam info MODEL' names it)\n"
+        "  --output NAME          the model output to explain (default: the first)\n"
+        "  --target SPEC          explain this instead of classes (repeatable):\n"
+        "                           class:C                  class C (index or label)\n"
+        "                           region:C:y0,x0,y1,x1     class C's scores summed over output rows y0..y1-1,\n"
+        "                                                    columns x0..x1-1 (segmentation outputs)\n"
+        "                           element:i,j,...          one output element (the batch index may be left out)\n"
+        "  --probability          explain the probability after a final Softmax/Sigmoid, not the score before it\n"
+        "  --seed N               SmoothGrad noise seed (default 0)\n\n"
+        "Images are turned into model inputs as follows:\n"
+        "  --preprocess P         imagenet: shorter side to 256, centre crop 224x224, ImageNet mean/std, RGB,\n"
+        "                         NCHW (the default for a 3x224x224 input); raw: RGB in 0..1 stretched to the\n"
+        "                         input size (the default otherwise)\n"
+        "  --size WxH             the input size (default: the model's; a model with dynamic height and width\n"
+        "                         takes each image at its own size, or 224x224 with --preprocess imagenet)\n"
+        "  --resize-mode M        stretch | shorter-side-crop | letterbox\n"
+        "  --mean R,G,B           x = (pixel / 255 * scale - mean) / std per channel; one value sets all three\n"
+        "  --std R,G,B\n"
+        "  --scale S              (default 1: pixels in 0..1)\n"
+        "  --bgr                  channels in B, G, R order\n"
+        "  --nhwc                 the model takes (N, H, W, C) (found from the input shape when it is clear)\n\n"
+        "Output:\n"
+        "  -o, --out DIR          output folder (default ./gradcam-out), created when missing\n"
+        "  --labels FILE          class names, one per line (1000-class outputs get the ImageNet names)\n"
+        "  --colormap NAME        jet | viridis | inferno | turbo | gray (default jet)\n"
+        "  --alpha A              heat map opacity on overlays, 0..1 (default 0.5)\n"
+        "  --npy                  also write every raw map (before upsampling and normalisation) as .npy\n"
+        "  -q, --quiet            no progress and no summary (errors are still printed)\n\n"
+        "Running:\n"
+        "  --feed NAME=FILE.npy   a further model input; repeatable\n"
+        "  --threads N            worker threads (default: all cores)\n"
+        "  --max-memory BYTES     cap on the memory planned per model run; suffixes K, M, G (default 8G)\n\n"
+        "Files written, per input STEM (its file name without extension) and class C:\n"
+        "  STEM_input.png                  the exact image the model saw\n"
+        "  STEM_cC_METHOD_heatmap.png      a CAM-family map in colour (at the model's input size)\n"
+        "  STEM_cC_METHOD_overlay.png      the same blended over the model's view\n"
+        "  STEM_cC_METHOD_photo.png        the same mapped back onto the original photo\n"
+        "  STEM_cC_METHOD.png              pixel-space maps (guided-backprop, guided-gradcam, ...)\n"
+        "  STEM_cC_METHOD.npy              raw maps (--npy)\n"
+        "  results.json, report.html\n"
+        "(regions and elements are tagged rC-y0-x0-y1-x1 and eI-J-...; 'gradcam++' is written 'gradcampp')\n\n"
+        "Examples:\n"
+        "  gradcam explain examples/demo/shapes_cnn.onnx examples/demo/images/ --labels examples/demo/labels.txt\n"
+        "  gradcam explain resnet50.onnx cat.jpg\n"
+        "  gradcam explain resnet50.onnx photos/ -k 3 -m all -o out/\n"
+        "  gradcam explain resnet50.onnx dog.png -c 'bull mastiff',tabby -m gradcam,gradcam++ --npy\n"
+        "  gradcam explain resnet18.onnx x.npy -l /layer3/layer3.1/relu_1/Relu_output_0 -c 7\n"
+        "  gradcam explain unet.onnx scan.png --preprocess raw --size 256x256 --target region:1:100,80,140,120\n"
+        "  gradcam explain mnist.onnx digit.png --mean 0.1307 --std 0.3081\n\n"
+        "Exit status: 0 every input explained; 2 usage error; 3 bad model, or bad inputs (the others are still\n"
+        "explained and the failures listed at the end); 1 other failures (e.g. the output cannot be written).\n");
+}
+
+/* ---- options ---------------------------------------------------------------------------------- */
+
+#define EX_MAX_LIST 64
+
+typedef struct ex_target_spec {
+    gcam_target_kind kind;
+    const char *cls_text;        /* CLASS, REGION: index or label */
+    int64_t y0, x0, y1, x1;      /* REGION */
+    int64_t index[GCAM_MAX_DIMS];
+    int n_index;                 /* ELEMENT */
+} ex_target_spec;
+
+typedef struct ex_opts {
+    const char *model;
+    char **inputs;
+    int n_inputs;
+    gcam_method methods[GCAM_METHOD_COUNT];
+    int n_methods, methods_all;
+    const char *classes[EX_MAX_LIST];
+    int n_classes;
+    int top_k;
+    const char *layers[EX_MAX_LIST];
+    int n_layers;
+    const char *output;
+    ex_target_spec targets[EX_MAX_LIST];
+    int n_targets;
+    int preprocess;              /* -1 auto, 0 imagenet, 1 raw */
+    int64_t size_w, size_h;      /* 0: unset */
+    int resize_mode;             /* -1: unset */
+    float mean[3], std[3], scale;
+    int have_mean, have_std, have_scale, bgr, nhwc;
+    const char *labels_path;
+    int cmap;
+    float alpha;
+    int npy, quiet, threads, probability;
+    const char *out;
+    const char *feed_names[32], *feed_paths[32];
+    int n_feeds;
+    size_t max_memory;
+    uint64_t seed;
+    char *owned[4 * EX_MAX_LIST + 64]; /* copies the pointers above point into */
+    int n_owned;
+} ex_opts;
+
+static char *own(ex_opts *o, char *p) {
+    if (p && o->n_owned < (int)(sizeof o->owned / sizeof o->owned[0])) o->owned[o->n_owned++] = p;
+    else if (p) { /* more copies than slots: cannot happen with the option limits, but never leak silently */
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static int parse_i64(const char *s, int64_t *v) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end || errno) return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_float(const char *s, float *v) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(x) || fabs(x) > 3.4e38) return -1;
+    *v = (float)x;
+    return 0;
+}
+
+/* "a,b,c" or "a" (then all three). */
+static int parse_float3(const char *s, float v[3]) {
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s", s);
+    char *parts[4];
+    int n = 0;
+    for (char *p = tmp, *tok; n < 4 && (tok = strsep(&p, ",")) != NULL;) parts[n++] = tok;
+    if (n != 1 && n != 3) return -1;
+    for (int i = 0; i < n; i++)
+        if (parse_float(parts[i], &v[i])) return -1;
+    if (n == 1) v[1] = v[2] = v[0];
+    return 0;
+}
+
+static int parse_bytes(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || errno || !(x > 0)) return -1;
+    double mul = 1;
+    if (*end) {
+        char u = (char)(*end | 0x20);
+        mul = u == 'k' ? 1024.0 : u == 'm' ? 1048576.0 : u == 'g' ? 1073741824.0 : u == 't' ? 1099511627776.0 : 0;
+        if (!mul) return -1;
+        end++;
+        if (*end == 'i' || *end == 'I') end++;
+        if (*end == 'b' || *end == 'B') end++;
+        if (*end) return -1;
+    }
+    x *= mul;
+    if (x >= 1.8e19) return -1;
+    *out = (size_t)x;
+    return 0;
+}
+
+/* Splits a comma list into dst (pointers into s, which is modified). */
+static int split_list(char *s, const char **dst, int *n, int max) {
+    for (char *p = s, *tok; (tok = strsep(&p, ",")) != NULL;) {
+        while (*tok == ' ') tok++;
+        size_t len = strlen(tok);
+        while (len && tok[len - 1] == ' ') tok[--len] = 0;
+        if (!*tok) continue;
+        if (*n >= max) return -1;
+        dst[(*n)++] = tok;
+    }
+    return 0;
+}
+
+static int parse_int_list(const char *s, int64_t *v, int *n, int max) {
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", s);
+    *n = 0;
+    for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
+        if (*n >= max || parse_i64(tok, &v[*n])) return -1;
+        (*n)++;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
+static int parse_target(char *s, ex_target_spec *t) {
+    memset(t, 0, sizeof *t);
+    if (strncmp(s, "class:", 6) == 0) {
+        t->kind = GCAM_TARGET_CLASS;
+        t->cls_text = s + 6;
+        return *t->cls_text ? 0 : -1;
+    }
+    if (strncmp(s, "region:", 7) == 0) {
+        char *cls = s + 7, *colon = strrchr(cls, ':');
+        if (!colon || colon == cls) return -1;
+        *colon = 0;
+        int64_t v[4];
+        int n;
+        if (parse_int_list(colon + 1, v, &n, 4) || n != 4) return -1;
+        t->kind = GCAM_TARGET_REGION;
+        t->cls_text = cls;
+        t->y0 = v[0];
+        t->x0 = v[1];
+        t->y1 = v[2];
+        t->x1 = v[3];
+        return 0;
+    }
+    if (strncmp(s, "element:", 8) == 0) {
+        t->kind = GCAM_TARGET_ELEMENT;
+        return parse_int_list(s + 8, t->index, &t->n_index, GCAM_MAX_DIMS);
+    }
+    return -1;
+}
+
+/* Parses argv into o; returns -1 when --help was shown (exit 0), a CLI_USAGE code, or 0. */
+static int parse_options(int argc, char **argv, ex_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->top_k = 1;
+    o->preprocess = -1;
+    o->resize_mode = -1;
+    o->cmap = GC_CMAP_JET;
+    o->alpha = 0.5f;
+    o->out = "gradcam-out";
+    o->inputs = calloc((size_t)argc, sizeof *o->inputs);
+    if (!o->inputs) return cli_fail(1, "out of memory");
+    int only_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (only_positional || a[0] != '-' || !a[1]) {
+            if (!o->model) o->model = a;
+            else o->inputs[o->n_inputs++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_positional = 1;
+            continue;
+        }
+        /* --name=value is accepted for every long option that takes a value */
+        char name[64];
+        const char *val = NULL;
+        char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        int used_val = 0;
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a);
+        }
+#define IS(s) (strcmp(name, s) == 0)
+#define NEED_VAL(what)                                                                                   \
+    do {                                                                                                 \
+        used_val = 1;                                                                                    \
+        if (!val) {                                                                                      \
+            if (i + 1 >= argc) return cli_usage_error("%s needs %s", name, what);                        \
+            val = argv[++i];                                                                             \
+        }                                                                                                \
+    } while (0)
+        if (IS("-h") || IS("--help")) {
+            print_explain_help();
+            return -1;
+        } else if (IS("-m") || IS("--method")) {
+            NEED_VAL("a method list");
+            char *copy = gc_strdup(val);
+            const char *names[EX_MAX_LIST];
+            int n = 0;
+            if (!copy || split_list(copy, names, &n, EX_MAX_LIST)) {
+                free(copy);
+                return cli_usage_error("%s: too many methods", name);
+            }
+            for (int k = 0; k < n; k++) {
+                if (strcasecmp(names[k], "all") == 0) {
+                    o->methods_all = 1;
+                    continue;
+                }
+                int m = gcam_method_from_name(names[k]);
+                if (m < 0) {
+                    int rc = cli_usage_error("unknown method '%s' (see 'gradcam explain --help' or docs/methods.md)",
+                                             names[k]);
+                    free(copy);
+                    return rc;
+                }
+                int dup = 0;
+                for (int q = 0; q < o->n_methods; q++) dup |= o->methods[q] == (gcam_method)m;
+                if (!dup) o->methods[o->n_methods++] = (gcam_method)m;
+            }
+            free(copy);
+            if (!n) return cli_usage_error("%s: no method given", name);
+        } else if (IS("-c") || IS("--class")) {
+            NEED_VAL("a class list");
+            char *copy = own(o, gc_strdup(val)); /* o->classes point into it */
+            if (!copy || split_list(copy, o->classes, &o->n_classes, EX_MAX_LIST))
+                return cli_usage_error("%s: at most %d classes", name, EX_MAX_LIST);
+        } else if (IS("-k") || IS("--top-k")) {
+            NEED_VAL("a number");
+            int64_t k;
+            if (parse_i64(val, &k) || k < 1) return cli_usage_error("%s: '%s' is not a positive number", name, val);
+            if (k > EX_MAX_LIST) return cli_usage_error("%s: at most %d classes per input", name, EX_MAX_LIST);
+            o->top_k = (int)k;
+        } else if (IS("-l") || IS("--layer")) {
+            NEED_VAL("a layer name");
+            char *copy = own(o, gc_strdup(val));
+            if (!copy || split_list(copy, o->layers, &o->n_layers, EX_MAX_LIST))
+                return cli_usage_error("%s: at most %d layers", name, EX_MAX_LIST);
+        } else if (IS("--output")) {
+            NEED_VAL("an output name");
+            o->output = val;
+        } else if (IS("--target")) {
+            NEED_VAL("a target");
+            if (o->n_targets >= EX_MAX_LIST) return cli_usage_error("at most %d --target options", EX_MAX_LIST);
+            char *copy = own(o, gc_strdup(val));
+            if (!copy || parse_target(copy, &o->targets[o->n_targets]))
+                return cli_usage_error("--target '%s': want class:C, region:C:y0,x0,y1,x1 or element:i,j,...", val);
+            o->n_targets++;
+        } else if (IS("--probability")) {
+            o->probability = 1;
+        } else if (IS("--seed")) {
+            NEED_VAL("a number");
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(val, &end, 0);
+            if (end == val || *end || errno || val[0] == '-') return cli_usage_error("--seed: '%s' is not a number", val);
+            o->seed = s;
+        } else if (IS("--preprocess")) {
+            NEED_VAL("imagenet or raw");
+            if (strcmp(val, "imagenet") == 0) o->preprocess = 0;
+            else if (strcmp(val, "raw") == 0) o->preprocess = 1;
+            else return cli_usage_error("--preprocess: '%s' is neither imagenet nor raw", val);
+        } else if (IS("--size")) {
+            NEED_VAL("WxH");
+            int64_t d[GCAM_MAX_DIMS];
+            int nd;
+            if (cli_parse_dims(val, d, &nd) || nd != 2 || d[0] < 1 || d[1] < 1 || d[0] > 65536 || d[1] > 65536)
+                return cli_usage_error("--size: '%s' is not WIDTHxHEIGHT (e.g. 224x224)", val);
+            o->size_w = d[0];
+            o->size_h = d[1];
+        } else if (IS("--resize-mode")) {
+            NEED_VAL("a mode");
+            if (strcmp(val, "stretch") == 0) o->resize_mode = GC_RESIZE_STRETCH;
+            else if (strcmp(val, "shorter-side-crop") == 0) o->resize_mode = GC_RESIZE_SHORTER_SIDE_CROP;
+            else if (strcmp(val, "letterbox") == 0) o->resize_mode = GC_RESIZE_LETTERBOX;
+            else return cli_usage_error("--resize-mode: '%s' is not stretch, shorter-side-crop or letterbox", val);
+        } else if (IS("--mean")) {
+            NEED_VAL("R,G,B");
+            if (parse_float3(val, o->mean)) return cli_usage_error("--mean: '%s' is not one or three numbers", val);
+            o->have_mean = 1;
+        } else if (IS("--std")) {
+            NEED_VAL("R,G,B");
+            if (parse_float3(val, o->std) || !(o->std[0] != 0 && o->std[1] != 0 && o->std[2] != 0))
+                return cli_usage_error("--std: '%s' is not one or three non-zero numbers", val);
+            o->have_std = 1;
+        } else if (IS("--scale")) {
+            NEED_VAL("a number");
+            if (parse_float(val, &o->scale)) return cli_usage_error("--scale: '%s' is not a number", val);
+            o->have_scale = 1;
+        } else if (IS("--bgr")) {
+            o->bgr = 1;
+        } else if (IS("--nhwc")) {
+            o->nhwc = 1;
+        } else if (IS("--labels")) {
+            NEED_VAL("a file");
+            o->labels_path = val;
+        } else if (IS("--colormap")) {
+            NEED_VAL("a colour map name");
+            int c = gc_colormap_from_name(val);
+            if (c < 0) return cli_usage_error("--colormap: '%s' is not jet, viridis, inferno, turbo or gray", val);
+            o->cmap = c;
+        } else if (IS("--alpha")) {
+            NEED_VAL("a number");
+            if (parse_float(val, &o->alpha) || o->alpha < 0 || o->alpha > 1)
+                return cli_usage_error("--alpha: '%s' is not a number from 0 to 1", val);
+        } else if (IS("--npy")) {
+            o->npy = 1;
+        } else if (IS("-o") || IS("--out")) {
+            NEED_VAL("a folder");
+            if (!*val) return cli_usage_error("%s: empty folder name", name);
+            o->out = val;
+        } else if (IS("-q") || IS("--quiet")) {
+            o->quiet = 1;
+        } else if (IS("--threads")) {
+            NEED_VAL("a number");
+            int64_t t;
+            if (parse_i64(val, &t) || t < 1 || t > 1024) return cli_usage_error("--threads: '%s' is not a number from 1 to 1024", val);
+            o->threads = (int)t;
+        } else if (IS("--feed")) {
+            NEED_VAL("NAME=FILE.npy");
+            const char *e2 = strchr(val, '=');
+            if (!e2 || e2 == val || !e2[1]) return cli_usage_error("--feed needs NAME=FILE.npy, got '%s'", val);
+            if (o->n_feeds >= 31) return cli_usage_error("at most 31 --feed options");
+            char *nm = own(o, gc_strndup(val, (size_t)(e2 - val)));
+            if (!nm) return cli_fail(1, "out of memory");
+            o->feed_names[o->n_feeds] = nm;
+            o->feed_paths[o->n_feeds++] = e2 + 1;
+        } else if (IS("--max-memory")) {
+            NEED_VAL("a size in bytes");
+            if (parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
+        } else {
+            return cli_usage_error("explain: unknown option '%s'", a);
+        }
+        if (eq && !used_val) return cli_usage_error("%s takes no value", name);
+#undef IS
+#undef NEED_VAL
+    }
+    if (!o->model) return cli_usage_error("explain: no MODEL given");
+    if (!o->n_inputs) return cli_usage_error("explain: no INPUT given (an image, a .npy file or a folder)");
+    if (o->methods_all) {
+        o->n_methods = 0;
+        for (int m = 0; m < GCAM_METHOD_COUNT; m++) o->methods[o->n_methods++] = (gcam_method)m;
+    } else if (!o->n_methods) {
+        o->methods[0] = GCAM_GRADCAM;
+        o->methods[1] = GCAM_GUIDED_BACKPROP;
+        o->methods[2] = GCAM_GUIDED_GRADCAM;
+        o->n_methods = 3;
+    }
+    if (o->n_targets && o->n_classes) return cli_usage_error("give either --class or --target, not both");
+    return 0;
+}
+
+/* ---- run state ---------------------------------------------------------------------------------- */
+
+enum { PROB_SOFTMAX, PROB_SIGMOID, PROB_IDENTITY, PROB_EXP };
+
+typedef struct ex_feed {
+    const char *name;
+    gc_tensor t;
+    int64_t dims[GCAM_MAX_DIMS];
+} ex_feed;
+
+typedef struct ex_progress {
+    int tty, quiet, total, done, failed;
+    double t0;
+    int shown;
+} ex_progress;
+
+typedef struct ex_run {
+    ex_opts *o;
+    gcam_model *m;
+    gcam_tensor_info in0;
+    int nhwc;                    /* input layout (N, H, W, C) */
+    int64_t in_c, in_h, in_w;    /* -1 when dynamic */
+    ex_feed feeds[32];
+    int n_feeds;
+    /* the explainer, for the input shape it was planned for */
+    gcam_explainer *e;
+    int64_t e_dims[GCAM_MAX_DIMS];
+    int e_ndim;
+    int first_done;              /* model-level facts below are known */
+    char *score_name, *layer_names;
+    int prob_mode;
+    int64_t K;                   /* classes (axis 1 of the score) */
+    int score_ndim;
+    int64_t score_dims[GCAM_MAX_DIMS];
+    const char **labels;
+    int64_t n_labels;
+    char *labels_owned;
+    int64_t classes[EX_MAX_LIST];
+    int64_t target_cls[EX_MAX_LIST];
+    char warned[GCAM_METHOD_COUNT];
+    /* outputs */
+    gc_buf inputs_json;
+    gc_json ij;
+    gc_report report;
+    int report_open;
+    char **failures;             /* "path: reason" */
+    char **failure_paths;
+    int n_failures;
+    int n_ok, n_maps;
+    ex_inputs *list;
+    ex_progress prog;
+} ex_run;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- progress ---- */
+
+static void prog_clear(ex_progress *p) {
+    if (p->shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        p->shown = 0;
+    }
+}
+
+static void prog_bar(ex_progress *p, const char *current) {
+    if (!p->tty || p->quiet || p->total < 2) return;
+    int cols = 80;
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40) cols = ws.ws_col;
+    double el = now_s() - p->t0, rate = el > 0 && p->done > 0 ? p->done / el : 0;
+    char eta[32] = "--:--";
+    if (rate > 0) {
+        long s = (long)((p->total - p->done) / rate + 0.5);
+        if (s >= 3600) snprintf(eta, sizeof eta, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+        else snprintf(eta, sizeof eta, "%ld:%02ld", s / 60, s % 60);
+    }
+    const int bw = 24;
+    int fill = (int)((double)p->done / p->total * bw);
+    char bar[32];
+    for (int i = 0; i < bw; i++) bar[i] = i < fill ? '#' : '.';
+    bar[bw] = 0;
+    char head[160];
+    int n = snprintf(head, sizeof head, "[%s] %d/%d  %.2f img/s  %s left", bar, p->done, p->total, rate, eta);
+    if (p->failed) n += snprintf(head + n, sizeof head - (size_t)n, "  %d failed", p->failed);
+    int room = cols - 1 - n - 2;
+    fprintf(stderr, "\r\033[K%s", head);
+    if (current && room > 8) {
+        size_t len = strlen(current);
+        if ((int)len > room) fprintf(stderr, "  ...%s", current + len - (size_t)(room - 3));
+        else fprintf(stderr, "  %s", current);
+    }
+    fflush(stderr);
+    p->shown = 1;
+}
+
+/* A line on stderr that does not collide with the bar. */
+static void prog_msg(ex_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void prog_msg(ex_progress *p, const char *fmt, ...) {
+    prog_clear(p);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int add_failure(ex_run *R, const char *path, const char *why) {
+    char **f = realloc(R->failures, sizeof *f * (size_t)(R->n_failures + 1));
+    if (!f) return -1;
+    R->failures = f;
+    char **fp = realloc(R->failure_paths, sizeof *fp * (size_t)(R->n_failures + 1));
+    if (!fp) return -1;
+    R->failure_paths = fp;
+    size_t n = strlen(path) + strlen(why) + 3;
+    char *s = malloc(n), *pc = gc_strdup(path);
+    if (!s || !pc) {
+        free(s);
+        free(pc);
+        return -1;
+    }
+    /* error texts from the library usually start with the file name already */
+    if (strncmp(why, path, strlen(path)) == 0 && why[strlen(path)] == ':') snprintf(s, n, "%s", why);
+    else snprintf(s, n, "%s: %s", path, why);
+    R->failures[R->n_failures] = s;
+    R->failure_paths[R->n_failures++] = pc;
+    return 0;
+}
+
+/* ---- labels ---- */
+
+static int load_labels(ex_run *R, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cli_fail(CLI_BAD_INPUT, "%s: cannot open labels: %s", path, strerror(errno));
+    gc_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.n < ((size_t)64 << 20)) gc_buf_put(&b, chunk, n);
+    int bad = ferror(f) || b.oom || b.n >= ((size_t)64 << 20);
+    fclose(f);
+    if (bad) {
+        gc_buf_free(&b);
+        return cli_fail(CLI_BAD_INPUT, "%s: cannot read labels (unreadable or larger than 64 MiB)", path);
+    }
+    if (!b.p) gc_buf_put(&b, "", 0);
+    int64_t lines = 1;
+    for (size_t i = 0; i < b.n; i++) lines += b.p[i] == '\n';
+    R->labels = calloc((size_t)lines, sizeof *R->labels);
+    if (!R->labels || !b.p) {
+        gc_buf_free(&b);
+        return cli_fail(1, "out of memory");
+    }
+    R->labels_owned = b.p;
+    int64_t k = 0;
+    for (char *p = b.p, *line; (line = strsep(&p, "\n")) != NULL;) {
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r') line[--len] = 0;
+        if (k == 0 && (unsigned char)line[0] == 0xEF && (unsigned char)line[1] == 0xBB && (unsigned char)line[2] == 0xBF)
+            line += 3; /* UTF-8 byte order mark */
+        R->labels[k++] = line;
+    }
+    while (k > 0 && !R->labels[k - 1][0]) k--; /* trailing empty lines */
+    R->n_labels = k;
+    return 0;
+}
+
+static const char *label_of(const ex_run *R, int64_t c) {
+    if (c < 0 || c >= R->n_labels || !R->labels[c][0]) return NULL;
+    return R->labels[c];
+}
+
+static int resolve_class(const ex_run *R, const char *text, int64_t *out) {
+    int64_t v;
+    if (parse_i64(text, &v) == 0) {
+        if (v < 0 || v >= R->K) return cli_usage_error("class %s is out of range: the output has %lld classes (0..%lld)",
+                                                        text, (long long)R->K, (long long)R->K - 1);
+        *out = v;
+        return 0;
+    }
+    for (int64_t c = 0; c < R->n_labels; c++)
+        if (strcasecmp(R->labels[c], text) == 0) {
+            *out = c;
+            return 0;
+        }
+    if (!R->n_labels) return cli_usage_error("class '%s': the model's %lld classes have no names (give --labels FILE or an index)",
+                                             text, (long long)R->K);
+    return cli_usage_error("class '%s': no label of that name (give an index 0..%lld or a name from the labels)", text,
+                           (long long)R->K - 1);
+}
+
+/* ---- model input layout and preprocessing ---- */
+
+static void input_layout(ex_run *R) {
+    const gcam_tensor_info *t = &R->in0;
+    R->in_c = R->in_h = R->in_w = -1;
+    if (t->ndim != 4) return;
+    int64_t c1 = t->dims[1], c3 = t->dims[3];
+    R->nhwc = R->o->nhwc || ((c3 == 1 || c3 == 3) && !(c1 == 1 || c1 == 3));
+    R->in_c = R->nhwc ? c3 : c1;
+    R->in_h = R->nhwc ? t->dims[1] : t->dims[2];
+    R->in_w = R->nhwc ? t->dims[2] : t->dims[3];
+}
+
+static int default_imagenet(const ex_run *R) {
+    if (R->o->preprocess >= 0) return R->o->preprocess == 0;
+    return R->in_c == 3 && R->in_h == 224 && R->in_w == 224;
+}
+
+/* The preprocessing of one image (its size matters for dynamic models). */
+static void make_preprocess(const ex_run *R, const gc_image *img, gc_preprocess *p) {
+    const ex_opts *o = R->o;
+    int imagenet = default_imagenet(R);
+    int64_t W, H;
+    if (o->size_w) W = o->size_w, H = o->size_h;
+    else if (R->in_w > 0 && R->in_h > 0) W = R->in_w, H = R->in_h;
+    else if (imagenet) W = H = 224;
+    else W = img->w, H = img->h;
+    if (R->in_w > 0 && R->in_h < 0) H = o->size_h ? H : img->h; /* one dynamic side */
+    if (R->in_h > 0 && R->in_w < 0) W = o->size_w ? W : img->w;
+    if (imagenet) {
+        gc_preprocess_imagenet(p);
+        p->width = W;
+        p->height = H;
+        /* torchvision's 256 for 224, kept in proportion for other sizes */
+        p->resize_shorter = (int64_t)llround((double)(W > H ? W : H) * 256.0 / 224.0);
+    } else {
+        gc_preprocess_raw(p, W, H);
+    }
+    if (o->resize_mode >= 0) {
+        p->mode = (gc_resize_mode)o->resize_mode;
+        if (p->mode == GC_RESIZE_SHORTER_SIDE_CROP && !imagenet) p->resize_shorter = W > H ? W : H;
+    }
+    if (o->have_mean) memcpy(p->mean, o->mean, sizeof p->mean);
+    if (o->have_std) memcpy(p->std, o->std, sizeof p->std);
+    if (o->have_scale) p->scale = o->scale;
+    p->bgr = o->bgr;
+    p->nhwc = R->nhwc;
+}
+
+/* An RGB rendering of a raw tensor input (1, C, H, W) / (1, H, W, C): min-max over the sample. */
+static gcam_status render_tensor(gc_image *out, const float *x, int64_t C, int64_t H, int64_t W, int nhwc, int bgr,
+                                 gc_err *err) {
+    out->w = W;
+    out->h = H;
+    out->px = gc_malloc2((size_t)(W * H), 3);
+    if (!out->px) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+    size_t n = (size_t)(C * H * W);
+    float mn = INFINITY, mx = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i])) {
+            mn = fminf(mn, x[i]);
+            mx = fmaxf(mx, x[i]);
+        }
+    float range = mx > mn ? mx - mn : 1;
+    for (int64_t y = 0; y < H; y++)
+        for (int64_t xx = 0; xx < W; xx++) {
+            float v[3] = {0, 0, 0};
+            for (int c = 0; c < 3; c++) {
+                int64_t ch = C == 3 ? (bgr ? 2 - c : c) : -1;
+                if (ch < 0) { /* not RGB: the mean over channels, in grey */
+                    double acc = 0;
+                    for (int64_t k = 0; k < C; k++) acc += x[nhwc ? (y * W + xx) * C + k : (k * H + y) * W + xx];
+                    v[c] = (float)(acc / (double)C);
+                } else {
+                    v[c] = x[nhwc ? (y * W + xx) * C + ch : (ch * H + y) * W + xx];
+                }
+                v[c] = isfinite(v[c]) ? (v[c] - mn) / range : 0;
+            }
+            uint8_t *o = out->px + (y * W + xx) * 3;
+            for (int c = 0; c < 3; c++) o[c] = (uint8_t)lrintf(fminf(fmaxf(v[c], 0), 1) * 255.0f);
+        }
+    return GCAM_OK;
+}
+
+/* ---- the explainer ---- */
+
+static const char *method_title(gcam_method m) {
+    static const char *const t[GCAM_METHOD_COUNT] = {
+        [GCAM_GRADCAM] = "Grad-CAM",
+        [GCAM_GRADCAM_COUNTER] = "Counterfactual Grad-CAM",
+        [GCAM_CAM] = "CAM",
+        [GCAM_GRADCAMPP] = "Grad-CAM++",
+        [GCAM_XGRADCAM] = "XGrad-CAM",
+        [GCAM_HIRESCAM] = "HiResCAM",
+        [GCAM_LAYERCAM] = "LayerCAM",
+        [GCAM_EIGENCAM] = "Eigen-CAM",
+        [GCAM_EIGENGRADCAM] = "Eigen-Grad-CAM",
+        [GCAM_SCORECAM] = "Score-CAM",
+        [GCAM_ABLATIONCAM] = "Ablation-CAM",
+        [GCAM_GUIDED_BACKPROP] = "Guided Backprop",
+        [GCAM_DECONVNET] = "Deconvnet",
+        [GCAM_GUIDED_GRADCAM] = "Guided Grad-CAM",
+        [GCAM_GRADIENT] = "Gradient",
+        [GCAM_GRAD_X_INPUT] = "Gradient \xC3\x97 input",
+        [GCAM_SMOOTHGRAD] = "SmoothGrad",
+        [GCAM_INTEGRATED_GRADIENTS] = "Integrated Gradients",
+    };
+    return (unsigned)m < GCAM_METHOD_COUNT ? t[m] : "?";
+}
+
+/* Facts known once the first explainer exists: classes, labels, probability mode, targets. */
+static int first_explainer(ex_run *R) {
+    const ex_opts *o = R->o;
+    gcam_explainer *e = R->e;
+    R->score_name = gc_strdup(gcam_explainer_score_name(e));
+    gc_buf ln = {0};
+    for (int i = 0; i < gcam_explainer_num_layers(e); i++) {
+        if (i) gc_buf_puts(&ln, ", ");
+        gc_buf_puts(&ln, gcam_explainer_layer(e, i));
+    }
+    R->layer_names = ln.p ? ln.p : gc_strdup("");
+    const char *out_name = o->output;
+    gcam_tensor_info oi;
+    if (!out_name && gcam_model_output(R->m, 0, &oi) == GCAM_OK) out_name = oi.name;
+    const char *op = "";
+    if (out_name && gcam_model_find_tensor(R->m, out_name, &oi) == GCAM_OK && oi.op_type) op = oi.op_type;
+    int final_op = strcmp(op, "Softmax") == 0 || strcmp(op, "LogSoftmax") == 0 || strcmp(op, "Sigmoid") == 0;
+    if (out_name && R->score_name && strcmp(out_name, R->score_name) == 0 && final_op)
+        R->prob_mode = strcmp(op, "LogSoftmax") == 0 ? PROB_EXP : PROB_IDENTITY;
+    else
+        R->prob_mode = strcmp(op, "Sigmoid") == 0 ? PROB_SIGMOID : PROB_SOFTMAX;
+    return 0;
+}
+
+/* Labels and the classes named on the command line, for an output of K classes. */
+static int resolve_classes(ex_run *R, int64_t K, const char *what) {
+    const ex_opts *o = R->o;
+    R->K = K;
+    if (o->labels_path) {
+        if (R->n_labels != K)
+            return cli_fail(CLI_BAD_INPUT, "%s: %lld labels for the %lld classes of '%s'", o->labels_path,
+                            (long long)R->n_labels, (long long)K, what);
+    } else if (K == 1000) {
+        R->labels = (const char **)gc_imagenet_labels;
+        R->n_labels = 1000;
+    } else {
+        R->labels = NULL;
+        R->n_labels = 0;
+    }
+    for (int i = 0; i < o->n_classes; i++) {
+        int rc = resolve_class(R, o->classes[i], &R->classes[i]);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < o->n_targets; i++) {
+        R->target_cls[i] = -1;
+        if (o->targets[i].kind != GCAM_TARGET_ELEMENT) {
+            int rc = resolve_class(R, o->targets[i].cls_text, &R->target_cls[i]);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+/* Called after the first forward (the score shape is known then). */
+static int first_scores(ex_run *R, const gcam_tensor_view *sv) {
+    const ex_opts *o = R->o;
+    R->score_ndim = sv->ndim;
+    memcpy(R->score_dims, sv->dims, sizeof R->score_dims);
+    int rc = resolve_classes(R, sv->ndim >= 2 ? sv->dims[1] : 1, R->score_name ? R->score_name : "?");
+    if (rc) return rc;
+    for (int i = 0; i < o->n_targets; i++) {
+        const ex_target_spec *t = &o->targets[i];
+        if (t->kind == GCAM_TARGET_REGION) {
+            if (sv->ndim != 4)
+                return cli_usage_error("--target region: needs a spatial output (N, C, H, W); '%s' has %d dimensions",
+                                       R->score_name, sv->ndim);
+            if (t->y0 < 0 || t->x0 < 0 || t->y1 > sv->dims[2] || t->x1 > sv->dims[3] || t->y0 >= t->y1 || t->x0 >= t->x1)
+                return cli_usage_error("--target region: rows %lld..%lld, columns %lld..%lld do not fit the %lldx%lld output",
+                                       (long long)t->y0, (long long)t->y1, (long long)t->x0, (long long)t->x1,
+                                       (long long)sv->dims[2], (long long)sv->dims[3]);
+        }
+        if (t->kind == GCAM_TARGET_ELEMENT) {
+            int skip = t->n_index == sv->ndim - 1;
+            if (t->n_index != sv->ndim && !skip)
+                return cli_usage_error("--target element: %d indices for the %d-D output '%s'", t->n_index, sv->ndim,
+                                       R->score_name);
+            for (int d = 0; d < t->n_index; d++) {
+                int64_t ext = sv->dims[d + skip];
+                if (t->index[d] < 0 || t->index[d] >= ext)
+                    return cli_usage_error("--target element: index %lld on axis %d is out of range (0..%lld)",
+                                           (long long)t->index[d], d + skip, (long long)ext - 1);
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- one input ---- */
+
+typedef struct ex_item {
+    gcam_target t;
+    int64_t cls;                 /* the class (labels, scores), or -1 */
+    char tag[96];                /* file-name tag: c281, r3-0-0-8-8, e0-5 */
+    char title[400];
+} ex_item;
+
+typedef struct ex_panel {
+    int order;                   /* position in the row (Figure 1 of the paper first) */
+    char title[96];
+    char caption[600];
+    gc_image img;
+} ex_panel;
+
+static int panel_order(int method, const ex_opts *o) {
+    /* original, Guided Backprop, Grad-CAM, Guided Grad-CAM, the others as asked, the photo */
+    if (method == -1) return 0;
+    if (method == GCAM_GUIDED_BACKPROP) return 1;
+    if (method == GCAM_GRADCAM) return 2;
+    if (method == GCAM_GUIDED_GRADCAM) return 3;
+    if (method == -2) return 1000;
+    for (int i = 0; i < o->n_methods; i++)
+        if ((int)o->methods[i] == method) return 10 + i;
+    return 999;
+}
+
+static int cmp_panel(const void *a, const void *b) {
+    const ex_panel *x = a, *y = b;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+typedef struct ex_panels {
+    ex_panel *v;
+    int n, cap;
+} ex_panels;
+
+static ex_panel *panel_new(ex_panels *P, int order) {
+    if (P->n == P->cap) {
+        int cap = P->cap ? P->cap * 2 : 8;
+        ex_panel *v = realloc(P->v, sizeof *v * (size_t)cap);
+        if (!v) return NULL;
+        P->v = v;
+        P->cap = cap;
+    }
+    ex_panel *p = &P->v[P->n++];
+    memset(p, 0, sizeof *p);
+    p->order = order;
+    return p;
+}
+
+static void panels_free(ex_panels *P) {
+    for (int i = 0; i < P->n; i++) gc_image_free(&P->v[i].img);
+    free(P->v);
+    memset(P, 0, sizeof *P);
+}
+
+/* Writes an output file unless it would replace an input. */
+static gcam_status write_png(ex_run *R, const char *path, const gc_image *img, gc_err *err) {
+    if (ex_inputs_contains_file(R->list, path))
+        return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", path);
+    return gc_image_write_png(path, img, err);
+}
+
+static gcam_status write_npy(ex_run *R, const char *path, const gcam_map *m, gc_err *err) {
+    if (ex_inputs_contains_file(R->list, path))
+        return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", path);
+    gc_tensor t = {.dtype = GC_F32, .data = m->raw};
+    if (m->c == 1 && gcam_method_is_cam(m->method)) {
+        t.shape.ndim = 2;
+        t.shape.d[0] = m->h;
+        t.shape.d[1] = m->w;
+    } else {
+        t.shape.ndim = 3;
+        t.shape.d[0] = m->c;
+        t.shape.d[1] = m->h;
+        t.shape.d[2] = m->w;
+    }
+    return gc_npy_write(path, &t, err);
+}
+
+static void json_box(gc_json *j, const char *key, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
+    gc_json_key(j, key);
+    gc_json_begin_object(j);
+    gc_json_key(j, "x0");
+    gc_json_int(j, x0);
+    gc_json_key(j, "y0");
+    gc_json_int(j, y0);
+    gc_json_key(j, "x1");
+    gc_json_int(j, x1);
+    gc_json_key(j, "y1");
+    gc_json_int(j, y1);
+    gc_json_end_object(j);
+}
+
+/* Scores per class (the mean over any axes after the class axis) and their probabilities. */
+static int class_scores(const ex_run *R, const gcam_tensor_view *sv, double **score, double **prob) {
+    int64_t K = R->K, inner = 1;
+    for (int d = 2; d < sv->ndim; d++) inner *= sv->dims[d];
+    *score = calloc((size_t)K, sizeof(double));
+    *prob = calloc((size_t)K, sizeof(double));
+    if (!*score || !*prob) return -1;
+    const float *s = sv->data;
+    for (int64_t c = 0; c < K; c++) {
+        double acc = 0;
+        for (int64_t i = 0; i < inner; i++) acc += s[c * inner + i];
+        (*score)[c] = acc / (double)inner;
+    }
+    double mx = -INFINITY, z = 0;
+    for (int64_t c = 0; c < K; c++) mx = fmax(mx, (*score)[c]);
+    for (int64_t c = 0; c < K; c++) {
+        double v = (*score)[c];
+        switch (K == 1 && R->prob_mode == PROB_SOFTMAX ? PROB_SIGMOID : R->prob_mode) {
+        case PROB_SIGMOID: (*prob)[c] = 1.0 / (1.0 + exp(-v)); break;
+        case PROB_IDENTITY: (*prob)[c] = v; break;
+        case PROB_EXP: (*prob)[c] = exp(v); break;
+        default: (*prob)[c] = exp(v - mx); z += (*prob)[c];
+        }
+    }
+    if (z > 0)
+        for (int64_t c = 0; c < K; c++) (*prob)[c] /= z;
+    return 0;
+}
+
+/* Parts of the photo the model never saw (outside a centre crop) stay as they are, uncoloured. */
+static void keep_unseen(gc_image *po, const gc_image *orig, const gc_geometry *g, int64_t W, int64_t H) {
+    double fx0 = g->x0, fx1 = g->x0 + (double)W * g->sx, fy0 = g->y0, fy1 = g->y0 + (double)H * g->sy;
+    int64_t x0 = fx0 > 0 ? (int64_t)floor(fx0) : 0, y0 = fy0 > 0 ? (int64_t)floor(fy0) : 0;
+    int64_t x1 = fx1 < (double)orig->w ? (int64_t)ceil(fx1) : orig->w, y1 = fy1 < (double)orig->h ? (int64_t)ceil(fy1) : orig->h;
+    for (int64_t y = 0; y < orig->h; y++)
+        for (int64_t x = 0; x < orig->w; x++)
+            if (y < y0 || y >= y1 || x < x0 || x >= x1) memcpy(po->px + (y * orig->w + x) * 3, orig->px + (y * orig->w + x) * 3, 3);
+}
+
+/* Result codes of one input: 0 done, 1 the input failed (recorded, the batch goes on), other
+ * values: stop the whole run with that exit status minus 100. */
+enum { EX_DONE = 0, EX_FAILED = 1, EX_STOP = 100 };
+
+static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
+    const ex_opts *o = R->o;
+    gc_image orig = {0}, seen = {0}, thumb_seen = {0};
+    gc_geometry geom = {0};
+    gc_tensor npy = {0};
+    float *x = NULL, *xbuf = NULL;
+    int64_t dims[GCAM_MAX_DIMS];
+    int ndim = 0, result = EX_FAILED, have_geom = 0;
+    double *cscore = NULL, *cprob = NULL;
+    int64_t *order = NULL;
+    gcam_map map = {0};
+    gc_buf jb = {0};
+    gc_json j;
+    ex_panels panels = {0};
+    ex_item items[EX_MAX_LIST];
+    int n_items = 0;
+    char *warnings[GCAM_METHOD_COUNT];
+    int n_warn = 0, n_maps = 0;
+    int first_panel_of_item[EX_MAX_LIST + 1];
+    char path[4096];
+    char note[256] = "";
+    gcam_status rc = GCAM_OK;
+    const int64_t N_batch = 1;
+
+    if (in->problem) {
+        gc_fail(err, GCAM_E_IO, "%s: %s", in->path, in->problem);
+        goto done;
+    }
+    /* 1. the model input */
+    if (in->is_npy) {
+        if ((rc = gc_npy_read(in->path, &npy, err))) goto done;
+        if (npy.dtype != GC_F32) {
+            gc_fail(err, GCAM_E_FORMAT, "%s: a %s tensor; the model input must be float32", in->path, gcam_dtype_str(npy.dtype));
+            goto done;
+        }
+        if (R->in0.ndim >= 1 && npy.shape.ndim == R->in0.ndim - 1) {
+            memmove(npy.shape.d + 1, npy.shape.d, sizeof(int64_t) * (size_t)npy.shape.ndim);
+            npy.shape.d[0] = 1;
+            npy.shape.ndim++;
+        }
+        char a[128], b[128];
+        gc_shape ms = {.ndim = R->in0.ndim};
+        memcpy(ms.d, R->in0.dims, sizeof ms.d);
+        int fits = R->in0.ndim < 0 || npy.shape.ndim == R->in0.ndim;
+        for (int d = 0; fits && d < npy.shape.ndim && R->in0.ndim >= 0; d++)
+            fits = R->in0.dims[d] < 0 || R->in0.dims[d] == npy.shape.d[d];
+        if (!fits) {
+            gc_fail(err, GCAM_E_SHAPE, "%s: shape %s does not fit the model input '%s' %s", in->path,
+                    gc_shape_str(&npy.shape, a, sizeof a), R->in0.name, gc_shape_str(&ms, b, sizeof b));
+            goto done;
+        }
+        if (npy.shape.ndim >= 1 && npy.shape.d[0] != N_batch) {
+            gc_fail(err, GCAM_E_SHAPE, "%s: shape %s holds %lld samples; give one sample per file", in->path,
+                    gc_shape_str(&npy.shape, a, sizeof a), (long long)npy.shape.d[0]);
+            goto done;
+        }
+        ndim = npy.shape.ndim;
+        memcpy(dims, npy.shape.d, sizeof dims);
+        x = npy.data;
+        if (ndim == 4) {
+            int nh = o->nhwc || ((dims[3] == 1 || dims[3] == 3) && !(dims[1] == 1 || dims[1] == 3));
+            int64_t C = nh ? dims[3] : dims[1], H = nh ? dims[1] : dims[2], W = nh ? dims[2] : dims[3];
+            if ((rc = render_tensor(&seen, x, C, H, W, nh, o->bgr, err))) goto done;
+        }
+        snprintf(note, sizeof note, "a tensor %s fed as is", gc_shape_str(&npy.shape, a, sizeof a));
+    } else {
+        if (R->in0.ndim != 4) {
+            gc_fail(err, GCAM_E_SHAPE, "%s: the model input '%s' is not an image batch (N, C, H, W): feed a .npy", in->path,
+                    R->in0.name);
+            goto done;
+        }
+        int64_t C = R->in_c < 0 ? 3 : R->in_c;
+        if (C != 1 && C != 3) {
+            gc_fail(err, GCAM_E_SHAPE, "%s: the model takes %lld channels; images give 1 (grey) or 3 (RGB): feed a .npy",
+                    in->path, (long long)C);
+            goto done;
+        }
+        gc_decode_opts dopt = {.background = {255, 255, 255}};
+        if ((rc = gc_image_load(in->path, &orig, &dopt, err))) goto done;
+        gc_preprocess p;
+        make_preprocess(R, &orig, &p);
+        if (C == 1) { /* grey models: RGB without mean/std first, then luma, then the grey mean/std */
+            p.mean[0] = p.mean[1] = p.mean[2] = 0;
+            p.std[0] = p.std[1] = p.std[2] = 1;
+            p.nhwc = 0;
+            p.bgr = 0;
+        }
+        size_t plane = (size_t)(p.width * p.height);
+        xbuf = gc_malloc2(plane, 3 * sizeof(float));
+        if (!xbuf) {
+            gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
+            goto done;
+        }
+        if ((rc = gc_preprocess_image(xbuf, &seen, &geom, &orig, &p, err))) goto done;
+        have_geom = 1;
+        if (C == 1) {
+            float m0 = o->have_mean ? o->mean[0] : 0, s0 = o->have_std ? o->std[0] : 1;
+            for (size_t i = 0; i < plane; i++)
+                xbuf[i] = (0.299f * xbuf[i] + 0.587f * xbuf[plane + i] + 0.114f * xbuf[2 * plane + i] - m0) / s0;
+        }
+        x = xbuf;
+        ndim = 4;
+        dims[0] = 1;
+        dims[R->nhwc ? 3 : 1] = C;
+        dims[R->nhwc ? 1 : 2] = p.height;
+        dims[R->nhwc ? 2 : 3] = p.width;
+        static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
+        snprintf(note, sizeof note, "%lldx%lld model input from a %lldx%lld image (%s%s)", (long long)p.width,
+                 (long long)p.height, (long long)orig.w, (long long)orig.h, modes[p.mode],
+                 default_imagenet(R) ? ", ImageNet normalisation" : "");
+    }
+
+    /* 2. the explainer for this shape */
+    gcam_feed feeds[33];
+    feeds[0] = (gcam_feed){.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = ndim, .dims = dims, .data = x};
+    for (int f = 0; f < R->n_feeds; f++)
+        feeds[1 + f] = (gcam_feed){.name = R->feeds[f].name, .dtype = R->feeds[f].t.dtype, .ndim = R->feeds[f].t.shape.ndim,
+                                   .dims = R->feeds[f].dims, .data = R->feeds[f].t.data};
+    int nf = 1 + R->n_feeds;
+    if (!R->e || R->e_ndim != ndim || memcmp(R->e_dims, dims, sizeof(int64_t) * (size_t)ndim) != 0) {
+        gcam_explainer_free(R->e);
+        R->e = NULL;
+        const char **layers = o->n_layers ? (const char **)o->layers : NULL;
+        gcam_explain_options eo = {.output = o->output, .layers = layers, .n_layers = o->n_layers,
+                                   .explain_probability = o->probability, .n_threads = o->threads,
+                                   .max_memory = o->max_memory, .noise_seed = o->seed};
+        rc = gcam_explainer_create(&R->e, R->m, feeds, nf, &eo);
+        if (rc) {
+            const char *why = gcam_explainer_error(R->e);
+            int model_level = !R->first_done && rc != GCAM_E_SHAPE && rc != GCAM_E_LIMIT && rc != GCAM_E_NOMEM;
+            gc_fail(err, rc, "%s%s", why, rc == GCAM_E_LIMIT && !o->size_w ? " (a smaller --size or a larger --max-memory helps)" : "");
+            gcam_explainer_free(R->e);
+            R->e = NULL;
+            if (model_level) {
+                prog_clear(&R->prog);
+                cli_fail(cli_status_exit(rc), "%s: %s", o->model, err->msg);
+                result = EX_STOP + cli_status_exit(rc);
+            }
+            goto done;
+        }
+        R->e_ndim = ndim;
+        memcpy(R->e_dims, dims, sizeof(int64_t) * (size_t)ndim);
+        if (!R->first_done && first_explainer(R)) {
+            result = EX_STOP + 1;
+            goto done;
+        }
+    }
+
+    /* 3. forward, predictions */
+    if ((rc = gcam_explainer_forward(R->e, feeds, nf))) {
+        gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
+        goto done;
+    }
+    gcam_tensor_view sv;
+    if ((rc = gcam_explainer_scores(R->e, &sv))) {
+        gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
+        goto done;
+    }
+    if (!R->first_done) {
+        int frc = first_scores(R, &sv);
+        if (frc) {
+            prog_clear(&R->prog);
+            result = EX_STOP + frc;
+            goto done;
+        }
+        R->first_done = 1;
+    } else if (sv.ndim >= 2 && sv.dims[1] != R->K) {
+        gc_fail(err, GCAM_E_SHAPE, "%s: the output has %lld classes for this input, %lld before", in->path,
+                (long long)sv.dims[1], (long long)R->K);
+        goto done;
+    }
+    if (class_scores(R, &sv, &cscore, &cprob) || !(order = malloc(sizeof *order * (size_t)R->K))) {
+        gc_fail(err, GCAM_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t c = 0; c < R->K; c++) order[c] = c;
+    /* top classes: partial selection sort, ties to the lower index */
+    int64_t n_top = R->K < 5 ? R->K : 5;
+    if (o->top_k > n_top) n_top = o->top_k < R->K ? o->top_k : R->K;
+    for (int64_t a = 0; a < n_top; a++) {
+        int64_t best = a;
+        for (int64_t c = a + 1; c < R->K; c++)
+            if (cscore[order[c]] > cscore[order[best]] ||
+                (cscore[order[c]] == cscore[order[best]] && order[c] < order[best]))
+                best = c;
+        int64_t t = order[a];
+        order[a] = order[best];
+        order[best] = t;
+    }
+
+    /* 4. what to explain */
+    if (o->n_targets) {
+        for (int i = 0; i < o->n_targets; i++) {
+            const ex_target_spec *ts = &o->targets[i];
+            ex_item *it = &items[n_items++];
+            memset(it, 0, sizeof *it);
+            it->t.kind = ts->kind;
+            it->cls = R->target_cls[i];
+            it->t.cls = it->cls;
+            const char *lb = label_of(R, it->cls);
+            if (ts->kind == GCAM_TARGET_CLASS) {
+                snprintf(it->tag, sizeof it->tag, "c%lld", (long long)it->cls);
+                snprintf(it->title, sizeof it->title, "class %lld%s%s", (long long)it->cls, lb ? " \xC2\xB7 " : "", lb ? lb : "");
+            } else if (ts->kind == GCAM_TARGET_REGION) {
+                it->t.y0 = ts->y0;
+                it->t.x0 = ts->x0;
+                it->t.y1 = ts->y1;
+                it->t.x1 = ts->x1;
+                snprintf(it->tag, sizeof it->tag, "r%lld-%lld-%lld-%lld-%lld", (long long)it->cls, (long long)ts->y0,
+                         (long long)ts->x0, (long long)ts->y1, (long long)ts->x1);
+                snprintf(it->title, sizeof it->title, "class %lld%s%s over output rows %lld..%lld, columns %lld..%lld",
+                         (long long)it->cls, lb ? " \xC2\xB7 " : "", lb ? lb : "", (long long)ts->y0, (long long)ts->y1 - 1,
+                         (long long)ts->x0, (long long)ts->x1 - 1);
+            } else {
+                int skip = ts->n_index == R->score_ndim - 1;
+                size_t u = (size_t)snprintf(it->tag, sizeof it->tag, "e");
+                size_t v = (size_t)snprintf(it->title, sizeof it->title, "output element (");
+                for (int d = 0; d < R->score_ndim; d++) {
+                    int64_t idx = skip ? (d == 0 ? 0 : ts->index[d - 1]) : ts->index[d];
+                    it->t.index[d] = idx;
+                    if (u < sizeof it->tag) u += (size_t)snprintf(it->tag + u, sizeof it->tag - u, "%s%lld", d ? "-" : "", (long long)idx);
+                    if (v < sizeof it->title)
+                        v += (size_t)snprintf(it->title + v, sizeof it->title - v, "%s%lld", d ? ", " : "", (long long)idx);
+                }
+                if (v < sizeof it->title) snprintf(it->title + v, sizeof it->title - v, ")");
+                it->cls = R->score_ndim >= 2 ? it->t.index[1] : -1;
+            }
+        }
+    } else {
+        int64_t n = o->n_classes ? o->n_classes : (o->top_k < R->K ? o->top_k : R->K);
+        for (int64_t i = 0; i < n && n_items < EX_MAX_LIST; i++) {
+            ex_item *it = &items[n_items++];
+            memset(it, 0, sizeof *it);
+            it->cls = o->n_classes ? R->classes[i] : order[i];
+            if (R->score_ndim >= 2) {
+                it->t.kind = GCAM_TARGET_CLASS;
+                it->t.cls = it->cls;
+            } else { /* a single score per sample */
+                it->t.kind = GCAM_TARGET_ELEMENT;
+            }
+            const char *lb = label_of(R, it->cls);
+            snprintf(it->tag, sizeof it->tag, "c%lld", (long long)it->cls);
+            snprintf(it->title, sizeof it->title, "class %lld%s%s (score %.4g, probability %.2f%%)", (long long)it->cls,
+                     lb ? " \xC2\xB7 " : "", lb ? lb : "", cscore[it->cls], 100 * cprob[it->cls]);
+        }
+    }
+
+    /* 5. the input JSON and the model's view */
+    gc_json_init(&j, &jb, 2);
+    j.base = 2;
+    gc_json_begin_object(&j);
+    gc_json_key(&j, "path");
+    gc_json_string(&j, in->path);
+    gc_json_key(&j, "kind");
+    gc_json_string(&j, in->is_npy ? "tensor" : "image");
+    if (!in->is_npy) {
+        gc_json_key(&j, "width");
+        gc_json_int(&j, orig.w);
+        gc_json_key(&j, "height");
+        gc_json_int(&j, orig.h);
+    }
+    gc_json_key(&j, "input_shape");
+    gc_json_begin_array_inline(&j);
+    for (int d = 0; d < ndim; d++) gc_json_int(&j, dims[d]);
+    gc_json_end_array(&j);
+    if (seen.px) {
+        snprintf(path, sizeof path, "%s/%s_input.png", o->out, in->stem);
+        if ((rc = write_png(R, path, &seen, err))) goto done;
+        gc_json_key(&j, "input_image");
+        snprintf(path, sizeof path, "%s_input.png", in->stem);
+        gc_json_string(&j, path);
+    }
+    gc_json_key(&j, "predictions");
+    gc_json_begin_array(&j);
+    for (int64_t a = 0; a < n_top; a++) {
+        int64_t c = order[a];
+        gc_json_begin_object(&j);
+        gc_json_key(&j, "index");
+        gc_json_int(&j, c);
+        gc_json_key(&j, "label");
+        gc_json_string(&j, label_of(R, c));
+        gc_json_key(&j, "score");
+        gc_json_number_f(&j, (float)cscore[c]);
+        gc_json_key(&j, "probability");
+        gc_json_number_f(&j, (float)cprob[c]);
+        gc_json_end_object(&j);
+    }
+    gc_json_end_array(&j);
+    gc_json_key(&j, "maps");
+    gc_json_begin_array(&j);
+
+    if (seen.px && (rc = gc_image_thumbnail(&thumb_seen, &seen, 448, err))) goto done;
+
+    /* 6. every item x method */
+    for (int it_i = 0; it_i < n_items; it_i++) {
+        ex_item *it = &items[it_i];
+        first_panel_of_item[it_i] = panels.n;
+        if (thumb_seen.px) {
+            ex_panel *pn = panel_new(&panels, 0);
+            if (!pn || (rc = gc_image_thumbnail(&pn->img, &thumb_seen, 448, err))) goto oom_or_rc;
+            snprintf(pn->title, sizeof pn->title, "%s", in->is_npy ? "Input (rendered)" : "Model input");
+            snprintf(pn->caption, sizeof pn->caption, "%lldx%lld", (long long)seen.w, (long long)seen.h);
+        }
+        for (int mi = 0; mi < o->n_methods; mi++) {
+            gcam_method meth = o->methods[mi];
+            const char *mname = gcam_method_name(meth);
+            char fm[64];
+            ex_method_file_name(fm, sizeof fm, mname);
+            rc = gcam_explain(R->e, meth, &it->t, &map);
+            if (rc) {
+                const char *why = gcam_explainer_error(R->e);
+                if (o->methods_all && (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG)) {
+                    /* 'all' means every method that applies to this model */
+                    if (!R->warned[meth]) {
+                        R->warned[meth] = 1;
+                        prog_msg(&R->prog, "%s: note: %s skipped: %s", g_prog, mname, why);
+                    }
+                    if (n_warn < GCAM_METHOD_COUNT) {
+                        size_t wl = strlen(mname) + strlen(why) + 16;
+                        warnings[n_warn] = malloc(wl);
+                        if (warnings[n_warn]) snprintf(warnings[n_warn++], wl, "%s skipped: %s", mname, why);
+                    }
+                    rc = GCAM_OK;
+                    continue;
+                }
+                gc_fail(err, rc, "%s (class %lld): %s", mname, (long long)it->cls, why);
+                goto done;
+            }
+            R->n_maps++;
+            n_maps++;
+            char base[1024];
+            snprintf(base, sizeof base, "%s_%s_%s", in->stem, it->tag, fm);
+            gc_json_begin_object(&j);
+            gc_json_key(&j, "method");
+            gc_json_string(&j, mname);
+            gc_json_key(&j, "class");
+            if (it->cls >= 0) {
+                gc_json_begin_object(&j);
+                gc_json_key(&j, "index");
+                gc_json_int(&j, it->cls);
+                gc_json_key(&j, "label");
+                gc_json_string(&j, label_of(R, it->cls));
+                gc_json_end_object(&j);
+            } else {
+                gc_json_null(&j);
+            }
+            if (it->t.kind != GCAM_TARGET_CLASS) {
+                gc_json_key(&j, "target");
+                gc_json_begin_object(&j);
+                gc_json_key(&j, "kind");
+                gc_json_string(&j, it->t.kind == GCAM_TARGET_REGION ? "region" : "element");
+                if (it->t.kind == GCAM_TARGET_REGION) {
+                    gc_json_key(&j, "y0");
+                    gc_json_int(&j, it->t.y0);
+                    gc_json_key(&j, "x0");
+                    gc_json_int(&j, it->t.x0);
+                    gc_json_key(&j, "y1");
+                    gc_json_int(&j, it->t.y1);
+                    gc_json_key(&j, "x1");
+                    gc_json_int(&j, it->t.x1);
+                } else {
+                    gc_json_key(&j, "index");
+                    gc_json_begin_array_inline(&j);
+                    for (int d = 0; d < R->score_ndim; d++) gc_json_int(&j, it->t.index[d]);
+                    gc_json_end_array(&j);
+                }
+                gc_json_end_object(&j);
+            }
+            /* layer: the CAM family's; pixel-space maps have none, but Guided Grad-CAM names
+             * the layer of the Grad-CAM it multiplies by */
+            gc_json_key(&j, "layer");
+            gc_json_string(&j, gcam_method_is_cam(meth) ? map.layer : NULL);
+            if (!gcam_method_is_cam(meth) && map.layer) {
+                gc_json_key(&j, "gradcam_layer");
+                gc_json_string(&j, map.layer);
+            }
+            if (gcam_method_is_cam(meth) && gcam_explainer_num_layers(R->e) > 1) {
+                gc_json_key(&j, "layers");
+                gc_json_begin_array(&j);
+                for (int l = 0; l < gcam_explainer_num_layers(R->e); l++) gc_json_string(&j, gcam_explainer_layer(R->e, l));
+                gc_json_end_array(&j);
+            }
+            gc_json_key(&j, "raw_shape");
+            gc_json_begin_array_inline(&j);
+            if (!(map.c == 1 && gcam_method_is_cam(meth))) gc_json_int(&j, map.c);
+            gc_json_int(&j, map.h);
+            gc_json_int(&j, map.w);
+            gc_json_end_array(&j);
+            ex_panel *pn = panel_new(&panels, panel_order((int)meth, o));
+            if (!pn) goto oom;
+            snprintf(pn->title, sizeof pn->title, "%s", method_title(meth));
+            if (gcam_method_is_cam(meth)) {
+                const float *heat = map.normalized; /* (1, 1, H, W) */
+                gc_image im = {0};
+                snprintf(path, sizeof path, "%s/%s_heatmap.png", o->out, base);
+                if ((rc = gc_heatmap_image(&im, heat, map.H, map.W, (gc_colormap_id)o->cmap, err)) ||
+                    (rc = write_png(R, path, &im, err))) {
+                    gc_image_free(&im);
+                    goto done;
+                }
+                gc_image_free(&im);
+                gc_json_key(&j, "heatmap");
+                snprintf(path, sizeof path, "%s_heatmap.png", base);
+                gc_json_string(&j, path);
+                gc_box box;
+                int found = gc_localize_box(map.upsampled, map.H, map.W, 0.15f, &box);
+                if (found < 0) goto oom;
+                gc_image ov = {0};
+                if (seen.px && seen.w == map.W && seen.h == map.H) {
+                    snprintf(path, sizeof path, "%s/%s_overlay.png", o->out, base);
+                    if ((rc = gc_overlay(&ov, &seen, heat, (gc_colormap_id)o->cmap, o->alpha, err)) ||
+                        (rc = write_png(R, path, &ov, err))) {
+                        gc_image_free(&ov);
+                        goto done;
+                    }
+                    gc_json_key(&j, "overlay");
+                    snprintf(path, sizeof path, "%s_overlay.png", base);
+                    gc_json_string(&j, path);
+                } else if ((rc = gc_heatmap_image(&ov, heat, map.H, map.W, (gc_colormap_id)o->cmap, err))) {
+                    goto done;
+                }
+                if (have_geom) {
+                    float *ph = gc_malloc2((size_t)(orig.w * orig.h), sizeof(float));
+                    gc_image po = {0};
+                    if (!ph) {
+                        gc_image_free(&ov);
+                        goto oom;
+                    }
+                    snprintf(path, sizeof path, "%s/%s_photo.png", o->out, base);
+                    rc = gc_heat_to_original(ph, heat, map.H, map.W, &geom, err);
+                    if (!rc) rc = gc_overlay(&po, &orig, ph, (gc_colormap_id)o->cmap, o->alpha, err);
+                    if (!rc) keep_unseen(&po, &orig, &geom, map.W, map.H);
+                    if (!rc) rc = write_png(R, path, &po, err);
+                    free(ph);
+                    if (!rc && meth == GCAM_GRADCAM) { /* the photo panel closes the row */
+                        ex_panel *pp = panel_new(&panels, panel_order(-2, o));
+                        if (!pp) rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
+                        else {
+                            pn = &panels.v[panels.n - 2]; /* realloc may have moved it */
+                            snprintf(pp->title, sizeof pp->title, "Grad-CAM on the photo");
+                            snprintf(pp->caption, sizeof pp->caption, "%lldx%lld", (long long)orig.w, (long long)orig.h);
+                            rc = gc_image_thumbnail(&pp->img, &po, 448, err);
+                        }
+                    }
+                    gc_image_free(&po);
+                    if (rc) {
+                        gc_image_free(&ov);
+                        goto done;
+                    }
+                    gc_json_key(&j, "photo");
+                    snprintf(path, sizeof path, "%s_photo.png", base);
+                    gc_json_string(&j, path);
+                }
+                size_t cu = (size_t)snprintf(pn->caption, sizeof pn->caption, "layer %s", map.layer ? map.layer : "?");
+                if (found) {
+                    gc_json_key(&j, "box");
+                    gc_json_begin_object(&j);
+                    gc_json_key(&j, "x0");
+                    gc_json_int(&j, box.x0);
+                    gc_json_key(&j, "y0");
+                    gc_json_int(&j, box.y0);
+                    gc_json_key(&j, "x1");
+                    gc_json_int(&j, box.x1);
+                    gc_json_key(&j, "y1");
+                    gc_json_int(&j, box.y1);
+                    gc_json_key(&j, "area");
+                    gc_json_int(&j, box.area);
+                    gc_json_end_object(&j);
+                    if (have_geom) {
+                        /* input pixel (x, y) covers the photo from (x0 + x sx, y0 + y sy) to one pixel further */
+                        double fx0 = geom.x0 + (double)box.x0 * geom.sx, fx1 = geom.x0 + (double)(box.x1 + 1) * geom.sx;
+                        double fy0 = geom.y0 + (double)box.y0 * geom.sy, fy1 = geom.y0 + (double)(box.y1 + 1) * geom.sy;
+                        int64_t px0 = (int64_t)floor(fx0), px1 = (int64_t)ceil(fx1) - 1;
+                        int64_t py0 = (int64_t)floor(fy0), py1 = (int64_t)ceil(fy1) - 1;
+                        px0 = px0 < 0 ? 0 : px0 >= orig.w ? orig.w - 1 : px0;
+                        px1 = px1 < px0 ? px0 : px1 >= orig.w ? orig.w - 1 : px1;
+                        py0 = py0 < 0 ? 0 : py0 >= orig.h ? orig.h - 1 : py0;
+                        py1 = py1 < py0 ? py0 : py1 >= orig.h ? orig.h - 1 : py1;
+                        json_box(&j, "box_photo", px0, py0, px1, py1);
+                    }
+                    if (cu < sizeof pn->caption)
+                        snprintf(pn->caption + cu, sizeof pn->caption - cu, "; box x %lld..%lld, y %lld..%lld",
+                                 (long long)box.x0, (long long)box.x1, (long long)box.y0, (long long)box.y1);
+                    if (meth == GCAM_GRADCAM) {
+                        static const uint8_t green[3] = {0, 230, 64};
+                        int th = (int)(map.W / 112 > 1 ? map.W / 112 : 1);
+                        gc_draw_box(&ov, box.x0, box.y0, box.x1, box.y1, green, th);
+                    }
+                } else {
+                    gc_json_key(&j, "box");
+                    gc_json_null(&j);
+                }
+                rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
+                gc_image_free(&ov);
+                if (rc) goto done;
+            } else {
+                gc_image im = {0};
+                snprintf(path, sizeof path, "%s/%s.png", o->out, base);
+                /* the paper's std + 1e-5 would flatten maps of tiny magnitude (Guided Grad-CAM multiplies
+                 * two small maps): scale to max |x| = 1 first, so that only the map's shape matters */
+                size_t rn = (size_t)(map.c * map.h * map.w);
+                float amax = 0, *scaled = gc_malloc2(rn, sizeof(float)); /* (c, h, w) */
+                if (!scaled) goto oom;
+                for (size_t q = 0; q < rn; q++) amax = fmaxf(amax, fabsf(map.raw[q]));
+                for (size_t q = 0; q < rn; q++) scaled[q] = amax > 0 && isfinite(amax) ? map.raw[q] / amax : map.raw[q];
+                rc = gc_pixelmap_image(&im, scaled, map.c, map.h, map.w, err);
+                free(scaled);
+                if (rc || (rc = write_png(R, path, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
+                    gc_image_free(&im);
+                    goto done;
+                }
+                gc_image_free(&im);
+                gc_json_key(&j, "image");
+                snprintf(path, sizeof path, "%s.png", base);
+                gc_json_string(&j, path);
+                if (map.layer) snprintf(pn->caption, sizeof pn->caption, "Grad-CAM layer %s", map.layer);
+            }
+            if (o->npy) {
+                snprintf(path, sizeof path, "%s/%s.npy", o->out, base);
+                if ((rc = write_npy(R, path, &map, err))) goto done;
+                gc_json_key(&j, "npy");
+                snprintf(path, sizeof path, "%s.npy", base);
+                gc_json_string(&j, path);
+            }
+            gc_json_end_object(&j);
+            gcam_map_free(&map);
+        }
+    }
+    first_panel_of_item[n_items] = panels.n;
+    gc_json_end_array(&j);
+    if (n_warn) {
+        gc_json_key(&j, "warnings");
+        gc_json_begin_array(&j);
+        for (int w = 0; w < n_warn; w++) gc_json_string(&j, warnings[w]);
+        gc_json_end_array(&j);
+    }
+    gc_json_end_object(&j);
+    if (j.bad || jb.oom) {
+        gc_fail(err, j.bad ? GCAM_E_INTERNAL : GCAM_E_NOMEM, "%s: results.json entry could not be built", in->path);
+        goto done;
+    }
+
+    /* 7. the report section */
+    {
+        gc_report_pred preds[64];
+        int np = 0;
+        for (int64_t a = 0; a < n_top && np < 64; a++) {
+            int64_t c = order[a];
+            preds[np++] = (gc_report_pred){.index = c, .label = label_of(R, c), .score = cscore[c], .probability = cprob[c]};
+        }
+        gc_report_row rows[EX_MAX_LIST];
+        gc_report_panel *rp = calloc((size_t)panels.n + 1, sizeof *rp);
+        if (!rp) goto oom;
+        for (int it_i = 0; it_i < n_items; it_i++) {
+            int a = first_panel_of_item[it_i], b = first_panel_of_item[it_i + 1];
+            qsort(panels.v + a, (size_t)(b - a), sizeof *panels.v, cmp_panel);
+            for (int q = a; q < b; q++)
+                rp[q] = (gc_report_panel){.title = panels.v[q].title, .caption = panels.v[q].caption[0] ? panels.v[q].caption : NULL,
+                                          .img = panels.v[q].img.px ? &panels.v[q].img : NULL};
+            rows[it_i] = (gc_report_row){.title = items[it_i].title, .panels = rp + a, .n_panels = b - a};
+        }
+        gc_report_input ri = {.path = in->path, .note = note[0] ? note : NULL, .preds = preds, .n_preds = np,
+                              .rows = rows, .n_rows = n_items, .warnings = (const char *const *)warnings,
+                              .n_warnings = n_warn};
+        rc = gc_report_add(&R->report, &ri, err);
+        free(rp);
+        if (rc) {
+            result = EX_STOP + 1; /* the page can no longer be completed */
+            goto done;
+        }
+    }
+    gc_json_raw(&R->ij, jb.p);
+    result = EX_DONE;
+    if (!o->quiet && !(R->prog.tty && R->prog.total > 1)) {
+        const char *lb = n_top > 0 ? label_of(R, order[0]) : NULL;
+        prog_msg(&R->prog, "[%d/%d] %s: top %lld%s%s%s (p=%.3f), %d map%s", R->prog.done + 1, R->prog.total, in->path,
+                 n_top > 0 ? (long long)order[0] : -1LL, lb ? " \"" : "", lb ? lb : "", lb ? "\"" : "",
+                 n_top > 0 ? cprob[order[0]] : 0.0, n_maps, n_maps == 1 ? "" : "s");
+    }
+    goto done;
+oom:
+    gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
+    goto done;
+oom_or_rc:
+    if (!rc) gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
+done:
+    gcam_map_free(&map);
+    gc_image_free(&orig);
+    gc_image_free(&seen);
+    gc_image_free(&thumb_seen);
+    free(npy.data);
+    free(xbuf);
+    free(cscore);
+    free(cprob);
+    free(order);
+    gc_buf_free(&jb);
+    panels_free(&panels);
+    for (int w = 0; w < n_warn; w++) free(warnings[w]);
+    return result;
+}
+
+/* ---- the command ---- */
+
+static int mkdir_p(const char *dir) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
+    struct stat st;
+    if (stat(tmp, &st) != 0) return errno;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+static int layer_exists(const gcam_model *m, const char *name) {
+    gcam_tensor_info ti;
+    if (gcam_model_find_tensor(m, name, &ti) == GCAM_OK) return 1;
+    for (int i = 0; i < gcam_model_num_nodes(m); i++) {
+        gcam_node_info ni;
+        if (gcam_model_node(m, i, &ni) == GCAM_OK && strcmp(ni.name, name) == 0) return 1;
+    }
+    return 0;
+}
+
+static int load_feeds(ex_run *R) {
+    const ex_opts *o = R->o;
+    for (int f = 0; f < o->n_feeds; f++) {
+        ex_feed *fd = &R->feeds[f];
+        gc_err err = {0};
+        gcam_tensor_info ti;
+        fd->name = o->feed_names[f];
+        if (gcam_model_find_tensor(R->m, fd->name, &ti) != GCAM_OK || ti.producer || ti.is_weight)
+            return cli_fail(CLI_BAD_INPUT, "--feed: the model has no input named '%s'", fd->name);
+        if (strcmp(fd->name, R->in0.name) == 0)
+            return cli_usage_error("--feed %s: that is the explained input; give it as INPUT", fd->name);
+        if (gc_npy_read(o->feed_paths[f], &fd->t, &err)) return cli_fail(CLI_BAD_INPUT, "%s", err.msg);
+        R->n_feeds = f + 1;
+        gc_tensor *t = &fd->t;
+        if (ti.ndim >= 1 && t->shape.ndim == ti.ndim - 1) { /* without its batch axis */
+            memmove(t->shape.d + 1, t->shape.d, sizeof(int64_t) * (size_t)t->shape.ndim);
+            t->shape.d[0] = 1;
+            t->shape.ndim++;
+        }
+        memcpy(fd->dims, t->shape.d, sizeof fd->dims);
+    }
+    return 0;
+}
+
+static void write_results_head(ex_run *R, gc_json *j) {
+    const ex_opts *o = R->o;
+    gc_json_begin_object(j);
+    gc_json_key(j, "gradcam_version");
+    gc_json_string(j, gcam_version());
+    gc_json_key(j, "model");
+    gc_json_begin_object(j);
+    gc_json_key(j, "path");
+    gc_json_string(j, o->model);
+    gc_json_key(j, "producer");
+    gc_json_string(j, gcam_model_producer(R->m));
+    gc_json_key(j, "opset");
+    gc_json_int(j, gcam_model_opset(R->m));
+    gc_json_key(j, "input");
+    gc_json_begin_object(j);
+    gc_json_key(j, "name");
+    gc_json_string(j, R->in0.name);
+    gc_json_key(j, "shape");
+    gc_json_begin_array_inline(j);
+    for (int d = 0; d < R->in0.ndim; d++) {
+        if (R->in0.dims[d] >= 0) gc_json_int(j, R->in0.dims[d]);
+        else gc_json_string(j, R->in0.dim_names[d] ? R->in0.dim_names[d] : "?");
+    }
+    gc_json_end_array(j);
+    gc_json_key(j, "layout");
+    gc_json_string(j, R->nhwc ? "NHWC" : "NCHW");
+    gc_json_end_object(j);
+    gcam_tensor_info oi;
+    const char *out_name = o->output;
+    if (!out_name && gcam_model_output(R->m, 0, &oi) == GCAM_OK) out_name = oi.name;
+    gc_json_key(j, "output");
+    gc_json_string(j, out_name);
+    gc_json_key(j, "score");
+    gc_json_string(j, R->score_name);
+    gc_json_key(j, "layers");
+    if (R->e) {
+        gc_json_begin_array(j);
+        for (int l = 0; l < gcam_explainer_num_layers(R->e); l++) gc_json_string(j, gcam_explainer_layer(R->e, l));
+        gc_json_end_array(j);
+    } else {
+        gc_json_null(j);
+    }
+    gc_json_key(j, "num_classes");
+    if (R->first_done) gc_json_int(j, R->K);
+    else gc_json_null(j);
+    gc_json_key(j, "labels");
+    gc_json_string(j, o->labels_path ? o->labels_path : R->n_labels == 1000 ? "imagenet (built in)" : NULL);
+    gc_json_end_object(j);
+
+    gc_json_key(j, "options");
+    gc_json_begin_object(j);
+    gc_json_key(j, "methods");
+    gc_json_begin_array_inline(j);
+    for (int i = 0; i < o->n_methods; i++) gc_json_string(j, gcam_method_name(o->methods[i]));
+    gc_json_end_array(j);
+    gc_json_key(j, "top_k");
+    gc_json_int(j, o->top_k);
+    gc_json_key(j, "explained");
+    gc_json_string(j, o->probability ? "probability" : "score");
+    gc_json_key(j, "preprocess");
+    gc_json_string(j, default_imagenet(R) ? "imagenet" : "raw");
+    gc_json_key(j, "colormap");
+    gc_json_string(j, gc_colormap_name((gc_colormap_id)o->cmap));
+    gc_json_key(j, "alpha");
+    gc_json_number_f(j, o->alpha);
+    gc_json_key(j, "seed");
+    gc_json_int(j, (int64_t)o->seed);
+    gc_json_key(j, "box_threshold");
+    gc_json_number(j, 0.15);
+    gc_json_end_object(j);
+}
+
+int cmd_explain(int argc, char **argv) {
+    ex_opts o;
+    int prc = parse_options(argc, argv, &o);
+    if (prc) {
+        free(o.inputs);
+        for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
+        return prc < 0 ? 0 : prc;
+    }
+    ex_run R;
+    memset(&R, 0, sizeof R);
+    R.o = &o;
+    ex_inputs list = {0};
+    R.list = &list;
+    int exit_code = 0, stopped = 0;
+    gc_err err = {0};
+    char path[4096];
+    double t0 = now_s();
+
+    gcam_status rc = cli_load_model(&R.m, o.model, 0);
+    if (rc) {
+        exit_code = cli_status_exit(rc);
+        goto out;
+    }
+    if (gcam_model_num_inputs(R.m) < 1) {
+        exit_code = cli_fail(CLI_BAD_INPUT, "%s: the model has no inputs", o.model);
+        goto out;
+    }
+    gcam_model_input(R.m, 0, &R.in0);
+    input_layout(&R);
+    if (o.size_w && R.in_w > 0 && R.in_h > 0 && (o.size_w != R.in_w || o.size_h != R.in_h)) {
+        exit_code = cli_usage_error("--size %lldx%lld: the model's input '%s' is fixed at %lldx%lld", (long long)o.size_w,
+                                    (long long)o.size_h, R.in0.name, (long long)R.in_w, (long long)R.in_h);
+        goto out;
+    }
+    for (int i = 0; i < o.n_layers; i++)
+        if (!layer_exists(R.m, o.layers[i])) {
+            exit_code = cli_usage_error("--layer '%s': %s has no tensor or node of that name ('gradcam info %s' lists them)",
+                                        o.layers[i], o.model, o.model);
+            goto out;
+        }
+    gcam_tensor_info ti;
+    if (o.output && gcam_model_find_tensor(R.m, o.output, &ti) != GCAM_OK) {
+        exit_code = cli_usage_error("--output '%s': %s has no output or tensor of that name", o.output, o.model);
+        goto out;
+    }
+    if (o.labels_path && (exit_code = load_labels(&R, o.labels_path))) goto out;
+    {   /* classes and labels checked now when the output's class axis is fixed in the model */
+        gcam_tensor_info oi;
+        int have = o.output ? gcam_model_find_tensor(R.m, o.output, &oi) == GCAM_OK : gcam_model_output(R.m, 0, &oi) == GCAM_OK;
+        if (have && oi.ndim >= 2 && oi.dims[1] > 0 && (exit_code = resolve_classes(&R, oi.dims[1], oi.name))) goto out;
+    }
+    if ((exit_code = load_feeds(&R))) goto out;
+
+    if (ex_inputs_collect(&list, o.inputs, o.n_inputs, o.out) || ex_inputs_assign_stems(&list)) {
+        exit_code = cli_fail(1, "out of memory");
+        goto out;
+    }
+    if (list.n == 0) {
+        exit_code = cli_fail(CLI_BAD_INPUT, "no inputs: the folder%s given hold%s no .png, .jpg or .jpeg file",
+                             o.n_inputs > 1 ? "s" : "", o.n_inputs > 1 ? "" : "s");
+        goto out;
+    }
+    int cl = ex_inputs_find_clobber(&list, o.out);
+    if (cl >= 0) {
+        exit_code = cli_usage_error("--out %s holds the input '%s', which an output could overwrite: choose another --out",
+                                    o.out, list.v[cl].path);
+        goto out;
+    }
+    int e = mkdir_p(o.out);
+    if (e) {
+        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.out, strerror(e));
+        goto out;
+    }
+
+    /* the page */
+    snprintf(path, sizeof path, "%s/report.html", o.out);
+    if (ex_inputs_contains_file(&list, path)) {
+        exit_code = cli_usage_error("%s is an input: choose another --out", path);
+        goto out;
+    }
+    {
+        char methods[512] = "", inputs_s[64], title[600];
+        size_t u = 0;
+        for (int i = 0; i < o.n_methods && u < sizeof methods; i++)
+            u += (size_t)snprintf(methods + u, sizeof methods - u, "%s%s", i ? ", " : "", gcam_method_name(o.methods[i]));
+        snprintf(inputs_s, sizeof inputs_s, "%d", list.n);
+        const char *base = strrchr(o.model, '/');
+        snprintf(title, sizeof title, "gradcam: %s", base ? base + 1 : o.model);
+        const char *keys[] = {"model", "inputs", "methods", "explained"};
+        const char *vals[] = {o.model, inputs_s, methods,
+                              o.probability ? "the probability after the final Softmax/Sigmoid"
+                                            : "the class score (before any final Softmax/Sigmoid)"};
+        if (gc_report_begin(&R.report, path, title, keys, vals, 4, &err)) {
+            exit_code = cli_fail(1, "%s", err.msg);
+            goto out;
+        }
+        R.report_open = 1;
+    }
+    gc_json_init(&R.ij, &R.inputs_json, 2);
+    R.ij.base = 1;
+    gc_json_begin_array(&R.ij);
+
+    R.prog = (ex_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet, .total = list.n, .t0 = t0};
+    for (int i = 0; i < list.n; i++) {
+        ex_input *in = &list.v[i];
+        prog_bar(&R.prog, in->path);
+        gc_err_clear(&err);
+        int r = explain_input(&R, in, &err);
+        if (r >= EX_STOP) {
+            exit_code = r - EX_STOP;
+            stopped = 1;
+            break;
+        }
+        if (r == EX_FAILED) {
+            if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "failed (no reason recorded)");
+            if (add_failure(&R, in->path, err.msg)) {
+                exit_code = cli_fail(1, "out of memory");
+                stopped = 1;
+                break;
+            }
+            R.prog.failed++;
+            if (!o.quiet && list.n > 1) prog_msg(&R.prog, "%s: %s", g_prog, R.failures[R.n_failures - 1]);
+        } else {
+            R.n_ok++;
+        }
+        R.prog.done++;
+    }
+    prog_clear(&R.prog);
+    if (stopped) goto out;
+
+    gc_json_end_array(&R.ij);
+    /* results.json */
+    {
+        gc_buf doc = {0};
+        gc_json j;
+        gc_json_init(&j, &doc, 2);
+        write_results_head(&R, &j);
+        gc_json_key(&j, "inputs");
+        gc_json_raw(&j, R.inputs_json.p ? R.inputs_json.p : "[]");
+        gc_json_key(&j, "failures");
+        gc_json_begin_array(&j);
+        for (int i = 0; i < R.n_failures; i++) {
+            gc_json_begin_object(&j);
+            gc_json_key(&j, "path");
+            gc_json_string(&j, R.failure_paths[i]);
+            gc_json_key(&j, "error");
+            gc_json_string(&j, R.failures[i]);
+            gc_json_end_object(&j);
+        }
+        gc_json_end_array(&j);
+        gc_json_end_object(&j);
+        gc_buf_puts(&doc, "\n");
+        snprintf(path, sizeof path, "%s/results.json", o.out);
+        if (j.bad || doc.oom || R.ij.bad || R.inputs_json.oom) {
+            exit_code = cli_fail(1, "%s: could not be built (%s)", path, j.bad || R.ij.bad ? "internal error" : "out of memory");
+        } else if (ex_inputs_contains_file(&list, path)) {
+            exit_code = cli_usage_error("%s is an input: choose another --out", path);
+        } else if (gc_write_file_atomic(path, doc.p, doc.n, &err)) {
+            exit_code = cli_fail(1, "%s", err.msg);
+        }
+        gc_buf_free(&doc);
+    }
+    R.report_open = 0;
+    if (gc_report_finish(&R.report, (const char *const *)R.failures, R.n_failures, &err) && !exit_code)
+        exit_code = cli_fail(1, "%s", err.msg);
+    if (R.n_failures) {
+        if (list.n == 1) {
+            fprintf(stderr, "%s: %s\n", g_prog, R.failures[0]);
+        } else {
+            fprintf(stderr, "%s: %d of %d inputs failed:\n", g_prog, R.n_failures, list.n);
+            for (int i = 0; i < R.n_failures; i++) fprintf(stderr, "  %s\n", R.failures[i]);
+        }
+        if (!exit_code) exit_code = CLI_BAD_INPUT;
+    }
+    if (!o.quiet && !exit_code) {
+        printf("Explained %d input%s (%d map%s) in %.1f s: %s/results.json, %s/report.html\n", R.n_ok,
+               R.n_ok == 1 ? "" : "s", R.n_maps, R.n_maps == 1 ? "" : "s", now_s() - t0, o.out, o.out);
+    } else if (!o.quiet && R.n_ok) {
+        printf("Explained %d of %d inputs (%d maps): %s/results.json, %s/report.html\n", R.n_ok, list.n, R.n_maps, o.out,
+               o.out);
+    }
+
+out:
+    if (R.report_open) gc_report_abort(&R.report);
+    gcam_explainer_free(R.e);
+    gcam_model_free(R.m);
+    for (int f = 0; f < R.n_feeds; f++) free(R.feeds[f].t.data);
+    for (int i = 0; i < R.n_failures; i++) {
+        free(R.failures[i]);
+        free(R.failure_paths[i]);
+    }
+    free(R.failures);
+    free(R.failure_paths);
+    gc_buf_free(&R.inputs_json);
+    free(R.score_name);
+    free(R.layer_names);
+    if (R.labels != (const char **)gc_imagenet_labels) free(R.labels);
+    free(R.labels_owned);
+    ex_inputs_free(&list);
+    free(o.inputs);
+    for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
+    return exit_code;
+}

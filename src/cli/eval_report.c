@@ -1,0 +1,596 @@
+/* gradcam eval: the table on the terminal, eval.csv, eval.json and eval.html (with the curves
+ * drawn as inline SVG: no script, no external resource). */
+#include <math.h>
+
+#include "eval.h"
+
+const char *ev_method_title(gcam_method m) {
+    static const char *const t[GCAM_METHOD_COUNT] = {
+        [GCAM_GRADCAM] = "Grad-CAM", [GCAM_GRADCAM_COUNTER] = "Counterfactual", [GCAM_CAM] = "CAM",
+        [GCAM_GRADCAMPP] = "Grad-CAM++", [GCAM_XGRADCAM] = "XGrad-CAM", [GCAM_HIRESCAM] = "HiResCAM",
+        [GCAM_LAYERCAM] = "LayerCAM", [GCAM_EIGENCAM] = "Eigen-CAM", [GCAM_EIGENGRADCAM] = "Eigen-Grad-CAM",
+        [GCAM_SCORECAM] = "Score-CAM", [GCAM_ABLATIONCAM] = "Ablation-CAM", [GCAM_GUIDED_BACKPROP] = "Guided Backprop",
+        [GCAM_DECONVNET] = "Deconvnet", [GCAM_GUIDED_GRADCAM] = "Guided Grad-CAM", [GCAM_GRADIENT] = "Gradient",
+        [GCAM_GRAD_X_INPUT] = "Gradient x input", [GCAM_SMOOTHGRAD] = "SmoothGrad",
+        [GCAM_INTEGRATED_GRADIENTS] = "Integrated Gradients",
+    };
+    return (unsigned)m < GCAM_METHOD_COUNT ? t[m] : "?";
+}
+
+static double ratio(double a, int64_t n) { return n > 0 ? a / (double)n : NAN; }
+
+void ev_row_of(const ev_method_result *r, ev_row *row) {
+    row->loc_error = ratio((double)r->loc_err, r->loc_n);
+    double s = 0;
+    for (int64_t i = 0; i < r->n_ious; i++) s += r->ious[i];
+    row->iou_mean = ratio(s, r->n_ious);
+    row->iou_median = NAN;
+    if (r->n_ious) {
+        double *tmp = malloc(sizeof(double) * (size_t)r->n_ious);
+        if (tmp) {
+            memcpy(tmp, r->ious, sizeof(double) * (size_t)r->n_ious);
+            row->iou_median = gc_median(tmp, r->n_ious);
+            free(tmp);
+        }
+    }
+    row->pointing = ratio((double)r->pt_hit, r->pt_n);
+    row->energy = ratio(r->energy_sum, r->energy_n);
+    row->discrimination = ratio((double)r->cd_hit, r->cd_n);
+    row->deletion = ratio(r->del_sum, r->fa_n);
+    row->insertion = ratio(r->ins_sum, r->fa_n);
+}
+
+static double sanity_sp(const ev_method_result *r, int d) { return ratio(r->sp_sum[d], r->sp_n[d]); }
+static double sanity_ss(const ev_method_result *r, int d) { return ratio(r->ss_sum[d], r->ss_n[d]); }
+
+/* ---- terminal ---- */
+
+static void cell(FILE *f, double v, int width) {
+    if (isnan(v)) fprintf(f, "%*s", width, "-");
+    else fprintf(f, "%*.3f", width, v);
+}
+
+void ev_print_table(FILE *f, const ev_summary *s, const ev_method_result *res, int n) {
+    fprintf(f, "%-22s %8s %8s %8s %8s %8s %8s %9s %9s\n", "method", "loc.err", "IoU", "IoU med", "pointing", "energy",
+            "discrim", "deletion", "insertion");
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        if (r->skipped) {
+            fprintf(f, "%-22s skipped: %.90s\n", ev_method_title(r->method), r->skip_reason);
+            continue;
+        }
+        ev_row w;
+        ev_row_of(r, &w);
+        fprintf(f, "%-22s", ev_method_title(r->method));
+        cell(f, w.loc_error, 9);
+        cell(f, w.iou_mean, 9);
+        cell(f, w.iou_median, 9);
+        cell(f, w.pointing, 9);
+        cell(f, w.energy, 9);
+        cell(f, w.discrimination, 9);
+        cell(f, w.deletion, 10);
+        cell(f, w.insertion, 10);
+        fputc('\n', f);
+    }
+    fprintf(f, "(%d images, %d image-class cases, %d class pairs; deletion: lower is better, insertion: higher)\n",
+            s->n_images, s->n_cases, s->n_pairs);
+    if (!(s->metrics & EV_M_SANITY) || !s->n_depths) return;
+    fprintf(f, "\nSanity check: Spearman / SSIM between the maps of the model and of the model with its top k\n"
+               "parameterised layers randomised (%d cases; low = the method depends on the weights)\n", s->sanity_cases);
+    fprintf(f, "%4s  %-28s", "k", "down to layer");
+    for (int i = 0; i < n; i++)
+        if (!res[i].skipped) fprintf(f, " %15.15s", ev_method_title(res[i].method));
+    fputc('\n', f);
+    for (int d = 0; d < s->n_depths; d++) {
+        fprintf(f, "%4d  %-28.28s", s->depths[d], s->depth_layer[d]);
+        for (int i = 0; i < n; i++) {
+            if (res[i].skipped) continue;
+            char c[40];
+            double a = sanity_sp(&res[i], d), b = sanity_ss(&res[i], d);
+            if (isnan(a)) snprintf(c, sizeof c, "-");
+            else snprintf(c, sizeof c, "%.3f / %.3f", a, b);
+            fprintf(f, " %15s", c);
+        }
+        fputc('\n', f);
+    }
+}
+
+/* ---- CSV ---- */
+
+static void csv_num(gc_buf *b, double v) {
+    gc_buf_puts(b, ",");
+    if (!isnan(v) && isfinite(v)) gc_buf_printf(b, "%.9g", v);
+}
+
+static void csv_str(gc_buf *b, const char *s) {
+    gc_buf_puts(b, "\"");
+    for (; *s; s++) gc_buf_put(b, *s == '"' ? "\"\"" : s, *s == '"' ? 2 : 1);
+    gc_buf_puts(b, "\"");
+}
+
+static void write_csv(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    gc_buf_puts(b, "method,title,images,cases,localisation_error,iou_mean,iou_median,pointing_game,pointing_energy,"
+                   "class_discrimination,discrimination_cases,deletion_auc,insertion_auc");
+    if (s->metrics & EV_M_SANITY)
+        for (int d = 0; d < s->n_depths; d++) gc_buf_printf(b, ",spearman_top%d,ssim_top%d", s->depths[d], s->depths[d]);
+    gc_buf_puts(b, "\n");
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        if (r->skipped) continue;
+        ev_row w;
+        ev_row_of(r, &w);
+        gc_buf_puts(b, gcam_method_name(r->method));
+        gc_buf_puts(b, ",");
+        csv_str(b, ev_method_title(r->method));
+        gc_buf_printf(b, ",%d,%lld", s->n_images, (long long)r->pt_n);
+        csv_num(b, w.loc_error);
+        csv_num(b, w.iou_mean);
+        csv_num(b, w.iou_median);
+        csv_num(b, w.pointing);
+        csv_num(b, w.energy);
+        csv_num(b, w.discrimination);
+        gc_buf_printf(b, ",%lld", (long long)r->cd_n);
+        csv_num(b, w.deletion);
+        csv_num(b, w.insertion);
+        if (s->metrics & EV_M_SANITY)
+            for (int d = 0; d < s->n_depths; d++) {
+                csv_num(b, sanity_sp(r, d));
+                csv_num(b, sanity_ss(r, d));
+            }
+        gc_buf_puts(b, "\n");
+    }
+}
+
+/* ---- JSON ---- */
+
+static void jnum(gc_json *j, const char *k, double v) {
+    gc_json_key(j, k);
+    gc_json_number(j, v);
+}
+
+static void write_json(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n, gc_buf *cases) {
+    gc_json j;
+    gc_json_init(&j, b, 2);
+    gc_json_begin_object(&j);
+    gc_json_key(&j, "gradcam_version");
+    gc_json_string(&j, gcam_version());
+    gc_json_key(&j, "model");
+    gc_json_string(&j, s->model);
+    gc_json_key(&j, "images_dir");
+    gc_json_string(&j, s->images_dir);
+    gc_json_key(&j, "boxes");
+    gc_json_string(&j, s->boxes);
+    gc_json_key(&j, "preprocessing");
+    gc_json_string(&j, s->preprocess);
+    gc_json_key(&j, "layers");
+    gc_json_string(&j, s->layers);
+    gc_json_key(&j, "options");
+    gc_json_begin_object(&j);
+    jnum(&j, "threshold", s->threshold);
+    jnum(&j, "tolerance", s->tolerance);
+    gc_json_key(&j, "steps");
+    gc_json_int(&j, s->steps);
+    gc_json_key(&j, "substrate");
+    gc_json_string(&j, s->substrate);
+    jnum(&j, "blur_sigma", s->blur_sigma);
+    gc_json_key(&j, "seed");
+    gc_json_int(&j, (int64_t)s->seed);
+    gc_json_end_object(&j);
+    gc_json_key(&j, "counts");
+    gc_json_begin_object(&j);
+    gc_json_key(&j, "images");
+    gc_json_int(&j, s->n_images);
+    gc_json_key(&j, "failed");
+    gc_json_int(&j, s->n_failed);
+    gc_json_key(&j, "cases");
+    gc_json_int(&j, s->n_cases);
+    gc_json_key(&j, "class_pairs");
+    gc_json_int(&j, s->n_pairs);
+    gc_json_key(&j, "boxes_outside_view");
+    gc_json_int(&j, s->n_boxes_dropped);
+    gc_json_key(&j, "parameterised_layers");
+    gc_json_int(&j, s->n_param_layers);
+    gc_json_key(&j, "sanity_cases");
+    gc_json_int(&j, s->sanity_cases);
+    gc_json_end_object(&j);
+    jnum(&j, "seconds", s->seconds);
+    gc_json_key(&j, "methods");
+    gc_json_begin_array(&j);
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        gc_json_begin_object(&j);
+        gc_json_key(&j, "method");
+        gc_json_string(&j, gcam_method_name(r->method));
+        gc_json_key(&j, "title");
+        gc_json_string(&j, ev_method_title(r->method));
+        if (r->skipped) {
+            gc_json_key(&j, "skipped");
+            gc_json_string(&j, r->skip_reason);
+            gc_json_end_object(&j);
+            continue;
+        }
+        ev_row w;
+        ev_row_of(r, &w);
+        if (s->metrics & EV_M_LOC) {
+            gc_json_key(&j, "localisation");
+            gc_json_begin_object(&j);
+            gc_json_key(&j, "images");
+            gc_json_int(&j, r->loc_n);
+            jnum(&j, "error", w.loc_error);
+            gc_json_key(&j, "iou_cases");
+            gc_json_int(&j, r->n_ious);
+            jnum(&j, "iou_mean", w.iou_mean);
+            jnum(&j, "iou_median", w.iou_median);
+            gc_json_end_object(&j);
+        }
+        if (s->metrics & EV_M_POINT) {
+            gc_json_key(&j, "pointing");
+            gc_json_begin_object(&j);
+            gc_json_key(&j, "cases");
+            gc_json_int(&j, r->pt_n);
+            jnum(&j, "accuracy", w.pointing);
+            jnum(&j, "energy", w.energy);
+            gc_json_end_object(&j);
+        }
+        if (s->metrics & EV_M_DISCR) {
+            gc_json_key(&j, "discrimination");
+            gc_json_begin_object(&j);
+            gc_json_key(&j, "cases");
+            gc_json_int(&j, r->cd_n);
+            jnum(&j, "accuracy", w.discrimination);
+            gc_json_end_object(&j);
+        }
+        if (s->metrics & EV_M_FAITH) {
+            gc_json_key(&j, "faithfulness");
+            gc_json_begin_object(&j);
+            gc_json_key(&j, "cases");
+            gc_json_int(&j, r->fa_n);
+            jnum(&j, "deletion_auc", w.deletion);
+            jnum(&j, "insertion_auc", w.insertion);
+            gc_json_key(&j, "deletion_curve");
+            gc_json_begin_array_inline(&j);
+            for (int q = 0; q <= s->steps; q++) gc_json_number(&j, ratio(r->del_curve[q], r->fa_n));
+            gc_json_end_array(&j);
+            gc_json_key(&j, "insertion_curve");
+            gc_json_begin_array_inline(&j);
+            for (int q = 0; q <= s->steps; q++) gc_json_number(&j, ratio(r->ins_curve[q], r->fa_n));
+            gc_json_end_array(&j);
+            gc_json_end_object(&j);
+        }
+        if (s->metrics & EV_M_SANITY) {
+            gc_json_key(&j, "sanity");
+            gc_json_begin_array(&j);
+            for (int d = 0; d < s->n_depths; d++) {
+                gc_json_begin_object(&j);
+                gc_json_key(&j, "randomised_layers");
+                gc_json_int(&j, s->depths[d]);
+                gc_json_key(&j, "down_to");
+                gc_json_string(&j, s->depth_layer[d]);
+                gc_json_key(&j, "cases");
+                gc_json_int(&j, r->sp_n[d]);
+                jnum(&j, "spearman", sanity_sp(r, d));
+                jnum(&j, "ssim", sanity_ss(r, d));
+                gc_json_end_object(&j);
+            }
+            gc_json_end_array(&j);
+        }
+        gc_json_end_object(&j);
+    }
+    gc_json_end_array(&j);
+    gc_json_key(&j, "cases");
+    gc_json_raw(&j, cases->p ? cases->p : "[]");
+    gc_json_key(&j, "failures");
+    gc_json_begin_array(&j);
+    for (int i = 0; i < s->n_failures; i++) gc_json_string(&j, s->failures[i]);
+    gc_json_end_array(&j);
+    gc_json_end_object(&j);
+    gc_buf_puts(b, "\n");
+    if (j.bad) b->oom = 1;
+}
+
+/* ---- HTML ---- */
+
+static const char *const palette[10] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                         "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+
+static const char PAGE_CSS[] =
+    "body{font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"DejaVu Sans\",Arial,sans-serif;margin:0 auto;"
+    "max-width:1200px;padding:16px 24px 48px;color:#1b1b1b;background:#fff;line-height:1.4}\n"
+    "h1{font-size:1.5rem;margin:.2rem 0 .6rem}h2{font-size:1.15rem;margin:1.6rem 0 .4rem}\n"
+    "dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:.9rem;margin:0}\n"
+    "dt{color:#555}dd{margin:0;overflow-wrap:anywhere}\n"
+    "table{border-collapse:collapse;font-size:.9rem;margin:.4rem 0 .6rem}\n"
+    "th,td{padding:3px 10px;border-bottom:1px solid #e6e6e6;text-align:right}\n"
+    "th{font-weight:600;background:#f4f4f4}td.name,th.name{text-align:left}\n"
+    "td{font-variant-numeric:tabular-nums}p.note{color:#555;font-size:.9rem}\n"
+    ".plots{display:flex;flex-wrap:wrap;gap:20px}svg{background:#fff;border:1px solid #ddd}\n"
+    "span.sw{display:inline-block;width:14px;height:4px;margin-right:6px;vertical-align:middle}\n"
+    "ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:4px 18px;font-size:.9rem}\n"
+    "li.fail{color:#b00020}footer{margin-top:2rem;color:#777;font-size:.8rem}\n";
+
+static void td(gc_buf *b, double v) {
+    if (isnan(v)) gc_buf_puts(b, "<td>&#8211;</td>");
+    else gc_buf_printf(b, "<td>%.3f</td>", v);
+}
+
+static void dl_item(gc_buf *b, const char *k, const char *v) {
+    gc_buf_puts(b, "<dt>");
+    gc_html_escape(b, k);
+    gc_buf_puts(b, "</dt><dd>");
+    gc_html_escape(b, v);
+    gc_buf_puts(b, "</dd>\n");
+}
+
+/* A line plot: curves[c][0..n) over x = xs (or 0..1 evenly when xs is NULL), y in [y0, y1]. */
+typedef struct ev_plot {
+    const char *title, *xlabel, *ylabel;
+    double y0, y1;
+    int n;                 /* points per curve */
+    const double *xs;      /* NULL: evenly spaced on [0, 1] */
+    double x0, x1;
+    const char *const *xticks; /* labels at xs (categorical), or NULL for 0, .25, .., 1 */
+} ev_plot;
+
+static void svg_plot(gc_buf *b, const ev_plot *p, const double *const *curves, const int *colour, int n_curves,
+                     const char *klass) {
+    const double W = 460, H = 320, ml = 56, mr = 16, mt = 30, mb = 50;
+    const double pw = W - ml - mr, ph = H - mt - mb;
+#define PX(x) (ml + ((x) - p->x0) / (p->x1 - p->x0) * pw)
+#define PY(y) (mt + (1 - ((y) - p->y0) / (p->y1 - p->y0)) * ph)
+    gc_buf_printf(b, "<svg class=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+                     "font-family=\"sans-serif\" font-size=\"12\">\n",
+                  klass, W, H, W, H);
+    gc_buf_puts(b, "<title>");
+    gc_html_escape(b, p->title);
+    gc_buf_puts(b, "</title>\n");
+    gc_buf_printf(b, "<text x=\"%.1f\" y=\"18\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"600\">", W / 2);
+    gc_html_escape(b, p->title);
+    gc_buf_puts(b, "</text>\n");
+    /* grid and ticks */
+    for (int k = 0; k <= 4; k++) {
+        double yv = p->y0 + (p->y1 - p->y0) * k / 4.0;
+        gc_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+                         "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>\n",
+                      ml, PY(yv), ml + pw, PY(yv), ml - 6, PY(yv) + 4, yv);
+    }
+    if (p->xticks) {
+        for (int k = 0; k < p->n; k++)
+            gc_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", PX(p->xs[k]), mt + ph + 16,
+                          p->xticks[k]);
+    } else {
+        for (int k = 0; k <= 4; k++) {
+            double xv = p->x0 + (p->x1 - p->x0) * k / 4.0;
+            gc_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+                             "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n",
+                          PX(xv), mt, PX(xv), mt + ph, PX(xv), mt + ph + 16, xv);
+        }
+    }
+    gc_buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#888\"/>\n", ml, mt, pw, ph);
+    gc_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", ml + pw / 2, H - 10);
+    gc_html_escape(b, p->xlabel);
+    gc_buf_puts(b, "</text>\n");
+    gc_buf_printf(b, "<text transform=\"translate(14 %.1f) rotate(-90)\" text-anchor=\"middle\">", mt + ph / 2);
+    gc_html_escape(b, p->ylabel);
+    gc_buf_puts(b, "</text>\n");
+    for (int c = 0; c < n_curves; c++) {
+        gc_buf_printf(b, "<polyline class=\"curve\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", palette[colour[c] % 10]);
+        int first = 1;
+        for (int k = 0; k < p->n; k++) {
+            double y = curves[c][k];
+            if (!isfinite(y)) continue;
+            double x = p->xs ? p->xs[k] : (p->n > 1 ? (double)k / (p->n - 1) : 0);
+            y = fmin(fmax(y, p->y0), p->y1);
+            gc_buf_printf(b, "%s%.1f,%.1f", first ? "" : " ", PX(x), PY(y));
+            first = 0;
+        }
+        gc_buf_puts(b, "\"/>\n");
+    }
+    gc_buf_puts(b, "</svg>\n");
+#undef PX
+#undef PY
+}
+
+static void write_html(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    gc_buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+                   "<meta name=\"generator\" content=\"gradcam " GCAM_VERSION_STRING "\">\n<title>gradcam eval: ");
+    const char *base = strrchr(s->model, '/');
+    gc_html_escape(b, base ? base + 1 : s->model);
+    gc_buf_puts(b, "</title>\n<style>\n");
+    gc_buf_puts(b, PAGE_CSS);
+    gc_buf_puts(b, "</style>\n</head>\n<body>\n<h1>gradcam eval: ");
+    gc_html_escape(b, base ? base + 1 : s->model);
+    gc_buf_puts(b, "</h1>\n<dl>\n");
+    char tmp[512];
+    dl_item(b, "model", s->model);
+    dl_item(b, "images", s->images_dir);
+    dl_item(b, "boxes", s->boxes);
+    snprintf(tmp, sizeof tmp, "%d evaluated (%d failed), %d image-class cases, %d class pairs, %d box%s outside the model's view",
+             s->n_images, s->n_failed, s->n_cases, s->n_pairs, s->n_boxes_dropped, s->n_boxes_dropped == 1 ? "" : "es");
+    dl_item(b, "counts", tmp);
+    dl_item(b, "preprocessing", s->preprocess);
+    dl_item(b, "CAM layer", s->layers);
+    snprintf(tmp, sizeof tmp, "threshold %.3g of the maximum, pointing tolerance %.3g px, %d steps, substrate %s%s",
+             s->threshold, s->tolerance, s->steps, s->substrate, strcmp(s->substrate, "blur") == 0 ? "" : "");
+    if (strcmp(s->substrate, "blur") == 0) {
+        size_t u = strlen(tmp);
+        snprintf(tmp + u, sizeof tmp - u, " (sigma %.3g px)", s->blur_sigma);
+    }
+    dl_item(b, "options", tmp);
+    snprintf(tmp, sizeof tmp, "%.1f s", s->seconds);
+    dl_item(b, "time", tmp);
+    gc_buf_puts(b, "</dl>\n");
+
+    gc_buf_puts(b, "<h2>Results</h2>\n<table class=\"results\">\n<thead><tr><th class=\"name\">method</th>"
+                   "<th>localisation error</th><th>IoU mean</th><th>IoU median</th><th>pointing game</th>"
+                   "<th>pointing (energy)</th><th>class discrimination</th><th>deletion AUC &#8595;</th>"
+                   "<th>insertion AUC &#8593;</th></tr></thead>\n<tbody>\n");
+    int colour[GCAM_METHOD_COUNT], nc = 0;
+    const double *del[GCAM_METHOD_COUNT], *ins[GCAM_METHOD_COUNT];
+    double *mean_curves = calloc((size_t)(2 * n * (s->steps + 1)) + 1, sizeof(double));
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        gc_buf_puts(b, "<tr><td class=\"name\">");
+        gc_html_escape(b, ev_method_title(r->method));
+        if (r->skipped) {
+            gc_buf_puts(b, "</td><td colspan=\"8\" class=\"name\">skipped: ");
+            gc_html_escape(b, r->skip_reason);
+            gc_buf_puts(b, "</td></tr>\n");
+            continue;
+        }
+        gc_buf_puts(b, "</td>");
+        ev_row w;
+        ev_row_of(r, &w);
+        td(b, w.loc_error);
+        td(b, w.iou_mean);
+        td(b, w.iou_median);
+        td(b, w.pointing);
+        td(b, w.energy);
+        td(b, w.discrimination);
+        td(b, w.deletion);
+        td(b, w.insertion);
+        gc_buf_puts(b, "</tr>\n");
+        if (mean_curves && r->fa_n) {
+            double *d = mean_curves + (size_t)(2 * nc) * (size_t)(s->steps + 1), *in = d + s->steps + 1;
+            for (int q = 0; q <= s->steps; q++) {
+                d[q] = r->del_curve[q] / (double)r->fa_n;
+                in[q] = r->ins_curve[q] / (double)r->fa_n;
+            }
+            del[nc] = d;
+            ins[nc] = in;
+            colour[nc++] = i;
+        }
+    }
+    gc_buf_puts(b, "</tbody>\n</table>\n<p class=\"note\">Localisation error: share of images whose top-1 class is "
+                   "not in the ground truth or whose map's box (threshold, largest 8-connected region) has IoU &lt; 0.5 "
+                   "with every box of that class. Pointing game: the map's maximum within the tolerance of a box of the "
+                   "class; energy: share of the map's positive mass inside the class's boxes. Class discrimination: "
+                   "share of (A, B) class pairs on an image where A's map puts more mass in A's boxes than in B's. "
+                   "Definitions: docs/evaluation.md.</p>\n");
+    if (nc) {
+        gc_buf_puts(b, "<h2>Deletion and insertion</h2>\n<div class=\"plots\">\n");
+        ev_plot p = {.title = "Deletion (most important pixels first)", .xlabel = "fraction of pixels deleted",
+                     .ylabel = "probability of the class", .y0 = 0, .y1 = 1, .n = s->steps + 1, .x0 = 0, .x1 = 1};
+        svg_plot(b, &p, del, colour, nc, "deletion");
+        p.title = "Insertion (most important pixels first)";
+        p.xlabel = "fraction of pixels inserted";
+        svg_plot(b, &p, ins, colour, nc, "insertion");
+        gc_buf_puts(b, "</div>\n<ul class=\"legend\">\n");
+        for (int c = 0; c < nc; c++) {
+            gc_buf_printf(b, "<li><span class=\"sw\" style=\"background:%s\"></span>", palette[colour[c] % 10]);
+            gc_html_escape(b, ev_method_title(res[colour[c]].method));
+            gc_buf_puts(b, "</li>\n");
+        }
+        gc_buf_puts(b, "</ul>\n<p class=\"note\">Mean curves over every image-class case. The substrate replaces deleted "
+                       "pixels (deletion) and is the starting image (insertion).</p>\n");
+    }
+    free(mean_curves);
+
+    if ((s->metrics & EV_M_SANITY) && s->n_depths) {
+        gc_buf_printf(b, "<h2>Sanity check: cascading randomisation</h2>\n<p class=\"note\">Spearman rank correlation / "
+                         "SSIM between each method's map on the model and on copies whose top k parameterised layers "
+                         "(of %d) have random weights (seed %llu), over %d cases. A method that explains the model "
+                         "should lose its map as the weights go.</p>\n",
+                      s->n_param_layers, (unsigned long long)s->seed, s->sanity_cases);
+        gc_buf_puts(b, "<table class=\"sanity\">\n<thead><tr><th>k</th><th class=\"name\">down to layer</th>");
+        for (int i = 0; i < n; i++)
+            if (!res[i].skipped) {
+                gc_buf_puts(b, "<th>");
+                gc_html_escape(b, ev_method_title(res[i].method));
+                gc_buf_puts(b, "</th>");
+            }
+        gc_buf_puts(b, "</tr></thead>\n<tbody>\n");
+        for (int d = 0; d < s->n_depths; d++) {
+            gc_buf_printf(b, "<tr><td>%d</td><td class=\"name\">", s->depths[d]);
+            gc_html_escape(b, s->depth_layer[d]);
+            gc_buf_puts(b, "</td>");
+            for (int i = 0; i < n; i++) {
+                if (res[i].skipped) continue;
+                double a = sanity_sp(&res[i], d), c = sanity_ss(&res[i], d);
+                if (isnan(a)) gc_buf_puts(b, "<td>&#8211;</td>");
+                else gc_buf_printf(b, "<td>%.3f / %.3f</td>", a, c);
+            }
+            gc_buf_puts(b, "</tr>\n");
+        }
+        gc_buf_puts(b, "</tbody>\n</table>\n");
+        /* the Spearman curves against depth */
+        double *xs = malloc(sizeof(double) * (size_t)s->n_depths);
+        double *vals = malloc(sizeof(double) * (size_t)(n * s->n_depths) + 1);
+        char(*labels)[16] = malloc(sizeof(*labels) * (size_t)s->n_depths);
+        const char **lp = malloc(sizeof(char *) * (size_t)s->n_depths);
+        const double *cv[GCAM_METHOD_COUNT];
+        int cc[GCAM_METHOD_COUNT], ncv = 0;
+        if (xs && vals && labels && lp) {
+            double ymin = 0;
+            for (int d = 0; d < s->n_depths; d++) {
+                xs[d] = d;
+                snprintf(labels[d], sizeof labels[d], "%d", s->depths[d]);
+                lp[d] = labels[d];
+            }
+            for (int i = 0; i < n; i++) {
+                if (res[i].skipped) continue;
+                double *v = vals + (size_t)ncv * (size_t)s->n_depths;
+                for (int d = 0; d < s->n_depths; d++) {
+                    v[d] = sanity_sp(&res[i], d);
+                    if (v[d] < ymin) ymin = v[d];
+                }
+                cv[ncv] = v;
+                cc[ncv++] = i;
+            }
+            ymin = ymin < 0 ? -1 : 0;
+            ev_plot p = {.title = "Spearman correlation with the original map", .xlabel = "top layers randomised (k)",
+                         .ylabel = "Spearman rank correlation", .y0 = ymin, .y1 = 1, .n = s->n_depths, .xs = xs,
+                         .x0 = -0.5, .x1 = s->n_depths - 0.5, .xticks = lp};
+            gc_buf_puts(b, "<div class=\"plots\">\n");
+            svg_plot(b, &p, cv, cc, ncv, "sanity");
+            gc_buf_puts(b, "</div>\n<ul class=\"legend\">\n");
+            for (int c = 0; c < ncv; c++) {
+                gc_buf_printf(b, "<li><span class=\"sw\" style=\"background:%s\"></span>", palette[cc[c] % 10]);
+                gc_html_escape(b, ev_method_title(res[cc[c]].method));
+                gc_buf_puts(b, "</li>\n");
+            }
+            gc_buf_puts(b, "</ul>\n");
+        }
+        free(xs);
+        free(vals);
+        free(labels);
+        free(lp);
+    }
+    if (s->n_failures) {
+        gc_buf_puts(b, "<h2>Failures</h2>\n<ul>\n");
+        for (int i = 0; i < s->n_failures; i++) {
+            gc_buf_puts(b, "<li class=\"fail\">");
+            gc_html_escape(b, s->failures[i]);
+            gc_buf_puts(b, "</li>\n");
+        }
+        gc_buf_puts(b, "</ul>\n");
+    }
+    gc_buf_puts(b, "<footer>gradcam " GCAM_VERSION_STRING " &#183; eval.csv and eval.json hold the same numbers.</footer>\n"
+                   "</body>\n</html>\n");
+}
+
+int ev_write_reports(const char *out_dir, const ev_summary *s, const ev_method_result *res, int n, gc_buf *cases,
+                     char *msg, size_t msg_size) {
+    static const char *const names[3] = {"eval.csv", "eval.json", "eval.html"};
+    for (int k = 0; k < 3; k++) {
+        gc_buf b = {0};
+        if (k == 0) write_csv(&b, s, res, n);
+        else if (k == 1) write_json(&b, s, res, n, cases);
+        else write_html(&b, s, res, n);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", out_dir, names[k]);
+        gc_err err = {0};
+        if (b.oom || !b.p) {
+            gc_buf_free(&b);
+            snprintf(msg, msg_size, "%s: out of memory", path);
+            return -1;
+        }
+        gcam_status rc = gc_write_file_atomic(path, b.p, b.n, &err);
+        gc_buf_free(&b);
+        if (rc) {
+            snprintf(msg, msg_size, "%s", err.msg);
+            return -1;
+        }
+    }
+    return 0;
+}
