@@ -15,7 +15,8 @@ static void print_run_help(void) {
            "                         one NAME.npy per tensor; '-' (the default): a summary on stdout\n"
            "  -t, --tensor NAME      write this tensor (an output or any intermediate); repeatable\n"
            "  --feed NAME=FILE.npy   a further model input (e.g. token ids, int64); repeatable\n"
-           "  --threads N            worker threads (default: all cores)\n\n"
+           "  --threads N            worker threads (default: all cores)\n"
+           "  --max-memory BYTES     cap on the memory planned for the run; suffixes K, M, G (default 8G)\n\n"
            "Examples:\n"
            "  gradcam run resnet18.onnx cat.npy -o logits.npy\n"
            "  gradcam run resnet18.onnx cat.npy -t /layer4/layer4.1/relu_1/Relu_output_0 -t logits -o feats/\n"
@@ -79,6 +80,27 @@ static void summarize(const gcam_tensor_view *v) {
     }
 }
 
+/* "512M", "2G", "1.5GiB", "65536" -> bytes; -1 if not a positive size. */
+static int parse_size(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || errno || !(x >= 1)) return -1;
+    if (*end) {
+        char u = (char)(*end | 0x20);
+        double mul = u == 'k' ? 1024.0 : u == 'm' ? 1048576.0 : u == 'g' ? 1073741824.0 : u == 't' ? 1099511627776.0 : 0;
+        if (!mul) return -1;
+        x *= mul;
+        end++;
+        if (*end == 'i' || *end == 'I') end++;
+        if (*end == 'b' || *end == 'B') end++;
+        if (*end) return -1;
+    }
+    if (x >= 1.8e19) return -1;
+    *out = (size_t)x;
+    return 0;
+}
+
 typedef struct feed_file {
     const char *name;
     const char *path;
@@ -89,6 +111,7 @@ int cmd_run(int argc, char **argv) {
     const char *model = NULL, *input = NULL, *out = "-";
     const char *tensors[64];
     int n_tensors = 0, threads = 0;
+    size_t max_memory = 0;
     feed_file feeds[32];
     int n_feeds = 0;
     for (int i = 1; i < argc; i++) {
@@ -116,6 +139,10 @@ int cmd_run(int argc, char **argv) {
             long v = strtol(argv[i], &end, 10);
             if (*end || v < 1 || v > 1024) return cli_usage_error("--threads: '%s' is not a number from 1 to 1024", argv[i]);
             threads = (int)v;
+        } else if (strcmp(a, "--max-memory") == 0) {
+            if (++i >= argc) return cli_usage_error("--max-memory needs a size in bytes");
+            if (parse_size(argv[i], &max_memory))
+                return cli_usage_error("--max-memory: '%s' is not a size (e.g. 512M, 2G)", argv[i]);
         } else if (strcmp(a, "-") == 0 && model && input) {
             out = "-";
         } else if (a[0] == '-' && a[1]) {
@@ -165,7 +192,7 @@ int cmd_run(int argc, char **argv) {
         memcpy(gdims[f], t->shape.d, sizeof(int64_t) * GCAM_MAX_DIMS);
         gf[f] = (gcam_feed){.name = feeds[f].name, .dtype = t->dtype, .ndim = t->shape.ndim, .dims = gdims[f], .data = t->data};
     }
-    gcam_ctx_options co = {.n_threads = threads, .keep = tensors, .n_keep = n_tensors};
+    gcam_ctx_options co = {.n_threads = threads, .max_memory = max_memory, .keep = tensors, .n_keep = n_tensors};
     rc = gcam_ctx_create(&c, m, gf, nf, &co);
     if (!rc) rc = gcam_ctx_run(c, gf, nf);
     if (rc) {

@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "model.h"
 
 #define GC_DEFAULT_MAX_MEMORY ((size_t)8 << 30)
@@ -455,9 +457,9 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     size_t total = pack(&bs);
     if (total == SIZE_MAX) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "arena size overflows"); goto out; }
     if (total > c->max_memory) {
-        rc = gc_fail(&c->err, GCAM_E_LIMIT, "the plan needs %.1f MiB of activation memory, more than the %.1f MiB "
-                     "allowed (raise the limit with max_memory / --max-memory)", (double)total / 1048576.0,
-                     (double)c->max_memory / 1048576.0);
+        rc = gc_fail(&c->err, GCAM_E_LIMIT, "the plan needs %zu bytes (%.1f MiB) of activation memory, more than the %zu "
+                     "bytes (%.1f MiB) allowed (raise the limit with max_memory / --max-memory)", total,
+                     (double)total / 1048576.0, c->max_memory, (double)c->max_memory / 1048576.0);
         goto out;
     }
     c->arena_size = total;
@@ -483,6 +485,9 @@ out:
 
 gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, const gcam_ctx_options *o) {
     const gc_model *m = c->m;
+    /* One thread pool: OpenMP. OpenBLAS's own pthread pool would spin against it on the same
+     * cores; the conv/gemm kernels split their GEMMs over OpenMP threads instead. */
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     c->nthreads = o && o->n_threads > 0 ? o->n_threads : (int)(ncpu > 0 ? ncpu : 1);
     c->max_memory = o && o->max_memory ? o->max_memory : GC_DEFAULT_MAX_MEMORY;

@@ -1,5 +1,865 @@
-/* PLACEHOLDER: this family is not written yet; every op here reports unsupported. */
+/* Conv and ConvTranspose over 1..6 spatial dims: X (N, C, xs...), Y (N, M, ys...), G groups,
+ * Conv W (M, C/G, k...), ConvTranspose W (C, M/G, k...), optional bias B (M).
+ *
+ * Both ops are written as one "lowering" between an image space and a column space:
+ * Conv reads its image X and writes columns in Y's space; ConvTranspose is the adjoint, its
+ * image is Y and its columns live in X's space. Strategy per case:
+ *  - pointwise (all kernel extents 1, strides 1, no padding, same spatial size): no lowering; per
+ *    (batch, group) one cblas_sgemm on the channel-major layout: Conv Y = W.X, ConvT Y = W^T.X.
+ *    Backward: Conv dX += W^T.dY, ConvT dX += W.dY (beta = 1 accumulates into the gradient).
+ *  - depthwise (one input channel per group and at most DW_MAX_MULT outputs per group, e.g.
+ *    MobileNet/EfficientNet): a direct loop per channel, no GEMM. 1-D/2-D: the channel is copied
+ *    into a zero-bordered plane in per-thread scratch, so the loops need no bounds: 3x3 kernels
+ *    take all 9 taps in one pass per output row, other widths one fused pass per kernel row
+ *    (stride-1 loops also get an AVX2 clone). 3-D (or no scratch): one pass per kernel tap
+ *    over the tap's valid range. Conv forward gathers, its backward scatters; ConvTranspose
+ *    forward scatters, its backward gathers.
+ *  - general: per (batch, group), in tiles of column rows sized to the scratch budget:
+ *    Conv forward = im2col + sgemm W.col; Conv backward = sgemm W^T.dY + col2im added into dX;
+ *    ConvT forward = sgemm W^T.X + col2im into Y; ConvT backward = im2col(dY) + sgemm W.col
+ *    added into dX.
+ * Bias: Y is prefilled with it and the GEMMs accumulate into Y (beta = 1), so no extra pass.
+ * Threads: with multi-threaded OpenBLAS, OpenBLAS threads the GEMMs and OpenMP the im2col rows,
+ * col2im channels and depthwise channels. With single-threaded OpenBLAS (one thread pool for the
+ * whole context) GEMMs are split over OpenMP threads, and the im2col+GEMM loops give whole tiles
+ * to threads (a scratch slot each). Every output element is summed by one thread in a fixed
+ * order, whatever thread that is: results are bit-identical from run to run.
+ * Backward reads only W (bw_in = W): X and Y need not be kept alive. */
 #include "ops.h"
 
-const gc_opdef gc_def_Conv = {.name = "Conv"};
-const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose"};
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+
+#define CV_SP (GC_MAX_DIMS - 2)
+#define DW_MAX_MULT 8                    /* beyond this many outputs per channel GEMM wins */
+#define DW_TAPS 16                       /* depthwise fast paths: kernel rows up to this wide */
+/* im2col tiles: about 1 MB (so the tile is still in cache when the GEMM packs it; measured
+ * faster than whole-image lowering), but at least CV_MIN_COLS columns so the GEMM stays wide */
+#define CV_COL_BUDGET ((int64_t)1 << 18)
+#define CV_MIN_COLS 256
+#define CV_OMP_MIN 32768                 /* elements below which threads do not pay */
+#define CV_PAR_GEMM_MIN 1e6              /* multiply-adds below which one thread does a GEMM */
+
+/* The build targets x86-64-v2 (SSE4.2); the direct depthwise loops are compute bound, so they get
+ * an AVX2 clone too, picked at load time when the CPU has it. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CV_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CV_CLONES
+#endif
+
+enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+enum { PATH_GEMM, PATH_POINTWISE, PATH_DEPTHWISE };
+
+typedef struct conv_params {
+    int transpose, auto_pad;
+    int64_t group;
+    int n_kernel, n_strides, n_dil, n_pads, n_outpad, n_outshape;
+    int64_t kernel[CV_SP], strides[CV_SP], dil[CV_SP], pads[2 * CV_SP], outpad[CV_SP];
+    int64_t outshape[GC_MAX_DIMS];
+} conv_params;
+
+/* Image space <-> column space: col[o] reads img[o*s + t*d - p] for kernel tap t. */
+typedef struct lowering {
+    int nsp;
+    int64_t img[CV_SP], col[CV_SP], k[CV_SP], s[CV_SP], d[CV_SP], p[CV_SP];
+    int64_t imgsz, colsz, ksz;
+} lowering;
+
+/* Depthwise on 1-D/2-D (1-D as one row): a channel padded into a zero-bordered plane (Hp, Wp),
+ * so every tap of every output is in range and the inner loops need no bounds. */
+typedef struct dw_plane {
+    int ok;
+    int64_t H, W, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp;
+    int64_t floats; /* per-thread plane (Hp, Wp), rounded up to 16 floats (64 bytes) */
+} dw_plane;
+
+typedef struct conv_geom {
+    int transpose, path;
+    dw_plane pl;
+    int64_t N, C, M, G, Cg, Mg; /* X has C channels (Cg per group), Y has M (Mg per group) */
+    int64_t xsz, ysz;           /* spatial element counts of X and Y */
+    int64_t cimg;               /* image channels per group: Cg for Conv, Mg for ConvT */
+    int64_t rows, tile_rows;    /* column rows (all spatial dims but the last): total, per tile */
+    int64_t ntiles, tile_floats; /* tiles per image, floats of one im2col tile (cimg*ksz, tile) */
+    lowering lw;
+    gc_shape yshape;
+} conv_geom;
+
+/* ---------------------------------------------------------------- parse */
+
+static gcam_status read_ints(const gc_node *n, const char *name, int64_t *dst, int *cnt, int max,
+                             int64_t min_value, gc_err *err) {
+    const int64_t *v;
+    size_t c = gc_attr_ints(n, name, &v);
+    if (c > (size_t)max)
+        return gc_fail(err, GCAM_E_UNSUPPORTED, "node '%s' (%s): attribute %s has %zu values (at most %d)",
+                       n->name, n->op_type, name, c, max);
+    for (size_t i = 0; i < c; i++) {
+        if (v[i] < min_value)
+            return gc_fail(err, GCAM_E_FORMAT, "node '%s' (%s): attribute %s[%zu] = %lld (must be >= %lld)",
+                           n->name, n->op_type, name, i, (long long)v[i], (long long)min_value);
+        dst[i] = v[i];
+    }
+    *cnt = (int)c;
+    return GCAM_OK;
+}
+
+static gcam_status conv_parse_common(gc_node *n, gc_err *err, int transpose) {
+    conv_params *p = calloc(1, sizeof *p);
+    if (!p) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+    p->transpose = transpose;
+    gcam_status st = GCAM_OK;
+    p->group = gc_attr_int(n, "group", 1);
+    const char *ap = gc_attr_str(n, "auto_pad", "NOTSET");
+    if (!strcmp(ap, "NOTSET") || !ap[0]) p->auto_pad = PAD_NOTSET;
+    else if (!strcmp(ap, "SAME_UPPER")) p->auto_pad = PAD_SAME_UPPER;
+    else if (!strcmp(ap, "SAME_LOWER")) p->auto_pad = PAD_SAME_LOWER;
+    else if (!strcmp(ap, "VALID")) p->auto_pad = PAD_VALID;
+    else st = gc_fail(err, GCAM_E_FORMAT, "node '%s' (%s): attribute auto_pad = '%s' is not one of "
+                      "NOTSET, SAME_UPPER, SAME_LOWER, VALID", n->name, n->op_type, ap);
+    if (!st && p->group < 1)
+        st = gc_fail(err, GCAM_E_FORMAT, "node '%s' (%s): attribute group = %lld (must be >= 1)", n->name,
+                     n->op_type, (long long)p->group);
+    if (!st) st = read_ints(n, "kernel_shape", p->kernel, &p->n_kernel, CV_SP, 1, err);
+    if (!st) st = read_ints(n, "strides", p->strides, &p->n_strides, CV_SP, 1, err);
+    if (!st) st = read_ints(n, "dilations", p->dil, &p->n_dil, CV_SP, 1, err);
+    if (!st) st = read_ints(n, "pads", p->pads, &p->n_pads, 2 * CV_SP, 0, err);
+    if (!st && transpose) st = read_ints(n, "output_padding", p->outpad, &p->n_outpad, CV_SP, 0, err);
+    if (!st && transpose) st = read_ints(n, "output_shape", p->outshape, &p->n_outshape, GC_MAX_DIMS, 1, err);
+    if (st) {
+        free(p);
+        return st;
+    }
+    free(n->params);
+    n->params = p;
+    return GCAM_OK;
+}
+static gcam_status conv_parse(gc_node *n, gc_err *err) { return conv_parse_common(n, err, 0); }
+static gcam_status convt_parse(gc_node *n, gc_err *err) { return conv_parse_common(n, err, 1); }
+
+/* ---------------------------------------------------------------- geometry (infer) */
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+/* Validates shapes and attributes, fills g (output shape, lowering, path, tiling). */
+static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
+    const conv_params *pr = k->params;
+    const gc_tensor *x = k->in[0], *w = k->n_in > 1 ? k->in[1] : NULL, *b = k->n_in > 2 ? k->in[2] : NULL;
+    memset(g, 0, sizeof *g);
+    if (!pr) return gc_kfail(k, GCAM_E_INTERNAL, "attributes not parsed");
+    if (!x || !w) return gc_kfail(k, GCAM_E_FORMAT, "inputs X and W are required");
+    if (x->dtype != GC_F32 || w->dtype != GC_F32 || (b && b->dtype != GC_F32))
+        return gc_kfail(k, GCAM_E_UNSUPPORTED, "only float32 X, W and B are supported");
+    const int r = x->shape.ndim, nsp = r - 2;
+    if (r < 3 || nsp > CV_SP)
+        return gc_kfail(k, GCAM_E_SHAPE, "X must have rank 3..%d (N, C, spatial...), got %d", GC_MAX_DIMS, r);
+    if (w->shape.ndim != r) return gc_kfail(k, GCAM_E_SHAPE, "W has rank %d, X has rank %d", w->shape.ndim, r);
+    for (int i = 0; i < r; i++)
+        if (x->shape.d[i] < (i == 0 ? 0 : 1) || w->shape.d[i] < 1)
+            return gc_kfail(k, GCAM_E_SHAPE, "X and W must have known, non-empty dims");
+    if ((pr->n_kernel && pr->n_kernel != nsp) || (pr->n_strides && pr->n_strides != nsp) ||
+        (pr->n_dil && pr->n_dil != nsp) || (pr->n_pads && pr->n_pads != 2 * nsp) ||
+        (pr->n_outpad && pr->n_outpad != nsp) ||
+        (pr->n_outshape && pr->n_outshape != nsp && pr->n_outshape != nsp + 2))
+        return gc_kfail(k, GCAM_E_FORMAT, "kernel_shape/strides/dilations/output_padding need %d values, "
+                        "pads %d, output_shape %d (input rank %d)", nsp, 2 * nsp, nsp, r);
+    g->transpose = pr->transpose;
+    g->G = pr->group;
+    g->N = x->shape.d[0];
+    g->C = x->shape.d[1];
+    if (g->C % g->G) return gc_kfail(k, GCAM_E_SHAPE, "X channels %lld not divisible by group %lld",
+                                     (long long)g->C, (long long)g->G);
+    g->Cg = g->C / g->G;
+    if (!g->transpose) {
+        g->M = w->shape.d[0];
+        if (g->M % g->G || w->shape.d[1] != g->Cg)
+            return gc_kfail(k, GCAM_E_SHAPE, "W (%lld, %lld, ...) does not fit X channels %lld with group %lld",
+                            (long long)w->shape.d[0], (long long)w->shape.d[1], (long long)g->C, (long long)g->G);
+        g->Mg = g->M / g->G;
+    } else {
+        if (w->shape.d[0] != g->C)
+            return gc_kfail(k, GCAM_E_SHAPE, "W dim 0 is %lld, X has %lld channels", (long long)w->shape.d[0],
+                            (long long)g->C);
+        g->Mg = w->shape.d[1];
+        if (gc_mul_i64(&g->M, g->Mg, g->G)) return gc_kfail(k, GCAM_E_LIMIT, "output channels overflow");
+    }
+    if (b && (b->shape.ndim != 1 || b->shape.d[0] != g->M))
+        return gc_kfail(k, GCAM_E_SHAPE, "B must have shape (%lld)", (long long)g->M);
+    lowering *lw = &g->lw;
+    lw->nsp = nsp;
+    g->yshape.ndim = r;
+    g->yshape.d[0] = g->N;
+    g->yshape.d[1] = g->M;
+    lw->imgsz = lw->colsz = lw->ksz = 1;
+    g->xsz = g->ysz = 1;
+    for (int i = 0; i < nsp; i++) {
+        int64_t kd = w->shape.d[2 + i], s = pr->n_strides ? pr->strides[i] : 1, d = pr->n_dil ? pr->dil[i] : 1;
+        int64_t isz = x->shape.d[2 + i], pb = pr->n_pads ? pr->pads[i] : 0, pe = pr->n_pads ? pr->pads[nsp + i] : 0;
+        int64_t dk, O, tot;
+        if (pr->n_kernel && pr->kernel[i] != kd)
+            return gc_kfail(k, GCAM_E_SHAPE, "kernel_shape[%d] = %lld but W has %lld", i,
+                            (long long)pr->kernel[i], (long long)kd);
+        if (gc_mul_i64(&dk, kd - 1, d) || gc_add_i64(&dk, dk, 1) || isz > INT64_MAX / 4 || pb > INT64_MAX / 4 ||
+            pe > INT64_MAX / 4 || dk > INT64_MAX / 4)
+            return gc_kfail(k, GCAM_E_LIMIT, "spatial sizes overflow");
+        if (!g->transpose) {
+            if (pr->auto_pad == PAD_VALID) pb = pe = 0;
+            if (pr->auto_pad == PAD_SAME_UPPER || pr->auto_pad == PAD_SAME_LOWER) {
+                O = (isz + s - 1) / s;
+                tot = GC_MAX(0, (O - 1) * s + dk - isz);
+                pb = pr->auto_pad == PAD_SAME_UPPER ? tot / 2 : tot - tot / 2;
+            } else {
+                O = floor_div(isz + pb + pe - dk, s) + 1;
+            }
+            lw->img[i] = isz;
+            lw->col[i] = O;
+        } else {
+            int64_t op = pr->n_outpad ? pr->outpad[i] : 0, full;
+            if (gc_mul_i64(&full, s, isz - 1) || gc_add_i64(&full, full, op) || gc_add_i64(&full, full, dk))
+                return gc_kfail(k, GCAM_E_LIMIT, "spatial sizes overflow");
+            if (pr->n_outshape || pr->auto_pad == PAD_SAME_UPPER || pr->auto_pad == PAD_SAME_LOWER) {
+                if (pr->n_outshape) O = pr->outshape[pr->n_outshape - nsp + i];
+                else if (gc_mul_i64(&O, isz, s)) return gc_kfail(k, GCAM_E_LIMIT, "spatial sizes overflow");
+                /* the spec's split: SAME_UPPER puts the odd unit at the end, otherwise at the start */
+                tot = full - O;
+                pb = pr->auto_pad == PAD_SAME_UPPER ? floor_div(tot, 2) : tot - floor_div(tot, 2);
+            } else {
+                if (pr->auto_pad == PAD_VALID) pb = pe = 0;
+                O = full - pb - pe;
+            }
+            lw->img[i] = O;
+            lw->col[i] = isz;
+        }
+        if (O < 1)
+            return gc_kfail(k, GCAM_E_SHAPE, "spatial dim %d of the output would be %lld", i, (long long)O);
+        lw->k[i] = kd;
+        lw->s[i] = s;
+        lw->d[i] = d;
+        lw->p[i] = pb;
+        g->yshape.d[2 + i] = O;
+        if (gc_mul_i64(&lw->imgsz, lw->imgsz, lw->img[i]) || gc_mul_i64(&lw->colsz, lw->colsz, lw->col[i]) ||
+            gc_mul_i64(&lw->ksz, lw->ksz, kd))
+            return gc_kfail(k, GCAM_E_LIMIT, "spatial sizes overflow");
+    }
+    g->xsz = g->transpose ? lw->colsz : lw->imgsz;
+    g->ysz = g->transpose ? lw->imgsz : lw->colsz;
+    g->cimg = g->transpose ? g->Mg : g->Cg;
+    g->rows = lw->colsz / lw->col[nsp - 1];
+    int64_t t, kcol, ynum;
+    if (gc_mul_i64(&kcol, g->cimg, lw->ksz) || gc_mul_i64(&t, g->N, g->M) || gc_mul_i64(&ynum, t, g->ysz) ||
+        gc_mul_i64(&t, g->N, g->C) || gc_mul_i64(&t, t, g->xsz) || gc_mul_i64(&t, g->M, lw->ksz) ||
+        gc_mul_i64(&t, t, g->Cg))
+        return gc_kfail(k, GCAM_E_LIMIT, "tensor sizes overflow");
+    /* cblas takes int sizes and leading dims */
+    if (kcol > INT_MAX || g->xsz > INT_MAX || g->ysz > INT_MAX || g->M > INT_MAX || g->C > INT_MAX ||
+        g->Mg * g->Cg > INT_MAX)
+        return gc_kfail(k, GCAM_E_LIMIT, "a per-image GEMM dimension exceeds %d", INT_MAX);
+
+    int pointwise = 1;
+    for (int i = 0; i < nsp; i++)
+        if (lw->k[i] != 1 || lw->s[i] != 1 || lw->p[i] != 0 || lw->img[i] != lw->col[i]) pointwise = 0;
+    if (pointwise) g->path = PATH_POINTWISE;
+    else if (g->Cg == 1 && g->Mg <= DW_MAX_MULT) g->path = PATH_DEPTHWISE;
+    else g->path = PATH_GEMM;
+    if (g->path == PATH_DEPTHWISE && nsp <= 2 && lw->k[nsp - 1] <= DW_TAPS) {
+        dw_plane *q = &g->pl;
+        const int two = nsp == 2;
+        q->H = two ? lw->img[0] : 1;
+        q->OH = two ? lw->col[0] : 1;
+        q->kh = two ? lw->k[0] : 1;
+        q->sh = two ? lw->s[0] : 1;
+        q->dh = two ? lw->d[0] : 1;
+        q->pt = two ? lw->p[0] : 0;
+        q->W = lw->img[nsp - 1];
+        q->OW = lw->col[nsp - 1];
+        q->kw = lw->k[nsp - 1];
+        q->sw = lw->s[nsp - 1];
+        q->dw = lw->d[nsp - 1];
+        q->pl = lw->p[nsp - 1];
+        /* sizes were checked above to stay far below INT64_MAX / 4 */
+        q->Hp = (q->OH - 1) * q->sh + (q->kh - 1) * q->dh + 1;
+        q->Wp = (q->OW - 1) * q->sw + (q->kw - 1) * q->dw + 1;
+        if (!gc_mul_i64(&t, q->Hp, q->Wp) && t < INT64_MAX / 64) {
+            q->floats = (t + 15) & ~(int64_t)15;
+            q->ok = 1;
+        }
+    }
+    int64_t per_row;
+    if (gc_mul_i64(&per_row, kcol, lw->col[nsp - 1]) || per_row > INT64_MAX / 8)
+        return gc_kfail(k, GCAM_E_LIMIT, "im2col row size overflows");
+    int64_t min_rows = (CV_MIN_COLS + lw->col[nsp - 1] - 1) / lw->col[nsp - 1];
+    g->tile_rows = GC_MIN(g->rows, GC_MAX(min_rows, CV_COL_BUDGET / per_row));
+    /* several tiles: make their count a multiple of the threads, which may each take whole tiles */
+    const int64_t nt = GC_MAX(1, k->nthreads), nt0 = (g->rows + g->tile_rows - 1) / g->tile_rows;
+    if (nt > 1 && nt0 > 1) {
+        int64_t want = (nt0 + nt - 1) / nt * nt;
+        g->tile_rows = (g->rows + want - 1) / want;
+    }
+    g->ntiles = (g->rows + g->tile_rows - 1) / g->tile_rows;
+    if (gc_mul_i64(&t, per_row, g->tile_rows) || t > INT64_MAX / 8 / nt)
+        return gc_kfail(k, GCAM_E_LIMIT, "im2col tile size overflows");
+    g->tile_floats = t;
+    return GCAM_OK;
+}
+
+static gcam_status conv_infer(gc_kctx *k) {
+    conv_geom g;
+    gcam_status st = conv_setup(k, &g);
+    if (st) return st;
+    k->out[0]->dtype = GC_F32;
+    k->out[0]->shape = g.yshape;
+    return GCAM_OK;
+}
+
+static size_t conv_scratch(const gc_kctx *k) {
+    conv_geom g;
+    gc_err e = {0};
+    gc_kctx kk = *k;
+    kk.err = &e; /* sizing must not record errors: infer already validated */
+    if (conv_setup(&kk, &g)) return 0;
+    if (g.path == PATH_DEPTHWISE)
+        return g.pl.ok ? (size_t)GC_MAX(1, k->nthreads) * (size_t)g.pl.floats * sizeof(float) : 0;
+    if (g.path != PATH_GEMM) return 0;
+    /* a tile slot per thread when the image has several (see lowered_gemm) */
+    return (size_t)(g.ntiles > 1 ? GC_MAX(1, k->nthreads) : 1) * (size_t)g.tile_floats * sizeof(float);
+}
+
+/* ---------------------------------------------------------------- lowering kernels */
+
+static inline void unravel(int64_t *idx, int64_t lin, const int64_t *dims, int n) {
+    for (int a = n - 1; a >= 0; a--) {
+        idx[a] = lin % dims[a];
+        lin /= dims[a];
+    }
+}
+static inline void next_index(int64_t *idx, const int64_t *dims, int n) {
+    for (int a = n - 1; a >= 0; a--) {
+        if (++idx[a] < dims[a]) return;
+        idx[a] = 0;
+    }
+}
+/* Row (over all image dims but the last) read by column row o[] at tap t[], or -1 if in padding. */
+static inline int64_t lead_row(const lowering *lw, const int64_t *o, const int64_t *t) {
+    int64_t row = 0;
+    for (int a = 0; a < lw->nsp - 1; a++) {
+        int64_t i = o[a] * lw->s[a] + t[a] * lw->d[a] - lw->p[a];
+        if (i < 0 || i >= lw->img[a]) return -1;
+        row = row * lw->img[a] + i;
+    }
+    return row;
+}
+/* Along the last axis, tap t of column row positions [lo, hi) reads image o*s + off, in range. */
+static inline void tap_range(int64_t *lo, int64_t *hi, int64_t *off, const lowering *lw, int64_t t) {
+    const int L = lw->nsp - 1;
+    int64_t s = lw->s[L], n = lw->img[L], on = lw->col[L];
+    *off = t * lw->d[L] - lw->p[L];
+    int64_t l = *off >= 0 ? 0 : (-*off + s - 1) / s;
+    int64_t h = n - 1 - *off < 0 ? 0 : (n - 1 - *off) / s + 1;
+    *lo = GC_MIN(l, on);
+    *hi = GC_MAX(*lo, GC_MIN(h, on));
+}
+
+/* Tap ranges of the first DW_TAPS taps along the last axis, computed once per channel (the
+ * divisions in tap_range would otherwise cost more than a short row of work), and the interior
+ * [ilo, ihi) where every tap is in range. */
+typedef struct tap_table {
+    int64_t lo[DW_TAPS], hi[DW_TAPS], off[DW_TAPS], ilo, ihi;
+} tap_table;
+static void tap_table_init(tap_table *tt, const lowering *lw) {
+    const int64_t kL = lw->k[lw->nsp - 1];
+    tt->ilo = 0;
+    tt->ihi = lw->col[lw->nsp - 1];
+    for (int64_t t = 0; t < GC_MIN(kL, DW_TAPS); t++) {
+        tap_range(&tt->lo[t], &tt->hi[t], &tt->off[t], lw, t);
+        tt->ilo = GC_MAX(tt->ilo, tt->lo[t]);
+        tt->ihi = GC_MIN(tt->ihi, tt->hi[t]);
+    }
+}
+static inline void tap_get(int64_t *lo, int64_t *hi, int64_t *off, const tap_table *tt, const lowering *lw, int64_t t) {
+    if (t < DW_TAPS) {
+        *lo = tt->lo[t];
+        *hi = tt->hi[t];
+        *off = tt->off[t];
+    } else {
+        tap_range(lo, hi, off, lw, t);
+    }
+}
+
+/* col (Cc*ksz, nr*colL) <- img (Cc, imgsz), column rows [r0, r0+nr). */
+static void im2col(float *restrict col, const float *restrict img, int64_t Cc, const lowering *lw, int64_t r0,
+                   int64_t nr, int nth) {
+    const int L = lw->nsp - 1;
+    const int64_t cL = lw->col[L], iL = lw->img[L], st = lw->s[L], Pt = nr * cL, R = Cc * lw->ksz;
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1 && R * Pt > CV_OMP_MIN)
+    for (int64_t q = 0; q < R; q++) {
+        int64_t t[CV_SP], o[CV_SP], lo, hi, off;
+        unravel(t, q % lw->ksz, lw->k, lw->nsp);
+        unravel(o, r0, lw->col, L);
+        tap_range(&lo, &hi, &off, lw, t[L]);
+        const float *src = img + (q / lw->ksz) * lw->imgsz;
+        float *dst = col + q * Pt;
+        for (int64_t r = 0; r < nr; r++, dst += cL, next_index(o, lw->col, L)) {
+            int64_t row = lead_row(lw, o, t);
+            if (row < 0 || lo >= hi) {
+                memset(dst, 0, (size_t)cL * sizeof(float));
+                continue;
+            }
+            const float *s = src + row * iL;
+            if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(float));
+            if (st == 1) memcpy(dst + lo, s + (lo + off), (size_t)(hi - lo) * sizeof(float));
+            else
+                for (int64_t x = lo; x < hi; x++) dst[x] = s[x * st + off];
+            if (hi < cL) memset(dst + hi, 0, (size_t)(cL - hi) * sizeof(float));
+        }
+    }
+}
+
+/* img (Cc, imgsz) += col (Cc*ksz, nr*colL), column rows [r0, r0+nr). One thread per channel. */
+static void col2im(float *restrict img, const float *restrict col, int64_t Cc, const lowering *lw, int64_t r0,
+                   int64_t nr, int nth) {
+    const int L = lw->nsp - 1;
+    const int64_t cL = lw->col[L], iL = lw->img[L], st = lw->s[L], Pt = nr * cL, ksz = lw->ksz;
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1 && Cc * ksz * Pt > CV_OMP_MIN)
+    for (int64_t c = 0; c < Cc; c++) {
+        float *dimg = img + c * lw->imgsz;
+        for (int64_t kk = 0; kk < ksz; kk++) {
+            int64_t t[CV_SP], o[CV_SP], lo, hi, off;
+            unravel(t, kk, lw->k, lw->nsp);
+            unravel(o, r0, lw->col, L);
+            tap_range(&lo, &hi, &off, lw, t[L]);
+            const float *src = col + (c * ksz + kk) * Pt;
+            for (int64_t r = 0; r < nr; r++, src += cL, next_index(o, lw->col, L)) {
+                int64_t row = lead_row(lw, o, t);
+                if (row < 0) continue;
+                float *d = dimg + row * iL;
+                if (st == 1)
+                    for (int64_t x = lo; x < hi; x++) d[x + off] += src[x];
+                else
+                    for (int64_t x = lo; x < hi; x++) d[x * st + off] += src[x];
+            }
+        }
+    }
+}
+
+/* d[x] += sum_t w[t] * s[x*st + off[t]] over x in [x0, x1), all kn taps in range: one pass
+ * instead of kn. Inlined with constant kn (and stride 1 or 2), so the tap loop unrolls and x
+ * vectorises. */
+static inline void row_taps_k(float *restrict d, const float *restrict s, const float *w, const int64_t *off,
+                              int64_t x0, int64_t x1, const int64_t st, const int kn) {
+    for (int64_t x = x0; x < x1; x++) {
+        float acc = d[x];
+        for (int t = 0; t < kn; t++) acc += w[t] * s[x * st + off[t]];
+        d[x] = acc;
+    }
+}
+static inline void row_taps(float *restrict d, const float *restrict s, const float *w, const int64_t *off,
+                            int64_t x0, int64_t x1, int64_t st, const int kn) {
+    if (st == 1) row_taps_k(d, s, w, off, x0, x1, 1, kn);
+    else if (st == 2) row_taps_k(d, s, w, off, x0, x1, 2, kn);
+    else row_taps_k(d, s, w, off, x0, x1, st, kn);
+}
+
+/* Depthwise, one channel pair: col (colsz) (init: = bias, else +=) sum of taps of img (imgsz).
+ * Kernel rows of width 3, 5 or 7 take one fused pass over the interior, the borders go tap by tap. */
+static void dw_gather(float *restrict col, const float *restrict img, const float *w, const lowering *lw,
+                      int init, float bias) {
+    const int L = lw->nsp - 1;
+    const int64_t cL = lw->col[L], iL = lw->img[L], st = lw->s[L], kL = lw->k[L];
+    const int64_t rows = lw->colsz / cL, nlead = lw->ksz / kL;
+    tap_table tt;
+    tap_table_init(&tt, lw);
+    const int fused = (kL == 3 || kL == 5 || kL == 7) && tt.ilo < tt.ihi;
+    int64_t o[CV_SP] = {0};
+    for (int64_t r = 0; r < rows; r++, next_index(o, lw->col, L)) {
+        float *d = col + r * cL;
+        if (init)
+            for (int64_t x = 0; x < cL; x++) d[x] = bias;
+        int64_t t[CV_SP] = {0};
+        for (int64_t tl = 0; tl < nlead; tl++, next_index(t, lw->k, L)) {
+            int64_t row = lead_row(lw, o, t);
+            if (row < 0) continue;
+            const float *s = img + row * iL, *wr = w + tl * kL;
+            if (fused) {
+                if (kL == 3) row_taps(d, s, wr, tt.off, tt.ilo, tt.ihi, st, 3);
+                else if (kL == 5) row_taps(d, s, wr, tt.off, tt.ilo, tt.ihi, st, 5);
+                else row_taps(d, s, wr, tt.off, tt.ilo, tt.ihi, st, 7);
+            }
+            for (int64_t kx = 0; kx < kL; kx++) {
+                int64_t lo, hi, off;
+                tap_get(&lo, &hi, &off, &tt, lw, kx);
+                const float wv = wr[kx];
+                int64_t m0 = fused ? GC_MIN(hi, tt.ilo) : hi, m1 = fused ? GC_MAX(lo, tt.ihi) : hi;
+                /* [lo, m0) and [m1, hi): everything the fused pass did not cover */
+                if (st == 1) {
+                    for (int64_t x = lo; x < m0; x++) d[x] += wv * s[x + off];
+                    for (int64_t x = m1; x < hi; x++) d[x] += wv * s[x + off];
+                } else {
+                    for (int64_t x = lo; x < m0; x++) d[x] += wv * s[x * st + off];
+                    for (int64_t x = m1; x < hi; x++) d[x] += wv * s[x * st + off];
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise, one channel pair: img (imgsz) += taps of col (colsz) scattered back. */
+static void dw_scatter(float *restrict img, const float *restrict col, const float *w, const lowering *lw) {
+    const int L = lw->nsp - 1;
+    const int64_t cL = lw->col[L], iL = lw->img[L], st = lw->s[L], kL = lw->k[L];
+    const int64_t rows = lw->colsz / cL, nlead = lw->ksz / kL;
+    tap_table tt;
+    tap_table_init(&tt, lw);
+    int64_t o[CV_SP] = {0};
+    for (int64_t r = 0; r < rows; r++, next_index(o, lw->col, L)) {
+        const float *s = col + r * cL;
+        int64_t t[CV_SP] = {0};
+        for (int64_t tl = 0; tl < nlead; tl++, next_index(t, lw->k, L)) {
+            int64_t row = lead_row(lw, o, t);
+            if (row < 0) continue;
+            float *d = img + row * iL;
+            for (int64_t kx = 0; kx < kL; kx++) {
+                int64_t lo, hi, off;
+                tap_get(&lo, &hi, &off, &tt, lw, kx);
+                const float wv = w[tl * kL + kx];
+                if (st == 1)
+                    for (int64_t x = lo; x < hi; x++) d[x + off] += wv * s[x];
+                else
+                    for (int64_t x = lo; x < hi; x++) d[x * st + off] += wv * s[x];
+            }
+        }
+    }
+}
+
+/* P (Hp, Wp) <- one image channel (H, W) placed at (pt, pl), zeros around. */
+static void plane_load(float *restrict P, const float *restrict img, const dw_plane *q) {
+    const int64_t c0 = GC_MIN(GC_MAX(q->pl, 0), q->Wp), c1 = GC_MAX(c0, GC_MIN(q->pl + q->W, q->Wp));
+    for (int64_t r = 0; r < q->Hp; r++) {
+        float *d = P + r * q->Wp;
+        const int64_t i = r - q->pt;
+        if (i < 0 || i >= q->H) {
+            memset(d, 0, (size_t)q->Wp * sizeof(float));
+            continue;
+        }
+        memset(d, 0, (size_t)c0 * sizeof(float));
+        memcpy(d + c0, img + i * q->W + (c0 - q->pl), (size_t)(c1 - c0) * sizeof(float));
+        memset(d + c1, 0, (size_t)(q->Wp - c1) * sizeof(float));
+    }
+}
+
+/* One image channel (H, W) += the part of P (Hp, Wp) that overlaps it. */
+static void plane_store_add(float *restrict img, const float *restrict P, const dw_plane *q) {
+    const int64_t j0 = GC_MAX(0, -q->pl), j1 = GC_MIN(q->W, q->Wp - q->pl);
+    for (int64_t i = GC_MAX(0, -q->pt); i < GC_MIN(q->H, q->Hp - q->pt); i++) {
+        const float *s = P + (i + q->pt) * q->Wp;
+        float *d = img + i * q->W;
+        for (int64_t j = j0; j < j1; j++) d[j] += s[j + q->pl];
+    }
+}
+
+/* d[x] (+)= all 9 taps of a 3x3 kernel over rows r0..r2 in one pass (constant stride st). */
+static inline void row_3x3(float *restrict d, const float *r0, const float *r1, const float *r2, const float *w,
+                           const int64_t *off, int64_t n, const int64_t st) {
+    const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+    const int64_t o0 = off[0], o1 = off[1], o2 = off[2];
+    for (int64_t x = 0; x < n; x++) {
+        const int64_t b = x * st;
+        d[x] = d[x] + w0 * r0[b + o0] + w1 * r0[b + o1] + w2 * r0[b + o2] + w3 * r1[b + o0] + w4 * r1[b + o1] +
+               w5 * r1[b + o2] + w6 * r2[b + o0] + w7 * r2[b + o1] + w8 * r2[b + o2];
+    }
+}
+
+/* col (OH, OW) (init: = bias, else +=) taps of the padded plane P: 3x3 in one pass per output
+ * row, other kernels one fused pass per kernel row. */
+static inline void plane_gather_st(float *restrict col, const float *restrict P, const float *w,
+                                   const dw_plane *q, int init, float bias, const int64_t st) {
+    int64_t off[DW_TAPS];
+    for (int64_t t = 0; t < q->kw; t++) off[t] = t * q->dw;
+    for (int64_t oy = 0; oy < q->OH; oy++) {
+        float *d = col + oy * q->OW;
+        if (init)
+            for (int64_t x = 0; x < q->OW; x++) d[x] = bias;
+        const float *s = P + oy * q->sh * q->Wp;
+        if (q->kh == 3 && q->kw == 3) {
+            row_3x3(d, s, s + q->dh * q->Wp, s + 2 * q->dh * q->Wp, w, off, q->OW, st);
+            continue;
+        }
+        for (int64_t ky = 0; ky < q->kh; ky++, s += q->dh * q->Wp) {
+            const float *wr = w + ky * q->kw;
+            if (q->kw == 3) row_taps_k(d, s, wr, off, 0, q->OW, st, 3);
+            else if (q->kw == 5) row_taps_k(d, s, wr, off, 0, q->OW, st, 5);
+            else if (q->kw == 7) row_taps_k(d, s, wr, off, 0, q->OW, st, 7);
+            else row_taps_k(d, s, wr, off, 0, q->OW, st, (int)q->kw);
+        }
+    }
+}
+/* Stride 1 gets the AVX2 clone; strided reads measured slower with 256-bit shuffles than SSE. */
+CV_CLONES static void plane_gather_s1(float *restrict col, const float *restrict P, const float *w,
+                                      const dw_plane *q, int init, float bias) {
+    plane_gather_st(col, P, w, q, init, bias, 1);
+}
+static void plane_gather(float *restrict col, const float *restrict P, const float *w, const dw_plane *q, int init,
+                         float bias) {
+    if (q->sw == 1) plane_gather_s1(col, P, w, q, init, bias);
+    else if (q->sw == 2) plane_gather_st(col, P, w, q, init, bias, 2);
+    else plane_gather_st(col, P, w, q, init, bias, q->sw);
+}
+
+/* P (Hp, Wp) += taps of col (OH, OW) scattered back (the adjoint of plane_gather). */
+CV_CLONES static void plane_scatter(float *restrict P, const float *restrict col, const float *w, const dw_plane *q) {
+    for (int64_t oy = 0; oy < q->OH; oy++) {
+        const float *s = col + oy * q->OW;
+        for (int64_t ky = 0; ky < q->kh; ky++) {
+            float *d = P + (oy * q->sh + ky * q->dh) * q->Wp;
+            for (int64_t kx = 0; kx < q->kw; kx++) {
+                const float wv = w[ky * q->kw + kx];
+                const int64_t off = kx * q->dw;
+                if (q->sw == 1)
+                    for (int64_t x = 0; x < q->OW; x++) d[x + off] += wv * s[x];
+                else
+                    for (int64_t x = 0; x < q->OW; x++) d[x * q->sw + off] += wv * s[x];
+            }
+        }
+    }
+}
+
+/* How many per-thread planes the scratch holds (0: none, use the bounds-checked loops). */
+static int64_t dw_planes(const gc_kctx *k, const dw_plane *q) {
+    if (!q->ok || !k->scratch) return 0;
+    return (int64_t)(k->scratch_size / ((size_t)q->floats * sizeof(float)));
+}
+
+/* y (N*M, ysz) = bias per channel (0 without bias). */
+static void fill_bias(float *y, const float *b, int64_t NM, int64_t M, int64_t ysz, int nth) {
+#pragma omp parallel for num_threads(nth) schedule(static) if (NM * ysz > CV_OMP_MIN)
+    for (int64_t c = 0; c < NM; c++) {
+        float v = b ? b[c % M] : 0.0f, *d = y + c * ysz;
+        for (int64_t i = 0; i < ysz; i++) d[i] = v;
+    }
+}
+
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C. When OpenBLAS runs single-threaded (the
+ * context then owns all threads through OpenMP: one pool for every op, no two pools spinning
+ * against each other), the larger of M and N is split over nt OpenMP threads, each making a
+ * single-threaded call on its slice (static split: deterministic); otherwise OpenBLAS threads. */
+static void cv_sgemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if (M == 0 || N == 0) return;
+    if (nt > 1 && (double)M * (double)N * (double)K >= CV_PAR_GEMM_MIN && openblas_get_num_threads() == 1) {
+        const int split_n = N >= M;
+        const int64_t L = split_n ? N : M;
+#pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), n = omp_get_num_threads();
+            /* slice bounds rounded to 16 so every slice but the last keeps whole SIMD panels */
+            int64_t a0 = t == 0 ? 0 : GC_MIN(L, (L * t / n + 15) & ~(int64_t)15);
+            int64_t a1 = t == n - 1 ? L : GC_MIN(L, (L * (t + 1) / n + 15) & ~(int64_t)15);
+            if (a1 > a0) {
+                if (split_n)
+                    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(a1 - a0), (int)K, alpha, A, (int)lda,
+                                tb ? B + a0 * ldb : B + a0, (int)ldb, beta, C + a0, (int)ldc);
+                else
+                    cblas_sgemm(CblasRowMajor, TA, TB, (int)(a1 - a0), (int)N, (int)K, alpha,
+                                ta ? A + a0 : A + a0 * lda, (int)lda, B, (int)ldb, beta, C + a0 * ldc, (int)ldc);
+            }
+        }
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* out (Mo, colsz; row stride ldo) (beta 0: =, 1: +=) A (Mo, cimg*ksz) . im2col(img (cimg, imgsz)),
+ * tile by tile. When OpenBLAS runs single-threaded and the scratch has a slot per thread, the
+ * threads take whole tiles (lowering + a single-threaded GEMM each: one parallel region, no
+ * barrier per tile); otherwise each tile is lowered by all threads, then a threaded GEMM. */
+static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, const float *img, int64_t cimg,
+                         float beta, const conv_geom *g, float *scratch, size_t scratch_size, int nth) {
+    const lowering *lw = &g->lw;
+    const int64_t cL = lw->col[lw->nsp - 1], kcol = cimg * lw->ksz;
+    const int64_t slots = (int64_t)(scratch_size / ((size_t)g->tile_floats * sizeof(float)));
+    if (nth > 1 && g->ntiles > 1 && slots >= 2 && openblas_get_num_threads() == 1) {
+        const int nt = (int)GC_MIN(GC_MIN(nth, slots), g->ntiles);
+#pragma omp parallel num_threads(nt)
+        {
+            float *c = scratch + (int64_t)omp_get_thread_num() * g->tile_floats;
+#pragma omp for schedule(dynamic)
+            for (int64_t ti = 0; ti < g->ntiles; ti++) {
+                const int64_t r0 = ti * g->tile_rows, nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
+                im2col(c, img, cimg, lw, r0, nr, 1);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mo, (int)Pt, (int)kcol, 1.0f, A,
+                            (int)kcol, c, (int)Pt, beta, out + r0 * cL, (int)ldo);
+            }
+        }
+        return;
+    }
+    for (int64_t r0 = 0; r0 < g->rows; r0 += g->tile_rows) {
+        const int64_t nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
+        im2col(scratch, img, cimg, lw, r0, nr, nth);
+        cv_sgemm(nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo);
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static gcam_status conv_forward(gc_kctx *k) {
+    conv_geom g;
+    gcam_status st = conv_setup(k, &g);
+    if (st) return st;
+    const float *x = k->in[0]->data, *w = k->in[1]->data;
+    const float *b = k->n_in > 2 && k->in[2] ? k->in[2]->data : NULL;
+    float *y = k->out[0]->data, *col = k->scratch; /* y (N, M, ys...), col (cimg*ksz, tile) */
+    const lowering *lw = &g.lw;
+    const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
+    const int64_t NM = g.N * g.M, cL = lw->col[L], ksz = lw->ksz;
+    if (g.N == 0) return GCAM_OK;
+    if (g.path == PATH_DEPTHWISE) {
+        const dw_plane *q = &g.pl;
+        /* as many threads as the scratch holds planes for (none: the bounds-checked loops) */
+        const int64_t planes = dw_planes(k, q);
+        const int nt = (int)GC_MAX(1, GC_MIN(nth, planes));
+#pragma omp parallel num_threads(nt) if (NM * g.ysz * ksz > CV_OMP_MIN)
+        {
+            float *P = planes ? (float *)k->scratch + (int64_t)omp_get_thread_num() * q->floats : NULL;
+#pragma omp for schedule(dynamic)
+            for (int64_t nm = 0; nm < NM; nm++) {
+                int64_t n = nm / g.M, m = nm % g.M;
+                const float *xc = x + (n * g.C + m / g.Mg) * g.xsz, *wm = w + m * ksz;
+                float *yc = y + nm * g.ysz, bv = b ? b[m] : 0.0f;
+                if (!g.transpose) {
+                    if (P) {
+                        plane_load(P, xc, q);
+                        plane_gather(yc, P, wm, q, 1, bv);
+                    } else {
+                        dw_gather(yc, xc, wm, lw, 1, bv);
+                    }
+                } else {
+                    for (int64_t i = 0; i < g.ysz; i++) yc[i] = bv;
+                    if (P) {
+                        memset(P, 0, (size_t)(q->Hp * q->Wp) * sizeof(float));
+                        plane_scatter(P, xc, wm, q);
+                        plane_store_add(yc, P, q);
+                    } else {
+                        dw_scatter(yc, xc, wm, lw);
+                    }
+                }
+            }
+        }
+        return GCAM_OK;
+    }
+    if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
+        return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
+    if (b || g.transpose) fill_bias(y, b, NM, g.M, g.ysz, nth);
+    const float beta = b ? 1.0f : 0.0f;
+    const int64_t kcol = g.cimg * ksz;
+    for (int64_t n = 0; n < g.N; n++) {
+        for (int64_t gr = 0; gr < g.G; gr++) {
+            const float *xg = x + (n * g.C + gr * g.Cg) * g.xsz; /* (Cg, xsz) */
+            float *yg = y + (n * g.M + gr * g.Mg) * g.ysz;       /* (Mg, ysz) */
+            const float *wg = w + gr * g.Mg * g.Cg * ksz;         /* Conv (Mg, Cg*ksz), ConvT (Cg, Mg*ksz) */
+            if (g.path == PATH_POINTWISE) {
+                if (!g.transpose)
+                    cv_sgemm(nth, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
+                else
+                    cv_sgemm(nth, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
+                continue;
+            }
+            if (!g.transpose) {
+                lowered_gemm(yg, g.ysz, wg, g.Mg, xg, g.Cg, beta, &g, col, k->scratch_size, nth);
+                continue;
+            }
+            /* col2im scatters across tile borders: tiles in turn, each with all threads */
+            for (int64_t r0 = 0; r0 < g.rows; r0 += g.tile_rows) {
+                int64_t nr = GC_MIN(g.tile_rows, g.rows - r0), Pt = nr * cL;
+                cv_sgemm(nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
+                col2im(yg, col, g.Mg, lw, r0, nr, nth);
+            }
+        }
+    }
+    return GCAM_OK;
+}
+
+/* ---------------------------------------------------------------- backward (dX only) */
+
+static gcam_status conv_backward(gc_kctx *k) {
+    conv_geom g;
+    gcam_status st = conv_setup(k, &g);
+    if (st) return st;
+    if (!k->gin[0] || !k->gout[0] || g.N == 0) return GCAM_OK;
+    const float *w = k->in[1]->data, *gy = k->gout[0]->data; /* gy (N, M, ys...) */
+    float *gx = k->gin[0]->data, *col = k->scratch;          /* gx (N, C, xs...) */
+    const lowering *lw = &g.lw;
+    const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
+    const int64_t NC = g.N * g.C, cL = lw->col[L], ksz = lw->ksz;
+    if (g.path == PATH_DEPTHWISE) {
+        const dw_plane *q = &g.pl;
+        const int64_t planes = dw_planes(k, q);
+        const int nt = (int)GC_MAX(1, GC_MIN(nth, planes));
+        /* one thread per input channel: it owns gx[n, c] and sums its Mg outputs in order */
+#pragma omp parallel num_threads(nt) if (NC * g.Mg * g.ysz * ksz > CV_OMP_MIN)
+        {
+            float *P = planes ? (float *)k->scratch + (int64_t)omp_get_thread_num() * q->floats : NULL;
+#pragma omp for schedule(dynamic)
+            for (int64_t nc = 0; nc < NC; nc++) {
+                int64_t n = nc / g.C, c = nc % g.C;
+                float *gxc = gx + nc * g.xsz;
+                if (P && !g.transpose) memset(P, 0, (size_t)(q->Hp * q->Wp) * sizeof(float));
+                for (int64_t j = 0; j < g.Mg; j++) {
+                    int64_t m = c * g.Mg + j;
+                    const float *gym = gy + (n * g.M + m) * g.ysz, *wm = w + m * ksz;
+                    if (!g.transpose) {
+                        if (P) plane_scatter(P, gym, wm, q);
+                        else dw_scatter(gxc, gym, wm, lw);
+                    } else {
+                        if (P) {
+                            plane_load(P, gym, q);
+                            plane_gather(gxc, P, wm, q, 0, 0.0f);
+                        } else {
+                            dw_gather(gxc, gym, wm, lw, 0, 0.0f);
+                        }
+                    }
+                }
+                if (P && !g.transpose) plane_store_add(gxc, P, q);
+            }
+        }
+        return GCAM_OK;
+    }
+    if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
+        return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
+    const int64_t kcol = g.cimg * ksz;
+    for (int64_t n = 0; n < g.N; n++) {
+        for (int64_t gr = 0; gr < g.G; gr++) {
+            float *gxg = gx + (n * g.C + gr * g.Cg) * g.xsz;        /* (Cg, xsz) */
+            const float *gyg = gy + (n * g.M + gr * g.Mg) * g.ysz; /* (Mg, ysz) */
+            const float *wg = w + gr * g.Mg * g.Cg * ksz;
+            if (g.path == PATH_POINTWISE) {
+                if (!g.transpose)
+                    cv_sgemm(nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                else
+                    cv_sgemm(nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                continue;
+            }
+            if (g.transpose) {
+                lowered_gemm(gxg, g.xsz, wg, g.Cg, gyg, g.Mg, 1.0f, &g, col, k->scratch_size, nth);
+                continue;
+            }
+            for (int64_t r0 = 0; r0 < g.rows; r0 += g.tile_rows) {
+                int64_t nr = GC_MIN(g.tile_rows, g.rows - r0), Pt = nr * cL;
+                cv_sgemm(nth, 1, 0, kcol, Pt, g.Mg, 1.0f, wg, kcol, gyg + r0 * cL, g.ysz, 0.0f, col, Pt);
+                col2im(gxg, col, g.Cg, lw, r0, nr, nth);
+            }
+        }
+    }
+    return GCAM_OK;
+}
+
+/* Backward reads only W (bit 1) and the shapes; only X gets a gradient. */
+const gc_opdef gc_def_Conv = {.name = "Conv", .min_opset = 1, .parse = conv_parse, .infer = conv_infer,
+                              .scratch_bytes = conv_scratch, .forward = conv_forward,
+                              .bscratch_bytes = conv_scratch, .backward = conv_backward,
+                              .bw_in = 1u << 1, .diff_in = 1u << 0};
+const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose", .min_opset = 1, .parse = convt_parse,
+                                       .infer = conv_infer, .scratch_bytes = conv_scratch,
+                                       .forward = conv_forward, .bscratch_bytes = conv_scratch,
+                                       .backward = conv_backward, .bw_in = 1u << 1, .diff_in = 1u << 0};

@@ -1,0 +1,714 @@
+/* Conv / ConvTranspose and Gemm / MatMul: forward against naive references written here (in
+ * double), backward against the naive vector-Jacobian product and against finite differences.
+ *
+ * The ONNX node tests test_conv* / test_basic_conv* / test_convtranspose* map onto the cases
+ * marked "node:" below (same attributes and shapes, random data); the lead's conformance test
+ * runs their exact data. */
+#include "opcheck.h"
+
+#include <cblas.h>
+#include <math.h>
+
+/* ---------------------------------------------------------------- naive convolution */
+
+typedef struct cv_case {
+    const char *label;
+    int transpose, nsp, opset;
+    int64_t N, C, M, G;         /* X has C channels, Y has M */
+    int64_t in[3], k[3];        /* spatial dims of X and of the kernel */
+    int64_t s[3], d[3];         /* strides / dilations; 0: attribute omitted */
+    int64_t pads[6];
+    int has_pads;
+    const char *auto_pad;       /* NULL: attribute omitted */
+    int64_t outpad[3], outshape[3];
+    int has_outpad, has_outshape, kernel_attr, bias;
+    int64_t want[3];            /* expected output spatial dims (hand-computed; 0: not given) */
+} cv_case;
+
+static int64_t prod(const int64_t *v, int n) {
+    int64_t p = 1;
+    for (int i = 0; i < n; i++) p *= v[i];
+    return p;
+}
+static void unravel(int64_t *idx, int64_t lin, const int64_t *dims, int n) {
+    for (int a = n - 1; a >= 0; a--) {
+        idx[a] = lin % dims[a];
+        lin /= dims[a];
+    }
+}
+static int64_t fdiv(int64_t a, int64_t b) { return (a - ((a % b + b) % b)) / b; }
+
+/* Begin pads and output spatial dims, straight from the ONNX spec formulas. (auto_pad is decoded
+ * once, before the loop: gcc 12.2 -O2 miscompiled repeated strcmp calls inside this loop.) */
+static void ref_geom(const cv_case *c, int64_t *pb, int64_t *out) {
+    const char *ap = c->auto_pad ? c->auto_pad : "NOTSET";
+    const int upper = !strcmp(ap, "SAME_UPPER"), same = upper || !strcmp(ap, "SAME_LOWER");
+    const int valid = !strcmp(ap, "VALID");
+    for (int i = 0; i < c->nsp; i++) {
+        int64_t s = c->s[i] ? c->s[i] : 1, d = c->d[i] ? c->d[i] : 1, isz = c->in[i];
+        int64_t dk = (c->k[i] - 1) * d + 1;
+        int64_t b = c->has_pads && !valid ? c->pads[i] : 0, e = c->has_pads && !valid ? c->pads[c->nsp + i] : 0;
+        if (!c->transpose) {
+            if (same) {
+                out[i] = (isz + s - 1) / s;
+                int64_t tot = (out[i] - 1) * s + dk - isz;
+                if (tot < 0) tot = 0;
+                pb[i] = upper ? tot / 2 : tot - tot / 2;
+            } else {
+                out[i] = fdiv(isz + b + e - dk, s) + 1;
+                pb[i] = b;
+            }
+        } else {
+            int64_t op = c->has_outpad ? c->outpad[i] : 0, full = s * (isz - 1) + op + dk;
+            if (c->has_outshape || same) {
+                out[i] = c->has_outshape ? c->outshape[i] : isz * s;
+                int64_t tot = full - out[i];
+                pb[i] = upper ? fdiv(tot, 2) : tot - fdiv(tot, 2);
+            } else {
+                out[i] = full - b - e;
+                pb[i] = b;
+            }
+        }
+    }
+}
+
+/* Every (x, w, y) index triple of the bilinear map y += x * w. mode 0: y += x*w (forward);
+ * mode 1: dx += gy*w (the data VJP). */
+static void ref_run(const cv_case *c, const int64_t *pb, const int64_t *out, int mode, const float *x,
+                    const float *w, double *y, const float *gy, double *dx) {
+    const int ns = c->nsp;
+    const int64_t Cg = c->C / c->G, Mg = c->M / c->G, xsz = prod(c->in, ns), ysz = prod(out, ns);
+    const int64_t ksz = prod(c->k, ns);
+    int64_t a[3], t[3], b[3];
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t ch = 0; ch < (c->transpose ? c->C : c->M); ch++) {
+            int64_t g = ch / (c->transpose ? Cg : Mg);
+            for (int64_t p = 0; p < (c->transpose ? xsz : ysz); p++) {
+                unravel(a, p, c->transpose ? c->in : out, ns);
+                for (int64_t j = 0; j < (c->transpose ? Mg : Cg); j++)
+                    for (int64_t tk = 0; tk < ksz; tk++) {
+                        unravel(t, tk, c->k, ns);
+                        int ok = 1;
+                        int64_t lin = 0;
+                        for (int i = 0; i < ns; i++) {
+                            int64_t dd = c->d[i] ? c->d[i] : 1, ss = c->s[i] ? c->s[i] : 1;
+                            b[i] = a[i] * ss + t[i] * dd - pb[i];
+                            int64_t lim = c->transpose ? out[i] : c->in[i];
+                            if (b[i] < 0 || b[i] >= lim) ok = 0;
+                            lin = lin * lim + b[i];
+                        }
+                        if (!ok) continue;
+                        int64_t xi, wi, yi;
+                        if (!c->transpose) { /* ch = m, a = output pos, b = input pos, j = ci */
+                            xi = (n * c->C + g * Cg + j) * xsz + lin;
+                            wi = (ch * Cg + j) * ksz + tk;
+                            yi = (n * c->M + ch) * ysz + p;
+                        } else { /* ch = c, a = input pos, b = output pos, j = mj */
+                            xi = (n * c->C + ch) * xsz + p;
+                            wi = (ch * Mg + j) * ksz + tk;
+                            yi = (n * c->M + g * Mg + j) * ysz + lin;
+                        }
+                        if (mode == 0) y[yi] += (double)x[xi] * w[wi];
+                        else dx[xi] += (double)gy[yi] * w[wi];
+                    }
+            }
+        }
+}
+
+static gc_node *cv_node(const cv_case *c) {
+    gc_node *n = oc_node(c->transpose ? "ConvTranspose" : "Conv", c->opset ? c->opset : 13, c->bias ? 3 : 2, 1);
+    if (c->kernel_attr) oc_attr_ints(n, "kernel_shape", c->nsp, c->k);
+    if (c->s[0]) oc_attr_ints(n, "strides", c->nsp, c->s);
+    if (c->d[0]) oc_attr_ints(n, "dilations", c->nsp, c->d);
+    if (c->has_pads) oc_attr_ints(n, "pads", 2 * c->nsp, c->pads);
+    if (c->auto_pad) oc_attr_s(n, "auto_pad", c->auto_pad);
+    if (c->G != 1) oc_attr_i(n, "group", c->G);
+    if (c->has_outpad) oc_attr_ints(n, "output_padding", c->nsp, c->outpad);
+    if (c->has_outshape) oc_attr_ints(n, "output_shape", c->nsp, c->outshape);
+    return n;
+}
+
+/* Forward or backward through the op table, as the planner runs them (backward sees only W's
+ * data), with the scratch the op asks for or none at all (the depthwise loops then fall back
+ * to their bounds-checked form). y must hold infer's shape (and data for forward). */
+static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
+                          int backward, int no_scratch, gc_err *err) {
+    const gc_opdef *d = gc_op_get(n->op);
+    gc_kctx k;
+    gc_tensor sh[GC_MAX_IO], yy = *y;
+    memset(&k, 0, sizeof k);
+    k.node = n;
+    k.params = n->params;
+    k.n_in = n_in;
+    k.n_out = 1;
+    k.err = err;
+    k.nthreads = 2;
+    for (int i = 0; i < n_in; i++) {
+        sh[i] = in[i];
+        if (backward && !(d->bw_in & (1u << i))) sh[i].data = NULL;
+        k.in[i] = in[i].dtype ? &sh[i] : NULL;
+    }
+    if (backward) yy.data = NULL;
+    k.out[0] = &yy;
+    k.gout[0] = gy;
+    k.gin[0] = gx;
+    size_t (*sz)(const gc_kctx *) = backward ? d->bscratch_bytes : d->scratch_bytes;
+    size_t sb = sz ? sz(&k) : 0;
+    if (no_scratch) sb = 0;
+    k.scratch = sb ? aligned_alloc(64, gc_align64(sb)) : NULL;
+    k.scratch_size = sb;
+    gcam_status st = backward ? d->backward(&k) : d->forward(&k);
+    free(k.scratch);
+    return st;
+}
+
+static double max_abs_d(const double *v, int64_t n) {
+    double m = 1.0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+/* Forward vs naive (W constant, and W/B dynamic), backward vs naive VJP, then finite differences. */
+static void check_conv(const cv_case *c, int gradcheck) {
+    char label[256];
+    const int ns = c->nsp;
+    int64_t pb[3], out[3], xd[5], wd[5], bd[1] = {c->M}, yd[5];
+    ref_geom(c, pb, out);
+    xd[0] = c->N;
+    xd[1] = c->C;
+    wd[0] = c->transpose ? c->C : c->M;
+    wd[1] = c->transpose ? c->M / c->G : c->C / c->G;
+    yd[0] = c->N;
+    yd[1] = c->M;
+    for (int i = 0; i < ns; i++) {
+        xd[2 + i] = c->in[i];
+        wd[2 + i] = c->k[i];
+        yd[2 + i] = out[i];
+        if (c->want[i]) oc_check(out[i] == c->want[i], "%s: reference output dim %d = %lld, expected %lld", c->label,
+                                 i, (long long)out[i], (long long)c->want[i]);
+    }
+    gc_tensor in[3];
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(ns + 2, xd, -1, 1);
+    in[1] = oc_rand(ns + 2, wd, -1, 1);
+    if (c->bias) in[2] = oc_rand(1, bd, -1, 1);
+    const int n_in = c->bias ? 3 : 2;
+    const int direct = c->C / c->G == 1 && c->M / c->G <= 8; /* depthwise or pointwise: no GEMM scratch */
+    const int64_t ny = prod(yd, ns + 2), nx = prod(xd, ns + 2);
+
+    double *ry = calloc((size_t)ny, sizeof(double)), *rdx = calloc((size_t)nx, sizeof(double));
+    float *ryf = malloc((size_t)ny * sizeof(float)), *rdxf = malloc((size_t)nx * sizeof(float));
+    const int64_t per_ch = ny / (c->N * c->M);
+    if (c->bias)
+        for (int64_t i = 0; i < ny; i++) ry[i] = ((float *)in[2].data)[(i / per_ch) % c->M];
+    ref_run(c, pb, out, 0, in[0].data, in[1].data, ry, NULL, NULL);
+    for (int64_t i = 0; i < ny; i++) ryf[i] = (float)ry[i];
+    const double yscale = max_abs_d(ry, ny);
+
+    for (int pass = 0; pass < 2; pass++) { /* pass 0: W, B constant; pass 1: dynamic */
+        gc_node *n = cv_node(c);
+        gc_tensor y;
+        gc_err err = {0};
+        gcam_status st = oc_forward(n, in, n_in, pass ? 0u : 6u, &y, 1, &err);
+        snprintf(label, sizeof label, "%s: forward (%s W)", c->label, pass ? "dynamic" : "constant");
+        if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg)) {
+            int shape_ok = y.shape.ndim == ns + 2;
+            for (int i = 0; shape_ok && i < ns + 2; i++) shape_ok = y.shape.d[i] == yd[i];
+            char s1[96];
+            if (oc_check(shape_ok, "%s: output shape %s", label, gc_shape_str(&y.shape, s1, sizeof s1)))
+                oc_close(label, y.data, ryf, ny, 1e-5 * yscale, 1e-5);
+        }
+        if (pass == 0 && st == GCAM_OK) {
+            /* backward vs naive VJP, on top of a random prefill (it must accumulate) */
+            gc_tensor gy = oc_rand(ns + 2, yd, -1, 1), gx = oc_rand(ns + 2, xd, -1, 1);
+            gc_tensor gx2 = oc_tensor(GC_F32, ns + 2, xd);
+            for (int64_t i = 0; i < nx; i++) rdx[i] = ((float *)gx.data)[i];
+            ref_run(c, pb, out, 1, NULL, in[1].data, NULL, gy.data, rdx);
+            for (int64_t i = 0; i < nx; i++) rdxf[i] = (float)rdx[i];
+            memcpy(gx2.data, gx.data, (size_t)nx * sizeof(float));
+            st = run_op(n, in, n_in, &y, &gy, &gx, 1, 0, &err);
+            snprintf(label, sizeof label, "%s: backward vs naive", c->label);
+            if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                oc_close(label, gx.data, rdxf, nx, 1e-5 * max_abs_d(rdx, nx), 1e-5);
+            if (direct) { /* the same without scratch: the bounds-checked depthwise loops */
+                st = run_op(n, in, n_in, &y, NULL, NULL, 0, 1, &err);
+                snprintf(label, sizeof label, "%s: forward without scratch", c->label);
+                if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                    oc_close(label, y.data, ryf, ny, 1e-5 * yscale, 1e-5);
+                st = run_op(n, in, n_in, &y, &gy, &gx2, 1, 1, &err);
+                snprintf(label, sizeof label, "%s: backward without scratch", c->label);
+                if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                    oc_close(label, gx2.data, rdxf, nx, 1e-5 * max_abs_d(rdx, nx), 1e-5);
+            }
+            oc_tensor_free(&gy);
+            oc_tensor_free(&gx);
+            oc_tensor_free(&gx2);
+        }
+        oc_tensor_free(&y);
+        oc_node_free(n);
+    }
+    if (gradcheck) {
+        /* linear in X: central differences are exact up to float rounding of the outputs */
+        gc_node *n = cv_node(c);
+        snprintf(label, sizeof label, "%s: gradcheck", c->label);
+        oc_gradcheck(label, n, in, n_in, 6u, 1, 1u, 1e-2, 1e-3, 48);
+        oc_node_free(n);
+    }
+    free(ry);
+    free(rdx);
+    free(ryf);
+    free(rdxf);
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
+static void test_conv_variants(void) {
+    const cv_case cases[] = {
+        /* node: test_basic_conv_with_padding / _without_padding */
+        {.label = "basic pad1", .nsp = 2, .N = 1, .C = 1, .M = 1, .G = 1, .in = {5, 5}, .k = {3, 3},
+         .pads = {1, 1, 1, 1}, .has_pads = 1, .kernel_attr = 1, .want = {5, 5}},
+        {.label = "basic pad0", .nsp = 2, .N = 1, .C = 1, .M = 1, .G = 1, .in = {5, 5}, .k = {3, 3},
+         .pads = {0, 0, 0, 0}, .has_pads = 1, .kernel_attr = 1, .want = {3, 3}},
+        /* node: test_conv_with_autopad_same (SAME_LOWER, stride 2) */
+        {.label = "autopad same_lower s2", .nsp = 2, .N = 1, .C = 1, .M = 1, .G = 1, .in = {5, 5}, .k = {3, 3},
+         .s = {2, 2}, .auto_pad = "SAME_LOWER", .kernel_attr = 1, .want = {3, 3}},
+        /* node: test_conv_with_strides_and_asymmetric_padding / _no_padding / _padding */
+        {.label = "strides asym pads", .nsp = 2, .N = 1, .C = 1, .M = 1, .G = 1, .in = {7, 5}, .k = {3, 3},
+         .s = {2, 2}, .pads = {1, 0, 1, 0}, .has_pads = 1, .kernel_attr = 1, .want = {4, 2}},
+        {.label = "strides no pad", .nsp = 2, .N = 1, .C = 1, .M = 1, .G = 1, .in = {7, 5}, .k = {3, 3},
+         .s = {2, 2}, .pads = {0, 0, 0, 0}, .has_pads = 1, .want = {3, 2}},
+        {.label = "strides pad", .nsp = 2, .N = 1, .C = 1, .M = 1, .G = 1, .in = {7, 5}, .k = {3, 3}, .s = {2, 2},
+         .pads = {1, 1, 1, 1}, .has_pads = 1, .want = {4, 3}},
+        /* general GEMM path */
+        {.label = "gemm 3x3 bias", .nsp = 2, .N = 2, .C = 3, .M = 4, .G = 1, .in = {6, 7}, .k = {3, 3},
+         .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {6, 7}},
+        {.label = "gemm asym pads s2", .nsp = 2, .N = 1, .C = 3, .M = 5, .G = 1, .in = {9, 8}, .k = {3, 2},
+         .s = {2, 3}, .pads = {2, 0, 1, 1}, .has_pads = 1, .bias = 1, .want = {5, 3}},
+        {.label = "gemm dilation 2x3", .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {9, 10}, .k = {3, 2},
+         .d = {2, 3}, .pads = {1, 2, 2, 1}, .has_pads = 1, .bias = 1, .want = {8, 10}},
+        {.label = "gemm groups 2", .nsp = 2, .N = 2, .C = 4, .M = 6, .G = 2, .in = {5, 6}, .k = {3, 3},
+         .pads = {1, 0, 0, 1}, .has_pads = 1, .bias = 1, .want = {4, 5}},
+        {.label = "gemm groups 3 s2 d2", .nsp = 2, .N = 1, .C = 6, .M = 3, .G = 3, .in = {9, 9}, .k = {2, 3},
+         .s = {2, 1}, .d = {2, 2}, .pads = {1, 1, 1, 1}, .has_pads = 1, .want = {5, 7}},
+        {.label = "same_upper s2", .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {6, 7}, .k = {3, 4},
+         .s = {2, 2}, .auto_pad = "SAME_UPPER", .bias = 1, .want = {3, 4}},
+        {.label = "same_lower s1 even k", .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {5, 6}, .k = {2, 4},
+         .auto_pad = "SAME_LOWER", .want = {5, 6}},
+        {.label = "same_upper s1 even k", .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {5, 6}, .k = {2, 4},
+         .auto_pad = "SAME_UPPER", .want = {5, 6}},
+        {.label = "valid s2", .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {8, 7}, .k = {3, 3}, .s = {2, 2},
+         .auto_pad = "VALID", .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {3, 3}},
+        {.label = "7x7 s2 stem", .nsp = 2, .N = 1, .C = 3, .M = 8, .G = 1, .in = {20, 18}, .k = {7, 7},
+         .s = {2, 2}, .pads = {3, 3, 3, 3}, .has_pads = 1, .bias = 1, .want = {10, 9}},
+        /* pointwise (plain GEMM) and its strided variant (im2col) */
+        {.label = "1x1", .nsp = 2, .N = 2, .C = 5, .M = 7, .G = 1, .in = {4, 6}, .k = {1, 1}, .bias = 1,
+         .want = {4, 6}},
+        {.label = "1x1 groups", .nsp = 2, .N = 1, .C = 6, .M = 4, .G = 2, .in = {3, 5}, .k = {1, 1}, .bias = 1,
+         .want = {3, 5}},
+        {.label = "1x1 s2", .nsp = 2, .N = 1, .C = 5, .M = 3, .G = 1, .in = {7, 6}, .k = {1, 1}, .s = {2, 2},
+         .want = {4, 3}},
+        {.label = "1x1 pad1", .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {3, 4}, .k = {1, 1},
+         .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {5, 6}},
+        /* depthwise, multiplier 1 and 3, strides, dilation, padding */
+        {.label = "depthwise 3x3", .nsp = 2, .N = 2, .C = 4, .M = 4, .G = 4, .in = {7, 6}, .k = {3, 3},
+         .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {7, 6}},
+        {.label = "depthwise s2 asym", .nsp = 2, .N = 1, .C = 3, .M = 3, .G = 3, .in = {9, 8}, .k = {3, 3},
+         .s = {2, 2}, .pads = {0, 1, 1, 0}, .has_pads = 1, .bias = 1, .want = {4, 4}},
+        {.label = "depthwise mult3 d2", .nsp = 2, .N = 1, .C = 2, .M = 6, .G = 2, .in = {8, 9}, .k = {3, 2},
+         .d = {2, 2}, .pads = {2, 1, 2, 1}, .has_pads = 1, .bias = 1, .want = {8, 9}},
+        {.label = "depthwise 5x5 same_upper s2", .nsp = 2, .N = 1, .C = 3, .M = 3, .G = 3, .in = {9, 10},
+         .k = {5, 5}, .s = {2, 2}, .auto_pad = "SAME_UPPER", .want = {5, 5}},
+        {.label = "depthwise 3x7 s(1,2) d(1,2)", .nsp = 2, .N = 1, .C = 3, .M = 3, .G = 3, .in = {6, 30},
+         .k = {3, 7}, .s = {1, 2}, .d = {1, 2}, .pads = {1, 6, 1, 5}, .has_pads = 1, .bias = 1, .want = {6, 15}},
+        {.label = "depthwise no interior", .nsp = 2, .N = 1, .C = 2, .M = 4, .G = 2, .in = {3, 2}, .k = {3, 3},
+         .pads = {2, 2, 2, 2}, .has_pads = 1, .bias = 1, .want = {5, 4}},
+        {.label = "single channel mult 12 (gemm)", .nsp = 2, .N = 1, .C = 1, .M = 12, .G = 1, .in = {6, 6},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {6, 6}},
+        /* 1-D and 3-D */
+        {.label = "1d s2 d2 pads", .nsp = 1, .N = 2, .C = 3, .M = 4, .G = 1, .in = {17}, .k = {3}, .s = {2},
+         .d = {2}, .pads = {2, 1}, .has_pads = 1, .bias = 1, .want = {8}},
+        {.label = "1d depthwise", .nsp = 1, .N = 1, .C = 4, .M = 8, .G = 4, .in = {11}, .k = {4}, .pads = {1, 2},
+         .has_pads = 1, .bias = 1, .want = {11}},
+        {.label = "1d pointwise", .nsp = 1, .N = 1, .C = 4, .M = 3, .G = 1, .in = {9}, .k = {1}, .want = {9}},
+        {.label = "3d", .nsp = 3, .N = 1, .C = 2, .M = 3, .G = 1, .in = {4, 5, 6}, .k = {2, 3, 3}, .s = {1, 2, 1},
+         .pads = {0, 1, 1, 1, 1, 0}, .has_pads = 1, .bias = 1, .want = {4, 3, 5}},
+        {.label = "3d groups dilation", .nsp = 3, .N = 1, .C = 4, .M = 4, .G = 2, .in = {5, 5, 5},
+         .k = {2, 2, 2}, .d = {2, 1, 2}, .s = {1, 2, 2}, .want = {3, 2, 2}},
+        {.label = "3d depthwise same_lower", .nsp = 3, .N = 1, .C = 2, .M = 2, .G = 2, .in = {4, 5, 3},
+         .k = {3, 3, 2}, .auto_pad = "SAME_LOWER", .bias = 1, .want = {4, 5, 3}},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], 1);
+}
+
+static void test_convtranspose_variants(void) {
+    const cv_case cases[] = {
+        /* node: test_convtranspose, _1d, _3d */
+        {.label = "T basic", .transpose = 1, .nsp = 2, .N = 1, .C = 1, .M = 2, .G = 1, .in = {3, 3},
+         .k = {3, 3}, .want = {5, 5}},
+        {.label = "T 1d", .transpose = 1, .nsp = 1, .N = 1, .C = 1, .M = 2, .G = 1, .in = {3}, .k = {3},
+         .want = {5}},
+        {.label = "T 3d", .transpose = 1, .nsp = 3, .N = 1, .C = 1, .M = 2, .G = 1, .in = {3, 4, 5},
+         .k = {3, 3, 3}, .want = {5, 6, 7}},
+        /* node: test_convtranspose_autopad_same (SAME_UPPER, stride 2) */
+        {.label = "T autopad same_upper", .transpose = 1, .nsp = 2, .N = 1, .C = 1, .M = 2, .G = 1, .in = {3, 3},
+         .k = {3, 3}, .s = {2, 2}, .auto_pad = "SAME_UPPER", .want = {6, 6}},
+        {.label = "T same_lower", .transpose = 1, .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {3, 4},
+         .k = {3, 3}, .s = {2, 2}, .auto_pad = "SAME_LOWER", .bias = 1, .want = {6, 8}},
+        /* node: test_convtranspose_dilations */
+        {.label = "T dilations", .transpose = 1, .nsp = 2, .N = 1, .C = 1, .M = 1, .G = 1, .in = {3, 3},
+         .k = {2, 2}, .d = {2, 2}, .want = {5, 5}},
+        /* node: test_convtranspose_kernel_shape / _with_kernel (opset 8) / _output_shape */
+        {.label = "T kernel_shape outpad outshape", .transpose = 1, .nsp = 2, .N = 1, .C = 1, .M = 2, .G = 1,
+         .in = {3, 3}, .k = {3, 3}, .s = {3, 2}, .outpad = {1, 1}, .has_outpad = 1, .outshape = {10, 8},
+         .has_outshape = 1, .kernel_attr = 1, .want = {10, 8}},
+        {.label = "T with_kernel opset8", .transpose = 1, .nsp = 2, .opset = 8, .N = 1, .C = 1, .M = 2, .G = 1,
+         .in = {3, 3}, .k = {3, 3}, .s = {3, 2}, .outpad = {1, 1}, .has_outpad = 1, .outshape = {10, 8},
+         .has_outshape = 1, .kernel_attr = 1, .want = {10, 8}},
+        {.label = "T output_shape", .transpose = 1, .nsp = 2, .N = 1, .C = 1, .M = 2, .G = 1, .in = {3, 3},
+         .k = {3, 3}, .s = {3, 2}, .outshape = {10, 8}, .has_outshape = 1, .want = {10, 8}},
+        {.label = "T output_shape odd crop", .transpose = 1, .nsp = 2, .N = 1, .C = 2, .M = 2, .G = 1,
+         .in = {3, 4}, .k = {3, 3}, .s = {2, 2}, .outshape = {6, 7}, .has_outshape = 1, .bias = 1,
+         .want = {6, 7}},
+        /* node: test_convtranspose_pad (output_padding) and _pads */
+        {.label = "T output_padding", .transpose = 1, .nsp = 2, .N = 1, .C = 1, .M = 2, .G = 1, .in = {3, 3},
+         .k = {3, 3}, .s = {3, 2}, .outpad = {1, 1}, .has_outpad = 1, .want = {10, 8}},
+        {.label = "T pads", .transpose = 1, .nsp = 2, .N = 1, .C = 1, .M = 2, .G = 1, .in = {3, 3}, .k = {3, 3},
+         .s = {3, 2}, .pads = {1, 2, 1, 2}, .has_pads = 1, .want = {7, 3}},
+        /* general */
+        {.label = "T s2 pads bias batch", .transpose = 1, .nsp = 2, .N = 2, .C = 3, .M = 4, .G = 1,
+         .in = {4, 5}, .k = {4, 3}, .s = {2, 2}, .pads = {1, 0, 2, 1}, .has_pads = 1, .bias = 1,
+         .want = {7, 10}},
+        {.label = "T groups 2 dil outpad", .transpose = 1, .nsp = 2, .N = 1, .C = 4, .M = 6, .G = 2, .in = {4, 3},
+         .k = {3, 2}, .s = {2, 3}, .d = {2, 1}, .pads = {1, 1, 0, 1}, .has_pads = 1, .outpad = {1, 2},
+         .has_outpad = 1, .bias = 1, .want = {11, 8}},
+        {.label = "T valid", .transpose = 1, .nsp = 2, .N = 1, .C = 2, .M = 2, .G = 1, .in = {3, 3}, .k = {2, 3},
+         .s = {2, 1}, .auto_pad = "VALID", .want = {6, 5}},
+        {.label = "T pointwise", .transpose = 1, .nsp = 2, .N = 2, .C = 5, .M = 3, .G = 1, .in = {4, 3},
+         .k = {1, 1}, .bias = 1, .want = {4, 3}},
+        {.label = "T pointwise groups", .transpose = 1, .nsp = 2, .N = 1, .C = 4, .M = 6, .G = 2, .in = {3, 3},
+         .k = {1, 1}, .want = {3, 3}},
+        {.label = "T depthwise s2", .transpose = 1, .nsp = 2, .N = 2, .C = 3, .M = 3, .G = 3, .in = {4, 5},
+         .k = {3, 3}, .s = {2, 2}, .pads = {1, 1, 0, 0}, .has_pads = 1, .bias = 1, .want = {8, 10}},
+        {.label = "T depthwise mult2 d2", .transpose = 1, .nsp = 2, .N = 1, .C = 2, .M = 4, .G = 2, .in = {4, 4},
+         .k = {2, 3}, .d = {2, 2}, .s = {1, 2}, .want = {6, 11}},
+        {.label = "T depthwise output_shape grows", .transpose = 1, .nsp = 2, .N = 1, .C = 2, .M = 2, .G = 2,
+         .in = {3, 3}, .k = {3, 3}, .s = {2, 2}, .outshape = {9, 8}, .has_outshape = 1, .bias = 1, .want = {9, 8}},
+        {.label = "T output_shape grows", .transpose = 1, .nsp = 2, .N = 1, .C = 2, .M = 3, .G = 1, .in = {3, 3},
+         .k = {3, 3}, .s = {2, 2}, .outshape = {9, 8}, .has_outshape = 1, .bias = 1, .want = {9, 8}},
+        {.label = "T 1d s3 groups", .transpose = 1, .nsp = 1, .N = 2, .C = 4, .M = 6, .G = 2, .in = {5},
+         .k = {4}, .s = {3}, .pads = {1, 2}, .has_pads = 1, .bias = 1, .want = {13}},
+        {.label = "T 3d s2 pads", .transpose = 1, .nsp = 3, .N = 1, .C = 2, .M = 3, .G = 1, .in = {2, 3, 3},
+         .k = {2, 3, 2}, .s = {2, 1, 2}, .pads = {0, 1, 1, 1, 0, 0}, .has_pads = 1, .bias = 1, .want = {3, 4, 5}},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], 1);
+}
+
+/* Cases large enough for several im2col tiles (scratch budget) and the OpenMP paths; no finite
+ * differences (too slow), only the naive forward and VJP. */
+static void test_conv_tiled(int n_cases) {
+    const cv_case cases[] = {
+        {.label = "tiled conv 3x3 c64", .nsp = 2, .N = 1, .C = 64, .M = 4, .G = 1, .in = {100, 100},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {100, 100}},
+        {.label = "tiled convT 3x3 m64", .transpose = 1, .nsp = 2, .N = 1, .C = 4, .M = 64, .G = 1,
+         .in = {80, 80}, .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {80, 80}},
+        {.label = "tiled conv 3d", .nsp = 3, .N = 1, .C = 16, .M = 4, .G = 1, .in = {20, 20, 20},
+         .k = {3, 3, 3}, .pads = {1, 0, 1, 1, 0, 1}, .has_pads = 1, .bias = 1, .want = {20, 18, 20}},
+        {.label = "big depthwise s2", .nsp = 2, .N = 1, .C = 16, .M = 16, .G = 16, .in = {64, 64}, .k = {3, 3},
+         .s = {2, 2}, .pads = {0, 0, 1, 1}, .has_pads = 1, .bias = 1, .want = {32, 32}},
+        {.label = "big pointwise", .nsp = 2, .N = 1, .C = 32, .M = 24, .G = 1, .in = {40, 40}, .k = {1, 1},
+         .bias = 1, .want = {40, 40}},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases) && (int)i < n_cases; i++) check_conv(&cases[i], 0);
+}
+
+/* Bias given as an omitted third input; attribute and shape errors are reported, not crashed on. */
+static void test_conv_errors(void) {
+    gc_err err = {0};
+    int64_t xd[4] = {1, 4, 5, 5}, wd[4] = {6, 2, 3, 3};
+    gc_tensor in[3], y;
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(4, xd, -1, 1);
+    in[1] = oc_rand(4, wd, -1, 1);
+    {
+        gc_node *n = oc_node("Conv", 13, 3, 1);
+        oc_attr_i(n, "group", 2);
+        gcam_status st = oc_forward(n, in, 3, 6u, &y, 1, &err);
+        oc_check(st == GCAM_OK && y.shape.d[1] == 6 && y.shape.d[2] == 3, "omitted bias input: %s", err.msg);
+        oc_tensor_free(&y);
+        oc_node_free(n);
+    }
+    struct {
+        const char *what, *attr;
+        int count;
+        int64_t v[4];
+        gcam_status want;
+    } bad[] = {
+        {"group 3 does not divide C", "group", -1, {3}, GCAM_E_SHAPE},
+        {"W channels do not fit group 1", "group", -1, {1}, GCAM_E_SHAPE},
+        {"zero stride", "strides", 2, {0, 1}, GCAM_E_FORMAT},
+        {"negative pad", "pads", 4, {0, -1, 0, 0}, GCAM_E_FORMAT},
+        {"pads count", "pads", 2, {1, 1}, GCAM_E_FORMAT},
+        {"kernel_shape mismatch", "kernel_shape", 2, {3, 2}, GCAM_E_SHAPE},
+        {"zero dilation", "dilations", 2, {1, 0}, GCAM_E_FORMAT},
+        {"output too small", "dilations", 2, {3, 3}, GCAM_E_SHAPE},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(bad); i++) {
+        gc_node *n = oc_node("Conv", 13, 2, 1);
+        if (bad[i].count < 0) oc_attr_i(n, bad[i].attr, bad[i].v[0]);
+        else oc_attr_ints(n, bad[i].attr, bad[i].count, bad[i].v);
+        if (strcmp(bad[i].attr, "group")) oc_attr_i(n, "group", 2);
+        memset(&err, 0, sizeof err);
+        gcam_status st = oc_forward(n, in, 2, 6u, &y, 1, &err);
+        oc_check(st == bad[i].want && err.msg[0], "error case '%s': status %d (want %d), message '%s'", bad[i].what,
+                 (int)st, (int)bad[i].want, err.msg);
+        oc_tensor_free(&y);
+        oc_node_free(n);
+    }
+    {
+        gc_node *n = oc_node("Conv", 13, 2, 1);
+        oc_attr_s(n, "auto_pad", "SAME");
+        memset(&err, 0, sizeof err);
+        gcam_status st = oc_forward(n, in, 2, 6u, &y, 1, &err);
+        oc_check(st == GCAM_E_FORMAT && strstr(err.msg, "auto_pad"), "bad auto_pad: '%s'", err.msg);
+        oc_tensor_free(&y);
+        oc_node_free(n);
+    }
+    {
+        int64_t bd[1] = {5};
+        in[2] = oc_rand(1, bd, -1, 1);
+        gc_node *n = oc_node("Conv", 13, 3, 1);
+        oc_attr_i(n, "group", 2);
+        memset(&err, 0, sizeof err);
+        gcam_status st = oc_forward(n, in, 3, 6u, &y, 1, &err);
+        oc_check(st == GCAM_E_SHAPE, "bias of the wrong length: '%s'", err.msg);
+        oc_tensor_free(&y);
+        oc_node_free(n);
+    }
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
+/* ---------------------------------------------------------------- Gemm */
+
+static void check_gemm(int64_t M, int64_t N, int64_t K, int ta, int tb, int cr, const int64_t *cdims, int opset,
+                       int max_elems) {
+    char label[160];
+    snprintf(label, sizeof label, "Gemm %lldx%lldx%lld transA=%d transB=%d C rank %d (%lld,%lld)", (long long)M,
+             (long long)N, (long long)K, ta, tb, cr, (long long)(cr > 0 ? cdims[0] : 0),
+             (long long)(cr > 1 ? cdims[1] : 0));
+    int64_t ad[2] = {ta ? K : M, ta ? M : K}, bd[2] = {tb ? N : K, tb ? K : N};
+    gc_tensor in[3];
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(2, ad, -1, 1);
+    in[1] = oc_rand(2, bd, -1, 1);
+    int n_in = cr < 0 ? 2 : 3;
+    if (cr >= 0) in[2] = oc_rand(cr, cdims, -1, 1);
+    const float alpha = 0.75f, beta = 1.5f;
+    gc_node *n = oc_node("Gemm", opset, n_in, 1);
+    oc_attr_f(n, "alpha", alpha);
+    oc_attr_f(n, "beta", beta);
+    if (ta) oc_attr_i(n, "transA", 1);
+    if (tb) oc_attr_i(n, "transB", 1);
+    if (opset < 7) oc_attr_i(n, "broadcast", 1); /* opset 6 form: ignored */
+    float *ref = malloc((size_t)(M * N) * sizeof(float));
+    const float *a = in[0].data, *b = in[1].data, *c = in[2].data;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t kk = 0; kk < K; kk++)
+                acc += (double)a[ta ? kk * M + i : i * K + kk] * b[tb ? j * K + kk : kk * N + j];
+            double cv = 0;
+            if (cr == 0 || (cr == 1 && cdims[0] == 1)) cv = c[0];
+            else if (cr == 1) cv = c[j];
+            else if (cr == 2) cv = c[(cdims[0] == 1 ? 0 : i) * cdims[1] + (cdims[1] == 1 ? 0 : j)];
+            ref[i * N + j] = (float)(alpha * acc + beta * cv);
+        }
+    gc_tensor y;
+    gc_err err = {0};
+    gcam_status st = oc_forward(n, in, n_in, 0u, &y, 1, &err);
+    if (oc_check(st == GCAM_OK && y.shape.ndim == 2 && y.shape.d[0] == M && y.shape.d[1] == N, "%s: forward: %s",
+                 label, err.msg))
+        oc_close(label, y.data, ref, M * N, 1e-5 * sqrt((double)K), 1e-5);
+    oc_tensor_free(&y);
+    /* A, B and C all dynamic; bilinear, so h=1e-2 is exact up to rounding */
+    oc_gradcheck(label, n, in, n_in, 0u, 1, n_in == 3 ? 7u : 3u, 1e-2, 1e-3, max_elems);
+    oc_node_free(n);
+    free(ref);
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
+static void test_gemm(void) {
+    const int64_t M = 3, N = 4, K = 5;
+    /* C shapes: none, scalar, (1), (N), (1, N), (M, 1), (M, N) */
+    const int cr[] = {-1, 0, 1, 1, 2, 2, 2};
+    const int64_t cdims[][2] = {{0, 0}, {0, 0}, {1, 0}, {N, 0}, {1, N}, {M, 1}, {M, N}};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t ci = 0; ci < GC_ARRAY_LEN(cr); ci++)
+                check_gemm(M, N, K, ta, tb, cr[ci], cdims[ci], ci == 1 ? 6 : 13, 64);
+    /* C broadcast errors */
+    {
+        int64_t ad[2] = {M, K}, bd[2] = {K, N}, cd[2] = {2, N};
+        gc_tensor in[3] = {oc_rand(2, ad, -1, 1), oc_rand(2, bd, -1, 1), oc_rand(2, cd, -1, 1)}, y;
+        gc_err err = {0};
+        gc_node *n = oc_node("Gemm", 13, 3, 1);
+        oc_check(oc_forward(n, in, 3, 0u, &y, 1, &err) == GCAM_E_SHAPE, "Gemm C (2, N) must not broadcast to (3, N)");
+        oc_tensor_free(&y);
+        oc_node_free(n);
+        n = oc_node("Gemm", 13, 2, 1);
+        oc_attr_i(n, "transA", 1);
+        memset(&err, 0, sizeof err);
+        oc_check(oc_forward(n, in, 2, 0u, &y, 1, &err) == GCAM_E_SHAPE, "Gemm inner dims differ: %s", err.msg);
+        oc_tensor_free(&y);
+        oc_node_free(n);
+        for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+    }
+}
+
+/* ---------------------------------------------------------------- MatMul */
+
+static void check_matmul(const char *label, int ra, const int64_t *ad, int rb, const int64_t *bd, int ry,
+                         const int64_t *yd, int max_elems) {
+    gc_tensor in[2] = {oc_rand(ra, ad, -1, 1), oc_rand(rb, bd, -1, 1)}, y;
+    gc_node *n = oc_node("MatMul", 13, 2, 1);
+    gc_err err = {0};
+    gcam_status st = oc_forward(n, in, 2, 0u, &y, 1, &err);
+    int ok = oc_check(st == GCAM_OK && y.shape.ndim == ry, "%s: forward: %s (rank %d)", label, err.msg,
+                      st == GCAM_OK ? y.shape.ndim : -1);
+    for (int i = 0; ok && i < ry; i++) ok = oc_check(y.shape.d[i] == yd[i], "%s: output dim %d", label, i);
+    if (ok) {
+        /* naive numpy semantics: promote 1-D, broadcast the batch dims */
+        int64_t M = ra == 1 ? 1 : ad[ra - 2], K = ad[ra - 1], N = rb == 1 ? 1 : bd[rb - 1];
+        int nbd = ry - (ra > 1) - (rb > 1), nba = ra > 2 ? ra - 2 : 0, nbb = rb > 2 ? rb - 2 : 0;
+        int64_t nb = prod(yd, nbd), total = gc_numel(&y);
+        float *ref = malloc((size_t)total * sizeof(float));
+        const float *a = in[0].data, *b = in[1].data;
+        for (int64_t bi = 0; bi < nb; bi++) {
+            int64_t idx[8], oa = 0, ob = 0;
+            unravel(idx, bi, yd, nbd);
+            for (int i = 0; i < nba; i++) oa = oa * ad[i] + (ad[i] == 1 ? 0 : idx[nbd - nba + i]);
+            for (int i = 0; i < nbb; i++) ob = ob * bd[i] + (bd[i] == 1 ? 0 : idx[nbd - nbb + i]);
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double acc = 0;
+                    for (int64_t kk = 0; kk < K; kk++)
+                        acc += (double)a[oa * M * K + i * K + kk] * b[ob * K * N + kk * N + j];
+                    ref[bi * M * N + i * N + j] = (float)acc;
+                }
+        }
+        oc_close(label, y.data, ref, total, 1e-5, 1e-5);
+        free(ref);
+    }
+    oc_tensor_free(&y);
+    oc_gradcheck(label, n, in, 2, 0u, 1, 3u, 1e-2, 1e-3, max_elems); /* bilinear: tight tolerance */
+    oc_node_free(n);
+    oc_tensor_free(&in[0]);
+    oc_tensor_free(&in[1]);
+}
+
+static void test_matmul(void) {
+    {
+        int64_t a[] = {4}, b[] = {4, 3}, y[] = {3};
+        check_matmul("MatMul 1-D x 2-D", 1, a, 2, b, 1, y, 64);
+    }
+    {
+        int64_t a[] = {3, 4}, b[] = {4}, y[] = {3};
+        check_matmul("MatMul 2-D x 1-D", 2, a, 1, b, 1, y, 64);
+    }
+    {
+        int64_t a[] = {5}, b[] = {5}, y[] = {0};
+        check_matmul("MatMul 1-D x 1-D", 1, a, 1, b, 0, y, 64);
+    }
+    {
+        int64_t a[] = {3, 4}, b[] = {4, 3}, y[] = {3, 3}; /* node: test_matmul_2d */
+        check_matmul("MatMul 2-D", 2, a, 2, b, 2, y, 64);
+    }
+    {
+        int64_t a[] = {2, 3, 4}, b[] = {2, 4, 3}, y[] = {2, 3, 3}; /* node: test_matmul_3d */
+        check_matmul("MatMul 3-D", 3, a, 3, b, 3, y, 64);
+    }
+    {
+        int64_t a[] = {1, 2, 3, 4}, b[] = {1, 2, 4, 3}, y[] = {1, 2, 3, 3}; /* node: test_matmul_4d */
+        check_matmul("MatMul 4-D", 4, a, 4, b, 4, y, 64);
+    }
+    {
+        int64_t a[] = {2, 1, 3, 4}, b[] = {5, 4, 2}, y[] = {2, 5, 3, 2};
+        check_matmul("MatMul (2,1,3,4)x(5,4,2)", 4, a, 3, b, 4, y, 64);
+    }
+    {
+        int64_t a[] = {2, 3, 4}, b[] = {4, 5}, y[] = {2, 3, 5};
+        check_matmul("MatMul folded (2,3,4)x(4,5)", 3, a, 2, b, 3, y, 64);
+    }
+    {
+        int64_t a[] = {2, 3, 3, 4}, b[] = {1, 1, 4, 5}, y[] = {2, 3, 3, 5};
+        check_matmul("MatMul folded (2,3,3,4)x(1,1,4,5)", 4, a, 4, b, 4, y, 64);
+    }
+    {
+        int64_t a[] = {3, 4}, b[] = {2, 4, 5}, y[] = {2, 3, 5};
+        check_matmul("MatMul A broadcast (3,4)x(2,4,5)", 2, a, 3, b, 3, y, 64);
+    }
+    {
+        int64_t a[] = {2, 3, 4}, b[] = {4}, y[] = {2, 3};
+        check_matmul("MatMul (2,3,4)x(4)", 3, a, 1, b, 2, y, 64);
+    }
+    {
+        int64_t a[] = {4}, b[] = {2, 4, 5}, y[] = {2, 5};
+        check_matmul("MatMul (4)x(2,4,5)", 1, a, 3, b, 2, y, 64);
+    }
+    {
+        int64_t a[] = {3, 1, 2, 4}, b[] = {1, 2, 4, 3}, y[] = {3, 2, 2, 3};
+        check_matmul("MatMul both broadcast (3,1,2,4)x(1,2,4,3)", 4, a, 4, b, 4, y, 64);
+    }
+    {
+        int64_t ad[] = {2, 3, 4}, bd[] = {3, 5, 2};
+        gc_tensor in[2] = {oc_rand(3, ad, -1, 1), oc_rand(3, bd, -1, 1)}, y;
+        gc_err err = {0};
+        gc_node *n = oc_node("MatMul", 13, 2, 1);
+        oc_check(oc_forward(n, in, 2, 0u, &y, 1, &err) == GCAM_E_SHAPE, "MatMul inner dims differ");
+        oc_tensor_free(&y);
+        oc_node_free(n);
+        oc_tensor_free(&in[0]);
+        oc_tensor_free(&in[1]);
+    }
+}
+
+/* Sizes above the threshold where the GEMMs split over OpenMP threads (run once with OpenBLAS
+ * threading, once single-threaded OpenBLAS: the context's one-pool mode), and determinism. */
+static void test_big_gemms(int max_elems) {
+    const int64_t c1[1] = {80}, c2[2] = {96, 1};
+    check_gemm(96, 80, 160, 1, 1, 1, c1, 13, max_elems);
+    check_gemm(96, 80, 160, 0, 1, 2, c2, 13, max_elems);
+    check_gemm(40, 300, 100, 1, 0, -1, c1, 13, max_elems);
+    int64_t a[] = {2, 64, 128}, b[] = {128, 96}, y[] = {2, 64, 96};
+    check_matmul("MatMul big folded", 3, a, 2, b, 3, y, max_elems);
+    int64_t a2[] = {2, 64, 128}, b2[] = {2, 128, 96};
+    check_matmul("MatMul big batched", 3, a2, 3, b2, 3, y, max_elems);
+    /* bit-identical reruns of a tiled conv */
+    int64_t xd[4] = {1, 32, 40, 40}, wd[4] = {48, 32, 3, 3}, pads[4] = {1, 1, 1, 1};
+    gc_tensor in[2] = {oc_rand(4, xd, -1, 1), oc_rand(4, wd, -1, 1)}, y1, y2;
+    gc_node *n = oc_node("Conv", 13, 2, 1);
+    oc_attr_ints(n, "pads", 4, pads);
+    gc_err err = {0};
+    gcam_status s1 = oc_forward(n, in, 2, 2u, &y1, 1, &err), s2 = oc_forward(n, in, 2, 2u, &y2, 1, &err);
+    if (oc_check(s1 == GCAM_OK && s2 == GCAM_OK, "conv determinism: %s", err.msg))
+        oc_check(!memcmp(y1.data, y2.data, (size_t)gc_numel(&y1) * sizeof(float)), "conv reruns are bit-identical");
+    oc_tensor_free(&y1);
+    oc_tensor_free(&y2);
+    oc_tensor_free(&in[0]);
+    oc_tensor_free(&in[1]);
+    oc_node_free(n);
+}
+
+int main(void) {
+    oc_seed(12345);
+    test_conv_variants();
+    test_convtranspose_variants();
+    test_conv_tiled(99);
+    test_conv_errors();
+    test_gemm();
+    test_matmul();
+    test_big_gemms(24);
+    openblas_set_num_threads(1); /* now every GEMM above the threshold is split over OpenMP */
+    test_conv_tiled(2);
+    test_big_gemms(4);
+    printf("%d passed, %d failed\n", oc_checks - oc_failures, oc_failures);
+    return oc_failures != 0;
+}
