@@ -142,22 +142,26 @@ static void combine(float *map, const float *A, const float *w, int64_t N, int64
     }
 }
 
-/* First principal component projection of M (rows hw, cols K), columns centred; the sign makes
- * the projection's sum non-negative. proj (hw). Works on the smaller Gram matrix. */
+/* First principal component projection of M (rows hw, cols K), columns centred: M v with v the
+ * first right singular vector. Its sign is arbitrary; we choose the one under which the mean
+ * activation (the uncentred column means) projects positively, mean . v >= 0 (the sum of M v
+ * itself is always 0). proj (hw). Works on the smaller Gram matrix. */
 static gcam_status pca_projection(gcam_explainer *e, float *proj, const float *src /* (K, hw) */, int64_t K, int64_t hw) {
     double *Mc = gc_malloc2((size_t)(K * hw), sizeof(double)); /* (hw, K) centred */
+    double *mean = gc_malloc2((size_t)K, sizeof(double));
     int64_t d = hw < K ? hw : K;
     double *gram = gc_malloc2((size_t)(d * d), sizeof(double)), *ev = gc_malloc2((size_t)d, sizeof(double));
     gcam_status rc = GCAM_OK;
-    if (!Mc || !gram || !ev) {
+    if (!Mc || !gram || !ev || !mean) {
         rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
         goto out;
     }
     for (int64_t k = 0; k < K; k++) {
-        double mean = 0;
-        for (int64_t i = 0; i < hw; i++) mean += src[k * hw + i];
-        mean /= (double)hw;
-        for (int64_t i = 0; i < hw; i++) Mc[i * K + k] = src[k * hw + i] - mean;
+        double mu = 0;
+        for (int64_t i = 0; i < hw; i++) mu += src[k * hw + i];
+        mu /= (double)hw;
+        mean[k] = mu;
+        for (int64_t i = 0; i < hw; i++) Mc[i * K + k] = src[k * hw + i] - mu;
     }
     /* gram = M M^T (hw x hw) when hw <= K, else M^T M (K x K) */
     if (hw <= K) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hw, (int)hw, (int)K, 1.0, Mc, (int)K, Mc, (int)K, 0.0, gram, (int)d);
@@ -177,27 +181,32 @@ static gcam_status pca_projection(gcam_explainer *e, float *proj, const float *s
         rc = gc_fail(&e->err, GCAM_E_NUMERIC, "eigen-decomposition failed (LAPACK dsyev info %d)", info);
         goto out;
     }
-    /* the eigenvector of the largest eigenvalue is the last column (ascending order); LAPACK's
+    /* the eigenvector of the largest eigenvalue is the last one (ascending order); LAPACK's
      * column-major output read row-major: vector j is row j */
     const double *vec = gram + (size_t)(d - 1) * (size_t)d;
-    double sum = 0;
+    double sign_dot = 0;
     if (hw <= K) {
-        double s = sqrt(ev[d - 1] > 0 ? ev[d - 1] : 0); /* M v1 = sigma1 u1 */
-        for (int64_t i = 0; i < hw; i++) sum += vec[i];
-        double sign = sum < 0 ? -1 : 1;
+        /* u = vec (hw); M v = sigma u; v = M^T u / sigma, so sign(mean . v) = sign(mean . M^T u) */
+        double s = sqrt(ev[d - 1] > 0 ? ev[d - 1] : 0);
+        for (int64_t k = 0; k < K; k++) {
+            double mtu = 0;
+            for (int64_t i = 0; i < hw; i++) mtu += Mc[i * K + k] * vec[i];
+            sign_dot += mean[k] * mtu;
+        }
+        double sign = sign_dot < 0 ? -1 : 1;
         for (int64_t i = 0; i < hw; i++) proj[i] = (float)(sign * s * vec[i]);
     } else {
+        for (int64_t k = 0; k < K; k++) sign_dot += mean[k] * vec[k];
+        double sign = sign_dot < 0 ? -1 : 1;
         for (int64_t i = 0; i < hw; i++) {
             double acc = 0;
             for (int64_t k = 0; k < K; k++) acc += Mc[i * K + k] * vec[k];
-            proj[i] = (float)acc;
-            sum += acc;
+            proj[i] = (float)(sign * acc);
         }
-        if (sum < 0)
-            for (int64_t i = 0; i < hw; i++) proj[i] = -proj[i];
     }
 out:
     free(Mc);
+    free(mean);
     free(gram);
     free(ev);
     return rc;
