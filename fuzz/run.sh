@@ -74,7 +74,7 @@ classify() {
   for f in "$@"; do
     sig=$(signature "$b" "$t" "$f")
     if [ -z "$sig" ]; then
-      echo "  $(basename "$f"): does not reproduce"
+      echo "  $(basename "$f"): runs clean (fixed)"
     elif desc=$(known "$t" $sig); then
       echo "  KNOWN $(basename "$f"): $sig: $desc"
     else

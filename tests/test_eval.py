@@ -13,7 +13,7 @@ numbers, runs are deterministic, malformed ground truth is refused with a clear 
 
 Quality (when the demo model examples/demo/shapes_cnn.onnx exists): on 100 images of the demo's
 evaluation set (examples/demo/shapes.py eval), Grad-CAM's pointing game and class
-discrimination >= 0.9, Guided Backprop's class discrimination clearly (0.1) lower than Grad-CAM's,
+discrimination >= 0.9, Guided Backprop's class discrimination clearly (0.05) lower than Grad-CAM's,
 and Grad-CAM's Spearman correlation below 0.5 once the last block is randomised.
 
 Run with Debian's /usr/bin/python3 (numpy, torch, torchvision, onnx, PIL). Prints one line per
@@ -474,7 +474,7 @@ def test_demo(g, work):
     check(gc["pointing"]["accuracy"] >= 0.9, "demo: Grad-CAM pointing game %.3f >= 0.9" % gc["pointing"]["accuracy"])
     check(gc["discrimination"]["accuracy"] >= 0.9, "demo: Grad-CAM class discrimination %.3f >= 0.9" %
           gc["discrimination"]["accuracy"])
-    check(gb["discrimination"]["accuracy"] <= gc["discrimination"]["accuracy"] - 0.1,
+    check(gb["discrimination"]["accuracy"] <= gc["discrimination"]["accuracy"] - 0.05,
           "demo: Guided Backprop's class discrimination %.3f clearly below Grad-CAM's %.3f" % (
               gb["discrimination"]["accuracy"], gc["discrimination"]["accuracy"]))
     # the last block: its Conv (and the layers above it: BN, Gemm) randomised

@@ -78,14 +78,14 @@ const char *gc_attr_str(const gc_node *n, const char *name, const char *def) {
 
 size_t gc_attr_ints(const gc_node *n, const char *name, const int64_t **v) {
     const gc_attr *a = gc_attr_find(n, name);
-    if (!a || a->type != GC_ATTR_INTS) { *v = NULL; return 0; }
+    if (!a || a->type != GC_ATTR_INTS) { static const int64_t none[1]; *v = none; return 0; } /* not NULL: memcpy(.., v, 0) */
     *v = a->ints;
     return a->n;
 }
 
 size_t gc_attr_floats(const gc_node *n, const char *name, const float **v) {
     const gc_attr *a = gc_attr_find(n, name);
-    if (!a || a->type != GC_ATTR_FLOATS) { *v = NULL; return 0; }
+    if (!a || a->type != GC_ATTR_FLOATS) { static const float none[1]; *v = none; return 0; } /* not NULL */
     *v = a->floats;
     return a->n;
 }

@@ -225,19 +225,23 @@ static gcam_status convert_tensor(gc_tensor *out, const Onnx__TensorProto *tp, c
     size_t bytes = gc_tensor_bytes(out->dtype, &out->shape, &ok), raw_bytes;
     if (n < 0 || !ok || gc_mul_sz(&raw_bytes, (size_t)n, raw_es))
         return gc_fail(err, GCAM_E_FORMAT, "%s: element count overflows", what);
-    out->data = malloc(bytes ? bytes : 1);
-    if (!out->data) return gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
+    /* The data's presence and size are checked before the buffer is allocated: a tiny file must
+     * not make us allocate what its dims claim. */
     gcam_status rc = GCAM_OK;
     int32_t t = tp->data_type;
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
         uint8_t *buf = NULL;
-        rc = read_external(&buf, raw_bytes, tp, base_dir, what, err);
+        rc = read_external(&buf, raw_bytes, tp, base_dir, what, err); /* checks the file's size first */
+        if (!rc && !(out->data = malloc(bytes ? bytes : 1)))
+            rc = gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
         if (!rc) convert_raw(out->data, out->dtype, buf, t, n);
         free(buf);
     } else if (tp->has_raw_data) {
         if (tp->raw_data.len != raw_bytes)
             rc = gc_fail(err, GCAM_E_FORMAT, "%s: raw_data holds %zu bytes but dims %s of %s need %zu", what,
                          tp->raw_data.len, gc_shape_str(&out->shape, (char[96]){0}, 96), elem_type_name(t), raw_bytes);
+        else if (!(out->data = malloc(bytes ? bytes : 1)))
+            rc = gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
         else convert_raw(out->data, out->dtype, tp->raw_data.data, t, n);
     } else {
         size_t have;
@@ -252,6 +256,8 @@ static gcam_status convert_tensor(gc_tensor *out, const Onnx__TensorProto *tp, c
         if (have != (size_t)n) {
             rc = gc_fail(err, GCAM_E_FORMAT, "%s: holds %zu values but dims %s need %lld", what, have,
                          gc_shape_str(&out->shape, (char[96]){0}, 96), (long long)n);
+        } else if (!(out->data = malloc(bytes ? bytes : 1))) {
+            rc = gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
         } else {
             for (int64_t e = 0; e < n; e++) {
                 switch (t) {
