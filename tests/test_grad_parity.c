@@ -122,7 +122,7 @@ static int kinks_read(const char *path, kinks *k) {
             if (!ok) break;
             ktensor *t = &k->t[k->nt];
             memset(t, 0, sizeof *t);
-            char kind[32];
+            char kind[32] = "";
             ok = sscanf(line, "T %255s %31s %f %f %d %f %255s", t->name, kind, &t->a, &t->b, &t->below, &t->scale,
                         t->base) == 7;
             if (strcmp(kind, "relu") == 0) t->kind = K_RELU;

@@ -267,7 +267,7 @@ static gcam_status plan_backward_sets(gcam_ctx *c, uint8_t *gneed, uint8_t *acti
         const gc_opdef *d = gc_op_get(n->op);
         int reach = 0;
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0 && fwd[n->in[k]] && (d->diff_in & (1u << k)) && d->backward) reach = 1;
+            if (n->in[k] >= 0 && fwd[n->in[k]] && (d->diff_in & (UINT64_C(1) << k)) && d->backward) reach = 1;
         if (reach)
             for (int j = 0; j < n->n_out; j++)
                 if (n->out[j] >= 0 && c->vals[n->out[j]].dtype == GC_F32) fwd[n->out[j]] = 1;
@@ -281,7 +281,7 @@ static gcam_status plan_backward_sets(gcam_ctx *c, uint8_t *gneed, uint8_t *acti
             if (n->out[j] >= 0 && bwd[n->out[j]] && fwd[n->out[j]]) reach = 1;
         if (!reach || !d->backward) continue;
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0 && (d->diff_in & (1u << k)) && fwd[n->in[k]]) bwd[n->in[k]] = 1;
+            if (n->in[k] >= 0 && (d->diff_in & (UINT64_C(1) << k)) && fwd[n->in[k]]) bwd[n->in[k]] = 1;
     }
     for (int v = 0; v < m->n_values; v++) gneed[v] = fwd[v] && bwd[v] && c->vkind[v] == GC_V_RUNTIME;
     for (int s = 0; s < c->n_steps; s++) {
@@ -291,7 +291,7 @@ static gcam_status plan_backward_sets(gcam_ctx *c, uint8_t *gneed, uint8_t *acti
         for (int j = 0; j < n->n_out; j++)
             if (n->out[j] >= 0 && gneed[n->out[j]]) out_ok = 1;
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (1u << k))) in_ok = 1;
+            if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (UINT64_C(1) << k))) in_ok = 1;
         active[s] = out_ok && in_ok && d->backward;
         step_of[c->steps[s].node] = s;
     }
@@ -373,8 +373,8 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
             for (int k = 0; k < n->n_in; k++) {
                 int v = n->in[k];
                 if (v < 0) continue;
-                if ((d->bw_in & (1u << k)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
-                if ((d->diff_in & (1u << k)) && gneed[v]) {
+                if ((d->bw_in & (UINT64_C(1) << k)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
+                if ((d->diff_in & (UINT64_C(1) << k)) && gneed[v]) {
                     if (gfirst[v] < 0) gfirst[v] = t;
                     if (glast[v] < t) glast[v] = t;
                 }
@@ -382,7 +382,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
             for (int j = 0; j < n->n_out; j++) {
                 int v = n->out[j];
                 if (v < 0) continue;
-                if ((d->bw_out & (1u << j)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
+                if ((d->bw_out & (UINT64_C(1) << j)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
                 if (gneed[v] && glast[v] < t) glast[v] = t;
             }
             b++;
@@ -432,7 +432,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
             const gc_opdef *d = gc_op_get(n->op);
             fill_kctx(c, &bst->k, n);
             for (int k = 0; k < n->n_in; k++)
-                if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (1u << k))) bst->k.gin[k] = &c->grads[n->in[k]];
+                if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (UINT64_C(1) << k))) bst->k.gin[k] = &c->grads[n->in[k]];
             for (int j = 0; j < n->n_out; j++)
                 if (n->out[j] >= 0 && gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];
             size_t sb = d->bscratch_bytes ? d->bscratch_bytes(&bst->k) : 0;

@@ -669,14 +669,14 @@ static gcam_status max_infer(gc_kctx *k) { return var_infer(k, &max_rows, 0); }
 static gcam_status max_forward(gc_kctx *k) { return var_forward(k, &max_rows); }
 const gc_opdef gc_def_Max = {.name = "Max", .min_opset = 1, .infer = max_infer,
                              .forward = max_forward, .backward = minmax_backward,
-                             .bw_in = 0xFFFFu, .bw_out = 1, .diff_in = 0xFFFFu};
+                             .bw_in = GC_ALL_INPUTS, .bw_out = 1, .diff_in = GC_ALL_INPUTS};
 
 static const bin_rows min_rows = {{NULL, min_f32, min_i64, NULL}, 0};
 static gcam_status min_infer(gc_kctx *k) { return var_infer(k, &min_rows, 0); }
 static gcam_status min_forward(gc_kctx *k) { return var_forward(k, &min_rows); }
 const gc_opdef gc_def_Min = {.name = "Min", .min_opset = 1, .infer = min_infer,
                              .forward = min_forward, .backward = minmax_backward,
-                             .bw_in = 0xFFFFu, .bw_out = 1, .diff_in = 0xFFFFu};
+                             .bw_in = GC_ALL_INPUTS, .bw_out = 1, .diff_in = GC_ALL_INPUTS};
 
 static const bin_rows sum_rows = {{NULL, add_f32, add_i64, NULL}, 0};
 static gcam_status sum_infer(gc_kctx *k) { return var_infer(k, &sum_rows, 0); }
@@ -688,7 +688,7 @@ static gcam_status sum_backward(gc_kctx *k) {
     return GCAM_OK;
 }
 const gc_opdef gc_def_Sum = {.name = "Sum", .min_opset = 1, .infer = sum_infer,
-                             .forward = sum_forward, .backward = sum_backward, .diff_in = 0xFFFFu};
+                             .forward = sum_forward, .backward = sum_backward, .diff_in = GC_ALL_INPUTS};
 
 static gcam_status mean_infer(gc_kctx *k) { return var_infer(k, &sum_rows, 1); }
 static gcam_status mean_forward(gc_kctx *k) {
@@ -709,7 +709,7 @@ static gcam_status mean_backward(gc_kctx *k) {
 }
 const gc_opdef gc_def_Mean = {.name = "Mean", .min_opset = 1, .infer = mean_infer,
                               .forward = mean_forward, .backward = mean_backward,
-                              .diff_in = 0xFFFFu};
+                              .diff_in = GC_ALL_INPUTS};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Where(cond, X, Y): X where cond else Y; gradient to X where cond, to Y elsewhere.           */

@@ -64,10 +64,13 @@ typedef struct gc_opdef {
     size_t (*bscratch_bytes)(const gc_kctx *k);  /* optional: backward workspace */
     gcam_status (*backward)(gc_kctx *k);         /* NULL: not differentiable (shape/int ops) */
     size_t (*aux_bytes)(const gc_kctx *k);       /* optional */
-    uint32_t bw_in;                /* bit i: backward reads in[i]->data */
-    uint32_t bw_out;               /* bit j: backward reads out[j]->data */
-    uint32_t diff_in;              /* bit i: a gradient can flow to input i */
+    uint64_t bw_in;                /* bit i: backward reads in[i]->data (GC_MAX_IO <= 64 bits) */
+    uint64_t bw_out;               /* bit j: backward reads out[j]->data */
+    uint64_t diff_in;              /* bit i: a gradient can flow to input i */
 } gc_opdef;
+
+/* Every input (variadic ops: Concat, Sum, Max...). */
+#define GC_ALL_INPUTS (~(uint64_t)0)
 
 /* Every supported op, with the family file that defines gc_def_<Name>. */
 #define GC_OP_LIST(X)                                                                              \

@@ -318,7 +318,7 @@ static gcam_status concat_backward(gc_kctx *k) {
 }
 
 const gc_opdef gc_def_Concat = {.name = "Concat", .min_opset = 1, .parse = concat_parse, .infer = concat_infer,
-                                .forward = concat_forward, .backward = concat_backward, .diff_in = 0xFFFFu};
+                                .forward = concat_forward, .backward = concat_backward, .diff_in = GC_ALL_INPUTS};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Split                                                                                        */
