@@ -4,14 +4,27 @@
  * labels file and the list is "0,cat"). */
 #include "../src/cli/cmd_explain.c"
 
-static char g_path[96];
+static char g_dir[512], g_path[600];
+
+/* The private folder: under $GCAM_FUZZ_TMP (fuzz/run.sh points it into the build folder, since
+ * libFuzzer ends processes with _Exit and the atexit clean-up does not always run), else /tmp. */
+static void set_template(const char *kind) {
+    const char *root = getenv("GCAM_FUZZ_TMP");
+    snprintf(g_dir, sizeof g_dir, "%s/gcam-fuzz-%s-XXXXXX", root && *root ? root : "/tmp", kind);
+}
+
+static void cleanup(void) {
+    unlink(g_path);
+    rmdir(g_dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    char dir[64] = "/tmp/gcam-fuzz-labels-XXXXXX";
-    if (!mkdtemp(dir)) abort();
-    snprintf(g_path, sizeof g_path, "%s/labels.txt", dir);
+    set_template("labels");
+    if (!mkdtemp(g_dir)) abort();
+    snprintf(g_path, sizeof g_path, "%s/labels.txt", g_dir);
+    atexit(cleanup);
     FILE *null_err = fopen("/dev/null", "w");
     if (!null_err) abort();
     stderr = null_err;

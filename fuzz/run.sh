@@ -24,8 +24,9 @@ kind_of() {
 
 # One thread everywhere: the machine is shared. Leaks are findings (libFuzzer's default);
 # allocator_may_return_null: a refused huge allocation must be handled as out of memory.
+# The targets' scratch folders go to BUILD_DIR/tmp/TARGET (GCAM_FUZZ_TMP), emptied before each run.
 run_target() {
-  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 GCAM_FUZZ_TMP="$tmpdir" \
   ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:${ASAN_OPTIONS_EXTRA:-}" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
     "$@"
@@ -54,6 +55,8 @@ do_build() {
 # Prints the signature of the report an input gives ("function src/file.c"), or "" if it runs clean.
 signature() {
   b=$1 t=$2 f=$3
+  tmpdir="$b/tmp/$t"
+  mkdir -p "$tmpdir"
   out=$(run_target "$b/$t" -rss_limit_mb=4096 -malloc_limit_mb=4096 -timeout=120 "$f" 2>&1) && return 0
   sig=$(printf '%s\n' "$out" | sed -n 's|^ *#[0-9]* 0x[0-9a-f]* in \([A-Za-z_0-9]*\) .*/\(src/[^:]*\):.*|\1 \2|p' | head -1)
   [ -n "$sig" ] || sig=$(printf '%s\n' "$out" | grep -m1 -E "ERROR|runtime error|timeout" | cut -c1-120)
@@ -93,6 +96,8 @@ do_run() {
   dict=""
   [ "$t" = fuzz_cli ] && dict="-dict=$here/cli.dict"
   log="$b/logs/$t.log"
+  tmpdir="$b/tmp/$t"
+  rm -rf "$tmpdir" && mkdir -p "$tmpdir"
   marker="$b/logs/$t.start"
   touch "$marker"
   sleep 1  # artifacts newer than the marker are this run's

@@ -12,9 +12,9 @@ size_t gc_dtype_size(gc_dtype t) {
 
 int64_t gc_shape_numel(const gc_shape *s) {
     if (s->ndim < 0 || s->ndim > GC_MAX_DIMS) return -1;
-    int64_t n = 1;
+    int64_t n = 1, nz = 1; /* nz: the nonzero extents' product, so strides of empty tensors fit too */
     for (int i = 0; i < s->ndim; i++) {
-        if (s->d[i] < 0 || gc_mul_i64(&n, n, s->d[i])) return -1;
+        if (s->d[i] < 0 || gc_mul_i64(&n, n, s->d[i]) || gc_mul_i64(&nz, nz, s->d[i] ? s->d[i] : 1)) return -1;
     }
     return n;
 }
