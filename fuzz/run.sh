@@ -4,6 +4,7 @@
 #   fuzz/run.sh run BUILD_DIR TARGET SECONDS    fuzz one target (one worker, one thread)
 #   fuzz/run.sh repro BUILD_DIR                 run every target on its reproducers in fuzz/repro/KIND/
 #   fuzz/run.sh all BUILD_DIR SECONDS           build, reproducers, then every target in turn
+# FUZZ_SEED=N fixes the seed (make test uses 1); unset, every run starts from a random seed.
 # Seeds are in BUILD_DIR/corpus/KIND; new inputs found go to BUILD_DIR/corpus-work/TARGET. Fuzzing runs
 # in fork mode and carries on past a crash, so one run collects several: each finding is left as
 # BUILD_DIR/artifacts/TARGET-{crash,leak,oom,timeout}-HASH (reproduce: BUILD_DIR/TARGET FILE) and
@@ -95,6 +96,11 @@ do_run() {
   mkdir -p "$b/corpus-work/$t" "$b/artifacts" "$b/logs"
   dict=""
   [ "$t" = fuzz_cli ] && dict="-dict=$here/cli.dict"
+  # FUZZ_SEED pins libFuzzer's mutation sequence: make test sets it so that a CI run explores the
+  # same inputs every time (a new finding then comes from a code change, not from luck); by hand,
+  # leave it unset for a fresh random seed each run.
+  seed=""
+  [ -z "${FUZZ_SEED:-}" ] || seed="-seed=$FUZZ_SEED"
   log="$b/logs/$t.log"
   tmpdir="$b/tmp/$t"
   rm -rf "$tmpdir" && mkdir -p "$tmpdir"
@@ -105,7 +111,7 @@ do_run() {
   # run goes on. (-jobs would respawn the binary by a relative path from the folder the CLI
   # target chdir()s into.)
   set +e
-  run_target "$b/$t" $dict -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+  run_target "$b/$t" $dict $seed -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
     -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 -malloc_limit_mb=4096 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$b/artifacts/$t-" "$b/corpus-work/$t" "$b/corpus/$kind" >"$log" 2>&1
   rc=$?

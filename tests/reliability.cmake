@@ -46,5 +46,5 @@ add_test(NAME fuzz_repro COMMAND ${CMAKE_SOURCE_DIR}/fuzz/run.sh repro ${FUZZ_BU
 set_tests_properties(fuzz_repro PROPERTIES FIXTURES_REQUIRED fuzz TIMEOUT 300)
 foreach(t fuzz_onnx fuzz_image fuzz_npy fuzz_cli fuzz_labels fuzz_csv fuzz_voc)
   add_test(NAME ${t} COMMAND ${CMAKE_SOURCE_DIR}/fuzz/run.sh run ${FUZZ_BUILD} ${t} 30)
-  set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED fuzz TIMEOUT 300 RESOURCE_LOCK fuzz_cpu)
+  set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED fuzz TIMEOUT 300 RESOURCE_LOCK fuzz_cpu ENVIRONMENT "FUZZ_SEED=1")
 endforeach()

@@ -354,10 +354,10 @@ static gcam_status read_src(npy_src *src, const char *name, gc_tensor *out, gc_e
     if (st) return st;
 
     /* Sizes: dims were checked non-negative; element and byte counts overflow-checked. */
-    int64_t numel = 1, nbytes, obytes;
-    for (int i = 0; i < h.shape.ndim; i++)
-        if (gc_mul_i64(&numel, numel, h.shape.d[i]))
-            return gc_fail(err, GCAM_E_FORMAT, "%s: bad header: element count of the shape overflows", name);
+    /* gc_shape_numel also refuses an empty shape whose other extents overflow (strides must fit). */
+    int64_t numel = gc_shape_numel(&h.shape), nbytes, obytes;
+    if (numel < 0)
+        return gc_fail(err, GCAM_E_FORMAT, "%s: bad header: element count of the shape overflows", name);
     if (gc_mul_i64(&nbytes, numel, (int64_t)h.type->size) ||
         gc_mul_i64(&obytes, numel, (int64_t)gc_dtype_size(h.type->out)) || (uint64_t)obytes > SIZE_MAX)
         return gc_fail(err, GCAM_E_FORMAT, "%s: bad header: byte count of the shape overflows", name);
