@@ -306,7 +306,8 @@ typedef struct gcam_explain_options {
     uint64_t noise_seed;         /* SmoothGrad noise; deterministic given the seed */
     int ig_steps;                /* Integrated Gradients steps M; default 50 */
     const float *ig_baseline;    /* input-shaped baseline; NULL: black (zeros) */
-    int batch_size;              /* Score-CAM / Ablation-CAM masks per forward; default 16 */
+    int batch_size;              /* Score-CAM: masked inputs per forward; default 16. (Ablation-CAM
+                                    re-runs only the layers after the target layer, one channel at a time.) */
 } gcam_explain_options;
 
 typedef struct gcam_explainer gcam_explainer;

@@ -95,14 +95,25 @@ static uint64_t splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-/* Standard normals by Box-Muller on splitmix64 uniforms (docs/methods.md). */
-void gc_normal_fill(float *out, size_t n, uint64_t *state) {
-    for (size_t i = 0; i < n; i += 2) {
-        double u1 = (double)(splitmix64(state) >> 11) * 0x1.0p-53;
-        double u2 = (double)(splitmix64(state) >> 11) * 0x1.0p-53;
+/* Standard normals by Box-Muller on splitmix64 uniforms (docs/methods.md). The stream is one
+ * sequence across calls: a pair's second normal left over by an odd n starts the next call. */
+void gc_normal_fill(float *out, size_t n, gc_normal_stream *g) {
+    size_t i = 0;
+    if (n && g->has_spare) {
+        out[i++] = g->spare;
+        g->has_spare = 0;
+    }
+    for (; i < n; i += 2) {
+        double u1 = (double)(splitmix64(&g->state) >> 11) * 0x1.0p-53;
+        double u2 = (double)(splitmix64(&g->state) >> 11) * 0x1.0p-53;
         double r = sqrt(-2.0 * log(1.0 - u1));
         out[i] = (float)(r * cos(2.0 * M_PI * u2));
-        if (i + 1 < n) out[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
+        float z2 = (float)(r * sin(2.0 * M_PI * u2));
+        if (i + 1 < n) out[i + 1] = z2;
+        else {
+            g->spare = z2;
+            g->has_spare = 1;
+        }
     }
 }
 

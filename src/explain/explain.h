@@ -37,7 +37,12 @@ gcam_status gc_explainer_forward_input(gcam_explainer *e, const float *x);
 void gc_resize_bilinear(float *dst, int64_t h2, int64_t w2, const float *src, int64_t h1, int64_t w1);
 /* Min-max to [0,1]; a constant array becomes zeros. */
 void gc_normalize01(float *dst, const float *src, size_t n);
-/* Standard normals (splitmix64 + Box-Muller, docs/methods.md). */
-void gc_normal_fill(float *out, size_t n, uint64_t *state);
+/* Standard normals (splitmix64 + Box-Muller, docs/methods.md): one stream, continued across calls. */
+typedef struct gc_normal_stream {
+    uint64_t state; /* splitmix64 state, starts at the seed */
+    float spare;    /* the second normal of a pair not yet handed out */
+    int has_spare;
+} gc_normal_stream;
+void gc_normal_fill(float *out, size_t n, gc_normal_stream *g);
 
 #endif

@@ -114,16 +114,32 @@ static gcam_status alloc_map(gcam_explainer *e, gcam_map *out, gcam_method metho
     return GCAM_OK;
 }
 
+/* ReLU that lets NaN and +-Inf through (fmaxf(NaN, 0) is 0): the check below must see them. */
+static inline float relu_keep_nonfinite(float v) { return isfinite(v) ? (v > 0.0f ? v : 0.0f) : v; }
+
+/* The one finiteness check of a map, (n) values: GCAM_E_NUMERIC naming the method and layer. Run on
+ * every final map (finish_map) and on each layer's map before several layers are normalised and
+ * averaged (normalising would turn a layer holding Inf into zeros). */
+static gcam_status check_finite(gcam_explainer *e, gcam_method method, int layer, const float *map, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(map[i]))
+            return gc_fail(&e->err, GCAM_E_NUMERIC, "NaN/Inf in the map of %s%s%s%s (element %zu): not drawn",
+                           gcam_method_name(method), layer >= 0 ? " at layer '" : "", layer >= 0 ? vname(e, layer) : "",
+                           layer >= 0 ? "'" : "", i);
+    return GCAM_OK;
+}
+
 /* Fills upsampled and normalized from raw; refuses non-finite maps. */
 static gcam_status finish_map(gcam_explainer *e, gcam_map *m) {
     size_t plane = (size_t)(m->H * m->W), rplane = (size_t)(m->h * m->w);
-    for (size_t i = 0, n = (size_t)(m->n * m->c) * rplane; i < n; i++)
-        if (!isfinite(m->raw[i])) {
-            gcam_method meth = m->method;
-            gcam_map_free(m);
-            return gc_fail(&e->err, GCAM_E_NUMERIC, "the %s map holds a non-finite value (NaN or Inf) at element %zu: "
-                           "not drawn", gcam_method_name(meth), i);
-        }
+    int layer = -1;
+    for (int l = 0; l < e->n_layers && m->layer && gcam_method_is_cam(m->method); l++)
+        if (vname(e, e->layers[l]) == m->layer) layer = e->layers[l];
+    gcam_status rc = check_finite(e, m->method, layer, m->raw, (size_t)(m->n * m->c) * rplane);
+    if (rc) {
+        gcam_map_free(m);
+        return rc;
+    }
     for (int64_t b = 0; b < m->n * m->c; b++) {
         if (m->h == m->H && m->w == m->W) memcpy(m->upsampled + b * plane, m->raw + b * rplane, plane * sizeof(float));
         else gc_resize_bilinear(m->upsampled + b * plane, m->H, m->W, m->raw + b * rplane, m->h, m->w);
@@ -138,7 +154,7 @@ static void combine(float *map, const float *A, const float *w, int64_t N, int64
     for (int64_t b = 0; b < N; b++) {
         cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)hw, 1.0f, A + b * K * hw, (int)hw, w + b * K, 1, 0.0f,
                     map + b * hw, 1);
-        for (int64_t i = 0; i < hw; i++) map[b * hw + i] = fmaxf(map[b * hw + i], 0.0f);
+        for (int64_t i = 0; i < hw; i++) map[b * hw + i] = relu_keep_nonfinite(map[b * hw + i]);
     }
 }
 
@@ -520,7 +536,7 @@ static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, f
                     if (method == GCAM_LAYERCAM && g < 0) g = 0;
                     acc += g * A[(b * K + k) * hw + j];
                 }
-                map[b * hw + j] = (float)(acc > 0 ? acc : 0);
+                map[b * hw + j] = relu_keep_nonfinite((float)acc);
             }
         break;
     case GCAM_EIGENCAM:
@@ -530,9 +546,10 @@ static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, f
             if (!tmp) { rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory"); break; }
             for (int64_t i = 0; i < N * K * hw; i++) tmp[i] = G[i] * A[i];
         }
+        rc = check_finite(e, method, layer, tmp ? tmp : A, (size_t)(N * K * hw)); /* before LAPACK sees it */
         for (int64_t b = 0; b < N && !rc; b++) {
             rc = pca_projection(e, map + b * hw, (tmp ? tmp : A) + b * K * hw, K, hw);
-            for (int64_t j = 0; j < hw; j++) map[b * hw + j] = fmaxf(map[b * hw + j], 0.0f);
+            for (int64_t j = 0; j < hw; j++) map[b * hw + j] = relu_keep_nonfinite(map[b * hw + j]);
         }
         break;
     case GCAM_CAM:
@@ -549,7 +566,7 @@ static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, f
     }
     free(w);
     free(tmp);
-    return rc;
+    return rc ? rc : check_finite(e, method, layer, map, (size_t)(N * hw));
 }
 
 /* The CAM-family map: one layer as is, several normalised, upsampled and averaged. */
@@ -646,13 +663,13 @@ static gcam_status pixel_map(gcam_explainer *e, gcam_method method, const gcam_t
     case GCAM_SMOOTHGRAD: {
         float *noisy = gc_malloc2(nx, sizeof(float));
         if (!noisy) { rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory"); break; }
-        uint64_t state = e->o.noise_seed;
+        gc_normal_stream noise = {.state = e->o.noise_seed};
         int S = e->o.smoothgrad_samples;
         gcam_method base = e->o.smoothgrad_base;
         size_t per = nx / (size_t)e->N;
         memset(out->raw, 0, nx * sizeof(float));
         for (int s = 0; s < S && !rc; s++) {
-            gc_normal_fill(noisy, nx, &state);
+            gc_normal_fill(noisy, nx, &noise);
             for (int64_t b = 0; b < e->N; b++) {
                 float mn = INFINITY, mx = -INFINITY;
                 for (size_t i = 0; i < per; i++) {

@@ -205,7 +205,8 @@ static gcam_status randomize_tensor(gc_value *v, uint64_t state, gc_err *err) {
     double sd = sqrt(var / (double)n);
     if (!isfinite(mean) || !isfinite(sd))
         return gc_fail(err, GCAM_E_NUMERIC, "weight '%s' holds NaN or Inf", v->name);
-    gc_normal_fill(x, (size_t)n, &state);
+    gc_normal_stream g = {.state = state};
+    gc_normal_fill(x, (size_t)n, &g);
     for (int64_t i = 0; i < n; i++) x[i] = (float)(mean + sd * (double)x[i]);
     return GCAM_OK;
 }

@@ -5,13 +5,13 @@
 set(GCAM_METHODS_DIR ${CMAKE_CURRENT_BINARY_DIR}/methods)
 add_test(NAME methods_ref
          COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/methods_ref.py ${GCAM_METHODS_DIR})
-set_tests_properties(methods_ref PROPERTIES FIXTURES_SETUP methods_ref TIMEOUT 1200)
+set_tests_properties(methods_ref PROPERTIES FIXTURES_SETUP methods_ref TIMEOUT 1800)
 
 add_executable(test_methods ${CMAKE_CURRENT_SOURCE_DIR}/test_methods.c)
 target_link_libraries(test_methods PRIVATE opcheck)
 target_compile_options(test_methods PRIVATE ${GCAM_WARN})
 add_test(NAME test_methods COMMAND test_methods ${GCAM_METHODS_DIR})
-set_tests_properties(test_methods PROPERTIES FIXTURES_REQUIRED methods_ref TIMEOUT 1200)
+set_tests_properties(test_methods PROPERTIES FIXTURES_REQUIRED methods_ref TIMEOUT 1800)
 
 # The example: built as a user would (public header, static library), run on the reference's
 # resnet18 with a synthetic input; the test checks that it exits 0 and writes a valid PGM.
