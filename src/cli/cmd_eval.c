@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_common.h"
 #include "eval.h"
 #include "image/image.h"
 
@@ -42,9 +43,8 @@ static void print_eval_help(void) {
         "                         every depth up to 16 layers, otherwise about 16 spread depths)\n"
         "  --sanity-cases N       (image, class) cases recomputed per depth (default 16)\n"
         "  --seed N               seed of the randomised weights (default 0); results are deterministic\n\n"
-        "Images are turned into model inputs as in 'gradcam explain':\n"
-        "  --preprocess imagenet|raw, --size WxH, --resize-mode stretch|shorter-side-crop|letterbox,\n"
-        "  --mean R,G,B, --std R,G,B, --scale S, --bgr\n"
+        "Images are turned into model inputs as in 'gradcam explain' (NCHW inputs only):\n"
+        "%s"
         "Boxes are mapped into the model's input through the same geometry (crop, letterbox, stretch);\n"
         "boxes falling wholly outside the model's view are dropped (counted in the report).\n\n"
         "Output and running:\n"
@@ -56,7 +56,8 @@ static void print_eval_help(void) {
         "  gradcam eval examples/demo/shapes_cnn.onnx --images /tmp/shapes --boxes /tmp/shapes/boxes.csv \\\n"
         "      --labels examples/demo/labels.txt -m gradcam,gradcam++,scorecam,guided-backprop\n\n"
         "Exit status: 0 success; 2 usage error; 3 bad model, boxes or images (images that fail are listed and\n"
-        "left out); 1 other failures.\n");
+        "left out); 1 other failures.\n",
+        cli_pre_help);
 }
 
 /* ---- options ---- */
@@ -75,9 +76,7 @@ typedef struct ev_opts {
     int depths[EV_MAX_DEPTHS], n_depths, depth_all;
     uint64_t seed;
     size_t max_memory;
-    int preprocess, resize_mode, have_mean, have_std, have_scale, bgr;
-    int64_t size_w, size_h;
-    float mean[3], std[3], scale;
+    cli_pre_opts pre;            /* as in 'gradcam explain' */
     char *owned[EV_MAX_LIST];
     int n_owned;
 } ev_opts;
@@ -85,58 +84,9 @@ typedef struct ev_opts {
 enum { SUB_BLUR, SUB_ZERO, SUB_MEAN };
 static const char *const substrate_names[] = {"blur", "zero", "mean"};
 
-static int parse_i64(const char *s, int64_t *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (end == s || *end || errno) return -1;
-    *v = x;
-    return 0;
-}
 
-static int parse_dbl(const char *s, double *v) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(x)) return -1;
-    *v = x;
-    return 0;
-}
 
-static int parse_float3(const char *s, float v[3]) {
-    double d[3];
-    char tmp[256];
-    snprintf(tmp, sizeof tmp, "%s", s);
-    int n = 0;
-    for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
-        if (n >= 3 || parse_dbl(tok, &d[n]) || fabs(d[n]) > 3.4e38) return -1;
-        n++;
-    }
-    if (n != 1 && n != 3) return -1;
-    for (int i = 0; i < 3; i++) v[i] = (float)d[n == 1 ? 0 : i];
-    return 0;
-}
 
-static int parse_bytes(const char *s, size_t *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || errno || !(x > 0)) return -1;
-    double mul = 1;
-    if (*end) {
-        char u = (char)(*end | 0x20);
-        mul = u == 'k' ? 1024.0 : u == 'm' ? 1048576.0 : u == 'g' ? 1073741824.0 : 0;
-        if (!mul) return -1;
-        end++;
-        if (*end == 'i' || *end == 'I') end++;
-        if (*end == 'b' || *end == 'B') end++;
-        if (*end) return -1;
-    }
-    x *= mul;
-    if (x >= 1.8e19) return -1;
-    *out = (size_t)x;
-    return 0;
-}
 
 static int parse_options(int argc, char **argv, ev_opts *o) {
     memset(o, 0, sizeof *o);
@@ -148,8 +98,7 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
     o->steps = 50;
     o->batch = 16;
     o->sanity_cases = 16;
-    o->preprocess = -1;
-    o->resize_mode = -1;
+    cli_pre_defaults(&o->pre);
     int only_pos = 0;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
@@ -163,15 +112,8 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
             continue;
         }
         char name[64];
-        const char *val = NULL;
-        char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        const char *val = cli_split_option(a, name, sizeof name), *eq = val;
         int used = 0;
-        if (eq) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
-            val = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a);
-        }
 #define IS(s) (strcmp(name, s) == 0)
 #define NEED(what)                                                                                       \
     do {                                                                                                 \
@@ -197,7 +139,7 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
             o->labels_path = val;
         } else if (IS("--limit")) {
             NEED("a number");
-            if (parse_i64(val, &iv) || iv < 1 || iv > 100000000) return cli_usage_error("--limit: '%s' is not a positive number", val);
+            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 100000000) return cli_usage_error("--limit: '%s' is not a positive number", val);
             o->limit = (int)iv;
         } else if (IS("-m") || IS("--method")) {
             NEED("a method list");
@@ -246,14 +188,14 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
             if (!o->metrics) return cli_usage_error("--metrics: empty list");
         } else if (IS("--threshold")) {
             NEED("a fraction");
-            if (parse_dbl(val, &o->threshold) || !(o->threshold > 0 && o->threshold <= 1))
+            if (cli_parse_dbl(val, &o->threshold) || !(o->threshold > 0 && o->threshold <= 1))
                 return cli_usage_error("--threshold: '%s' is not in (0, 1]", val);
         } else if (IS("--tolerance")) {
             NEED("pixels");
-            if (parse_dbl(val, &o->tolerance) || o->tolerance < 0) return cli_usage_error("--tolerance: '%s' is not >= 0", val);
+            if (cli_parse_dbl(val, &o->tolerance) || o->tolerance < 0) return cli_usage_error("--tolerance: '%s' is not >= 0", val);
         } else if (IS("--steps")) {
             NEED("a number");
-            if (parse_i64(val, &iv) || iv < 1 || iv > 10000) return cli_usage_error("--steps: '%s' is not 1..10000", val);
+            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 10000) return cli_usage_error("--steps: '%s' is not 1..10000", val);
             o->steps = (int)iv;
         } else if (IS("--substrate")) {
             NEED("blur, zero or mean");
@@ -263,11 +205,11 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
             if (o->substrate < 0) return cli_usage_error("--substrate: '%s' is not blur, zero or mean", val);
         } else if (IS("--blur-sigma")) {
             NEED("a number");
-            if (parse_dbl(val, &dv) || !(dv > 0) || dv > 1000) return cli_usage_error("--blur-sigma: '%s' is not in (0, 1000]", val);
+            if (cli_parse_dbl(val, &dv) || !(dv > 0) || dv > 1000) return cli_usage_error("--blur-sigma: '%s' is not in (0, 1000]", val);
             o->blur_sigma = dv;
         } else if (IS("--batch")) {
             NEED("a number");
-            if (parse_i64(val, &iv) || iv < 1 || iv > 4096) return cli_usage_error("--batch: '%s' is not 1..4096", val);
+            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 4096) return cli_usage_error("--batch: '%s' is not 1..4096", val);
             o->batch = (int)iv;
         } else if (IS("--sanity-depths")) {
             NEED("a list");
@@ -280,14 +222,14 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
                     o->depth_all = 1;
                     continue;
                 }
-                if (parse_i64(tok, &iv) || iv < 1 || iv > 1000000 || o->n_depths >= EV_MAX_DEPTHS - 1)
+                if (cli_parse_i64(tok, &iv) || iv < 1 || iv > 1000000 || o->n_depths >= EV_MAX_DEPTHS - 1)
                     return cli_usage_error("--sanity-depths: '%s' is not a positive number (or too many)", tok);
                 o->depths[o->n_depths++] = (int)iv;
             }
             if (!o->n_depths && !o->depth_all) return cli_usage_error("--sanity-depths: empty list");
         } else if (IS("--sanity-cases")) {
             NEED("a number");
-            if (parse_i64(val, &iv) || iv < 1 || iv > 100000) return cli_usage_error("--sanity-cases: '%s' is not 1..100000", val);
+            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 100000) return cli_usage_error("--sanity-cases: '%s' is not 1..100000", val);
             o->sanity_cases = (int)iv;
         } else if (IS("--seed")) {
             NEED("a number");
@@ -296,41 +238,11 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
             unsigned long long s = strtoull(val, &end, 0);
             if (end == val || *end || errno || val[0] == '-') return cli_usage_error("--seed: '%s' is not a number", val);
             o->seed = s;
-        } else if (IS("--preprocess")) {
-            NEED("imagenet or raw");
-            if (strcmp(val, "imagenet") == 0) o->preprocess = 0;
-            else if (strcmp(val, "raw") == 0) o->preprocess = 1;
-            else return cli_usage_error("--preprocess: '%s' is neither imagenet nor raw", val);
-        } else if (IS("--size")) {
-            NEED("WxH");
-            int64_t d[GCAM_MAX_DIMS];
-            int nd;
-            if (cli_parse_dims(val, d, &nd) || nd != 2 || d[0] < 1 || d[1] < 1 || d[0] > 65536 || d[1] > 65536)
-                return cli_usage_error("--size: '%s' is not WIDTHxHEIGHT", val);
-            o->size_w = d[0];
-            o->size_h = d[1];
-        } else if (IS("--resize-mode")) {
-            NEED("a mode");
-            if (strcmp(val, "stretch") == 0) o->resize_mode = GC_RESIZE_STRETCH;
-            else if (strcmp(val, "shorter-side-crop") == 0) o->resize_mode = GC_RESIZE_SHORTER_SIDE_CROP;
-            else if (strcmp(val, "letterbox") == 0) o->resize_mode = GC_RESIZE_LETTERBOX;
-            else return cli_usage_error("--resize-mode: '%s' is not stretch, shorter-side-crop or letterbox", val);
-        } else if (IS("--mean")) {
-            NEED("R,G,B");
-            if (parse_float3(val, o->mean)) return cli_usage_error("--mean: '%s' is not one or three numbers", val);
-            o->have_mean = 1;
-        } else if (IS("--std")) {
-            NEED("R,G,B");
-            if (parse_float3(val, o->std) || !(o->std[0] != 0 && o->std[1] != 0 && o->std[2] != 0))
-                return cli_usage_error("--std: '%s' is not one or three non-zero numbers", val);
-            o->have_std = 1;
-        } else if (IS("--scale")) {
-            NEED("a number");
-            if (parse_dbl(val, &dv) || fabs(dv) > 3.4e38) return cli_usage_error("--scale: '%s' is not a number", val);
-            o->scale = (float)dv;
-            o->have_scale = 1;
-        } else if (IS("--bgr")) {
-            o->bgr = 1;
+        } else if (cli_pre_option_arity(name) >= 0) {
+            if (cli_pre_option_arity(name)) NEED("a value");
+            else if (eq) return cli_usage_error("%s takes no value", name);
+            int rc = cli_pre_option(&o->pre, name, val);
+            if (rc) return rc;
         } else if (IS("-o") || IS("--out")) {
             NEED("a folder");
             if (!*val) return cli_usage_error("%s: empty folder name", name);
@@ -339,11 +251,11 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
             o->quiet = 1;
         } else if (IS("--threads")) {
             NEED("a number");
-            if (parse_i64(val, &iv) || iv < 1 || iv > 1024) return cli_usage_error("--threads: '%s' is not 1..1024", val);
+            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 1024) return cli_usage_error("--threads: '%s' is not 1..1024", val);
             o->threads = (int)iv;
         } else if (IS("--max-memory")) {
             NEED("a size");
-            if (parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
+            if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
         } else {
             return cli_usage_error("eval: unknown option '%s'", a);
         }
@@ -374,17 +286,11 @@ typedef struct ev_case_store { /* a sanity-check case: the input and the origina
     float **maps;              /* per method: [0,1]-normalised saliency (H, W), or NULL */
 } ev_case_store;
 
-typedef struct ev_progress {
-    int tty, quiet, total, done, shown;
-    double t0;
-} ev_progress;
-
 typedef struct ev_run {
     ev_opts *o;
     gcam_model *m;
     gcam_tensor_info in0;
-    int64_t in_c, in_h, in_w;      /* -1 when dynamic */
-    int batch_dynamic;
+    cli_input_geom g;              /* the image input's layout and extents (-1: dynamic) */
     gcam_explainer *e;
     int64_t dims[4];               /* the explainer's input shape */
     gcam_ctx *ictx;                /* inference on perturbed batches */
@@ -406,85 +312,16 @@ typedef struct ev_run {
     gc_buf cases_json;
     gc_json cj;
     ev_summary sum;
-    ev_progress prog;
+    cli_progress prog;
     float *batch_buf;              /* (ibatch, C, H, W) */
     double *probs;                 /* scratch */
 } ev_run;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-static void prog_clear(ev_progress *p) {
-    if (p->shown) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-        p->shown = 0;
-    }
-}
 
-static void prog_bar(ev_progress *p, const char *what) {
-    if (!p->tty || p->quiet || p->total < 2) return;
-    int cols = 80;
-    struct winsize ws;
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40) cols = ws.ws_col;
-    double el = now_s() - p->t0, rate = el > 0 && p->done > 0 ? p->done / el : 0;
-    char eta[32] = "--:--";
-    if (rate > 0) {
-        long s = (long)((p->total - p->done) / rate + 0.5);
-        snprintf(eta, sizeof eta, "%ld:%02ld", s / 60, s % 60);
-    }
-    char bar[32];
-    int fill = (int)((double)p->done / p->total * 24);
-    for (int i = 0; i < 24; i++) bar[i] = i < fill ? '#' : '.';
-    bar[24] = 0;
-    char head[160];
-    int n = snprintf(head, sizeof head, "[%s] %d/%d  %s left", bar, p->done, p->total, eta);
-    int room = cols - 1 - n - 2;
-    fprintf(stderr, "\r\033[K%s", head);
-    if (what && room > 8) {
-        size_t len = strlen(what);
-        if ((int)len > room) fprintf(stderr, "  ...%s", what + len - (size_t)(room - 3));
-        else fprintf(stderr, "  %s", what);
-    }
-    fflush(stderr);
-    p->shown = 1;
-}
 
 static int load_labels(ev_run *R, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cli_fail(CLI_BAD_INPUT, "%s: cannot open labels: %s", path, strerror(errno));
-    gc_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.n < ((size_t)64 << 20)) gc_buf_put(&b, chunk, n);
-    int bad = ferror(f) || b.oom || b.n >= ((size_t)64 << 20);
-    fclose(f);
-    if (!bad && !b.p) gc_buf_put(&b, "", 0);
-    if (bad || !b.p) {
-        gc_buf_free(&b);
-        return cli_fail(CLI_BAD_INPUT, "%s: cannot read labels (unreadable or larger than 64 MiB)", path);
-    }
-    int64_t lines = 1;
-    for (size_t i = 0; i < b.n; i++) lines += b.p[i] == '\n';
-    R->labels = calloc((size_t)lines, sizeof *R->labels);
-    if (!R->labels) {
-        gc_buf_free(&b);
-        return cli_fail(1, "out of memory");
-    }
-    R->labels_owned = b.p;
-    int64_t k = 0;
-    for (char *p = b.p, *line; (line = strsep(&p, "\n")) != NULL;) {
-        size_t len = strlen(line);
-        if (len && line[len - 1] == '\r') line[--len] = 0;
-        if (k == 0 && (unsigned char)line[0] == 0xEF && (unsigned char)line[1] == 0xBB && (unsigned char)line[2] == 0xBF) line += 3;
-        R->labels[k++] = line;
-    }
-    while (k > 0 && !R->labels[k - 1][0]) k--;
-    R->n_labels = k;
-    return 0;
+    return cli_labels_load(path, &R->labels, &R->n_labels, &R->labels_owned);
 }
 
 static const char *label_of(const ev_run *R, int64_t c) {
@@ -513,7 +350,7 @@ static int resolve_classes(ev_run *R) {
         for (int k = 0; k < R->gt.v[i].n_objs; k++) {
             ev_obj *ob = &R->gt.v[i].objs[k];
             int64_t v;
-            if (parse_i64(ob->cls_text, &v) == 0) {
+            if (cli_parse_i64(ob->cls_text, &v) == 0) {
                 if (v < 0 || v >= R->K)
                     return cli_fail(CLI_BAD_INPUT, "%s: class %lld is out of range 0..%lld", where(R, i, ob, at, sizeof at),
                                     (long long)v, (long long)R->K - 1);
@@ -532,49 +369,12 @@ static int resolve_classes(ev_run *R) {
     return 0;
 }
 
-static void input_layout(ev_run *R) {
-    const gcam_tensor_info *t = &R->in0;
-    R->in_c = R->in_h = R->in_w = -1;
-    if (t->ndim != 4) return;
-    R->in_c = t->dims[1];
-    R->in_h = t->dims[2];
-    R->in_w = t->dims[3];
-    R->batch_dynamic = t->dims[0] < 0;
-}
+static void input_layout(ev_run *R) { cli_input_geom_of(&R->g, &R->in0, R->o->pre.nhwc); }
 
-static int default_imagenet(const ev_run *R) {
-    if (R->o->preprocess >= 0) return R->o->preprocess == 0;
-    return R->in_c == 3 && R->in_h == 224 && R->in_w == 224;
-}
+static int default_imagenet(const ev_run *R) { return cli_default_imagenet(&R->o->pre, &R->g); }
 
-/* As 'gradcam explain' does it (src/cli/cmd_explain.c make_preprocess). */
 static void make_preprocess(const ev_run *R, const gc_image *img, gc_preprocess *p) {
-    const ev_opts *o = R->o;
-    int imagenet = default_imagenet(R);
-    int64_t W, H;
-    if (o->size_w) W = o->size_w, H = o->size_h;
-    else if (R->in_w > 0 && R->in_h > 0) W = R->in_w, H = R->in_h;
-    else if (imagenet) W = H = 224;
-    else W = img->w, H = img->h;
-    if (R->in_w > 0 && R->in_h < 0) H = o->size_h ? H : img->h;
-    if (R->in_h > 0 && R->in_w < 0) W = o->size_w ? W : img->w;
-    if (imagenet) {
-        gc_preprocess_imagenet(p);
-        p->width = W;
-        p->height = H;
-        p->resize_shorter = (int64_t)llround((double)(W > H ? W : H) * 256.0 / 224.0);
-    } else {
-        gc_preprocess_raw(p, W, H);
-    }
-    if (o->resize_mode >= 0) {
-        p->mode = (gc_resize_mode)o->resize_mode;
-        if (p->mode == GC_RESIZE_SHORTER_SIDE_CROP && !imagenet) p->resize_shorter = W > H ? W : H;
-    }
-    if (o->have_mean) memcpy(p->mean, o->mean, sizeof p->mean);
-    if (o->have_std) memcpy(p->std, o->std, sizeof p->std);
-    if (o->have_scale) p->scale = o->scale;
-    p->bgr = o->bgr;
-    p->nhwc = 0;
+    cli_make_preprocess(p, &R->o->pre, &R->g, img);
 }
 
 /* An original-image box [x0, x1) mapped into input pixels: the pixels whose centres it holds
@@ -627,7 +427,7 @@ static void probs_of_scores(const ev_run *R, const float *s, int64_t inner, doub
 
 /* The inference context for batches of perturbed inputs of the current shape. */
 static gcam_status ensure_ictx(ev_run *R, gc_err *err) {
-    int64_t B = R->batch_dynamic ? GC_MIN((int64_t)R->o->batch, (int64_t)R->o->steps + 1) : 1;
+    int64_t B = R->g.batch_dynamic ? GC_MIN((int64_t)R->o->batch, (int64_t)R->o->steps + 1) : 1;
     int64_t d[4] = {B, R->dims[1], R->dims[2], R->dims[3]};
     if (R->ictx && memcmp(R->idims, d, sizeof d) == 0) return GCAM_OK;
     gcam_ctx_free(R->ictx);
@@ -758,7 +558,7 @@ static int eval_image(ev_run *R, ev_image *img, gc_err *err) {
 
     gc_decode_opts dopt = {.background = {255, 255, 255}};
     if ((rc = gc_image_load(img->path, &orig, &dopt, err))) goto done;
-    if (R->in0.ndim != 4 || (R->in_c > 0 && R->in_c != 3)) {
+    if (R->in0.ndim != 4 || (R->g.c > 0 && R->g.c != 3)) {
         gc_fail(err, GCAM_E_SHAPE, "the model input '%s' is not an RGB image batch (N, 3, H, W)", R->in0.name);
         result = EV_STOP + CLI_BAD_INPUT;
         goto done;
@@ -1174,20 +974,6 @@ static void choose_depths(ev_run *R) {
     }
 }
 
-static int mkdir_p(const char *dir) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return ENAMETOOLONG;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
-    struct stat st;
-    if (stat(tmp, &st) != 0) return errno;
-    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-}
 
 static int add_failure(ev_run *R, const char *path, const char *why) {
     char **f = realloc(R->sum.failures, sizeof *f * (size_t)(R->sum.n_failures + 1));
@@ -1215,7 +1001,7 @@ int cmd_eval(int argc, char **argv) {
     int exit_code = 0;
     gc_err err = {0};
     char msg[1200];
-    double t0 = now_s();
+    double t0 = cli_now_s();
     char pre_desc[256];
 
     gcam_load_options lo = {0};
@@ -1231,6 +1017,11 @@ int cmd_eval(int argc, char **argv) {
     }
     gcam_model_input(R.m, 0, &R.in0);
     input_layout(&R);
+    if (R.g.nhwc) {
+        exit_code = cli_fail(CLI_BAD_INPUT, "%s: eval takes (N, 3, H, W) image inputs; '%s' is (N, H, W, C)", o.model,
+                             R.in0.name);
+        goto out;
+    }
     {
         gcam_tensor_info oi;
         gcam_model_output(R.m, 0, &oi);
@@ -1252,7 +1043,7 @@ int cmd_eval(int argc, char **argv) {
         }
         R.gt.n = o.limit;
     }
-    int e = mkdir_p(o.out);
+    int e = cli_mkdir_p(o.out);
     if (e) {
         exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.out, strerror(e));
         goto out;
@@ -1278,14 +1069,14 @@ int cmd_eval(int argc, char **argv) {
     R.cj.base = 1;
     gc_json_begin_array(&R.cj);
 
-    R.prog = (ev_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet,
+    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet,
                            .total = R.gt.n + ((o.metrics & EV_M_SANITY) ? R.sum.n_depths : 0), .t0 = t0};
     for (int i = 0; i < R.gt.n; i++) {
-        prog_bar(&R.prog, R.gt.v[i].name);
+        cli_progress_bar(&R.prog, R.gt.v[i].name);
         gc_err_clear(&err);
         int r = eval_image(&R, &R.gt.v[i], &err);
         if (r >= EV_STOP) {
-            prog_clear(&R.prog);
+            cli_progress_clear(&R.prog);
             exit_code = r - EV_STOP;
             if (err.msg[0]) cli_fail(exit_code, "%s", err.msg);
             goto out;
@@ -1297,7 +1088,7 @@ int cmd_eval(int argc, char **argv) {
             }
             R.sum.n_failed++;
             if (!o.quiet) {
-                prog_clear(&R.prog);
+                cli_progress_clear(&R.prog);
                 fprintf(stderr, "%s: %s\n", g_prog, R.sum.failures[R.sum.n_failures - 1]);
             }
         } else {
@@ -1306,7 +1097,7 @@ int cmd_eval(int argc, char **argv) {
         R.prog.done++;
     }
     if (!R.sum.n_images) {
-        prog_clear(&R.prog);
+        cli_progress_clear(&R.prog);
         exit_code = cli_fail(CLI_BAD_INPUT, "no image could be evaluated");
         goto out;
     }
@@ -1314,10 +1105,10 @@ int cmd_eval(int argc, char **argv) {
         for (int di = 0; di < R.sum.n_depths; di++) {
             char what[200];
             snprintf(what, sizeof what, "sanity check: top %d layer%s randomised", R.sum.depths[di], R.sum.depths[di] > 1 ? "s" : "");
-            prog_bar(&R.prog, what);
+            cli_progress_bar(&R.prog, what);
             gc_err_clear(&err);
             if (sanity_depth(&R, di, &err)) {
-                prog_clear(&R.prog);
+                cli_progress_clear(&R.prog);
                 exit_code = cli_fail(cli_status_exit(err.code), "sanity check: %s", err.msg);
                 goto out;
             }
@@ -1325,7 +1116,7 @@ int cmd_eval(int argc, char **argv) {
         }
         R.sum.sanity_cases = R.n_cases;
     }
-    prog_clear(&R.prog);
+    cli_progress_clear(&R.prog);
     gc_json_end_array(&R.cj);
 
     /* the reports */
@@ -1347,14 +1138,14 @@ int cmd_eval(int argc, char **argv) {
         make_preprocess(&R, &dummy, &p);
         snprintf(pre_desc, sizeof pre_desc, "%lldx%lld input, %s, %s", (long long)R.dims[3], (long long)R.dims[2],
                  modes[p.mode], default_imagenet(&R) ? "ImageNet mean/std" : "RGB in 0..1 (raw)");
-        if (o.have_mean || o.have_std || o.have_scale) {
+        if (o.pre.have_mean || o.pre.have_std || o.pre.have_scale) {
             size_t u = strlen(pre_desc);
             snprintf(pre_desc + u, sizeof pre_desc - u, ", mean %g,%g,%g std %g,%g,%g scale %g", p.mean[0], p.mean[1],
                      p.mean[2], p.std[0], p.std[1], p.std[2], p.scale);
         }
     }
     R.sum.preprocess = pre_desc;
-    R.sum.seconds = now_s() - t0;
+    R.sum.seconds = cli_now_s() - t0;
     if (R.cj.bad || R.cases_json.oom) {
         exit_code = cli_fail(1, "out of memory building eval.json");
         goto out;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_common.h"
 #include "explain_inputs.h"
 #include "image/image.h"
 #include "image/npy.h"
@@ -41,17 +42,7 @@ static void print_explain_help(void) {
         "  --probability          explain the probability after a final Softmax/Sigmoid, not the score before it\n"
         "  --seed N               SmoothGrad noise seed (default 0)\n\n"
         "Images are turned into model inputs as follows:\n"
-        "  --preprocess P         imagenet: shorter side to 256, centre crop 224x224, ImageNet mean/std, RGB,\n"
-        "                         NCHW (the default for a 3x224x224 input); raw: RGB in 0..1 stretched to the\n"
-        "                         input size (the default otherwise)\n"
-        "  --size WxH             the input size (default: the model's; a model with dynamic height and width\n"
-        "                         takes each image at its own size, or 224x224 with --preprocess imagenet)\n"
-        "  --resize-mode M        stretch | shorter-side-crop | letterbox\n"
-        "  --mean R,G,B           x = (pixel / 255 * scale - mean) / std per channel; one value sets all three\n"
-        "  --std R,G,B\n"
-        "  --scale S              (default 1: pixels in 0..1)\n"
-        "  --bgr                  channels in B, G, R order\n"
-        "  --nhwc                 the model takes (N, H, W, C) (found from the input shape when it is clear)\n\n"
+        "%s\n"
         "Output:\n"
         "  -o, --out DIR          output folder (default ./gradcam-out), created when missing\n"
         "  --labels FILE          class names, one per line (1000-class outputs get the ImageNet names)\n"
@@ -81,7 +72,8 @@ static void print_explain_help(void) {
         "  gradcam explain unet.onnx scan.png --preprocess raw --size 256x256 --target region:1:100,80,140,120\n"
         "  gradcam explain mnist.onnx digit.png --mean 0.1307 --std 0.3081\n\n"
         "Exit status: 0 every input explained; 2 usage error; 3 bad model, or bad inputs (the others are still\n"
-        "explained and the failures listed at the end); 1 other failures (e.g. the output cannot be written).\n");
+        "explained and the failures listed at the end); 1 other failures (e.g. the output cannot be written).\n",
+        cli_pre_help);
 }
 
 /* ---- options ---------------------------------------------------------------------------------- */
@@ -110,11 +102,7 @@ typedef struct ex_opts {
     const char *output;
     ex_target_spec targets[EX_MAX_LIST];
     int n_targets;
-    int preprocess;              /* -1 auto, 0 imagenet, 1 raw */
-    int64_t size_w, size_h;      /* 0: unset */
-    int resize_mode;             /* -1: unset */
-    float mean[3], std[3], scale;
-    int have_mean, have_std, have_scale, bgr, nhwc;
+    cli_pre_opts pre;            /* --preprocess, --size, --mean, ... */
     const char *labels_path;
     int cmap;
     float alpha;
@@ -137,58 +125,9 @@ static char *own(ex_opts *o, char *p) {
     return p;
 }
 
-static int parse_i64(const char *s, int64_t *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (end == s || *end || errno) return -1;
-    *v = x;
-    return 0;
-}
 
-static int parse_float(const char *s, float *v) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(x) || fabs(x) > 3.4e38) return -1;
-    *v = (float)x;
-    return 0;
-}
 
-/* "a,b,c" or "a" (then all three). */
-static int parse_float3(const char *s, float v[3]) {
-    char tmp[256];
-    snprintf(tmp, sizeof tmp, "%s", s);
-    char *parts[4];
-    int n = 0;
-    for (char *p = tmp, *tok; n < 4 && (tok = strsep(&p, ",")) != NULL;) parts[n++] = tok;
-    if (n != 1 && n != 3) return -1;
-    for (int i = 0; i < n; i++)
-        if (parse_float(parts[i], &v[i])) return -1;
-    if (n == 1) v[1] = v[2] = v[0];
-    return 0;
-}
 
-static int parse_bytes(const char *s, size_t *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || errno || !(x > 0)) return -1;
-    double mul = 1;
-    if (*end) {
-        char u = (char)(*end | 0x20);
-        mul = u == 'k' ? 1024.0 : u == 'm' ? 1048576.0 : u == 'g' ? 1073741824.0 : u == 't' ? 1099511627776.0 : 0;
-        if (!mul) return -1;
-        end++;
-        if (*end == 'i' || *end == 'I') end++;
-        if (*end == 'b' || *end == 'B') end++;
-        if (*end) return -1;
-    }
-    x *= mul;
-    if (x >= 1.8e19) return -1;
-    *out = (size_t)x;
-    return 0;
-}
 
 /* Splits a comma list into dst (pointers into s, which is modified). */
 static int split_list(char *s, const char **dst, int *n, int max) {
@@ -208,7 +147,7 @@ static int parse_int_list(const char *s, int64_t *v, int *n, int max) {
     snprintf(tmp, sizeof tmp, "%s", s);
     *n = 0;
     for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
-        if (*n >= max || parse_i64(tok, &v[*n])) return -1;
+        if (*n >= max || cli_parse_i64(tok, &v[*n])) return -1;
         (*n)++;
     }
     return *n > 0 ? 0 : -1;
@@ -247,8 +186,7 @@ static int parse_target(char *s, ex_target_spec *t) {
 static int parse_options(int argc, char **argv, ex_opts *o) {
     memset(o, 0, sizeof *o);
     o->top_k = 1;
-    o->preprocess = -1;
-    o->resize_mode = -1;
+    cli_pre_defaults(&o->pre);
     o->cmap = GC_CMAP_JET;
     o->alpha = 0.5f;
     o->out = "gradcam-out";
@@ -268,15 +206,8 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
         }
         /* --name=value is accepted for every long option that takes a value */
         char name[64];
-        const char *val = NULL;
-        char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        const char *val = cli_split_option(a, name, sizeof name), *eq = val;
         int used_val = 0;
-        if (eq) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
-            val = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a);
-        }
 #define IS(s) (strcmp(name, s) == 0)
 #define NEED_VAL(what)                                                                                   \
     do {                                                                                                 \
@@ -324,7 +255,7 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
         } else if (IS("-k") || IS("--top-k")) {
             NEED_VAL("a number");
             int64_t k;
-            if (parse_i64(val, &k) || k < 1) return cli_usage_error("%s: '%s' is not a positive number", name, val);
+            if (cli_parse_i64(val, &k) || k < 1) return cli_usage_error("%s: '%s' is not a positive number", name, val);
             if (k > EX_MAX_LIST) return cli_usage_error("%s: at most %d classes per input", name, EX_MAX_LIST);
             o->top_k = (int)k;
         } else if (IS("-l") || IS("--layer")) {
@@ -351,42 +282,11 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
             unsigned long long s = strtoull(val, &end, 0);
             if (end == val || *end || errno || val[0] == '-') return cli_usage_error("--seed: '%s' is not a number", val);
             o->seed = s;
-        } else if (IS("--preprocess")) {
-            NEED_VAL("imagenet or raw");
-            if (strcmp(val, "imagenet") == 0) o->preprocess = 0;
-            else if (strcmp(val, "raw") == 0) o->preprocess = 1;
-            else return cli_usage_error("--preprocess: '%s' is neither imagenet nor raw", val);
-        } else if (IS("--size")) {
-            NEED_VAL("WxH");
-            int64_t d[GCAM_MAX_DIMS];
-            int nd;
-            if (cli_parse_dims(val, d, &nd) || nd != 2 || d[0] < 1 || d[1] < 1 || d[0] > 65536 || d[1] > 65536)
-                return cli_usage_error("--size: '%s' is not WIDTHxHEIGHT (e.g. 224x224)", val);
-            o->size_w = d[0];
-            o->size_h = d[1];
-        } else if (IS("--resize-mode")) {
-            NEED_VAL("a mode");
-            if (strcmp(val, "stretch") == 0) o->resize_mode = GC_RESIZE_STRETCH;
-            else if (strcmp(val, "shorter-side-crop") == 0) o->resize_mode = GC_RESIZE_SHORTER_SIDE_CROP;
-            else if (strcmp(val, "letterbox") == 0) o->resize_mode = GC_RESIZE_LETTERBOX;
-            else return cli_usage_error("--resize-mode: '%s' is not stretch, shorter-side-crop or letterbox", val);
-        } else if (IS("--mean")) {
-            NEED_VAL("R,G,B");
-            if (parse_float3(val, o->mean)) return cli_usage_error("--mean: '%s' is not one or three numbers", val);
-            o->have_mean = 1;
-        } else if (IS("--std")) {
-            NEED_VAL("R,G,B");
-            if (parse_float3(val, o->std) || !(o->std[0] != 0 && o->std[1] != 0 && o->std[2] != 0))
-                return cli_usage_error("--std: '%s' is not one or three non-zero numbers", val);
-            o->have_std = 1;
-        } else if (IS("--scale")) {
-            NEED_VAL("a number");
-            if (parse_float(val, &o->scale)) return cli_usage_error("--scale: '%s' is not a number", val);
-            o->have_scale = 1;
-        } else if (IS("--bgr")) {
-            o->bgr = 1;
-        } else if (IS("--nhwc")) {
-            o->nhwc = 1;
+        } else if (cli_pre_option_arity(name) >= 0) {
+            if (cli_pre_option_arity(name)) NEED_VAL("a value");
+            else if (eq) return cli_usage_error("%s takes no value", name);
+            int rc = cli_pre_option(&o->pre, name, val);
+            if (rc) return rc;
         } else if (IS("--labels")) {
             NEED_VAL("a file");
             o->labels_path = val;
@@ -397,7 +297,7 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
             o->cmap = c;
         } else if (IS("--alpha")) {
             NEED_VAL("a number");
-            if (parse_float(val, &o->alpha) || o->alpha < 0 || o->alpha > 1)
+            if (cli_parse_float(val, &o->alpha) || o->alpha < 0 || o->alpha > 1)
                 return cli_usage_error("--alpha: '%s' is not a number from 0 to 1", val);
         } else if (IS("--npy")) {
             o->npy = 1;
@@ -410,7 +310,7 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
         } else if (IS("--threads")) {
             NEED_VAL("a number");
             int64_t t;
-            if (parse_i64(val, &t) || t < 1 || t > 1024) return cli_usage_error("--threads: '%s' is not a number from 1 to 1024", val);
+            if (cli_parse_i64(val, &t) || t < 1 || t > 1024) return cli_usage_error("--threads: '%s' is not a number from 1 to 1024", val);
             o->threads = (int)t;
         } else if (IS("--feed")) {
             NEED_VAL("NAME=FILE.npy");
@@ -423,7 +323,7 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
             o->feed_paths[o->n_feeds++] = e2 + 1;
         } else if (IS("--max-memory")) {
             NEED_VAL("a size in bytes");
-            if (parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
+            if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
         } else {
             return cli_usage_error("explain: unknown option '%s'", a);
         }
@@ -456,18 +356,11 @@ typedef struct ex_feed {
     int64_t dims[GCAM_MAX_DIMS];
 } ex_feed;
 
-typedef struct ex_progress {
-    int tty, quiet, total, done, failed;
-    double t0;
-    int shown;
-} ex_progress;
-
 typedef struct ex_run {
     ex_opts *o;
     gcam_model *m;
     gcam_tensor_info in0;
-    int nhwc;                    /* input layout (N, H, W, C) */
-    int64_t in_c, in_h, in_w;    /* -1 when dynamic */
+    cli_input_geom g;            /* the image input's layout and extents (-1: dynamic) */
     ex_feed feeds[32];
     int n_feeds;
     /* the explainer, for the input shape it was planned for */
@@ -496,60 +389,18 @@ typedef struct ex_run {
     int n_failures;
     int n_ok, n_maps;
     ex_inputs *list;
-    ex_progress prog;
+    cli_progress prog;
 } ex_run;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- progress ---- */
 
-static void prog_clear(ex_progress *p) {
-    if (p->shown) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-        p->shown = 0;
-    }
-}
 
-static void prog_bar(ex_progress *p, const char *current) {
-    if (!p->tty || p->quiet || p->total < 2) return;
-    int cols = 80;
-    struct winsize ws;
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40) cols = ws.ws_col;
-    double el = now_s() - p->t0, rate = el > 0 && p->done > 0 ? p->done / el : 0;
-    char eta[32] = "--:--";
-    if (rate > 0) {
-        long s = (long)((p->total - p->done) / rate + 0.5);
-        if (s >= 3600) snprintf(eta, sizeof eta, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-        else snprintf(eta, sizeof eta, "%ld:%02ld", s / 60, s % 60);
-    }
-    const int bw = 24;
-    int fill = (int)((double)p->done / p->total * bw);
-    char bar[32];
-    for (int i = 0; i < bw; i++) bar[i] = i < fill ? '#' : '.';
-    bar[bw] = 0;
-    char head[160];
-    int n = snprintf(head, sizeof head, "[%s] %d/%d  %.2f img/s  %s left", bar, p->done, p->total, rate, eta);
-    if (p->failed) n += snprintf(head + n, sizeof head - (size_t)n, "  %d failed", p->failed);
-    int room = cols - 1 - n - 2;
-    fprintf(stderr, "\r\033[K%s", head);
-    if (current && room > 8) {
-        size_t len = strlen(current);
-        if ((int)len > room) fprintf(stderr, "  ...%s", current + len - (size_t)(room - 3));
-        else fprintf(stderr, "  %s", current);
-    }
-    fflush(stderr);
-    p->shown = 1;
-}
 
 /* A line on stderr that does not collide with the bar. */
-static void prog_msg(ex_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void prog_msg(ex_progress *p, const char *fmt, ...) {
-    prog_clear(p);
+static void prog_msg(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void prog_msg(cli_progress *p, const char *fmt, ...) {
+    cli_progress_clear(p);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -582,38 +433,7 @@ static int add_failure(ex_run *R, const char *path, const char *why) {
 /* ---- labels ---- */
 
 static int load_labels(ex_run *R, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cli_fail(CLI_BAD_INPUT, "%s: cannot open labels: %s", path, strerror(errno));
-    gc_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.n < ((size_t)64 << 20)) gc_buf_put(&b, chunk, n);
-    int bad = ferror(f) || b.oom || b.n >= ((size_t)64 << 20);
-    fclose(f);
-    if (bad) {
-        gc_buf_free(&b);
-        return cli_fail(CLI_BAD_INPUT, "%s: cannot read labels (unreadable or larger than 64 MiB)", path);
-    }
-    if (!b.p) gc_buf_put(&b, "", 0);
-    int64_t lines = 1;
-    for (size_t i = 0; i < b.n; i++) lines += b.p[i] == '\n';
-    R->labels = calloc((size_t)lines, sizeof *R->labels);
-    if (!R->labels || !b.p) {
-        gc_buf_free(&b);
-        return cli_fail(1, "out of memory");
-    }
-    R->labels_owned = b.p;
-    int64_t k = 0;
-    for (char *p = b.p, *line; (line = strsep(&p, "\n")) != NULL;) {
-        size_t len = strlen(line);
-        if (len && line[len - 1] == '\r') line[--len] = 0;
-        if (k == 0 && (unsigned char)line[0] == 0xEF && (unsigned char)line[1] == 0xBB && (unsigned char)line[2] == 0xBF)
-            line += 3; /* UTF-8 byte order mark */
-        R->labels[k++] = line;
-    }
-    while (k > 0 && !R->labels[k - 1][0]) k--; /* trailing empty lines */
-    R->n_labels = k;
-    return 0;
+    return cli_labels_load(path, &R->labels, &R->n_labels, &R->labels_owned);
 }
 
 static const char *label_of(const ex_run *R, int64_t c) {
@@ -623,7 +443,7 @@ static const char *label_of(const ex_run *R, int64_t c) {
 
 static int resolve_class(const ex_run *R, const char *text, int64_t *out) {
     int64_t v;
-    if (parse_i64(text, &v) == 0) {
+    if (cli_parse_i64(text, &v) == 0) {
         if (v < 0 || v >= R->K) return cli_usage_error("class %s is out of range: the output has %lld classes (0..%lld)",
                                                         text, (long long)R->K, (long long)R->K - 1);
         *out = v;
@@ -642,51 +462,13 @@ static int resolve_class(const ex_run *R, const char *text, int64_t *out) {
 
 /* ---- model input layout and preprocessing ---- */
 
-static void input_layout(ex_run *R) {
-    const gcam_tensor_info *t = &R->in0;
-    R->in_c = R->in_h = R->in_w = -1;
-    if (t->ndim != 4) return;
-    int64_t c1 = t->dims[1], c3 = t->dims[3];
-    R->nhwc = R->o->nhwc || ((c3 == 1 || c3 == 3) && !(c1 == 1 || c1 == 3));
-    R->in_c = R->nhwc ? c3 : c1;
-    R->in_h = R->nhwc ? t->dims[1] : t->dims[2];
-    R->in_w = R->nhwc ? t->dims[2] : t->dims[3];
-}
+static void input_layout(ex_run *R) { cli_input_geom_of(&R->g, &R->in0, R->o->pre.nhwc); }
 
-static int default_imagenet(const ex_run *R) {
-    if (R->o->preprocess >= 0) return R->o->preprocess == 0;
-    return R->in_c == 3 && R->in_h == 224 && R->in_w == 224;
-}
+static int default_imagenet(const ex_run *R) { return cli_default_imagenet(&R->o->pre, &R->g); }
 
 /* The preprocessing of one image (its size matters for dynamic models). */
 static void make_preprocess(const ex_run *R, const gc_image *img, gc_preprocess *p) {
-    const ex_opts *o = R->o;
-    int imagenet = default_imagenet(R);
-    int64_t W, H;
-    if (o->size_w) W = o->size_w, H = o->size_h;
-    else if (R->in_w > 0 && R->in_h > 0) W = R->in_w, H = R->in_h;
-    else if (imagenet) W = H = 224;
-    else W = img->w, H = img->h;
-    if (R->in_w > 0 && R->in_h < 0) H = o->size_h ? H : img->h; /* one dynamic side */
-    if (R->in_h > 0 && R->in_w < 0) W = o->size_w ? W : img->w;
-    if (imagenet) {
-        gc_preprocess_imagenet(p);
-        p->width = W;
-        p->height = H;
-        /* torchvision's 256 for 224, kept in proportion for other sizes */
-        p->resize_shorter = (int64_t)llround((double)(W > H ? W : H) * 256.0 / 224.0);
-    } else {
-        gc_preprocess_raw(p, W, H);
-    }
-    if (o->resize_mode >= 0) {
-        p->mode = (gc_resize_mode)o->resize_mode;
-        if (p->mode == GC_RESIZE_SHORTER_SIDE_CROP && !imagenet) p->resize_shorter = W > H ? W : H;
-    }
-    if (o->have_mean) memcpy(p->mean, o->mean, sizeof p->mean);
-    if (o->have_std) memcpy(p->std, o->std, sizeof p->std);
-    if (o->have_scale) p->scale = o->scale;
-    p->bgr = o->bgr;
-    p->nhwc = R->nhwc;
+    cli_make_preprocess(p, &R->o->pre, &R->g, img);
 }
 
 /* An RGB rendering of a raw tensor input (1, C, H, W) / (1, H, W, C): min-max over the sample. */
@@ -1036,9 +818,9 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
         memcpy(dims, npy.shape.d, sizeof dims);
         x = npy.data;
         if (ndim == 4) {
-            int nh = o->nhwc || ((dims[3] == 1 || dims[3] == 3) && !(dims[1] == 1 || dims[1] == 3));
+            int nh = o->pre.nhwc || ((dims[3] == 1 || dims[3] == 3) && !(dims[1] == 1 || dims[1] == 3));
             int64_t C = nh ? dims[3] : dims[1], H = nh ? dims[1] : dims[2], W = nh ? dims[2] : dims[3];
-            if ((rc = render_tensor(&seen, x, C, H, W, nh, o->bgr, err))) goto done;
+            if ((rc = render_tensor(&seen, x, C, H, W, nh, o->pre.bgr, err))) goto done;
         }
         snprintf(note, sizeof note, "a tensor %s fed as is", gc_shape_str(&npy.shape, a, sizeof a));
     } else {
@@ -1047,7 +829,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
                     R->in0.name);
             goto done;
         }
-        int64_t C = R->in_c < 0 ? 3 : R->in_c;
+        int64_t C = R->g.c < 0 ? 3 : R->g.c;
         if (C != 1 && C != 3) {
             gc_fail(err, GCAM_E_SHAPE, "%s: the model takes %lld channels; images give 1 (grey) or 3 (RGB): feed a .npy",
                     in->path, (long long)C);
@@ -1072,16 +854,16 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
         if ((rc = gc_preprocess_image(xbuf, &seen, &geom, &orig, &p, err))) goto done;
         have_geom = 1;
         if (C == 1) {
-            float m0 = o->have_mean ? o->mean[0] : 0, s0 = o->have_std ? o->std[0] : 1;
+            float m0 = o->pre.have_mean ? o->pre.mean[0] : 0, s0 = o->pre.have_std ? o->pre.std[0] : 1;
             for (size_t i = 0; i < plane; i++)
                 xbuf[i] = (0.299f * xbuf[i] + 0.587f * xbuf[plane + i] + 0.114f * xbuf[2 * plane + i] - m0) / s0;
         }
         x = xbuf;
         ndim = 4;
         dims[0] = 1;
-        dims[R->nhwc ? 3 : 1] = C;
-        dims[R->nhwc ? 1 : 2] = p.height;
-        dims[R->nhwc ? 2 : 3] = p.width;
+        dims[R->g.nhwc ? 3 : 1] = C;
+        dims[R->g.nhwc ? 1 : 2] = p.height;
+        dims[R->g.nhwc ? 2 : 3] = p.width;
         static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
         snprintf(note, sizeof note, "%lldx%lld model input from a %lldx%lld image (%s%s)", (long long)p.width,
                  (long long)p.height, (long long)orig.w, (long long)orig.h, modes[p.mode],
@@ -1106,11 +888,11 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
         if (rc) {
             const char *why = gcam_explainer_error(R->e);
             int model_level = !R->first_done && rc != GCAM_E_SHAPE && rc != GCAM_E_LIMIT && rc != GCAM_E_NOMEM;
-            gc_fail(err, rc, "%s%s", why, rc == GCAM_E_LIMIT && !o->size_w ? " (a smaller --size or a larger --max-memory helps)" : "");
+            gc_fail(err, rc, "%s%s", why, rc == GCAM_E_LIMIT && !o->pre.size_w ? " (a smaller --size or a larger --max-memory helps)" : "");
             gcam_explainer_free(R->e);
             R->e = NULL;
             if (model_level) {
-                prog_clear(&R->prog);
+                cli_progress_clear(&R->prog);
                 cli_fail(cli_status_exit(rc), "%s: %s", o->model, err->msg);
                 result = EX_STOP + cli_status_exit(rc);
             }
@@ -1137,7 +919,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     if (!R->first_done) {
         int frc = first_scores(R, &sv);
         if (frc) {
-            prog_clear(&R->prog);
+            cli_progress_clear(&R->prog);
             result = EX_STOP + frc;
             goto done;
         }
@@ -1579,20 +1361,6 @@ done:
 
 /* ---- the command ---- */
 
-static int mkdir_p(const char *dir) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return ENAMETOOLONG;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return errno;
-    struct stat st;
-    if (stat(tmp, &st) != 0) return errno;
-    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-}
 
 static int layer_exists(const gcam_model *m, const char *name) {
     gcam_tensor_info ti;
@@ -1653,7 +1421,7 @@ static void write_results_head(ex_run *R, gc_json *j) {
     }
     gc_json_end_array(j);
     gc_json_key(j, "layout");
-    gc_json_string(j, R->nhwc ? "NHWC" : "NCHW");
+    gc_json_string(j, R->g.nhwc ? "NHWC" : "NCHW");
     gc_json_end_object(j);
     gcam_tensor_info oi;
     const char *out_name = o->output;
@@ -1716,7 +1484,7 @@ int cmd_explain(int argc, char **argv) {
     int exit_code = 0, stopped = 0;
     gc_err err = {0};
     char path[4096];
-    double t0 = now_s();
+    double t0 = cli_now_s();
 
     gcam_status rc = cli_load_model(&R.m, o.model, 0);
     if (rc) {
@@ -1729,9 +1497,9 @@ int cmd_explain(int argc, char **argv) {
     }
     gcam_model_input(R.m, 0, &R.in0);
     input_layout(&R);
-    if (o.size_w && R.in_w > 0 && R.in_h > 0 && (o.size_w != R.in_w || o.size_h != R.in_h)) {
-        exit_code = cli_usage_error("--size %lldx%lld: the model's input '%s' is fixed at %lldx%lld", (long long)o.size_w,
-                                    (long long)o.size_h, R.in0.name, (long long)R.in_w, (long long)R.in_h);
+    if (o.pre.size_w && R.g.w > 0 && R.g.h > 0 && (o.pre.size_w != R.g.w || o.pre.size_h != R.g.h)) {
+        exit_code = cli_usage_error("--size %lldx%lld: the model's input '%s' is fixed at %lldx%lld", (long long)o.pre.size_w,
+                                    (long long)o.pre.size_h, R.in0.name, (long long)R.g.w, (long long)R.g.h);
         goto out;
     }
     for (int i = 0; i < o.n_layers; i++)
@@ -1768,7 +1536,7 @@ int cmd_explain(int argc, char **argv) {
                                     o.out, list.v[cl].path);
         goto out;
     }
-    int e = mkdir_p(o.out);
+    int e = cli_mkdir_p(o.out);
     if (e) {
         exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.out, strerror(e));
         goto out;
@@ -1802,10 +1570,10 @@ int cmd_explain(int argc, char **argv) {
     R.ij.base = 1;
     gc_json_begin_array(&R.ij);
 
-    R.prog = (ex_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet, .total = list.n, .t0 = t0};
+    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet, .total = list.n, .t0 = t0};
     for (int i = 0; i < list.n; i++) {
         ex_input *in = &list.v[i];
-        prog_bar(&R.prog, in->path);
+        cli_progress_bar(&R.prog, in->path);
         gc_err_clear(&err);
         int r = explain_input(&R, in, &err);
         if (r >= EX_STOP) {
@@ -1827,7 +1595,7 @@ int cmd_explain(int argc, char **argv) {
         }
         R.prog.done++;
     }
-    prog_clear(&R.prog);
+    cli_progress_clear(&R.prog);
     if (stopped) goto out;
 
     gc_json_end_array(&R.ij);
@@ -1876,7 +1644,7 @@ int cmd_explain(int argc, char **argv) {
     }
     if (!o.quiet && !exit_code) {
         printf("Explained %d input%s (%d map%s) in %.1f s: %s/results.json, %s/report.html\n", R.n_ok,
-               R.n_ok == 1 ? "" : "s", R.n_maps, R.n_maps == 1 ? "" : "s", now_s() - t0, o.out, o.out);
+               R.n_ok == 1 ? "" : "s", R.n_maps, R.n_maps == 1 ? "" : "s", cli_now_s() - t0, o.out, o.out);
     } else if (!o.quiet && R.n_ok) {
         printf("Explained %d of %d inputs (%d maps): %s/results.json, %s/report.html\n", R.n_ok, list.n, R.n_maps, o.out,
                o.out);

@@ -1,0 +1,65 @@
+/* Pieces shared by the subcommands that read images (explain, eval): number parsing, the progress
+ * bar, label files, the model input's layout and the preprocessing options. One copy, so that the
+ * two commands turn an image into the same tensor and show the same bar. */
+#ifndef GC_CLI_COMMON_H
+#define GC_CLI_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gradcam.h"
+#include "image/image.h"
+
+/* Numbers: 0 on success, -1 when s is not entirely a number of that kind. */
+int cli_parse_i64(const char *s, int64_t *v);
+int cli_parse_dbl(const char *s, double *v);       /* finite */
+int cli_parse_float(const char *s, float *v);      /* finite and within float range */
+int cli_parse_float3(const char *s, float v[3]);   /* "a,b,c", or "a" for all three */
+int cli_parse_bytes(const char *s, size_t *out);   /* "512M", "2G", "1.5GiB", "1000000" */
+double cli_now_s(void);                            /* monotonic seconds */
+/* "--name=value": name into buf, returns value; otherwise the whole argument into buf, returns NULL. */
+const char *cli_split_option(const char *arg, char *buf, size_t cap);
+int cli_mkdir_p(const char *dir);                  /* 0, or an errno value */
+
+/* A progress bar on stderr: only on a terminal, only for more than one item, never with quiet. */
+typedef struct cli_progress {
+    int tty, quiet, total, done, failed, shown;
+    double t0;
+} cli_progress;
+void cli_progress_bar(cli_progress *p, const char *current);
+void cli_progress_clear(cli_progress *p);
+
+/* A label file: one name per line (CRLF, a UTF-8 BOM and trailing empty lines tolerated, at most
+ * 64 MiB). *labels points into *owned; free both. Returns 0 or a CLI exit code (message printed). */
+int cli_labels_load(const char *path, const char ***labels, int64_t *n, char **owned);
+
+/* The preprocessing options (--preprocess, --size, --resize-mode, --mean, --std, --scale, --bgr,
+ * --nhwc), parsed the same way by every command. */
+typedef struct cli_pre_opts {
+    int preprocess;              /* -1 auto, 0 imagenet, 1 raw */
+    int64_t size_w, size_h;      /* 0: unset */
+    int resize_mode;             /* -1: unset, else gc_resize_mode */
+    float mean[3], std[3], scale;
+    int have_mean, have_std, have_scale, bgr, nhwc;
+} cli_pre_opts;
+void cli_pre_defaults(cli_pre_opts *p);
+/* -1: NAME is not a preprocessing option; 0: it is a flag; 1: it takes a value. */
+int cli_pre_option_arity(const char *name);
+/* Applies one preprocessing option (val NULL for a flag): 0, or CLI_USAGE with the message printed. */
+int cli_pre_option(cli_pre_opts *p, const char *name, const char *val);
+/* The help lines of those options, for the subcommands' --help. */
+extern const char cli_pre_help[];
+
+/* The image input's layout, from its declared shape; -1 for a dynamic extent. */
+typedef struct cli_input_geom {
+    int nhwc;                    /* (N, H, W, C): forced by --nhwc or clear from the shape */
+    int64_t c, h, w;
+    int batch_dynamic;
+} cli_input_geom;
+void cli_input_geom_of(cli_input_geom *g, const gcam_tensor_info *t, int force_nhwc);
+/* Whether ImageNet preprocessing applies: asked for, or by default for a 3x224x224 input. */
+int cli_default_imagenet(const cli_pre_opts *p, const cli_input_geom *g);
+/* The preprocessing of one image (its size matters for models with dynamic height/width). */
+void cli_make_preprocess(gc_preprocess *out, const cli_pre_opts *p, const cli_input_geom *g, const gc_image *img);
+
+#endif
