@@ -25,7 +25,7 @@
  * to threads (a scratch slot each). Every output element is summed by one thread in a fixed
  * order, whatever thread that is: results are bit-identical from run to run.
  * Backward reads only W (bw_in = W): X and Y need not be kept alive. */
-#include "ops.h"
+#include "kutil.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -39,7 +39,6 @@
 #define CV_COL_BUDGET ((int64_t)1 << 18)
 #define CV_MIN_COLS 256
 #define CV_OMP_MIN 32768                 /* elements below which threads do not pay */
-#define CV_PAR_GEMM_MIN 1e6              /* multiply-adds below which one thread does a GEMM */
 
 /* The build targets x86-64-v2 (SSE4.2); the direct depthwise loops are compute bound, so they get
  * an AVX2 clone too, picked at load time when the CPU has it. */
@@ -639,36 +638,6 @@ static void fill_bias(float *y, const float *b, int64_t NM, int64_t M, int64_t y
     }
 }
 
-/* Row-major C (M, N) = alpha op(A) op(B) + beta C. When OpenBLAS runs single-threaded (the
- * context then owns all threads through OpenMP: one pool for every op, no two pools spinning
- * against each other), the larger of M and N is split over nt OpenMP threads, each making a
- * single-threaded call on its slice (static split: deterministic); otherwise OpenBLAS threads. */
-static void cv_sgemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    if (M == 0 || N == 0) return;
-    if (nt > 1 && (double)M * (double)N * (double)K >= CV_PAR_GEMM_MIN && openblas_get_num_threads() == 1) {
-        const int split_n = N >= M;
-        const int64_t L = split_n ? N : M;
-#pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num(), n = omp_get_num_threads();
-            /* slice bounds rounded to 16 so every slice but the last keeps whole SIMD panels */
-            int64_t a0 = t == 0 ? 0 : GC_MIN(L, (L * t / n + 15) & ~(int64_t)15);
-            int64_t a1 = t == n - 1 ? L : GC_MIN(L, (L * (t + 1) / n + 15) & ~(int64_t)15);
-            if (a1 > a0) {
-                if (split_n)
-                    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(a1 - a0), (int)K, alpha, A, (int)lda,
-                                tb ? B + a0 * ldb : B + a0, (int)ldb, beta, C + a0, (int)ldc);
-                else
-                    cblas_sgemm(CblasRowMajor, TA, TB, (int)(a1 - a0), (int)N, (int)K, alpha,
-                                ta ? A + a0 : A + a0 * lda, (int)lda, B, (int)ldb, beta, C + a0 * ldc, (int)ldc);
-            }
-        }
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
 
 /* out (Mo, colsz; row stride ldo) (beta 0: =, 1: +=) A (Mo, cimg*ksz) . im2col(img (cimg, imgsz)),
  * tile by tile. When OpenBLAS runs single-threaded and the scratch has a slot per thread, the
@@ -697,7 +666,7 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, co
     for (int64_t r0 = 0; r0 < g->rows; r0 += g->tile_rows) {
         const int64_t nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
         im2col(scratch, img, cimg, lw, r0, nr, nth);
-        cv_sgemm(nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo);
+        gc_sgemm(nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo);
     }
 }
 
@@ -760,9 +729,9 @@ static gcam_status conv_forward(gc_kctx *k) {
             const float *wg = w + gr * g.Mg * g.Cg * ksz;         /* Conv (Mg, Cg*ksz), ConvT (Cg, Mg*ksz) */
             if (g.path == PATH_POINTWISE) {
                 if (!g.transpose)
-                    cv_sgemm(nth, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
+                    gc_sgemm(nth, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
                 else
-                    cv_sgemm(nth, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
+                    gc_sgemm(nth, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
                 continue;
             }
             if (!g.transpose) {
@@ -772,7 +741,7 @@ static gcam_status conv_forward(gc_kctx *k) {
             /* col2im scatters across tile borders: tiles in turn, each with all threads */
             for (int64_t r0 = 0; r0 < g.rows; r0 += g.tile_rows) {
                 int64_t nr = GC_MIN(g.tile_rows, g.rows - r0), Pt = nr * cL;
-                cv_sgemm(nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
+                gc_sgemm(nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
                 col2im(yg, col, g.Mg, lw, r0, nr, nth);
             }
         }
@@ -835,9 +804,9 @@ static gcam_status conv_backward(gc_kctx *k) {
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
             if (g.path == PATH_POINTWISE) {
                 if (!g.transpose)
-                    cv_sgemm(nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sgemm(nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
                 else
-                    cv_sgemm(nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sgemm(nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
                 continue;
             }
             if (g.transpose) {
@@ -846,7 +815,7 @@ static gcam_status conv_backward(gc_kctx *k) {
             }
             for (int64_t r0 = 0; r0 < g.rows; r0 += g.tile_rows) {
                 int64_t nr = GC_MIN(g.tile_rows, g.rows - r0), Pt = nr * cL;
-                cv_sgemm(nth, 1, 0, kcol, Pt, g.Mg, 1.0f, wg, kcol, gyg + r0 * cL, g.ysz, 0.0f, col, Pt);
+                gc_sgemm(nth, 1, 0, kcol, Pt, g.Mg, 1.0f, wg, kcol, gyg + r0 * cL, g.ysz, 0.0f, col, Pt);
                 col2im(gxg, col, g.Cg, lw, r0, nr, nth);
             }
         }

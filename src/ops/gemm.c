@@ -7,45 +7,14 @@
  * (batch..., M, K)), the batch folds into one (batch*M, K) GEMM; otherwise one GEMM per batch.
  * Backward accumulates with beta = 1 in batch order: deterministic, even under broadcasting.
  * Threads: OpenBLAS's own, or (single-threaded OpenBLAS) an OpenMP split of each GEMM. */
-#include "ops.h"
+#include "kutil.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
 
 #define GM_OMP_MIN 32768
-#define GM_PAR_MIN 1e6 /* multiply-adds below which one thread does a GEMM */
 
-/* Row-major C (M, N) = alpha op(A) op(B) + beta C. When OpenBLAS runs single-threaded (the
- * context then owns all threads through OpenMP: one pool for every op, no two pools spinning
- * against each other), the larger of M and N is split over nt OpenMP threads, each making a
- * single-threaded call on its slice (static split: deterministic); otherwise OpenBLAS threads. */
-static void gm_sgemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    if (M == 0 || N == 0) return;
-    if (nt > 1 && (double)M * (double)N * (double)K >= GM_PAR_MIN && openblas_get_num_threads() == 1) {
-        const int split_n = N >= M;
-        const int64_t L = split_n ? N : M;
-#pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num(), n = omp_get_num_threads();
-            /* slice bounds rounded to 16 so every slice but the last keeps whole SIMD panels */
-            int64_t a0 = t == 0 ? 0 : GC_MIN(L, (L * t / n + 15) & ~(int64_t)15);
-            int64_t a1 = t == n - 1 ? L : GC_MIN(L, (L * (t + 1) / n + 15) & ~(int64_t)15);
-            if (a1 > a0) {
-                if (split_n)
-                    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(a1 - a0), (int)K, alpha, A, (int)lda,
-                                tb ? B + a0 * ldb : B + a0, (int)ldb, beta, C + a0, (int)ldc);
-                else
-                    cblas_sgemm(CblasRowMajor, TA, TB, (int)(a1 - a0), (int)N, (int)K, alpha,
-                                ta ? A + a0 : A + a0 * lda, (int)lda, B, (int)ldb, beta, C + a0 * ldc, (int)ldc);
-            }
-        }
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
 
 /* ---------------------------------------------------------------- Gemm */
 
@@ -149,7 +118,7 @@ static gcam_status gemm_forward(gc_kctx *k) {
         if (bb == 0.0f) memset(y, 0, (size_t)(g.M * g.N) * sizeof(float));
         return GCAM_OK;
     }
-    gm_sgemm(nth, p->transA, p->transB, g.M, g.N, g.K, p->alpha, a, p->transA ? g.M : g.K, b, p->transB ? g.K : g.N, bb,
+    gc_sgemm(nth, p->transA, p->transB, g.M, g.N, g.K, p->alpha, a, p->transA ? g.M : g.K, b, p->transB ? g.K : g.N, bb,
              y, g.N);
     return GCAM_OK;
 }
@@ -167,17 +136,17 @@ static gcam_status gemm_backward(gc_kctx *k) {
         const float *b = k->in[1]->data;
         float *ga = k->gin[0]->data;
         if (!p->transA) /* dA (M, K) += alpha dY B'^T */
-            gm_sgemm(nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
+            gc_sgemm(nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
         else /* dA (K, M) += alpha B' dY^T */
-            gm_sgemm(nth, p->transB, 1, K, M, N, p->alpha, b, ldb, gy, N, 1.0f, ga, M);
+            gc_sgemm(nth, p->transB, 1, K, M, N, p->alpha, b, ldb, gy, N, 1.0f, ga, M);
     }
     if (k->gin[1] && K > 0) {
         const float *a = k->in[0]->data;
         float *gb = k->gin[1]->data;
         if (!p->transB) /* dB (K, N) += alpha A'^T dY */
-            gm_sgemm(nth, !p->transA, 0, K, N, M, p->alpha, a, lda, gy, N, 1.0f, gb, N);
+            gc_sgemm(nth, !p->transA, 0, K, N, M, p->alpha, a, lda, gy, N, 1.0f, gb, N);
         else /* dB (N, K) += alpha dY^T A' */
-            gm_sgemm(nth, 1, p->transA, N, K, M, p->alpha, gy, N, a, lda, 1.0f, gb, K);
+            gc_sgemm(nth, 1, p->transA, N, K, M, p->alpha, gy, N, a, lda, 1.0f, gb, K);
     }
     if (k->n_in > 2 && k->gin[2]) { /* dC += beta * dY summed over C's broadcast axes, in row order */
         float *gc = k->gin[2]->data;
@@ -282,12 +251,12 @@ static gcam_status mm_forward(gc_kctx *k) {
         return GCAM_OK;
     }
     if (g.fold) {
-        gm_sgemm(nth, 0, 0, g.nb * g.M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
+        gc_sgemm(nth, 0, 0, g.nb * g.M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         return GCAM_OK;
     }
     mm_iter it = {{0}, 0, 0};
     for (int64_t i = 0; i < g.nb; i++, mm_next(&it, &g))
-        gm_sgemm(nth, 0, 0, M, N, K, 1.0f, a + it.oa * g.M * g.K, K, b + it.ob * g.K * g.N, N, 0.0f,
+        gc_sgemm(nth, 0, 0, M, N, K, 1.0f, a + it.oa * g.M * g.K, K, b + it.ob * g.K * g.N, N, 0.0f,
                  y + i * g.M * g.N, N);
     return GCAM_OK;
 }
@@ -304,19 +273,19 @@ static gcam_status mm_backward(gc_kctx *k) {
     if (g.fold) {
         const int R = (int)(g.nb * g.M);
         if (ga) /* dA (R, K) += dY (R, N) B^T */
-            gm_sgemm(nth, 0, 1, R, K, N, 1.0f, gy, N, b, N, 1.0f, ga, K);
+            gc_sgemm(nth, 0, 1, R, K, N, 1.0f, gy, N, b, N, 1.0f, ga, K);
         if (gb) /* dB (K, N) += A^T (K, R) dY (R, N) */
-            gm_sgemm(nth, 1, 0, K, N, R, 1.0f, a, K, gy, N, 1.0f, gb, N);
+            gc_sgemm(nth, 1, 0, K, N, R, 1.0f, a, K, gy, N, 1.0f, gb, N);
         return GCAM_OK;
     }
     mm_iter it = {{0}, 0, 0};
     for (int64_t i = 0; i < g.nb; i++, mm_next(&it, &g)) {
         const float *gyi = gy + i * g.M * g.N;
         if (ga)
-            gm_sgemm(nth, 0, 1, M, K, N, 1.0f, gyi, N, b + it.ob * g.K * g.N, N, 1.0f, ga + it.oa * g.M * g.K,
+            gc_sgemm(nth, 0, 1, M, K, N, 1.0f, gyi, N, b + it.ob * g.K * g.N, N, 1.0f, ga + it.oa * g.M * g.K,
                      K);
         if (gb)
-            gm_sgemm(nth, 1, 0, K, N, M, 1.0f, a + it.oa * g.M * g.K, K, gyi, N, 1.0f, gb + it.ob * g.K * g.N,
+            gc_sgemm(nth, 1, 0, K, N, M, 1.0f, a + it.oa * g.M * g.K, K, gyi, N, 1.0f, gb + it.ob * g.K * g.N,
                      N);
     }
     return GCAM_OK;

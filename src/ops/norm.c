@@ -1,27 +1,14 @@
 /* Normalisations: BatchNormalization (inference), InstanceNormalization, LayerNormalization,
  * LRN, Softmax and LogSoftmax. Statistics are accumulated in double (two passes: mean, then
  * squared deviations) so forward and backward agree closely with finite differences. */
-#include "ops.h"
+#include "kutil.h"
 
 #include <math.h>
-
-static int nthr(const gc_kctx *k) { return k->nthreads > 0 ? k->nthreads : 1; }
-
-static gcam_status nfail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static gcam_status nfail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...) {
-    char text[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    return gc_fail(err, code, "node '%s' (%s): %s", n->name ? n->name : "?", n->op_type, text);
-}
 
 /* One malloc block for node->params. */
 static gcam_status set_params(gc_node *n, gc_err *err, const void *p, size_t size) {
     void *q = malloc(size);
-    if (!q) return nfail(n, err, GCAM_E_NOMEM, "out of memory");
+    if (!q) return gc_node_fail(n, err, GCAM_E_NOMEM, "out of memory");
     memcpy(q, p, size);
     free(n->params);
     n->params = q;
@@ -104,11 +91,11 @@ typedef struct bn_params { float eps; } bn_params;
 
 static gcam_status bn_parse(gc_node *n, gc_err *err) {
     bn_params p = {gc_attr_float(n, "epsilon", 1e-5f)};
-    if (!(p.eps >= 0)) return nfail(n, err, GCAM_E_FORMAT, "epsilon must be >= 0");
+    if (!(p.eps >= 0)) return gc_node_fail(n, err, GCAM_E_FORMAT, "epsilon must be >= 0");
     if (n->opset <= 8 && gc_attr_int(n, "spatial", 1) != 1)
-        return nfail(n, err, GCAM_E_UNSUPPORTED, "spatial=0 (per-activation statistics) not supported");
+        return gc_node_fail(n, err, GCAM_E_UNSUPPORTED, "spatial=0 (per-activation statistics) not supported");
     if (gc_attr_int(n, "training_mode", 0) != 0)
-        return nfail(n, err, GCAM_E_UNSUPPORTED, "training_mode=1 not supported (inference only)");
+        return gc_node_fail(n, err, GCAM_E_UNSUPPORTED, "training_mode=1 not supported (inference only)");
     return set_params(n, err, &p, sizeof p);
 }
 
@@ -152,7 +139,7 @@ static gcam_status bn_forward(gc_kctx *k) {
     const float *x = k->in[0]->data;      /* (N, C, S) */
     const float *sc = k->in[1]->data, *b = k->in[2]->data, *m = k->in[3]->data, *v = k->in[4]->data; /* (C) */
     float *y = k->out[0]->data;           /* (N, C, S) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 65536)
     for (int64_t pl = 0; pl < N * C; pl++) {
         int64_t c = pl % C;
@@ -172,7 +159,7 @@ static gcam_status bn_backward(gc_kctx *k) {
     const float *sc = k->in[1]->data, *v = k->in[4]->data; /* (C) */
     const float *gy = k->gout[0]->data;                     /* (N, C, S) */
     float *gx = k->gin[0]->data;                            /* (N, C, S) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 65536)
     for (int64_t pl = 0; pl < N * C; pl++) {
         float a = bn_a(p, sc, v, pl % C);
@@ -195,7 +182,7 @@ typedef struct eps_params { float eps; } eps_params;
 
 static gcam_status in_parse(gc_node *n, gc_err *err) {
     eps_params p = {gc_attr_float(n, "epsilon", 1e-5f)};
-    if (!(p.eps >= 0)) return nfail(n, err, GCAM_E_FORMAT, "epsilon must be >= 0");
+    if (!(p.eps >= 0)) return gc_node_fail(n, err, GCAM_E_FORMAT, "epsilon must be >= 0");
     return set_params(n, err, &p, sizeof p);
 }
 
@@ -224,7 +211,7 @@ static gcam_status in_forward(gc_kctx *k) {
     const float *x = k->in[0]->data;                     /* (N, C, S) */
     const float *sc = k->in[1]->data, *b = k->in[2]->data; /* (C) */
     float *y = k->out[0]->data;                          /* (N, C, S) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 32768)
     for (int64_t pl = 0; pl < N * C; pl++) {
         int64_t c = pl % C;
@@ -246,7 +233,7 @@ static gcam_status in_backward(gc_kctx *k) {
     const float *x = k->in[0]->data, *sc = k->in[1]->data; /* (N, C, S), (C) */
     const float *gy = k->gout[0]->data;                    /* (N, C, S) */
     float *gx = k->gin[0]->data;                           /* (N, C, S) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 32768)
     for (int64_t pl = 0; pl < N * C; pl++) {
         float mu, r;
@@ -268,7 +255,7 @@ typedef struct ln_params { int64_t axis; float eps; } ln_params;
 
 static gcam_status ln_parse(gc_node *n, gc_err *err) {
     ln_params p = {gc_attr_int(n, "axis", -1), gc_attr_float(n, "epsilon", 1e-5f)};
-    if (!(p.eps >= 0)) return nfail(n, err, GCAM_E_FORMAT, "epsilon must be >= 0");
+    if (!(p.eps >= 0)) return gc_node_fail(n, err, GCAM_E_FORMAT, "epsilon must be >= 0");
     return set_params(n, err, &p, sizeof p);
 }
 
@@ -331,7 +318,7 @@ static gcam_status ln_forward(gc_kctx *k) {
     float *y = k->out[0]->data;                    /* (O, M) */
     float *mo = k->n_out > 1 && k->out[1] ? k->out[1]->data : NULL; /* (O) */
     float *ro = k->n_out > 2 && k->out[2] ? k->out[2]->data : NULL; /* (O) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (O * M > 32768)
     for (int64_t o = 0; o < O; o++) {
         float mu, r;
@@ -362,7 +349,7 @@ static gcam_status ln_backward(gc_kctx *k) {
     const float *gr = k->n_out > 2 && k->gout[2] ? k->gout[2]->data : NULL;      /* (O) */
     if (!gy && !gm && !gr) return GCAM_OK;
     float *gx = k->gin[0]->data;                                                  /* (O, M) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (O * M > 32768)
     for (int64_t o = 0; o < O; o++) {
         float mu, r;
@@ -393,9 +380,9 @@ static gcam_status lrn_parse(gc_node *n, gc_err *err) {
     lrn_params p = {gc_attr_int(n, "size", 0), gc_attr_float(n, "alpha", 1e-4f), gc_attr_float(n, "beta", 0.75f),
                     gc_attr_float(n, "bias", 1.0f)};
     if (p.size < 1 || p.size > INT32_MAX)
-        return nfail(n, err, GCAM_E_FORMAT, "size must be a positive integer (required), got %lld", (long long)p.size);
+        return gc_node_fail(n, err, GCAM_E_FORMAT, "size must be a positive integer (required), got %lld", (long long)p.size);
     if (!isfinite(p.alpha) || !isfinite(p.beta) || !isfinite(p.bias))
-        return nfail(n, err, GCAM_E_FORMAT, "alpha, beta and bias must be finite");
+        return gc_node_fail(n, err, GCAM_E_FORMAT, "alpha, beta and bias must be finite");
     return set_params(n, err, &p, sizeof p);
 }
 
@@ -428,7 +415,7 @@ static gcam_status lrn_forward(gc_kctx *k) {
     nc_dims(&k->in[0]->shape, &N, &C, &S);
     const float *x = k->in[0]->data; /* (N, C, S) */
     float *y = k->out[0]->data;      /* (N, C, S) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 16384)
     for (int64_t pl = 0; pl < N * C; pl++) {
         int64_t n = pl / C, c = pl % C;
@@ -458,7 +445,7 @@ static gcam_status lrn_backward(gc_kctx *k) {
     float *gx = k->gin[0]->data;                             /* (N, C, S) */
     float *t = k->scratch;                                   /* (N, C, S): gy x s^(-beta-1) */
     float f = -2.0f * p->alpha * p->beta / (float)p->size;
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 16384)
     for (int64_t pl = 0; pl < N * C; pl++) {
         int64_t n = pl / C, c = pl % C;
@@ -633,7 +620,7 @@ static gcam_status sm_run(gc_kctx *k, int is_log) {
     sm_dims(k->params, &k->in[0]->shape, &O, &A, &I);
     const float *x = k->in[0]->data; /* (O, A, I) */
     float *y = k->out[0]->data;      /* (O, A, I) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
     if (O * A * I == 0) return GCAM_OK;
     if (I == 1) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (O * A > 16384)
@@ -684,7 +671,7 @@ static gcam_status sm_back(gc_kctx *k, int is_log) {
     sm_dims(k->params, &k->out[0]->shape, &O, &A, &I);
     const float *y = k->out[0]->data, *gy = k->gout[0]->data; /* (O, A, I) */
     float *gx = k->gin[0]->data;                              /* (O, A, I) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
     if (O * A * I == 0) return GCAM_OK;
     if (I == 1) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (O * A > 16384)

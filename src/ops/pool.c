@@ -4,27 +4,13 @@
  * Windowed pools run on (planes, D, H, W) with planes = N * C; lower spatial ranks get leading
  * unit extents (kernel 1, stride 1, no padding), so one kernel serves every rank. Each plane is
  * independent, which is what the threads split: backward scatters stay deterministic. */
-#include "ops.h"
+#include "kutil.h"
 
 #include <math.h>
 
 #define POOL_SP 3 /* spatial ranks handled by the windowed pools */
 
 enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
-
-static int nthr(const gc_kctx *k) { return k->nthreads > 0 ? k->nthreads : 1; }
-
-/* gc_fail with the node named, for parse() where there is no kernel context. */
-static gcam_status nfail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static gcam_status nfail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...) {
-    char text[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    return gc_fail(err, code, "node '%s' (%s): %s", n->name ? n->name : "?", n->op_type, text);
-}
 
 /* Sum of a contiguous run: 8 float lanes (vectorisable), flushed to double every block so long
  * runs keep their precision. Fixed order: deterministic. */
@@ -64,14 +50,14 @@ static gcam_status pool_parse(gc_node *n, gc_err *err, int is_max) {
     const int64_t *ks, *st, *dl, *pd;
     size_t nk = gc_attr_ints(n, "kernel_shape", &ks);
     if (nk < 1 || nk > POOL_SP)
-        return nfail(n, err, nk ? GCAM_E_UNSUPPORTED : GCAM_E_FORMAT,
+        return gc_node_fail(n, err, nk ? GCAM_E_UNSUPPORTED : GCAM_E_FORMAT,
                      "kernel_shape: %zu spatial dims (1 to 3 supported, attribute required)", nk);
     p.nsp = (int)nk;
     size_t ns = gc_attr_ints(n, "strides", &st), nd = gc_attr_ints(n, "dilations", &dl);
     size_t np = gc_attr_ints(n, "pads", &pd);
-    if (ns && ns != nk) return nfail(n, err, GCAM_E_FORMAT, "strides: %zu values for %zu spatial dims", ns, nk);
-    if (nd && nd != nk) return nfail(n, err, GCAM_E_FORMAT, "dilations: %zu values for %zu spatial dims", nd, nk);
-    if (np && np != 2 * nk) return nfail(n, err, GCAM_E_FORMAT, "pads: %zu values for %zu spatial dims", np, nk);
+    if (ns && ns != nk) return gc_node_fail(n, err, GCAM_E_FORMAT, "strides: %zu values for %zu spatial dims", ns, nk);
+    if (nd && nd != nk) return gc_node_fail(n, err, GCAM_E_FORMAT, "dilations: %zu values for %zu spatial dims", nd, nk);
+    if (np && np != 2 * nk) return gc_node_fail(n, err, GCAM_E_FORMAT, "pads: %zu values for %zu spatial dims", np, nk);
     for (size_t i = 0; i < nk; i++) {
         p.k[i] = ks[i];
         p.s[i] = ns ? st[i] : 1;
@@ -79,32 +65,32 @@ static gcam_status pool_parse(gc_node *n, gc_err *err, int is_max) {
         p.pb[i] = np ? pd[i] : 0;
         p.pe[i] = np ? pd[i + nk] : 0;
         if (p.k[i] < 1 || p.k[i] > INT32_MAX)
-            return nfail(n, err, GCAM_E_FORMAT, "kernel_shape[%zu] = %lld is not positive", i, (long long)p.k[i]);
+            return gc_node_fail(n, err, GCAM_E_FORMAT, "kernel_shape[%zu] = %lld is not positive", i, (long long)p.k[i]);
         if (p.s[i] < 1 || p.s[i] > INT32_MAX)
-            return nfail(n, err, GCAM_E_FORMAT, "strides[%zu] = %lld is not positive", i, (long long)p.s[i]);
+            return gc_node_fail(n, err, GCAM_E_FORMAT, "strides[%zu] = %lld is not positive", i, (long long)p.s[i]);
         if (p.d[i] < 1 || p.d[i] > INT32_MAX)
-            return nfail(n, err, GCAM_E_FORMAT, "dilations[%zu] = %lld is not positive", i, (long long)p.d[i]);
+            return gc_node_fail(n, err, GCAM_E_FORMAT, "dilations[%zu] = %lld is not positive", i, (long long)p.d[i]);
         if (p.pb[i] < 0 || p.pe[i] < 0 || p.pb[i] > INT32_MAX || p.pe[i] > INT32_MAX)
-            return nfail(n, err, GCAM_E_FORMAT, "pads for spatial dim %zu are negative or huge", i);
+            return gc_node_fail(n, err, GCAM_E_FORMAT, "pads for spatial dim %zu are negative or huge", i);
     }
     const char *ap = gc_attr_str(n, "auto_pad", "NOTSET");
     if (strcmp(ap, "NOTSET") == 0 || ap[0] == 0) p.auto_pad = PAD_NOTSET;
     else if (strcmp(ap, "SAME_UPPER") == 0) p.auto_pad = PAD_SAME_UPPER;
     else if (strcmp(ap, "SAME_LOWER") == 0) p.auto_pad = PAD_SAME_LOWER;
     else if (strcmp(ap, "VALID") == 0) p.auto_pad = PAD_VALID;
-    else return nfail(n, err, GCAM_E_FORMAT, "auto_pad: unknown value '%s'", ap);
+    else return gc_node_fail(n, err, GCAM_E_FORMAT, "auto_pad: unknown value '%s'", ap);
     int64_t cm = gc_attr_int(n, "ceil_mode", 0);
-    if (cm != 0 && cm != 1) return nfail(n, err, GCAM_E_FORMAT, "ceil_mode must be 0 or 1, not %lld", (long long)cm);
+    if (cm != 0 && cm != 1) return gc_node_fail(n, err, GCAM_E_FORMAT, "ceil_mode must be 0 or 1, not %lld", (long long)cm);
     p.ceil_mode = (int)cm;
     int64_t cip = is_max ? 0 : gc_attr_int(n, "count_include_pad", 0);
     if (cip != 0 && cip != 1)
-        return nfail(n, err, GCAM_E_FORMAT, "count_include_pad must be 0 or 1, not %lld", (long long)cip);
+        return gc_node_fail(n, err, GCAM_E_FORMAT, "count_include_pad must be 0 or 1, not %lld", (long long)cip);
     p.count_include_pad = (int)cip;
     int64_t so = is_max ? gc_attr_int(n, "storage_order", 0) : 0;
-    if (so != 0 && so != 1) return nfail(n, err, GCAM_E_FORMAT, "storage_order must be 0 or 1, not %lld", (long long)so);
+    if (so != 0 && so != 1) return gc_node_fail(n, err, GCAM_E_FORMAT, "storage_order must be 0 or 1, not %lld", (long long)so);
     p.storage_order = (int)so;
     pool_params *q = malloc(sizeof *q);
-    if (!q) return nfail(n, err, GCAM_E_NOMEM, "out of memory");
+    if (!q) return gc_node_fail(n, err, GCAM_E_NOMEM, "out of memory");
     *q = p;
     free(n->params);
     n->params = q;
@@ -354,7 +340,7 @@ static gcam_status maxpool_forward(gc_kctx *k) {
     const gc_tensor *x = k->in[0];
     pool_geom g;
     if (pool_geom_make(NULL, p, &x->shape, &g)) return gc_kfail(k, GCAM_E_INTERNAL, "geometry changed after infer");
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
     int64_t work = g.planes * g.out_sz;
     if (x->dtype == GC_I64) {
         const int64_t *xd = x->data;
@@ -395,7 +381,7 @@ static gcam_status maxpool_backward(gc_kctx *k) {
     out_sz /= planes;
     const float *go = k->gout[0]->data;
     float *gi = k->gin[0]->data;
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (planes * out_sz > 65536)
     for (int64_t pl = 0; pl < planes; pl++) {
         const int32_t *a = arg + pl * out_sz;
@@ -524,7 +510,7 @@ static gcam_status avgpool_forward(gc_kctx *k) {
         return gc_kfail(k, GCAM_E_INTERNAL, "geometry changed after infer");
     const float *x = k->in[0]->data;
     float *y = k->out[0]->data;
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
     int64_t work = g.planes * g.out_sz;
 #pragma omp parallel for num_threads(nt) schedule(static) if (work > 65536)
     for (int64_t pl = 0; pl < g.planes; pl++)
@@ -540,7 +526,7 @@ static gcam_status avgpool_backward(gc_kctx *k) {
         return gc_kfail(k, GCAM_E_INTERNAL, "geometry changed after infer");
     const float *gy = k->gout[0]->data;
     float *gx = k->gin[0]->data;
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
     int64_t work = g.planes * g.out_sz;
 #pragma omp parallel for num_threads(nt) schedule(static) if (work > 65536)
     for (int64_t pl = 0; pl < g.planes; pl++)
@@ -584,7 +570,7 @@ static gcam_status gap_forward(gc_kctx *k) {
     global_dims(&k->in[0]->shape, &planes, &plane);
     const float *x = k->in[0]->data; /* (planes, plane) */
     float *y = k->out[0]->data;      /* (planes) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (planes * plane > 65536)
     for (int64_t pl = 0; pl < planes; pl++) y[pl] = (float)(sum_f32(x + pl * plane, plane) / (double)plane);
     return GCAM_OK;
@@ -596,7 +582,7 @@ static gcam_status gap_backward(gc_kctx *k) {
     global_dims(&k->gin[0]->shape, &planes, &plane);
     const float *gy = k->gout[0]->data; /* (planes) */
     float *gx = k->gin[0]->data;        /* (planes, plane) */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (planes * plane > 65536)
     for (int64_t pl = 0; pl < planes; pl++) {
         float v = gy[pl] / (float)plane;
@@ -622,7 +608,7 @@ static gcam_status gmp_forward(gc_kctx *k) {
     const float *x = k->in[0]->data; /* (planes, plane) */
     float *y = k->out[0]->data;      /* (planes) */
     int32_t *arg = k->aux;           /* (planes) or NULL */
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (planes * plane > 65536)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *s = x + pl * plane;

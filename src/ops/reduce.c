@@ -8,22 +8,9 @@
  *
  * Max/Min backward follows PyTorch's amax/amin: the gradient is split evenly among tied
  * maxima (minima). Prod backward handles zeros exactly (the product of the other elements). */
-#include "ops.h"
+#include "kutil.h"
 
 #include <math.h>
-
-static int nthr(const gc_kctx *k) { return k->nthreads > 0 ? k->nthreads : 1; }
-
-static gcam_status nfail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static gcam_status nfail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...) {
-    char text[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    return gc_fail(err, code, "node '%s' (%s): %s", n->name ? n->name : "?", n->op_type, text);
-}
 
 typedef enum red_kind { R_SUM, R_MEAN, R_MAX, R_MIN, R_L2, R_PROD, R_SUMSQ } red_kind;
 
@@ -37,21 +24,21 @@ typedef struct red_params {
 static gcam_status red_parse(gc_node *n, gc_err *err, red_kind kind) {
     red_params p = {.kind = kind};
     int64_t kd = gc_attr_int(n, "keepdims", 1), ne = gc_attr_int(n, "noop_with_empty_axes", 0);
-    if (kd != 0 && kd != 1) return nfail(n, err, GCAM_E_FORMAT, "keepdims must be 0 or 1, not %lld", (long long)kd);
+    if (kd != 0 && kd != 1) return gc_node_fail(n, err, GCAM_E_FORMAT, "keepdims must be 0 or 1, not %lld", (long long)kd);
     if (ne != 0 && ne != 1)
-        return nfail(n, err, GCAM_E_FORMAT, "noop_with_empty_axes must be 0 or 1, not %lld", (long long)ne);
+        return gc_node_fail(n, err, GCAM_E_FORMAT, "noop_with_empty_axes must be 0 or 1, not %lld", (long long)ne);
     p.keepdims = (int)kd;
     p.noop_empty = (int)ne;
     const int64_t *ax;
     size_t na = gc_attr_ints(n, "axes", &ax);
-    if (na > GC_MAX_DIMS) return nfail(n, err, GCAM_E_FORMAT, "axes: %zu values, more than any supported rank", na);
+    if (na > GC_MAX_DIMS) return gc_node_fail(n, err, GCAM_E_FORMAT, "axes: %zu values, more than any supported rank", na);
     if (gc_attr_find(n, "axes")) {
         p.has_axes_attr = 1;
         p.n_axes = (int)na;
         for (size_t i = 0; i < na; i++) p.axes[i] = ax[i];
     }
     red_params *q = malloc(sizeof *q);
-    if (!q) return nfail(n, err, GCAM_E_NOMEM, "out of memory");
+    if (!q) return gc_node_fail(n, err, GCAM_E_NOMEM, "out of memory");
     *q = p;
     free(n->params);
     n->params = q;
@@ -359,7 +346,7 @@ static gcam_status red_forward(gc_kctx *k) {
         src = k->scratch;
     }
     if (x->dtype == GC_I64) red_i64(k->out[0]->data, src, g.O, g.R, g.I, p->kind);
-    else red_f32(k->out[0]->data, src, g.O, g.R, g.I, p->kind, nthr(k));
+    else red_f32(k->out[0]->data, src, g.O, g.R, g.I, p->kind, gc_kthreads(k));
     return GCAM_OK;
 }
 
@@ -492,7 +479,7 @@ static gcam_status red_backward(gc_kctx *k) {
     const float *x = need_x ? k->in[0]->data : NULL;
     const float *y = p->kind == R_MAX || p->kind == R_MIN || p->kind == R_L2 ? k->out[0]->data : NULL;
     const float *gy = k->gout[0]->data;
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
     if (!g.generic) {
         red_bw_f32(k->gin[0]->data, gy, x, y, g.O, g.R, g.I, p->kind, nt);
         return GCAM_OK;
@@ -532,10 +519,10 @@ typedef struct arg_params { int64_t axis; int keepdims, last; } arg_params;
 static gcam_status arg_parse(gc_node *n, gc_err *err) {
     arg_params p = {gc_attr_int(n, "axis", 0), (int)gc_attr_int(n, "keepdims", 1),
                     (int)gc_attr_int(n, "select_last_index", 0)};
-    if (p.keepdims != 0 && p.keepdims != 1) return nfail(n, err, GCAM_E_FORMAT, "keepdims must be 0 or 1");
-    if (p.last != 0 && p.last != 1) return nfail(n, err, GCAM_E_FORMAT, "select_last_index must be 0 or 1");
+    if (p.keepdims != 0 && p.keepdims != 1) return gc_node_fail(n, err, GCAM_E_FORMAT, "keepdims must be 0 or 1");
+    if (p.last != 0 && p.last != 1) return gc_node_fail(n, err, GCAM_E_FORMAT, "select_last_index must be 0 or 1");
     arg_params *q = malloc(sizeof *q);
-    if (!q) return nfail(n, err, GCAM_E_NOMEM, "out of memory");
+    if (!q) return gc_node_fail(n, err, GCAM_E_NOMEM, "out of memory");
     *q = p;
     free(n->params);
     n->params = q;
@@ -577,7 +564,7 @@ static gcam_status arg_run(gc_kctx *k, int is_max) {
     }
     int64_t *y = k->out[0]->data; /* (O, I) */
     if (O * I == 0) return GCAM_OK;
-    int nt = nthr(k);
+    int nt = gc_kthreads(k);
     int last = p->last;
 #pragma omp parallel for num_threads(nt) schedule(static) if (O * R * I > 32768)
     for (int64_t o = 0; o < O; o++) {

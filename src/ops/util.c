@@ -1,5 +1,11 @@
 /* Helpers shared by the op families: broadcasting, strides, constant int inputs, axes. */
-#include "ops.h"
+#include "kutil.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdarg.h>
+
+#define GC_PAR_GEMM_MIN 1e6 /* multiply-adds below which one thread does a GEMM */
 
 gcam_status gc_broadcast_shape(gc_shape *out, const gc_shape *a, const gc_shape *b) {
     int nd = GC_MAX(a->ndim, b->ndim);
@@ -50,4 +56,40 @@ int64_t gc_tensor_ints(const gc_tensor *t, int64_t *v, int64_t max) {
 int gc_norm_axis(int64_t axis, int ndim) {
     if (axis < -ndim || axis >= ndim) return -1;
     return (int)(axis < 0 ? axis + ndim : axis);
+}
+
+void gc_sgemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if (M == 0 || N == 0) return;
+    if (nt > 1 && (double)M * (double)N * (double)K >= GC_PAR_GEMM_MIN && openblas_get_num_threads() == 1) {
+        const int split_n = N >= M;
+        const int64_t L = split_n ? N : M;
+#pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), n = omp_get_num_threads();
+            /* slice bounds rounded to 16 so every slice but the last keeps whole SIMD panels */
+            int64_t a0 = t == 0 ? 0 : GC_MIN(L, (L * t / n + 15) & ~(int64_t)15);
+            int64_t a1 = t == n - 1 ? L : GC_MIN(L, (L * (t + 1) / n + 15) & ~(int64_t)15);
+            if (a1 > a0) {
+                if (split_n)
+                    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(a1 - a0), (int)K, alpha, A, (int)lda,
+                                tb ? B + a0 * ldb : B + a0, (int)ldb, beta, C + a0, (int)ldc);
+                else
+                    cblas_sgemm(CblasRowMajor, TA, TB, (int)(a1 - a0), (int)N, (int)K, alpha,
+                                ta ? A + a0 : A + a0 * lda, (int)lda, B, (int)ldb, beta, C + a0 * ldc, (int)ldc);
+            }
+        }
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+gcam_status gc_node_fail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...) {
+    char text[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return gc_fail(err, code, "node '%s' (%s): %s", n->name ? n->name : "?", n->op_type, text);
 }

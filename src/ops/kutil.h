@@ -1,0 +1,22 @@
+/* Helpers shared by the kernel files beyond ops.h: the threaded GEMM, node-named failures at
+ * parse time, the thread count of a kernel context. (Implemented in util.c.) */
+#ifndef GC_OPS_KUTIL_H
+#define GC_OPS_KUTIL_H
+
+#include "ops.h"
+
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C. When OpenBLAS runs single-threaded (the
+ * context then owns all threads through OpenMP: one pool for every op, no two pools spinning
+ * against each other), the larger of M and N is split over nt OpenMP threads, each making a
+ * single-threaded call on its slice (static split: deterministic); otherwise OpenBLAS threads. */
+void gc_sgemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* gc_fail with the node named ("node 'n' (Op): text"), for parsing where there is no kernel context. */
+gcam_status gc_node_fail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Threads a kernel may use (at least 1). */
+static inline int gc_kthreads(const gc_kctx *k) { return k->nthreads > 0 ? k->nthreads : 1; }
+
+#endif
