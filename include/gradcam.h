@@ -103,9 +103,14 @@ typedef struct gcam_load_options {
     /* Fold inference BatchNormalization into the preceding Conv at load (faster; the BN output
      * tensor then no longer exists on its own). Default 0. */
     int fold_batchnorm;
+    /* Cap on the bytes of constants computed at load (sub-graphs of weights and constants are
+     * folded once: a tiny initialiser expanded by ConstantOfShape/Expand/Tile would otherwise be
+     * allocated whatever its size). 0: the default, 8 GiB. Exceeding it fails with GCAM_E_LIMIT. */
+    size_t max_memory;
 } gcam_load_options;
 
-/* Loads an ONNX model file. External data files are resolved relative to the model's folder.
+/* Loads an ONNX model file. External data files are resolved relative to the model's folder and
+ * must stay inside it (no "..", no absolute path, no symbolic link leading out, regular files only).
  * *out is set even on failure (unless out is NULL or memory ran out) so that gcam_model_error()
  * can say why; free it with gcam_model_free() in both cases. opts may be NULL. */
 gcam_status gcam_model_load(gcam_model **out, const char *path, const gcam_load_options *opts);

@@ -39,6 +39,7 @@ static gcam_status build_name_tables(gc_model *m);
 
 static gcam_status finish_load(gcam_model *mm, const gcam_load_options *opts, gcam_status rc) {
     mm->m.fold_bn = opts ? opts->fold_batchnorm : 0;
+    mm->m.fold_max = opts ? opts->max_memory : 0;
     if (!rc) rc = gc_model_finish(&mm->m, opts ? opts->allow_unsupported : 0);
     if (!rc) rc = build_name_tables(&mm->m);
     return rc;

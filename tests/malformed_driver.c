@@ -1,7 +1,9 @@
 /* API-level checks for tests/test_malformed_inputs.py (which builds the models):
  *   malformed_driver numeric MODEL [LAYER]  NaN/Inf must surface as GCAM_E_NUMERIC, from
  *                                           gcam_explainer_forward (non-finite scores) or from
- *                                           gcam_explain (a non-finite map), never as a map
+ *                                           gcam_explain (a non-finite map), never as a map;
+ *                                           with LAYER (whose gradients are non-finite), from
+ *                                           every gradient-based CAM method, naming it and LAYER
  *   malformed_driver limit MODEL BYTES      planning over max_memory = BYTES fails with GCAM_E_LIMIT
  *                                           and a message giving both byte counts
  * The model's first input must have a fixed shape; it is fed with ones. Prints one line; exit 0 when
@@ -62,6 +64,12 @@ static int numeric(const char *path, const char *layer) {
             rc = gcam_explain(e, (gcam_method)meth, &t, &map);
             printf("%s: %s: %s\n", gcam_method_name((gcam_method)meth), gcam_status_str(rc), rc ? gcam_explainer_error(e) : "");
             if (meth == GCAM_GRADCAM && (rc != GCAM_E_NUMERIC || map.raw || map.normalized)) ok = 0;
+            if (layer && gcam_method_is_cam((gcam_method)meth) && meth != GCAM_EIGENCAM) {
+                /* non-finite gradients at the layer: every gradient-weighted CAM reports them, by name */
+                char want[256];
+                snprintf(want, sizeof want, "NaN/Inf in the map of %s at layer '%s'", gcam_method_name((gcam_method)meth), layer);
+                if (rc != GCAM_E_NUMERIC || !strstr(gcam_explainer_error(e), want)) ok = 0;
+            }
             if (rc == GCAM_OK) { /* any map drawn must be finite */
                 for (int64_t i = 0; i < map.n * map.c * map.H * map.W; i++)
                     if (!(map.normalized[i] >= 0.0f && map.normalized[i] <= 1.0f)) ok = 0;

@@ -1004,7 +1004,7 @@ int cmd_eval(int argc, char **argv) {
     double t0 = cli_now_s();
     char pre_desc[256];
 
-    gcam_load_options lo = {0};
+    gcam_load_options lo = {.max_memory = o.max_memory};
     gcam_status rc = gcam_model_load(&R.m, o.model, &lo);
     if (rc) {
         exit_code = cli_fail(cli_status_exit(rc), "%s", gcam_model_error(R.m));

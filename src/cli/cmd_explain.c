@@ -53,7 +53,8 @@ static void print_explain_help(void) {
         "Running:\n"
         "  --feed NAME=FILE.npy   a further model input; repeatable\n"
         "  --threads N            worker threads (default: all cores)\n"
-        "  --max-memory BYTES     cap on the memory planned per model run; suffixes K, M, G (default 8G)\n\n"
+        "  --max-memory BYTES     cap on the memory planned per model run, and on constants\n"
+        "                         computed at load; suffixes K, M, G (default 8G)\n\n"
         "Files written, per input STEM (its file name without extension) and class C:\n"
         "  STEM_input.png                  the exact image the model saw\n"
         "  STEM_cC_METHOD_heatmap.png      a CAM-family map in colour (at the model's input size)\n"
@@ -1486,7 +1487,7 @@ int cmd_explain(int argc, char **argv) {
     char path[4096];
     double t0 = cli_now_s();
 
-    gcam_status rc = cli_load_model(&R.m, o.model, 0);
+    gcam_status rc = cli_load_model(&R.m, o.model, 0, o.max_memory);
     if (rc) {
         exit_code = cli_status_exit(rc);
         goto out;

@@ -55,7 +55,7 @@ int cmd_info(int argc, char **argv) {
     }
     if (!model) return cli_usage_error("info: no MODEL given");
     gcam_model *m = NULL;
-    gcam_status rc = cli_load_model(&m, model, 1);
+    gcam_status rc = cli_load_model(&m, model, 1, 0);
     if (rc) {
         gcam_model_free(m);
         return cli_status_exit(rc);
@@ -102,7 +102,7 @@ int cmd_info(int argc, char **argv) {
     int have_shapes = 0;
     if (gcam_model_num_unsupported(m) == 0) {
         rc = gcam_ctx_create(&c, m, feeds, nin < 64 ? nin : 64, NULL);
-        if (rc) fprintf(stderr, "%s: cannot infer shapes: %s\n", g_prog, gcam_ctx_error(c));
+        if (rc) fprintf(stderr, "%s: %s: cannot infer shapes: %s\n", g_prog, model, gcam_ctx_error(c));
         else have_shapes = 1;
     }
     int nn = gcam_model_num_nodes(m);

@@ -16,7 +16,8 @@ static void print_run_help(void) {
            "  -t, --tensor NAME      write this tensor (an output or any intermediate); repeatable\n"
            "  --feed NAME=FILE.npy   a further model input (e.g. token ids, int64); repeatable\n"
            "  --threads N            worker threads (default: all cores)\n"
-           "  --max-memory BYTES     cap on the memory planned for the run; suffixes K, M, G (default 8G)\n\n"
+           "  --max-memory BYTES     cap on the memory planned for the run and on constants\n"
+           "                         computed at load; suffixes K, M, G (default 8G)\n\n"
            "Examples:\n"
            "  gradcam run resnet18.onnx cat.npy -o logits.npy\n"
            "  gradcam run resnet18.onnx cat.npy -t /layer4/layer4.1/relu_1/Relu_output_0 -t logits -o feats/\n"
@@ -162,7 +163,7 @@ int cmd_run(int argc, char **argv) {
     gcam_ctx *c = NULL;
     gcam_feed gf[32];
     int64_t gdims[32][GCAM_MAX_DIMS];
-    gcam_status rc = cli_load_model(&m, model, 0);
+    gcam_status rc = cli_load_model(&m, model, 0, max_memory);
     if (rc) { rc_exit = cli_status_exit(rc); goto done; }
     if (gcam_model_num_inputs(m) < 1) { rc_exit = cli_fail(CLI_BAD_INPUT, "%s: the model has no inputs", model); goto done; }
     gcam_tensor_info in0;
@@ -183,6 +184,12 @@ int cmd_run(int argc, char **argv) {
             goto done;
         }
         gc_tensor *t = &feeds[f].t;
+        if (ti.dtype != GCAM_UNDEFINED && ti.dtype != (gcam_dtype)t->dtype) { /* bad input, not bad usage */
+            rc_exit = cli_fail(CLI_BAD_INPUT, "%s: input '%s' is %s, got %s in %s", model, ti.name, gcam_dtype_str(ti.dtype),
+                               gcam_dtype_str((gcam_dtype)t->dtype), feeds[f].path);
+            nf = f + 1;
+            goto done;
+        }
         /* accept the input without its batch axis */
         if (ti.ndim >= 1 && t->shape.ndim == ti.ndim - 1) {
             memmove(t->shape.d + 1, t->shape.d, sizeof(int64_t) * (size_t)t->shape.ndim);

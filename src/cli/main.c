@@ -42,8 +42,8 @@ int cli_status_exit(gcam_status s) {
     }
 }
 
-gcam_status cli_load_model(gcam_model **m, const char *path, int allow_unsupported) {
-    gcam_load_options lo = {.allow_unsupported = allow_unsupported};
+gcam_status cli_load_model(gcam_model **m, const char *path, int allow_unsupported, size_t max_memory) {
+    gcam_load_options lo = {.allow_unsupported = allow_unsupported, .max_memory = max_memory};
     gcam_status rc = gcam_model_load(m, path, &lo);
     if (rc) fprintf(stderr, "%s: %s\n", g_prog, gcam_model_error(*m));
     return rc;

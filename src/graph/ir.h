@@ -93,6 +93,7 @@ typedef struct gc_model {
     gc_err err;
     int opset;                 /* default domain */
     int fold_bn;               /* load option: fold BatchNormalization into Conv */
+    size_t fold_max;           /* load option: cap on the bytes of folded constants (0: default) */
     char *producer;
     int n_values, cap_values;
     gc_value *values;

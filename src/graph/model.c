@@ -194,7 +194,15 @@ static gcam_status add_unsupported(gc_model *m, const gc_node *n, const char *wh
     return GCAM_OK;
 }
 
-gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err) {
+/* Constants folded at load (their outputs stay for the model's lifetime) may take this much: the
+ * same default as the plan's cap on activation memory. A tiny initialiser expanded by
+ * ConstantOfShape/Expand/Tile would otherwise be allocated whatever its size. */
+#define GC_FOLD_MAX_BYTES ((size_t)8 << 30) /* the default of gcam_load_options.max_memory */
+
+/* gc_eval_node; with budget non-NULL, the outputs and scratch must fit in *budget bytes (checked
+ * after infer, before anything is allocated), and *budget is reduced by the outputs kept. */
+static gcam_status eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err, size_t *budget,
+                             size_t cap) {
     const gc_opdef *d = gc_op_get(n->op);
     gc_kctx k;
     memset(&k, 0, sizeof k);
@@ -214,14 +222,29 @@ gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *out
     }
     gcam_status rc = d->infer(&k);
     if (rc) return rc;
+    size_t out_bytes = 0, ob[GC_MAX_IO] = {0};
     for (int j = 0; j < n->n_out && !rc; j++) {
         if (!k.out[j]) continue;
         int ok = 0;
-        size_t b = gc_tensor_bytes(outs[j].dtype, &outs[j].shape, &ok);
-        if (!ok) rc = gc_fail(err, GCAM_E_SHAPE, "node '%s' (%s): output %d has an invalid shape", n->name, n->op_type, j);
-        else if (!(outs[j].data = malloc(b ? b : 1))) rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
+        ob[j] = gc_tensor_bytes(outs[j].dtype, &outs[j].shape, &ok);
+        if (!ok || gc_add_sz(&out_bytes, out_bytes, ob[j]))
+            rc = gc_fail(err, GCAM_E_SHAPE, "node '%s' (%s): output %d has an invalid shape", n->name, n->op_type, j);
     }
     size_t sb = (!rc && d->scratch_bytes) ? d->scratch_bytes(&k) : 0;
+    if (!rc && budget) {
+        size_t need;
+        if (gc_add_sz(&need, out_bytes, sb) || need > *budget) {
+            char used[64] = "";
+            if (*budget < cap) snprintf(used, sizeof used, " (%zu bytes used already)", cap - *budget);
+            return gc_fail(err, GCAM_E_LIMIT, "node '%s' (%s): folding its constant output at load needs %zu bytes "
+                           "(%.1f MiB), which exceeds the memory limit of %zu bytes (%.1f MiB) for constants%s",
+                           n->name, n->op_type, out_bytes, (double)out_bytes / 1048576.0, cap, (double)cap / 1048576.0, used);
+        }
+        *budget -= out_bytes;
+    }
+    for (int j = 0; j < n->n_out && !rc; j++)
+        if (k.out[j] && !(outs[j].data = malloc(ob[j] ? ob[j] : 1)))
+            rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
     if (!rc && sb && !(k.scratch = aligned_alloc(64, gc_align64(sb)))) rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
     k.scratch_size = sb;
     if (!rc) rc = d->forward(&k);
@@ -234,9 +257,15 @@ gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *out
     return rc;
 }
 
+gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err) {
+    return eval_node(n, ins, outs, err, NULL, 0);
+}
+
 /* Evaluates nodes whose inputs are all known at load (Constant, weight transforms, shape
  * arithmetic on initialisers). Their outputs become constants; the nodes never run again. */
 static gcam_status fold_constants(gc_model *m) {
+    const size_t cap = m->fold_max ? m->fold_max : GC_FOLD_MAX_BYTES;
+    size_t budget = cap;
     for (int i = 0; i < m->n_nodes; i++) {
         gc_node *n = &m->nodes[i];
         if (n->op < 0 || n->folded) continue;
@@ -252,7 +281,7 @@ static gcam_status fold_constants(gc_model *m) {
             tin[k] = (gc_tensor){.dtype = v->dtype, .shape = v->shape, .data = v->const_data};
             ins[k] = &tin[k];
         }
-        gcam_status rc = gc_eval_node(n, ins, outs, &m->err);
+        gcam_status rc = eval_node(n, ins, outs, &m->err, &budget, cap);
         if (rc) return rc;
         for (int j = 0; j < n->n_out; j++) {
             if (n->out[j] < 0) continue;
@@ -339,6 +368,29 @@ static gcam_status fold_batchnorm(gc_model *m) {
     return GCAM_OK;
 }
 
+/* The node's input and output counts against the op's (counting omitted optional ones): kernels
+ * would ignore extras, so a model relying on them would silently compute something else. */
+static gcam_status check_arity(gc_model *m, const gc_node *n) {
+    gc_arity a = gc_op_arity(n->op, n->opset);
+    const char *what = "input";
+    int have = n->n_in, lo = a.min_in, hi = a.max_in;
+    if (n->n_in >= a.min_in && n->n_in <= a.max_in) {
+        what = "output";
+        have = n->n_out;
+        lo = a.min_out;
+        hi = a.max_out;
+        if (n->n_out >= a.min_out && n->n_out <= a.max_out) return GCAM_OK;
+    }
+    char got[32];
+    if (have) snprintf(got, sizeof got, "%d %s%s", have, what, have == 1 ? "" : "s");
+    else snprintf(got, sizeof got, "no %ss", what);
+    if (have > hi)
+        return gc_fail(&m->err, GCAM_E_FORMAT, "node '%s' (%s): %s, at most %d allowed (opset %d)", n->name,
+                       n->op_type, got, hi, n->opset);
+    return gc_fail(&m->err, GCAM_E_FORMAT, "node '%s' (%s): %s, %s%d %s%s required (opset %d)", n->name, n->op_type,
+                   got, lo < hi ? "at least " : "", lo, what, lo == 1 ? "" : "s", n->opset);
+}
+
 gcam_status gc_model_finish(gc_model *m, int allow_unsupported) {
     gcam_status rc = topo_sort(m);
     if (rc) return rc;
@@ -370,6 +422,7 @@ gcam_status gc_model_finish(gc_model *m, int allow_unsupported) {
             if ((rc = add_unsupported(m, n, "opset too old for this op"))) return rc;
             continue;
         }
+        if ((rc = check_arity(m, n))) return rc;
         if (d->parse) {
             gc_err perr = {0};
             rc = d->parse(n, &perr);

@@ -3,8 +3,11 @@
 #include "onnx.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../graph/model.h"
 #include "onnx.pb-c.h"
@@ -146,6 +149,43 @@ static int safe_relative_path(const char *loc) {
     return 1;
 }
 
+/* *out = the real path of base_dir/loc (malloc'ed), refused unless it lies inside base_dir's real
+ * path once every symbolic link is resolved: the text check above cannot see a link in the folder
+ * (or a linked sub-folder) that points anywhere on the machine. */
+static gcam_status resolve_inside(char **out, const char *base_dir, const char *loc, const char *what, gc_err *err) {
+    *out = NULL;
+    size_t plen = strlen(base_dir) + strlen(loc) + 2;
+    char *path = malloc(plen);
+    if (!path) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+    snprintf(path, plen, "%s/%s", base_dir, loc);
+    char *rbase = realpath(base_dir, NULL);
+    if (!rbase) {
+        gc_fail(err, GCAM_E_IO, "%s: the model's folder '%s': %s", what, base_dir, strerror(errno));
+        free(path);
+        return err->code;
+    }
+    char *rpath = realpath(path, NULL);
+    if (!rpath) {
+        gc_fail(err, GCAM_E_IO, "%s: external data file '%s': %s", what, path, strerror(errno));
+        free(path);
+        free(rbase);
+        return err->code;
+    }
+    size_t nb = strlen(rbase);
+    if (nb && rbase[nb - 1] == '/') nb--; /* the root folder: everything is inside */
+    int inside = strncmp(rpath, rbase, nb) == 0 && rpath[nb] == '/';
+    free(path);
+    free(rbase);
+    if (!inside) {
+        free(rpath);
+        /* the link's target is not shown: the message may reach whoever supplied the model */
+        return gc_fail(err, GCAM_E_FORMAT, "%s: external data location '%s' points outside the model's folder "
+                       "(through a symbolic link)", what, loc);
+    }
+    *out = rpath;
+    return GCAM_OK;
+}
+
 static gcam_status read_external(uint8_t **buf, size_t want, const Onnx__TensorProto *tp,
                                  const char *base_dir, const char *what, gc_err *err) {
     const char *loc = NULL;
@@ -173,18 +213,20 @@ static gcam_status read_external(uint8_t **buf, size_t want, const Onnx__TensorP
         return gc_fail(err, GCAM_E_FORMAT, "%s: external data location '%s' points outside the model's folder", what, loc);
     if (length >= 0 && (uint64_t)length != want)
         return gc_fail(err, GCAM_E_FORMAT, "%s: external data length %lld does not match the %zu bytes its dims need", what, (long long)length, want);
-    size_t plen = strlen(base_dir) + strlen(loc) + 2;
-    char *path = malloc(plen);
-    if (!path) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
-    snprintf(path, plen, "%s/%s", base_dir, loc);
-    FILE *f = fopen(path, "rb");
+    char *path = NULL;
+    gcam_status rc = resolve_inside(&path, base_dir, loc, what, err);
+    if (rc) return rc;
+    /* O_NOFOLLOW: the resolved path has no link left; O_NONBLOCK: a FIFO must not hang the load
+     * (fstat then refuses it) */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (!f) {
         gc_fail(err, GCAM_E_IO, "%s: external data file '%s': %s", what, path, strerror(errno));
+        if (fd >= 0) close(fd);
         free(path);
         return err->code;
     }
     struct stat st;
-    gcam_status rc = GCAM_OK;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = gc_fail(err, GCAM_E_IO, "%s: external data '%s' is not a regular file", what, path);
     } else if ((uint64_t)offset > (uint64_t)st.st_size || (uint64_t)st.st_size - (uint64_t)offset < want) {

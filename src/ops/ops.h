@@ -112,6 +112,13 @@ GC_OP_LIST(GC_X_DECL)
 
 /* The registry: NULL entries never occur (static_assert'ed in registry.c). */
 const gc_opdef *gc_op_get(int id);
+/* How many inputs and outputs (counting omitted optional ones, "") ONNX allows for op `id` at a
+ * default-domain opset; checked once when a model's nodes are bound (gc_model_finish), so kernels
+ * never meet extra inputs they would silently ignore. */
+typedef struct gc_arity {
+    int min_in, max_in, min_out, max_out;
+} gc_arity;
+gc_arity gc_op_arity(int id, int opset);
 /* Op id for an ONNX op type in the default domain, or -1. */
 int gc_op_find(const char *op_type);
 
