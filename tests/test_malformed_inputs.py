@@ -460,7 +460,8 @@ for model, inp, expect in [("nan_weights.onnx", "x.npy", "non-finite"), ("inf_bi
     out = "out_nan_" + model.split(".")[0] + "_" + inp.split(".")[0]
     stem = inp.split(".")[0]
     case("numeric", f"explain {model} {inp}", ["explain", model, inp, "-q", "-o", out, "-m", "gradcam,gradient"],
-         [inp, expect], outputs=[f"{out}/{stem}_c0_gradcam_heatmap.png", f"{out}/{stem}_c0_gradient.png"])
+         [inp, expect], outputs=[f"{out}/{stem}_c0_gradcam_heatmap.png", f"{out}/{stem}_c0_gradient.png",
+                                 f"{out}/{stem}_input.png", f"{out}/results.json", f"{out}/report.html"])
 # every ReLU'd map (the weighted sum, HiRes/Layer-CAM's per-pixel sum, the eigen projection) keeps
 # NaN/Inf for the finiteness check: one line naming the input, the method and the layer
 for meth in ("gradcam", "hirescam", "layercam", "xgradcam", "gradcam++", "eigengradcam"):
@@ -468,7 +469,8 @@ for meth in ("gradcam", "hirescam", "layercam", "xgradcam", "gradcam++", "eigeng
     case("numeric", f"explain sqrt_grad.onnx -m {meth} at the ReLU (map non-finite)",
          ["explain", "sqrt_grad.onnx", "x.npy", "-q", "-o", out, "-l", "r", "-m", meth, "-c", "1"],
          ["x.npy", f"NaN/Inf in the map of {meth} at layer 'r'"],
-         outputs=[f"{out}/x_c1_{meth}_heatmap.png", f"{out}/x_c1_{meth.replace('+', 'p')}_heatmap.png"])
+         outputs=[f"{out}/x_c1_{meth}_heatmap.png", f"{out}/x_c1_{meth.replace('+', 'p')}_heatmap.png",
+                  f"{out}/x_input.png", f"{out}/results.json", f"{out}/report.html"])
 
 
 # ---- run every case ---------------------------------------------------------------------------

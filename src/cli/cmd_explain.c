@@ -391,6 +391,8 @@ typedef struct ex_run {
     int n_ok, n_maps;
     ex_inputs *list;
     cli_progress prog;
+    char **written;              /* files written for the current input: removed if it fails */
+    int n_written, cap_written;
 } ex_run;
 
 
@@ -678,11 +680,36 @@ static void panels_free(ex_panels *P) {
     memset(P, 0, sizeof *P);
 }
 
+/* Records a file written for the current input (so that a failure later in that input removes
+ * it: a failed input leaves no output behind). */
+static gcam_status note_written(ex_run *R, const char *path, gc_err *err) {
+    if (R->n_written == R->cap_written) {
+        int cap = R->cap_written ? 2 * R->cap_written : 16;
+        char **w = cap > 0 && (size_t)cap < SIZE_MAX / sizeof *w ? realloc(R->written, sizeof *w * (size_t)cap) : NULL;
+        if (!w) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+        R->written = w;
+        R->cap_written = cap;
+    }
+    if (!(R->written[R->n_written] = gc_strdup(path))) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+    R->n_written++;
+    return GCAM_OK;
+}
+
+/* The current input is done: keep its files (ok) or remove them (it failed). */
+static void end_input_files(ex_run *R, int ok) {
+    for (int i = 0; i < R->n_written; i++) {
+        if (!ok) unlink(R->written[i]);
+        free(R->written[i]);
+    }
+    R->n_written = 0;
+}
+
 /* Writes an output file unless it would replace an input. */
 static gcam_status write_png(ex_run *R, const char *path, const gc_image *img, gc_err *err) {
     if (ex_inputs_contains_file(R->list, path))
         return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", path);
-    return gc_image_write_png(path, img, err);
+    gcam_status rc = gc_image_write_png(path, img, err);
+    return rc ? rc : note_written(R, path, err);
 }
 
 static gcam_status write_npy(ex_run *R, const char *path, const gcam_map *m, gc_err *err) {
@@ -699,7 +726,8 @@ static gcam_status write_npy(ex_run *R, const char *path, const gcam_map *m, gc_
         t.shape.d[1] = m->h;
         t.shape.d[2] = m->w;
     }
-    return gc_npy_write(path, &t, err);
+    gcam_status rc = gc_npy_write(path, &t, err);
+    return rc ? rc : note_written(R, path, err);
 }
 
 static void json_box(gc_json *j, const char *key, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
@@ -1577,6 +1605,7 @@ int cmd_explain(int argc, char **argv) {
         cli_progress_bar(&R.prog, in->path);
         gc_err_clear(&err);
         int r = explain_input(&R, in, &err);
+        end_input_files(&R, r != EX_FAILED && r < EX_STOP);
         if (r >= EX_STOP) {
             exit_code = r - EX_STOP;
             stopped = 1;
@@ -1600,8 +1629,12 @@ int cmd_explain(int argc, char **argv) {
     if (stopped) goto out;
 
     gc_json_end_array(&R.ij);
+    if (!R.n_ok) { /* nothing explained: no results.json or report.html, only the errors */
+        gc_report_abort(&R.report);
+        R.report_open = 0;
+    }
     /* results.json */
-    {
+    if (R.n_ok) {
         gc_buf doc = {0};
         gc_json j;
         gc_json_init(&j, &doc, 2);
@@ -1631,9 +1664,11 @@ int cmd_explain(int argc, char **argv) {
         }
         gc_buf_free(&doc);
     }
-    R.report_open = 0;
-    if (gc_report_finish(&R.report, (const char *const *)R.failures, R.n_failures, &err) && !exit_code)
-        exit_code = cli_fail(1, "%s", err.msg);
+    if (R.report_open) {
+        R.report_open = 0;
+        if (gc_report_finish(&R.report, (const char *const *)R.failures, R.n_failures, &err) && !exit_code)
+            exit_code = cli_fail(1, "%s", err.msg);
+    }
     if (R.n_failures) {
         if (list.n == 1) {
             fprintf(stderr, "%s: %s\n", g_prog, R.failures[0]);
@@ -1652,6 +1687,8 @@ int cmd_explain(int argc, char **argv) {
     }
 
 out:
+    end_input_files(&R, 0); /* stopped inside an input: its files go */
+    free(R.written);
     if (R.report_open) gc_report_abort(&R.report);
     gcam_explainer_free(R.e);
     gcam_model_free(R.m);
