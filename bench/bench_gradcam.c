@@ -1,0 +1,299 @@
+/* gradcam's side of `make bench` (bench/run.sh), through the public C API only:
+ *
+ *   bench_gradcam MODEL.onnx --name NAME [--batch N] [--size S] [--runs R] [--threads T]
+ *                 [--budget SECONDS [--min-runs K]] [--rows load,forward,gradcam,top5,guided,guided_gradcam,scorecam] [--smoke]
+ *
+ * Each row is run once as a warm-up (Score-CAM: one forward), then R times (with --budget, a row
+ * whose warm-up shows R runs would take longer than SECONDS gets fewer, at least K, default 3); printed as a tab-separated line
+ *   RESULT  NAME  N  ROW  MEDIAN_MS  MIN_MS  MAX_MS  RUNS
+ * and, at the end, RSS  NAME  N  PEAK_MIB (getrusage of this process), then the same as markdown
+ * table rows. A row times what a user waits for: an explanation row is forward + choosing the
+ * class (argmax of the scores) + the map(s), raw, upsampled and normalised, as PyTorch's side
+ * (bench/bench_torch.py) does. --smoke: 1 run, no warm-up (keeps the code from rotting, in ctest). */
+#include <gradcam.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+enum { ROW_LOAD, ROW_FORWARD, ROW_GRADCAM, ROW_TOP5, ROW_GUIDED, ROW_GUIDED_GRADCAM, ROW_SCORECAM, ROW_COUNT };
+static const char *row_names[ROW_COUNT] = {"load", "forward", "gradcam", "top5", "guided", "guided_gradcam", "scorecam"};
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+static int cmpd(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct result {
+    int done, runs;
+    double med, min, max; /* ms */
+} result;
+
+static result summarise(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmpd);
+    double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    return (result){.done = 1, .runs = n, .med = med * 1e3, .min = t[0] * 1e3, .max = t[n - 1] * 1e3};
+}
+
+/* Classes by descending score for each sample: top[s * k + j] is sample s's (j+1)-th class. */
+static void topk(const gcam_tensor_view *scores, int64_t n, int k, int64_t *top) {
+    int64_t c = (int64_t)scores->numel / n;
+    const float *y = scores->data;
+    for (int64_t s = 0; s < n; s++) {
+        int64_t *t = top + s * k;
+        int m = 0;
+        for (int64_t i = 0; i < c; i++) {
+            float v = y[s * c + i];
+            if (m == k && v <= y[s * c + t[k - 1]]) continue;
+            int j = m < k ? m++ : k - 1; /* insertion into the sorted short list */
+            while (j > 0 && y[s * c + t[j - 1]] < v) {
+                t[j] = t[j - 1];
+                j--;
+            }
+            t[j] = i;
+        }
+    }
+}
+
+typedef struct bench {
+    gcam_explainer *e;
+    gcam_feed in;
+    int64_t n;
+    int64_t *top; /* (n, 5) */
+    int64_t *cls; /* (n) */
+    int row;
+} bench;
+
+/* forward + scores + top classes */
+static int forward_top(bench *b, int k) {
+    gcam_tensor_view s;
+    if (gcam_explainer_forward(b->e, &b->in, 1) || gcam_explainer_scores(b->e, &s)) return 1;
+    topk(&s, b->n, k, b->top);
+    return 0;
+}
+
+static int explain_one(bench *b, gcam_method method, int j) {
+    for (int64_t s = 0; s < b->n; s++) b->cls[s] = b->top[s * 5 + j];
+    gcam_target t = {.kind = GCAM_TARGET_CLASS, .classes = b->cls};
+    gcam_map map;
+    if (gcam_explain(b->e, method, &t, &map)) return 1;
+    gcam_map_free(&map);
+    return 0;
+}
+
+/* One timed run of an explanation row. */
+static int run_row(bench *b, int row) {
+    switch (row) {
+    case ROW_GRADCAM: return forward_top(b, 1) || explain_one(b, GCAM_GRADCAM, 0);
+    case ROW_TOP5:
+        if (forward_top(b, 5)) return 1;
+        for (int j = 0; j < 5; j++)
+            if (explain_one(b, GCAM_GRADCAM, j)) return 1;
+        return 0;
+    case ROW_GUIDED: return forward_top(b, 1) || explain_one(b, GCAM_GUIDED_BACKPROP, 0);
+    case ROW_GUIDED_GRADCAM: return forward_top(b, 1) || explain_one(b, GCAM_GUIDED_GRADCAM, 0);
+    case ROW_SCORECAM: return forward_top(b, 1) || explain_one(b, GCAM_SCORECAM, 0);
+    default: return 1;
+    }
+}
+
+typedef struct loader {
+    const char *path;
+    gcam_model *m;
+} loader;
+static int do_load(void *p) {
+    loader *l = p;
+    gcam_model_free(l->m);
+    l->m = NULL;
+    if (gcam_model_load(&l->m, l->path, NULL)) {
+        fprintf(stderr, "%s: %s\n", l->path, gcam_model_error(l->m));
+        return 1;
+    }
+    return 0;
+}
+typedef struct fwd {
+    gcam_ctx *c;
+    const gcam_feed *in;
+} fwd;
+static int do_forward(void *p) {
+    fwd *f = p;
+    if (gcam_ctx_run(f->c, f->in, 1)) {
+        fprintf(stderr, "%s\n", gcam_ctx_error(f->c));
+        return 1;
+    }
+    return 0;
+}
+static int do_row(void *p) {
+    bench *b = p;
+    if (run_row(b, b->row)) {
+        fprintf(stderr, "%s: %s\n", row_names[b->row], gcam_explainer_error(b->e));
+        return 1;
+    }
+    return 0;
+}
+
+/* warm runs, then `runs` timed ones; with a budget (seconds), a row whose warm-up says it would
+ * exceed it gets fewer runs, never under min_runs; without warm-up (Score-CAM) the first timed run
+ * decides, down to 1 run (the same rule as bench_torch.py). t holds runs. */
+static int time_row(int (*fn)(void *), void *arg, int warm, int runs, double budget, int min_runs, double *t,
+                    result *out) {
+    for (int r = 0; r < warm; r++) {
+        double a = now();
+        if (fn(arg)) return 1;
+        double w = now() - a;
+        if (budget > 0 && w * runs > budget) {
+            int k = (int)(budget / w);
+            runs = k < min_runs ? min_runs : k < runs ? k : runs;
+        }
+    }
+    for (int r = 0; r < runs; r++) {
+        double a = now();
+        if (fn(arg)) return 1;
+        t[r] = now() - a;
+        if (!warm && r == 0 && budget > 0 && t[0] * runs > budget) { /* no warm-up: the first run probes */
+            int k = (int)(budget / t[0]);
+            runs = k < 1 ? 1 : k < runs ? k : runs;
+        }
+    }
+    *out = summarise(t, runs);
+    return 0;
+}
+
+static void usage(const char *p) {
+    fprintf(stderr,
+            "usage: %s MODEL.onnx --name NAME [--batch N] [--size S] [--runs R] [--threads T]\n"
+            "       [--budget SECONDS [--min-runs K]] [--rows load,forward,gradcam,top5,guided,guided_gradcam,scorecam] [--smoke]\n",
+            p);
+}
+
+int main(int argc, char **argv) {
+    const char *path = NULL, *name = NULL, *rows = "load,forward,gradcam,top5,guided,guided_gradcam";
+    int batch = 1, size = 224, runs = 10, threads = 2, smoke = 0, min_runs = 3;
+    double budget = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--smoke")) {
+            smoke = 1;
+        } else if (a[0] == '-' && a[1] == '-' && !v) {
+            usage(argv[0]);
+            return 2;
+        } else if (!strcmp(a, "--name")) {
+            name = argv[++i];
+        } else if (!strcmp(a, "--batch")) {
+            batch = atoi(argv[++i]);
+        } else if (!strcmp(a, "--size")) {
+            size = atoi(argv[++i]);
+        } else if (!strcmp(a, "--runs")) {
+            runs = atoi(argv[++i]);
+        } else if (!strcmp(a, "--budget")) {
+            budget = atof(argv[++i]);
+        } else if (!strcmp(a, "--min-runs")) {
+            min_runs = atoi(argv[++i]);
+        } else if (!strcmp(a, "--threads")) {
+            threads = atoi(argv[++i]);
+        } else if (!strcmp(a, "--rows")) {
+            rows = argv[++i];
+        } else if (a[0] != '-' && !path) {
+            path = a;
+        } else {
+            usage(argv[0]);
+            return 2;
+        }
+    }
+    if (!path || batch < 1 || batch > 1024 || size < 8 || size > 4096 || runs < 1 || runs > 100000 || threads < 0 ||
+        min_runs < 1 || budget < 0) {
+        usage(argv[0]);
+        return 2;
+    }
+    if (!name) name = path;
+    if (smoke) runs = 1;
+    int want[ROW_COUNT] = {0};
+    for (int r = 0; r < ROW_COUNT; r++) {
+        const char *p = rows;
+        size_t l = strlen(row_names[r]);
+        while ((p = strstr(p, row_names[r])) != NULL) { /* whole comma-separated words only */
+            if ((p == rows || p[-1] == ',') && (p[l] == ',' || p[l] == 0)) want[r] = 1;
+            p += l;
+        }
+    }
+
+    result res[ROW_COUNT] = {{0}};
+    double *t = malloc(sizeof(double) * (size_t)(runs + 1));
+    size_t numel = (size_t)batch * 3 * (size_t)size * (size_t)size;
+    float *x = malloc(numel * sizeof(float));
+    int64_t *top = malloc(sizeof(int64_t) * 5 * (size_t)batch), *cls = malloc(sizeof(int64_t) * (size_t)batch);
+    if (!t || !x || !top || !cls) return 1;
+    /* the same input pattern as bench_torch.py: image-like values, different per sample */
+    for (size_t i = 0; i < numel; i++) x[i] = (float)(((i * 7919u + i / 50177u * 104729u) % 1000u) / 500.0 - 1.0);
+    int64_t dims[4] = {batch, 3, size, size};
+    gcam_feed in = {.name = NULL, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = dims, .data = x};
+
+    /* load: warm-up + runs (the file is then in the page cache, as for PyTorch's state dict) */
+    loader ld = {.path = path};
+    if (want[ROW_LOAD]) {
+        if (time_row(do_load, &ld, !smoke, runs, budget, min_runs, t, &res[ROW_LOAD])) return 1;
+    } else if (do_load(&ld)) {
+        return 1;
+    }
+    gcam_model *m = ld.m;
+
+    /* forward only: an inference context (no gradient plan), freed before the explainer */
+    if (want[ROW_FORWARD]) {
+        gcam_ctx *c = NULL;
+        if (gcam_ctx_create(&c, m, &in, 1, &(gcam_ctx_options){.n_threads = threads})) {
+            fprintf(stderr, "%s\n", gcam_ctx_error(c));
+            return 1;
+        }
+        fwd f = {.c = c, .in = &in};
+        if (time_row(do_forward, &f, !smoke, runs, budget, min_runs, t, &res[ROW_FORWARD])) return 1;
+        gcam_ctx_free(c);
+    }
+
+    int any = 0;
+    for (int r = ROW_GRADCAM; r < ROW_COUNT; r++) any |= want[r];
+    if (any) {
+        bench b = {.in = in, .n = batch, .top = top, .cls = cls};
+        gcam_explain_options eo = {.n_threads = threads}; /* Score-CAM: 16 masks per forward, as pytorch-grad-cam */
+        if (gcam_explainer_create(&b.e, m, &in, 1, &eo)) {
+            fprintf(stderr, "%s\n", gcam_explainer_error(b.e));
+            return 1;
+        }
+        for (int row = ROW_GRADCAM; row < ROW_COUNT; row++) {
+            if (!want[row]) continue;
+            /* Score-CAM: a whole run as warm-up would double the longest row; one forward instead */
+            if (row == ROW_SCORECAM && !smoke && gcam_explainer_forward(b.e, &in, 1)) {
+                fprintf(stderr, "%s\n", gcam_explainer_error(b.e));
+                return 1;
+            }
+            b.row = row;
+            if (time_row(do_row, &b, !smoke && row != ROW_SCORECAM, runs, budget, min_runs, t, &res[row])) return 1;
+        }
+        gcam_explainer_free(b.e);
+    }
+    gcam_model_free(m);
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss = (double)ru.ru_maxrss / 1024.0; /* kilobytes on Linux */
+    for (int r = 0; r < ROW_COUNT; r++)
+        if (res[r].done)
+            printf("RESULT\t%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t%d\n", name, batch, row_names[r], res[r].med, res[r].min,
+                   res[r].max, res[r].runs);
+    printf("RSS\t%s\t%d\t%.1f\n", name, batch, rss);
+    for (int r = 0; r < ROW_COUNT; r++)
+        if (res[r].done)
+            printf("| %s | %d | %s | %.1f ms [%.1f–%.1f] | %d runs |\n", name, batch, row_names[r], res[r].med,
+                   res[r].min, res[r].max, res[r].runs);
+    printf("| %s | %d | peak RSS | %.0f MiB | |\n", name, batch, rss);
+    free(t);
+    free(x);
+    free(top);
+    free(cls);
+    return 0;
+}

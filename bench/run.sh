@@ -1,0 +1,171 @@
+#!/bin/sh
+# gradcam vs PyTorch, side by side (issue #6): `make bench`, or bench/run.sh BUILD_DIR [--smoke].
+#
+# Environment (all optional):
+#   BENCH_MODELS          models (default: resnet50 vgg16 mobilenet_v2 densenet121 efficientnet_b0)
+#   BENCH_BATCH           batch sizes (default: "1 8")
+#   BENCH_RUNS            timed runs per row after one warm-up (default 10)
+#   BENCH_SCORECAM_MODELS models with a Score-CAM row, batch 1 only (default: all of BENCH_MODELS;
+#                         "" or "none" to skip)
+#   BENCH_SCORECAM_RUNS   timed Score-CAM runs at most (default 3; one run is up to minutes on 2 cores,
+#                         so BENCH_ROW_BUDGET usually leaves 1 on the big models)
+#   BENCH_ROW_BUDGET      seconds one row may take: a row whose warm-up shows BENCH_RUNS runs would
+#                         take longer gets fewer, at least BENCH_MIN_RUNS (default 3), the same rule
+#                         on both sides; the table shows each count (default 30; 0: always BENCH_RUNS).
+#                         Score-CAM has no warm-up run (one forward instead): its first run decides,
+#                         down to 1 run
+#   BENCH_THREADS         threads for each side (default 2)
+#   BENCH_SIZE            input height = width (default 224)
+#   BENCH_DOC             where to write the report (default docs/performance.md for the full default
+#                         set, BUILD_DIR/bench/performance.md for a subset; "none": do not write)
+# --smoke: mobilenet_v2, 64x64, batch 1, one run of every row but Score-CAM, both sides; checks that
+# the table rows come out with a ratio (tests/bench.cmake runs it in ctest); writes no report.
+# Each (model, batch) runs PyTorch then gradcam, each side in its own process, before the next
+# (model, batch), so the machine's drift hits both sides alike.
+set -eu
+BUILD=${1:-build}
+SMOKE=0
+[ "${2:-}" = "--smoke" ] && SMOKE=1
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+PY=/usr/bin/python3
+OUT=$BUILD/bench
+MODELDIR=$OUT/models
+mkdir -p "$MODELDIR"
+ALL_MODELS="resnet50 vgg16 mobilenet_v2 densenet121 efficientnet_b0"
+
+MODELS=${BENCH_MODELS:-$ALL_MODELS}
+BATCHES=${BENCH_BATCH:-1 8}
+RUNS=${BENCH_RUNS:-10}
+SC_MODELS=${BENCH_SCORECAM_MODELS-$MODELS}
+[ "$SC_MODELS" = none ] && SC_MODELS=""
+SC_RUNS=${BENCH_SCORECAM_RUNS:-3}
+THREADS=${BENCH_THREADS:-2}
+BUDGET=${BENCH_ROW_BUDGET:-30}
+MIN_RUNS=${BENCH_MIN_RUNS:-3}
+SIZE=${BENCH_SIZE:-224}
+FLAG=""
+if [ $SMOKE = 1 ]; then
+    # Score-CAM is left out: one forward per channel (1280 here) would take minutes
+    MODELS=mobilenet_v2 BATCHES=1 RUNS=1 SC_MODELS="" SC_RUNS=1 SIZE=64 FLAG=--smoke
+    OUT=$OUT/smoke
+    MODELDIR=$OUT/models # exported with dynamic height and width
+    mkdir -p "$MODELDIR"
+fi
+
+DRIVER=$BUILD/bench/bench_gradcam
+if [ $SMOKE = 0 ]; then
+    # the driver is a target of the build (tests/bench.cmake); compile it by hand if the build has
+    # no tests (BUILD_TESTING=OFF)
+    if ! cmake --build "$BUILD" --target bench_gradcam >"$OUT/build.log" 2>&1; then
+        echo "bench: no bench_gradcam target in $BUILD, compiling it against $BUILD/libgradcam.a"
+        cc -O2 -std=c17 -I"$SRC/include" "$SRC/bench/bench_gradcam.c" -o "$DRIVER" "$BUILD/libgradcam.a" \
+            $(pkg-config --libs libprotobuf-c openblas libpng libjpeg) -fopenmp -lm
+    fi
+fi
+[ -x "$DRIVER" ] || { echo "bench: $DRIVER is missing (build the project first)" >&2; exit 1; }
+
+RES=$OUT/results.tsv
+META=$OUT/meta.tsv
+: >"$RES"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+# one side's process: its RESULT/RSS lines go to the results, prefixed with the side
+side() { # SIDE RSSKIND CMD...
+    s=$1 k=$2
+    shift 2
+    if ! "$@" >"$OUT/last.out" 2>"$OUT/last.err"; then
+        echo "bench: FAILED: $*" >&2
+        cat "$OUT/last.err" "$OUT/last.out" >&2
+        exit 1
+    fi
+    grep '^RESULT' "$OUT/last.out" | sed "s/^/$s\t/" >>"$RES"
+    grep '^RSS' "$OUT/last.out" | sed "s/^RSS/$k/; s/^/$s\t/" >>"$RES"
+}
+
+T0=$(date +%s)
+for m in $MODELS; do
+    "$PY" "$SRC/bench/bench_torch.py" export "$m" "$MODELDIR" $([ $SMOKE = 1 ] && echo --dyn-hw)
+    first=1
+    for b in $BATCHES; do
+        rows=forward,gradcam,top5,guided,guided_gradcam
+        [ $first = 1 ] && rows=load,$rows
+        first=0
+        echo "bench: $m batch $b: $rows ($RUNS runs) ..."
+        side torch RSS "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" --size "$SIZE" \
+            --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" --rows "$rows" $FLAG
+        side gradcam RSS "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch "$b" --size "$SIZE" \
+            --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" --rows "$rows" $FLAG
+        case " $SC_MODELS " in *" $m "*) sc=1 ;; *) sc=0 ;; esac
+        if [ "$b" = 1 ] && [ $sc = 1 ]; then
+            echo "bench: $m batch 1: scorecam ($SC_RUNS runs) ..."
+            side torch RSS_SCORECAM "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch 1 \
+                --size "$SIZE" --runs "$SC_RUNS" --threads "$THREADS" --budget "$BUDGET" --rows scorecam $FLAG
+            side gradcam RSS_SCORECAM "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch 1 --size "$SIZE" \
+                --runs "$SC_RUNS" --threads "$THREADS" --budget "$BUDGET" --rows scorecam $FLAG
+        fi
+        echo "bench:   $(($(date +%s) - T0)) s so far"
+    done
+done
+
+if [ $SMOKE = 1 ]; then
+    "$PY" "$SRC/bench/report.py" "$RES" /dev/null | tee "$OUT/table.md"
+    for r in "forward only" "Grad-CAM" "Grad-CAM top-5 (one forward)" "Guided Backprop" "Guided Grad-CAM" "peak RSS"; do
+        grep "^| mobilenet_v2 | 1 | $r |" "$OUT/table.md" | grep -q "| [0-9.]* |\$" ||
+            { echo "bench smoke: FAILED: no '$r' row with both sides" >&2; exit 1; }
+    done
+    echo "bench smoke: ok"
+    exit 0
+fi
+
+# the exact command, as typed
+CMD=""
+for v in BENCH_MODELS BENCH_BATCH BENCH_RUNS BENCH_ROW_BUDGET BENCH_MIN_RUNS BENCH_SCORECAM_MODELS BENCH_SCORECAM_RUNS BENCH_THREADS BENCH_SIZE BENCH_DOC; do
+    eval "isset=\${$v+x}"
+    [ -n "$isset" ] && eval "CMD=\"\$CMD$v='\$$v' \""
+done
+if [ -n "${MAKELEVEL:-}" ]; then
+    case $BUILD in "$SRC/build") CMD="${CMD}make bench" ;; *) CMD="${CMD}make bench BUILD=${BUILD#$SRC/}" ;; esac
+else
+    CMD="${CMD}./bench/run.sh ${BUILD#$SRC/}"
+fi
+FULL=0
+[ "$MODELS" = "$ALL_MODELS" ] && [ "$BATCHES" = "1 8" ] && [ "$RUNS" -ge 10 ] && FULL=1
+if [ -n "${BENCH_DOC+x}" ]; then DOC=$BENCH_DOC; elif [ $FULL = 1 ]; then DOC=$SRC/docs/performance.md; else DOC=$OUT/performance.md; fi
+if [ -n "$SC_MODELS" ]; then
+    SCN="batch 1 only (batch 8 would take 8x as long), at most $SC_RUNS timed runs after a warm-up of one forward; the first run decides the count under the time cap, down to 1 (one run takes up to minutes per model on 2 cores); models: $SC_MODELS; 16 masked inputs per forward on both sides (pytorch-grad-cam's default)"
+else
+    SCN="not run (BENCH_SCORECAM_MODELS empty)"
+fi
+{
+    printf 'date\t%s (%d min)\n' "$STARTED" $((($(date +%s) - T0 + 59) / 60))
+    printf 'command\t%s\n' "$CMD"
+    printf 'cpu\t%s\n' "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+    printf 'nproc\t%s\n' "$(nproc)"
+    printf 'load_before\t%s\n' "$LOAD_BEFORE"
+    printf 'load_after\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'threads\t%s\n' "$THREADS"
+    printf 'omp_wait\t%s\n' "${OMP_WAIT_POLICY:-unset}"
+    printf 'coretype\t%s\n' "${OPENBLAS_CORETYPE:-unset}"
+    printf 'torch\t%s\n' "$("$PY" -c 'import torch; print(torch.__version__)')"
+    printf 'torchvision\t%s\n' "$("$PY" -c 'import torchvision; print(torchvision.__version__)' 2>/dev/null)"
+    printf 'gcam_version\t%s\n' "$(sed -n 's/^#define GCAM_VERSION_STRING "\(.*\)"/\1/p' "$SRC/include/gradcam.h")"
+    printf 'build_type\t%s\n' "$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")"
+    printf 'models\t%s\n' "$MODELS"
+    printf 'batches\t%s\n' "$BATCHES"
+    printf 'size\t%s\n' "$SIZE"
+    printf 'runs\t%s\n' "$RUNS"
+    printf 'budget\t%s\n' "$BUDGET"
+    printf 'min_runs\t%s\n' "$MIN_RUNS"
+    printf 'load_batch\t%s\n' "$(echo $BATCHES | cut -d' ' -f1)"
+    printf 'modeldir\t%s\n' "${MODELDIR#$SRC/}"
+    printf 'scorecam_note\t%s\n' "$SCN"
+    [ -n "${BENCH_NOTE:-}" ] && printf 'note\t%s\n' "$BENCH_NOTE"
+    true
+} >"$META"
+if [ "$DOC" = none ]; then
+    "$PY" "$SRC/bench/report.py" "$RES" "$META"
+else
+    "$PY" "$SRC/bench/report.py" "$RES" "$META" --doc "$DOC"
+fi

@@ -1,0 +1,13 @@
+# Benchmark drivers (bench/: `make bench` runs bench/run.sh, not part of `make test`) and a smoke
+# test that keeps them from rotting: both sides (C API driver and PyTorch script) and the report,
+# one run of every row on mobilenet_v2 at 64x64 (exported once, dynamic size, into build/bench/smoke).
+foreach(b bench_gradcam bench_backward)
+  add_executable(${b} ${CMAKE_SOURCE_DIR}/bench/${b}.c)
+  set_target_properties(${b} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
+  target_link_libraries(${b} PRIVATE gradcam_static PkgConfig::PROTOBUFC PkgConfig::OPENBLAS PNG::PNG JPEG::JPEG
+                                     OpenMP::OpenMP_C m)
+  target_compile_options(${b} PRIVATE ${GCAM_WARN} -O2)
+endforeach()
+
+add_test(NAME bench_smoke COMMAND sh ${CMAKE_SOURCE_DIR}/bench/run.sh ${CMAKE_BINARY_DIR} --smoke)
+set_tests_properties(bench_smoke PROPERTIES TIMEOUT 300 PROCESSORS 2) # ~20 s quiet; 90 s seen under load
