@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# `make demo`: until the bundled demo model lands, export a small torchvision model (random,
-# seeded weights) and show what gradcam sees in it, then run it on a random image.
+# `make demo`: explain the bundled shape classifier's four two-shape pictures for their top-2
+# classes with Grad-CAM, Guided Backprop and Guided Grad-CAM (examples/demo/README.md).
+#   tests/demo.sh [BUILD_DIR [OUT_DIR]]     (defaults: build, gradcam-out/demo)
 set -euo pipefail
 build=${1:-build}
-work=$build/demo
-mkdir -p "$work"
-if [ ! -f "$work/resnet18.onnx" ]; then
-  /usr/bin/python3 - "$work" <<'PY'
-import sys, torch, torchvision, numpy as np
-torch.manual_seed(0)
-m = torchvision.models.resnet18(weights=None).eval()
-x = torch.randn(1, 3, 224, 224)
-torch.onnx.export(m, x, sys.argv[1] + "/resnet18.onnx", input_names=["input"], output_names=["logits"],
-                  opset_version=13, dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}})
-np.save(sys.argv[1] + "/image.npy", x.numpy()[0])
-PY
-fi
-"$build/gradcam" info "$work/resnet18.onnx" > "$work/info.txt"
-head -40 "$work/info.txt"
-echo "..."
-"$build/gradcam" run "$work/resnet18.onnx" "$work/image.npy" -
+out=${2:-gradcam-out/demo}
+top=$(cd "$(dirname "$0")/.." && pwd)
+demo=$top/examples/demo
+for f in "$build/gradcam" "$demo/shapes_cnn.onnx" "$demo/labels.txt" "$demo/images/demo_1.png"; do
+  [ -e "$f" ] || { echo "demo: $f is missing" >&2; exit 1; }
+done
+
+echo "gradcam explain: the demo model on examples/demo/images/ (4 pictures, two shapes each)"
+"$build/gradcam" explain "$demo/shapes_cnn.onnx" "$demo/images" --labels "$demo/labels.txt" \
+  --preprocess raw -k 2 -m gradcam,guided-backprop,guided-gradcam -o "$out"
+
+report=$(cd "$out" && pwd -P)/report.html
+cat <<EOF
+
+Open the report in a browser:
+  $report
+
+Each picture holds two shapes of different classes (like the paper's cat and dog), and the model
+is asked about its two best-scoring classes in turn. In each row (one class) look at:
+  - Grad-CAM (with its box): lights only the shape of the class asked for;
+  - Guided Backprop: fine edges of BOTH shapes, whichever class is asked for;
+  - Guided Grad-CAM (their product): the fine edges of the asked-for shape only.
+Grad-CAM is class-discriminative, Guided Backprop is not: the point of Selvaraju et al.'s Figure 1.
+Per-image files and results.json are in the same folder; examples/demo/README.md tells the story.
+EOF

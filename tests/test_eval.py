@@ -3,7 +3,8 @@
 
 Usage:
   test_eval.py fixtures WORKDIR          export the test models and write the images and boxes
-  test_eval.py run GRADCAM WORKDIR       run every check (makes the fixtures first if missing)
+  test_eval.py run GRADCAM WORKDIR       run the mechanics checks (makes the fixtures first if missing)
+  test_eval.py demo GRADCAM WORKDIR      the quality checks on the demo model
 
 Mechanics (always): a tiny conv-BN-ReLU classifier (seeded random weights, BatchNormalization kept
 as its own op) and torchvision's resnet18 (random weights), on generated images with boxes given
@@ -11,10 +12,13 @@ both as CSV and as Pascal VOC XML: the files are written, CSV/JSON agree, per-ca
 average to the table, eval.html parses and its SVG holds the curves, CSV and VOC give the same
 numbers, runs are deterministic, malformed ground truth is refused with a clear message.
 
-Quality (when the demo model examples/demo/shapes_cnn.onnx exists): on 100 images of the demo's
-evaluation set (examples/demo/shapes.py eval), Grad-CAM's pointing game and class
-discrimination >= 0.9, Guided Backprop's class discrimination clearly (0.05) lower than Grad-CAM's,
-and Grad-CAM's Spearman correlation below 0.5 once the last block is randomised.
+Quality (issue #7, `test_eval.py demo`): on the committed demo model examples/demo/shapes_cnn.onnx
+(missing model: failure) and a 100-image sample of the demo's evaluation set (the first 100 images
+of `examples/demo/shapes.py eval --seed 2024`, generated at test time; training used seeds 1 and 2),
+Grad-CAM's pointing game (15 px tolerance) and class discrimination both >= 0.9, Guided Backprop's
+class discrimination clearly (DISC_GAP) lower than Grad-CAM's, and Grad-CAM's Spearman rank
+correlation below 0.5 once the last block (block5's Conv and everything above it) is randomised.
+docs/evaluation.md has the full 500-image table.
 
 Run with Debian's /usr/bin/python3 (numpy, torch, torchvision, onnx, PIL). Prints one line per
 failed check and "N passed, M failed"; exits non-zero on any failure.
@@ -44,6 +48,10 @@ DEMO = os.path.join(ROOT, "examples", "demo")
 # where shapes_cnn.onnx and labels.txt are looked for (a model trained elsewhere can be tried)
 DEMO_MODEL_DIR = os.environ.get("GCAM_EVAL_DEMO_DIR", DEMO)
 FIXTURE_VERSION = "2"
+EVAL_SEED, EVAL_N = 2024, 100   # the demo evaluation set's seed (shapes.EVAL_SEED) and the sample size
+# "clearly lower": Guided Backprop's class discrimination at least this far below Grad-CAM's (measured
+# on this sample: 0.925 vs 0.995; on the full 500 images see docs/evaluation.md)
+DISC_GAP = 0.05
 TINY_LABELS = ["red", "green", "blue", "other"]
 
 # ---- fixtures ------------------------------------------------------------------------------------
@@ -457,48 +465,55 @@ def test_errors(g, work):
 def test_demo(g, work):
     model = os.path.join(DEMO_MODEL_DIR, "shapes_cnn.onnx")
     labels = os.path.join(DEMO_MODEL_DIR, "labels.txt")
-    if not (os.path.exists(model) and os.path.exists(labels)):
-        print("note: the demo model is not there yet: quality checks skipped")
+    if not check(os.path.exists(model) and os.path.exists(labels), "the demo model %s and its labels are there" % model):
         return
-    d = os.path.join(work, "demo_eval")
+    d = os.path.join(work, "demo_eval_s%d_n%d" % (EVAL_SEED, EVAL_N))
     if not os.path.exists(os.path.join(d, "boxes.csv")):
-        subprocess.run([sys.executable, os.path.join(DEMO, "shapes.py"), "eval", d, "--n", "100", "--seed", "2024"], check=True)
+        subprocess.run([sys.executable, os.path.join(DEMO, "shapes.py"), "eval", d, "--n", str(EVAL_N),
+                        "--seed", str(EVAL_SEED)], check=True)
     out = os.path.join(work, "out_demo")
     shutil.rmtree(out, ignore_errors=True)
-    p = run([g, "eval", model, "--images", d, "--boxes", os.path.join(d, "boxes.csv"), "--labels", labels, "-m",
-             "gradcam,guided-backprop", "--steps", "20", "--sanity-cases", "16", "-o", out])
+    p = run([g, "eval", model, "--images", d, "--boxes", os.path.join(d, "boxes.csv"), "--labels", labels,
+             "--preprocess", "raw", "-m", "gradcam,guided-backprop", "--sanity-cases", "16",
+             "--metrics", "localisation,pointing,discrimination,sanity", "-o", out])
+    print(p.stdout)
     if p.returncode != 0:
         return
     js = json.load(open(os.path.join(out, "eval.json")))
+    check(js["counts"]["images"] == EVAL_N and js["counts"]["cases"] == 2 * EVAL_N,
+          "demo: %d images, %d cases: %s" % (EVAL_N, 2 * EVAL_N, js["counts"]))
     gc, gb = js["methods"][0], js["methods"][1]
+    check(gc["method"] == "gradcam" and gb["method"] == "guided-backprop", "demo: methods in order")
     check(gc["pointing"]["accuracy"] >= 0.9, "demo: Grad-CAM pointing game %.3f >= 0.9" % gc["pointing"]["accuracy"])
     check(gc["discrimination"]["accuracy"] >= 0.9, "demo: Grad-CAM class discrimination %.3f >= 0.9" %
           gc["discrimination"]["accuracy"])
-    check(gb["discrimination"]["accuracy"] <= gc["discrimination"]["accuracy"] - 0.05,
-          "demo: Guided Backprop's class discrimination %.3f clearly below Grad-CAM's %.3f" % (
-              gb["discrimination"]["accuracy"], gc["discrimination"]["accuracy"]))
-    # the last block: its Conv (and the layers above it: BN, Gemm) randomised
+    check(gb["discrimination"]["accuracy"] <= gc["discrimination"]["accuracy"] - DISC_GAP,
+          "demo: Guided Backprop's class discrimination %.3f clearly (%.2f) below Grad-CAM's %.3f" % (
+              gb["discrimination"]["accuracy"], DISC_GAP, gc["discrimination"]["accuracy"]))
+    # the last block: its Conv (and the layer above it, the Gemm) randomised
     last = [s for s in gc["sanity"] if "block5" in s["down_to"] and "Conv" in s["down_to"]]
     check(bool(last), "demo: a sanity depth reaches block5's Conv: %s" % [s["down_to"] for s in gc["sanity"]])
     if last:
         check(last[0]["spearman"] < 0.5, "demo: Grad-CAM's Spearman %.3f < 0.5 with the last block randomised (k=%d)" % (
             last[0]["spearman"], last[0]["randomised_layers"]))
-    print(p.stdout)
 
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "fixtures":
         fixtures(sys.argv[2])
         return 0
-    if len(sys.argv) != 4 or sys.argv[1] != "run":
+    if len(sys.argv) != 4 or sys.argv[1] not in ("run", "demo"):
         sys.stderr.write(__doc__)
         return 2
     g, work = sys.argv[2], sys.argv[3]
-    fixtures(work)
-    test_tiny(g, work)
-    test_errors(g, work)
-    test_resnet(g, work)
-    test_demo(g, work)
+    if sys.argv[1] == "demo":
+        os.makedirs(work, exist_ok=True)
+        test_demo(g, work)
+    else:
+        fixtures(work)
+        test_tiny(g, work)
+        test_errors(g, work)
+        test_resnet(g, work)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Check the paper's point in PyTorch on the demo model (Grad-CAM with hooks on the last conv block).
 
-    /usr/bin/python3 examples/demo/check_gradcam.py              # shapes_cnn.onnx: demo images + 100 random pairs
+    /usr/bin/python3 examples/demo/check_gradcam.py              # shapes_cnn.onnx: held-out accuracy,
+                                                                 # demo images + 100 random pairs
     /usr/bin/python3 examples/demo/check_gradcam.py --n 500 --model other.onnx   (or a train.py --save-pt state_dict)
 
 For every two-shape image and each of its two classes: Grad-CAM on `block5` (ReLU output, 16x16),
@@ -15,9 +16,13 @@ import os
 import sys
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image
+
+# Idle OpenMP threads sleep instead of spinning: on a shared, loaded machine spinning
+# costs several times the useful CPU time.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -115,9 +120,17 @@ def main():
     ap.add_argument("--images", default=os.path.join(HERE, "images"), help="directory with PNGs + boxes.csv")
     ap.add_argument("--n", type=int, default=100, help="random two-shape images for the pointing game")
     ap.add_argument("--seed", type=int, default=shapes.EVAL_SEED)
+    ap.add_argument("--n-single", type=int, default=2000, help="held-out one-shape images for the accuracy")
+    ap.add_argument("--single-seed", type=int, default=3, help="their seed (training used 1, validation 2)")
     a = ap.parse_args()
     torch.set_num_threads(2)
     model = load_model(a.model)
+
+    if a.n_single:
+        from train import accuracy
+        xs, ys, _ = shapes.single_set(a.single_seed, a.n_single)
+        print("held-out one-shape images (seed %d, n=%d): accuracy %.2f%%" % (
+            a.single_seed, a.n_single, 100 * accuracy(model, xs, ys)))
 
     csv_path = os.path.join(a.images, "boxes.csv")
     if os.path.exists(csv_path):
@@ -127,6 +140,8 @@ def main():
             _, top2ok, _, _ = evaluate(model, img, objs, verbose=True, name=name)
             print("  %-10s top-2 = the two classes present: %s" % (name, top2ok))
 
+    if not a.n:
+        return
     hits = top2 = 0
     gbs, ggcs = [], []
     for i in range(a.n):

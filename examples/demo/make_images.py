@@ -16,8 +16,12 @@ import os
 import sys
 
 import numpy as np
-import torch
-from PIL import Image
+
+# Idle OpenMP threads sleep instead of spinning: on a shared, loaded machine spinning
+# costs several times the useful CPU time.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

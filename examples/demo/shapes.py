@@ -34,6 +34,7 @@ SS = 4              # supersampling factor for anti-aliased shape edges
 TRAIN_SIZES = (22, 50)   # shape diameter range (pixels) for training images
 PAIR_SIZES = (24, 46)    # shape diameter range for two-shape images
 MARGIN = 8          # minimum gap (pixels) between the two shapes' boxes
+BORDER = 6          # minimum gap (pixels) between a shape's circumscribed circle and the image edge
 EVAL_SEED = 2024    # default seed of the evaluation set (training uses others)
 
 
@@ -196,7 +197,7 @@ def _finish(img, rng):
 
 
 def _rand_centre(rng, diameter):
-    lo, hi = diameter / 2 + 2, SIZE - diameter / 2 - 2
+    lo, hi = diameter / 2 + BORDER, SIZE - diameter / 2 - BORDER
     return rng.uniform(lo, hi), rng.uniform(lo, hi)
 
 

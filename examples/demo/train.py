@@ -13,37 +13,42 @@ import sys
 import time
 
 import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+# Idle OpenMP threads sleep instead of spinning: on a shared, loaded machine spinning
+# costs several times the useful CPU time.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import shapes  # noqa: E402
 
 TRAIN_SEED, VAL_SEED = 1, 2
+WIDTHS, KERNELS = (16, 32, 48, 64, 96), (3, 3, 3, 3, 3)
 
 
 class ShapesCNN(nn.Module):
     """conv-bn-relu blocks; the last block (`block5`, 16x16 for a 128x128 input) feeds a global
     average pool and one linear layer, so CAM and Grad-CAM both apply to it."""
 
-    def __init__(self, widths=(16, 32, 48, 64, 96), ncls=len(shapes.CLASSES), fused=False):
+    def __init__(self, widths=WIDTHS, kernels=KERNELS, ncls=len(shapes.CLASSES), fused=False):
         super().__init__()
-        w = widths
+        w, k = widths, kernels
 
-        def blk(i, o, stride=1):
+        def blk(i, o, k, stride=1):
             if fused:       # as exported: batch norm folded into the conv
-                return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), nn.ReLU())
-            return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU())
+                return nn.Sequential(nn.Conv2d(i, o, k, stride, k // 2), nn.ReLU())
+            return nn.Sequential(nn.Conv2d(i, o, k, stride, k // 2, bias=False), nn.BatchNorm2d(o), nn.ReLU())
 
-        self.block1 = blk(3, w[0], 2)         # 128 -> 64
+        self.block1 = blk(3, w[0], k[0], 2)   # 128 -> 64
         self.pool1 = nn.MaxPool2d(2)          # 64 -> 32
-        self.block2 = blk(w[0], w[1])
+        self.block2 = blk(w[0], w[1], k[1])
         self.pool2 = nn.MaxPool2d(2)          # 32 -> 16
-        self.block3 = blk(w[1], w[2])
-        self.block4 = blk(w[2], w[3])
-        self.block5 = blk(w[3], w[4])         # (N, w4, 16, 16): the Grad-CAM layer
+        self.block3 = blk(w[1], w[2], k[2])
+        self.block4 = blk(w[2], w[3], k[3])
+        self.block5 = blk(w[3], w[4], k[4])   # (N, w4, 16, 16): the Grad-CAM layer
         self.gap = nn.AdaptiveAvgPool2d(1)    # exports as GlobalAveragePool
         self.fc = nn.Linear(w[4], ncls)
 
@@ -65,7 +70,8 @@ class ShapesCNN(nn.Module):
         convs = [n for n in g.node if n.op_type == "Conv"]
         gemm = [n for n in g.node if n.op_type == "Gemm"][0]
         widths = tuple(int(init[n.input[1]].shape[0]) for n in convs)
-        m = cls(widths, int(init[gemm.input[1]].shape[0]), fused=True)
+        kernels = tuple(int(init[n.input[1]].shape[2]) for n in convs)
+        m = cls(widths, kernels, int(init[gemm.input[1]].shape[0]), fused=True)
         for blk, n in zip((m.block1, m.block2, m.block3, m.block4, m.block5), convs):
             blk[0].weight.data.copy_(init[n.input[1]])
             blk[0].bias.data.copy_(init[n.input[2]])
@@ -137,8 +143,18 @@ def main():
     ap = argparse.ArgumentParser(description="train the demo shape classifier")
     ap.add_argument("--n-train", type=int, default=12000)
     ap.add_argument("--n-val", type=int, default=1000)
-    ap.add_argument("--schedule", default="64,96,128",
+    ap.add_argument("--schedule", default="64,64,96,128,128",
                     help="one epoch per entry: the side of the random crop (around the shape) trained on")
+    ap.add_argument("--loss", choices=["ce", "bce"], default="ce",
+                    help="ce: softmax cross-entropy; bce: one-vs-all logistic loss (fragile here: often collapses)")
+    ap.add_argument("--pos-weight", type=float, default=1.0,
+                    help="bce: weight of the positive term (1: plain one-vs-all logistic loss)")
+    ap.add_argument("--widths", default=",".join(map(str, WIDTHS)), help="channels of the 5 conv blocks")
+    ap.add_argument("--kernels", default=",".join(map(str, KERNELS)), help="kernel sizes of the 5 conv blocks")
+    ap.add_argument("--nonneg-fc", type=int, default=0,
+                    help="1: keep the last layer's weights >= 0 (a class's evidence is then only what its own "
+                         "features add; but block5's channels become class-specific and Guided Backprop "
+                         "with them, so the shipped model leaves this off)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=4e-3)
@@ -157,7 +173,7 @@ def main():
     xva, yva, _ = load_set(VAL_SEED, a.n_val, a.cache)
     print("data: %d train, %d val images, %.0f s CPU" % (len(xtr), len(xva), time.process_time() - c0), flush=True)
 
-    model = ShapesCNN()
+    model = ShapesCNN(tuple(int(v) for v in a.widths.split(",")), tuple(int(v) for v in a.kernels.split(",")))
     print("parameters: %d" % sum(p.numel() for p in model.parameters()))
     # first epochs on crops around the shape (cheap, strong signal), the last on whole images
     # (the GAP then sees as much background as at test time)
@@ -167,6 +183,17 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(a.seed + 1)
+    if a.nonneg_fc:
+        with torch.no_grad():
+            model.fc.weight.abs_()
+    if a.loss == "bce":     # one-vs-all: each logit says "this shape is here", whatever else is
+        pw = torch.full((len(shapes.CLASSES),), a.pos_weight)
+
+        def criterion(z, y):
+            return F.binary_cross_entropy_with_logits(z, F.one_hot(y, z.shape[1]).float(), pos_weight=pw,
+                                                      reduction="sum") / len(y)
+    else:
+        criterion = F.cross_entropy
     ytr_t = torch.from_numpy(ytr)
     c1 = time.process_time()
     for ep, size in enumerate(phases):
@@ -177,11 +204,14 @@ def main():
             idx = perm[i * a.batch:(i + 1) * a.batch]
             imgs = xtr[idx] if size == shapes.SIZE else crop_batch(xtr[idx], btr[idx], size, gen)
             x = dihedral(to_input(imgs), int(torch.randint(0, 8, (), generator=gen)))
-            loss = F.cross_entropy(model(x), ytr_t[idx])
+            loss = criterion(model(x), ytr_t[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if a.nonneg_fc:
+                with torch.no_grad():
+                    model.fc.weight.clamp_(min=0)
             tot += loss.item()
             run += loss.item()
             if a.verbose and (i + 1) % 25 == 0:
