@@ -2,7 +2,8 @@
 """The bundled demo (examples/demo/): the committed model does what the demo says it does.
 
 Usage:
-  test_demo.py explain GRADCAM WORKDIR    gradcam explain on the 4 demo pictures (top-2, --npy)
+  test_demo.py explain GRADCAM WORKDIR    gradcam explain on the 4 demo pictures (top-2, --npy), and
+                                          the command's exit codes and folder batches on the demo model
   test_demo.py script BUILD_DIR WORKDIR   tests/demo.sh (what `make demo` runs) exits 0 in < 60 s
 
 explain: for every demo picture the model's top-2 classes are exactly the two shapes in it, and
@@ -208,6 +209,59 @@ def test_script(build, work):
     check(report in p.stdout, "the demo prints the report's path %s" % report)
 
 
+def test_command(g, work):
+    """The command on the demo model: exit codes, a folder batch past a corrupt file, results.json's
+    schema, and no output for an input that fails."""
+    run = lambda *a: subprocess.run([g] + list(a), capture_output=True, text=True)
+    p = run("explain", MODEL)
+    check(p.returncode == 2 and "no INPUT" in p.stderr, "explain without input: exit 2 (%d): %s" % (p.returncode, p.stderr))
+    p = run("explain", MODEL, os.path.join(IMAGES, "demo_1.png"), "--method", "nosuch")
+    check(p.returncode == 2 and "nosuch" in p.stderr, "unknown method: exit 2 (%d): %s" % (p.returncode, p.stderr))
+    p = run("explain", MODEL, os.path.join(IMAGES, "demo_1.png"), "-c", "hexagon", "--labels", LABELS, "-o",
+            os.path.join(work, "nolabel"))
+    check(p.returncode == 2 and "hexagon" in p.stderr, "unknown class name: exit 2 (%d): %s" % (p.returncode, p.stderr))
+    # a folder: two good pictures, one truncated PNG, one text file named .jpg
+    d = os.path.join(work, "batch")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "sub"))
+    shutil.copy(os.path.join(IMAGES, "demo_1.png"), os.path.join(d, "a.png"))
+    shutil.copy(os.path.join(IMAGES, "demo_2.png"), os.path.join(d, "sub", "b.png"))
+    data = open(os.path.join(IMAGES, "demo_3.png"), "rb").read()
+    open(os.path.join(d, "broken.png"), "wb").write(data[: len(data) // 2])
+    open(os.path.join(d, "notes.jpg"), "w").write("not a picture\n")
+    out = os.path.join(work, "batch_out")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run("explain", MODEL, d, "--labels", LABELS, "--preprocess", "raw", "-q", "-o", out, "-m", "gradcam")
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    check(p.returncode == 3, "folder with bad files: exit 3 (%d)" % p.returncode)
+    check(any("broken.png" in l for l in lines) and any("notes.jpg" in l for l in lines),
+          "the bad files are listed at the end: %s" % lines)
+    try:
+        js = json.load(open(os.path.join(out, "results.json")))
+    except (OSError, ValueError) as e:
+        check(False, "results.json of the batch: %s" % e)
+        return
+    for key in ("model", "inputs", "failures"):
+        check(key in js, "results.json has '%s'" % key)
+    paths = sorted(os.path.relpath(i.get("path", ""), d) for i in js.get("inputs", []))
+    check(paths == ["a.png", os.path.join("sub", "b.png")], "the two good pictures are explained: %s" % paths)
+    check(sorted(os.path.basename(f["path"]) for f in js.get("failures", [])) == ["broken.png", "notes.jpg"],
+          "results.json lists the two failures: %s" % js.get("failures"))
+    for inp in js.get("inputs", []):
+        top = inp.get("predictions") or inp.get("top") or []
+        check(len(top) >= 1 and all(k in top[0] for k in ("index", "label", "score", "probability")),
+              "%s: predictions with index, label, score, probability: %s" % (inp.get("path"), top[:1]))
+        for m in inp.get("maps", []):
+            check(all(k in m for k in ("method", "class", "layer")), "map entry has method, class, layer: %s" % m)
+            if m.get("method") == "gradcam":
+                check(m.get("layer") == "/block5/block5.2/Relu_output_0", "Grad-CAM layer: %s" % m.get("layer"))
+                b = m.get("box")
+                check(isinstance(b, dict) and all(k in b for k in ("x0", "y0", "x1", "y1")),
+                      "a localisation box per CAM map: %s" % b)
+    left = sorted(f for f in os.listdir(out) if f.startswith(("broken", "notes")))
+    check(not left, "nothing written for the failed inputs: %s" % left)
+
+
 def main():
     if len(sys.argv) != 4 or sys.argv[1] not in ("explain", "script"):
         sys.stderr.write(__doc__)
@@ -217,6 +271,7 @@ def main():
         pass
     elif sys.argv[1] == "explain":
         test_explain(sys.argv[2], sys.argv[3])
+        test_command(sys.argv[2], sys.argv[3])
     else:
         test_script(sys.argv[2], sys.argv[3])
     print("%d passed, %d failed" % (passed, failed))
