@@ -670,6 +670,15 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, co
     }
 }
 
+/* Pointwise convolutions of a batch (or of many groups): one single-threaded GEMM per (image,
+ * group), the threads taking whole ones, when there are at least two per thread (so the split
+ * stays balanced) and each is worth a thread. Splitting one image's GEMM instead cuts a 7x7 or
+ * 14x14 map into thin, uneven slices. Each output is computed by one call either way. */
+static int pointwise_by_image(const conv_geom *g, int nth) {
+    return nth > 1 && g->N * g->G >= 2 * (int64_t)nth && openblas_get_num_threads() == 1 &&
+           (double)g->Mg * (double)g->ysz * (double)g->Cg >= 1e5;
+}
+
 /* ---------------------------------------------------------------- forward */
 
 static gcam_status conv_forward(gc_kctx *k) {
@@ -722,6 +731,21 @@ static gcam_status conv_forward(gc_kctx *k) {
     if (b || g.transpose) fill_bias(y, b, NM, g.M, g.ysz, nth);
     const float beta = b ? 1.0f : 0.0f;
     const int64_t kcol = g.cimg * ksz;
+    if (g.path == PATH_POINTWISE && pointwise_by_image(&g, nth)) {
+        /* whole (image, group) GEMMs per thread: balanced, and no thin slices of a small map */
+#pragma omp parallel for num_threads(nth) schedule(dynamic)
+        for (int64_t ng = 0; ng < g.N * g.G; ng++) {
+            const int64_t n = ng / g.G, gr = ng % g.G;
+            const float *xg = x + (n * g.C + gr * g.Cg) * g.xsz; /* (Cg, xsz) */
+            float *yg = y + (n * g.M + gr * g.Mg) * g.ysz;       /* (Mg, ysz) */
+            const float *wg = w + gr * g.Mg * g.Cg * ksz;
+            if (!g.transpose)
+                gc_sgemm(1, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
+            else
+                gc_sgemm(1, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
+        }
+        return GCAM_OK;
+    }
     for (int64_t n = 0; n < g.N; n++) {
         for (int64_t gr = 0; gr < g.G; gr++) {
             const float *xg = x + (n * g.C + gr * g.Cg) * g.xsz; /* (Cg, xsz) */
@@ -797,6 +821,20 @@ static gcam_status conv_backward(gc_kctx *k) {
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
         return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
     const int64_t kcol = g.cimg * ksz;
+    if (g.path == PATH_POINTWISE && pointwise_by_image(&g, nth)) {
+#pragma omp parallel for num_threads(nth) schedule(dynamic)
+        for (int64_t ng = 0; ng < g.N * g.G; ng++) {
+            const int64_t n = ng / g.G, gr = ng % g.G;
+            float *gxg = gx + (n * g.C + gr * g.Cg) * g.xsz;        /* (Cg, xsz) */
+            const float *gyg = gy + (n * g.M + gr * g.Mg) * g.ysz; /* (Mg, ysz) */
+            const float *wg = w + gr * g.Mg * g.Cg * ksz;
+            if (!g.transpose)
+                gc_sgemm(1, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+            else
+                gc_sgemm(1, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+        }
+        return GCAM_OK;
+    }
     for (int64_t n = 0; n < g.N; n++) {
         for (int64_t gr = 0; gr < g.G; gr++) {
             float *gxg = gx + (n * g.C + gr * g.Cg) * g.xsz;        /* (Cg, xsz) */
