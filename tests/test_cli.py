@@ -24,6 +24,9 @@ import select
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks  # noqa: E402
 import time
 
 try:
@@ -291,17 +294,7 @@ def localize(m, frac=0.15):
 
 # ---- harness -----------------------------------------------------------------------------------------
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
+check = Checks('FAIL: ')
 
 
 def run(args, **kw):
@@ -840,8 +833,7 @@ def main():
             traceback.print_exc()
             check(False, "%s raised %r" % (t.__name__, e))
         print("   (%.1f s)" % (time.time() - t0), flush=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

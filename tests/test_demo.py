@@ -26,6 +26,9 @@ import re
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks  # noqa: E402
 import time
 
 try:
@@ -47,17 +50,7 @@ SIZE = 128
 GBP_MIN_EACH = 0.2
 GGC_MIN = 0.7
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAILED: " + what)
-    return cond
+check = Checks('FAILED: ')
 
 
 def upsample(raw, h, w):
@@ -274,8 +267,7 @@ def main():
         test_command(sys.argv[2], sys.argv[3])
     else:
         test_script(sys.argv[2], sys.argv[3])
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

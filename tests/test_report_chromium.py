@@ -23,6 +23,9 @@ import select
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks  # noqa: E402
 import tempfile
 import time
 
@@ -30,17 +33,7 @@ import numpy as np
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
+check = Checks('FAIL: ')
 
 
 class Chromium:
@@ -277,8 +270,7 @@ def main():
         check(np.array_equal(img[inside], overlay[inside]), "the panel is the overlay written to disk (inside the box)")
 
     print("screenshots: %s, %s" % (os.path.join(work, "report_screenshot.png"), os.path.join(work, "report_fullpage.png")))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":
