@@ -10,25 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_tmp.h"
+
 int gradcam_cli_main(int argc, char **argv);
-
-static char g_dir[512];
-
-/* The private folder: under $GCAM_FUZZ_TMP (fuzz/run.sh points it into the build folder, since
- * libFuzzer ends processes with _Exit and the atexit clean-up does not always run), else /tmp. */
-static void set_template(const char *kind) {
-    const char *root = getenv("GCAM_FUZZ_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/gcam-fuzz-%s-XXXXXX", root && *root ? root : "/tmp", kind);
-}
-
-static void cleanup(void) { rmdir(g_dir); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    set_template("cli");
-    if (!mkdtemp(g_dir) || chdir(g_dir) != 0) abort();
-    atexit(cleanup);
+    if (fuzz_tmp_init("cli", NULL) || chdir(g_dir) != 0) abort();
     FILE *null_out = fopen("/dev/null", "w"), *null_err = fopen("/dev/null", "w");
     if (!null_out || !null_err) abort();
     stdout = null_out;

@@ -6,29 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_tmp.h"
+
 #include "cli/eval.h"
-
-static char g_dir[512], g_path[600];
-
-/* The private folder: under $GCAM_FUZZ_TMP (fuzz/run.sh points it into the build folder, since
- * libFuzzer ends processes with _Exit and the atexit clean-up does not always run), else /tmp. */
-static void set_template(const char *kind) {
-    const char *root = getenv("GCAM_FUZZ_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/gcam-fuzz-%s-XXXXXX", root && *root ? root : "/tmp", kind);
-}
-
-static void cleanup(void) {
-    unlink(g_path);
-    rmdir(g_dir);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    set_template("csv");
-    if (!mkdtemp(g_dir)) abort();
-    snprintf(g_path, sizeof g_path, "%s/boxes.csv", g_dir);
-    atexit(cleanup);
+    if (fuzz_tmp_init("csv", "boxes.csv")) abort();
     return 0;
 }
 

@@ -3,28 +3,12 @@
  * Input: the -c list, a NUL byte, then the labels file's bytes (no NUL: the whole input is the
  * labels file and the list is "0,cat"). */
 #include "../src/cli/cmd_explain.c"
-
-static char g_dir[512], g_path[600];
-
-/* The private folder: under $GCAM_FUZZ_TMP (fuzz/run.sh points it into the build folder, since
- * libFuzzer ends processes with _Exit and the atexit clean-up does not always run), else /tmp. */
-static void set_template(const char *kind) {
-    const char *root = getenv("GCAM_FUZZ_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/gcam-fuzz-%s-XXXXXX", root && *root ? root : "/tmp", kind);
-}
-
-static void cleanup(void) {
-    unlink(g_path);
-    rmdir(g_dir);
-}
+#include "fuzz_tmp.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    set_template("labels");
-    if (!mkdtemp(g_dir)) abort();
-    snprintf(g_path, sizeof g_path, "%s/labels.txt", g_dir);
-    atexit(cleanup);
+    if (fuzz_tmp_init("labels", "labels.txt")) abort();
     FILE *null_err = fopen("/dev/null", "w");
     if (!null_err) abort();
     stderr = null_err;

@@ -5,29 +5,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_tmp.h"
+
 #include "image/npy.h"
-
-static char g_dir[512], g_path[600];
-
-/* The private folder: under $GCAM_FUZZ_TMP (fuzz/run.sh points it into the build folder, since
- * libFuzzer ends processes with _Exit and the atexit clean-up does not always run), else /tmp. */
-static void set_template(const char *kind) {
-    const char *root = getenv("GCAM_FUZZ_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/gcam-fuzz-%s-XXXXXX", root && *root ? root : "/tmp", kind);
-}
-
-static void cleanup(void) {
-    unlink(g_path);
-    rmdir(g_dir);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    set_template("npy");
-    if (!mkdtemp(g_dir)) return 0;
-    snprintf(g_path, sizeof g_path, "%s/t.npy", g_dir);
-    atexit(cleanup);
+    (void)fuzz_tmp_init("npy", "t.npy"); /* without it, the write-back check is skipped */
     return 0;
 }
 

@@ -6,30 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_tmp.h"
+
 #include "gradcam.h"
-
-static char g_dir[512], g_file[600];
-
-/* The private folder: under $GCAM_FUZZ_TMP (fuzz/run.sh points it into the build folder, since
- * libFuzzer ends processes with _Exit and the atexit clean-up does not always run), else /tmp. */
-static void set_template(const char *kind) {
-    const char *root = getenv("GCAM_FUZZ_TMP");
-    snprintf(g_dir, sizeof g_dir, "%s/gcam-fuzz-%s-XXXXXX", root && *root ? root : "/tmp", kind);
-}
-
-static void cleanup(void) {
-    unlink(g_file);
-    rmdir(g_dir);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    set_template("onnx");
-    if (!mkdtemp(g_dir)) return 0;
-    atexit(cleanup);
-    snprintf(g_file, sizeof g_file, "%s/weights.bin", g_dir);
-    FILE *f = fopen(g_file, "wb");
+    if (fuzz_tmp_init("onnx", "weights.bin")) return 0; /* no external data file then */
+    FILE *f = fopen(g_path, "wb");
     if (f) {
         for (int i = 0; i < 4096; i++) fputc(i * 7 & 0xff, f);
         fclose(f);
