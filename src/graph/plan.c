@@ -7,6 +7,10 @@
 #include "plan.h"
 
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -564,14 +568,57 @@ int gc_ctx_first_step_after(const gcam_ctx *c, int v) {
     return 0;
 }
 
+/* GCAM_PROFILE=1: time spent per op type, forward and backward, summed over the process and
+ * printed to stderr at exit. A developer's aid for finding where the time goes (docs/performance.md);
+ * off by default, and then it costs one branch per step. */
+typedef struct prof_row {
+    double fw, bw;
+    long nfw, nbw;
+} prof_row;
+static prof_row prof_rows[GC_OP_COUNT];
+static int prof_on = -1;
+
+static void prof_report(void) {
+    double tf = 0, tb = 0;
+    for (int i = 0; i < GC_OP_COUNT; i++) tf += prof_rows[i].fw, tb += prof_rows[i].bw;
+    fprintf(stderr, "GCAM_PROFILE: op               forward ms (calls)      backward ms (calls)\n");
+    for (int i = 0; i < GC_OP_COUNT; i++) {
+        const prof_row *r = &prof_rows[i];
+        if (!r->nfw && !r->nbw) continue;
+        fprintf(stderr, "GCAM_PROFILE: %-16s %10.1f %5.1f%% (%ld) %10.1f %5.1f%% (%ld)\n", gc_op_get(i)->name,
+                r->fw * 1e3, tf > 0 ? 100 * r->fw / tf : 0, r->nfw, r->bw * 1e3, tb > 0 ? 100 * r->bw / tb : 0,
+                r->nbw);
+    }
+    fprintf(stderr, "GCAM_PROFILE: total            %10.1f               %10.1f\n", tf * 1e3, tb * 1e3);
+}
+
+static int prof_enabled(void) {
+    if (prof_on < 0) {
+        const char *e = getenv("GCAM_PROFILE");
+        prof_on = e && *e && strcmp(e, "0") != 0;
+        if (prof_on) atexit(prof_report);
+    }
+    return prof_on;
+}
+
+static double prof_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
     const gc_model *m = c->m;
+    int prof = prof_enabled();
     c->has_run = 0;
     c->has_backward = 0;
     for (int s = first; s < c->n_steps; s++) {
         gc_step *st = &c->steps[s];
-        const gc_opdef *d = gc_op_get(m->nodes[st->node].op);
+        int op = m->nodes[st->node].op;
+        const gc_opdef *d = gc_op_get(op);
+        double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->forward(&st->k);
+        if (prof) prof_rows[op].fw += prof_now() - t0, prof_rows[op].nfw++;
         if (rc) return rc;
     }
     c->has_run = 1;
@@ -581,6 +628,7 @@ gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
 gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, const int *want, int n_want,
                             int *n_run) {
     const gc_model *m = c->m;
+    int prof = prof_enabled();
     *n_run = 0;
     if (c->seed < 0) return gc_fail(&c->err, GCAM_E_STATE, "no backward was planned: set a seed and grad_of at creation");
     if (!c->has_run) return gc_fail(&c->err, GCAM_E_STATE, "run the forward pass before a backward pass");
@@ -604,8 +652,11 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
             memset(g->data, 0, (size_t)gc_numel(g) * sizeof(float));
         }
         bst->k.rule = rule;
-        const gc_opdef *d = gc_op_get(m->nodes[bst->node].op);
+        int op = m->nodes[bst->node].op;
+        const gc_opdef *d = gc_op_get(op);
+        double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->backward(&bst->k);
+        if (prof) prof_rows[op].bw += prof_now() - t0, prof_rows[op].nbw++;
         if (rc) return rc;
         (*n_run)++;
     }
