@@ -87,6 +87,7 @@ void oc_node_free(gc_node *n) {
     }
     free(n->attrs);
     free(n->params);
+    free(n->kcache);
     free(n->in);
     free(n->out);
     free(n->name);
@@ -144,6 +145,7 @@ static gcam_status prepare(run_state *s, gc_node *n, gc_tensor *in, int n_in, ui
     k->n_out = n_out;
     k->err = err;
     k->nthreads = 2;
+    k->const_in = const_mask; /* as the planner marks model constants (ops may cache what they derive) */
     for (int i = 0; i < n_in; i++) {
         if (!in[i].data && in[i].dtype == 0) { k->in[i] = NULL; continue; } /* omitted optional */
         s->shadow_in[i] = in[i];

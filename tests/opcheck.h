@@ -28,7 +28,8 @@ double oc_urand(void);
 void oc_seed(uint64_t s);
 
 /* Parses, infers and runs forward. in[i] with const_mask bit i set is visible to infer (weights,
- * shape inputs). outs[] receive freshly allocated outputs (free with oc_tensor_free). Returns the
+ * shape inputs) and marked constant (gc_kctx.const_in: an op may cache what it derives from it in
+ * the node, so a test must not change such an input between runs of the same node). outs[] receive freshly allocated outputs (free with oc_tensor_free). Returns the
  * status; on failure prints the error unless expect_fail. */
 gcam_status oc_forward(gc_node *n, gc_tensor *in, int n_in, uint32_t const_mask, gc_tensor *outs,
                        int n_out, gc_err *err);

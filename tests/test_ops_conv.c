@@ -132,7 +132,7 @@ static gc_node *cv_node(const cv_case *c) {
  * data), with the scratch the op asks for or none at all (the depthwise loops then fall back
  * to their bounds-checked form). y must hold infer's shape (and data for forward). */
 static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
-                          int backward, int no_scratch, gc_err *err) {
+                          int backward, int no_scratch, uint64_t const_in, gc_err *err) {
     const gc_opdef *d = gc_op_get(n->op);
     gc_kctx k;
     gc_tensor sh[GC_MAX_IO], yy = *y;
@@ -143,6 +143,7 @@ static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, con
     k.n_out = 1;
     k.err = err;
     k.nthreads = 2;
+    k.const_in = const_in;
     for (int i = 0; i < n_in; i++) {
         sh[i] = in[i];
         if (backward && !(d->bw_in & (1u << i))) sh[i].data = NULL;
@@ -226,16 +227,16 @@ static void check_conv(const cv_case *c, int gradcheck) {
             ref_run(c, pb, out, 1, NULL, in[1].data, NULL, gy.data, rdx);
             for (int64_t i = 0; i < nx; i++) rdxf[i] = (float)rdx[i];
             memcpy(gx2.data, gx.data, (size_t)nx * sizeof(float));
-            st = run_op(n, in, n_in, &y, &gy, &gx, 1, 0, &err);
+            st = run_op(n, in, n_in, &y, &gy, &gx, 1, 0, 6u, &err);
             snprintf(label, sizeof label, "%s: backward vs naive", c->label);
             if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
                 oc_close(label, gx.data, rdxf, nx, 1e-5 * max_abs_d(rdx, nx), 1e-5);
             if (direct) { /* the same without scratch: the bounds-checked depthwise loops */
-                st = run_op(n, in, n_in, &y, NULL, NULL, 0, 1, &err);
+                st = run_op(n, in, n_in, &y, NULL, NULL, 0, 1, 6u, &err);
                 snprintf(label, sizeof label, "%s: forward without scratch", c->label);
                 if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
                     oc_close(label, y.data, ryf, ny, 1e-5 * yscale, 1e-5);
-                st = run_op(n, in, n_in, &y, &gy, &gx2, 1, 1, &err);
+                st = run_op(n, in, n_in, &y, &gy, &gx2, 1, 1, 6u, &err);
                 snprintf(label, sizeof label, "%s: backward without scratch", c->label);
                 if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
                     oc_close(label, gx2.data, rdxf, nx, 1e-5 * max_abs_d(rdx, nx), 1e-5);
@@ -418,6 +419,29 @@ static void test_conv_tiled(int n_cases) {
          .bias = 1, .want = {40, 40}},
     };
     for (size_t i = 0; i < GC_ARRAY_LEN(cases) && (int)i < n_cases; i++) check_conv(&cases[i], 0);
+}
+
+/* Winograd F(2x2, 3x3) (3x3, stride 1, one group, constant W, at least 16 channels each way and
+ * enough 2x2 tiles for two threads): forward vs the naive sum in double (bias or not), backward
+ * (the rotated-weight correlation, accumulating) vs the naive VJP, at 1e-5 like every other
+ * path; odd sizes (partial tiles), pads 0/1/2 and asymmetric, several images per block. Pass 1
+ * of check_conv (W not constant) runs im2col on the same case: both paths meet the same truth. */
+static void test_conv_winograd(void) {
+    const cv_case cases[] = {
+        {.label = "winograd 3x3 p1 c16 m24 odd", .nsp = 2, .N = 1, .C = 16, .M = 24, .G = 1, .in = {17, 19},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {17, 19}},
+        {.label = "winograd 3x3 p0 n3 no bias", .nsp = 2, .N = 3, .C = 20, .M = 16, .G = 1, .in = {14, 15},
+         .k = {3, 3}, .want = {12, 13}},
+        {.label = "winograd 3x3 asymmetric pads", .nsp = 2, .N = 2, .C = 16, .M = 16, .G = 1, .in = {13, 12},
+         .k = {3, 3}, .pads = {0, 2, 1, 1}, .has_pads = 1, .bias = 1, .want = {12, 13}},
+        {.label = "winograd 3x3 p2", .nsp = 2, .N = 1, .C = 32, .M = 16, .G = 1, .in = {12, 12}, .k = {3, 3},
+         .pads = {2, 2, 2, 2}, .has_pads = 1, .bias = 1, .want = {14, 14}},
+        {.label = "winograd 3x3 same_upper 7x7 n8", .nsp = 2, .N = 8, .C = 64, .M = 32, .G = 1, .in = {7, 7},
+         .k = {3, 3}, .auto_pad = "SAME_UPPER", .bias = 1, .want = {7, 7}},
+        {.label = "winograd 3x3 big map", .nsp = 2, .N = 1, .C = 16, .M = 16, .G = 1, .in = {70, 66}, .k = {3, 3},
+         .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {70, 66}},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i < 2);
 }
 
 /* Bias given as an omitted third input; attribute and shape errors are reported, not crashed on. */
@@ -708,6 +732,7 @@ int main(void) {
     test_big_gemms(24);
     openblas_set_num_threads(1); /* now every GEMM above the threshold is split over OpenMP */
     test_conv_tiled(2);
+    test_conv_winograd();
     test_big_gemms(4);
     printf("%d passed, %d failed\n", oc_checks - oc_failures, oc_failures);
     return oc_failures != 0;

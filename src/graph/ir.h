@@ -87,6 +87,10 @@ typedef struct gc_node {
     gc_attr *attrs;
     void *params;              /* op-specific parsed attributes (one malloc block), or NULL */
     int folded;                /* all inputs constant: evaluated at load, not run */
+    /* An op's preprocessed copy of its constant inputs (Conv: Winograd-transformed weights), built
+     * on first use by whichever context runs the node first and shared by all contexts of the
+     * model; written once under gc_kcache_lock(), freed with the model. */
+    void *kcache;
 } gc_node;
 
 typedef struct gc_model {

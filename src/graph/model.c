@@ -87,6 +87,7 @@ void gc_model_destroy(gc_model *m) {
         for (int a = 0; a < n->n_attrs; a++) free_attr(&n->attrs[a]);
         free(n->attrs);
         free(n->params);
+        free(n->kcache);
     }
     free(m->nodes);
     for (int i = 0; i < m->n_values; i++) {

@@ -106,7 +106,10 @@ static void fill_kctx(gcam_ctx *c, gc_kctx *k, const gc_node *n) {
     k->n_out = n->n_out;
     k->err = &c->err;
     k->nthreads = c->nthreads;
-    for (int i = 0; i < n->n_in; i++) k->in[i] = n->in[i] >= 0 ? &c->vals[n->in[i]] : NULL;
+    for (int i = 0; i < n->n_in; i++) {
+        k->in[i] = n->in[i] >= 0 ? &c->vals[n->in[i]] : NULL;
+        if (n->in[i] >= 0 && c->vkind[n->in[i]] == GC_V_CONST) k->const_in |= UINT64_C(1) << i;
+    }
     for (int j = 0; j < n->n_out; j++) k->out[j] = n->out[j] >= 0 ? &c->vals[n->out[j]] : NULL;
 }
 

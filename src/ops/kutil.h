@@ -16,6 +16,10 @@ void gc_sgemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
 gcam_status gc_node_fail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* One process-wide lock around building a node's kcache (rare: once per node and model). */
+void gc_kcache_lock(void);
+void gc_kcache_unlock(void);
+
 /* Threads a kernel may use (at least 1). */
 static inline int gc_kthreads(const gc_kctx *k) { return k->nthreads > 0 ? k->nthreads : 1; }
 

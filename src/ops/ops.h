@@ -48,6 +48,7 @@ typedef struct gc_kctx {
     void *scratch;                 /* scratch_bytes()/bscratch_bytes() bytes, 64-byte aligned */
     size_t scratch_size;
     void *aux;                     /* aux_bytes() bytes, or NULL */
+    uint64_t const_in;             /* bit i: in[i] is a model constant (fixed for the model's life) */
     gc_rule rule;
     int nthreads;
     gc_err *err;

@@ -3,7 +3,12 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdarg.h>
+
+static pthread_mutex_t kcache_mutex = PTHREAD_MUTEX_INITIALIZER;
+void gc_kcache_lock(void) { pthread_mutex_lock(&kcache_mutex); }
+void gc_kcache_unlock(void) { pthread_mutex_unlock(&kcache_mutex); }
 
 #define GC_PAR_GEMM_MIN 1e6 /* multiply-adds below which one thread does a GEMM */
 
