@@ -350,6 +350,16 @@ typedef struct gcam_map {
 
 /* Explains the target with one method on the last forward. */
 gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_target *target, gcam_map *out);
+/* Explains n_targets targets (top-k classes, say) with one method on the last forward: outs[i] is
+ * what gcam_explain(e, method, &targets[i], &outs[i]) gives (within float rounding), for any
+ * method. The gradient CAM methods (gradcam, counterfactual, gradcam++, xgradcam, hirescam,
+ * layercam, eigengradcam) run one backward for several targets at once when the layers after the
+ * target layer(s) read many weight bytes (VGG's fully-connected head): each weight matrix is then
+ * read twice instead of once per target. Otherwise, and for the other methods, it is the loop.
+ * outs has n_targets maps, each freed with gcam_map_free. On failure every map is freed and zeroed
+ * and the error (gcam_explainer_error) names the target at fault ("target 3 of 5: ..."). */
+gcam_status gcam_explain_many(gcam_explainer *e, gcam_method method, const gcam_target *targets, int n_targets,
+                              gcam_map *outs);
 void gcam_map_free(gcam_map *m);
 
 #ifdef __cplusplus

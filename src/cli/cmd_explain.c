@@ -787,6 +787,26 @@ static void keep_unseen(gc_image *po, const gc_image *orig, const gc_geometry *g
  * values: stop the whole run with that exit status minus 100. */
 enum { EX_DONE = 0, EX_FAILED = 1, EX_STOP = 100 };
 
+/* The gradient CAM methods that gcam_explain_many can batch over several targets (gradcam.h). */
+static int many_method(gcam_method m) {
+    return m == GCAM_GRADCAM || m == GCAM_GRADCAM_COUNTER || m == GCAM_GRADCAMPP || m == GCAM_XGRADCAM ||
+           m == GCAM_HIRESCAM || m == GCAM_LAYERCAM || m == GCAM_EIGENGRADCAM;
+}
+
+/* Maps of every item for the methods gcam_explain_many batches, computed before the item loop:
+ * pre[mi * n_items + it] when have[mi]. A method whose batch fails is left to the loop (which then
+ * reports the error as for a single target). */
+static void explain_many_first(ex_run *R, const ex_item *items, int n_items, gcam_map *pre, uint8_t *have) {
+    const ex_opts *o = R->o;
+    gcam_target t[EX_MAX_LIST];
+    for (int i = 0; i < n_items; i++) t[i] = items[i].t;
+    for (int mi = 0; mi < o->n_methods; mi++) {
+        have[mi] = 0;
+        if (n_items < 2 || !many_method(o->methods[mi])) continue;
+        have[mi] = gcam_explain_many(R->e, o->methods[mi], t, n_items, pre + (size_t)mi * (size_t)n_items) == GCAM_OK;
+    }
+}
+
 static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     const ex_opts *o = R->o;
     gc_image orig = {0}, seen = {0}, thumb_seen = {0};
@@ -798,6 +818,8 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     double *cscore = NULL, *cprob = NULL;
     int64_t *order = NULL;
     gcam_map map = {0};
+    gcam_map *pre = NULL; /* (n_methods, n_items) maps computed together (explain_many_first) */
+    uint8_t pre_have[GCAM_METHOD_COUNT + 1] = {0};
     gc_buf jb = {0};
     gc_json j;
     ex_panels panels = {0};
@@ -1080,7 +1102,12 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
 
     if (seen.px && (rc = gc_image_thumbnail(&thumb_seen, &seen, 448, err))) goto done;
 
-    /* 6. every item x method */
+    /* 6. every item x method (the top-k maps of the batchable methods computed together first) */
+    if (n_items > 1 && o->n_methods > 0) {
+        pre = gc_calloc2((size_t)o->n_methods * (size_t)n_items, sizeof *pre);
+        if (!pre) goto oom;
+        explain_many_first(R, items, n_items, pre, pre_have);
+    }
     for (int it_i = 0; it_i < n_items; it_i++) {
         ex_item *it = &items[it_i];
         first_panel_of_item[it_i] = panels.n;
@@ -1095,7 +1122,14 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
             const char *mname = gcam_method_name(meth);
             char fm[64];
             ex_method_file_name(fm, sizeof fm, mname);
-            rc = gcam_explain(R->e, meth, &it->t, &map);
+            if (pre && pre_have[mi]) {
+                gcam_map *pm = &pre[(size_t)mi * (size_t)n_items + (size_t)it_i];
+                map = *pm; /* owned by map from here on */
+                memset(pm, 0, sizeof *pm);
+                rc = GCAM_OK;
+            } else {
+                rc = gcam_explain(R->e, meth, &it->t, &map);
+            }
             if (rc) {
                 const char *why = gcam_explainer_error(R->e);
                 if (o->methods_all && (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG)) {
@@ -1374,6 +1408,9 @@ oom_or_rc:
     if (!rc) gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
 done:
     gcam_map_free(&map);
+    if (pre)
+        for (size_t q = 0; q < (size_t)o->n_methods * (size_t)n_items; q++) gcam_map_free(&pre[q]);
+    free(pre);
     gc_image_free(&orig);
     gc_image_free(&seen);
     gc_image_free(&thumb_seen);

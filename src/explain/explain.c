@@ -180,6 +180,10 @@ void gcam_explainer_free(gcam_explainer *e) {
     if (!e) return;
     gcam_ctx_free(e->ctx);
     gcam_ctx_free(e->mask_ctx);
+    gcam_ctx_free(e->tail_ctx);
+    free(e->tail_cross);
+    free(e->tail_seed);
+    free(e->tail_saved);
     free_feeds(e);
     free(e->layers);
     free(e->seed);

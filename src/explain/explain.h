@@ -28,6 +28,20 @@ struct gcam_explainer {
     float *seed;                /* seed buffer, the score's shape */
     float *baseline;            /* Integrated Gradients baseline copy, or NULL (zeros) */
     float *saved_act;           /* Ablation-CAM: a copy of the layer's activations */
+    /* gcam_explain_many's batched tail (methods.c): the steps after the layers at batch N * tail_k,
+     * target j in rows j*N .. j*N+N-1 of every batched tensor */
+    gcam_ctx *tail_ctx;
+    int64_t tail_k;             /* targets per tail run (copies of the batch) */
+    int tail_state;             /* 0: not decided yet; 1: the tail pays; -1: loop over gcam_explain */
+    int tail_checked;           /* the tail's score was compared with the explainer's once */
+    int tail_first;             /* first step of the tail (same step list in both contexts) */
+    int n_tail_cross;
+    int *tail_cross;            /* runtime values the tail reads that are computed before it */
+    float *tail_seed;           /* (N * tail_k, ...) seed of the tail's backward */
+    int tail_fwd;               /* the tail's forward runs every time (else only once, as a check) */
+    int n_tail_saved;
+    int *tail_saved;            /* without tail_fwd: the values the tail's backward reads */
+    long tail_runs;             /* batched backward passes run so far (tests check the path) */
 };
 
 /* Re-runs the forward with the explained input replaced by x (NULL: the input as fed). */

@@ -475,16 +475,20 @@ out:
     return rc;
 }
 
-/* One layer's map (N, h*w) for a CAM-family method. */
-static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, float *map) {
+/* CAM-family methods whose weights come from the plain gradient of the target at the layer. */
+static int cam_needs_grad(gcam_method method) {
+    return method != GCAM_EIGENCAM && method != GCAM_CAM && method != GCAM_SCORECAM && method != GCAM_ABLATIONCAM;
+}
+
+/* One layer's map (N, h*w) for a CAM-family method. G: the target's gradient at the layer
+ * (N, K, h, w) when already computed (gcam_explain_many's batched tail), NULL to run the backward. */
+static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, float *map, const float *G) {
     gcam_ctx *c = e->ctx;
     const gc_tensor *At = &c->vals[layer];
     int64_t N = At->shape.d[0], K = At->shape.d[1], h = At->shape.d[2], wd = At->shape.d[3], hw = h * wd;
     const float *A = At->data;
-    const float *G = NULL;
     gcam_status rc = GCAM_OK;
-    int needs_grad = method != GCAM_EIGENCAM && method != GCAM_CAM && method != GCAM_SCORECAM && method != GCAM_ABLATIONCAM;
-    if (needs_grad) {
+    if (cam_needs_grad(method) && !G) {
         if ((rc = backward(e, GCAM_RULE_STANDARD, layer))) return rc;
         G = c->grads[layer].data;
     }
@@ -569,8 +573,9 @@ static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, f
     return rc ? rc : check_finite(e, method, layer, map, (size_t)(N * hw));
 }
 
-/* The CAM-family map: one layer as is, several normalised, upsampled and averaged. */
-static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out) {
+/* The CAM-family map: one layer as is, several normalised, upsampled and averaged. G: NULL, or
+ * per layer the target's gradient there (see layer_map). */
+static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out, const float *const *G) {
     if (e->n_layers == 0)
         return gc_fail(&e->err, GCAM_E_ARG, "%s needs a target layer: the model has no 4-D activation with spatial "
                        "size > 1 on the path to '%s'; name one", gcam_method_name(method), vname(e, e->score));
@@ -579,7 +584,7 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out)
         int L = e->layers[0];
         const gc_tensor *At = &e->ctx->vals[L];
         if ((rc = alloc_map(e, out, method, L, At->shape.d[0], 1, At->shape.d[2], At->shape.d[3]))) return rc;
-        if ((rc = layer_map(e, method, L, out->raw))) {
+        if ((rc = layer_map(e, method, L, out->raw, G ? G[0] : NULL))) {
             gcam_map_free(out);
             return rc;
         }
@@ -598,7 +603,7 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out)
             rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
             break;
         }
-        rc = layer_map(e, method, e->layers[l], lm);
+        rc = layer_map(e, method, e->layers[l], lm, G ? G[l] : NULL);
         for (int64_t b = 0; b < e->N && !rc; b++) {
             gc_normalize01(lm + b * hw, lm + b * hw, (size_t)hw);
             gc_resize_bilinear(up, e->H, e->W, lm + b * hw, At->shape.d[2], At->shape.d[3]);
@@ -650,7 +655,7 @@ static gcam_status pixel_map(gcam_explainer *e, gcam_method method, const gcam_t
         break;
     case GCAM_GUIDED_GRADCAM: {
         gcam_map gc;
-        if ((rc = cam_map(e, GCAM_GRADCAM, &gc))) break;
+        if ((rc = cam_map(e, GCAM_GRADCAM, &gc, NULL))) break;
         rc = input_grad(e, GCAM_RULE_GUIDED, 0, x, out->raw, 1.0f, 0);
         int64_t HW = e->H * e->W;
         for (int64_t b = 0; b < e->N && !rc; b++)
@@ -736,6 +741,354 @@ gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_targe
     if ((unsigned)method >= GCAM_METHOD_COUNT) return gc_fail(&e->err, GCAM_E_ARG, "unknown method %d", (int)method);
     gcam_status rc = build_seed(e, target);
     if (rc) return rc;
-    if (gcam_method_is_cam(method)) return cam_map(e, method, out);
+    if (gcam_method_is_cam(method)) return cam_map(e, method, out, NULL);
     return pixel_map(e, method, target, out);
+}
+
+/* ---- several targets at once ----
+ *
+ * gcam_explain_many batches the gradient CAM methods when the steps after the layer(s) (the tail)
+ * read many weight bytes (VGG's fully-connected head: a per-target backward is a GEMV over each
+ * weight matrix, memory-bound). A second context at batch N * k (every feed's leading N replaced)
+ * runs only the tail: the values it reads from before it (the layers, inputs, ...) are copied k
+ * times from the explainer's forward, target j in rows j*N .. j*N+N-1; one forward of the tail,
+ * one backward from a seed holding target j's seed in the same rows, then each target's map from
+ * its rows of the layer gradient with the code gcam_explain uses. Weights are read twice instead
+ * of k times. */
+
+#define GC_TAIL_MIN_BYTES_DEFAULT ((size_t)16 << 20)
+#define GC_TAIL_MAX_ROWS 64  /* at most this many batched rows per tail run (peak memory) */
+#define GC_TAIL_MIN_TARGETS 3 /* tail forward + backward read the weights twice: pays from 3 targets */
+
+static int tail_method(gcam_method m) {
+    return gcam_method_is_cam(m) && cam_needs_grad(m);
+}
+
+/* Testing knob: GCAM_TAIL_BATCH_MIN_BYTES, the weight bytes the tail must read for batching
+ * (default 16 MiB; 0 batches every model whose tail allows it). */
+static size_t tail_min_bytes(void) {
+    const char *s = getenv("GCAM_TAIL_BATCH_MIN_BYTES");
+    if (!s || !*s) return GC_TAIL_MIN_BYTES_DEFAULT;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    return end && *end == 0 ? (size_t)v : GC_TAIL_MIN_BYTES_DEFAULT;
+}
+
+/* Decides once per explainer whether the tail pays and can be batched: finds the tail's first
+ * step and the values crossing into it. Sets tail_state to 1 or -1; never fails (the loop is
+ * always available) except for lack of memory. */
+static gcam_status tail_decide(gcam_explainer *e) {
+    const gcam_ctx *c = e->ctx;
+    const gc_model *m = e->m;
+    e->tail_state = -1;
+    if (e->n_layers < 1) return GCAM_OK;
+    int first = c->n_steps;
+    for (int l = 0; l < e->n_layers; l++) {
+        int f = gc_ctx_first_step_after(c, e->layers[l]);
+        if (f < first) first = f;
+    }
+    /* weight bytes the per-target backward reads: constants of the differentiated tail steps */
+    uint8_t *seen = calloc((size_t)m->n_values + 1, 1);
+    int *cross = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
+    if (!seen || !cross) {
+        free(seen);
+        free(cross);
+        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    }
+    size_t wbytes = 0;
+    for (int b = 0; b < c->n_bsteps; b++) {
+        if (c->bsteps[b].fstep < first) continue;
+        const gc_node *n = &m->nodes[c->bsteps[b].node];
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v < 0 || seen[v] || c->vkind[v] == GC_V_RUNTIME || c->vals[v].dtype != GC_F32) continue;
+            seen[v] = 1;
+            int ok = 0;
+            size_t by = gc_tensor_bytes(GC_F32, &c->vals[v].shape, &ok);
+            if (ok && !gc_add_sz(&by, wbytes, by)) wbytes = by;
+        }
+    }
+    /* values the tail reads from before it: they must be intact in the explainer's context */
+    memset(seen, 0, (size_t)m->n_values + 1);
+    int n_cross = 0, intact = 1;
+    for (int s = first; s < c->n_steps; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v < 0 || seen[v] || c->vkind[v] != GC_V_RUNTIME) continue;
+            int p = m->values[v].producer, ps = -1;
+            for (int t = 0; t < first && p >= 0; t++)
+                if (c->steps[t].node == p) ps = t;
+            if (p >= 0 && ps < 0) continue; /* produced inside the tail */
+            seen[v] = 1;
+            if (!c->kept[v] && !m->values[v].is_input) intact = 0;
+            cross[n_cross++] = v;
+        }
+    }
+    free(seen);
+    if (!intact || n_cross == 0 || wbytes < tail_min_bytes()) {
+        free(cross);
+        return GCAM_OK;
+    }
+    free(e->tail_cross);
+    e->tail_cross = cross;
+    e->n_tail_cross = n_cross;
+    e->tail_first = first;
+    e->tail_state = 1;
+    return GCAM_OK;
+}
+
+/* (N, rest...) in the explainer, (N * k, rest...) in the tail context. */
+static int batch_like(const gc_tensor *a, const gc_tensor *b, int64_t N, int64_t k) {
+    if (a->shape.ndim < 1 || a->shape.ndim != b->shape.ndim || a->dtype != b->dtype) return 0;
+    if (a->shape.d[0] != N || b->shape.d[0] != N * k) return 0;
+    for (int d = 1; d < a->shape.ndim; d++)
+        if (a->shape.d[d] != b->shape.d[d]) return 0;
+    return 1;
+}
+
+/* The tail context for k targets per run (re-planned when k grows or falls below half of it).
+ * Returns GCAM_OK with *usable 0 when this model's tail cannot be batched (the loop is used). */
+static gcam_status ensure_tail_ctx(gcam_explainer *e, int64_t k, int *usable) {
+    *usable = 0;
+    if (e->tail_ctx && k <= e->tail_k && 2 * k > e->tail_k) {
+        *usable = 1;
+        return GCAM_OK;
+    }
+    gcam_ctx_free(e->tail_ctx);
+    e->tail_ctx = NULL;
+    free(e->tail_seed);
+    e->tail_seed = NULL;
+    e->tail_checked = 0;
+    gcam_feed f[64];
+    int64_t dims[64][GCAM_MAX_DIMS];
+    for (int i = 0; i < e->n_feeds; i++) {
+        f[i] = e->feeds[i];
+        memcpy(dims[i], e->feed_dims[i], sizeof dims[i]);
+        if (f[i].ndim >= 1 && dims[i][0] == e->N) dims[i][0] = e->N * k;
+        f[i].dims = dims[i];
+        f[i].data = NULL;
+    }
+    const char *names[64];
+    int nn = 0;
+    for (int l = 0; l < e->n_layers && nn < 64; l++) names[nn++] = vname(e, e->layers[l]);
+    const char *keep[1] = {vname(e, e->score)};
+    gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 1,
+                           .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
+    gcam_ctx *t = NULL;
+    gcam_status rc = gcam_ctx_create(&t, (const gcam_model *)(const void *)e->m, f, e->n_feeds, &co);
+    if (rc == GCAM_E_NOMEM) {
+        gcam_ctx_free(t);
+        return gc_fail(&e->err, rc, "out of memory");
+    }
+    /* a fixed batch dimension, a limit, a shape that does not scale with the batch: the loop */
+    int ok = !rc && t->n_steps == e->ctx->n_steps;
+    for (int s = 0; ok && s < t->n_steps; s++) ok = t->steps[s].node == e->ctx->steps[s].node;
+    ok = ok && batch_like(&e->ctx->vals[e->score], &t->vals[e->score], e->N, k);
+    for (int l = 0; ok && l < e->n_layers; l++)
+        ok = batch_like(&e->ctx->vals[e->layers[l]], &t->vals[e->layers[l]], e->N, k) && t->grads &&
+             t->grads[e->layers[l]].data;
+    for (int i = 0; ok && i < e->n_tail_cross; i++) {
+        int v = e->tail_cross[i];
+        const gc_tensor *a = &e->ctx->vals[v], *b = &t->vals[v];
+        ok = t->vkind[v] == GC_V_RUNTIME && (batch_like(a, b, e->N, k) || (a->dtype == b->dtype && gc_shape_eq(&a->shape, &b->shape)));
+    }
+    if (!ok) {
+        gcam_ctx_free(t);
+        e->tail_state = -1;
+        return GCAM_OK;
+    }
+    /* The tail's backward reads some forward values (Relu outputs, ...): when it reads nothing
+     * else (no op keeping state from its forward, as MaxPool's argmax), they are copied from the
+     * explainer's forward, where its own backward keeps them, and the tail's forward runs only
+     * once, to check that the tail keeps the samples apart. */
+    uint8_t *in_e = calloc((size_t)e->m->n_nodes + 1, 1), *seen = calloc((size_t)e->m->n_values + 1, 1);
+    free(e->tail_saved);
+    e->tail_saved = gc_malloc2((size_t)e->m->n_values + 1, sizeof(int));
+    e->tail_seed = gc_malloc2((size_t)gc_numel(&t->vals[e->score]), sizeof(float));
+    if (!in_e || !seen || !e->tail_saved || !e->tail_seed) {
+        free(in_e);
+        free(seen);
+        gcam_ctx_free(t);
+        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    }
+    for (int b = 0; b < e->ctx->n_bsteps; b++) in_e[e->ctx->bsteps[b].node] = 1;
+    e->n_tail_saved = 0;
+    e->tail_fwd = 0;
+    for (int b = 0; b < t->n_bsteps && !e->tail_fwd; b++) {
+        const gc_bstep *bs = &t->bsteps[b];
+        const gc_node *n = &e->m->nodes[bs->node];
+        const gc_opdef *d = gc_op_get(n->op);
+        if (!in_e[bs->node] || bs->fstep < e->tail_first || bs->k.aux) {
+            e->tail_fwd = 1;
+            break;
+        }
+        for (int io = 0; io < n->n_in + n->n_out; io++) {
+            int isin = io < n->n_in, v = isin ? n->in[io] : n->out[io - n->n_in];
+            uint64_t bit = UINT64_C(1) << (isin ? io : io - n->n_in);
+            if (v < 0 || seen[v] || t->vkind[v] != GC_V_RUNTIME || !((isin ? d->bw_in : d->bw_out) & bit)) continue;
+            seen[v] = 1;
+            const gc_tensor *a = &e->ctx->vals[v], *bt = &t->vals[v];
+            if (!(batch_like(a, bt, e->N, k) || (a->dtype == bt->dtype && gc_shape_eq(&a->shape, &bt->shape))) || !a->data) {
+                e->tail_fwd = 1;
+                break;
+            }
+            e->tail_saved[e->n_tail_saved++] = v;
+        }
+    }
+    free(in_e);
+    free(seen);
+    e->tail_ctx = t;
+    e->tail_k = k;
+    *usable = 1;
+    return GCAM_OK;
+}
+
+/* Targets the next batched tail run takes (0: explain the next target with gcam_explain). */
+static gcam_status tail_take(gcam_explainer *e, gcam_method method, int remaining, int *take) {
+    *take = 0;
+    if (!tail_method(method) || remaining < GC_TAIL_MIN_TARGETS) return GCAM_OK;
+    if (e->tail_state == 0) {
+        gcam_status rc = tail_decide(e);
+        if (rc) return rc;
+    }
+    if (e->tail_state != 1) return GCAM_OK;
+    int64_t kmax = e->N > 0 ? GC_TAIL_MAX_ROWS / e->N : 0;
+    if (kmax < GC_TAIL_MIN_TARGETS) return GCAM_OK;
+    int64_t chunks = (remaining + kmax - 1) / kmax, k = (remaining + chunks - 1) / chunks; /* equal chunks */
+    int usable = 0;
+    gcam_status rc = ensure_tail_ctx(e, k, &usable);
+    if (rc || !usable) return rc;
+    *take = (int)k;
+    return GCAM_OK;
+}
+
+/* Copies n values (indices v[]) of the explainer's forward into the tail context: K copies of
+ * those that scale with the batch, one of the others. */
+static void tail_copy(gcam_explainer *e, const int *v, int n) {
+    for (int i = 0; i < n; i++) {
+        int ok = 0;
+        const gc_tensor *a = &e->ctx->vals[v[i]];
+        gc_tensor *b = &e->tail_ctx->vals[v[i]];
+        size_t by = gc_tensor_bytes(a->dtype, &a->shape, &ok);
+        int64_t copies = gc_shape_eq(&a->shape, &b->shape) ? 1 : e->tail_k;
+        for (int64_t j = 0; j < copies && by; j++) memcpy((char *)b->data + (size_t)j * by, a->data, by);
+    }
+}
+
+/* One batched tail run for targets t[0..k-1] into outs[0..k-1]. On failure *bad is the target
+ * at fault (or 0) and every map of the run is freed. *fallback: the tail turned out not to be
+ * batch-separable (its score differs from the explainer's): nothing done, use the loop. */
+static gcam_status tail_run(gcam_explainer *e, gcam_method method, const gcam_target *t, int k, gcam_map *outs,
+                            int *bad, int *fallback) {
+    gcam_ctx *tc = e->tail_ctx, *c = e->ctx;
+    int64_t K = e->tail_k;
+    *bad = 0;
+    *fallback = 0;
+    /* seeds first: a bad target fails before any work */
+    size_t sn = (size_t)gc_numel(&c->vals[e->score]);
+    for (int j = 0; j < K; j++) {
+        if (j < k) {
+            gcam_status rc = build_seed(e, &t[j]);
+            if (rc) {
+                *bad = j;
+                return rc;
+            }
+            memcpy(e->tail_seed + (size_t)j * sn, e->seed, sn * sizeof(float));
+        } else { /* unused copies: zero seed */
+            memset(e->tail_seed + (size_t)j * sn, 0, sn * sizeof(float));
+        }
+    }
+    /* the values crossing into the tail, then its forward (the same steps as the explainer's) or,
+     * once checked, only the values its backward reads */
+    gcam_status rc = GCAM_OK;
+    if (e->tail_fwd || !e->tail_checked) {
+        tail_copy(e, e->tail_cross, e->n_tail_cross);
+        if ((rc = gc_ctx_forward_from(tc, e->tail_first))) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(tc));
+    }
+    if (!e->tail_checked) {
+        /* each copy's score must be the explainer's (a tail mixing samples would differ) */
+        const float *s0 = c->vals[e->score].data, *s1 = tc->vals[e->score].data;
+        float mx = 0;
+        for (size_t i = 0; i < sn; i++) mx = fmaxf(mx, fabsf(s0[i]));
+        for (int64_t j = 0; j < K; j++)
+            for (size_t i = 0; i < sn; i++)
+                if (!(fabsf(s1[(size_t)j * sn + i] - s0[i]) <= 1e-3f * mx + 1e-6f)) {
+                    e->tail_state = -1;
+                    gcam_ctx_free(e->tail_ctx);
+                    e->tail_ctx = NULL;
+                    *fallback = 1;
+                    return GCAM_OK;
+                }
+        e->tail_checked = 1;
+    }
+    if (!e->tail_fwd) {
+        tail_copy(e, e->tail_saved, e->n_tail_saved);
+        tc->has_run = 1;
+    }
+    int want[64], nw = 0;
+    for (int l = 0; l < e->n_layers && nw < 64; l++) want[nw++] = e->layers[l];
+    int n_run = 0;
+    rc = gc_ctx_backward(tc, e->tail_seed, GC_RULE_STANDARD, want, nw, &n_run);
+    if (rc) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(tc));
+    e->tail_runs++;
+    const float *G[64];
+    for (int j = 0; j < k && !rc; j++) {
+        for (int l = 0; l < nw; l++) {
+            size_t per = (size_t)gc_numel(&c->vals[e->layers[l]]); /* (N, K, h, w) of one copy */
+            G[l] = (const float *)tc->grads[e->layers[l]].data + (size_t)j * per;
+        }
+        rc = cam_map(e, method, &outs[j], G);
+        if (rc) *bad = j;
+    }
+    if (rc)
+        for (int j = 0; j < k; j++) gcam_map_free(&outs[j]);
+    return rc;
+}
+
+gcam_status gcam_explain_many(gcam_explainer *e, gcam_method method, const gcam_target *targets, int n_targets,
+                              gcam_map *outs) {
+    if (!e) return GCAM_E_ARG;
+    gc_err_clear(&e->err);
+    if (!outs) return gc_fail(&e->err, GCAM_E_ARG, "no output maps");
+    if (n_targets <= 0) return gc_fail(&e->err, GCAM_E_ARG, "n_targets must be at least 1 (got %d)", n_targets);
+    memset(outs, 0, sizeof *outs * (size_t)n_targets);
+    if (!targets) return gc_fail(&e->err, GCAM_E_ARG, "no targets");
+    if (!e->ctx || e->ctx->broken) return gc_fail(&e->err, GCAM_E_STATE, "the explainer was not created");
+    if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "call gcam_explainer_forward first");
+    if ((unsigned)method >= GCAM_METHOD_COUNT) return gc_fail(&e->err, GCAM_E_ARG, "unknown method %d", (int)method);
+    gcam_status rc = GCAM_OK;
+    int i = 0, bad = 0;
+    while (i < n_targets) {
+        int take = 0;
+        if ((rc = tail_take(e, method, n_targets - i, &take))) {
+            bad = i;
+            break;
+        }
+        if (take > 0) {
+            int fb = 0, b = 0;
+            rc = tail_run(e, method, targets + i, take, outs + i, &b, &fb);
+            if (rc) {
+                bad = i + b;
+                break;
+            }
+            if (!fb) {
+                i += take;
+                continue;
+            }
+        }
+        if ((rc = gcam_explain(e, method, &targets[i], &outs[i]))) {
+            bad = i;
+            break;
+        }
+        i++;
+    }
+    if (rc) {
+        for (int j = 0; j < n_targets; j++) gcam_map_free(&outs[j]);
+        char why[sizeof e->err.msg];
+        snprintf(why, sizeof why, "%s", e->err.code ? e->err.msg : gcam_status_str(rc));
+        gc_err_clear(&e->err);
+        gc_fail(&e->err, rc, "target %d of %d: %s", bad, n_targets, why);
+    }
+    return rc;
 }
