@@ -123,7 +123,7 @@ fi
 CMD=""
 for v in BENCH_MODELS BENCH_BATCH BENCH_RUNS BENCH_ROW_BUDGET BENCH_MIN_RUNS BENCH_SCORECAM_MODELS BENCH_SCORECAM_RUNS BENCH_THREADS BENCH_SIZE BENCH_DOC; do
     eval "isset=\${$v+x}"
-    [ -n "$isset" ] && eval "CMD=\"\$CMD$v='\$$v' \""
+    [ -n "$isset" ] && eval "CMD=\"\${CMD}$v='\$$v' \""
 done
 if [ -n "${MAKELEVEL:-}" ]; then
     case $BUILD in "$SRC/build") CMD="${CMD}make bench" ;; *) CMD="${CMD}make bench BUILD=${BUILD#$SRC/}" ;; esac

@@ -98,6 +98,12 @@ out:
 
 static const char *vname(const gcam_ctx *c, int v) { return c->m->values[v].name; }
 
+/* GCAM_NO_FUSION=1: every Relu runs on its own (A/B measurements, tests of the fused path). */
+static int gc_no_fusion(void) {
+    const char *e = getenv("GCAM_NO_FUSION");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 static void fill_kctx(gcam_ctx *c, gc_kctx *k, const gc_node *n) {
     memset(k, 0, sizeof *k);
     k->node = n;
@@ -325,6 +331,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     int *gfirst = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     int *glast = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     gc_bufs bs = {0};
+    int *fused_from = NULL;
     if (!first || !last || !gneed || !active || !step_of || !gfirst || !glast) {
         rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
         goto out;
@@ -398,9 +405,50 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         for (int r = 0; r < c->n_req; r++) glast[c->req[r]] = END;
     }
 
+    /* Relu fused into its producer (Conv, BatchNormalization) when nothing else reads the
+     * producer's output: the producer writes max(y, 0) and the Relu's output shares its buffer,
+     * which saves a pass over memory and a buffer per pair (ResNet, VGG, DenseNet). The Relu's
+     * backward still runs (it reads its output, i.e. the shared buffer); the producers' backward
+     * reads only weights. */
+    fused_from = gc_malloc2((size_t)m->n_values + 1, sizeof(int)); /* Relu output -> producer output */
+    int *uses = calloc((size_t)m->n_values + 1, sizeof(int));
+    int *prod_step = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
+    if (!fused_from || !uses || !prod_step) {
+        free(uses);
+        free(prod_step);
+        rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int v = 0; v < m->n_values; v++) fused_from[v] = prod_step[v] = -1;
+    for (int s = 0; s < F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0) uses[n->in[k]]++;
+        for (int j = 0; j < n->n_out; j++)
+            if (n->out[j] >= 0) prod_step[n->out[j]] = s;
+    }
+    for (int s = 0; s < F && !gc_no_fusion(); s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1) continue;
+        int v = n->in[0], r = n->out[0];
+        if (v < 0 || r < 0 || prod_step[v] < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME ||
+            c->vkind[r] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] || m->values[v].is_output ||
+            v == c->seed || fused_from[v] >= 0)
+            continue;
+        gc_step *ps = &c->steps[prod_step[v]];
+        const gc_node *pn = &m->nodes[ps->node];
+        if (!gc_op_get(pn->op)->fuse_relu || pn->n_out != 1) continue;
+        ps->k.post_relu = 1;
+        c->steps[s].fused = 1;
+        fused_from[r] = v;
+        if (last[v] < last[r]) last[v] = last[r];
+    }
+    free(uses);
+    free(prod_step);
+
     /* Buffers: activations, aux, scratch, gradients. */
     for (int v = 0; v < m->n_values; v++) {
-        if (c->vkind[v] != GC_V_RUNTIME || first[v] < 0) continue;
+        if (c->vkind[v] != GC_V_RUNTIME || first[v] < 0 || fused_from[v] >= 0) continue;
         int ok = 0;
         size_t bytes = gc_tensor_bytes(c->vals[v].dtype, &c->vals[v].shape, &ok);
         if (!ok || bufs_add(&bs, bytes, first[v], last[v], &c->vals[v].data)) {
@@ -476,9 +524,12 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         goto out;
     }
     for (int i = 0; i < bs.n; i++) *bs.b[i].target = c->arena + bs.b[i].offset;
+    for (int v = 0; v < m->n_values; v++)
+        if (fused_from[v] >= 0) c->vals[v].data = c->vals[fused_from[v]].data;
     /* aux pointers were planned on the forward kctx; backward reads them from the same place */
     for (int b = 0; b < c->n_bsteps; b++) c->bsteps[b].k.aux = c->steps[c->bsteps[b].fstep].k.aux;
 out:
+    free(fused_from);
     free(first);
     free(last);
     free(gneed);
@@ -617,6 +668,7 @@ gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
     c->has_backward = 0;
     for (int s = first; s < c->n_steps; s++) {
         gc_step *st = &c->steps[s];
+        if (st->fused) continue;
         int op = m->nodes[st->node].op;
         const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;

@@ -40,13 +40,8 @@
 #define CV_MIN_COLS 256
 #define CV_OMP_MIN 32768                 /* elements below which threads do not pay */
 
-/* The build targets x86-64-v2 (SSE4.2); the direct depthwise loops are compute bound, so they get
- * an AVX2 clone too, picked at load time when the CPU has it. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CV_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define CV_CLONES
-#endif
+/* the direct depthwise loops and the Winograd transforms are compute bound: AVX2 clones */
+#define CV_CLONES GC_CLONES
 
 enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 enum { PATH_GEMM, PATH_POINTWISE, PATH_DEPTHWISE };
@@ -636,6 +631,15 @@ static int64_t dw_planes(const gc_kctx *k, const dw_plane *q) {
     return (int64_t)(k->scratch_size / ((size_t)q->floats * sizeof(float)));
 }
 
+/* p (rows, cols; row stride ld) = max(p, 0): a fused Relu (k->post_relu), applied while the
+ * block is still in cache. As Relu: NaN propagates. */
+static void relu_rows(float *p, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *q = p + r * ld;
+        for (int64_t i = 0; i < cols; i++) q[i] = q[i] < 0.0f ? 0.0f : q[i];
+    }
+}
+
 /* y (N*M, ysz) = bias per channel (0 without bias). */
 static void fill_bias(float *y, const float *b, int64_t NM, int64_t M, int64_t ysz, int nth) {
 #pragma omp parallel for num_threads(nth) schedule(static) if (NM * ysz > CV_OMP_MIN)
@@ -651,7 +655,7 @@ static void fill_bias(float *y, const float *b, int64_t NM, int64_t M, int64_t y
  * threads take whole tiles (lowering + a single-threaded GEMM each: one parallel region, no
  * barrier per tile); otherwise each tile is lowered by all threads, then a threaded GEMM. */
 static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, const float *img, int64_t cimg,
-                         float beta, const conv_geom *g, float *scratch, size_t scratch_size, int nth) {
+                         float beta, const conv_geom *g, float *scratch, size_t scratch_size, int relu, int nth) {
     const lowering *lw = &g->lw;
     const int64_t cL = lw->col[lw->nsp - 1], kcol = cimg * lw->ksz;
     const int64_t slots = (int64_t)(scratch_size / ((size_t)g->tile_floats * sizeof(float)));
@@ -666,6 +670,7 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, co
                 im2col(c, img, cimg, lw, r0, nr, 1);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mo, (int)Pt, (int)kcol, 1.0f, A,
                             (int)kcol, c, (int)Pt, beta, out + r0 * cL, (int)ldo);
+                if (relu) relu_rows(out + r0 * cL, Mo, Pt, ldo);
             }
         }
         return;
@@ -674,6 +679,7 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, co
         const int64_t nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
         im2col(scratch, img, cimg, lw, r0, nr, nth);
         gc_sgemm(nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo);
+        if (relu) relu_rows(out + r0 * cL, Mo, Pt, ldo);
     }
 }
 
@@ -767,9 +773,9 @@ static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
  * (small late maps still fill a block); each thread owns whole blocks, so every output element is
  * written by one thread in a fixed order. */
 CV_CLONES
-static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co,
-                     int64_t IH, int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias,
-                     int64_t blk, float *scratch, int nth) {
+static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
+                     int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
+                     int relu, float *scratch, int nth) {
     static const int perm[4] = {3, 1, 2, 0};
     const int64_t th = (OH + 1) / 2, tw = (OW + 1) / 2, T = th * tw, NT = N * T, MC = Ci * Co;
     const int64_t slot = 16 * (Ci + Co) * blk; /* the scratch holds nth slots of blk tiles */
@@ -779,7 +785,7 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
 #pragma omp parallel num_threads(nth)
     {
         float *V = scratch + (int64_t)omp_get_thread_num() * slot; /* (16, Ci, B) */
-        float *Mt = V + 16 * Ci * B;                                 /* (16, Co, B) */
+        float *Mt = V + 16 * Ci * B;                               /* (16, Co, B) */
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < nblk; b++) {
             const int64_t t00 = b * B, nb = GC_MIN(B, NT - t00);
@@ -793,46 +799,48 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                     py[j] = (r / tw) * 2 - pt;
                     px[j] = (r % tw) * 2 - pl;
                 }
-            /* input transform, channel by channel: gather the 4x4 patches of the block's tiles into
-             * D (16, nt), then B^T d B as additions over whole rows of tiles (vectorised) */
-            for (int64_t c = 0; c < Ci; c++) {
-                float D[16][WG_SUB], E[16][WG_SUB];
-                for (int64_t j = 0; j < nt; j++) {
-                    const int64_t y0 = py[j], x0 = px[j];
-                    const float *src = in + pimg[j] + c * IH * IW;
-                    if (y0 >= 0 && x0 >= 0 && y0 + 4 <= IH && x0 + 4 <= IW) {
-                        for (int u = 0; u < 4; u++)
-                            for (int v = 0; v < 4; v++) D[u * 4 + v][j] = src[(y0 + u) * IW + x0 + v];
-                    } else {
-                        for (int u = 0; u < 4; u++)
-                            for (int v = 0; v < 4; v++) {
-                                int64_t yy = y0 + u, xx = x0 + v;
-                                D[u * 4 + v][j] = yy >= 0 && yy < IH && xx >= 0 && xx < IW ? src[yy * IW + xx] : 0.0f;
-                            }
+                /* input transform, channel by channel: gather the 4x4 patches of the block's tiles into
+                 * D (16, nt), then B^T d B as additions over whole rows of tiles (vectorised) */
+                for (int64_t c = 0; c < Ci; c++) {
+                    float D[16][WG_SUB], E[16][WG_SUB];
+                    for (int64_t j = 0; j < nt; j++) {
+                        const int64_t y0 = py[j], x0 = px[j];
+                        const float *src = in + pimg[j] + c * IH * IW;
+                        if (y0 >= 0 && x0 >= 0 && y0 + 4 <= IH && x0 + 4 <= IW) {
+                            for (int u = 0; u < 4; u++)
+                                for (int v = 0; v < 4; v++)
+                                    D[u * 4 + v][j] = src[(y0 + u) * IW + x0 + v];
+                        } else {
+                            for (int u = 0; u < 4; u++)
+                                for (int v = 0; v < 4; v++) {
+                                    int64_t yy = y0 + u, xx = x0 + v;
+                                    D[u * 4 + v][j] =
+                                        yy >= 0 && yy < IH && xx >= 0 && xx < IW ? src[yy * IW + xx] : 0.0f;
+                                }
+                        }
+                    }
+                    for (int v = 0; v < 4; v++) /* B^T d, rows u */
+                        for (int64_t j = 0; j < nt; j++) {
+                            float d0 = D[v][j], d1 = D[4 + v][j], d2 = D[8 + v][j], d3 = D[12 + v][j];
+                            E[v][j] = d0 - d2;
+                            E[4 + v][j] = d1 + d2;
+                            E[8 + v][j] = d2 - d1;
+                            E[12 + v][j] = d1 - d3;
+                        }
+                    const int64_t es = Ci * B;
+                    float *dst = V + c * B + (t0 - t00);
+                    for (int u = 0; u < 4; u++) { /* (B^T d) B, columns v */
+                        float *o0 = dst + (u * 4 + 0) * es, *o1 = dst + (u * 4 + 1) * es, *o2 = dst + (u * 4 + 2) * es,
+                              *o3 = dst + (u * 4 + 3) * es;
+                        const float *e0 = E[u * 4], *e1 = E[u * 4 + 1], *e2 = E[u * 4 + 2], *e3 = E[u * 4 + 3];
+                        for (int64_t j = 0; j < nt; j++) {
+                            o0[j] = e0[j] - e2[j];
+                            o1[j] = e1[j] + e2[j];
+                            o2[j] = e2[j] - e1[j];
+                            o3[j] = e1[j] - e3[j];
+                        }
                     }
                 }
-                for (int v = 0; v < 4; v++) /* B^T d, rows u */
-                    for (int64_t j = 0; j < nt; j++) {
-                        float d0 = D[v][j], d1 = D[4 + v][j], d2 = D[8 + v][j], d3 = D[12 + v][j];
-                        E[v][j] = d0 - d2;
-                        E[4 + v][j] = d1 + d2;
-                        E[8 + v][j] = d2 - d1;
-                        E[12 + v][j] = d1 - d3;
-                    }
-                const int64_t es = Ci * B;
-                float *dst = V + c * B + (t0 - t00);
-                for (int u = 0; u < 4; u++) { /* (B^T d) B, columns v */
-                    float *o0 = dst + (u * 4 + 0) * es, *o1 = dst + (u * 4 + 1) * es, *o2 = dst + (u * 4 + 2) * es,
-                          *o3 = dst + (u * 4 + 3) * es;
-                    const float *e0 = E[u * 4], *e1 = E[u * 4 + 1], *e2 = E[u * 4 + 2], *e3 = E[u * 4 + 3];
-                    for (int64_t j = 0; j < nt; j++) {
-                        o0[j] = e0[j] - e2[j];
-                        o1[j] = e1[j] + e2[j];
-                        o2[j] = e2[j] - e1[j];
-                        o3[j] = e1[j] - e3[j];
-                    }
-                }
-            }
             }
             /* 16 GEMMs: Mt[e] (Co, nb) = U_e (Co, Ci) . V[e] (Ci, nb) */
             for (int e = 0; e < 16; e++) {
@@ -850,43 +858,50 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                     oy[j] = (r / tw) * 2;
                     ox[j] = (r % tw) * 2;
                 }
-            /* output transform: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], over whole rows of tiles */
-            const int64_t es = Co * B;
-            for (int64_t o = 0; o < Co; o++) {
-                const float bv = bias ? bias[o] : 0.0f, *m = Mt + o * B + (t0 - t00);
-                float R[8][WG_SUB], Q[4][WG_SUB];
-                for (int v = 0; v < 4; v++) {
-                    const float *m0 = m + v * es, *m1 = m + (4 + v) * es, *m2 = m + (8 + v) * es, *m3 = m + (12 + v) * es;
+                /* output transform: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], over whole rows of tiles */
+                const int64_t es = Co * B;
+                for (int64_t o = 0; o < Co; o++) {
+                    const float bv = bias ? bias[o] : 0.0f, *m = Mt + o * B + (t0 - t00);
+                    float R[8][WG_SUB], Q[4][WG_SUB];
+                    for (int v = 0; v < 4; v++) {
+                        const float *m0 = m + v * es, *m1 = m + (4 + v) * es, *m2 = m + (8 + v) * es,
+                                    *m3 = m + (12 + v) * es;
+                        for (int64_t j = 0; j < nt; j++) {
+                            R[v][j] = m0[j] + m1[j] + m2[j];
+                            R[4 + v][j] = m1[j] - m2[j] - m3[j];
+                        }
+                    }
+                    for (int u = 0; u < 2; u++)
+                        for (int64_t j = 0; j < nt; j++) {
+                            const float *r = &R[u * 4][0];
+                            Q[u * 2][j] = r[j] + r[WG_SUB + j] + r[2 * WG_SUB + j];
+                            Q[u * 2 + 1][j] = r[WG_SUB + j] - r[2 * WG_SUB + j] - r[3 * WG_SUB + j];
+                        }
+                    if (!bw) /* forward: the bias, and a fused Relu (NaN propagates, as Relu) */
+                        for (int e = 0; e < 4; e++)
+                            for (int64_t j = 0; j < nt; j++) {
+                                float t = bv + Q[e][j];
+                                Q[e][j] = relu && t < 0.0f ? 0.0f : t;
+                            }
+                    float *dsto = out + o * OH * OW;
                     for (int64_t j = 0; j < nt; j++) {
-                        R[v][j] = m0[j] + m1[j] + m2[j];
-                        R[4 + v][j] = m1[j] - m2[j] - m3[j];
+                        const int64_t y0 = oy[j], x0 = ox[j];
+                        float *p = dsto + oimg[j] + y0 * OW + x0;
+                        if (y0 + 2 <= OH && x0 + 2 <= OW) {
+                            if (bw) {
+                                p[0] += Q[0][j], p[1] += Q[1][j], p[OW] += Q[2][j], p[OW + 1] += Q[3][j];
+                            } else {
+                                p[0] = Q[0][j], p[1] = Q[1][j], p[OW] = Q[2][j], p[OW + 1] = Q[3][j];
+                            }
+                            continue;
+                        }
+                        for (int u = 0; u < 2 && y0 + u < OH; u++)
+                            for (int v = 0; v < 2 && x0 + v < OW; v++) {
+                                float *q = p + u * OW + v;
+                                *q = bw ? *q + Q[u * 2 + v][j] : Q[u * 2 + v][j];
+                            }
                     }
                 }
-                for (int u = 0; u < 2; u++)
-                    for (int64_t j = 0; j < nt; j++) {
-                        const float *r = &R[u * 4][0];
-                        Q[u * 2][j] = r[j] + r[WG_SUB + j] + r[2 * WG_SUB + j];
-                        Q[u * 2 + 1][j] = r[WG_SUB + j] - r[2 * WG_SUB + j] - r[3 * WG_SUB + j];
-                    }
-                float *dsto = out + o * OH * OW;
-                for (int64_t j = 0; j < nt; j++) {
-                    const int64_t y0 = oy[j], x0 = ox[j];
-                    float *p = dsto + oimg[j] + y0 * OW + x0;
-                    if (y0 + 2 <= OH && x0 + 2 <= OW) {
-                        if (bw) {
-                            p[0] += Q[0][j], p[1] += Q[1][j], p[OW] += Q[2][j], p[OW + 1] += Q[3][j];
-                        } else {
-                            p[0] = bv + Q[0][j], p[1] = bv + Q[1][j], p[OW] = bv + Q[2][j], p[OW + 1] = bv + Q[3][j];
-                        }
-                        continue;
-                    }
-                    for (int u = 0; u < 2 && y0 + u < OH; u++)
-                        for (int v = 0; v < 2 && x0 + v < OW; v++) {
-                            float *q = p + u * OW + v;
-                            *q = bw ? *q + Q[u * 2 + v][j] : bv + Q[u * 2 + v][j];
-                        }
-                }
-            }
             }
         }
     }
@@ -904,6 +919,7 @@ static gcam_status conv_forward(gc_kctx *k) {
     const lowering *lw = &g.lw;
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NM = g.N * g.M, cL = lw->col[L], ksz = lw->ksz;
+    const int relu = k->post_relu; /* a following Relu fused in (plan.c) */
     if (g.N == 0) return GCAM_OK;
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;
@@ -925,6 +941,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_gather(yc, xc, wm, lw, 1, bv);
                     }
+                    if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
                 } else {
                     for (int64_t i = 0; i < g.ysz; i++) yc[i] = bv;
                     if (P) {
@@ -934,6 +951,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_scatter(yc, xc, wm, lw);
                     }
+                    if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
                 }
             }
         }
@@ -946,7 +964,7 @@ static gcam_status conv_forward(gc_kctx *k) {
         const float *U = wino_weights(k, &g); /* NULL (no memory for it): im2col below */
         if (U) {
             wino_run(y, x, U, 0, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                     wino_block(&g), col, nth);
+                     wino_block(&g), relu, col, nth);
             return GCAM_OK;
         }
     }
@@ -965,6 +983,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                 gc_sgemm(1, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
             else
                 gc_sgemm(1, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
+            if (relu) relu_rows(yg, g.Mg, g.ysz, g.ysz); /* still in cache */
         }
         return GCAM_OK;
     }
@@ -978,10 +997,11 @@ static gcam_status conv_forward(gc_kctx *k) {
                     gc_sgemm(nth, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
                 else
                     gc_sgemm(nth, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
+                if (relu) relu_rows(yg, g.Mg, g.ysz, g.ysz);
                 continue;
             }
             if (!g.transpose) {
-                lowered_gemm(yg, g.ysz, wg, g.Mg, xg, g.Cg, beta, &g, col, k->scratch_size, nth);
+                lowered_gemm(yg, g.ysz, wg, g.Mg, xg, g.Cg, beta, &g, col, k->scratch_size, relu, nth);
                 continue;
             }
             /* col2im scatters across tile borders: tiles in turn, each with all threads */
@@ -990,6 +1010,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                 gc_sgemm(nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
                 col2im(yg, col, g.Mg, lw, r0, nr, nth);
             }
+            if (relu) relu_rows(yg, g.Mg, g.ysz, g.ysz);
         }
     }
     return GCAM_OK;
@@ -1047,7 +1068,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         const float *U = wino_weights(k, &g);
         if (U) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
             wino_run(gx, gy, U, 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1], 2 - lw->p[0],
-                     2 - lw->p[1], NULL, wino_block(&g), col, nth);
+                     2 - lw->p[1], NULL, wino_block(&g), 0, col, nth);
             return GCAM_OK;
         }
     }
@@ -1079,7 +1100,7 @@ static gcam_status conv_backward(gc_kctx *k) {
                 continue;
             }
             if (g.transpose) {
-                lowered_gemm(gxg, g.xsz, wg, g.Cg, gyg, g.Mg, 1.0f, &g, col, k->scratch_size, nth);
+                lowered_gemm(gxg, g.xsz, wg, g.Cg, gyg, g.Mg, 1.0f, &g, col, k->scratch_size, 0, nth);
                 continue;
             }
             for (int64_t r0 = 0; r0 < g.rows; r0 += g.tile_rows) {
@@ -1096,7 +1117,7 @@ static gcam_status conv_backward(gc_kctx *k) {
 const gc_opdef gc_def_Conv = {.name = "Conv", .min_opset = 1, .parse = conv_parse, .infer = conv_infer,
                               .scratch_bytes = conv_scratch, .forward = conv_forward,
                               .bscratch_bytes = conv_scratch, .backward = conv_backward,
-                              .bw_in = 1u << 1, .diff_in = 1u << 0};
+                              .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1};
 const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose", .min_opset = 1, .parse = convt_parse,
                                        .infer = conv_infer, .scratch_bytes = conv_scratch,
                                        .forward = conv_forward, .bscratch_bytes = conv_scratch,

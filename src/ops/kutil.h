@@ -16,6 +16,14 @@ void gc_sgemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
 gcam_status gc_node_fail(const gc_node *n, gc_err *err, gcam_status code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The build targets x86-64-v2 (SSE4.2); compute-bound loops get an AVX2+FMA clone too, picked
+ * at load time when the CPU has it. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define GC_CLONES
+#endif
+
 /* One process-wide lock around building a node's kcache (rare: once per node and model). */
 void gc_kcache_lock(void);
 void gc_kcache_unlock(void);

@@ -146,7 +146,13 @@ static gcam_status bn_forward(gc_kctx *k) {
         float a = bn_a(p, sc, v, c), o = b[c] - m[c] * a;
         const float *xs = x + pl * S;
         float *ys = y + pl * S;
-        for (int64_t i = 0; i < S; i++) ys[i] = xs[i] * a + o;
+        if (k->post_relu)
+            for (int64_t i = 0; i < S; i++) {
+                float t = xs[i] * a + o;
+                ys[i] = t < 0.0f ? 0.0f : t; /* as Relu: NaN propagates */
+            }
+        else
+            for (int64_t i = 0; i < S; i++) ys[i] = xs[i] * a + o;
     }
     return GCAM_OK;
 }
@@ -173,7 +179,7 @@ static gcam_status bn_backward(gc_kctx *k) {
 const gc_opdef gc_def_BatchNormalization = {
     .name = "BatchNormalization", .min_opset = 6, .parse = bn_parse, .infer = bn_infer,
     .forward = bn_forward, .backward = bn_backward, .bw_in = (1u << 1) | (1u << 4), .bw_out = 0,
-    .diff_in = 1};
+    .diff_in = 1, .fuse_relu = 1};
 
 /* ------------------------------------------------------------------------------------------ */
 /* InstanceNormalization: statistics per (n, c) plane, then scale/B per channel                 */
@@ -220,7 +226,13 @@ static gcam_status in_forward(gc_kctx *k) {
         float a = r * sc[c], o = b[c] - mu * a;
         const float *xs = x + pl * S;
         float *ys = y + pl * S;
-        for (int64_t i = 0; i < S; i++) ys[i] = xs[i] * a + o;
+        if (k->post_relu)
+            for (int64_t i = 0; i < S; i++) {
+                float t = xs[i] * a + o;
+                ys[i] = t < 0.0f ? 0.0f : t; /* as Relu: NaN propagates */
+            }
+        else
+            for (int64_t i = 0; i < S; i++) ys[i] = xs[i] * a + o;
     }
     return GCAM_OK;
 }

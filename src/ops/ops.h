@@ -49,6 +49,8 @@ typedef struct gc_kctx {
     size_t scratch_size;
     void *aux;                     /* aux_bytes() bytes, or NULL */
     uint64_t const_in;             /* bit i: in[i] is a model constant (fixed for the model's life) */
+    int post_relu;                 /* forward: apply max(y, 0) to out[0] (a following Relu fused in;
+                                      only ops with .fuse_relu set, see plan.c) */
     gc_rule rule;
     int nthreads;
     gc_err *err;
@@ -68,6 +70,7 @@ typedef struct gc_opdef {
     uint64_t bw_in;                /* bit i: backward reads in[i]->data (GC_MAX_IO <= 64 bits) */
     uint64_t bw_out;               /* bit j: backward reads out[j]->data */
     uint64_t diff_in;              /* bit i: a gradient can flow to input i */
+    int fuse_relu;                 /* forward honours k->post_relu (and backward never reads out[0]) */
 } gc_opdef;
 
 /* Every input (variadic ops: Concat, Sum, Max...). */
