@@ -443,6 +443,24 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         fused_from[r] = v;
         if (last[v] < last[r]) last[v] = last[r];
     }
+    /* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly
+     * follows it and nothing else reads the Sigmoid's output: the Mul's step is skipped and its
+     * output lives from the Sigmoid's step on. Both backward steps run unchanged. */
+    for (int s = 1; s < F && !gc_no_fusion(); s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node], *pn = &m->nodes[c->steps[s - 1].node];
+        if (n->op != GC_OP_Mul || pn->op != GC_OP_Sigmoid || n->n_in != 2 || n->n_out != 1 || pn->n_out != 1)
+            continue;
+        int sg = pn->out[0], x = pn->in[0], y = n->out[0];
+        if (sg < 0 || x < 0 || y < 0 || !((n->in[0] == x && n->in[1] == sg) || (n->in[0] == sg && n->in[1] == x)))
+            continue;
+        if (uses[sg] != 1 || c->kept[sg] || m->values[sg].is_output || sg == c->seed || c->vkind[x] != GC_V_RUNTIME ||
+            c->vkind[y] != GC_V_RUNTIME || c->vals[x].dtype != GC_F32 || c->vals[y].dtype != GC_F32 ||
+            fused_from[y] >= 0 || !gc_shape_eq(&c->vals[x].shape, &c->vals[y].shape))
+            continue;
+        c->steps[s - 1].k.post_mul = &c->vals[y];
+        c->steps[s].fused = 1;
+        first[y] = s - 1;
+    }
     free(uses);
     free(prod_step);
 

@@ -43,6 +43,8 @@ typedef struct unary_def {
     fw_i64 i64; /* NULL: float32 only */
     bw_f32 bw;
     int from;   /* what bw reads: FROM_IN, FROM_OUT or FROM_NONE */
+    /* Sigmoid only: y = f(x) and m = x * y in one pass (a following Mul fused in: SiLU) */
+    void (*f32_mul)(float *y, float *m, const float *x, int64_t n);
 } unary_def;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -93,6 +95,17 @@ static gcam_status unary_forward(gc_kctx *k, const unary_def *d) {
     }
     float *y = k->out[0]->data;
     const float *x = k->in[0]->data;
+    if (k->post_mul) { /* SiLU: the Mul x * f(x) fused in (plan.c); the Mul's output is post_mul */
+        if (!d->f32_mul || k->post_mul->dtype != GC_F32 || gc_numel(k->post_mul) != n)
+            return gc_kfail(k, GCAM_E_INTERNAL, "fused Mul not supported here");
+        float *m = k->post_mul->data;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int64_t c = 0; c < nchunks; c++) {
+            int64_t lo = c * ACT_CHUNK;
+            d->f32_mul(y + lo, m + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo));
+        }
+        return GCAM_OK;
+    }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t lo = c * ACT_CHUNK;
@@ -207,7 +220,7 @@ static gcam_status parse_floats(gc_node *n, gc_err *err, const char *name1, floa
 
 /* Defines <Name>_infer/forward/backward and gc_def_<Name> around kernels lname_fw / lname_bw. */
 #define UNARY_OP(Name, lname, min_op, parse_fn, fw64, from_)                                       \
-    static const unary_def lname##_def = {lname##_fw, fw64, lname##_bw, from_};                    \
+    static const unary_def lname##_def = {lname##_fw, fw64, lname##_bw, from_, NULL};              \
     static gcam_status Name##_infer(gc_kctx *k) { return unary_infer(k, &lname##_def); }          \
     static gcam_status Name##_forward(gc_kctx *k) { return unary_forward(k, &lname##_def); }      \
     static gcam_status Name##_backward(gc_kctx *k) { return unary_backward(k, &lname##_def); }    \
@@ -357,7 +370,23 @@ static void sigmoid_fw(float *y, const float *x, int64_t n, const act_args *a) {
 static void sigmoid_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * y[i] * (1.0f - y[i]);
 }
-UNARY_OP(Sigmoid, sigmoid, 1, NULL, NULL, FROM_OUT)
+/* SiLU (EfficientNet): y = sigmoid(x) and m = x * y, bit-identical to Sigmoid then Mul */
+GC_CLONES
+static void sigmoid_mul_fw(float *y, float *m, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
+        float s = bsel(x[i] >= 0.0f, r, e * r);
+        y[i] = s;
+        m[i] = x[i] * s;
+    }
+}
+static const unary_def sigmoid_def = {sigmoid_fw, NULL, sigmoid_bw, FROM_OUT, sigmoid_mul_fw};
+static gcam_status Sigmoid_infer(gc_kctx *k) { return unary_infer(k, &sigmoid_def); }
+static gcam_status Sigmoid_forward(gc_kctx *k) { return unary_forward(k, &sigmoid_def); }
+static gcam_status Sigmoid_backward(gc_kctx *k) { return unary_backward(k, &sigmoid_def); }
+const gc_opdef gc_def_Sigmoid = {.name = "Sigmoid", .min_opset = 1, .infer = Sigmoid_infer,
+                                 .forward = Sigmoid_forward, .backward = Sigmoid_backward, .bw_out = 1,
+                                 .diff_in = 1};
 
 /* ------------------------------------------------------------------------------------------ */
 /* HardSigmoid: y = clamp(alpha x + beta, 0, 1) (alpha 0.2, beta 0.5); dy/dx = alpha inside    */
@@ -539,7 +568,7 @@ UNARY_OP(Abs, abs, 1, NULL, abs_i64, FROM_IN)
 static void floor_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = floorf(x[i]);
 }
-static const unary_def floor_def = {floor_fw, NULL, NULL, FROM_NONE};
+static const unary_def floor_def = {floor_fw, NULL, NULL, FROM_NONE, NULL};
 static gcam_status Floor_infer(gc_kctx *k) { return unary_infer(k, &floor_def); }
 static gcam_status Floor_forward(gc_kctx *k) { return unary_forward(k, &floor_def); }
 const gc_opdef gc_def_Floor = {.name = "Floor", .min_opset = 1, .infer = Floor_infer,
@@ -548,7 +577,7 @@ const gc_opdef gc_def_Floor = {.name = "Floor", .min_opset = 1, .infer = Floor_i
 static void ceil_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = ceilf(x[i]);
 }
-static const unary_def ceil_def = {ceil_fw, NULL, NULL, FROM_NONE};
+static const unary_def ceil_def = {ceil_fw, NULL, NULL, FROM_NONE, NULL};
 static gcam_status Ceil_infer(gc_kctx *k) { return unary_infer(k, &ceil_def); }
 static gcam_status Ceil_forward(gc_kctx *k) { return unary_forward(k, &ceil_def); }
 const gc_opdef gc_def_Ceil = {.name = "Ceil", .min_opset = 1, .infer = Ceil_infer,
@@ -576,7 +605,7 @@ static gcam_status Identity_forward(gc_kctx *k) {
     memcpy(k->out[0]->data, k->in[0]->data, (size_t)gc_numel(k->in[0]) * gc_dtype_size(k->in[0]->dtype));
     return GCAM_OK;
 }
-static const unary_def pass_def = {NULL, NULL, pass_bw, FROM_NONE};
+static const unary_def pass_def = {NULL, NULL, pass_bw, FROM_NONE, NULL};
 static gcam_status Identity_backward(gc_kctx *k) {
     if (k->in[0]->dtype != GC_F32) return GCAM_OK;
     return unary_backward(k, &pass_def);

@@ -275,6 +275,8 @@ static gcam_status check_int_divisor(gc_kctx *k, const gc_tensor *b) {
 #define FMIN(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
 
 BIN_ROW(add_f32, float, float, float, a + b)
+/* Add with a following Relu fused in (k->post_relu, ResNet's residual sums); NaN propagates */
+BIN_ROW(add_relu_f32, float, float, float, (a + b) < 0.0f ? 0.0f : (a + b))
 BIN_ROW(add_i64, int64_t, int64_t, int64_t, IADD(a, b))
 BIN_ROW(sub_f32, float, float, float, a - b)
 BIN_ROW(sub_i64, int64_t, int64_t, int64_t, ISUB(a, b))
@@ -425,8 +427,9 @@ static void val_div(float *v, char *const *q, const int64_t *in, int64_t m, cons
 /* Add, Sub: d/da = 1, d/db = +-1                                                               */
 
 static const bin_rows add_rows = {{NULL, add_f32, add_i64, NULL}, 0};
+static const bin_rows add_relu_rows = {{NULL, add_relu_f32, add_i64, NULL}, 0};
 static gcam_status add_infer(gc_kctx *k) { return bin_infer(k, &add_rows); }
-static gcam_status add_forward(gc_kctx *k) { return bin_forward(k, &add_rows); }
+static gcam_status add_forward(gc_kctx *k) { return bin_forward(k, k->post_relu ? &add_relu_rows : &add_rows); }
 static gcam_status add_backward(gc_kctx *k) {
     if (!k->gout[0]) return GCAM_OK;
     if (want(k, 0)) grad_scaled(k, 0, 1.0f);
@@ -434,7 +437,7 @@ static gcam_status add_backward(gc_kctx *k) {
     return GCAM_OK;
 }
 const gc_opdef gc_def_Add = {.name = "Add", .min_opset = 7, .infer = add_infer,
-                             .forward = add_forward, .backward = add_backward, .diff_in = 3};
+                             .forward = add_forward, .backward = add_backward, .diff_in = 3, .fuse_relu = 1};
 
 static const bin_rows sub_rows = {{NULL, sub_f32, sub_i64, NULL}, 0};
 static gcam_status sub_infer(gc_kctx *k) { return bin_infer(k, &sub_rows); }

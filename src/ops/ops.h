@@ -51,6 +51,8 @@ typedef struct gc_kctx {
     uint64_t const_in;             /* bit i: in[i] is a model constant (fixed for the model's life) */
     int post_relu;                 /* forward: apply max(y, 0) to out[0] (a following Relu fused in;
                                       only ops with .fuse_relu set, see plan.c) */
+    gc_tensor *post_mul;           /* Sigmoid forward: also write in[0] * out[0] here (a following
+                                      Mul fused in: SiLU; see plan.c) */
     gc_rule rule;
     int nthreads;
     gc_err *err;
