@@ -444,6 +444,20 @@ static void test_conv_winograd(void) {
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i < 2);
 }
 
+/* Pointwise convolutions of a batch on small maps: one GEMM over all the images' columns
+ * (gathered, then scattered back with the bias), forward and data gradient vs naive. */
+static void test_conv_pointwise_batched(void) {
+    const cv_case cases[] = {
+        {.label = "pointwise batched 7x7 n3", .nsp = 2, .N = 3, .C = 32, .M = 24, .G = 1, .in = {7, 7},
+         .k = {1, 1}, .bias = 1, .want = {7, 7}},
+        {.label = "pointwise batched 5x3 n2 no bias", .nsp = 2, .N = 2, .C = 12, .M = 40, .G = 1, .in = {5, 3},
+         .k = {1, 1}, .want = {5, 3}},
+        {.label = "pointwise batched 1-d n4", .nsp = 1, .N = 4, .C = 16, .M = 16, .G = 1, .in = {9}, .k = {1},
+         .bias = 1, .want = {9}},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i == 0);
+}
+
 /* Bias given as an omitted third input; attribute and shape errors are reported, not crashed on. */
 static void test_conv_errors(void) {
     gc_err err = {0};
@@ -726,6 +740,7 @@ int main(void) {
     test_conv_variants();
     test_convtranspose_variants();
     test_conv_tiled(99);
+    test_conv_pointwise_batched();
     test_conv_errors();
     test_gemm();
     test_matmul();
@@ -733,6 +748,7 @@ int main(void) {
     openblas_set_num_threads(1); /* now every GEMM above the threshold is split over OpenMP */
     test_conv_tiled(2);
     test_conv_winograd();
+    test_conv_pointwise_batched();
     test_big_gemms(4);
     printf("%d passed, %d failed\n", oc_checks - oc_failures, oc_failures);
     return oc_failures != 0;

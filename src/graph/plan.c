@@ -419,6 +419,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
         goto out;
     }
+    const int fuse = !gc_no_fusion();
     for (int v = 0; v < m->n_values; v++) fused_from[v] = prod_step[v] = -1;
     for (int s = 0; s < F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
@@ -427,7 +428,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         for (int j = 0; j < n->n_out; j++)
             if (n->out[j] >= 0) prod_step[n->out[j]] = s;
     }
-    for (int s = 0; s < F && !gc_no_fusion(); s++) {
+    for (int s = 0; s < F && fuse; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
         if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1) continue;
         int v = n->in[0], r = n->out[0];
@@ -446,7 +447,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     /* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly
      * follows it and nothing else reads the Sigmoid's output: the Mul's step is skipped and its
      * output lives from the Sigmoid's step on. Both backward steps run unchanged. */
-    for (int s = 1; s < F && !gc_no_fusion(); s++) {
+    for (int s = 1; s < F && fuse; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node], *pn = &m->nodes[c->steps[s - 1].node];
         if (n->op != GC_OP_Mul || pn->op != GC_OP_Sigmoid || n->n_in != 2 || n->n_out != 1 || pn->n_out != 1)
             continue;

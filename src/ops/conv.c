@@ -310,6 +310,22 @@ static gcam_status conv_infer(gc_kctx *k) {
 static int wino_eligible(const gc_kctx *k, const conv_geom *g);
 static int64_t wino_slot_floats(const conv_geom *g);
 
+/* Pointwise convolutions of a batch on small maps (ResNet's and DenseNet's 14x14 and 7x7 stages):
+ * the images' columns gathered side by side into one (C, N*HW) matrix so one GEMM reads (and
+ * OpenBLAS packs) W once instead of once per image; per image, a 7x7 map gave GEMMs 49 columns
+ * wide that spent about as long packing a 2048x512 W as computing. Floats of scratch needed
+ * (X and Y sides, the same for the data gradient), 0 when this layout does not apply. */
+#define CV_PW_BATCH_MAX_HW 256
+#define CV_PW_BATCH_MAX_FLOATS ((int64_t)1 << 24) /* 64 MB of scratch at most */
+static int64_t pw_batched_floats(const conv_geom *g) {
+    if (g->path != PATH_POINTWISE || g->transpose || g->G != 1 || g->N < 2 || g->xsz > CV_PW_BATCH_MAX_HW)
+        return 0;
+    int64_t t;
+    if (gc_mul_i64(&t, g->C + g->M, g->N) || gc_mul_i64(&t, t, g->xsz) || t > CV_PW_BATCH_MAX_FLOATS) return 0;
+    if ((int64_t)g->N * g->xsz > INT_MAX) return 0;
+    return t;
+}
+
 static size_t conv_scratch(const gc_kctx *k) {
     conv_geom g;
     gc_err e = {0};
@@ -318,6 +334,7 @@ static size_t conv_scratch(const gc_kctx *k) {
     if (conv_setup(&kk, &g)) return 0;
     if (g.path == PATH_DEPTHWISE)
         return g.pl.ok ? (size_t)GC_MAX(1, k->nthreads) * (size_t)g.pl.floats * sizeof(float) : 0;
+    if (g.path == PATH_POINTWISE) return (size_t)pw_batched_floats(&g) * sizeof(float);
     if (g.path != PATH_GEMM) return 0;
     /* a tile slot per thread when the image has several (see lowered_gemm) */
     size_t im2col_bytes = (size_t)(g.ntiles > 1 ? GC_MAX(1, k->nthreads) : 1) * (size_t)g.tile_floats * sizeof(float);
@@ -712,7 +729,8 @@ static int64_t wino_block(const conv_geom *g);
 static int wino_eligible(const gc_kctx *k, const conv_geom *g) {
     const lowering *lw = &g->lw;
     if (g->transpose || lw->nsp != 2 || g->G != 1 || !(k->const_in & 2)) return 0;
-    if (getenv("GCAM_NO_WINOGRAD")) return 0; /* A/B measurements and tests */
+    const char *off = getenv("GCAM_NO_WINOGRAD"); /* =1: im2col everywhere (A/B measurements) */
+    if (off && *off && strcmp(off, "0") != 0) return 0;
     for (int i = 0; i < 2; i++)
         if (lw->k[i] != 3 || lw->s[i] != 1 || lw->d[i] != 1) return 0;
     if (g->C < WG_MIN_CH || g->M < WG_MIN_CH) return 0;
@@ -968,6 +986,27 @@ static gcam_status conv_forward(gc_kctx *k) {
             return GCAM_OK;
         }
     }
+    const int64_t pwb = pw_batched_floats(&g);
+    if (pwb && k->scratch_size >= (size_t)pwb * sizeof(float)) {
+        /* one GEMM for the batch: Ys (M, N*HW) = W (M, C) . Xs (C, N*HW), then Y with bias (+ Relu) */
+        const int64_t HW = g.xsz, NHW = g.N * HW;
+        float *xs = col, *ys = col + g.C * NHW;
+#pragma omp parallel for num_threads(nth) schedule(static) if (g.C * NHW > CV_OMP_MIN)
+        for (int64_t c = 0; c < g.C; c++)
+            for (int64_t n = 0; n < g.N; n++) memcpy(xs + c * NHW + n * HW, x + (n * g.C + c) * HW, (size_t)HW * sizeof(float));
+        gc_sgemm(nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
+#pragma omp parallel for num_threads(nth) schedule(static) if (g.M * NHW > CV_OMP_MIN)
+        for (int64_t nm = 0; nm < g.N * g.M; nm++) {
+            const int64_t n = nm / g.M, m = nm % g.M;
+            const float bv = b ? b[m] : 0.0f, *src = ys + m * NHW + n * HW;
+            float *dst = y + nm * HW;
+            for (int64_t i = 0; i < HW; i++) {
+                float t = src[i] + bv;
+                dst[i] = relu && t < 0.0f ? 0.0f : t;
+            }
+        }
+        return GCAM_OK;
+    }
     if (b || g.transpose) fill_bias(y, b, NM, g.M, g.ysz, nth);
     const float beta = b ? 1.0f : 0.0f;
     const int64_t kcol = g.cimg * ksz;
@@ -1071,6 +1110,25 @@ static gcam_status conv_backward(gc_kctx *k) {
                      2 - lw->p[1], NULL, wino_block(&g), 0, col, nth);
             return GCAM_OK;
         }
+    }
+    const int64_t pwb = pw_batched_floats(&g);
+    if (pwb && k->scratch_size >= (size_t)pwb * sizeof(float)) {
+        /* one GEMM for the batch: Xs (C, N*HW) = W^T (C, M) . dYs (M, N*HW), added into dX */
+        const int64_t HW = g.xsz, NHW = g.N * HW;
+        float *xs = col, *ys = col + g.C * NHW;
+#pragma omp parallel for num_threads(nth) schedule(static) if (g.M * NHW > CV_OMP_MIN)
+        for (int64_t m = 0; m < g.M; m++)
+            for (int64_t n = 0; n < g.N; n++)
+                memcpy(ys + m * NHW + n * HW, gy + (n * g.M + m) * HW, (size_t)HW * sizeof(float));
+        gc_sgemm(nth, 1, 0, g.C, NHW, g.M, 1.0f, w, g.C, ys, NHW, 0.0f, xs, NHW);
+#pragma omp parallel for num_threads(nth) schedule(static) if (g.C * NHW > CV_OMP_MIN)
+        for (int64_t nc = 0; nc < g.N * g.C; nc++) {
+            const int64_t n = nc / g.C, c = nc % g.C;
+            const float *src = xs + c * NHW + n * HW;
+            float *dst = gx + nc * HW;
+            for (int64_t i = 0; i < HW; i++) dst[i] += src[i];
+        }
+        return GCAM_OK;
     }
     const int64_t kcol = g.cimg * ksz;
     if (g.path == PATH_POINTWISE && pointwise_by_image(&g, nth)) {
