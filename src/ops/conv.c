@@ -326,6 +326,14 @@ static int64_t pw_batched_floats(const conv_geom *g) {
     return t;
 }
 
+/* dst (C, N*HW) <- src (N, C, HW): each channel's images side by side (batched pointwise GEMMs) */
+static void batch_columns(float *dst, const float *src, int64_t N, int64_t C, int64_t HW, int nth) {
+#pragma omp parallel for num_threads(nth) schedule(static) if (C * N * HW > CV_OMP_MIN)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t n = 0; n < N; n++)
+            memcpy(dst + (c * N + n) * HW, src + (n * C + c) * HW, (size_t)HW * sizeof(float));
+}
+
 static size_t conv_scratch(const gc_kctx *k) {
     conv_geom g;
     gc_err e = {0};
@@ -785,6 +793,15 @@ static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
     return u;
 }
 
+/* U when this convolution runs as Winograd here (eligible, scratch planned for it, U built), or
+ * NULL for the im2col path: the one decision the forward and the backward share. */
+static const float *wino_ready(const gc_kctx *k, const conv_geom *g, int nth) {
+    if (g->path != PATH_GEMM || !wino_eligible(k, g) ||
+        k->scratch_size < (size_t)nth * (size_t)wino_slot_floats(g) * sizeof(float))
+        return NULL;
+    return wino_weights(k, g); /* NULL without memory for U */
+}
+
 /* out (N, Co, OH, OW) (= bias + or +=) the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel
  * (y, x) reads input rows y - pt .. y - pt + 2 (outside: zeros). bw = 0: U[e] (Co, Ci) as stored
  * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C). Tiles of all images are blocked together
@@ -977,9 +994,8 @@ static gcam_status conv_forward(gc_kctx *k) {
     }
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
         return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
-    if (g.path == PATH_GEMM && wino_eligible(k, &g) &&
-        k->scratch_size >= (size_t)nth * (size_t)wino_slot_floats(&g) * sizeof(float)) {
-        const float *U = wino_weights(k, &g); /* NULL (no memory for it): im2col below */
+    {
+        const float *U = wino_ready(k, &g, nth); /* NULL: im2col below */
         if (U) {
             wino_run(y, x, U, 0, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
                      wino_block(&g), relu, col, nth);
@@ -991,9 +1007,7 @@ static gcam_status conv_forward(gc_kctx *k) {
         /* one GEMM for the batch: Ys (M, N*HW) = W (M, C) . Xs (C, N*HW), then Y with bias (+ Relu) */
         const int64_t HW = g.xsz, NHW = g.N * HW;
         float *xs = col, *ys = col + g.C * NHW;
-#pragma omp parallel for num_threads(nth) schedule(static) if (g.C * NHW > CV_OMP_MIN)
-        for (int64_t c = 0; c < g.C; c++)
-            for (int64_t n = 0; n < g.N; n++) memcpy(xs + c * NHW + n * HW, x + (n * g.C + c) * HW, (size_t)HW * sizeof(float));
+        batch_columns(xs, x, g.N, g.C, HW, nth);
         gc_sgemm(nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
 #pragma omp parallel for num_threads(nth) schedule(static) if (g.M * NHW > CV_OMP_MIN)
         for (int64_t nm = 0; nm < g.N * g.M; nm++) {
@@ -1102,9 +1116,8 @@ static gcam_status conv_backward(gc_kctx *k) {
     }
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
         return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
-    if (g.path == PATH_GEMM && wino_eligible(k, &g) &&
-        k->scratch_size >= (size_t)nth * (size_t)wino_slot_floats(&g) * sizeof(float)) {
-        const float *U = wino_weights(k, &g);
+    {
+        const float *U = wino_ready(k, &g, nth);
         if (U) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
             wino_run(gx, gy, U, 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1], 2 - lw->p[0],
                      2 - lw->p[1], NULL, wino_block(&g), 0, col, nth);
@@ -1116,10 +1129,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         /* one GEMM for the batch: Xs (C, N*HW) = W^T (C, M) . dYs (M, N*HW), added into dX */
         const int64_t HW = g.xsz, NHW = g.N * HW;
         float *xs = col, *ys = col + g.C * NHW;
-#pragma omp parallel for num_threads(nth) schedule(static) if (g.M * NHW > CV_OMP_MIN)
-        for (int64_t m = 0; m < g.M; m++)
-            for (int64_t n = 0; n < g.N; n++)
-                memcpy(ys + m * NHW + n * HW, gy + (n * g.M + m) * HW, (size_t)HW * sizeof(float));
+        batch_columns(ys, gy, g.N, g.M, HW, nth);
         gc_sgemm(nth, 1, 0, g.C, NHW, g.M, 1.0f, w, g.C, ys, NHW, 0.0f, xs, NHW);
 #pragma omp parallel for num_threads(nth) schedule(static) if (g.C * NHW > CV_OMP_MIN)
         for (int64_t nc = 0; nc < g.N * g.C; nc++) {

@@ -226,13 +226,7 @@ static gcam_status in_forward(gc_kctx *k) {
         float a = r * sc[c], o = b[c] - mu * a;
         const float *xs = x + pl * S;
         float *ys = y + pl * S;
-        if (k->post_relu)
-            for (int64_t i = 0; i < S; i++) {
-                float t = xs[i] * a + o;
-                ys[i] = t < 0.0f ? 0.0f : t; /* as Relu: NaN propagates */
-            }
-        else
-            for (int64_t i = 0; i < S; i++) ys[i] = xs[i] * a + o;
+        for (int64_t i = 0; i < S; i++) ys[i] = xs[i] * a + o;
     }
     return GCAM_OK;
 }
