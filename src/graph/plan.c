@@ -405,11 +405,11 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         for (int r = 0; r < c->n_req; r++) glast[c->req[r]] = END;
     }
 
-    /* Relu fused into its producer (Conv, BatchNormalization) when nothing else reads the
-     * producer's output: the producer writes max(y, 0) and the Relu's output shares its buffer,
-     * which saves a pass over memory and a buffer per pair (ResNet, VGG, DenseNet). The Relu's
-     * backward still runs (it reads its output, i.e. the shared buffer); the producers' backward
-     * reads only weights. */
+    /* Relu fused into its producer (an op with .fuse_relu: Conv, BatchNormalization, Add) when
+     * nothing else reads the producer's output: the producer writes max(y, 0) and the Relu's output
+     * shares its buffer, which saves a pass over memory and a buffer per pair (ResNet, VGG,
+     * DenseNet). The Relu's backward still runs (it reads its output, i.e. the shared buffer); the
+     * producers' backward reads only weights (Add: nothing). */
     fused_from = gc_malloc2((size_t)m->n_values + 1, sizeof(int)); /* Relu output -> producer output */
     int *uses = calloc((size_t)m->n_values + 1, sizeof(int));
     int *prod_step = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
@@ -643,7 +643,8 @@ int gc_ctx_first_step_after(const gcam_ctx *c, int v) {
 
 /* GCAM_PROFILE=1: time spent per op type, forward and backward, summed over the process and
  * printed to stderr at exit. A developer's aid for finding where the time goes (docs/performance.md);
- * off by default, and then it costs one branch per step. */
+ * off by default, and then it costs one branch per step. The counters are plain globals: profile
+ * one context at a time (concurrent contexts would race on them). */
 typedef struct prof_row {
     double fw, bw;
     long nfw, nbw;
