@@ -331,7 +331,10 @@ const char *gcam_explainer_score_name(const gcam_explainer *e);
 
 /* One forward pass on new inputs; every explanation until the next call shares it. */
 gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, int n_inputs);
-/* The explained scores (shape of the score tensor) and, for classifiers, the probabilities. */
+/* The explained scores (shape of the score tensor) and, for classifiers, the probabilities. The
+ * view's data belongs to the explainer and stays valid until its next gcam_explainer_forward.
+ * (The explainer plans the backward to the target layers first; the first pixel-space method
+ * re-plans it with the input gradient and re-runs the forward once.) */
 gcam_status gcam_explainer_scores(gcam_explainer *e, gcam_tensor_view *scores);
 
 /* A map: raw at the layer's resolution (CAM family) or the input's (pixel space), upsampled to the

@@ -7,7 +7,8 @@
  *   resnet18.onnx   GAP + FC tail (2 MB): the loop is kept (counter checked); then with the testing
  *                   knob GCAM_TAIL_BATCH_MIN_BYTES=0 at an inner layer (a tail of residual blocks)
  *                   and at two layers, where the batched path must run and still agree
- * plus methods outside the batched set, and bad arguments (n_targets <= 0, NULL targets or outs,
+ * plus methods outside the batched set, the explainer's switch to the input-gradient plan on the
+ * first pixel method (lazy_input_grad), and bad arguments (n_targets <= 0, NULL targets or outs,
  * a class out of range at position 3: error naming it, every map zeroed).
  * Usage: test_explain_many DIR (with the files of tests/explain_many_models.py). Exits 1 on any
  * mismatch. */
@@ -222,6 +223,59 @@ static void bad_arguments(setup *s, const char *what, int batched) {
     compare(s, what, GCAM_GRADCAM, 3, batched);
 }
 
+/* The explainer plans the input gradient only when a pixel method first asks (explain.h): before,
+ * its context is smaller; the switch re-runs the forward, keeps the scores view valid and changes no
+ * map (maps within 1e-6 * max|map| of the same method on an explainer that switched first). */
+static void lazy_input_grad(gcam_model *m, int64_t N) {
+    char what[64];
+    snprintf(what, sizeof what, "resnet18 lazy input gradient N=%lld", (long long)N);
+    setup a, b;
+    if (setup_open(&a, m, N, 64, NULL, 0) || setup_open(&b, m, N, 64, NULL, 0)) {
+        CHECK(0, "%s: setup", what);
+        return;
+    }
+    gcam_target t = {.kind = GCAM_TARGET_CLASS, .cls = a.order[0][0]};
+    gcam_map cam1 = {0}, cam2 = {0}, cam3 = {0}, gb1 = {0}, gb2 = {0}, ggc1 = {0}, ggc2 = {0};
+    gcam_tensor_view sv;
+    float before[2000];
+    size_t ns = 0;
+    CHECK(!a.e->ctx_full, "%s: a new explainer already plans the input gradient", what);
+    size_t cam_arena = a.e->ctx->arena_size;
+    CHECK(gcam_explainer_scores(a.e, &sv) == GCAM_OK && sv.numel <= 2000, "%s: scores", what);
+    const float *sp = sv.data;
+    ns = sv.numel <= 2000 ? sv.numel : 0;
+    memcpy(before, sp, ns * sizeof(float));
+    CHECK(gcam_explain(a.e, GCAM_GRADCAM, &t, &cam1) == GCAM_OK, "%s: Grad-CAM: %s", what, gcam_explainer_error(a.e));
+    CHECK(!a.e->ctx_full, "%s: Grad-CAM planned the input gradient", what);
+    CHECK(gcam_explain(a.e, GCAM_GUIDED_BACKPROP, &t, &gb1) == GCAM_OK, "%s: GBP: %s", what, gcam_explainer_error(a.e));
+    CHECK(a.e->ctx_full, "%s: Guided Backprop ran without the input-gradient plan", what);
+    size_t full_arena = a.e->ctx->arena_size;
+    CHECK(cam_arena < full_arena, "%s: CAM-only arena %zu not below the full one %zu", what, cam_arena, full_arena);
+    printf("%s: arena %zu -> %zu bytes (%.2fx)\n", what, cam_arena, full_arena, (double)full_arena / (double)cam_arena);
+    CHECK(ns && memcmp(before, sp, ns * sizeof(float)) == 0, "%s: the scores view changed with the re-plan", what);
+    CHECK(gcam_explain(a.e, GCAM_GRADCAM, &t, &cam2) == GCAM_OK, "%s: Grad-CAM after: %s", what, gcam_explainer_error(a.e));
+    CHECK(gcam_explain(a.e, GCAM_GUIDED_GRADCAM, &t, &ggc1) == GCAM_OK, "%s: GGC: %s", what, gcam_explainer_error(a.e));
+    /* b: a pixel method first (the switch before any CAM), then the CAM methods on the full plan */
+    CHECK(gcam_explain(b.e, GCAM_GUIDED_GRADCAM, &t, &ggc2) == GCAM_OK, "%s: GGC first: %s", what, gcam_explainer_error(b.e));
+    CHECK(gcam_explain(b.e, GCAM_GUIDED_BACKPROP, &t, &gb2) == GCAM_OK, "%s: GBP: %s", what, gcam_explainer_error(b.e));
+    CHECK(gcam_explainer_forward(b.e, &b.in, 1) == GCAM_OK, "%s: forward after the switch: %s", what, gcam_explainer_error(b.e));
+    CHECK(gcam_explain(b.e, GCAM_GRADCAM, &t, &cam3) == GCAM_OK, "%s: Grad-CAM: %s", what, gcam_explainer_error(b.e));
+    const gcam_map *pairs[4][2] = {{&cam1, &cam2}, {&cam1, &cam3}, {&gb1, &gb2}, {&ggc1, &ggc2}};
+    static const char *const names[4] = {"Grad-CAM before/after the switch", "Grad-CAM, CAM-only vs full plan",
+                                         "Guided Backprop", "Guided Grad-CAM"};
+    for (int i = 0; i < 4; i++) {
+        const gcam_map *x = pairs[i][0], *y = pairs[i][1];
+        size_t n = (size_t)(x->n * x->c * x->h * x->w);
+        double err = 0, mx = 0;
+        int same = x->raw && y->raw && n == (size_t)(y->n * y->c * y->h * y->w);
+        CHECK(same && close_rel(x->raw, y->raw, n, 1e-6, 0, &err, &mx), "%s: %s differ: %g of max %g", what, names[i], err, mx);
+    }
+    gcam_map *all[7] = {&cam1, &cam2, &cam3, &gb1, &gb2, &ggc1, &ggc2};
+    for (int i = 0; i < 7; i++) gcam_map_free(all[i]);
+    setup_close(&a);
+    setup_close(&b);
+}
+
 static gcam_model *load(const char *dir, const char *file) {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, file);
@@ -283,6 +337,7 @@ int main(int argc, char **argv) {
         if (N == 1) bad_arguments(&s, what, 0);
         setup_close(&s);
     }
+    for (int64_t N = 1; N <= 2; N++) lazy_input_grad(res, N);
     /* the knob at 0: residual blocks in the tail, one and two layers, batched */
     setenv("GCAM_TAIL_BATCH_MIN_BYTES", "0", 1);
     const char *l3[] = {"/layer3/layer3.1/relu_1/Relu_output_0"};

@@ -179,6 +179,7 @@ static void free_feeds(gcam_explainer *e) {
 void gcam_explainer_free(gcam_explainer *e) {
     if (!e) return;
     gcam_ctx_free(e->ctx);
+    free(e->score_copy);
     gcam_ctx_free(e->mask_ctx);
     gcam_ctx_free(e->tail_ctx);
     free(e->tail_cross);
@@ -202,6 +203,47 @@ const char *gcam_explainer_layer(const gcam_explainer *e, int i) {
     return e && i >= 0 && i < e->n_layers ? vname(e, e->layers[i]) : NULL;
 }
 const char *gcam_explainer_score_name(const gcam_explainer *e) { return e && e->score >= 0 ? vname(e, e->score) : NULL; }
+
+/* The explainer's context: forward, kept score/output, the backward from the score to the layers
+ * (their gradients are kept, and so are their values: Ablation-CAM re-runs the steps after them)
+ * and, when full, to the input as well. */
+static gcam_status plan_ctx(gcam_explainer *e, const gcam_feed *shapes, int n_shapes, int full, gcam_ctx **out) {
+    const char *names[66];
+    int nn = 0;
+    if (full) names[nn++] = vname(e, e->input);
+    for (int i = 0; i < e->n_layers && nn < 64; i++) names[nn++] = vname(e, e->layers[i]);
+    const char *keep[3] = {vname(e, e->score), vname(e, e->output), vname(e, e->input)};
+    gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 3,
+                           .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
+    gcam_status rc = gcam_ctx_create(out, (const gcam_model *)(const void *)e->m, shapes, n_shapes, &co);
+    if (rc) {
+        gc_fail(&e->err, rc, "%s", gcam_ctx_error(*out));
+        gcam_ctx_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+gcam_status gc_explainer_need_input_grad(gcam_explainer *e) {
+    if (e->ctx_full) return GCAM_OK;
+    if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "call gcam_explainer_forward first");
+    gcam_feed f[64]; /* the planned shapes are those of the last forward's feeds */
+    for (int i = 0; i < e->n_feeds; i++) {
+        f[i] = e->feeds[i];
+        f[i].dims = e->feed_dims[i];
+        f[i].data = NULL;
+    }
+    gcam_ctx *full = NULL;
+    gcam_status rc = plan_ctx(e, f, e->n_feeds, 1, &full);
+    if (rc) return rc; /* e->ctx (and its forward) stays usable for the CAM methods */
+    /* freed before the new forward touches its arena: the peak is the larger context, not both */
+    gcam_ctx_free(e->ctx);
+    e->ctx = full;
+    e->ctx_full = 1;
+    rc = gc_explainer_forward_input(e, NULL);
+    if (rc) e->forwarded = 0; /* nothing valid to explain until the next forward */
+    return rc;
+}
 
 gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, const gcam_feed *shapes, int n_shapes,
                                   const gcam_explain_options *opts) {
@@ -282,16 +324,9 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     }
     gcam_ctx_free(probe);
 
-    /* Keep what Ablation-CAM's tail re-run reads from before the first layer. */
-    const char *names[66];
-    int nn = 0;
-    names[nn++] = vname(e, e->input);
-    for (int i = 0; i < e->n_layers && nn < 64; i++) names[nn++] = vname(e, e->layers[i]);
-    const char *keep[3] = {vname(e, e->score), vname(e, e->output)};
-    gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 2,
-                           .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
-    rc = gcam_ctx_create(&e->ctx, pm, shapes, n_shapes, &co);
-    if (rc) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(e->ctx));
+    /* Without a layer only pixel methods can run: plan the input gradient at once. */
+    if ((rc = plan_ctx(e, shapes, n_shapes, e->n_layers == 0, &e->ctx))) return rc;
+    e->ctx_full = e->n_layers == 0;
     /* values crossing each layer's producer must survive for Ablation-CAM's tail re-runs; the
      * plan keeps inputs/outputs/requested tensors; other crossings are checked at use */
     const gc_tensor *x = &e->ctx->vals[e->input];
@@ -309,7 +344,8 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
                        vname(e, e->input), x->shape.ndim);
     }
     e->seed = gc_malloc2((size_t)gc_numel(&e->ctx->vals[e->score]), sizeof(float));
-    if (!e->seed) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    e->score_copy = gc_malloc2((size_t)gc_numel(&e->ctx->vals[e->score]), sizeof(float));
+    if (!e->seed || !e->score_copy) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     if (e->o.ig_baseline) {
         e->baseline = gc_malloc2(e->x_numel, sizeof(float));
         if (!e->baseline) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
@@ -367,6 +403,7 @@ gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, i
             if (!isfinite(s[i]))
                 return gc_fail(&e->err, GCAM_E_NUMERIC, "the score '%s' holds a non-finite value (element %lld): "
                                "check the input and the model's weights", vname(e, e->score), (long long)i);
+        memcpy(e->score_copy, s, (size_t)gc_numel(&e->ctx->vals[e->score]) * sizeof(float));
         e->forwarded = 1;
     }
     return rc;
@@ -375,7 +412,9 @@ gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, i
 gcam_status gcam_explainer_scores(gcam_explainer *e, gcam_tensor_view *out) {
     if (!e || !out || !e->ctx) return GCAM_E_ARG;
     if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "no forward pass yet");
-    return gcam_ctx_tensor(e->ctx, vname(e, e->score), out);
+    gcam_status rc = gcam_ctx_tensor(e->ctx, vname(e, e->score), out);
+    if (!rc) out->data = e->score_copy; /* valid until the next gcam_explainer_forward, whatever runs between */
+    return rc;
 }
 
 void gcam_map_free(gcam_map *m) {

@@ -742,6 +742,7 @@ gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_targe
     gcam_status rc = build_seed(e, target);
     if (rc) return rc;
     if (gcam_method_is_cam(method)) return cam_map(e, method, out, NULL);
+    if ((rc = gc_explainer_need_input_grad(e))) return rc;
     return pixel_map(e, method, target, out);
 }
 
