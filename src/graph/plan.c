@@ -331,7 +331,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     int *gfirst = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     int *glast = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     gc_bufs bs = {0};
-    int *fused_from = NULL;
+    int *fused_from = NULL, *bw_relu = NULL;
     if (!first || !last || !gneed || !active || !step_of || !gfirst || !glast) {
         rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
         goto out;
@@ -420,6 +420,20 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         goto out;
     }
     const int fuse = !gc_no_fusion();
+    /* backward step of each forward step (-1: none), and per backward step the fused Relu output
+     * whose gradient it reads instead of its own output's (.fuse_relu_bw) */
+    int *bstep_of = gc_malloc2((size_t)F + 1, sizeof(int));
+    bw_relu = gc_malloc2((size_t)B + 1, sizeof(int));
+    if (!bstep_of || !bw_relu) {
+        free(uses);
+        free(prod_step);
+        free(bstep_of);
+        rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int s = 0; s < F; s++) bstep_of[s] = -1;
+    for (int b = 0; b < B; b++) bw_relu[b] = -1;
+    for (int b = 0; has_bw && b < c->n_bsteps; b++) bstep_of[c->bsteps[b].fstep] = b;
     for (int v = 0; v < m->n_values; v++) fused_from[v] = prod_step[v] = -1;
     for (int s = 0; s < F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
@@ -443,6 +457,17 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         c->steps[s].fused = 1;
         fused_from[r] = v;
         if (last[v] < last[r]) last[v] = last[r];
+        /* Backward too, when the producer's kernel can apply the Relu's VJP (BatchNormalization:
+         * DenseNet's pre-activations): one pass over the gradient instead of two, and no gradient
+         * buffer for v (only the Relu reads v, so only its VJP would write that buffer). The
+         * Relu's output gradient must then live until the producer's backward step. */
+        const int rb = bstep_of[s], pb = bstep_of[prod_step[v]];
+        if (has_bw && gc_op_get(pn->op)->fuse_relu_bw && rb >= 0 && pb >= 0 && gneed[v] && gneed[r]) {
+            c->bsteps[rb].fused = 1;
+            bw_relu[pb] = r;
+            gneed[v] = 0;
+            if (glast[r] < F + 1 + pb) glast[r] = F + 1 + pb;
+        }
     }
     /* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly
      * follows it and nothing else reads the Sigmoid's output: the Mul's step is skipped and its
@@ -464,6 +489,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     }
     free(uses);
     free(prod_step);
+    free(bstep_of);
 
     /* Buffers: activations, aux, scratch, gradients. */
     for (int v = 0; v < m->n_values; v++) {
@@ -509,6 +535,10 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
                 if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (UINT64_C(1) << k))) bst->k.gin[k] = &c->grads[n->in[k]];
             for (int j = 0; j < n->n_out; j++)
                 if (n->out[j] >= 0 && gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];
+            if (bw_relu[b] >= 0) { /* the fused Relu's VJP first: its output's gradient in */
+                bst->k.gout[0] = &c->grads[bw_relu[b]];
+                bst->k.post_relu = 1;
+            }
             size_t sb = d->bscratch_bytes ? d->bscratch_bytes(&bst->k) : 0;
             bst->k.scratch_size = sb;
             if (sb && bufs_add(&bs, sb, F + 1 + b, F + 1 + b, &bst->k.scratch)) {
@@ -548,6 +578,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     /* aux pointers were planned on the forward kctx; backward reads them from the same place */
     for (int b = 0; b < c->n_bsteps; b++) c->bsteps[b].k.aux = c->steps[c->bsteps[b].fstep].k.aux;
 out:
+    free(bw_relu);
     free(fused_from);
     free(first);
     free(last);
@@ -726,6 +757,7 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
             gc_tensor *g = &c->grads[bst->zero[z]];
             memset(g->data, 0, (size_t)gc_numel(g) * sizeof(float));
         }
+        if (bst->fused) continue; /* its producer's backward applies it */
         bst->k.rule = rule;
         int op = m->nodes[bst->node].op;
         const gc_opdef *d = gc_op_get(op);

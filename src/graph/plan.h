@@ -22,6 +22,7 @@ typedef struct gc_step {
 typedef struct gc_bstep {
     int node;
     int fstep;       /* index of the node's forward step (for its saved tensors and aux) */
+    int fused;       /* a Relu whose VJP its producer's backward applies (.fuse_relu_bw): skipped */
     gc_kctx k;
     int n_zero;      /* gradient buffers first written at this step: zeroed just before it */
     int *zero;       /* value indices */

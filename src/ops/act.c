@@ -236,27 +236,7 @@ static void relu_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN propagates */
 }
 static void relu_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
-    switch (a->rule) {
-    /* gy[i] is loaded unconditionally (a local), so the selects vectorise */
-    case GC_RULE_GUIDED:
-        for (int64_t i = 0; i < n; i++) {
-            const float g = gy[i];
-            gx[i] += (y[i] > 0.0f && g > 0.0f) ? g : 0.0f;
-        }
-        break;
-    case GC_RULE_DECONV:
-        for (int64_t i = 0; i < n; i++) {
-            const float g = gy[i];
-            gx[i] += g > 0.0f ? g : 0.0f;
-        }
-        break;
-    default:
-        for (int64_t i = 0; i < n; i++) {
-            const float g = gy[i];
-            gx[i] += y[i] > 0.0f ? g : 0.0f;
-        }
-        break;
-    }
+    gc_relu_vjp_axpy(gx, gy, y, n, 1.0f, a->rule);
 }
 UNARY_OP(Relu, relu, 1, NULL, NULL, FROM_OUT)
 

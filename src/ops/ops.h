@@ -50,7 +50,8 @@ typedef struct gc_kctx {
     void *aux;                     /* aux_bytes() bytes, or NULL */
     uint64_t const_in;             /* bit i: in[i] is a model constant (fixed for the model's life) */
     int post_relu;                 /* forward: apply max(y, 0) to out[0] (a following Relu fused in;
-                                      only ops with .fuse_relu set, see plan.c) */
+                                      only ops with .fuse_relu set, see plan.c); backward (ops with
+                                      .fuse_relu_bw): that Relu's VJP comes first */
     gc_tensor *post_mul;           /* Sigmoid forward: also write in[0] * out[0] here (a following
                                       Mul fused in: SiLU; see plan.c) */
     gc_rule rule;
@@ -73,6 +74,9 @@ typedef struct gc_opdef {
     uint64_t bw_out;               /* bit j: backward reads out[j]->data */
     uint64_t diff_in;              /* bit i: a gradient can flow to input i */
     int fuse_relu;                 /* forward honours k->post_relu (and backward never reads out[0]) */
+    int fuse_relu_bw;              /* backward honours k->post_relu too: gout[0] is the fused Relu's
+                                      output gradient, out[0] its output; the kernel applies the
+                                      Relu's VJP under k->rule first (plan.c skips the Relu's step) */
 } gc_opdef;
 
 /* Every input (variadic ops: Concat, Sum, Max...). */
