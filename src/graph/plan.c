@@ -98,7 +98,8 @@ out:
 
 static const char *vname(const gcam_ctx *c, int v) { return c->m->values[v].name; }
 
-/* GCAM_NO_FUSION=1: every Relu runs on its own (A/B measurements, tests of the fused path). */
+/* GCAM_NO_FUSION=1: every op runs on its own: no Relu, SiLU Mul or Concat fused into a neighbour
+ * (A/B measurements, tests of the fused paths). */
 static int gc_no_fusion(void) {
     const char *e = getenv("GCAM_NO_FUSION");
     return e && *e && strcmp(e, "0") != 0;
@@ -467,6 +468,42 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
             bw_relu[pb] = r;
             gneed[v] = 0;
             if (glast[r] < F + 1 + pb) glast[r] = F + 1 + pb;
+        }
+    }
+    /* A Concat along axis 1 whose output only a BatchNormalization reads (DenseNet: each layer's
+     * norm1 over all earlier features; the transitions; norm5): the BN reads the Concat's inputs
+     * in place (k.cat_in), the Concat's forward step is skipped and its output gets no buffer.
+     * Its backward still runs (it reads only gradients); the BN's backward never reads X. */
+    for (int s = 0; s < F && fuse; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Concat || n->n_out != 1 || n->n_in < 1 || n->n_in > GC_MAX_IO) continue;
+        int v = n->out[0];
+        if (v < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
+            m->values[v].is_output || v == c->seed || fused_from[v] >= 0 || c->vals[v].shape.ndim < 2 ||
+            gc_norm_axis(gc_attr_int(n, "axis", 1), c->vals[v].shape.ndim) != 1)
+            continue;
+        int cs = -1; /* the consumer's step */
+        for (int t = s + 1; t < F && cs < 0; t++) {
+            const gc_node *tn = &m->nodes[c->steps[t].node];
+            for (int k = 0; k < tn->n_in; k++)
+                if (tn->in[k] == v) cs = t;
+        }
+        if (cs < 0 || c->steps[cs].fused) continue;
+        const gc_node *bn = &m->nodes[c->steps[cs].node];
+        if (!gc_op_get(bn->op)->fuse_concat || bn->in[0] != v) continue;
+        int ok = 1;
+        for (int k = 0; k < n->n_in; k++) {
+            int x = n->in[k];
+            ok &= x >= 0 && c->vkind[x] != GC_V_NONE && c->vals[x].dtype == GC_F32;
+        }
+        if (!ok) continue;
+        c->steps[cs].k.cat_in = c->steps[s].k.in;
+        c->steps[cs].k.n_cat = n->n_in;
+        c->steps[s].fused = 1;
+        first[v] = -1; /* no buffer */
+        for (int k = 0; k < n->n_in; k++) {
+            int x = n->in[k];
+            if (c->vkind[x] == GC_V_RUNTIME && last[x] < cs) last[x] = cs;
         }
     }
     /* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly

@@ -136,15 +136,36 @@ static gcam_status bn_forward(gc_kctx *k) {
     const bn_params *p = k->params;
     int64_t N, C, S;
     nc_dims(&k->in[0]->shape, &N, &C, &S);
-    const float *x = k->in[0]->data;      /* (N, C, S) */
+    const float *x = k->in[0]->data;      /* (N, C, S); NULL with cat_in */
     const float *sc = k->in[1]->data, *b = k->in[2]->data, *m = k->in[3]->data, *v = k->in[4]->data; /* (C) */
     float *y = k->out[0]->data;           /* (N, C, S) */
+    /* A Concat fused in (DenseNet: every layer normalises the concatenation of all earlier
+     * features): channel c of X is channel c - off[i] of cat_in[i] (N, C_i, S), read in place
+     * instead of copied first. */
+    int64_t off[GC_MAX_IO + 1];
+    const int ncat = k->cat_in ? k->n_cat : 0;
+    off[0] = 0;
+    for (int i = 0; i < ncat; i++) off[i + 1] = off[i] + k->cat_in[i]->shape.d[1];
+    if (ncat && off[ncat] != C) return gc_kfail(k, GCAM_E_INTERNAL, "fused Concat: %lld channels, X has %lld",
+                                                (long long)off[ncat], (long long)C);
     int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 65536)
     for (int64_t pl = 0; pl < N * C; pl++) {
         int64_t c = pl % C;
         float a = bn_a(p, sc, v, c), o = b[c] - m[c] * a;
-        const float *xs = x + pl * S;
+        const float *xs;
+        if (!ncat) {
+            xs = x + pl * S;
+        } else { /* the input holding channel c: off[lo] <= c < off[lo + 1] */
+            int lo = 0, hi = ncat;
+            while (hi - lo > 1) {
+                int mid = (lo + hi) / 2;
+                if (off[mid] <= c) lo = mid;
+                else hi = mid;
+            }
+            const int64_t ci = off[lo + 1] - off[lo];
+            xs = (const float *)k->cat_in[lo]->data + ((pl / C) * ci + (c - off[lo])) * S;
+        }
         float *ys = y + pl * S;
         if (k->post_relu)
             for (int64_t i = 0; i < S; i++) {
@@ -187,7 +208,7 @@ static gcam_status bn_backward(gc_kctx *k) {
 const gc_opdef gc_def_BatchNormalization = {
     .name = "BatchNormalization", .min_opset = 6, .parse = bn_parse, .infer = bn_infer,
     .forward = bn_forward, .backward = bn_backward, .bw_in = (1u << 1) | (1u << 4), .bw_out = 0,
-    .diff_in = 1, .fuse_relu = 1, .fuse_relu_bw = 1};
+    .diff_in = 1, .fuse_relu = 1, .fuse_concat = 1, .fuse_relu_bw = 1};
 
 /* ------------------------------------------------------------------------------------------ */
 /* InstanceNormalization: statistics per (n, c) plane, then scale/B per channel                 */

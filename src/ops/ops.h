@@ -54,6 +54,10 @@ typedef struct gc_kctx {
                                       .fuse_relu_bw): that Relu's VJP comes first */
     gc_tensor *post_mul;           /* Sigmoid forward: also write in[0] * out[0] here (a following
                                       Mul fused in: SiLU; see plan.c) */
+    gc_tensor *const *cat_in;      /* BatchNormalization forward: in[0] is not computed; it is the
+                                      concatenation along axis 1 of these n_cat tensors (a Concat
+                                      fused in, see plan.c) */
+    int n_cat;
     gc_rule rule;
     int nthreads;
     gc_err *err;
@@ -74,6 +78,7 @@ typedef struct gc_opdef {
     uint64_t bw_out;               /* bit j: backward reads out[j]->data */
     uint64_t diff_in;              /* bit i: a gradient can flow to input i */
     int fuse_relu;                 /* forward honours k->post_relu (and backward never reads out[0]) */
+    int fuse_concat;               /* forward honours k->cat_in (and backward never reads in[0]) */
     int fuse_relu_bw;              /* backward honours k->post_relu too: gout[0] is the fused Relu's
                                       output gradient, out[0] its output; the kernel applies the
                                       Relu's VJP under k->rule first (plan.c skips the Relu's step) */
