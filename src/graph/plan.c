@@ -790,14 +790,25 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
     memcpy(sg->data, seed_grad, (size_t)gc_numel(sg) * sizeof(float));
     for (int b = 0; b <= stop; b++) {
         gc_bstep *bst = &c->bsteps[b];
+        int op = m->nodes[bst->node].op;
+        const gc_opdef *d = gc_op_get(op);
+        const gc_node *nd = &m->nodes[bst->node];
+        /* gradients first written here: an op that can assigns them (one pass less over memory,
+         * no zeroing); zeroed otherwise, or when the value feeds two of the op's inputs */
+        bst->k.gin_fresh = 0;
         for (int z = 0; z < bst->n_zero; z++) {
-            gc_tensor *g = &c->grads[bst->zero[z]];
+            int v = bst->zero[z], at = -1, n_at = 0;
+            for (int k = 0; k < nd->n_in && k < 64; k++)
+                if (nd->in[k] == v && bst->k.gin[k]) at = k, n_at++;
+            if (d->bw_assign && !bst->fused && n_at == 1 && bst->k.gout[0]) {
+                bst->k.gin_fresh |= UINT64_C(1) << at;
+                continue;
+            }
+            gc_tensor *g = &c->grads[v];
             memset(g->data, 0, (size_t)gc_numel(g) * sizeof(float));
         }
         if (bst->fused) continue; /* its producer's backward applies it */
         bst->k.rule = rule;
-        int op = m->nodes[bst->node].op;
-        const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->backward(&bst->k);
         if (prof) prof_rows[op].bw += prof_now() - t0, prof_rows[op].nbw++;

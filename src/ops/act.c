@@ -29,6 +29,7 @@ typedef struct act_params {
 typedef struct act_args {
     float alpha, beta, gamma, lo, hi;
     gc_rule rule;
+    int assign; /* backward into a fresh gx: '=' (only bw functions of unary_def.bw_assigns) */
 } act_args;
 
 typedef void (*fw_f32)(float *y, const float *x, int64_t n, const act_args *a);
@@ -45,6 +46,7 @@ typedef struct unary_def {
     int from;   /* what bw reads: FROM_IN, FROM_OUT or FROM_NONE */
     /* Sigmoid only: y = f(x) and m = x * y in one pass (a following Mul fused in: SiLU) */
     void (*f32_mul)(float *y, float *m, const float *x, int64_t n);
+    int bw_assigns; /* bw honours act_args.assign; else a fresh gx is zeroed chunk by chunk first */
 } unary_def;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -52,7 +54,7 @@ typedef struct unary_def {
 
 static act_args args_of(const gc_kctx *k) {
     const act_params *p = k->params;
-    act_args a = {1.0f, 0.0f, 1.0f, -INFINITY, INFINITY, k->rule};
+    act_args a = {1.0f, 0.0f, 1.0f, -INFINITY, INFINITY, k->rule, 0};
     if (p) {
         a.alpha = p->alpha;
         a.beta = p->beta;
@@ -116,16 +118,19 @@ static gcam_status unary_forward(gc_kctx *k, const unary_def *d) {
 
 static gcam_status unary_backward(gc_kctx *k, const unary_def *d) {
     if (!k->gout[0] || !k->gin[0]) return GCAM_OK;
-    const act_args a = args_of(k);
+    act_args a = args_of(k);
     const int64_t n = gc_numel(k->in[0]), nchunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;
     const int nt = n >= ACT_PAR_MIN ? GC_MAX(k->nthreads, 1) : 1;
     float *gx = k->gin[0]->data;
     const float *gy = k->gout[0]->data;
     const float *v = d->from == FROM_IN ? k->in[0]->data : d->from == FROM_OUT ? k->out[0]->data : NULL;
+    const int fresh = (int)(k->gin_fresh & 1);
+    a.assign = fresh && d->bw_assigns;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t c = 0; c < nchunks; c++) {
-        int64_t lo = c * ACT_CHUNK;
-        d->bw(gx + lo, gy + lo, v ? v + lo : NULL, GC_MIN(ACT_CHUNK, n - lo), &a);
+        int64_t lo = c * ACT_CHUNK, len = GC_MIN(ACT_CHUNK, n - lo);
+        if (fresh && !d->bw_assigns) memset(gx + lo, 0, (size_t)len * sizeof(float)); /* while in cache */
+        d->bw(gx + lo, gy + lo, v ? v + lo : NULL, len, &a);
     }
     return GCAM_OK;
 }
@@ -219,15 +224,17 @@ static gcam_status parse_floats(gc_node *n, gc_err *err, const char *name1, floa
 }
 
 /* Defines <Name>_infer/forward/backward and gc_def_<Name> around kernels lname_fw / lname_bw. */
-#define UNARY_OP(Name, lname, min_op, parse_fn, fw64, from_)                                       \
-    static const unary_def lname##_def = {lname##_fw, fw64, lname##_bw, from_, NULL};              \
+#define UNARY_OP(Name, lname, min_op, parse_fn, fw64, from_) UNARY_OP_A(Name, lname, min_op, parse_fn, fw64, from_, 0)
+/* assigns: lname##_bw honours act_args.assign */
+#define UNARY_OP_A(Name, lname, min_op, parse_fn, fw64, from_, assigns)                            \
+    static const unary_def lname##_def = {lname##_fw, fw64, lname##_bw, from_, NULL, assigns};     \
     static gcam_status Name##_infer(gc_kctx *k) { return unary_infer(k, &lname##_def); }          \
     static gcam_status Name##_forward(gc_kctx *k) { return unary_forward(k, &lname##_def); }      \
     static gcam_status Name##_backward(gc_kctx *k) { return unary_backward(k, &lname##_def); }    \
     const gc_opdef gc_def_##Name = {.name = #Name, .min_opset = min_op, .parse = parse_fn,         \
                                     .infer = Name##_infer, .forward = Name##_forward,              \
                                     .backward = Name##_backward, .bw_in = (from_) == FROM_IN,      \
-                                    .bw_out = (from_) == FROM_OUT, .diff_in = 1};
+                                    .bw_out = (from_) == FROM_OUT, .diff_in = 1, .bw_assign = 1};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Relu: y = max(x, 0). Backward from the output (y > 0 <=> x > 0), honouring k->rule.        */
@@ -236,9 +243,9 @@ static void relu_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN propagates */
 }
 static void relu_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
-    gc_relu_vjp_axpy(gx, gy, y, n, 1.0f, a->rule);
+    gc_relu_vjp_axpy(gx, gy, y, n, 1.0f, a->rule, a->assign);
 }
-UNARY_OP(Relu, relu, 1, NULL, NULL, FROM_OUT)
+UNARY_OP_A(Relu, relu, 1, NULL, NULL, FROM_OUT, 1)
 
 /* ------------------------------------------------------------------------------------------ */
 /* LeakyRelu: y = x >= 0 ? x : alpha x (alpha 0.01)                                             */
@@ -360,7 +367,7 @@ static void sigmoid_mul_fw(float *y, float *m, const float *x, int64_t n) {
         m[i] = x[i] * s;
     }
 }
-static const unary_def sigmoid_def = {sigmoid_fw, NULL, sigmoid_bw, FROM_OUT, sigmoid_mul_fw};
+static const unary_def sigmoid_def = {sigmoid_fw, NULL, sigmoid_bw, FROM_OUT, sigmoid_mul_fw, 0};
 static gcam_status Sigmoid_infer(gc_kctx *k) { return unary_infer(k, &sigmoid_def); }
 static gcam_status Sigmoid_forward(gc_kctx *k) { return unary_forward(k, &sigmoid_def); }
 static gcam_status Sigmoid_backward(gc_kctx *k) { return unary_backward(k, &sigmoid_def); }
@@ -548,7 +555,7 @@ UNARY_OP(Abs, abs, 1, NULL, abs_i64, FROM_IN)
 static void floor_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = floorf(x[i]);
 }
-static const unary_def floor_def = {floor_fw, NULL, NULL, FROM_NONE, NULL};
+static const unary_def floor_def = {floor_fw, NULL, NULL, FROM_NONE, NULL, 0};
 static gcam_status Floor_infer(gc_kctx *k) { return unary_infer(k, &floor_def); }
 static gcam_status Floor_forward(gc_kctx *k) { return unary_forward(k, &floor_def); }
 const gc_opdef gc_def_Floor = {.name = "Floor", .min_opset = 1, .infer = Floor_infer,
@@ -557,7 +564,7 @@ const gc_opdef gc_def_Floor = {.name = "Floor", .min_opset = 1, .infer = Floor_i
 static void ceil_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = ceilf(x[i]);
 }
-static const unary_def ceil_def = {ceil_fw, NULL, NULL, FROM_NONE, NULL};
+static const unary_def ceil_def = {ceil_fw, NULL, NULL, FROM_NONE, NULL, 0};
 static gcam_status Ceil_infer(gc_kctx *k) { return unary_infer(k, &ceil_def); }
 static gcam_status Ceil_forward(gc_kctx *k) { return unary_forward(k, &ceil_def); }
 const gc_opdef gc_def_Ceil = {.name = "Ceil", .min_opset = 1, .infer = Ceil_infer,
@@ -585,7 +592,7 @@ static gcam_status Identity_forward(gc_kctx *k) {
     memcpy(k->out[0]->data, k->in[0]->data, (size_t)gc_numel(k->in[0]) * gc_dtype_size(k->in[0]->dtype));
     return GCAM_OK;
 }
-static const unary_def pass_def = {NULL, NULL, pass_bw, FROM_NONE, NULL};
+static const unary_def pass_def = {NULL, NULL, pass_bw, FROM_NONE, NULL, 0};
 static gcam_status Identity_backward(gc_kctx *k) {
     if (k->in[0]->dtype != GC_F32) return GCAM_OK;
     return unary_backward(k, &pass_def);

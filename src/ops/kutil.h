@@ -28,32 +28,34 @@ gcam_status gc_node_fail(const gc_node *n, gc_err *err, gcam_status code, const 
 void gc_kcache_lock(void);
 void gc_kcache_unlock(void);
 
-/* gx (n) += a * (Relu's VJP at output y (n) for gradient gy (n)) under rule: Relu's backward
- * (a = 1) and the ops that fuse it (.fuse_relu_bw), with the unfused pair's rounding (the VJP,
- * then times a). Written as selects GCC if-converts and vectorises: the rule hoisted out of the
- * loops, & not && (a branch on the gradient's sign mispredicts half the time: 10x slower). */
-static inline void gc_relu_vjp_axpy(float *gx, const float *gy, const float *y, int64_t n, float a, gc_rule rule) {
+/* gx (n) += a * (Relu's VJP at output y (n) for gradient gy (n)) under rule (assign: gx =
+ * instead, gx's old contents unread): Relu's backward (a = 1) and the ops that fuse it
+ * (.fuse_relu_bw), with the unfused pair's rounding (the VJP, then times a). Written as selects
+ * GCC if-converts and vectorises: the rule hoisted out of the loops, & not && (a branch on the
+ * gradient's sign mispredicts half the time: 10x slower). */
+#define GC_RELU_VJP_LOOP(op, sel)                                                                  \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+        const float g = gy[i];                                                                     \
+        gx[i] op(sel ? g : 0.0f) * a;                                                              \
+    }
+static inline void gc_relu_vjp_axpy(float *gx, const float *gy, const float *y, int64_t n, float a, gc_rule rule,
+                                    int assign) {
     switch (rule) {
     case GC_RULE_GUIDED: /* where the forward passed and the gradient is positive */
-        for (int64_t i = 0; i < n; i++) {
-            const float g = gy[i];
-            gx[i] += ((y[i] > 0.0f) & (g > 0.0f) ? g : 0.0f) * a;
-        }
+        if (assign) GC_RELU_VJP_LOOP(=, (y[i] > 0.0f) & (g > 0.0f))
+        else GC_RELU_VJP_LOOP(+=, (y[i] > 0.0f) & (g > 0.0f))
         break;
     case GC_RULE_DECONV: /* where the gradient is positive, whatever the forward did */
-        for (int64_t i = 0; i < n; i++) {
-            const float g = gy[i];
-            gx[i] += (g > 0.0f ? g : 0.0f) * a;
-        }
+        if (assign) GC_RELU_VJP_LOOP(=, g > 0.0f)
+        else GC_RELU_VJP_LOOP(+=, g > 0.0f)
         break;
     default:
-        for (int64_t i = 0; i < n; i++) {
-            const float g = gy[i];
-            gx[i] += (y[i] > 0.0f ? g : 0.0f) * a;
-        }
+        if (assign) GC_RELU_VJP_LOOP(=, y[i] > 0.0f)
+        else GC_RELU_VJP_LOOP(+=, y[i] > 0.0f)
         break;
     }
 }
+#undef GC_RELU_VJP_LOOP
 
 /* Threads a kernel may use (at least 1). */
 static inline int gc_kthreads(const gc_kctx *k) { return k->nthreads > 0 ? k->nthreads : 1; }

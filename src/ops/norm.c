@@ -189,18 +189,20 @@ static gcam_status bn_backward(gc_kctx *k) {
     /* a fused Relu: gy is its output's gradient and y its output (== ours, shared buffer) */
     const float *y = k->post_relu ? k->out[0]->data : NULL; /* (N, C, S) */
     const gc_rule rule = k->rule;
+    const int fresh = (int)(k->gin_fresh & 1); /* gx first written here: assign */
     int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 65536)
     for (int64_t pl = 0; pl < N * C; pl++) {
         float a = bn_a(p, sc, v, pl % C);
         const float *g = gy + pl * S;
         float *d = gx + pl * S;
-        if (!y) {
+        if (y) {
+            gc_relu_vjp_axpy(d, g, y + pl * S, S, a, rule, fresh);
+        } else if (fresh) {
+            for (int64_t i = 0; i < S; i++) d[i] = g[i] * a;
+        } else {
             for (int64_t i = 0; i < S; i++) d[i] += g[i] * a;
-            continue;
         }
-        const float *ys = y + pl * S;
-        gc_relu_vjp_axpy(d, g, ys, S, a, rule);
     }
     return GCAM_OK;
 }
@@ -208,7 +210,7 @@ static gcam_status bn_backward(gc_kctx *k) {
 const gc_opdef gc_def_BatchNormalization = {
     .name = "BatchNormalization", .min_opset = 6, .parse = bn_parse, .infer = bn_infer,
     .forward = bn_forward, .backward = bn_backward, .bw_in = (1u << 1) | (1u << 4), .bw_out = 0,
-    .diff_in = 1, .fuse_relu = 1, .fuse_concat = 1, .fuse_relu_bw = 1};
+    .diff_in = 1, .fuse_relu = 1, .fuse_concat = 1, .fuse_relu_bw = 1, .bw_assign = 1};
 
 /* ------------------------------------------------------------------------------------------ */
 /* InstanceNormalization: statistics per (n, c) plane, then scale/B per channel                 */

@@ -58,6 +58,8 @@ typedef struct gc_kctx {
                                       concatenation along axis 1 of these n_cat tensors (a Concat
                                       fused in, see plan.c) */
     int n_cat;
+    uint64_t gin_fresh;            /* backward, ops with .bw_assign: bit i: gin[i] is first written
+                                      here and holds garbage; assign every element, do not add */
     gc_rule rule;
     int nthreads;
     gc_err *err;
@@ -79,6 +81,7 @@ typedef struct gc_opdef {
     uint64_t diff_in;              /* bit i: a gradient can flow to input i */
     int fuse_relu;                 /* forward honours k->post_relu (and backward never reads out[0]) */
     int fuse_concat;               /* forward honours k->cat_in (and backward never reads in[0]) */
+    int bw_assign;                 /* backward honours k->gin_fresh (else fresh buffers are zeroed) */
     int fuse_relu_bw;              /* backward honours k->post_relu too: gout[0] is the fused Relu's
                                       output gradient, out[0] its output; the kernel applies the
                                       Relu's VJP under k->rule first (plan.c skips the Relu's step) */

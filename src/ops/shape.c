@@ -310,7 +310,9 @@ static gcam_status concat_backward(gc_kctx *k) {
         int64_t row = k->in[i]->shape.d[axis] * inner;
         if (k->gin[i] && k->gin[i]->dtype == GC_F32) {
             sview v = {.nd = 2, .n = {outer, row}, .ds = {row, 1}, .ss = {orow, 1}};
-            sv_run(k->gin[i]->data, (const float *)gy->data + off, &v, 4, SV_ADD, k->nthreads);
+            /* a fresh gradient (first written here) is assigned, not added to */
+            int mode = i < 64 && (k->gin_fresh >> i & 1) ? SV_COPY : SV_ADD;
+            sv_run(k->gin[i]->data, (const float *)gy->data + off, &v, 4, mode, k->nthreads);
         }
         off += row;
     }
@@ -318,7 +320,8 @@ static gcam_status concat_backward(gc_kctx *k) {
 }
 
 const gc_opdef gc_def_Concat = {.name = "Concat", .min_opset = 1, .parse = concat_parse, .infer = concat_infer,
-                                .forward = concat_forward, .backward = concat_backward, .diff_in = GC_ALL_INPUTS};
+                                .forward = concat_forward, .backward = concat_backward, .diff_in = GC_ALL_INPUTS,
+                                .bw_assign = 1};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Split                                                                                        */
