@@ -409,8 +409,9 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     /* Relu fused into its producer (an op with .fuse_relu: Conv, BatchNormalization, Add) when
      * nothing else reads the producer's output: the producer writes max(y, 0) and the Relu's output
      * shares its buffer, which saves a pass over memory and a buffer per pair (ResNet, VGG,
-     * DenseNet). The Relu's backward still runs (it reads its output, i.e. the shared buffer); the
-     * producers' backward reads only weights (Add: nothing). */
+     * DenseNet). The Relu's backward still runs (it reads its output, i.e. the shared buffer; the
+     * liveness above already keeps that buffer), unless the producer applies it (below); the
+     * producers' backward otherwise reads only weights (Add: nothing). */
     fused_from = gc_malloc2((size_t)m->n_values + 1, sizeof(int)); /* Relu output -> producer output */
     int *uses = calloc((size_t)m->n_values + 1, sizeof(int));
     int *prod_step = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
@@ -459,11 +460,15 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         fused_from[r] = v;
         if (last[v] < last[r]) last[v] = last[r];
         /* Backward too, when the producer's kernel can apply the Relu's VJP (BatchNormalization:
-         * DenseNet's pre-activations): one pass over the gradient instead of two, and no gradient
+         * DenseNet's pre-activations; Add: ResNet's joins): one pass over the gradient instead of two, and no gradient
          * buffer for v (only the Relu reads v, so only its VJP would write that buffer). The
          * Relu's output gradient must then live until the producer's backward step. */
         const int rb = bstep_of[s], pb = bstep_of[prod_step[v]];
-        if (has_bw && gc_op_get(pn->op)->fuse_relu_bw && rb >= 0 && pb >= 0 && gneed[v] && gneed[r]) {
+        int same = 1; /* the kernels apply the VJP elementwise: inputs of the output's shape */
+        for (int k = 0; k < pn->n_in; k++)
+            if (pn->in[k] >= 0 && (gc_op_get(pn->op)->diff_in & (UINT64_C(1) << k)) && gneed[pn->in[k]])
+                same &= gc_shape_eq(&c->vals[pn->in[k]].shape, &c->vals[v].shape);
+        if (has_bw && same && gc_op_get(pn->op)->fuse_relu_bw && rb >= 0 && pb >= 0 && gneed[v] && gneed[r]) {
             c->bsteps[rb].fused = 1;
             bw_relu[pb] = r;
             gneed[v] = 0;

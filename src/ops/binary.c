@@ -19,9 +19,11 @@
  * holding the selected value on ties; Pow's gradient to the exponent is 0 where the base <= 0.
  */
 #include "ops.h"
+#include "kutil.h"
 
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #define BC_MAXOP (GC_MAX_IO + 3)
 #define BC_PAR_MIN 32768 /* elements below which one thread is faster than waking others */
@@ -430,14 +432,48 @@ static const bin_rows add_rows = {{NULL, add_f32, add_i64, NULL}, 0};
 static const bin_rows add_relu_rows = {{NULL, add_relu_f32, add_i64, NULL}, 0};
 static gcam_status add_infer(gc_kctx *k) { return bin_infer(k, &add_rows); }
 static gcam_status add_forward(gc_kctx *k) { return bin_forward(k, k->post_relu ? &add_relu_rows : &add_rows); }
+#define ADD_CHUNK 16384 /* elements per parallel work item of the same-shape paths */
 static gcam_status add_backward(gc_kctx *k) {
     if (!k->gout[0]) return GCAM_OK;
-    if (want(k, 0)) grad_scaled(k, 0, 1.0f);
-    if (want(k, 1)) grad_scaled(k, 1, 1.0f);
+    const gc_shape *ys = &k->out[0]->shape;
+    float *g[2] = {NULL, NULL}; /* inputs of the output's shape: the fast paths below */
+    int fresh[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        if (!want(k, i)) continue;
+        fresh[i] = (int)(k->gin_fresh >> i & 1);
+        if (gc_shape_eq(&k->in[i]->shape, ys)) {
+            g[i] = k->gin[i]->data;
+            continue;
+        }
+        if (k->post_relu) return gc_kfail(k, GCAM_E_INTERNAL, "fused Relu backward with a broadcast input");
+        if (fresh[i]) memset(k->gin[i]->data, 0, (size_t)gc_numel(k->in[i]) * sizeof(float));
+        grad_scaled(k, i, 1.0f); /* reduced over the broadcast axes */
+    }
+    if (!g[0] && !g[1]) return GCAM_OK;
+    /* (n) each: gy the output's gradient (with a fused Relu: that Relu's output gradient, and y
+     * its output, the shared buffer); gin = or += gy, or the Relu's VJP of it */
+    const float *gy = k->gout[0]->data, *y = k->post_relu ? k->out[0]->data : NULL;
+    const int64_t n = gc_numel(k->out[0]), nch = (n + ADD_CHUNK - 1) / ADD_CHUNK;
+    const gc_rule rule = k->rule;
+    const int nt = n > 65536 ? gc_kthreads(k) : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t c = 0; c < nch; c++) {
+        const int64_t lo = c * ADD_CHUNK, len = GC_MIN(ADD_CHUNK, n - lo);
+        for (int i = 0; i < 2; i++) {
+            if (!g[i]) continue;
+            float *d = g[i] + lo;
+            const float *s = gy + lo;
+            if (y) gc_relu_vjp_axpy(d, s, y + lo, len, 1.0f, rule, fresh[i]);
+            else if (fresh[i]) memcpy(d, s, (size_t)len * sizeof(float));
+            else
+                for (int64_t j = 0; j < len; j++) d[j] += s[j];
+        }
+    }
     return GCAM_OK;
 }
-const gc_opdef gc_def_Add = {.name = "Add", .min_opset = 7, .infer = add_infer,
-                             .forward = add_forward, .backward = add_backward, .diff_in = 3, .fuse_relu = 1};
+const gc_opdef gc_def_Add = {.name = "Add", .min_opset = 7, .infer = add_infer, .forward = add_forward,
+                             .backward = add_backward, .diff_in = 3, .fuse_relu = 1, .fuse_relu_bw = 1,
+                             .bw_assign = 1};
 
 static const bin_rows sub_rows = {{NULL, sub_f32, sub_i64, NULL}, 0};
 static gcam_status sub_infer(gc_kctx *k) { return bin_infer(k, &sub_rows); }

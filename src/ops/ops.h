@@ -79,7 +79,8 @@ typedef struct gc_opdef {
     uint64_t bw_in;                /* bit i: backward reads in[i]->data (GC_MAX_IO <= 64 bits) */
     uint64_t bw_out;               /* bit j: backward reads out[j]->data */
     uint64_t diff_in;              /* bit i: a gradient can flow to input i */
-    int fuse_relu;                 /* forward honours k->post_relu (and backward never reads out[0]) */
+    int fuse_relu;                 /* forward honours k->post_relu (and backward never reads out[0],
+                                      unless .fuse_relu_bw and post_relu: then it is the Relu's output) */
     int fuse_concat;               /* forward honours k->cat_in (and backward never reads in[0]) */
     int bw_assign;                 /* backward honours k->gin_fresh (else fresh buffers are zeroed) */
     int fuse_relu_bw;              /* backward honours k->post_relu too: gout[0] is the fused Relu's
