@@ -424,8 +424,11 @@ static void test_conv_tiled(int n_cases) {
 /* Winograd F(2x2, 3x3) (3x3, stride 1, one group, constant W, at least 16 channels each way and
  * enough 2x2 tiles for two threads): forward vs the naive sum in double (bias or not), backward
  * (the rotated-weight correlation, accumulating) vs the naive VJP, at 1e-5 like every other
- * path; odd sizes (partial tiles), pads 0/1/2 and asymmetric, several images per block. Pass 1
- * of check_conv (W not constant) runs im2col on the same case: both paths meet the same truth. */
+ * path; odd sizes (partial tiles), pads 0/1/2/3 and asymmetric, several images per block. Maps
+ * of 12 tiles a row or more take the row-wise transforms (shorter ones, tile by tile): with
+ * two threads their blocks end inside tile rows, and the rows split at the 64-tile sub-blocks.
+ * Pass 1 of check_conv (W not constant) runs im2col on the same case: both paths meet the same
+ * truth. */
 static void test_conv_winograd(void) {
     const cv_case cases[] = {
         {.label = "winograd 3x3 p1 c16 m24 odd", .nsp = 2, .N = 1, .C = 16, .M = 24, .G = 1, .in = {17, 19},
@@ -440,6 +443,14 @@ static void test_conv_winograd(void) {
          .k = {3, 3}, .auto_pad = "SAME_UPPER", .bias = 1, .want = {7, 7}},
         {.label = "winograd 3x3 big map", .nsp = 2, .N = 1, .C = 16, .M = 16, .G = 1, .in = {70, 66}, .k = {3, 3},
          .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {70, 66}},
+        {.label = "winograd 3x3 rows p2 n2", .nsp = 2, .N = 2, .C = 16, .M = 16, .G = 1, .in = {25, 26},
+         .k = {3, 3}, .pads = {2, 2, 2, 2}, .has_pads = 1, .bias = 1, .want = {27, 28}},
+        {.label = "winograd 3x3 rows p0 odd", .nsp = 2, .N = 2, .C = 16, .M = 24, .G = 1, .in = {29, 27},
+         .k = {3, 3}, .want = {27, 25}},
+        {.label = "winograd 3x3 rows asymmetric pads", .nsp = 2, .N = 1, .C = 16, .M = 16, .G = 1, .in = {9, 44},
+         .k = {3, 3}, .pads = {2, 0, 1, 2}, .has_pads = 1, .bias = 1, .want = {10, 44}},
+        {.label = "winograd 3x3 rows p3", .nsp = 2, .N = 1, .C = 16, .M = 16, .G = 1, .in = {10, 30}, .k = {3, 3},
+         .pads = {3, 3, 3, 3}, .has_pads = 1, .want = {14, 34}},
     };
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i < 2);
 }

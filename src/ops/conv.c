@@ -729,9 +729,11 @@ static int pointwise_by_image(const conv_geom *g, int nth) {
  * the backward: the data gradient of a 3x3 stride-1 convolution is a 3x3 correlation of dY with
  * the weights rotated by 180 degrees and transposed, and for these points rotating g swaps the
  * transform's first and last points, so U'[i][j] = U[p(i)][p(j)]^T with p = (3, 1, 2, 0). */
-#define WG_SUB 64            /* tiles transformed at a time (their patches stay in L1) */
+#define WG_SUB 64            /* tiles a sub-block: transformed at a time (their data stays in L1) */
 #define WG_MAX_TILES 512     /* tiles per block at most: the N side of the 16 GEMMs */
 #define WG_MIN_CH 16         /* thinner layers keep im2col (the transforms would dominate) */
+#define WG_ROWS_IN 12        /* tiles a tile row from which the input transform goes row by row */
+#define WG_ROWS_OUT 7        /* the same for the output transform */
 
 static int64_t wino_block(const conv_geom *g);
 static int wino_eligible(const gc_kctx *k, const conv_geom *g) {
@@ -802,11 +804,193 @@ static const float *wino_ready(const gc_kctx *k, const conv_geom *g, int nth) {
     return wino_weights(k, g); /* NULL without memory for U */
 }
 
+/* The helpers of wino_run, inlined into each of its clones (each gets the clone's vector ISA). */
+#define WG_INLINE static inline __attribute__((always_inline))
+
+/* A run of a block: its tiles j0 .. j0 + n - 1 lie in one image and one tile row (ty), from tile
+ * column tx on, so their patches (and their outputs) are side by side in the same rows. Runs
+ * stop at the WG_SUB sub-blocks, so n <= WG_SUB. */
+typedef struct {
+    int64_t j0, n, img, ty, tx;
+} wg_run;
+
+/* The runs of the nt tiles from t0 (T tiles per image, tw per tile row); first[s] is the first
+ * run of sub-block s (tiles s WG_SUB ..), first[number of sub-blocks] the count of runs. */
+static void wino_runs(wg_run *rs, int *first, int64_t t0, int64_t nt, int64_t T, int64_t tw) {
+    int nr = 0, s = 0;
+    for (int64_t j = 0; j < nt;) {
+        if (j % WG_SUB == 0) first[s++] = nr;
+        const int64_t t = t0 + j, r = t % T, tx = r % tw;
+        const int64_t n = GC_MIN(GC_MIN(nt - j, tw - tx), WG_SUB - j % WG_SUB);
+        rs[nr++] = (wg_run){.j0 = j, .n = n, .img = t / T, .ty = r / tw, .tx = tx};
+        j += n;
+    }
+    first[s] = nr;
+}
+
+/* Zeros standing for the input outside the map (rows above or below, columns left or right). */
+static const float wg_zero_row[2 * WG_SUB + 2];
+#define WG_EW (2 * WG_SUB + 18) /* columns of wino_in_run's rows: a run's 2n + 2, and up to 16 past */
+
+/* B^T d for nx columns: rows e0 .. e3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3. */
+WG_INLINE void wino_in_cols(float *restrict e0, float *restrict e1, float *restrict e2, float *restrict e3,
+                            const float *restrict d0, const float *restrict d1, const float *restrict d2,
+                            const float *restrict d3, int64_t nx) {
+    for (int64_t x = 0; x < nx; x++) {
+        e0[x] = d0[x] - d2[x];
+        e1[x] = d1[x] + d2[x];
+        e2[x] = d2[x] - d1[x];
+        e3[x] = d1[x] - d3[x];
+    }
+}
+
+/* Input transform of one run in one channel, row by row: the patches of its n tiles span the 4
+ * rows y0 .. y0 + 3 and the 2n + 2 columns xs .. xs + 2n + 1 of the channel src (IH, IW), zeros
+ * outside. B^T d as additions of whole rows (the columns of all tiles at once) into E, then d B
+ * per tile from its columns 2j .. 2j + 3 (the same additions, in the same order, as for each
+ * patch on its own: wino_in_tiles). V[e] gets the tile's point e at o + e * es + j, for j < n,
+ * or with over for j < n rounded up to 8 (no scalar remainder): the caller lets a run write past
+ * its end only where a later run or channel overwrites it; E's columns past 2n + 2 hold finite
+ * values of earlier runs. */
+WG_INLINE void wino_in_run(float *restrict o, int64_t es, float (*restrict E)[WG_EW], const float *restrict src,
+                           int64_t IH, int64_t IW, int64_t y0, int64_t xs, int64_t n, int over) {
+    const int64_t W = 2 * n + 2;                        /* columns xs .. xs + W - 1 */
+    const int64_t lo = GC_MIN(W, GC_MAX(0, -xs));      /* columns left of the map */
+    const int64_t hi = GC_MAX(lo, GC_MIN(W, IW - xs)); /* from here on: right of the map */
+    const int64_t m = over ? (n + 7) / 8 * 8 : n;       /* tiles written */
+    const float *r[4], *z = wg_zero_row;
+    for (int u = 0; u < 4; u++)
+        r[u] = y0 + u >= 0 && y0 + u < IH ? src + (y0 + u) * IW + xs + lo : z;
+    /* the columns outside the map as additions of zeros (loops storing zeros become memset calls) */
+    wino_in_cols(E[0], E[1], E[2], E[3], z, z, z, z, lo);
+    wino_in_cols(E[0] + lo, E[1] + lo, E[2] + lo, E[3] + lo, r[0], r[1], r[2], r[3], hi - lo);
+    wino_in_cols(E[0] + hi, E[1] + hi, E[2] + hi, E[3] + hi, z, z, z, z, W - hi);
+    for (int k = 0; k < 4; k++) { /* (B^T d) B: (a - c, b + c, c - b, b - d) of each tile's columns (a, b, c, d) */
+        const float *restrict f = E[k];
+        float *restrict o0 = o + (k * 4 + 0) * es, *restrict o1 = o + (k * 4 + 1) * es,
+                        *restrict o2 = o + (k * 4 + 2) * es, *restrict o3 = o + (k * 4 + 3) * es;
+        for (int64_t j = 0; j < m; j++) {
+            const float a = f[2 * j], b = f[2 * j + 1], c = f[2 * j + 2], d = f[2 * j + 3];
+            o0[j] = a - c;
+            o1[j] = b + c;
+            o2[j] = c - b;
+            o3[j] = b - d;
+        }
+    }
+}
+
+/* Input transform tile by tile, for maps whose tile rows are too short for wino_in_run to pay
+ * off: the nr runs of one sub-block, each 4x4 patch gathered into D (16, tiles) (zeros outside
+ * the map), then B^T d B as additions over the sub-block's tiles; V[e] of channel c at
+ * o + e * es + c * B + j (B = es / Ci). */
+WG_INLINE void wino_in_tiles(float *o, int64_t es, const float *in, int64_t Ci, int64_t IH, int64_t IW, int64_t pt,
+                             int64_t pl, const wg_run *rs, int nr) {
+    const int64_t jb = rs[0].j0, B = es / Ci;
+    int64_t pimg[WG_SUB], py[WG_SUB], px[WG_SUB], nt = 0; /* where each tile's patch starts */
+    for (int i = 0; i < nr; i++)
+        for (int64_t j = 0; j < rs[i].n; j++, nt++) {
+            pimg[nt] = rs[i].img * Ci * IH * IW;
+            py[nt] = rs[i].ty * 2 - pt;
+            px[nt] = (rs[i].tx + j) * 2 - pl;
+        }
+    for (int64_t c = 0; c < Ci; c++) {
+        float D[16][WG_SUB], E[16][WG_SUB];
+        for (int64_t j = 0; j < nt; j++) {
+            const int64_t y0 = py[j], x0 = px[j];
+            const float *src = in + pimg[j] + c * IH * IW;
+            if (x0 >= 0 && x0 + 4 <= IW) { /* rows above or below the map: zeros */
+                for (int u = 0; u < 4; u++) {
+                    const int in_map = y0 + u >= 0 && y0 + u < IH;
+                    const float *r = src + (in_map ? y0 + u : 0) * IW + x0;
+                    for (int v = 0; v < 4; v++) D[u * 4 + v][j] = in_map ? r[v] : 0.0f;
+                }
+            } else { /* columns left or right too: clamped loads, zeros selected */
+                for (int u = 0; u < 4; u++) {
+                    const int in_map = y0 + u >= 0 && y0 + u < IH;
+                    const float *r = src + (in_map ? y0 + u : 0) * IW;
+                    for (int v = 0; v < 4; v++) {
+                        const int64_t xx = x0 + v;
+                        const int ok = in_map && xx >= 0 && xx < IW;
+                        const float t = r[ok ? xx : 0];
+                        D[u * 4 + v][j] = ok ? t : 0.0f;
+                    }
+                }
+            }
+        }
+        for (int v = 0; v < 4; v++) /* B^T d, rows u */
+            for (int64_t j = 0; j < nt; j++) {
+                float d0 = D[v][j], d1 = D[4 + v][j], d2 = D[8 + v][j], d3 = D[12 + v][j];
+                E[v][j] = d0 - d2;
+                E[4 + v][j] = d1 + d2;
+                E[8 + v][j] = d2 - d1;
+                E[12 + v][j] = d1 - d3;
+            }
+        float *dst = o + c * B + jb;
+        for (int u = 0; u < 4; u++) { /* (B^T d) B, columns v */
+            float *o0 = dst + (u * 4 + 0) * es, *o1 = dst + (u * 4 + 1) * es, *o2 = dst + (u * 4 + 2) * es,
+                  *o3 = dst + (u * 4 + 3) * es;
+            const float *e0 = E[u * 4], *e1 = E[u * 4 + 1], *e2 = E[u * 4 + 2], *e3 = E[u * 4 + 3];
+            for (int64_t j = 0; j < nt; j++) {
+                o0[j] = e0[j] - e2[j];
+                o1[j] = e1[j] + e2[j];
+                o2[j] = e2[j] - e1[j];
+                o3[j] = e1[j] - e3[j];
+            }
+        }
+    }
+}
+
+/* One output row of a run: q0, q1 (the tiles' left and right outputs in this row) interleaved
+ * into p (the row from the run's first column), n tiles of which the last may have only its
+ * left column inside (nx columns left in the row); add: += (backward), else =. */
+WG_INLINE void wino_out_row(float *restrict p, const float *restrict q0, const float *restrict q1, int64_t n,
+                            int64_t nx, int add) {
+    const int64_t nf = GC_MIN(n, nx / 2); /* whole tiles */
+    if (add)
+        for (int64_t j = 0; j < nf; j++) {
+            p[2 * j] += q0[j];
+            p[2 * j + 1] += q1[j];
+        }
+    else
+        for (int64_t j = 0; j < nf; j++) {
+            p[2 * j] = q0[j];
+            p[2 * j + 1] = q1[j];
+        }
+    if (nf < n) p[2 * nf] = add ? p[2 * nf] + q0[nf] : q0[nf];
+}
+
+/* The outputs of one run tile by tile (short rows): tile j0 + j of Q (4, WG_SUB) goes to p + 2 j
+ * (rows OW apart), nx columns and ny rows left in the map from p; add: += (backward), else =. */
+WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t j0, int64_t n, int64_t nx, int64_t ny,
+                              int add) {
+    for (int64_t j = 0; j < n; j++, p += 2, nx -= 2) {
+        const float *q = Q[0] + j0 + j;
+        if (nx >= 2 && ny >= 2) {
+            if (add) {
+                p[0] += q[0], p[1] += q[WG_SUB], p[OW] += q[2 * WG_SUB], p[OW + 1] += q[3 * WG_SUB];
+            } else {
+                p[0] = q[0], p[1] = q[WG_SUB], p[OW] = q[2 * WG_SUB], p[OW + 1] = q[3 * WG_SUB];
+            }
+            continue;
+        }
+        for (int u = 0; u < 2 && u < ny; u++)
+            for (int v = 0; v < 2 && v < nx; v++) {
+                float *t = p + u * OW + v;
+                *t = add ? *t + q[(u * 2 + v) * WG_SUB] : q[(u * 2 + v) * WG_SUB];
+            }
+    }
+}
+
 /* out (N, Co, OH, OW) (= bias + or +=) the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel
  * (y, x) reads input rows y - pt .. y - pt + 2 (outside: zeros). bw = 0: U[e] (Co, Ci) as stored
  * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C). Tiles of all images are blocked together
  * (small late maps still fill a block); each thread owns whole blocks, so every output element is
- * written by one thread in a fixed order. */
+ * written by one thread in a fixed order. The transforms go channel by channel over the block's
+ * runs (wino_runs): with tile rows of WG_ROWS_IN tiles or more, the input row by row (contiguous
+ * loads and stores, vectorised), else tile by tile a sub-block at a time; the output always a
+ * sub-block at a time, then written row by row (WG_ROWS_OUT tiles or more) or tile by tile. The
+ * next channel's rows are prefetched (their planes are far apart). The same additions in the same
+ * order on every path: the results do not depend on the path. */
 CV_CLONES
 static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                      int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
@@ -817,66 +1001,39 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
     /* a block for every thread when the tiles are few (small late maps at batch 1) */
     const int64_t B = GC_MIN(blk, GC_MAX(WG_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
     const int64_t nblk = (NT + B - 1) / B;
+    const int rows_in = tw >= WG_ROWS_IN, rows_out = tw >= WG_ROWS_OUT;
 #pragma omp parallel num_threads(nth)
     {
         float *V = scratch + (int64_t)omp_get_thread_num() * slot; /* (16, Ci, B) */
         float *Mt = V + 16 * Ci * B;                               /* (16, Co, B) */
+        wg_run rs[WG_MAX_TILES];
+        int first[WG_MAX_TILES / WG_SUB + 1];
+        float E[4][WG_EW] = {{0}}; /* wino_in_run's rows (zeros to begin with: finite past the runs) */
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < nblk; b++) {
-            const int64_t t00 = b * B, nb = GC_MIN(B, NT - t00);
-            for (int64_t t0 = t00; t0 < t00 + nb; t0 += WG_SUB) {
-                const int64_t nt = GC_MIN(WG_SUB, t00 + nb - t0);
-                /* where each tile's patch starts (the divisions once per tile, not per channel) */
-                int64_t pimg[WG_SUB], py[WG_SUB], px[WG_SUB];
-                for (int64_t j = 0; j < nt; j++) {
-                    const int64_t t = t0 + j, r = t % T;
-                    pimg[j] = (t / T) * Ci * IH * IW;
-                    py[j] = (r / tw) * 2 - pt;
-                    px[j] = (r % tw) * 2 - pl;
-                }
-                /* input transform, channel by channel: gather the 4x4 patches of the block's tiles into
-                 * D (16, nt), then B^T d B as additions over whole rows of tiles (vectorised) */
-                for (int64_t c = 0; c < Ci; c++) {
-                    float D[16][WG_SUB], E[16][WG_SUB];
-                    for (int64_t j = 0; j < nt; j++) {
-                        const int64_t y0 = py[j], x0 = px[j];
-                        const float *src = in + pimg[j] + c * IH * IW;
-                        if (y0 >= 0 && x0 >= 0 && y0 + 4 <= IH && x0 + 4 <= IW) {
-                            for (int u = 0; u < 4; u++)
-                                for (int v = 0; v < 4; v++)
-                                    D[u * 4 + v][j] = src[(y0 + u) * IW + x0 + v];
-                        } else {
-                            for (int u = 0; u < 4; u++)
-                                for (int v = 0; v < 4; v++) {
-                                    int64_t yy = y0 + u, xx = x0 + v;
-                                    D[u * 4 + v][j] =
-                                        yy >= 0 && yy < IH && xx >= 0 && xx < IW ? src[yy * IW + xx] : 0.0f;
-                                }
+            const int64_t t00 = b * B, nb = GC_MIN(B, NT - t00), nsub = (nb + WG_SUB - 1) / WG_SUB;
+            wino_runs(rs, first, t00, nb, T, tw);
+            const int nr = first[nsub];
+            /* input transform: V[e] (Ci, nb) */
+            if (rows_in)
+                for (int64_t c = 0; c < Ci; c++)
+                    for (int i = 0; i < nr; i++) {
+                        const wg_run *q = &rs[i];
+                        const float *src = in + (q->img * Ci + c) * IH * IW;
+                        if (c + 1 < Ci) { /* the run's rows in the next channel */
+                            const int64_t ya = GC_MAX(0, q->ty * 2 - pt), yb = GC_MIN(IH, q->ty * 2 - pt + 4);
+                            for (const float *p = src + IH * IW + ya * IW; p < src + IH * IW + yb * IW; p += 16)
+                                __builtin_prefetch(p, 0, 3);
                         }
+                        /* writing past the run: over the next runs, or the next channel's first tiles of
+                         * V[e] (c + 1 comes later), never past the last channel's end (V[e + 1] is done) */
+                        const int over = c + 1 < Ci || q->j0 + (q->n + 7) / 8 * 8 <= B;
+                        wino_in_run(V + c * B + q->j0, Ci * B, E, src, IH, IW, q->ty * 2 - pt, q->tx * 2 - pl, q->n,
+                                    over);
                     }
-                    for (int v = 0; v < 4; v++) /* B^T d, rows u */
-                        for (int64_t j = 0; j < nt; j++) {
-                            float d0 = D[v][j], d1 = D[4 + v][j], d2 = D[8 + v][j], d3 = D[12 + v][j];
-                            E[v][j] = d0 - d2;
-                            E[4 + v][j] = d1 + d2;
-                            E[8 + v][j] = d2 - d1;
-                            E[12 + v][j] = d1 - d3;
-                        }
-                    const int64_t es = Ci * B;
-                    float *dst = V + c * B + (t0 - t00);
-                    for (int u = 0; u < 4; u++) { /* (B^T d) B, columns v */
-                        float *o0 = dst + (u * 4 + 0) * es, *o1 = dst + (u * 4 + 1) * es, *o2 = dst + (u * 4 + 2) * es,
-                              *o3 = dst + (u * 4 + 3) * es;
-                        const float *e0 = E[u * 4], *e1 = E[u * 4 + 1], *e2 = E[u * 4 + 2], *e3 = E[u * 4 + 3];
-                        for (int64_t j = 0; j < nt; j++) {
-                            o0[j] = e0[j] - e2[j];
-                            o1[j] = e1[j] + e2[j];
-                            o2[j] = e2[j] - e1[j];
-                            o3[j] = e1[j] - e3[j];
-                        }
-                    }
-                }
-            }
+            else
+                for (int64_t s = 0; s < nsub; s++)
+                    wino_in_tiles(V, Ci * B, in, Ci, IH, IW, pt, pl, rs + first[s], first[s + 1] - first[s]);
             /* 16 GEMMs: Mt[e] (Co, nb) = U_e (Co, Ci) . V[e] (Ci, nb) */
             for (int e = 0; e < 16; e++) {
                 const float *A = bw ? U + (int64_t)(perm[e / 4] * 4 + perm[e % 4]) * MC : U + (int64_t)e * MC;
@@ -884,19 +1041,14 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                             1.0f, A, bw ? (int)Co : (int)Ci, V + (int64_t)e * Ci * B, (int)B, 0.0f,
                             Mt + (int64_t)e * Co * B, (int)B);
             }
-            for (int64_t t0 = t00; t0 < t00 + nb; t0 += WG_SUB) {
-                const int64_t nt = GC_MIN(WG_SUB, t00 + nb - t0);
-                int64_t oimg[WG_SUB], oy[WG_SUB], ox[WG_SUB];
-                for (int64_t j = 0; j < nt; j++) {
-                    const int64_t t = t0 + j, r = t % T;
-                    oimg[j] = (t / T) * Co * OH * OW;
-                    oy[j] = (r / tw) * 2;
-                    ox[j] = (r % tw) * 2;
-                }
-                /* output transform: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], over whole rows of tiles */
-                const int64_t es = Co * B;
-                for (int64_t o = 0; o < Co; o++) {
-                    const float bv = bias ? bias[o] : 0.0f, *m = Mt + o * B + (t0 - t00);
+            /* output transform: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], over whole sub-blocks of tiles,
+             * then each run's outputs: rows 2 ty, 2 ty + 1 (the second may be below the map) */
+            const int64_t es = Co * B;
+            for (int64_t o = 0; o < Co; o++) {
+                const float bv = bias ? bias[o] : 0.0f;
+                for (int64_t s = 0; s < nsub; s++) {
+                    const int64_t j00 = s * WG_SUB, nt = GC_MIN(WG_SUB, nb - j00);
+                    const float *m = Mt + o * B + j00;
                     float R[8][WG_SUB], Q[4][WG_SUB];
                     for (int v = 0; v < 4; v++) {
                         const float *m0 = m + v * es, *m1 = m + (4 + v) * es, *m2 = m + (8 + v) * es,
@@ -918,23 +1070,18 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                                 float t = bv + Q[e][j];
                                 Q[e][j] = relu && t < 0.0f ? 0.0f : t;
                             }
-                    float *dsto = out + o * OH * OW;
-                    for (int64_t j = 0; j < nt; j++) {
-                        const int64_t y0 = oy[j], x0 = ox[j];
-                        float *p = dsto + oimg[j] + y0 * OW + x0;
-                        if (y0 + 2 <= OH && x0 + 2 <= OW) {
-                            if (bw) {
-                                p[0] += Q[0][j], p[1] += Q[1][j], p[OW] += Q[2][j], p[OW + 1] += Q[3][j];
-                            } else {
-                                p[0] = Q[0][j], p[1] = Q[1][j], p[OW] = Q[2][j], p[OW + 1] = Q[3][j];
-                            }
-                            continue;
-                        }
-                        for (int u = 0; u < 2 && y0 + u < OH; u++)
-                            for (int v = 0; v < 2 && x0 + v < OW; v++) {
-                                float *q = p + u * OW + v;
-                                *q = bw ? *q + Q[u * 2 + v][j] : Q[u * 2 + v][j];
-                            }
+                    for (int i = first[s]; i < first[s + 1]; i++) {
+                        const wg_run *q = &rs[i];
+                        const int64_t y0 = q->ty * 2, x0 = q->tx * 2, j = q->j0 - j00;
+                        float *p = out + (q->img * Co + o) * OH * OW + y0 * OW + x0;
+                        if (o + 1 < Co) /* the run's output rows in the next channel */
+                            for (int64_t x = 0; x < GC_MIN(2, OH - y0) * OW; x += 16)
+                                __builtin_prefetch(p + OH * OW - x0 + x, 1, 3);
+                        if (rows_out) {
+                            wino_out_row(p, Q[0] + j, Q[1] + j, q->n, OW - x0, bw);
+                            if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + j, Q[3] + j, q->n, OW - x0, bw);
+                        } else
+                            wino_out_tiles(p, OW, Q, j, q->n, OW - x0, OH - y0, bw);
                     }
                 }
             }
