@@ -593,9 +593,15 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
             for (int k = 0; k < n->n_in; k++) {
                 int v = n->in[k];
                 if (v < 0 || !bst->k.gin[k] || gfirst[v] != F + 1 + b) continue;
-                int dup = 0;
+                int dup = 0, n_at = 0;
                 for (int z = 0; z < bst->n_zero; z++) dup |= bst->zero[z] == v;
-                if (!dup) bst->zero[bst->n_zero++] = v;
+                for (int j = 0; j < n->n_in; j++) n_at += n->in[j] == v && bst->k.gin[j];
+                /* an op that can assigns a gradient it writes first (one pass less over memory, no
+                 * zeroing), unless the value feeds two of its inputs */
+                if (d->bw_assign && !bst->fused && n_at == 1 && k < 64 && bst->k.gout[0])
+                    bst->k.gin_fresh |= UINT64_C(1) << k;
+                else if (!dup)
+                    bst->zero[bst->n_zero++] = v;
             }
         }
     }
@@ -795,25 +801,14 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
     memcpy(sg->data, seed_grad, (size_t)gc_numel(sg) * sizeof(float));
     for (int b = 0; b <= stop; b++) {
         gc_bstep *bst = &c->bsteps[b];
-        int op = m->nodes[bst->node].op;
-        const gc_opdef *d = gc_op_get(op);
-        const gc_node *nd = &m->nodes[bst->node];
-        /* gradients first written here: an op that can assigns them (one pass less over memory,
-         * no zeroing); zeroed otherwise, or when the value feeds two of the op's inputs */
-        bst->k.gin_fresh = 0;
         for (int z = 0; z < bst->n_zero; z++) {
-            int v = bst->zero[z], at = -1, n_at = 0;
-            for (int k = 0; k < nd->n_in && k < 64; k++)
-                if (nd->in[k] == v && bst->k.gin[k]) at = k, n_at++;
-            if (d->bw_assign && !bst->fused && n_at == 1 && bst->k.gout[0]) {
-                bst->k.gin_fresh |= UINT64_C(1) << at;
-                continue;
-            }
-            gc_tensor *g = &c->grads[v];
+            gc_tensor *g = &c->grads[bst->zero[z]];
             memset(g->data, 0, (size_t)gc_numel(g) * sizeof(float));
         }
         if (bst->fused) continue; /* its producer's backward applies it */
         bst->k.rule = rule;
+        int op = m->nodes[bst->node].op;
+        const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->backward(&bst->k);
         if (prof) prof_rows[op].bw += prof_now() - t0, prof_rows[op].nbw++;

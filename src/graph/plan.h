@@ -24,7 +24,8 @@ typedef struct gc_bstep {
     int fstep;       /* index of the node's forward step (for its saved tensors and aux) */
     int fused;       /* a Relu whose VJP its producer's backward applies (.fuse_relu_bw): skipped */
     gc_kctx k;
-    int n_zero;      /* gradient buffers first written at this step: zeroed just before it */
+    int n_zero;      /* gradient buffers first written at this step and not assigned by it
+                        (k.gin_fresh): zeroed just before it */
     int *zero;       /* value indices */
 } gc_bstep;
 
