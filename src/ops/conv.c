@@ -334,6 +334,28 @@ static void batch_columns(float *dst, const float *src, int64_t N, int64_t C, in
             memcpy(dst + (c * N + n) * HW, src + (n * C + c) * HW, (size_t)HW * sizeof(float));
 }
 
+/* The inverse of batch_columns: dst (N, C, HW) from src (C, N*HW); add: dst +=, else dst = src +
+ * bias[c] (bias may be NULL), then max(., 0) with relu (NaN propagates, as Relu). */
+static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, int64_t HW, const float *bias,
+                            int relu, int add, int nth) {
+    const int64_t NHW = N * HW;
+#pragma omp parallel for num_threads(nth) schedule(static) if (C * NHW > CV_OMP_MIN)
+    for (int64_t nc = 0; nc < N * C; nc++) {
+        const int64_t n = nc / C, c = nc % C;
+        const float *s = src + c * NHW + n * HW;
+        float *d = dst + nc * HW;
+        if (add) {
+            for (int64_t i = 0; i < HW; i++) d[i] += s[i];
+            continue;
+        }
+        const float bv = bias ? bias[c] : 0.0f;
+        for (int64_t i = 0; i < HW; i++) {
+            float t = s[i] + bv;
+            d[i] = relu && t < 0.0f ? 0.0f : t;
+        }
+    }
+}
+
 static size_t conv_scratch(const gc_kctx *k) {
     conv_geom g;
     gc_err e = {0};
@@ -1156,16 +1178,7 @@ static gcam_status conv_forward(gc_kctx *k) {
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(xs, x, g.N, g.C, HW, nth);
         gc_sgemm(nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
-#pragma omp parallel for num_threads(nth) schedule(static) if (g.M * NHW > CV_OMP_MIN)
-        for (int64_t nm = 0; nm < g.N * g.M; nm++) {
-            const int64_t n = nm / g.M, m = nm % g.M;
-            const float bv = b ? b[m] : 0.0f, *src = ys + m * NHW + n * HW;
-            float *dst = y + nm * HW;
-            for (int64_t i = 0; i < HW; i++) {
-                float t = src[i] + bv;
-                dst[i] = relu && t < 0.0f ? 0.0f : t;
-            }
-        }
+        unbatch_columns(y, ys, g.N, g.M, HW, b, relu, 0, nth);
         return GCAM_OK;
     }
     if (b || g.transpose) fill_bias(y, b, NM, g.M, g.ysz, nth);
@@ -1278,13 +1291,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(ys, gy, g.N, g.M, HW, nth);
         gc_sgemm(nth, 1, 0, g.C, NHW, g.M, 1.0f, w, g.C, ys, NHW, 0.0f, xs, NHW);
-#pragma omp parallel for num_threads(nth) schedule(static) if (g.C * NHW > CV_OMP_MIN)
-        for (int64_t nc = 0; nc < g.N * g.C; nc++) {
-            const int64_t n = nc / g.C, c = nc % g.C;
-            const float *src = xs + c * NHW + n * HW;
-            float *dst = gx + nc * HW;
-            for (int64_t i = 0; i < HW; i++) dst[i] += src[i];
-        }
+        unbatch_columns(gx, xs, g.N, g.C, HW, NULL, 0, 1, nth);
         return GCAM_OK;
     }
     const int64_t kcol = g.cimg * ksz;
