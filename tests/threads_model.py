@@ -5,6 +5,7 @@ pooling, flatten, gemm (16->10). Input (1, 3, 32, 32).
 
 Usage: threads_model.py OUT.onnx [SIZE]   (SIZE: input height and width, default 32)
 """
+import os
 import sys
 
 import numpy as np
@@ -35,5 +36,6 @@ inits = [w("w1", 8, 3, 3, 3), w("b1", 8, scale=0.1), w("w2", 8, 8, 3, 3), w("b2"
 g = helper.make_graph(nodes, "small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="gradcam-tests")
+os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)  # also when run alone (ctest -R)
 with open(out, "wb") as f:
     f.write(m.SerializeToString())

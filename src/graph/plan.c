@@ -332,7 +332,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     int *gfirst = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     int *glast = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     gc_bufs bs = {0};
-    int *fused_from = NULL, *bw_relu = NULL;
+    int *fused_from = NULL, *bw_relu = NULL, *bw_silu = NULL;
     if (!first || !last || !gneed || !active || !step_of || !gfirst || !glast) {
         rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
         goto out;
@@ -426,7 +426,8 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
      * whose gradient it reads instead of its own output's (.fuse_relu_bw) */
     int *bstep_of = gc_malloc2((size_t)F + 1, sizeof(int));
     bw_relu = gc_malloc2((size_t)B + 1, sizeof(int));
-    if (!bstep_of || !bw_relu) {
+    bw_silu = gc_malloc2((size_t)B + 1, sizeof(int));
+    if (!bstep_of || !bw_relu || !bw_silu) {
         free(uses);
         free(prod_step);
         free(bstep_of);
@@ -434,7 +435,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         goto out;
     }
     for (int s = 0; s < F; s++) bstep_of[s] = -1;
-    for (int b = 0; b < B; b++) bw_relu[b] = -1;
+    for (int b = 0; b < B; b++) bw_relu[b] = bw_silu[b] = -1;
     for (int b = 0; has_bw && b < c->n_bsteps; b++) bstep_of[c->bsteps[b].fstep] = b;
     for (int v = 0; v < m->n_values; v++) fused_from[v] = prod_step[v] = -1;
     for (int s = 0; s < F; s++) {
@@ -513,7 +514,10 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     }
     /* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly
      * follows it and nothing else reads the Sigmoid's output: the Mul's step is skipped and its
-     * output lives from the Sigmoid's step on. Both backward steps run unchanged. */
+     * output lives from the Sigmoid's step on. The sigmoid itself then gets no buffer (k.silu):
+     * no backward reads it, or the Sigmoid's backward applies SiLU's whole VJP from x (recomputing
+     * the sigmoid is cheaper than storing it and reading it back: EfficientNet's largest tensors),
+     * and the Mul's backward step is skipped. */
     for (int s = 1; s < F && fuse; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node], *pn = &m->nodes[c->steps[s - 1].node];
         if (n->op != GC_OP_Mul || pn->op != GC_OP_Sigmoid || n->n_in != 2 || n->n_out != 1 || pn->n_out != 1)
@@ -528,6 +532,21 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         c->steps[s - 1].k.post_mul = &c->vals[y];
         c->steps[s].fused = 1;
         first[y] = s - 1;
+        const int mb = has_bw ? bstep_of[s] : -1, sb = has_bw ? bstep_of[s - 1] : -1;
+        if (mb < 0 && sb < 0) { /* no backward passes here (inference, a CAM-only plan's early layers) */
+            c->steps[s - 1].k.silu = 1;
+            first[sg] = -1;
+        } else if (mb >= 0 && sb == mb + 1 && gneed[x] && gneed[y] && !c->bsteps[mb].fused &&
+                   !c->bsteps[sb].fused) {
+            c->steps[s - 1].k.silu = 1;
+            first[sg] = -1;
+            gneed[sg] = 0;
+            c->bsteps[mb].fused = 1;
+            bw_silu[sb] = y;
+            last[x] = END;                                     /* the fused VJP reads x */
+            if (glast[y] < F + 1 + sb) glast[y] = F + 1 + sb;  /* ... and the Mul's output gradient */
+            if (gfirst[x] == F + 1 + mb) gfirst[x] = F + 1 + sb; /* x's gradient is first written there */
+        }
     }
     free(uses);
     free(prod_step);
@@ -581,6 +600,10 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
                 bst->k.gout[0] = &c->grads[bw_relu[b]];
                 bst->k.post_relu = 1;
             }
+            if (bw_silu[b] >= 0) { /* SiLU's VJP: the fused Mul's output gradient in, from x */
+                bst->k.gout[0] = &c->grads[bw_silu[b]];
+                bst->k.silu = 1;
+            }
             size_t sb = d->bscratch_bytes ? d->bscratch_bytes(&bst->k) : 0;
             bst->k.scratch_size = sb;
             if (sb && bufs_add(&bs, sb, F + 1 + b, F + 1 + b, &bst->k.scratch)) {
@@ -627,6 +650,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     for (int b = 0; b < c->n_bsteps; b++) c->bsteps[b].k.aux = c->steps[c->bsteps[b].fstep].k.aux;
 out:
     free(bw_relu);
+    free(bw_silu);
     free(fused_from);
     free(first);
     free(last);

@@ -44,8 +44,10 @@ typedef struct unary_def {
     fw_i64 i64; /* NULL: float32 only */
     bw_f32 bw;
     int from;   /* what bw reads: FROM_IN, FROM_OUT or FROM_NONE */
-    /* Sigmoid only: y = f(x) and m = x * y in one pass (a following Mul fused in: SiLU) */
+    /* Sigmoid only: y = f(x) and m = x * y in one pass (a following Mul fused in: SiLU); y is
+     * NULL when only m is kept (k.silu), and then silu_bw applies the pair's whole VJP */
     void (*f32_mul)(float *y, float *m, const float *x, int64_t n);
+    void (*silu_bw)(float *gx, const float *gm, const float *x, int64_t n, int assign);
     int bw_assigns; /* bw honours act_args.assign; else a fresh gx is zeroed chunk by chunk first */
 } unary_def;
 
@@ -101,10 +103,11 @@ static gcam_status unary_forward(gc_kctx *k, const unary_def *d) {
         if (!d->f32_mul || k->post_mul->dtype != GC_F32 || gc_numel(k->post_mul) != n)
             return gc_kfail(k, GCAM_E_INTERNAL, "fused Mul not supported here");
         float *m = k->post_mul->data;
+        if (k->silu) y = NULL; /* the sigmoid has no buffer */
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t lo = c * ACT_CHUNK;
-            d->f32_mul(y + lo, m + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo));
+            d->f32_mul(y ? y + lo : NULL, m + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo));
         }
         return GCAM_OK;
     }
@@ -125,6 +128,16 @@ static gcam_status unary_backward(gc_kctx *k, const unary_def *d) {
     const float *gy = k->gout[0]->data;
     const float *v = d->from == FROM_IN ? k->in[0]->data : d->from == FROM_OUT ? k->out[0]->data : NULL;
     const int fresh = (int)(k->gin_fresh & 1);
+    if (k->silu) { /* gy is the fused Mul's output gradient; the sigmoid is recomputed from x */
+        if (!d->silu_bw) return gc_kfail(k, GCAM_E_INTERNAL, "fused SiLU not supported here");
+        const float *x = k->in[0]->data;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int64_t c = 0; c < nchunks; c++) {
+            int64_t lo = c * ACT_CHUNK;
+            d->silu_bw(gx + lo, gy + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo), fresh);
+        }
+        return GCAM_OK;
+    }
     a.assign = fresh && d->bw_assigns;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t c = 0; c < nchunks; c++) {
@@ -227,7 +240,7 @@ static gcam_status parse_floats(gc_node *n, gc_err *err, const char *name1, floa
 #define UNARY_OP(Name, lname, min_op, parse_fn, fw64, from_) UNARY_OP_A(Name, lname, min_op, parse_fn, fw64, from_, 0)
 /* assigns: lname##_bw honours act_args.assign */
 #define UNARY_OP_A(Name, lname, min_op, parse_fn, fw64, from_, assigns)                            \
-    static const unary_def lname##_def = {lname##_fw, fw64, lname##_bw, from_, NULL, assigns};     \
+    static const unary_def lname##_def = {lname##_fw, fw64, lname##_bw, from_, NULL, NULL, assigns}; \
     static gcam_status Name##_infer(gc_kctx *k) { return unary_infer(k, &lname##_def); }          \
     static gcam_status Name##_forward(gc_kctx *k) { return unary_forward(k, &lname##_def); }      \
     static gcam_status Name##_backward(gc_kctx *k) { return unary_backward(k, &lname##_def); }    \
@@ -357,9 +370,17 @@ static void sigmoid_fw(float *y, const float *x, int64_t n, const act_args *a) {
 static void sigmoid_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * y[i] * (1.0f - y[i]);
 }
-/* SiLU (EfficientNet): y = sigmoid(x) and m = x * y, bit-identical to Sigmoid then Mul */
+/* SiLU (EfficientNet): y = sigmoid(x) and m = x * y, bit-identical to Sigmoid then Mul; y NULL:
+ * m only (two loops, so each vectorises without a test per element) */
 GC_CLONES
 static void sigmoid_mul_fw(float *y, float *m, const float *x, int64_t n) {
+    if (!y) {
+        for (int64_t i = 0; i < n; i++) {
+            float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
+            m[i] = x[i] * bsel(x[i] >= 0.0f, r, e * r);
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
         float s = bsel(x[i] >= 0.0f, r, e * r);
@@ -367,13 +388,31 @@ static void sigmoid_mul_fw(float *y, float *m, const float *x, int64_t n) {
         m[i] = x[i] * s;
     }
 }
-static const unary_def sigmoid_def = {sigmoid_fw, NULL, sigmoid_bw, FROM_OUT, sigmoid_mul_fw, 0};
+/* d(x s(x))/dx = s + x s (1 - s) = s (1 + x (1 - s)): one pass over gm and x instead of the
+ * Mul's VJP (gx += gm s, gs = gm x) and the Sigmoid's (gx += gs s (1 - s)) over three tensors */
+GC_CLONES
+static void silu_bw(float *gx, const float *gm, const float *x, int64_t n, int assign) {
+    if (assign) {
+        for (int64_t i = 0; i < n; i++) {
+            float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
+            float s = bsel(x[i] >= 0.0f, r, e * r);
+            gx[i] = gm[i] * (s * (1.0f + x[i] * (1.0f - s)));
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
+        float s = bsel(x[i] >= 0.0f, r, e * r);
+        gx[i] += gm[i] * (s * (1.0f + x[i] * (1.0f - s)));
+    }
+}
+static const unary_def sigmoid_def = {sigmoid_fw, NULL, sigmoid_bw, FROM_OUT, sigmoid_mul_fw, silu_bw, 0};
 static gcam_status Sigmoid_infer(gc_kctx *k) { return unary_infer(k, &sigmoid_def); }
 static gcam_status Sigmoid_forward(gc_kctx *k) { return unary_forward(k, &sigmoid_def); }
 static gcam_status Sigmoid_backward(gc_kctx *k) { return unary_backward(k, &sigmoid_def); }
 const gc_opdef gc_def_Sigmoid = {.name = "Sigmoid", .min_opset = 1, .infer = Sigmoid_infer,
                                  .forward = Sigmoid_forward, .backward = Sigmoid_backward, .bw_out = 1,
-                                 .diff_in = 1};
+                                 .diff_in = 1, .bw_assign = 1};
 
 /* ------------------------------------------------------------------------------------------ */
 /* HardSigmoid: y = clamp(alpha x + beta, 0, 1) (alpha 0.2, beta 0.5); dy/dx = alpha inside    */
@@ -555,7 +594,7 @@ UNARY_OP(Abs, abs, 1, NULL, abs_i64, FROM_IN)
 static void floor_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = floorf(x[i]);
 }
-static const unary_def floor_def = {floor_fw, NULL, NULL, FROM_NONE, NULL, 0};
+static const unary_def floor_def = {floor_fw, NULL, NULL, FROM_NONE, NULL, NULL, 0};
 static gcam_status Floor_infer(gc_kctx *k) { return unary_infer(k, &floor_def); }
 static gcam_status Floor_forward(gc_kctx *k) { return unary_forward(k, &floor_def); }
 const gc_opdef gc_def_Floor = {.name = "Floor", .min_opset = 1, .infer = Floor_infer,
@@ -564,7 +603,7 @@ const gc_opdef gc_def_Floor = {.name = "Floor", .min_opset = 1, .infer = Floor_i
 static void ceil_fw(float *y, const float *x, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) y[i] = ceilf(x[i]);
 }
-static const unary_def ceil_def = {ceil_fw, NULL, NULL, FROM_NONE, NULL, 0};
+static const unary_def ceil_def = {ceil_fw, NULL, NULL, FROM_NONE, NULL, NULL, 0};
 static gcam_status Ceil_infer(gc_kctx *k) { return unary_infer(k, &ceil_def); }
 static gcam_status Ceil_forward(gc_kctx *k) { return unary_forward(k, &ceil_def); }
 const gc_opdef gc_def_Ceil = {.name = "Ceil", .min_opset = 1, .infer = Ceil_infer,
@@ -592,7 +631,7 @@ static gcam_status Identity_forward(gc_kctx *k) {
     memcpy(k->out[0]->data, k->in[0]->data, (size_t)gc_numel(k->in[0]) * gc_dtype_size(k->in[0]->dtype));
     return GCAM_OK;
 }
-static const unary_def pass_def = {NULL, NULL, pass_bw, FROM_NONE, NULL, 0};
+static const unary_def pass_def = {NULL, NULL, pass_bw, FROM_NONE, NULL, NULL, 0};
 static gcam_status Identity_backward(gc_kctx *k) {
     if (k->in[0]->dtype != GC_F32) return GCAM_OK;
     return unary_backward(k, &pass_def);

@@ -54,6 +54,9 @@ typedef struct gc_kctx {
                                       .fuse_relu_bw): that Relu's VJP comes first */
     gc_tensor *post_mul;           /* Sigmoid forward: also write in[0] * out[0] here (a following
                                       Mul fused in: SiLU; see plan.c) */
+    int silu;                      /* Sigmoid with post_mul: out[0] has no buffer; forward writes only
+                                      post_mul; backward's gout[0] is post_mul's gradient and the
+                                      kernel applies SiLU's VJP, reading in[0] (plan.c) */
     gc_tensor *const *cat_in;      /* BatchNormalization forward: in[0] is not computed; it is the
                                       concatenation along axis 1 of these n_cat tensors (a Concat
                                       fused in, see plan.c) */
