@@ -131,8 +131,15 @@ static gc_node *cv_node(const cv_case *c) {
 /* Forward or backward through the op table, as the planner runs them (backward sees only W's
  * data), with the scratch the op asks for or none at all (the depthwise loops then fall back
  * to their bounds-checked form). y must hold infer's shape (and data for forward). */
+static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
+                               int backward, int no_scratch, uint64_t const_in, int nthreads, int relu, gc_err *err);
 static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
                           int backward, int no_scratch, uint64_t const_in, gc_err *err) {
+    return run_op_opts(n, in, n_in, y, gy, gx, backward, no_scratch, const_in, 2, 0, err);
+}
+/* run_op with a thread count and a fused Relu (forward: k.post_relu, as the planner sets it). */
+static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
+                               int backward, int no_scratch, uint64_t const_in, int nthreads, int relu, gc_err *err) {
     const gc_opdef *d = gc_op_get(n->op);
     gc_kctx k;
     gc_tensor sh[GC_MAX_IO], yy = *y;
@@ -142,7 +149,8 @@ static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, con
     k.n_in = n_in;
     k.n_out = 1;
     k.err = err;
-    k.nthreads = 2;
+    k.nthreads = nthreads;
+    k.post_relu = relu;
     k.const_in = const_in;
     for (int i = 0; i < n_in; i++) {
         sh[i] = in[i];
@@ -322,6 +330,13 @@ static void test_conv_variants(void) {
          .k = {3, 7}, .s = {1, 2}, .d = {1, 2}, .pads = {1, 6, 1, 5}, .has_pads = 1, .bias = 1, .want = {6, 15}},
         {.label = "depthwise no interior", .nsp = 2, .N = 1, .C = 2, .M = 4, .G = 2, .in = {3, 2}, .k = {3, 3},
          .pads = {2, 2, 2, 2}, .has_pads = 1, .bias = 1, .want = {5, 4}},
+        /* stride 1: the data gradient is a gather from dY inside a zero border (EfficientNet's 5x5) */
+        {.label = "depthwise 5x5 s1 p2 n2", .nsp = 2, .N = 2, .C = 8, .M = 8, .G = 8, .in = {28, 27}, .k = {5, 5},
+         .pads = {2, 2, 2, 2}, .has_pads = 1, .bias = 1, .want = {28, 27}},
+        {.label = "depthwise 3x3 s1 asymmetric pads", .nsp = 2, .N = 1, .C = 3, .M = 3, .G = 3, .in = {10, 12},
+         .k = {3, 3}, .pads = {0, 2, 1, 0}, .has_pads = 1, .want = {9, 12}},
+        {.label = "depthwise 3x3 s1 mult2 d(2,1)", .nsp = 2, .N = 1, .C = 2, .M = 4, .G = 2, .in = {9, 11},
+         .k = {3, 3}, .d = {2, 1}, .pads = {2, 1, 2, 1}, .has_pads = 1, .bias = 1, .want = {9, 11}},
         {.label = "single channel mult 12 (gemm)", .nsp = 2, .N = 1, .C = 1, .M = 12, .G = 1, .in = {6, 6},
          .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {6, 6}},
         /* 1-D and 3-D */
@@ -453,6 +468,108 @@ static void test_conv_winograd(void) {
          .pads = {3, 3, 3, 3}, .has_pads = 1, .want = {14, 34}},
     };
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i < 2);
+}
+
+/* Winograd F(4x4, 3x3): the forward of the Winograd-eligible convolutions with C M <= 16384 and
+ * enough 4x4 tiles (32 with two threads, 16 with one). check_conv: forward vs the naive sum in
+ * double at the same 1e-5 as every path (F(4x4)'s largest error measured on these cases: 0.9-2.0e-6
+ * of max |y| with 16-64 input channels, 3.8e-6 with 128; F(2x2) 4e-7), the backward
+ * (F(2x2)) vs the naive VJP, im2col on pass 1. check_w4 adds 1 and 2 threads, a fused Relu, and
+ * the path taken: with GCAM_NO_WINOGRAD4=1 (F(2x2)) the results must differ in rounding from
+ * the default exactly when F(4x4) applies (f4), else be bit-identical. Geometries: output sizes
+ * 0..3 mod 4 (partial tiles right and bottom), pads 0..3 and asymmetric, several images, blocks
+ * ending inside tile rows (with two threads), rows split at the 32-tile sub-blocks, row-wise
+ * (6 tiles a row or more) and tile-wise transforms, and C M just at, below and above 16384. */
+static void check_w4(const cv_case *c, int f4) {
+    char label[256];
+    int64_t pb[2], out[2], xd[4] = {c->N, c->C, c->in[0], c->in[1]}, wd[4] = {c->M, c->C, 3, 3}, bd[1] = {c->M};
+    ref_geom(c, pb, out);
+    const int64_t yd[4] = {c->N, c->M, out[0], out[1]}, ny = c->N * c->M * out[0] * out[1];
+    gc_tensor in[3];
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(4, xd, -1, 1);
+    in[1] = oc_rand(4, wd, -1, 1);
+    if (c->bias) in[2] = oc_rand(1, bd, -1, 1);
+    const int n_in = c->bias ? 3 : 2;
+    double *ry = calloc((size_t)ny, sizeof(double));
+    float *ryf = malloc((size_t)ny * sizeof(float)), *rrf = malloc((size_t)ny * sizeof(float));
+    float *def = malloc((size_t)ny * sizeof(float));
+    const int64_t per_ch = out[0] * out[1];
+    if (c->bias)
+        for (int64_t i = 0; i < ny; i++) ry[i] = ((float *)in[2].data)[(i / per_ch) % c->M];
+    ref_run(c, pb, out, 0, in[0].data, in[1].data, ry, NULL, NULL);
+    for (int64_t i = 0; i < ny; i++) {
+        ryf[i] = (float)ry[i];
+        rrf[i] = ry[i] < 0 ? 0.0f : (float)ry[i];
+    }
+    const double yscale = max_abs_d(ry, ny);
+    gc_node *n = cv_node(c);
+    gc_tensor y = oc_tensor(GC_F32, 4, yd);
+    gc_err err = {0};
+    oc_check(gc_op_get(n->op)->parse(n, &err) == GCAM_OK, "%s: parse: %s", c->label, err.msg);
+    for (int nth = 1; nth <= 2; nth++)
+        for (int relu = 0; relu < 2; relu++) {
+            gcam_status st = run_op_opts(n, in, n_in, &y, NULL, NULL, 0, 0, 6u, nth, relu, &err);
+            snprintf(label, sizeof label, "%s: forward, %d thread(s)%s", c->label, nth, relu ? ", fused Relu" : "");
+            if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                oc_close(label, y.data, relu ? rrf : ryf, ny, 1e-5 * yscale, 1e-5);
+            if (nth == 2 && !relu) memcpy(def, y.data, (size_t)ny * sizeof(float));
+        }
+    setenv("GCAM_NO_WINOGRAD4", "1", 1);
+    gcam_status st = run_op_opts(n, in, n_in, &y, NULL, NULL, 0, 0, 6u, 2, 0, &err);
+    unsetenv("GCAM_NO_WINOGRAD4");
+    snprintf(label, sizeof label, "%s: GCAM_NO_WINOGRAD4=1", c->label);
+    if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg)) {
+        oc_close(label, y.data, ryf, ny, 1e-5 * yscale, 1e-5);
+        const int same = !memcmp(def, y.data, (size_t)ny * sizeof(float));
+        oc_check(same != f4, "%s: F(4x4) %s, but the results are %s", label, f4 ? "expected" : "not expected",
+                 same ? "bit-identical" : "different");
+    }
+    oc_tensor_free(&y);
+    oc_node_free(n);
+    free(ry);
+    free(ryf);
+    free(rrf);
+    free(def);
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
+static void test_conv_winograd4(void) {
+    const cv_case cases[] = {
+        /* 23x21 out (3, 1 mod 4), 6 tiles a row: row-wise, blocks of 24 */
+        {.label = "winograd4 p1 c16 m24 odd", .nsp = 2, .N = 1, .C = 16, .M = 24, .G = 1, .in = {23, 21},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {23, 21}},
+        /* 16x17 out (0, 1 mod 4), 5 tiles a row: tile-wise, blocks of 32 across images */
+        {.label = "winograd4 p0 n3 no bias", .nsp = 2, .N = 3, .C = 20, .M = 16, .G = 1, .in = {18, 19},
+         .k = {3, 3}, .want = {16, 17}},
+        {.label = "winograd4 asymmetric pads", .nsp = 2, .N = 2, .C = 16, .M = 16, .G = 1, .in = {13, 30},
+         .k = {3, 3}, .pads = {0, 2, 1, 1}, .has_pads = 1, .bias = 1, .want = {12, 31}},
+        /* 28x28 out, 7 tiles a row, blocks of 32 end inside tile rows */
+        {.label = "winograd4 p2", .nsp = 2, .N = 1, .C = 32, .M = 16, .G = 1, .in = {26, 26}, .k = {3, 3},
+         .pads = {2, 2, 2, 2}, .has_pads = 1, .bias = 1, .want = {28, 28}},
+        /* 14x50 out (2 mod 4), 13 tiles a row: runs split at the sub-blocks */
+        {.label = "winograd4 rows p3", .nsp = 2, .N = 1, .C = 16, .M = 16, .G = 1, .in = {10, 46}, .k = {3, 3},
+         .pads = {3, 3, 3, 3}, .has_pads = 1, .want = {14, 50}},
+        {.label = "winograd4 same_upper 7x7 n8", .nsp = 2, .N = 8, .C = 64, .M = 32, .G = 1, .in = {7, 7},
+         .k = {3, 3}, .auto_pad = "SAME_UPPER", .bias = 1, .want = {7, 7}},
+        {.label = "winograd4 n2 p1 15x27", .nsp = 2, .N = 2, .C = 24, .M = 16, .G = 1, .in = {15, 27},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {15, 27}},
+        /* C M = 16384 and 16383: F(4x4); 16512: F(2x2) */
+        {.label = "winograd4 c128 m128", .nsp = 2, .N = 4, .C = 128, .M = 128, .G = 1, .in = {11, 10},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {11, 10}},
+        {.label = "winograd4 c127 m129", .nsp = 2, .N = 4, .C = 127, .M = 129, .G = 1, .in = {11, 10},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .want = {11, 10}},
+        {.label = "winograd4 c128 m129 (F2x2)", .nsp = 2, .N = 4, .C = 128, .M = 129, .G = 1, .in = {11, 10},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {11, 10}},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) {
+        check_conv(&cases[i], 0);
+        check_w4(&cases[i], cases[i].C * cases[i].M <= 16384);
+    }
+    /* the F(2x2) cases again with F(4x4) off: their forward stays covered */
+    setenv("GCAM_NO_WINOGRAD4", "1", 1);
+    test_conv_winograd();
+    unsetenv("GCAM_NO_WINOGRAD4");
 }
 
 /* Pointwise convolutions of a batch on small maps: one GEMM over all the images' columns
@@ -759,6 +876,7 @@ int main(void) {
     openblas_set_num_threads(1); /* now every GEMM above the threshold is split over OpenMP */
     test_conv_tiled(2);
     test_conv_winograd();
+    test_conv_winograd4();
     test_conv_pointwise_batched();
     test_big_gemms(4);
     printf("%d passed, %d failed\n", oc_checks - oc_failures, oc_failures);

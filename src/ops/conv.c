@@ -34,6 +34,7 @@
 #define CV_SP (GC_MAX_DIMS - 2)
 #define DW_MAX_MULT 8                    /* beyond this many outputs per channel GEMM wins */
 #define DW_TAPS 16                       /* depthwise fast paths: kernel rows up to this wide */
+#define DW_FLIP_MAX 256                  /* depthwise stride-1 backward as a gather: taps at most */
 /* im2col tiles: about 1 MB (so the tile is still in cache when the GEMM packs it; measured
  * faster than whole-image lowering), but at least CV_MIN_COLS columns so the GEMM stays wide */
 #define CV_COL_BUDGET ((int64_t)1 << 18)
@@ -66,6 +67,7 @@ typedef struct lowering {
 typedef struct dw_plane {
     int ok;
     int64_t H, W, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp;
+    int64_t Hq, Wq; /* stride 1: the backward's plane of dY with a border (see conv_backward) */
     int64_t floats; /* per-thread plane (Hp, Wp), rounded up to 16 floats (64 bytes) */
 } dw_plane;
 
@@ -275,8 +277,14 @@ static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
         /* sizes were checked above to stay far below INT64_MAX / 4 */
         q->Hp = (q->OH - 1) * q->sh + (q->kh - 1) * q->dh + 1;
         q->Wp = (q->OW - 1) * q->sw + (q->kw - 1) * q->dw + 1;
-        if (!gc_mul_i64(&t, q->Hp, q->Wp) && t < INT64_MAX / 64) {
-            q->floats = (t + 15) & ~(int64_t)15;
+        /* stride 1: the data gradient is a gather too (see conv_backward), from dY placed inside
+         * a zero border of the kernel's extent: a plane (Hp + (kh-1) dh, Wp + (kw-1) dw) */
+        q->Hq = q->Hp + (q->kh - 1) * q->dh;
+        q->Wq = q->Wp + (q->kw - 1) * q->dw;
+        int64_t tq = 0;
+        if (!gc_mul_i64(&t, q->Hp, q->Wp) && t < INT64_MAX / 64 && !gc_mul_i64(&tq, q->Hq, q->Wq) &&
+            tq < INT64_MAX / 64) {
+            q->floats = (GC_MAX(t, q->sh == 1 && q->sw == 1 ? tq : 0) + 15) & ~(int64_t)15;
             q->ok = 1;
         }
     }
@@ -356,7 +364,11 @@ static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, 
     }
 }
 
-static size_t conv_scratch(const gc_kctx *k) {
+static int w4_eligible(const gc_kctx *k, const conv_geom *g);
+static int64_t w4_slot_floats(const conv_geom *g);
+
+/* Scratch of the forward (fw: F(4x4) may run) or of the backward. */
+static size_t conv_scratch_dir(const gc_kctx *k, int fw) {
     conv_geom g;
     gc_err e = {0};
     gc_kctx kk = *k;
@@ -371,8 +383,12 @@ static size_t conv_scratch(const gc_kctx *k) {
     if (!wino_eligible(k, &g)) return im2col_bytes;
     /* room for either path: im2col stays the fallback if U cannot be allocated */
     size_t wb = (size_t)GC_MAX(1, k->nthreads) * (size_t)wino_slot_floats(&g) * sizeof(float);
+    if (fw && w4_eligible(k, &g)) /* F(2x2) stays the fallback too (no memory for U) */
+        wb = GC_MAX(wb, (size_t)GC_MAX(1, k->nthreads) * (size_t)w4_slot_floats(&g) * sizeof(float));
     return GC_MAX(wb, im2col_bytes);
 }
+static size_t conv_scratch(const gc_kctx *k) { return conv_scratch_dir(k, 1); }
+static size_t conv_bscratch(const gc_kctx *k) { return conv_scratch_dir(k, 0); }
 
 /* ---------------------------------------------------------------- lowering kernels */
 
@@ -672,6 +688,13 @@ CV_CLONES static void plane_scatter(float *restrict P, const float *restrict col
     }
 }
 
+/* The stride-1 depthwise data gradient as a gather (conv_backward); GCAM_NO_DW_GATHER=1 keeps
+ * the scatter (A/B measurements, tests comparing the two). */
+static int dw_bw_gather(void) {
+    const char *off = getenv("GCAM_NO_DW_GATHER");
+    return !(off && *off && strcmp(off, "0") != 0);
+}
+
 /* How many per-thread planes the scratch holds (0: none, use the bounds-checked loops). */
 static int64_t dw_planes(const gc_kctx *k, const dw_plane *q) {
     if (!q->ok || !k->scratch) return 0;
@@ -756,6 +779,7 @@ static int pointwise_by_image(const conv_geom *g, int nth) {
 #define WG_MIN_CH 16         /* thinner layers keep im2col (the transforms would dominate) */
 #define WG_ROWS_IN 12        /* tiles a tile row from which the input transform goes row by row */
 #define WG_ROWS_OUT 7        /* the same for the output transform */
+#define W4_MAX_MC 16384      /* F(4x4) (forward) for M C up to this: U4 (36, M, C) <= 2.4 MB */
 
 static int64_t wino_block(const conv_geom *g);
 static int wino_eligible(const gc_kctx *k, const conv_geom *g) {
@@ -782,7 +806,12 @@ static int64_t wino_block(const conv_geom *g) {
  * forward (Cin = C) and the backward (Cin = M). */
 static int64_t wino_slot_floats(const conv_geom *g) { return 16 * (g->C + g->M) * wino_block(g); }
 
-/* U (16, M, C) from W (M, C, 3, 3), built once per node under the kcache lock. */
+static void w4_weights(float *u4, const float *w, int64_t MC);
+
+/* U (16, M, C) from W (M, C, 3, 3), built once per node under the kcache lock. For weights small
+ * enough for F(4x4) (M C <= W4_MAX_MC, a property of the node alone, so every call agrees on the
+ * layout) the same allocation (kcache is one pointer, freed with free()) continues with the
+ * F(4x4) U4 (36, M, C): the F(2x2) code reads the start, the F(4x4) forward from 16 M C on. */
 static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
     gc_node *n = (gc_node *)k->node; /* kcache is the one field kernels write, once, under the lock */
     float *u = __atomic_load_n((float **)&n->kcache, __ATOMIC_ACQUIRE);
@@ -791,8 +820,10 @@ static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
     u = n->kcache;
     if (!u) {
         const int64_t MC = g->M * g->C;
-        u = gc_malloc2((size_t)MC, 16 * sizeof(float));
+        const int with4 = MC <= W4_MAX_MC;
+        u = gc_malloc2((size_t)MC, (with4 ? 16 + 36 : 16) * sizeof(float));
         if (u) {
+            if (with4) w4_weights(u + 16 * MC, k->in[1]->data, MC);
             const float *w = k->in[1]->data; /* (M, C, 3, 3) */
             for (int64_t mc = 0; mc < MC; mc++) {
                 const float *f = w + mc * 9;
@@ -837,13 +868,14 @@ typedef struct {
 } wg_run;
 
 /* The runs of the nt tiles from t0 (T tiles per image, tw per tile row); first[s] is the first
- * run of sub-block s (tiles s WG_SUB ..), first[number of sub-blocks] the count of runs. */
-static void wino_runs(wg_run *rs, int *first, int64_t t0, int64_t nt, int64_t T, int64_t tw) {
+ * run of sub-block s (tiles s sub ..; sub is WG_SUB for F(2x2), W4_SUB for F(4x4)),
+ * first[number of sub-blocks] the count of runs. */
+static void wino_runs(wg_run *rs, int *first, int64_t t0, int64_t nt, int64_t T, int64_t tw, int64_t sub) {
     int nr = 0, s = 0;
     for (int64_t j = 0; j < nt;) {
-        if (j % WG_SUB == 0) first[s++] = nr;
+        if (j % sub == 0) first[s++] = nr;
         const int64_t t = t0 + j, r = t % T, tx = r % tw;
-        const int64_t n = GC_MIN(GC_MIN(nt - j, tw - tx), WG_SUB - j % WG_SUB);
+        const int64_t n = GC_MIN(GC_MIN(nt - j, tw - tx), sub - j % sub);
         rs[nr++] = (wg_run){.j0 = j, .n = n, .img = t / T, .ty = r / tw, .tx = tx};
         j += n;
     }
@@ -1034,7 +1066,7 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < nblk; b++) {
             const int64_t t00 = b * B, nb = GC_MIN(B, NT - t00), nsub = (nb + WG_SUB - 1) / WG_SUB;
-            wino_runs(rs, first, t00, nb, T, tw);
+            wino_runs(rs, first, t00, nb, T, tw, WG_SUB);
             const int nr = first[nsub];
             /* input transform: V[e] (Ci, nb) */
             if (rows_in)
@@ -1111,6 +1143,349 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
     }
 }
 
+/* ---------------------------------------------------------------- Winograd F(4x4, 3x3) */
+
+/* The forward of the Winograd-eligible convolutions with small weights (M C <= W4_MAX_MC:
+ * DenseNet's 128->32 growth layers, ResNet-50's 64->64 and 128->128, VGG-16's first layers) runs
+ * as F(4x4, 3x3): each 4x4 output tile from a 6x6 input patch, 36 GEMMs over a block of tiles,
+ * 36 multiply-adds per 16 outputs (2.25 per output, F(2x2): 4, im2col: 9). U4 takes 4x the
+ * weights' memory, so larger layers stay on F(2x2), and so does the data gradient (F(2x2)'s U
+ * serves it, built in the same allocation).
+ * Points 0, 1, -1, 1/2, -2 and infinity, y = A^T [(G g G^T) . (B^T d B)] A with
+ *   B^T = [ 2 -3 -4  3  2  0 ]   G = [ 1/2     0     0   ]   A^T = [ 1  1  1  1    1  0 ]
+ *         [ 0 -2  1  5  2  0 ]       [ 1/6   1/6   1/6   ]         [ 0  1 -1  1/2 -2  0 ]
+ *         [ 0 -2  5 -1 -2  0 ]       [ 1/6  -1/6   1/6   ]         [ 0  1  1  1/4  4  0 ]
+ *         [ 0  2  1 -2 -1  0 ]       [ 16/15 8/15  4/15  ]         [ 0  1 -1  1/8 -8  1 ]
+ *         [ 0  1 -2 -1  2  0 ]       [ 1/30 -1/15  2/15  ]
+ *         [ 0  2 -3 -4  3  2 ]       [ 0     0     1/2   ]
+ * (A^T: the points' powers; B^T: the inverse Vandermonde transposed, rows scaled to small
+ * integers with the scale moved into G; verified symbolically against the direct sum.) With
+ * Cin 128, Cout 32, He-scaled weights and ReLU inputs (28x28, against a direct sum in double)
+ * the largest error relative to max |y| was 2.1-2.7e-6 with these points, 6.0-10.7e-6 with
+ * 0, +-1, +-1/2 and 6.7-7.8e-6 with 0, +-1, +-2 (4 seeds; F(2x2): 3.3-4.5e-7, im2col 3e-7): a
+ * point and its negated reciprocal keep the entries of B^T and A^T small. U4 is computed in
+ * double and rounded once.
+ * Layout and threads as wino_run: blocks of B tiles over all images, one block per thread at a
+ * time, V (36, Cin, B) and Mt (36, Cout, B) in the thread's scratch slot; the input transform
+ * is B^T along the patch columns over whole rows of a run (contiguous, vectorised over the map's
+ * columns), then per tile along its 6 columns (each row split into its 4 column phases first, so
+ * this too is vectorised over tiles); short tile rows gather each 6x6 patch into a sub-block
+ * array first. */
+#define W4_SUB 32            /* tiles a sub-block: transformed at a time (local arrays stay in L1) */
+#define W4_MAX_TILES 512     /* tiles per block at most */
+#define W4_ROWS_IN 6         /* tiles a tile row from which the input transform goes row by row */
+#define W4_ROWS_OUT 3        /* the same for writing the outputs */
+#define W4_EW (4 * W4_SUB + 32) /* columns of w4_in_run's rows: a run's 4n + 2, and up to 28 past */
+/* Floats between V[e] and V[e + 1] (and M[e], M[e + 1]) beyond their data: without it the 36
+ * planes start at the same offset modulo 4 KB (Cin B a multiple of 1024 for the usual channel
+ * counts), so the six streams a transform loop writes, or reads, share an L1 set (8 ways) and
+ * evict each other (the input transform took about as long as the 36 GEMMs). One line apart, they spread
+ * over the sets; at least 8, so writing up to 7 tiles past a run stays inside V[e]'s pad. */
+#define W4_PAD 16
+
+/* G of the points above, in double (U4 is rounded once) */
+static const double w4_G[6][3] = {{0.5, 0.0, 0.0},
+                                  {1.0 / 6, 1.0 / 6, 1.0 / 6},
+                                  {1.0 / 6, -1.0 / 6, 1.0 / 6},
+                                  {16.0 / 15, 8.0 / 15, 4.0 / 15},
+                                  {1.0 / 30, -1.0 / 15, 2.0 / 15},
+                                  {0.0, 0.0, 0.5}};
+
+/* u4 (36, MC) = G f G^T of each 3x3 filter f of w (MC, 3, 3). */
+static void w4_weights(float *u4, const float *w, int64_t MC) {
+    for (int64_t mc = 0; mc < MC; mc++) {
+        const float *f = w + mc * 9;
+        double t[6][3]; /* G f */
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 3; j++)
+                t[i][j] = w4_G[i][0] * f[j] + w4_G[i][1] * f[3 + j] + w4_G[i][2] * f[6 + j];
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 6; j++)
+                u4[(i * 6 + j) * MC + mc] =
+                    (float)(t[i][0] * w4_G[j][0] + t[i][1] * w4_G[j][1] + t[i][2] * w4_G[j][2]);
+    }
+}
+
+/* F(4x4) for this forward: eligible for Winograd, small weights, 4x4 tiles for every thread
+ * (the same rule as F(2x2)'s), and not switched off (GCAM_NO_WINOGRAD4=1: A/B measurements). */
+static int w4_eligible(const gc_kctx *k, const conv_geom *g) {
+    if (!wino_eligible(k, g) || g->M * g->C > W4_MAX_MC) return 0;
+    const char *off = getenv("GCAM_NO_WINOGRAD4");
+    if (off && *off && strcmp(off, "0") != 0) return 0;
+    const int64_t tiles = g->N * ((g->lw.col[0] + 3) / 4) * ((g->lw.col[1] + 3) / 4);
+    return tiles >= (int64_t)W4_SUB * GC_MAX(1, k->nthreads) / 2;
+}
+
+/* Tiles per block: V (36, Cin, B) about 2.4 MB (V[e] 64 KB), B = 128 for 128 channels. The
+ * transforms write V and the GEMMs' packing reads it back: with 224 tiles (V 4 MB) the 128 -> 32
+ * layer on a 56x56 map took 10-15% longer, 64 tiles were no faster than 128. At most F(2x2)'s
+ * slot (36 (C + M) B4 <= 16 (C + M) B2): the planned scratch does not grow. */
+static int64_t w4_block(const conv_geom *g) {
+    const int64_t t = GC_MIN(((int64_t)1 << 14) / GC_MAX(g->C, g->M), wino_block(g) * 16 / 36);
+    return GC_MAX(W4_SUB, GC_MIN(W4_MAX_TILES, t / 8 * 8));
+}
+/* Floats of one thread's slot: V (36, C, tiles) and M (36, M, tiles), each V[e] and M[e]
+ * followed by W4_PAD floats. */
+static int64_t w4_slot_floats(const conv_geom *g) { return 36 * ((g->C + g->M) * w4_block(g) + 2 * W4_PAD); }
+
+/* U4 when this forward runs as F(4x4) (eligible, scratch planned for it, U built), else NULL
+ * (F(2x2) or im2col then decide). */
+static const float *w4_ready(const gc_kctx *k, const conv_geom *g, int nth) {
+    if (g->path != PATH_GEMM || !w4_eligible(k, g) ||
+        k->scratch_size < (size_t)nth * (size_t)w4_slot_floats(g) * sizeof(float))
+        return NULL;
+    const float *u = wino_weights(k, g);
+    return u ? u + 16 * g->M * g->C : NULL;
+}
+
+/* r = B^T d of six values (the rows of B^T above, sharing the differences u and v) */
+WG_INLINE void w4_bt(float *r, float d0, float d1, float d2, float d3, float d4, float d5) {
+    const float u = d1 - d3, v = d2 - d4, a = 3.0f * d2 - 2.0f * u, b = 3.0f * d3 - 2.0f * v;
+    r[0] = 2.0f * (d0 - d2) - 3.0f * u - 2.0f * v;
+    r[1] = a + b;
+    r[2] = a - b;
+    r[3] = 2.0f * u + v;
+    r[4] = u - 2.0f * v;
+    r[5] = 2.0f * u - 3.0f * v - 2.0f * (d3 - d5);
+}
+/* y = A^T m of six values */
+WG_INLINE void w4_at(float *y, float m0, float m1, float m2, float m3, float m4, float m5) {
+    const float a = m1 + m2, b = m1 - m2;
+    y[0] = m0 + a + m3 + m4;
+    y[1] = b + 0.5f * m3 - 2.0f * m4;
+    y[2] = a + 0.25f * m3 + 4.0f * m4;
+    y[3] = b + 0.125f * m3 - 8.0f * m4 + m5;
+}
+
+static const float w4_zero_row[4 * W4_SUB + 2]; /* the input outside the map */
+
+/* o_k[x] = (B^T d)[k] of the six values d_0[x] .. d_5[x], for x < nx: each pass of the input
+ * transform (restrict parameters: GCC does not vectorise six output streams of pointers declared
+ * inside a loop, the aliasing checks would be too many). */
+WG_INLINE void w4_bt_vec(float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,
+                         float *restrict o4, float *restrict o5, const float *restrict d0, const float *restrict d1,
+                         const float *restrict d2, const float *restrict d3, const float *restrict d4,
+                         const float *restrict d5, int64_t nx) {
+    for (int64_t x = 0; x < nx; x++) {
+        float r[6];
+        w4_bt(r, d0[x], d1[x], d2[x], d3[x], d4[x], d5[x]);
+        o0[x] = r[0], o1[x] = r[1], o2[x] = r[2], o3[x] = r[3], o4[x] = r[4], o5[x] = r[5];
+    }
+}
+
+/* E[k][o + x] = (B^T d)[k] of column x of the six rows d, for x < nx */
+WG_INLINE void w4_in_cols(float (*restrict E)[W4_EW], int64_t o, const float *d0, const float *d1, const float *d2,
+                          const float *d3, const float *d4, const float *d5, int64_t nx) {
+    w4_bt_vec(E[0] + o, E[1] + o, E[2] + o, E[3] + o, E[4] + o, E[5] + o, d0, d1, d2, d3, d4, d5, nx);
+}
+
+/* (B^T d) B of the tiles j < m from E's rows (tile j: columns 4j .. 4j + 5); V point k * 6 + v of
+ * tile j at o + (k * 6 + v) * es + j. Each row is first split into its four column phases
+ * P[v][j] = E[k][4j + v], so tile j's columns are P[0..3][j], P[0][j + 1], P[1][j + 1] and the
+ * transform loads contiguous vectors (read in place, the overlapping stride-4 loads stay scalar). */
+WG_INLINE void w4_in_tiles_of_rows(float *o, int64_t es, float (*restrict E)[W4_EW], int64_t m) {
+    float P[6][4][W4_SUB + 8];
+    for (int k = 0; k < 6; k++) {
+        const float *restrict f = E[k];
+        for (int64_t j = 0; j <= m; j++) {
+            P[k][0][j] = f[4 * j];
+            P[k][1][j] = f[4 * j + 1];
+            P[k][2][j] = f[4 * j + 2];
+            P[k][3][j] = f[4 * j + 3];
+        }
+    }
+    /* all rows split before any is read back: the reads at j + 1 straddle two stores, which
+     * stalls (no store forwarding) while those are still in flight */
+    for (int k = 0; k < 6; k++) {
+        float *ok = o + k * 6 * es;
+        w4_bt_vec(ok, ok + es, ok + 2 * es, ok + 3 * es, ok + 4 * es, ok + 5 * es, P[k][0], P[k][1], P[k][2], P[k][3],
+                  P[k][0] + 1, P[k][1] + 1, m);
+    }
+}
+
+/* Input transform of one run in one channel, row by row: the patches of its n tiles span the 6
+ * rows y0 .. y0 + 5 and the 4n + 2 columns xs .. of the channel src (IH, IW), zeros outside.
+ * V gets n tiles from o, and up to 7 more (no scalar remainder), which later runs or channels
+ * overwrite, or which fall in V[e]'s pad; E's columns past 4n + 2 hold finite values. */
+WG_INLINE void w4_in_run(float *restrict o, int64_t es, float (*restrict E)[W4_EW], const float *restrict src,
+                         int64_t IH, int64_t IW, int64_t y0, int64_t xs, int64_t n) {
+    const int64_t W = 4 * n + 2;                        /* columns xs .. xs + W - 1 */
+    const int64_t lo = GC_MIN(W, GC_MAX(0, -xs));      /* columns left of the map */
+    const int64_t hi = GC_MAX(lo, GC_MIN(W, IW - xs)); /* from here on: right of the map */
+    const float *r[6], *z = w4_zero_row;
+    for (int u = 0; u < 6; u++) r[u] = y0 + u >= 0 && y0 + u < IH ? src + (y0 + u) * IW + xs + lo : z;
+    /* the columns outside the map as transforms of zeros (loops storing zeros become memset calls) */
+    w4_in_cols(E, 0, z, z, z, z, z, z, lo);
+    w4_in_cols(E, lo, r[0], r[1], r[2], r[3], r[4], r[5], hi - lo);
+    w4_in_cols(E, hi, z, z, z, z, z, z, W - hi);
+    w4_in_tiles_of_rows(o, es, E, (n + 7) / 8 * 8);
+}
+
+/* Input transform tile by tile (tile rows too short for w4_in_run): the nr runs of a sub-block,
+ * each 6x6 patch gathered into D (36, tiles) (zeros outside the map), then B^T d B over the
+ * sub-block's tiles, in the same order as w4_in_run (the results do not depend on the path);
+ * V[e] of channel c at o + e * es + c * B + j. */
+WG_INLINE void w4_in_tiles(float *o, int64_t es, int64_t B, const float *in, int64_t Ci, int64_t IH, int64_t IW,
+                           int64_t pt, int64_t pl, const wg_run *rs, int nr) {
+    const int64_t jb = rs[0].j0;
+    int64_t pimg[W4_SUB], py[W4_SUB], px[W4_SUB], nt = 0; /* where each tile's patch starts */
+    for (int i = 0; i < nr; i++)
+        for (int64_t j = 0; j < rs[i].n; j++, nt++) {
+            pimg[nt] = rs[i].img * Ci * IH * IW;
+            py[nt] = rs[i].ty * 4 - pt;
+            px[nt] = (rs[i].tx + j) * 4 - pl;
+        }
+    for (int64_t c = 0; c < Ci; c++) {
+        float D[36][W4_SUB], E[36][W4_SUB];
+        for (int64_t j = 0; j < nt; j++) {
+            const int64_t y0 = py[j], x0 = px[j];
+            const float *src = in + pimg[j] + c * IH * IW;
+            const int cols_in = x0 >= 0 && x0 + 6 <= IW;
+            for (int u = 0; u < 6; u++) {
+                const int in_map = y0 + u >= 0 && y0 + u < IH;
+                const float *r = src + (in_map ? y0 + u : 0) * IW;
+                if (in_map && cols_in)
+                    for (int v = 0; v < 6; v++) D[u * 6 + v][j] = r[x0 + v];
+                else /* clamped loads, zeros selected */
+                    for (int v = 0; v < 6; v++) {
+                        const int64_t xx = x0 + v;
+                        const int ok = in_map && xx >= 0 && xx < IW;
+                        const float t = r[ok ? xx : 0];
+                        D[u * 6 + v][j] = ok ? t : 0.0f;
+                    }
+            }
+        }
+        for (int v = 0; v < 6; v++) /* B^T d: column v of every patch */
+            w4_bt_vec(E[v], E[6 + v], E[12 + v], E[18 + v], E[24 + v], E[30 + v], D[v], D[6 + v], D[12 + v], D[18 + v],
+                      D[24 + v], D[30 + v], nt);
+        float *dst = o + c * B + jb;
+        for (int k = 0; k < 6; k++) { /* (B^T d) B: row k */
+            float *ok = dst + k * 6 * es;
+            w4_bt_vec(ok, ok + es, ok + 2 * es, ok + 3 * es, ok + 4 * es, ok + 5 * es, E[k * 6], E[k * 6 + 1],
+                      E[k * 6 + 2], E[k * 6 + 3], E[k * 6 + 4], E[k * 6 + 5], nt);
+        }
+    }
+}
+
+/* One output row of a run: Q's rows q (4, W4_SUB) from tile j0 (the tiles' four outputs in this
+ * row) interleaved into p (the row from the run's first column), n tiles of which the last may
+ * have fewer than 4 columns inside (nx columns left in the row). */
+WG_INLINE void w4_out_row(float *restrict p, float (*restrict q)[W4_SUB], int64_t j0, int64_t n, int64_t nx) {
+    const int64_t nf = GC_MIN(n, nx / 4); /* whole tiles */
+    const float *restrict q0 = q[0] + j0, *restrict q1 = q[1] + j0, *restrict q2 = q[2] + j0,
+                          *restrict q3 = q[3] + j0;
+    for (int64_t j = 0; j < nf; j++) {
+        p[4 * j] = q0[j];
+        p[4 * j + 1] = q1[j];
+        p[4 * j + 2] = q2[j];
+        p[4 * j + 3] = q3[j];
+    }
+    if (nf < n)
+        for (int64_t v = 0; v < nx - 4 * nf; v++) p[4 * nf + v] = q[v][j0 + nf];
+}
+
+/* out (N, Co, OH, OW) = bias + the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel (y, x)
+ * reads input rows y - pt .. y - pt + 2 (outside: zeros), then max(., 0) with relu (NaN
+ * propagates, as Relu); U4[e] (Co, Ci). Blocks, threads and runs as wino_run (each output element
+ * written by one thread, in a fixed order); the output transform a sub-block at a time, written
+ * row by row (W4_ROWS_OUT tiles a row or more) or tile by tile. */
+CV_CLONES
+static void w4_run(float *out, const float *in, const float *U4, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
+                   int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk, int relu,
+                   float *scratch, int nth) {
+    const int64_t th = (OH + 3) / 4, tw = (OW + 3) / 4, T = th * tw, NT = N * T, MC = Ci * Co;
+    const int64_t slot = 36 * ((Ci + Co) * blk + 2 * W4_PAD); /* nth slots of blk tiles in the scratch */
+    /* a block for every thread when the tiles are few */
+    const int64_t B = GC_MIN(blk, GC_MAX(W4_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
+    const int64_t nblk = (NT + B - 1) / B;
+    const int rows_in = tw >= W4_ROWS_IN, rows_out = tw >= W4_ROWS_OUT;
+#pragma omp parallel num_threads(nth)
+    {
+        const int64_t ev = Ci * B + W4_PAD, em = Co * B + W4_PAD;    /* V[e] and M[e] strides */
+        float *V = scratch + (int64_t)omp_get_thread_num() * slot; /* (36, Ci, B), V[e] at e ev */
+        float *Mt = V + 36 * ev;                                   /* (36, Co, B), M[e] at e em */
+        wg_run rs[W4_MAX_TILES];
+        int first[W4_MAX_TILES / W4_SUB + 1];
+        float E[6][W4_EW] = {{0}}; /* w4_in_run's rows (zeros to begin with: finite past the runs) */
+#pragma omp for schedule(dynamic)
+        for (int64_t b = 0; b < nblk; b++) {
+            const int64_t t00 = b * B, nb = GC_MIN(B, NT - t00), nsub = (nb + W4_SUB - 1) / W4_SUB;
+            wino_runs(rs, first, t00, nb, T, tw, W4_SUB);
+            const int nr = first[nsub];
+            /* input transform: V[e] (Ci, nb) */
+            if (rows_in)
+                for (int64_t c = 0; c < Ci; c++)
+                    for (int i = 0; i < nr; i++) {
+                        const wg_run *q = &rs[i];
+                        const float *src = in + (q->img * Ci + c) * IH * IW;
+                        const int64_t y0 = q->ty * 4 - pt, xs = q->tx * 4 - pl;
+                        if (c + 1 < Ci) { /* the run's rows in the next channel */
+                            const int64_t xa = GC_MAX(0, xs), xb = GC_MIN(IW, xs + 4 * q->n + 2);
+                            for (int64_t yy = GC_MAX(0, y0); yy < GC_MIN(IH, y0 + 6); yy++)
+                                for (int64_t x = xa; x < xb; x += 16)
+                                    __builtin_prefetch(src + IH * IW + yy * IW + x, 0, 3);
+                        }
+                        w4_in_run(V + c * B + q->j0, ev, E, src, IH, IW, y0, xs, q->n);
+                    }
+            else
+                for (int64_t s = 0; s < nsub; s++)
+                    w4_in_tiles(V, ev, B, in, Ci, IH, IW, pt, pl, rs + first[s], first[s + 1] - first[s]);
+            /* 36 GEMMs: Mt[e] (Co, nb) = U4[e] (Co, Ci) . V[e] (Ci, nb) */
+            for (int e = 0; e < 36; e++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)nb, (int)Ci, 1.0f,
+                            U4 + (int64_t)e * MC, (int)Ci, V + e * ev, (int)B, 0.0f, Mt + e * em, (int)B);
+            /* output transform: A^T m A over whole sub-blocks of tiles, bias, Relu, then each run's
+             * outputs: rows 4 ty .. 4 ty + 3 (those below the map skipped) */
+            const int64_t es = em;
+            for (int64_t o = 0; o < Co; o++) {
+                const float bv = bias ? bias[o] : 0.0f;
+                for (int64_t s = 0; s < nsub; s++) {
+                    const int64_t j00 = s * W4_SUB, nt = GC_MIN(W4_SUB, nb - j00);
+                    const float *m = Mt + o * B + j00;
+                    float R[24][W4_SUB], Q[16][W4_SUB];
+                    for (int v = 0; v < 6; v++) { /* A^T m: column v of every tile */
+                        const float *m0 = m + v * es, *m1 = m + (6 + v) * es, *m2 = m + (12 + v) * es,
+                                    *m3 = m + (18 + v) * es, *m4 = m + (24 + v) * es, *m5 = m + (30 + v) * es;
+                        for (int64_t j = 0; j < nt; j++) {
+                            float y[4];
+                            w4_at(y, m0[j], m1[j], m2[j], m3[j], m4[j], m5[j]);
+                            for (int i = 0; i < 4; i++) R[i * 6 + v][j] = y[i];
+                        }
+                    }
+                    for (int i = 0; i < 4; i++) /* (A^T m) A, then the bias and a fused Relu */
+                        for (int64_t j = 0; j < nt; j++) {
+                            const float *r = &R[i * 6][j];
+                            float y[4];
+                            w4_at(y, r[0], r[W4_SUB], r[2 * W4_SUB], r[3 * W4_SUB], r[4 * W4_SUB], r[5 * W4_SUB]);
+                            for (int l = 0; l < 4; l++) {
+                                const float t = bv + y[l];
+                                Q[i * 4 + l][j] = relu && t < 0.0f ? 0.0f : t;
+                            }
+                        }
+                    for (int i = first[s]; i < first[s + 1]; i++) {
+                        const wg_run *q = &rs[i];
+                        const int64_t y0 = q->ty * 4, x0 = q->tx * 4, j = q->j0 - j00, ny = GC_MIN(4, OH - y0);
+                        float *p = out + (q->img * Co + o) * OH * OW + y0 * OW + x0;
+                        if (o + 1 < Co) /* the run's output rows in the next channel */
+                            for (int64_t u = 0; u < ny; u++)
+                                for (int64_t x = 0; x < GC_MIN(4 * q->n, OW - x0); x += 16)
+                                    __builtin_prefetch(p + OH * OW + u * OW + x, 1, 3);
+                        if (rows_out) {
+                            for (int64_t u = 0; u < ny; u++) w4_out_row(p + u * OW, Q + u * 4, j, q->n, OW - x0);
+                            continue;
+                        }
+                        for (int64_t t = 0; t < q->n; t++) { /* tile by tile */
+                            const int64_t nx = GC_MIN(4, OW - x0 - 4 * t);
+                            for (int64_t u = 0; u < ny; u++)
+                                for (int64_t v = 0; v < nx; v++) p[u * OW + 4 * t + v] = Q[u * 4 + v][j + t];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- forward */
 
 static gcam_status conv_forward(gc_kctx *k) {
@@ -1164,6 +1539,12 @@ static gcam_status conv_forward(gc_kctx *k) {
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
         return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
     {
+        const float *U4 = w4_ready(k, &g, nth); /* NULL: F(2x2) or im2col below */
+        if (U4) {
+            w4_run(y, x, U4, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
+                   w4_block(&g), relu, col, nth);
+            return GCAM_OK;
+        }
         const float *U = wino_ready(k, &g, nth); /* NULL: im2col below */
         if (U) {
             wino_run(y, x, U, 0, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
@@ -1245,12 +1626,36 @@ static gcam_status conv_backward(gc_kctx *k) {
         const dw_plane *q = &g.pl;
         const int64_t planes = dw_planes(k, q);
         const int nt = (int)GC_MAX(1, GC_MIN(nth, planes));
+        /* Stride 1 (EfficientNet's and MobileNet's non-reducing layers): dX is the correlation of
+         * dY, padded by the kernel's extent, with the flipped kernel, i.e. the forward's gather
+         * (all taps of an output row in one pass) instead of one scatter pass per tap. */
+        const int gather = dw_bw_gather() && planes && !g.transpose && q->sh == 1 && q->sw == 1 && ksz <= DW_FLIP_MAX;
+        dw_plane qg = *q; /* the gather: outputs (H, W) from Q's rows pt.., columns pl.. */
+        qg.OH = q->H;
+        qg.OW = q->W;
+        qg.Wp = q->Wq;
+        const int64_t by = (q->kh - 1) * q->dh, bx = (q->kw - 1) * q->dw; /* Q's border */
         /* one thread per input channel: it owns gx[n, c] and sums its Mg outputs in order */
 #pragma omp parallel num_threads(nt) if (NC * g.Mg * g.ysz * ksz > CV_OMP_MIN)
         {
             float *P = planes ? (float *)k->scratch + (int64_t)omp_get_thread_num() * q->floats : NULL;
+            if (gather) memset(P, 0, (size_t)(q->Hq * q->Wq) * sizeof(float)); /* the border stays 0 */
 #pragma omp for schedule(dynamic)
             for (int64_t nc = 0; nc < NC; nc++) {
+                if (gather) {
+                    const int64_t n = nc / g.C, c = nc % g.C;
+                    float *gxc = gx + nc * g.xsz; /* (H, W) */
+                    for (int64_t j = 0; j < g.Mg; j++) {
+                        const int64_t m = c * g.Mg + j;
+                        const float *gym = gy + (n * g.M + m) * g.ysz, *wm = w + m * ksz; /* (OH, OW) */
+                        float wf[DW_FLIP_MAX]; /* the kernel rotated by 180 degrees */
+                        for (int64_t t = 0; t < ksz; t++) wf[t] = wm[ksz - 1 - t];
+                        for (int64_t r = 0; r < q->OH; r++)
+                            memcpy(P + (r + by) * q->Wq + bx, gym + r * q->OW, (size_t)q->OW * sizeof(float));
+                        plane_gather_s1(gxc, P + q->pt * q->Wq + q->pl, wf, &qg, 0, 0.0f);
+                    }
+                    continue;
+                }
                 int64_t n = nc / g.C, c = nc % g.C;
                 float *gxc = gx + nc * g.xsz;
                 if (P && !g.transpose) memset(P, 0, (size_t)(q->Hp * q->Wp) * sizeof(float));
@@ -1338,9 +1743,9 @@ static gcam_status conv_backward(gc_kctx *k) {
 /* Backward reads only W (bit 1) and the shapes; only X gets a gradient. */
 const gc_opdef gc_def_Conv = {.name = "Conv", .min_opset = 1, .parse = conv_parse, .infer = conv_infer,
                               .scratch_bytes = conv_scratch, .forward = conv_forward,
-                              .bscratch_bytes = conv_scratch, .backward = conv_backward,
+                              .bscratch_bytes = conv_bscratch, .backward = conv_backward,
                               .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1};
 const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose", .min_opset = 1, .parse = convt_parse,
                                        .infer = conv_infer, .scratch_bytes = conv_scratch,
-                                       .forward = conv_forward, .bscratch_bytes = conv_scratch,
+                                       .forward = conv_forward, .bscratch_bytes = conv_bscratch,
                                        .backward = conv_backward, .bw_in = 1u << 1, .diff_in = 1u << 0};
