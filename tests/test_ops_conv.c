@@ -470,12 +470,11 @@ static void test_conv_winograd(void) {
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i < 2);
 }
 
-/* Winograd F(4x4, 3x3): the forward and the data gradient of the Winograd-eligible convolutions
- * with C M <= 16384 and enough 4x4 tiles of their output (Y, dX: 32 with two threads, 16 with
- * one). check_conv: forward vs the naive sum in double at the same 1e-5 as every path (F(4x4)'s
- * largest error measured on these cases: 0.9-2.0e-6 of max |y| with 16-64 input channels, 3.8e-6
- * with 128; F(2x2) 4e-7), the backward (F(4x4) with the rotated U4b) vs the naive VJP and a
- * gradient check, im2col on pass 1. check_w4 adds 1 and 2 threads, a fused Relu, and
+/* Winograd F(4x4, 3x3): the forward of the Winograd-eligible convolutions with C M <= 16384 and
+ * enough 4x4 tiles (32 with two threads, 16 with one). check_conv: forward vs the naive sum in
+ * double at the same 1e-5 as every path (F(4x4)'s largest error measured on these cases: 0.9-2.0e-6
+ * of max |y| with 16-64 input channels, 3.8e-6 with 128; F(2x2) 4e-7), the backward
+ * (F(2x2)) vs the naive VJP, im2col on pass 1. check_w4 adds 1 and 2 threads, a fused Relu, and
  * the path taken: with GCAM_NO_WINOGRAD4=1 (F(2x2)) the results must differ in rounding from
  * the default exactly when F(4x4) applies (f4), else be bit-identical. Geometries: output sizes
  * 0..3 mod 4 (partial tiles right and bottom), pads 0..3 and asymmetric, several images, blocks
@@ -567,7 +566,7 @@ static void test_conv_winograd4(void) {
         check_conv(&cases[i], 0);
         check_w4(&cases[i], cases[i].C * cases[i].M <= 16384);
     }
-    /* the F(2x2) cases again with F(4x4) off: F(2x2)'s forward and data gradient stay covered */
+    /* the F(2x2) cases again with F(4x4) off: their forward stays covered */
     setenv("GCAM_NO_WINOGRAD4", "1", 1);
     test_conv_winograd();
     unsetenv("GCAM_NO_WINOGRAD4");

@@ -332,7 +332,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     int *gfirst = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     int *glast = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
     gc_bufs bs = {0};
-    int *fused_from = NULL, *bw_relu = NULL, *bw_silu = NULL;
+    int *fused_from = NULL, *bw_relu = NULL, *bw_silu = NULL, *bw_cat = NULL;
     if (!first || !last || !gneed || !active || !step_of || !gfirst || !glast) {
         rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
         goto out;
@@ -427,7 +427,8 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     int *bstep_of = gc_malloc2((size_t)F + 1, sizeof(int));
     bw_relu = gc_malloc2((size_t)B + 1, sizeof(int));
     bw_silu = gc_malloc2((size_t)B + 1, sizeof(int));
-    if (!bstep_of || !bw_relu || !bw_silu) {
+    bw_cat = gc_malloc2((size_t)B + 1, sizeof(int));
+    if (!bstep_of || !bw_relu || !bw_silu || !bw_cat) {
         free(uses);
         free(prod_step);
         free(bstep_of);
@@ -435,8 +436,13 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         goto out;
     }
     for (int s = 0; s < F; s++) bstep_of[s] = -1;
-    for (int b = 0; b < B; b++) bw_relu[b] = bw_silu[b] = -1;
+    for (int b = 0; b < B; b++) bw_relu[b] = bw_silu[b] = bw_cat[b] = -1;
     for (int b = 0; has_bw && b < c->n_bsteps; b++) bstep_of[c->bsteps[b].fstep] = b;
+    /* Steps a backward passes through keep the exact paths: F(4x4) Winograd's rounding (2-3e-6
+     * against F(2x2)'s 4e-7) flips enough ReLU kinks to move a Guided Backprop map by 1e-3 of its
+     * maximum (test_cli's resnet18), while forward-only steps (inference, and everything before a
+     * Grad-CAM-only plan's target layer) take it. */
+    for (int s = 0; s < F; s++) c->steps[s].k.exact = bstep_of[s] >= 0;
     for (int v = 0; v < m->n_values; v++) fused_from[v] = prod_step[v] = -1;
     for (int s = 0; s < F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
@@ -479,7 +485,10 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
     /* A Concat along axis 1 whose output only a BatchNormalization reads (DenseNet: each layer's
      * norm1 over all earlier features; the transitions; norm5): the BN reads the Concat's inputs
      * in place (k.cat_in), the Concat's forward step is skipped and its output gets no buffer.
-     * Its backward still runs (it reads only gradients); the BN's backward never reads X. */
+     * When the two backward steps are adjacent, the BN's backward also writes straight into the
+     * Concat inputs' gradients (k.gcat_in): the Concat's backward step is skipped and its output's
+     * gradient gets no buffer (one pass less over every dense block's gradient). Otherwise the
+     * Concat's backward runs (it reads only gradients); the BN's backward never reads X. */
     for (int s = 0; s < F && fuse; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
         if (n->op != GC_OP_Concat || n->n_out != 1 || n->n_in < 1 || n->n_in > GC_MAX_IO) continue;
@@ -510,6 +519,16 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         for (int k = 0; k < n->n_in; k++) {
             int x = n->in[k];
             if (c->vkind[x] == GC_V_RUNTIME && last[x] < cs) last[x] = cs;
+        }
+        const int cb = has_bw ? bstep_of[s] : -1, bb = has_bw ? bstep_of[cs] : -1;
+        if (cb >= 0 && bb >= 0 && bb + 1 == cb && gneed[v] && !c->bsteps[cb].fused && !c->bsteps[bb].fused) {
+            c->bsteps[cb].fused = 1;
+            bw_cat[bb] = cb;
+            gneed[v] = 0;
+            for (int k = 0; k < n->n_in; k++) { /* gradients the Concat's step wrote first: now the BN's */
+                int x = n->in[k];
+                if (gneed[x] && gfirst[x] == F + 1 + cb) gfirst[x] = F + 1 + bb;
+            }
         }
     }
     /* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly
@@ -611,7 +630,13 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
                 goto out;
             }
             /* gradients first written here are zeroed just before */
-            bst->zero = gc_malloc2((size_t)n->n_in + 1, sizeof(int));
+            const gc_node *cn = bw_cat[b] >= 0 ? &m->nodes[c->bsteps[bw_cat[b]].node] : NULL; /* its Concat */
+            if (cn) { /* the Concat's gradient array (filled when the loop reaches its step) */
+                bst->k.gcat_in = c->bsteps[bw_cat[b]].k.gin;
+                bst->k.cat_in = c->steps[bst->fstep].k.cat_in; /* the inputs' shapes */
+                bst->k.n_cat = cn->n_in;
+            }
+            bst->zero = gc_malloc2((size_t)n->n_in + (cn ? (size_t)cn->n_in : 0) + 1, sizeof(int));
             if (!bst->zero) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
             for (int k = 0; k < n->n_in; k++) {
                 int v = n->in[k];
@@ -623,6 +648,17 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
                  * zeroing), unless the value feeds two of its inputs */
                 if (d->bw_assign && !bst->fused && n_at == 1 && k < 64 && bst->k.gout[0])
                     bst->k.gin_fresh |= UINT64_C(1) << k;
+                else if (!dup)
+                    bst->zero[bst->n_zero++] = v;
+            }
+            for (int k = 0; cn && k < cn->n_in; k++) { /* the fused Concat's inputs written first here */
+                int v = cn->in[k];
+                if (v < 0 || !gneed[v] || gfirst[v] != F + 1 + b) continue;
+                int dup = 0, n_at = 0;
+                for (int z = 0; z < bst->n_zero; z++) dup |= bst->zero[z] == v;
+                for (int j = 0; j < cn->n_in; j++) n_at += cn->in[j] == v;
+                if (n_at == 1 && k < 64 && bst->k.gout[0])
+                    bst->k.gcat_fresh |= UINT64_C(1) << k;
                 else if (!dup)
                     bst->zero[bst->n_zero++] = v;
             }
@@ -651,6 +687,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
 out:
     free(bw_relu);
     free(bw_silu);
+    free(bw_cat);
     free(fused_from);
     free(first);
     free(last);

@@ -364,7 +364,7 @@ static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, 
     }
 }
 
-static int w4_eligible(const gc_kctx *k, const conv_geom *g, int fw);
+static int w4_eligible(const gc_kctx *k, const conv_geom *g);
 static int64_t w4_slot_floats(const conv_geom *g);
 
 /* Scratch of the forward (fw: F(4x4) may run) or of the backward. */
@@ -383,7 +383,7 @@ static size_t conv_scratch_dir(const gc_kctx *k, int fw) {
     if (!wino_eligible(k, &g)) return im2col_bytes;
     /* room for either path: im2col stays the fallback if U cannot be allocated */
     size_t wb = (size_t)GC_MAX(1, k->nthreads) * (size_t)wino_slot_floats(&g) * sizeof(float);
-    if (w4_eligible(k, &g, fw)) /* F(2x2) stays the fallback too (no memory for U) */
+    if (fw && w4_eligible(k, &g)) /* F(2x2) stays the fallback too (no memory for U) */
         wb = GC_MAX(wb, (size_t)GC_MAX(1, k->nthreads) * (size_t)w4_slot_floats(&g) * sizeof(float));
     return GC_MAX(wb, im2col_bytes);
 }
@@ -806,13 +806,12 @@ static int64_t wino_block(const conv_geom *g) {
  * forward (Cin = C) and the backward (Cin = M). */
 static int64_t wino_slot_floats(const conv_geom *g) { return 16 * (g->C + g->M) * wino_block(g); }
 
-static void w4_weights(float *u4, float *u4b, const float *w, int64_t M, int64_t C);
+static void w4_weights(float *u4, const float *w, int64_t MC);
 
 /* U (16, M, C) from W (M, C, 3, 3), built once per node under the kcache lock. For weights small
  * enough for F(4x4) (M C <= W4_MAX_MC, a property of the node alone, so every call agrees on the
  * layout) the same allocation (kcache is one pointer, freed with free()) continues with the
- * F(4x4) U4 (36, M, C): the F(2x2) code reads the start, the F(4x4) forward from 16 M C on, its data gradient
- * U4b (36, C, M) from 52 M C on. */
+ * F(4x4) U4 (36, M, C): the F(2x2) code reads the start, the F(4x4) forward from 16 M C on. */
 static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
     gc_node *n = (gc_node *)k->node; /* kcache is the one field kernels write, once, under the lock */
     float *u = __atomic_load_n((float **)&n->kcache, __ATOMIC_ACQUIRE);
@@ -822,9 +821,9 @@ static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
     if (!u) {
         const int64_t MC = g->M * g->C;
         const int with4 = MC <= W4_MAX_MC;
-        u = gc_malloc2((size_t)MC, (with4 ? 16 + 2 * 36 : 16) * sizeof(float));
+        u = gc_malloc2((size_t)MC, (with4 ? 16 + 36 : 16) * sizeof(float));
         if (u) {
-            if (with4) w4_weights(u + 16 * MC, u + 52 * MC, k->in[1]->data, g->M, g->C);
+            if (with4) w4_weights(u + 16 * MC, k->in[1]->data, MC);
             const float *w = k->in[1]->data; /* (M, C, 3, 3) */
             for (int64_t mc = 0; mc < MC; mc++) {
                 const float *f = w + mc * 9;
@@ -1192,41 +1191,29 @@ static const double w4_G[6][3] = {{0.5, 0.0, 0.0},
                                   {1.0 / 30, -1.0 / 15, 2.0 / 15},
                                   {0.0, 0.0, 0.5}};
 
-/* u[(i * 6 + j) * MC] = (G f G^T)[i][j] of one 3x3 filter f, rotated by 180 degrees with rot */
-static void w4_filter(float *u, int64_t MC, const float *f, int rot) {
-    double t[6][3]; /* G f */
-    for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 3; j++)
-            t[i][j] = rot ? w4_G[i][0] * f[8 - j] + w4_G[i][1] * f[5 - j] + w4_G[i][2] * f[2 - j]
-                          : w4_G[i][0] * f[j] + w4_G[i][1] * f[3 + j] + w4_G[i][2] * f[6 + j];
-    for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 6; j++)
-            u[(i * 6 + j) * MC] = (float)(t[i][0] * w4_G[j][0] + t[i][1] * w4_G[j][1] + t[i][2] * w4_G[j][2]);
+/* u4 (36, MC) = G f G^T of each 3x3 filter f of w (MC, 3, 3). */
+static void w4_weights(float *u4, const float *w, int64_t MC) {
+    for (int64_t mc = 0; mc < MC; mc++) {
+        const float *f = w + mc * 9;
+        double t[6][3]; /* G f */
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 3; j++)
+                t[i][j] = w4_G[i][0] * f[j] + w4_G[i][1] * f[3 + j] + w4_G[i][2] * f[6 + j];
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 6; j++)
+                u4[(i * 6 + j) * MC + mc] =
+                    (float)(t[i][0] * w4_G[j][0] + t[i][1] * w4_G[j][1] + t[i][2] * w4_G[j][2]);
+    }
 }
 
-/* u4 (36, M, C) = G f G^T of each 3x3 filter f of w (M, C, 3, 3), the forward's; u4b (36, C, M)
- * the same of the filters rotated by 180 degrees and transposed, the data gradient's (a 3x3
- * correlation of dY with them). Rotating a filter maps point x to 1/x, and unlike F(2x2)'s
- * {0, 1, -1, inf} these points are not closed under it (1/2 -> 2), so u4b is not a permutation
- * of u4 and takes memory of its own. */
-static void w4_weights(float *u4, float *u4b, const float *w, int64_t M, int64_t C) {
-    const int64_t MC = M * C;
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t c = 0; c < C; c++) {
-            w4_filter(u4 + m * C + c, MC, w + (m * C + c) * 9, 0);
-            w4_filter(u4b + c * M + m, MC, w + (m * C + c) * 9, 1);
-        }
-}
-
-/* F(4x4) for this forward (fw) or data gradient: eligible for Winograd, small weights, 4x4
- * tiles of its output (Y, or dX) for every thread (the same rule as F(2x2)'s), and not switched
+/* F(4x4) for this forward: eligible for Winograd, small weights, 4x4 tiles for every thread
+ * (the same rule as F(2x2)'s), no backward planned through it (k.exact, plan.c), and not switched
  * off (GCAM_NO_WINOGRAD4=1: A/B measurements). */
-static int w4_eligible(const gc_kctx *k, const conv_geom *g, int fw) {
-    if (!wino_eligible(k, g) || g->M * g->C > W4_MAX_MC) return 0;
+static int w4_eligible(const gc_kctx *k, const conv_geom *g) {
+    if (k->exact || !wino_eligible(k, g) || g->M * g->C > W4_MAX_MC) return 0;
     const char *off = getenv("GCAM_NO_WINOGRAD4");
     if (off && *off && strcmp(off, "0") != 0) return 0;
-    const int64_t *o = fw ? g->lw.col : g->lw.img;
-    const int64_t tiles = g->N * ((o[0] + 3) / 4) * ((o[1] + 3) / 4);
+    const int64_t tiles = g->N * ((g->lw.col[0] + 3) / 4) * ((g->lw.col[1] + 3) / 4);
     return tiles >= (int64_t)W4_SUB * GC_MAX(1, k->nthreads) / 2;
 }
 
@@ -1242,14 +1229,14 @@ static int64_t w4_block(const conv_geom *g) {
  * followed by W4_PAD floats. */
 static int64_t w4_slot_floats(const conv_geom *g) { return 36 * ((g->C + g->M) * w4_block(g) + 2 * W4_PAD); }
 
-/* U4 (fw) or U4b when this forward or data gradient runs as F(4x4) (eligible, scratch planned
- * for it, U built), else NULL (F(2x2) or im2col then decide). */
-static const float *w4_ready(const gc_kctx *k, const conv_geom *g, int nth, int fw) {
-    if (g->path != PATH_GEMM || !w4_eligible(k, g, fw) ||
+/* U4 when this forward runs as F(4x4) (eligible, scratch planned for it, U built), else NULL
+ * (F(2x2) or im2col then decide). */
+static const float *w4_ready(const gc_kctx *k, const conv_geom *g, int nth) {
+    if (g->path != PATH_GEMM || !w4_eligible(k, g) ||
         k->scratch_size < (size_t)nth * (size_t)w4_slot_floats(g) * sizeof(float))
         return NULL;
     const float *u = wino_weights(k, g);
-    return u ? u + (fw ? 16 : 52) * g->M * g->C : NULL;
+    return u ? u + 16 * g->M * g->C : NULL;
 }
 
 /* r = B^T d of six values (the rows of B^T above, sharing the differences u and v) */
@@ -1384,27 +1371,18 @@ WG_INLINE void w4_in_tiles(float *o, int64_t es, int64_t B, const float *in, int
 /* One output row of a run: Q's rows q (4, W4_SUB) from tile j0 (the tiles' four outputs in this
  * row) interleaved into p (the row from the run's first column), n tiles of which the last may
  * have fewer than 4 columns inside (nx columns left in the row). */
-WG_INLINE void w4_out_row(float *restrict p, float (*restrict q)[W4_SUB], int64_t j0, int64_t n, int64_t nx,
-                          int acc) {
+WG_INLINE void w4_out_row(float *restrict p, float (*restrict q)[W4_SUB], int64_t j0, int64_t n, int64_t nx) {
     const int64_t nf = GC_MIN(n, nx / 4); /* whole tiles */
     const float *restrict q0 = q[0] + j0, *restrict q1 = q[1] + j0, *restrict q2 = q[2] + j0,
                           *restrict q3 = q[3] + j0;
-    if (acc) /* the data gradient: added */
-        for (int64_t j = 0; j < nf; j++) {
-            p[4 * j] += q0[j];
-            p[4 * j + 1] += q1[j];
-            p[4 * j + 2] += q2[j];
-            p[4 * j + 3] += q3[j];
-        }
-    else
-        for (int64_t j = 0; j < nf; j++) {
-            p[4 * j] = q0[j];
-            p[4 * j + 1] = q1[j];
-            p[4 * j + 2] = q2[j];
-            p[4 * j + 3] = q3[j];
-        }
+    for (int64_t j = 0; j < nf; j++) {
+        p[4 * j] = q0[j];
+        p[4 * j + 1] = q1[j];
+        p[4 * j + 2] = q2[j];
+        p[4 * j + 3] = q3[j];
+    }
     if (nf < n)
-        for (int64_t v = 0; v < nx - 4 * nf; v++) p[4 * nf + v] = (acc ? p[4 * nf + v] : 0.0f) + q[v][j0 + nf];
+        for (int64_t v = 0; v < nx - 4 * nf; v++) p[4 * nf + v] = q[v][j0 + nf];
 }
 
 /* out (N, Co, OH, OW) = bias + the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel (y, x)
@@ -1415,7 +1393,7 @@ WG_INLINE void w4_out_row(float *restrict p, float (*restrict q)[W4_SUB], int64_
 CV_CLONES
 static void w4_run(float *out, const float *in, const float *U4, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                    int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk, int relu,
-                   int acc, float *scratch, int nth) {
+                   float *scratch, int nth) {
     const int64_t th = (OH + 3) / 4, tw = (OW + 3) / 4, T = th * tw, NT = N * T, MC = Ci * Co;
     const int64_t slot = 36 * ((Ci + Co) * blk + 2 * W4_PAD); /* nth slots of blk tiles in the scratch */
     /* a block for every thread when the tiles are few */
@@ -1494,15 +1472,13 @@ static void w4_run(float *out, const float *in, const float *U4, int64_t N, int6
                                 for (int64_t x = 0; x < GC_MIN(4 * q->n, OW - x0); x += 16)
                                     __builtin_prefetch(p + OH * OW + u * OW + x, 1, 3);
                         if (rows_out) {
-                            for (int64_t u = 0; u < ny; u++)
-                                w4_out_row(p + u * OW, Q + u * 4, j, q->n, OW - x0, acc);
+                            for (int64_t u = 0; u < ny; u++) w4_out_row(p + u * OW, Q + u * 4, j, q->n, OW - x0);
                             continue;
                         }
                         for (int64_t t = 0; t < q->n; t++) { /* tile by tile */
                             const int64_t nx = GC_MIN(4, OW - x0 - 4 * t);
                             for (int64_t u = 0; u < ny; u++)
-                                for (int64_t v = 0; v < nx; v++)
-                                    p[u * OW + 4 * t + v] = (acc ? p[u * OW + 4 * t + v] : 0.0f) + Q[u * 4 + v][j + t];
+                                for (int64_t v = 0; v < nx; v++) p[u * OW + 4 * t + v] = Q[u * 4 + v][j + t];
                         }
                     }
                 }
@@ -1564,10 +1540,10 @@ static gcam_status conv_forward(gc_kctx *k) {
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
         return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
     {
-        const float *U4 = w4_ready(k, &g, nth, 1); /* NULL: F(2x2) or im2col below */
+        const float *U4 = w4_ready(k, &g, nth); /* NULL: F(2x2) or im2col below */
         if (U4) {
             w4_run(y, x, U4, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                   w4_block(&g), relu, 0, col, nth);
+                   w4_block(&g), relu, col, nth);
             return GCAM_OK;
         }
         const float *U = wino_ready(k, &g, nth); /* NULL: im2col below */
@@ -1707,12 +1683,6 @@ static gcam_status conv_backward(gc_kctx *k) {
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
         return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
     {
-        const float *U4b = w4_ready(k, &g, nth, 0);
-        if (U4b) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
-            w4_run(gx, gy, U4b, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1], 2 - lw->p[0],
-                   2 - lw->p[1], NULL, w4_block(&g), 0, 1, col, nth);
-            return GCAM_OK;
-        }
         const float *U = wino_ready(k, &g, nth);
         if (U) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
             wino_run(gx, gy, U, 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1], 2 - lw->p[0],

@@ -132,6 +132,17 @@ static inline float bn_a(const bn_params *p, const float *scale, const float *va
     return scale[c] / sqrtf(var[c] + p->eps);
 }
 
+/* The fused Concat's input holding channel c: off[lo] <= c < off[lo + 1] (off ascending). */
+static int cat_of(const int64_t *off, int ncat, int64_t c) {
+    int lo = 0, hi = ncat;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (off[mid] <= c) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
 static gcam_status bn_forward(gc_kctx *k) {
     const bn_params *p = k->params;
     int64_t N, C, S;
@@ -156,13 +167,8 @@ static gcam_status bn_forward(gc_kctx *k) {
         const float *xs;
         if (!ncat) {
             xs = x + pl * S;
-        } else { /* the input holding channel c: off[lo] <= c < off[lo + 1] */
-            int lo = 0, hi = ncat;
-            while (hi - lo > 1) {
-                int mid = (lo + hi) / 2;
-                if (off[mid] <= c) lo = mid;
-                else hi = mid;
-            }
+        } else { /* the input holding channel c */
+            const int lo = cat_of(off, ncat, c);
             const int64_t ci = off[lo + 1] - off[lo];
             xs = (const float *)k->cat_in[lo]->data + ((pl / C) * ci + (c - off[lo])) * S;
         }
@@ -179,23 +185,40 @@ static gcam_status bn_forward(gc_kctx *k) {
 }
 
 static gcam_status bn_backward(gc_kctx *k) {
-    if (!k->gin[0] || !k->gout[0]) return GCAM_OK;
+    const int ncat = k->gcat_in ? k->n_cat : 0; /* the gradient goes into the Concat's inputs' */
+    if ((!k->gin[0] && !ncat) || !k->gout[0]) return GCAM_OK;
     const bn_params *p = k->params;
     int64_t N, C, S;
-    nc_dims(&k->gin[0]->shape, &N, &C, &S);
+    nc_dims(&k->in[0]->shape, &N, &C, &S);
     const float *sc = k->in[1]->data, *v = k->in[4]->data; /* (C) */
     const float *gy = k->gout[0]->data;                     /* (N, C, S) */
-    float *gx = k->gin[0]->data;                            /* (N, C, S) */
+    float *gx = ncat ? NULL : k->gin[0]->data;              /* (N, C, S) */
     /* a fused Relu: gy is its output's gradient and y its output (== ours, shared buffer) */
     const float *y = k->post_relu ? k->out[0]->data : NULL; /* (N, C, S) */
     const gc_rule rule = k->rule;
-    const int fresh = (int)(k->gin_fresh & 1); /* gx first written here: assign */
+    int64_t off[GC_MAX_IO + 1];
+    off[0] = 0;
+    if (ncat && (!k->cat_in || k->n_cat != ncat)) return gc_kfail(k, GCAM_E_INTERNAL, "fused Concat backward");
+    for (int i = 0; i < ncat; i++) off[i + 1] = off[i] + k->cat_in[i]->shape.d[1];
+    if (ncat && off[ncat] != C)
+        return gc_kfail(k, GCAM_E_INTERNAL, "fused Concat backward: %lld channels, X has %lld",
+                        (long long)off[ncat], (long long)C);
     int nt = gc_kthreads(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * C * S > 65536)
     for (int64_t pl = 0; pl < N * C; pl++) {
-        float a = bn_a(p, sc, v, pl % C);
+        const int64_t c = pl % C;
+        float a = bn_a(p, sc, v, c);
         const float *g = gy + pl * S;
-        float *d = gx + pl * S;
+        float *d;
+        int fresh = (int)(k->gin_fresh & 1); /* gx first written here: assign */
+        if (!ncat) {
+            d = gx + pl * S;
+        } else { /* channel c - off[i] of the gradient (N, C_i, S) of Concat input i */
+            const int i = cat_of(off, ncat, c);
+            if (!k->gcat_in[i]) continue; /* not wanted */
+            d = (float *)k->gcat_in[i]->data + ((pl / C) * (off[i + 1] - off[i]) + (c - off[i])) * S;
+            fresh = (int)((k->gcat_fresh >> i) & 1);
+        }
         if (y) {
             gc_relu_vjp_axpy(d, g, y + pl * S, S, a, rule, fresh);
         } else if (fresh) {

@@ -61,6 +61,13 @@ typedef struct gc_kctx {
                                       concatenation along axis 1 of these n_cat tensors (a Concat
                                       fused in, see plan.c) */
     int n_cat;
+    gc_tensor *const *gcat_in;     /* BatchNormalization backward with cat_in: gin[0] is not planned;
+                                      the gradient goes straight into these n_cat tensors, the
+                                      fused Concat inputs' gradients (NULL: not wanted; see plan.c) */
+    uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
+    int exact;                     /* forward: a planned backward passes through this step, so no
+                                      path whose larger rounding could flip the kinks a pixel-space
+                                      gradient sees (F(4x4) Winograd, conv.c; see plan.c) */
     uint64_t gin_fresh;            /* backward, ops with .bw_assign: bit i: gin[i] is first written
                                       here and holds garbage; assign every element, do not add */
     gc_rule rule;
