@@ -933,6 +933,41 @@ WG_INLINE void wino_in_run(float *restrict o, int64_t es, float (*restrict E)[WG
     }
 }
 
+/* For the tile-by-tile input transforms (both Winograd sizes): where each tile's patch starts,
+ * for the tiles of the nr runs of a sub-block, step input pixels apart (the output tile's size):
+ * its image's offset in `in`, its top row and left column (either may be outside the map).
+ * Returns the tile count. */
+WG_INLINE int64_t wg_patch_starts(int64_t *pimg, int64_t *py, int64_t *px, const wg_run *rs, int nr, int64_t chw,
+                                  int64_t step, int64_t pt, int64_t pl) {
+    int64_t nt = 0;
+    for (int i = 0; i < nr; i++)
+        for (int64_t j = 0; j < rs[i].n; j++, nt++) {
+            pimg[nt] = rs[i].img * chw;
+            py[nt] = rs[i].ty * step - pt;
+            px[nt] = (rs[i].tx + j) * step - pl;
+        }
+    return nt;
+}
+/* D[u * P + v][j] (rows of ld floats) = the P x P patch of one channel src (IH, IW) from row y0,
+ * column x0, zeros outside the map (clamped loads, zeros selected, where the patch crosses it). */
+WG_INLINE void wg_gather_patch(float *D, int64_t ld, int64_t j, const float *src, int64_t IH, int64_t IW, int64_t y0,
+                               int64_t x0, const int P) {
+    const int cols_in = x0 >= 0 && x0 + P <= IW;
+    for (int u = 0; u < P; u++) {
+        const int in_map = y0 + u >= 0 && y0 + u < IH;
+        const float *r = src + (in_map ? y0 + u : 0) * IW;
+        if (in_map && cols_in)
+            for (int v = 0; v < P; v++) D[(u * P + v) * ld + j] = r[x0 + v];
+        else
+            for (int v = 0; v < P; v++) {
+                const int64_t xx = x0 + v;
+                const int ok = in_map && xx >= 0 && xx < IW;
+                const float t = r[ok ? xx : 0];
+                D[(u * P + v) * ld + j] = ok ? t : 0.0f;
+            }
+    }
+}
+
 /* Input transform tile by tile, for maps whose tile rows are too short for wino_in_run to pay
  * off: the nr runs of one sub-block, each 4x4 patch gathered into D (16, tiles) (zeros outside
  * the map), then B^T d B as additions over the sub-block's tiles; V[e] of channel c at
@@ -940,37 +975,12 @@ WG_INLINE void wino_in_run(float *restrict o, int64_t es, float (*restrict E)[WG
 WG_INLINE void wino_in_tiles(float *o, int64_t es, const float *in, int64_t Ci, int64_t IH, int64_t IW, int64_t pt,
                              int64_t pl, const wg_run *rs, int nr) {
     const int64_t jb = rs[0].j0, B = es / Ci;
-    int64_t pimg[WG_SUB], py[WG_SUB], px[WG_SUB], nt = 0; /* where each tile's patch starts */
-    for (int i = 0; i < nr; i++)
-        for (int64_t j = 0; j < rs[i].n; j++, nt++) {
-            pimg[nt] = rs[i].img * Ci * IH * IW;
-            py[nt] = rs[i].ty * 2 - pt;
-            px[nt] = (rs[i].tx + j) * 2 - pl;
-        }
+    int64_t pimg[WG_SUB], py[WG_SUB], px[WG_SUB]; /* where each tile's patch starts */
+    const int64_t nt = wg_patch_starts(pimg, py, px, rs, nr, Ci * IH * IW, 2, pt, pl);
     for (int64_t c = 0; c < Ci; c++) {
         float D[16][WG_SUB], E[16][WG_SUB];
-        for (int64_t j = 0; j < nt; j++) {
-            const int64_t y0 = py[j], x0 = px[j];
-            const float *src = in + pimg[j] + c * IH * IW;
-            if (x0 >= 0 && x0 + 4 <= IW) { /* rows above or below the map: zeros */
-                for (int u = 0; u < 4; u++) {
-                    const int in_map = y0 + u >= 0 && y0 + u < IH;
-                    const float *r = src + (in_map ? y0 + u : 0) * IW + x0;
-                    for (int v = 0; v < 4; v++) D[u * 4 + v][j] = in_map ? r[v] : 0.0f;
-                }
-            } else { /* columns left or right too: clamped loads, zeros selected */
-                for (int u = 0; u < 4; u++) {
-                    const int in_map = y0 + u >= 0 && y0 + u < IH;
-                    const float *r = src + (in_map ? y0 + u : 0) * IW;
-                    for (int v = 0; v < 4; v++) {
-                        const int64_t xx = x0 + v;
-                        const int ok = in_map && xx >= 0 && xx < IW;
-                        const float t = r[ok ? xx : 0];
-                        D[u * 4 + v][j] = ok ? t : 0.0f;
-                    }
-                }
-            }
-        }
+        for (int64_t j = 0; j < nt; j++)
+            wg_gather_patch(&D[0][0], WG_SUB, j, in + pimg[j] + c * IH * IW, IH, IW, py[j], px[j], 4);
         for (int v = 0; v < 4; v++) /* B^T d, rows u */
             for (int64_t j = 0; j < nt; j++) {
                 float d0 = D[v][j], d1 = D[4 + v][j], d2 = D[8 + v][j], d3 = D[12 + v][j];
@@ -1329,33 +1339,12 @@ WG_INLINE void w4_in_run(float *restrict o, int64_t es, float (*restrict E)[W4_E
 WG_INLINE void w4_in_tiles(float *o, int64_t es, int64_t B, const float *in, int64_t Ci, int64_t IH, int64_t IW,
                            int64_t pt, int64_t pl, const wg_run *rs, int nr) {
     const int64_t jb = rs[0].j0;
-    int64_t pimg[W4_SUB], py[W4_SUB], px[W4_SUB], nt = 0; /* where each tile's patch starts */
-    for (int i = 0; i < nr; i++)
-        for (int64_t j = 0; j < rs[i].n; j++, nt++) {
-            pimg[nt] = rs[i].img * Ci * IH * IW;
-            py[nt] = rs[i].ty * 4 - pt;
-            px[nt] = (rs[i].tx + j) * 4 - pl;
-        }
+    int64_t pimg[W4_SUB], py[W4_SUB], px[W4_SUB]; /* where each tile's patch starts */
+    const int64_t nt = wg_patch_starts(pimg, py, px, rs, nr, Ci * IH * IW, 4, pt, pl);
     for (int64_t c = 0; c < Ci; c++) {
         float D[36][W4_SUB], E[36][W4_SUB];
-        for (int64_t j = 0; j < nt; j++) {
-            const int64_t y0 = py[j], x0 = px[j];
-            const float *src = in + pimg[j] + c * IH * IW;
-            const int cols_in = x0 >= 0 && x0 + 6 <= IW;
-            for (int u = 0; u < 6; u++) {
-                const int in_map = y0 + u >= 0 && y0 + u < IH;
-                const float *r = src + (in_map ? y0 + u : 0) * IW;
-                if (in_map && cols_in)
-                    for (int v = 0; v < 6; v++) D[u * 6 + v][j] = r[x0 + v];
-                else /* clamped loads, zeros selected */
-                    for (int v = 0; v < 6; v++) {
-                        const int64_t xx = x0 + v;
-                        const int ok = in_map && xx >= 0 && xx < IW;
-                        const float t = r[ok ? xx : 0];
-                        D[u * 6 + v][j] = ok ? t : 0.0f;
-                    }
-            }
-        }
+        for (int64_t j = 0; j < nt; j++)
+            wg_gather_patch(&D[0][0], W4_SUB, j, in + pimg[j] + c * IH * IW, IH, IW, py[j], px[j], 6);
         for (int v = 0; v < 6; v++) /* B^T d: column v of every patch */
             w4_bt_vec(E[v], E[6 + v], E[12 + v], E[18 + v], E[24 + v], E[30 + v], D[v], D[6 + v], D[12 + v], D[18 + v],
                       D[24 + v], D[30 + v], nt);
