@@ -98,6 +98,16 @@ out:
 
 static const char *vname(const gcam_ctx *c, int v) { return c->m->values[v].name; }
 
+/* Gradient v, written first by backward step bst through its slot k: assigned there (bit k of
+ * *fresh) when the kernel can (assign: it honours the bit, and v reaches it through that slot
+ * alone: one pass less over memory, no zeroing), else zeroed just before the step (once). */
+static void first_write(gc_bstep *bst, int v, int assign, int k, uint64_t *fresh) {
+    int dup = 0;
+    for (int z = 0; z < bst->n_zero; z++) dup |= bst->zero[z] == v;
+    if (assign && k < 64) *fresh |= UINT64_C(1) << k;
+    else if (!dup) bst->zero[bst->n_zero++] = v;
+}
+
 /* GCAM_NO_FUSION=1: every op runs on its own: no Relu, SiLU Mul or Concat fused into a neighbour
  * (A/B measurements, tests of the fused paths). */
 static int gc_no_fusion(void) {
@@ -641,26 +651,17 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
             for (int k = 0; k < n->n_in; k++) {
                 int v = n->in[k];
                 if (v < 0 || !bst->k.gin[k] || gfirst[v] != F + 1 + b) continue;
-                int dup = 0, n_at = 0;
-                for (int z = 0; z < bst->n_zero; z++) dup |= bst->zero[z] == v;
+                int n_at = 0;
                 for (int j = 0; j < n->n_in; j++) n_at += n->in[j] == v && bst->k.gin[j];
-                /* an op that can assigns a gradient it writes first (one pass less over memory, no
-                 * zeroing), unless the value feeds two of its inputs */
-                if (d->bw_assign && !bst->fused && n_at == 1 && k < 64 && bst->k.gout[0])
-                    bst->k.gin_fresh |= UINT64_C(1) << k;
-                else if (!dup)
-                    bst->zero[bst->n_zero++] = v;
+                const int assign = d->bw_assign && !bst->fused && n_at == 1 && bst->k.gout[0];
+                first_write(bst, v, assign, k, &bst->k.gin_fresh);
             }
             for (int k = 0; cn && k < cn->n_in; k++) { /* the fused Concat's inputs written first here */
                 int v = cn->in[k];
                 if (v < 0 || !gneed[v] || gfirst[v] != F + 1 + b) continue;
-                int dup = 0, n_at = 0;
-                for (int z = 0; z < bst->n_zero; z++) dup |= bst->zero[z] == v;
+                int n_at = 0;
                 for (int j = 0; j < cn->n_in; j++) n_at += cn->in[j] == v;
-                if (n_at == 1 && k < 64 && bst->k.gout[0])
-                    bst->k.gcat_fresh |= UINT64_C(1) << k;
-                else if (!dup)
-                    bst->zero[bst->n_zero++] = v;
+                first_write(bst, v, n_at == 1 && bst->k.gout[0], k, &bst->k.gcat_fresh);
             }
         }
     }
