@@ -208,6 +208,9 @@ static double loss_of(gc_node *n, gc_tensor *in, int n_in, uint32_t const_mask, 
     return L;
 }
 
+static double g_gout_density = 1.0;
+void oc_set_gout_density(double p) { g_gout_density = p; }
+
 double oc_gradcheck(const char *label, gc_node *n, gc_tensor *in, int n_in, uint32_t const_mask,
                     int n_out, uint32_t grad_mask, double h, double tol, int max_elems) {
     gc_err err = {0};
@@ -229,6 +232,15 @@ double oc_gradcheck(const char *label, gc_node *n, gc_tensor *in, int n_in, uint
     for (int j = 0; j < n_out; j++) {
         if (outs[j].dtype != GC_F32) continue;
         gouts[j] = oc_rand(outs[j].shape.ndim, outs[j].shape.d, -1, 1);
+        if (g_gout_density < 1.0) { /* a sparse upstream gradient, at least one nonzero */
+            float *g = gouts[j].data;
+            const int64_t ne = gc_numel(&gouts[j]);
+            int64_t nz = 0;
+            for (int64_t e = 0; e < ne; e++)
+                if (oc_urand() >= g_gout_density) g[e] = 0.0f;
+                else nz++;
+            if (!nz && ne) g[(int64_t)(oc_urand() * (double)ne) % ne] = 0.5f;
+        }
         s.k.gout[j] = &gouts[j];
     }
     for (int i = 0; i < n_in; i++) {

@@ -42,6 +42,10 @@ gcam_status oc_forward(gc_node *n, gc_tensor *in, int n_in, uint32_t const_mask,
 double oc_gradcheck(const char *label, gc_node *n, gc_tensor *in, int n_in, uint32_t const_mask,
                     int n_out, uint32_t grad_mask, double h, double tol, int max_elems);
 
+/* Fraction of the upstream gradient's elements oc_gradcheck leaves nonzero (default 1): a one-hot
+ * class target's gradient is mostly zeros, and ops may take a sparse path for it. */
+void oc_set_gout_density(double p);
+
 /* Compares two float arrays; |a-b| <= atol + rtol*|b|. Prints the worst element on failure. */
 int oc_close(const char *label, const float *a, const float *b, int64_t n, double atol, double rtol);
 /* Records a boolean check. */

@@ -710,6 +710,12 @@ static void test_gemm(void) {
         for (int tb = 0; tb < 2; tb++)
             for (size_t ci = 0; ci < GC_ARRAY_LEN(cr); ci++)
                 check_gemm(M, N, K, ta, tb, cr[ci], cdims[ci], ci == 1 ? 6 : 13, 64);
+    /* a mostly-zero dY (a class target's): dA by one row of B' per nonzero instead of the GEMM */
+    oc_set_gout_density(0.05);
+    const int64_t bias40[1] = {40};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) check_gemm(4, 40, 7, ta, tb, 1, bias40, 13, 64);
+    oc_set_gout_density(1.0);
     /* C broadcast errors */
     {
         int64_t ad[2] = {M, K}, bd[2] = {K, N}, cd[2] = {2, N};
@@ -823,6 +829,16 @@ static void test_matmul(void) {
         int64_t a[] = {3, 1, 2, 4}, b[] = {1, 2, 4, 3}, y[] = {3, 2, 2, 3};
         check_matmul("MatMul both broadcast (3,1,2,4)x(1,2,4,3)", 4, a, 4, b, 4, y, 64);
     }
+    oc_set_gout_density(0.05); /* mostly-zero dY: the sparse dA path, folded and per batch */
+    {
+        int64_t a[] = {2, 3, 4}, b[] = {4, 40}, y[] = {2, 3, 40};
+        check_matmul("MatMul sparse dY folded (2,3,4)x(4,40)", 3, a, 2, b, 3, y, 64);
+    }
+    {
+        int64_t a[] = {2, 3, 4}, b[] = {2, 4, 40}, y[] = {2, 3, 40};
+        check_matmul("MatMul sparse dY batched (2,3,4)x(2,4,40)", 3, a, 3, b, 3, y, 64);
+    }
+    oc_set_gout_density(1.0);
     {
         int64_t ad[] = {2, 3, 4}, bd[] = {3, 5, 2};
         gc_tensor in[2] = {oc_rand(3, ad, -1, 1), oc_rand(3, bd, -1, 1)}, y;

@@ -123,6 +123,27 @@ static gcam_status gemm_forward(gc_kctx *k) {
     return GCAM_OK;
 }
 
+/* dA (M, K) += alpha dY (M, N) Bt, Bt (N, K) with row j at bt + j * rs and element stride es: one axpy
+ * per nonzero of dY. A class target's dY is one-hot, and reading the one row it selects instead of the
+ * whole weight matrix (5 MB for a 1000 x 1280 classifier) is what a batch-1 backward costs otherwise.
+ * Returns 0, touching nothing, when dY is too dense for this to pay. Same sums as the GEMM up to
+ * rounding order; exactly the selected row times alpha dY for a one-hot row. */
+static int sparse_dA(float *ga, const float *gy, const float *bt, int64_t M, int64_t N, int64_t K, int64_t rs,
+                     int64_t es, float alpha) {
+    int64_t nnz = 0, lim = M * N / 8;
+    for (int64_t i = 0; i < M * N; i++)
+        if (gy[i] != 0.0f && ++nnz > lim) return 0; /* NaN counts as nonzero, so it still propagates */
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            if (gy[i * N + j] == 0.0f) continue;
+            const float s = alpha * gy[i * N + j];
+            const float *r = bt + j * rs;
+            float *d = ga + i * K;
+            for (int64_t kk = 0; kk < K; kk++) d[kk] += s * r[kk * es];
+        }
+    return 1;
+}
+
 static gcam_status gemm_backward(gc_kctx *k) {
     const gemm_params *p = k->params;
     gemm_geom g;
@@ -135,9 +156,10 @@ static gcam_status gemm_backward(gc_kctx *k) {
     if (k->gin[0] && K > 0) {
         const float *b = k->in[1]->data;
         float *ga = k->gin[0]->data;
-        if (!p->transA) /* dA (M, K) += alpha dY B'^T */
-            gc_sgemm(nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
-        else /* dA (K, M) += alpha B' dY^T */
+        if (!p->transA) { /* dA (M, K) += alpha dY B'^T */
+            if (!sparse_dA(ga, gy, b, M, N, K, p->transB ? ldb : 1, p->transB ? 1 : ldb, p->alpha))
+                    gc_sgemm(nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
+        } else /* dA (K, M) += alpha B' dY^T */
             gc_sgemm(nth, p->transB, 1, K, M, N, p->alpha, b, ldb, gy, N, 1.0f, ga, M);
     }
     if (k->gin[1] && K > 0) {
@@ -272,7 +294,7 @@ static gcam_status mm_backward(gc_kctx *k) {
     const float *a = ga || gb ? k->in[0]->data : NULL, *b = ga || gb ? k->in[1]->data : NULL;
     if (g.fold) {
         const int R = (int)(g.nb * g.M);
-        if (ga) /* dA (R, K) += dY (R, N) B^T */
+        if (ga && !sparse_dA(ga, gy, b, R, N, K, 1, N, 1.0f)) /* dA (R, K) += dY (R, N) B^T */
             gc_sgemm(nth, 0, 1, R, K, N, 1.0f, gy, N, b, N, 1.0f, ga, K);
         if (gb) /* dB (K, N) += A^T (K, R) dY (R, N) */
             gc_sgemm(nth, 1, 0, K, N, R, 1.0f, a, K, gy, N, 1.0f, gb, N);
@@ -281,7 +303,7 @@ static gcam_status mm_backward(gc_kctx *k) {
     mm_iter it = {{0}, 0, 0};
     for (int64_t i = 0; i < g.nb; i++, mm_next(&it, &g)) {
         const float *gyi = gy + i * g.M * g.N;
-        if (ga)
+        if (ga && !sparse_dA(ga + it.oa * g.M * g.K, gyi, b + it.ob * g.K * g.N, M, N, K, 1, N, 1.0f))
             gc_sgemm(nth, 0, 1, M, K, N, 1.0f, gyi, N, b + it.ob * g.K * g.N, N, 1.0f, ga + it.oa * g.M * g.K,
                      K);
         if (gb)
