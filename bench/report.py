@@ -52,7 +52,8 @@ def load(path):
                 res[(side,) + key] = ("ms", float(p[5]), float(p[6]), float(p[7]), int(p[8]))
             elif kind in ("RSS", "RSS_SCORECAM") and len(p) == 5:
                 key = (p[2], int(p[3]), kind.lower())
-                res[(side,) + key] = ("rss", float(p[4]))
+                prev = res.get((side,) + key)  # one line per process (row): the largest counts
+                res[(side,) + key] = ("rss", max(float(p[4]), prev[1] if prev else 0.0))
             else:
                 continue
             if key[:2] not in order:
@@ -147,8 +148,9 @@ def doc_body(meta, tab, tgt):
         "- Models: %s; batch %s; %s×%s input; seeded random weights (BatchNorm statistics calibrated on one "
         "seeded batch), exported once by `bench/bench_torch.py export` to opset 13 ONNX with constant "
         "folding (cached in `%s`)" % (g("models", "?"), g("batches", "?"), g("size", "?"), g("size", "?"), g("modeldir", "?")),
-        "- Each (model, batch) runs PyTorch then gradcam, each in its own process, before the next one "
-        "(the machine's drift hits both). Every row: 1 warm-up, then the median of %s runs and min–max "
+        "- Row by row, each side runs in a process of its own, PyTorch first on every other row and gradcam "
+        "first on the rest, before the next row: the two sides of a ratio are measured within seconds of "
+        "each other, so the machine's drift hits both. Every row: 1 warm-up, then the median of %s runs and min–max "
         "(run count in brackets); model load: %s loads after one warm-up, measured in the batch-%s process. "
         "Time cap: %s — a row whose warm-up shows that %s runs would take longer than that gets fewer runs, "
         "never under %s (same rule on both sides; the counts in brackets say where it happened)."
@@ -162,7 +164,8 @@ def doc_body(meta, tab, tgt):
         "with weight gradients; see `bench/bench_torch.py`); gradcam through `include/gradcam.h` only "
         "(`bench/bench_gradcam.c`; forward only = an inference context, the rest = one explainer). "
         "Top-5 is one forward and five backward passes on both sides. Peak RSS: `getrusage` "
-        "`ru_maxrss` of each process (PyTorch's includes the torch import).",
+        "`ru_maxrss`, the largest over a side's processes of that (model, batch) (PyTorch's include the "
+        "torch import).",
     ]
     if g("note"):
         lines.append("- Note: %s" % g("note"))

@@ -20,8 +20,10 @@
 #                         set, BUILD_DIR/bench/performance.md for a subset; "none": do not write)
 # --smoke: mobilenet_v2, 64x64, batch 1, one run of every row but Score-CAM, both sides; checks that
 # the table rows come out with a ratio (tests/bench.cmake runs it in ctest); writes no report.
-# Each (model, batch) runs PyTorch then gradcam, each side in its own process, before the next
-# (model, batch), so the machine's drift hits both sides alike.
+# Each row of each (model, batch) runs on both sides, each side in a process of its own (PyTorch
+# first on every other row, gradcam first on the rest), before the next row: the machine drifts
+# over minutes, and this way it hits both sides of a ratio alike. A side's peak RSS is the largest
+# over its processes of that (model, batch).
 set -eu
 BUILD=${1:-build}
 SMOKE=0
@@ -93,10 +95,22 @@ for m in $MODELS; do
         [ $first = 1 ] && rows=load,$rows
         first=0
         echo "bench: $m batch $b: $rows ($RUNS runs) ..."
-        side torch RSS "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" --size "$SIZE" \
-            --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" --rows "$rows" $FLAG
-        side gradcam RSS "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch "$b" --size "$SIZE" \
-            --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" --rows "$rows" $FLAG
+        # row by row, each side in a process of its own, the side going first alternating: the two
+        # sides of a row are measured within seconds of each other, not minutes
+        flip=0
+        for r in $(echo "$rows" | tr , ' '); do
+            for s in $([ $flip = 0 ] && echo "torch gradcam" || echo "gradcam torch"); do
+                if [ "$s" = torch ]; then
+                    side torch RSS "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" \
+                        --size "$SIZE" --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" \
+                        --rows "$r" $FLAG
+                else
+                    side gradcam RSS "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch "$b" --size "$SIZE" \
+                        --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" --rows "$r" $FLAG
+                fi
+            done
+            flip=$((1 - flip))
+        done
         case " $SC_MODELS " in *" $m "*) sc=1 ;; *) sc=0 ;; esac
         if [ "$b" = 1 ] && [ $sc = 1 ]; then
             echo "bench: $m batch 1: scorecam ($SC_RUNS runs) ..."
