@@ -150,7 +150,8 @@ def doc_body(meta, tab, tgt):
         "folding (cached in `%s`)" % (g("models", "?"), g("batches", "?"), g("size", "?"), g("size", "?"), g("modeldir", "?")),
         "- Row by row, each side runs in a process of its own, PyTorch first on every other row and gradcam "
         "first on the rest, before the next row: the two sides of a ratio are measured within seconds of "
-        "each other, so the machine's drift hits both. Every row: 1 warm-up, then the median of %s runs and min–max "
+        "each other, so the machine's drift hits both. Grad-CAM and its top-5 share a process on each side, "
+        "back to back (one target compares them). Every row: 1 warm-up, then the median of %s runs and min–max "
         "(run count in brackets); model load: %s loads after one warm-up, measured in the batch-%s process. "
         "Time cap: %s — a row whose warm-up shows that %s runs would take longer than that gets fewer runs, "
         "never under %s (same rule on both sides; the counts in brackets say where it happened)."

@@ -22,7 +22,8 @@
 # the table rows come out with a ratio (tests/bench.cmake runs it in ctest); writes no report.
 # Each row of each (model, batch) runs on both sides, each side in a process of its own (PyTorch
 # first on every other row, gradcam first on the rest), before the next row: the machine drifts
-# over minutes, and this way it hits both sides of a ratio alike. A side's peak RSS is the largest
+# over minutes, and this way it hits both sides of a ratio alike. Grad-CAM and its top-5 run in one
+# process per side, back to back (top-5 is compared with top-1). A side's peak RSS is the largest
 # over its processes of that (model, batch).
 set -eu
 BUILD=${1:-build}
@@ -91,14 +92,16 @@ for m in $MODELS; do
     "$PY" "$SRC/bench/bench_torch.py" export "$m" "$MODELDIR" $([ $SMOKE = 1 ] && echo --dyn-hw)
     first=1
     for b in $BATCHES; do
-        rows=forward,gradcam,top5,guided,guided_gradcam
-        [ $first = 1 ] && rows=load,$rows
+        # groups of rows: Grad-CAM and its top-5 share a process on each side, back to back (a
+        # target compares the two with each other, so the drift must not come between them)
+        groups="forward gradcam,top5 guided guided_gradcam"
+        [ $first = 1 ] && groups="load $groups"
         first=0
-        echo "bench: $m batch $b: $rows ($RUNS runs) ..."
-        # row by row, each side in a process of its own, the side going first alternating: the two
-        # sides of a row are measured within seconds of each other, not minutes
+        echo "bench: $m batch $b: $groups ($RUNS runs) ..."
+        # group by group, each side in a process of its own, the side going first alternating: the
+        # two sides of a row are measured within seconds of each other, not minutes
         flip=0
-        for r in $(echo "$rows" | tr , ' '); do
+        for r in $groups; do
             for s in $([ $flip = 0 ] && echo "torch gradcam" || echo "gradcam torch"); do
                 if [ "$s" = torch ]; then
                     side torch RSS "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" \
