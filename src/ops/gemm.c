@@ -158,7 +158,7 @@ static gcam_status gemm_backward(gc_kctx *k) {
         float *ga = k->gin[0]->data;
         if (!p->transA) { /* dA (M, K) += alpha dY B'^T */
             if (!sparse_dA(ga, gy, b, M, N, K, p->transB ? ldb : 1, p->transB ? 1 : ldb, p->alpha))
-                    gc_sgemm(nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
+                gc_sgemm(nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
         } else /* dA (K, M) += alpha B' dY^T */
             gc_sgemm(nth, p->transB, 1, K, M, N, p->alpha, b, ldb, gy, N, 1.0f, ga, M);
     }
