@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { ROW_LOAD, ROW_FORWARD, ROW_GRADCAM, ROW_TOP5, ROW_GUIDED, ROW_GUIDED_GRADCAM, ROW_SCORECAM, ROW_COUNT };
 static const char *row_names[ROW_COUNT] = {"load", "forward", "gradcam", "top5", "guided", "guided_gradcam", "scorecam"};
@@ -29,6 +30,28 @@ static double now(void) {
     clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
+/* Turn by turn with PyTorch's side (bench/lockstep.py sets BENCH_TURN_FDS=R,W): give the machine
+ * back (one byte to W) and wait for the next turn (one byte from R), so only one side runs at a time
+ * and the two alternate run by run. Without the variable: no-op. */
+static int turn_r = -1, turn_w = -1;
+static void turn(void) {
+    if (turn_r < 0) return;
+    char c = 't';
+    if (write(turn_w, &c, 1) != 1 || read(turn_r, &c, 1) != 1) {
+        fprintf(stderr, "bench_gradcam: the turn pipe of bench/lockstep.py closed\n");
+        exit(1);
+    }
+}
+static void turn_init(void) {
+    const char *v = getenv("BENCH_TURN_FDS");
+    if (!v || !*v) return;
+    if (sscanf(v, "%d,%d", &turn_r, &turn_w) != 2 || turn_r < 0 || turn_w < 0) {
+        fprintf(stderr, "bench_gradcam: BENCH_TURN_FDS=%s is not R,W\n", v);
+        exit(2);
+    }
+    turn(); /* nothing heavy before the first turn */
+}
+
 static int cmpd(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -155,6 +178,7 @@ static int do_row(void *p) {
 static int time_row(int (*fn)(void *), void *arg, int warm, int runs, double budget, int min_runs, double *t,
                     result *out) {
     for (int r = 0; r < warm; r++) {
+        turn();
         double a = now();
         if (fn(arg)) return 1;
         double w = now() - a;
@@ -164,6 +188,7 @@ static int time_row(int (*fn)(void *), void *arg, int warm, int runs, double bud
         }
     }
     for (int r = 0; r < runs; r++) {
+        turn();
         double a = now();
         if (fn(arg)) return 1;
         t[r] = now() - a;
@@ -224,6 +249,7 @@ int main(int argc, char **argv) {
     }
     if (!name) name = path;
     if (smoke) runs = 1;
+    turn_init();
     int want[ROW_COUNT] = {0};
     for (int r = 0; r < ROW_COUNT; r++) {
         const char *p = rows;

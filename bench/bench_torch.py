@@ -39,11 +39,38 @@ import resource
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import torchvision
+
+def _turn_fds():
+    v = os.environ.get("BENCH_TURN_FDS")
+    if not v:
+        return None
+    try:
+        r, w = (int(f) for f in v.split(","))
+    except ValueError:
+        sys.exit("bench_torch.py: BENCH_TURN_FDS=%s is not R,W" % v)
+    return r, w
+
+
+_TURN = _turn_fds()
+
+
+def turn():
+    """Turn by turn with gradcam's side (bench/lockstep.py): give the machine back and wait for the
+    next turn, so only one side runs at a time and the two alternate run by run. No-op outside it."""
+    if _TURN is None:
+        return
+    os.write(_TURN[1], b"t")
+    if not os.read(_TURN[0], 1):
+        sys.exit("bench_torch.py: the turn pipe of bench/lockstep.py closed")
+
+
+turn()  # before importing torch: nothing heavy before the first turn
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
 
 ROWS = ["load", "forward", "gradcam", "top5", "guided", "guided_gradcam", "scorecam"]
 SCORECAM_BATCH = 16  # pytorch-grad-cam's default
@@ -226,6 +253,7 @@ def timed(fn, runs, warm, budget=0.0, min_runs=3):
     exceed it gets fewer runs, never under min_runs; without warm-up (Score-CAM) the first timed run
     decides, down to 1 run (the same rule as bench_gradcam.c)."""
     for _ in range(warm):
+        turn()
         a = time.perf_counter()
         fn()
         w = time.perf_counter() - a
@@ -234,6 +262,7 @@ def timed(fn, runs, warm, budget=0.0, min_runs=3):
     t = []
     r = 0
     while r < runs:
+        turn()
         a = time.perf_counter()
         fn()
         t.append(time.perf_counter() - a)

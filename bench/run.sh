@@ -20,11 +20,12 @@
 #                         set, BUILD_DIR/bench/performance.md for a subset; "none": do not write)
 # --smoke: mobilenet_v2, 64x64, batch 1, one run of every row but Score-CAM, both sides; checks that
 # the table rows come out with a ratio (tests/bench.cmake runs it in ctest); writes no report.
-# Each row of each (model, batch) runs on both sides, each side in a process of its own (PyTorch
-# first on every other row, gradcam first on the rest), before the next row: the machine drifts
-# over minutes, and this way it hits both sides of a ratio alike. Grad-CAM and its top-5 run in one
-# process per side, back to back (top-5 is compared with top-1). A side's peak RSS is the largest
-# over its processes of that (model, batch).
+# Each group of rows of each (model, batch) runs on both sides at once, each side in a process of
+# its own, turn by turn (bench/lockstep.py: one runs while the other waits, and they alternate run by
+# run, PyTorch first on every other group): the VM's speed drifts over seconds, and this way it hits
+# both sides of a ratio alike. Grad-CAM and its top-5 run in one process per side, back to back
+# (top-5 is compared with top-1). A side's peak RSS is the largest over its processes of that
+# (model, batch).
 set -eu
 BUILD=${1:-build}
 SMOKE=0
@@ -74,17 +75,26 @@ META=$OUT/meta.tsv
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 
-# one side's process: its RESULT/RSS lines go to the results, prefixed with the side
-side() { # SIDE RSSKIND CMD...
-    s=$1 k=$2
-    shift 2
-    if ! "$@" >"$OUT/last.out" 2>"$OUT/last.err"; then
-        echo "bench: FAILED: $*" >&2
-        cat "$OUT/last.err" "$OUT/last.out" >&2
+# the two sides of a group of rows, turn by turn (bench/lockstep.py): FIRST (torch|gradcam) RSSKIND
+# ROWS RUNS [EXTRA...]; their RESULT/RSS lines go to the results, prefixed with the side
+pair() {
+    f=$1 k=$2 rows=$3 n=$4
+    shift 4
+    [ "$f" = torch ] && f=a || f=b
+    if ! "$PY" "$SRC/bench/lockstep.py" --first $f "$OUT/torch.out" "$OUT/torch.err" "$OUT/gradcam.out" \
+        "$OUT/gradcam.err" -- \
+        "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" --size "$SIZE" --runs "$n" \
+        --threads "$THREADS" --budget "$BUDGET" --rows "$rows" "$@" $FLAG :: \
+        "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch "$b" --size "$SIZE" --runs "$n" \
+        --threads "$THREADS" --budget "$BUDGET" --rows "$rows" "$@" $FLAG; then
+        echo "bench: FAILED: $m batch $b, rows $rows" >&2
+        for s in torch gradcam; do cat "$OUT/$s.err" "$OUT/$s.out" >&2; done
         exit 1
     fi
-    grep '^RESULT' "$OUT/last.out" | sed "s/^/$s\t/" >>"$RES"
-    grep '^RSS' "$OUT/last.out" | sed "s/^RSS/$k/; s/^/$s\t/" >>"$RES"
+    for s in torch gradcam; do
+        grep '^RESULT' "$OUT/$s.out" | sed "s/^/$s\t/" >>"$RES"
+        grep '^RSS' "$OUT/$s.out" | sed "s/^RSS/$k/; s/^/$s\t/" >>"$RES"
+    done
 }
 
 T0=$(date +%s)
@@ -98,29 +108,16 @@ for m in $MODELS; do
         [ $first = 1 ] && groups="load $groups"
         first=0
         echo "bench: $m batch $b: $groups ($RUNS runs) ..."
-        # group by group, each side in a process of its own, the side going first alternating: the
-        # two sides of a row are measured within seconds of each other, not minutes
+        # group by group, both sides turn by turn, the side going first alternating
         flip=0
         for r in $groups; do
-            for s in $([ $flip = 0 ] && echo "torch gradcam" || echo "gradcam torch"); do
-                if [ "$s" = torch ]; then
-                    side torch RSS "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" \
-                        --size "$SIZE" --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" \
-                        --rows "$r" $FLAG
-                else
-                    side gradcam RSS "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch "$b" --size "$SIZE" \
-                        --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" --rows "$r" $FLAG
-                fi
-            done
+            pair $([ $flip = 0 ] && echo torch || echo gradcam) RSS "$r" "$RUNS" --min-runs "$MIN_RUNS"
             flip=$((1 - flip))
         done
         case " $SC_MODELS " in *" $m "*) sc=1 ;; *) sc=0 ;; esac
         if [ "$b" = 1 ] && [ $sc = 1 ]; then
             echo "bench: $m batch 1: scorecam ($SC_RUNS runs) ..."
-            side torch RSS_SCORECAM "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch 1 \
-                --size "$SIZE" --runs "$SC_RUNS" --threads "$THREADS" --budget "$BUDGET" --rows scorecam $FLAG
-            side gradcam RSS_SCORECAM "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch 1 --size "$SIZE" \
-                --runs "$SC_RUNS" --threads "$THREADS" --budget "$BUDGET" --rows scorecam $FLAG
+            pair torch RSS_SCORECAM scorecam "$SC_RUNS"
         fi
         echo "bench:   $(($(date +%s) - T0)) s so far"
     done
