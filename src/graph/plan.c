@@ -492,6 +492,49 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
             if (glast[r] < F + 1 + pb) glast[r] = F + 1 + pb;
         }
     }
+    /* An Add joining a convolution's output with a tensor computed before that convolution
+     * (ResNet's and MobileNetV2's residual joins), where no backward passes (inference, and a
+     * Grad-CAM-only plan's layers before its target): the Conv adds the other operand itself
+     * (k.res: into the bias fill its GEMMs accumulate onto, or the pass that writes its output
+     * anyway), then the Add's fused Relu; the Add's step is skipped and its output (and that
+     * Relu's) shares the Conv's buffer: one pass over memory (two reads, a write) less per join.
+     * Of two Conv operands, the later one takes the Add (the other is then already computed). */
+    const char *no_add = getenv("GCAM_NO_ADD_FUSION"); /* =1: A/B measurements */
+    const int fuse_add = fuse && !(no_add && *no_add && strcmp(no_add, "0") != 0);
+    for (int s = 0; s < F && fuse_add; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || bstep_of[s] >= 0 || c->steps[s].fused) continue;
+        const int ao = n->out[0];
+        if (ao < 0 || c->vkind[ao] != GC_V_RUNTIME || c->vals[ao].dtype != GC_F32 || fused_from[ao] >= 0) continue;
+        int pick = -1;
+        for (int i = 0; i < 2; i++) {
+            const int v = n->in[i], r = n->in[1 - i];
+            if (v < 0 || r < 0 || v == r || prod_step[v] < 0) continue;
+            const int cs = prod_step[v];
+            const gc_step *cst = &c->steps[cs];
+            const gc_node *cn = &m->nodes[cst->node];
+            if (cn->op != GC_OP_Conv || cn->n_out != 1 || cst->fused || cst->k.post_relu || cst->k.res ||
+                bstep_of[cs] >= 0)
+                continue;
+            if (uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
+                m->values[v].is_output || v == c->seed || fused_from[v] >= 0)
+                continue;
+            if (c->vkind[r] != GC_V_RUNTIME || c->vals[r].dtype != GC_F32 || prod_step[r] >= cs) continue;
+            if (!gc_shape_eq(&c->vals[v].shape, &c->vals[ao].shape) || !gc_shape_eq(&c->vals[r].shape, &c->vals[ao].shape))
+                continue;
+            if (pick < 0 || cs > prod_step[n->in[pick]]) pick = i;
+        }
+        if (pick < 0) continue;
+        const int v = n->in[pick], r = n->in[1 - pick];
+        gc_step *cst = &c->steps[prod_step[v]];
+        cst->k.res = &c->vals[r];
+        cst->k.post_relu = c->steps[s].k.post_relu;
+        c->steps[s].fused = 1;
+        for (int x = 0; x < m->n_values; x++)
+            if (fused_from[x] == ao) fused_from[x] = v; /* the Add's fused Relu: its output too */
+        fused_from[ao] = v;
+        if (last[v] < last[ao]) last[v] = last[ao];
+    }
     /* A Concat along axis 1 whose output only a BatchNormalization reads (DenseNet: each layer's
      * norm1 over all earlier features; the transitions; norm5): the BN reads the Concat's inputs
      * in place (k.cat_in), the Concat's forward step is skipped and its output gets no buffer.

@@ -343,9 +343,10 @@ static void batch_columns(float *dst, const float *src, int64_t N, int64_t C, in
 }
 
 /* The inverse of batch_columns: dst (N, C, HW) from src (C, N*HW); add: dst +=, else dst = src +
- * bias[c] (bias may be NULL), then max(., 0) with relu (NaN propagates, as Relu). */
+ * bias[c] (bias may be NULL) + res (N, C, HW; may be NULL), then max(., 0) with relu (NaN
+ * propagates, as Relu). */
 static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, int64_t HW, const float *bias,
-                            int relu, int add, int nth) {
+                            const float *res, int relu, int add, int nth) {
     const int64_t NHW = N * HW;
 #pragma omp parallel for num_threads(nth) schedule(static) if (C * NHW > CV_OMP_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
@@ -357,6 +358,14 @@ static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, 
             continue;
         }
         const float bv = bias ? bias[c] : 0.0f;
+        if (res) {
+            const float *r = res + nc * HW;
+            for (int64_t i = 0; i < HW; i++) {
+                float t = s[i] + bv + r[i];
+                d[i] = relu && t < 0.0f ? 0.0f : t;
+            }
+            continue;
+        }
         for (int64_t i = 0; i < HW; i++) {
             float t = s[i] + bv;
             d[i] = relu && t < 0.0f ? 0.0f : t;
@@ -710,13 +719,34 @@ static void relu_rows(float *p, int64_t rows, int64_t cols, int64_t ld) {
     }
 }
 
-/* y (N*M, ysz) = bias per channel (0 without bias). */
-static void fill_bias(float *y, const float *b, int64_t NM, int64_t M, int64_t ysz, int nth) {
+/* y (N*M, ysz) = bias per channel (0 without bias) + res (N*M, ysz; may be NULL: a fused Add's
+ * other operand, so the GEMM accumulates onto it). */
+static void fill_bias(float *y, const float *b, const float *res, int64_t NM, int64_t M, int64_t ysz, int nth) {
 #pragma omp parallel for num_threads(nth) schedule(static) if (NM * ysz > CV_OMP_MIN)
     for (int64_t c = 0; c < NM; c++) {
         float v = b ? b[c % M] : 0.0f, *d = y + c * ysz;
-        for (int64_t i = 0; i < ysz; i++) d[i] = v;
+        if (res) {
+            const float *r = res + c * ysz;
+            for (int64_t i = 0; i < ysz; i++) d[i] = r[i] + v;
+        } else {
+            for (int64_t i = 0; i < ysz; i++) d[i] = v;
+        }
     }
+}
+
+/* y (n) = max(y + res, 0) with relu, else y + res: a fused Add after a path that has no place
+ * for it in a pass of its own (Winograd: ResNet-18/34's 3x3 before the join). As Relu: NaN
+ * propagates. */
+static inline void add_res_seq(float *restrict y, const float *restrict res, int64_t n, int relu) {
+    for (int64_t i = 0; i < n; i++) {
+        float t = y[i] + res[i];
+        y[i] = relu && t < 0.0f ? 0.0f : t;
+    }
+}
+static void add_res(float *y, const float *res, int64_t n, int relu, int nth) {
+    const int64_t chunk = 4096; /* floats: whole chunks per thread */
+#pragma omp parallel for num_threads(nth) schedule(static) if (n > CV_OMP_MIN)
+    for (int64_t i = 0; i < n; i += chunk) add_res_seq(y + i, res + i, GC_MIN(chunk, n - i), relu);
 }
 
 
@@ -1489,7 +1519,10 @@ static gcam_status conv_forward(gc_kctx *k) {
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NM = g.N * g.M, cL = lw->col[L], ksz = lw->ksz;
     const int relu = k->post_relu; /* a following Relu fused in (plan.c) */
+    const float *res = k->res ? k->res->data : NULL; /* (N, M, ys...): a following Add fused in, before the Relu */
     if (g.N == 0) return GCAM_OK;
+    if (res && k->res->shape.ndim != k->out[0]->shape.ndim)
+        return gc_kfail(k, GCAM_E_INTERNAL, "fused Add operand of another rank");
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;
         /* as many threads as the scratch holds planes for (none: the bounds-checked loops) */
@@ -1510,7 +1543,8 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_gather(yc, xc, wm, lw, 1, bv);
                     }
-                    if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
+                    if (res) add_res_seq(yc, res + nm * g.ysz, g.ysz, relu);
+                    else if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
                 } else {
                     for (int64_t i = 0; i < g.ysz; i++) yc[i] = bv;
                     if (P) {
@@ -1520,7 +1554,8 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_scatter(yc, xc, wm, lw);
                     }
-                    if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
+                    if (res) add_res_seq(yc, res + nm * g.ysz, g.ysz, relu);
+                    else if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
                 }
             }
         }
@@ -1532,13 +1567,15 @@ static gcam_status conv_forward(gc_kctx *k) {
         const float *U4 = w4_ready(k, &g, nth); /* NULL: F(2x2) or im2col below */
         if (U4) {
             w4_run(y, x, U4, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                   w4_block(&g), relu, col, nth);
+                   w4_block(&g), relu && !res, col, nth);
+            if (res) add_res(y, res, NM * g.ysz, relu, nth);
             return GCAM_OK;
         }
         const float *U = wino_ready(k, &g, nth); /* NULL: im2col below */
         if (U) {
             wino_run(y, x, U, 0, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                     wino_block(&g), relu, col, nth);
+                     wino_block(&g), relu && !res, col, nth);
+            if (res) add_res(y, res, NM * g.ysz, relu, nth);
             return GCAM_OK;
         }
     }
@@ -1549,11 +1586,12 @@ static gcam_status conv_forward(gc_kctx *k) {
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(xs, x, g.N, g.C, HW, nth);
         gc_sgemm(nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
-        unbatch_columns(y, ys, g.N, g.M, HW, b, relu, 0, nth);
+        unbatch_columns(y, ys, g.N, g.M, HW, b, res, relu, 0, nth);
         return GCAM_OK;
     }
-    if (b || g.transpose) fill_bias(y, b, NM, g.M, g.ysz, nth);
-    const float beta = b ? 1.0f : 0.0f;
+    /* the GEMMs accumulate onto the bias (and a fused Add's operand); col2im (ConvTranspose) adds */
+    if (b || res || g.transpose) fill_bias(y, b, res, NM, g.M, g.ysz, nth);
+    const float beta = b || res ? 1.0f : 0.0f;
     const int64_t kcol = g.cimg * ksz;
     if (g.path == PATH_POINTWISE && pointwise_by_image(&g, nth)) {
         /* whole (image, group) GEMMs per thread: balanced, and no thin slices of a small map */
@@ -1686,7 +1724,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(ys, gy, g.N, g.M, HW, nth);
         gc_sgemm(nth, 1, 0, g.C, NHW, g.M, 1.0f, w, g.C, ys, NHW, 0.0f, xs, NHW);
-        unbatch_columns(gx, xs, g.N, g.C, HW, NULL, 0, 1, nth);
+        unbatch_columns(gx, xs, g.N, g.C, HW, NULL, NULL, 0, 1, nth);
         return GCAM_OK;
     }
     const int64_t kcol = g.cimg * ksz;

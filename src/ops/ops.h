@@ -65,6 +65,8 @@ typedef struct gc_kctx {
                                       the gradient goes straight into these n_cat tensors, the
                                       fused Concat inputs' gradients (NULL: not wanted; see plan.c) */
     uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
+    const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before post_relu: a
+                                      following Add fused in, in steps no backward passes (plan.c) */
     int exact;                     /* forward: a planned backward passes through this step, so no
                                       path whose larger rounding could flip the kinks a pixel-space
                                       gradient sees (F(4x4) Winograd, conv.c; see plan.c) */
