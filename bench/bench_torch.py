@@ -272,6 +272,33 @@ def timed(fn, runs, warm, budget=0.0, min_runs=3):
     return t
 
 
+def timed_rows(fns, runs, warm, budget=0.0, min_runs=3):
+    """Several rows run by run (Grad-CAM and its top-5, as bench_gradcam.c's time_rows): each row's
+    warm-up (a turn each) sets its count as in timed(); then every turn runs one timed run of every
+    row, the order reversed from one turn to the next. Returns one list of times per row."""
+    n = []
+    for fn in fns:
+        k = runs
+        for _ in range(warm):
+            turn()
+            a = time.perf_counter()
+            fn()
+            w = time.perf_counter() - a
+            if budget > 0 and w * runs > budget:
+                k = max(min_runs, min(runs, int(budget / w)))
+        n.append(k)
+    t = [[] for _ in fns]
+    for r in range(max(n)):
+        turn()
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            if r < n[i]:
+                a = time.perf_counter()
+                fns[i]()
+                t[i].append(time.perf_counter() - a)
+    return t
+
+
 def run(argv):
     name, state = argv[0], argv[1]
     opts = {"--batch": 1, "--size": 224, "--runs": 10, "--threads": 2, "--budget": 0, "--min-runs": 3}
@@ -322,9 +349,12 @@ def run(argv):
                 model(x)
         res["forward"] = timed(fwd, runs, warm, *cap)
     hooks = Hooks(target_layer(name, model))
-    if "gradcam" in want:
+    if "gradcam" in want and "top5" in want:  # run by run, alternating (timed_rows)
+        res["gradcam"], res["top5"] = timed_rows([lambda: gradcam(model, hooks, x), lambda: top5(model, hooks, x)],
+                                                 runs, warm, *cap)
+    elif "gradcam" in want:
         res["gradcam"] = timed(lambda: gradcam(model, hooks, x), runs, warm, *cap)
-    if "top5" in want:
+    elif "top5" in want:
         res["top5"] = timed(lambda: top5(model, hooks, x), runs, warm, *cap)
     if "guided" in want or "guided_gradcam" in want:
         hooks.remove()  # pytorch-grad-cam's GuidedBackpropReLUModel works on the bare model

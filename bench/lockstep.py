@@ -9,8 +9,10 @@ start-up before any heavy work) and then blocks on reading one byte from R until
 both have asked, the turn goes to --first, and from then on to the other side each time (to the same
 one when the other has exited). So a side's runs alternate with the other side's runs: the VM's speed
 drifts over seconds, and two sides measured minutes or even seconds apart saw different machines; run
-by run, both see the same one. Before each turn the machine idles for --gap seconds (default 0.05) so
-the OpenMP threads of the side that just ran stop spinning. Untimed work (model set-up, export of
+by run, both see the same one. Before each turn the machine idles for --gap seconds (default 0.05)
+and then until the side that just ran is quiet (its threads spin on after their work: libgomp's
+barriers, and OpenBLAS's pthreads inside PyTorch for up to about 0.1 s; a run started beside them
+shares the two cores with them: mobilenet_v2 batch 1's 15 ms forward took 77 ms that way). Untimed work (model set-up, export of
 results) also happens only in a side's own turn, never beside the other side's timed run.
 
 Exit status: 0 when both exit 0; else 1 with one line per failed side on stderr. A side that stops
@@ -21,6 +23,45 @@ import selectors
 import subprocess
 import sys
 import time
+
+
+def cpu_ns(pid):
+    """CPU time of all of pid's threads in ns (schedstat; else utime + stime in clock ticks), or
+    None once it is gone."""
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    tick = 1e9 / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for t in tasks:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int((int(fields[11]) + int(fields[12])) * tick)
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+def settle(pid, gap, cap=2.0):
+    """Wait (at least gap seconds) until the side that just gave its turn back is quiet: its
+    worker threads keep spinning after their work (libgomp's barrier spin; OpenBLAS's pthreads
+    spin up to 2^28 cycles, about 0.1 s, inside PyTorch), and a run started beside them shares
+    the two cores. Quiet: under 1 ms of CPU over 20 ms; at most cap seconds."""
+    t0 = time.monotonic()
+    time.sleep(gap)
+    prev = cpu_ns(pid)
+    while prev is not None and time.monotonic() - t0 < cap:
+        time.sleep(0.02)
+        cur = cpu_ns(pid)
+        if cur is None or cur - prev < 1000000:
+            break
+        prev = cur
 
 
 def main(argv):
@@ -66,9 +107,12 @@ def main(argv):
     holder = None
     started = False
 
-    def give(s):
+    def give(s, released):
         nonlocal holder
-        time.sleep(gap)
+        if released is not None and alive[released]:
+            settle(procs[released].pid, gap)
+        else:
+            time.sleep(gap)
         try:
             os.write(grant[s], b"g")
             waiting[s] = False
@@ -77,6 +121,7 @@ def main(argv):
             alive[s] = False
             waiting[s] = False
 
+    released = None  # the side that last gave the turn back
     while any(alive):
         for key, _ in sel.select():
             s = key.data
@@ -87,10 +132,12 @@ def main(argv):
                 waiting[s] = False
                 if holder == s:
                     holder = None
+                    released = s
                 continue
             waiting[s] = True  # one request per byte; a side asks only while it holds the turn
             if holder == s:
                 holder = None
+                released = s
         if holder is not None:
             continue
         if not started:  # the first turn waits until both have asked (or ended)
@@ -105,7 +152,7 @@ def main(argv):
             order = [1 - last, last]  # the other side first
         for s in order:
             if waiting[s]:
-                give(s)
+                give(s, released)
                 if holder is not None:
                     break
         if holder is not None:

@@ -138,6 +138,7 @@ static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, con
     return run_op_opts(n, in, n_in, y, gy, gx, backward, no_scratch, const_in, 2, 0, err);
 }
 /* run_op with a thread count and a fused Relu (forward: k.post_relu, as the planner sets it). */
+static const gc_tensor *fused_res; /* forward: k.res (a following Add fused in), NULL: none */
 static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
                                int backward, int no_scratch, uint64_t const_in, int nthreads, int relu, gc_err *err) {
     const gc_opdef *d = gc_op_get(n->op);
@@ -151,6 +152,7 @@ static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y
     k.err = err;
     k.nthreads = nthreads;
     k.post_relu = relu;
+    k.res = backward ? NULL : fused_res;
     k.const_in = const_in;
     for (int i = 0; i < n_in; i++) {
         sh[i] = in[i];
@@ -586,6 +588,84 @@ static void test_conv_pointwise_batched(void) {
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i == 0);
 }
 
+/* A following Add fused in (k.res, set by plan.c where no backward passes): y = conv(x) + b + res,
+ * then the fused Relu when there is one, on every forward path: pointwise per image (threads
+ * taking whole images) and per image with a threaded GEMM, pointwise batched (7x7), im2col,
+ * grouped, F(2x2) and F(4x4) Winograd, depthwise. 1 and 2 threads, against the naive sum in
+ * double at the 1e-5 every path meets. */
+static void check_fused_add(const cv_case *c) {
+    char label[256];
+    const int ns = c->nsp;
+    int64_t pb[3], out[3], xd[5] = {c->N, c->C}, wd[5] = {c->M, c->C / c->G}, bd[1] = {c->M}, yd[5] = {c->N, c->M};
+    ref_geom(c, pb, out);
+    for (int i = 0; i < ns; i++) {
+        xd[2 + i] = c->in[i];
+        wd[2 + i] = c->k[i];
+        yd[2 + i] = out[i];
+    }
+    const int64_t ny = prod(yd, ns + 2);
+    gc_tensor in[3];
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(ns + 2, xd, -1, 1);
+    in[1] = oc_rand(ns + 2, wd, -1, 1);
+    if (c->bias) in[2] = oc_rand(1, bd, -1, 1);
+    gc_tensor res = oc_rand(ns + 2, yd, -2, 2);
+    const int n_in = c->bias ? 3 : 2;
+    double *ry = calloc((size_t)ny, sizeof(double));
+    float *ryf = malloc((size_t)ny * sizeof(float)), *rrf = malloc((size_t)ny * sizeof(float));
+    const int64_t per_ch = ny / (c->N * c->M);
+    for (int64_t i = 0; i < ny; i++)
+        ry[i] = (double)((float *)res.data)[i] + (c->bias ? ((float *)in[2].data)[(i / per_ch) % c->M] : 0.0);
+    ref_run(c, pb, out, 0, in[0].data, in[1].data, ry, NULL, NULL);
+    for (int64_t i = 0; i < ny; i++) {
+        ryf[i] = (float)ry[i];
+        rrf[i] = ry[i] < 0 ? 0.0f : (float)ry[i];
+    }
+    const double yscale = max_abs_d(ry, ny);
+    gc_node *n = cv_node(c);
+    gc_tensor y = oc_tensor(GC_F32, ns + 2, yd);
+    gc_err err = {0};
+    oc_check(gc_op_get(n->op)->parse(n, &err) == GCAM_OK, "%s: parse: %s", c->label, err.msg);
+    for (int nth = 1; nth <= 2; nth++)
+        for (int relu = 0; relu < 2; relu++) {
+            fused_res = &res;
+            gcam_status st = run_op_opts(n, in, n_in, &y, NULL, NULL, 0, 0, 6u, nth, relu, &err);
+            fused_res = NULL;
+            snprintf(label, sizeof label, "%s: fused Add, %d thread(s)%s", c->label, nth, relu ? ", fused Relu" : "");
+            if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                oc_close(label, y.data, relu ? rrf : ryf, ny, 1e-5 * yscale, 1e-5);
+        }
+    oc_tensor_free(&y);
+    oc_tensor_free(&res);
+    oc_node_free(n);
+    free(ry);
+    free(ryf);
+    free(rrf);
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
+static void test_conv_fused_add(void) {
+    const cv_case cases[] = {
+        {.label = "fused add pointwise by image 20x20 n4", .nsp = 2, .N = 4, .C = 32, .M = 48, .G = 1,
+         .in = {20, 20}, .k = {1, 1}, .bias = 1},
+        {.label = "fused add pointwise n1 no bias", .nsp = 2, .N = 1, .C = 24, .M = 40, .G = 1, .in = {11, 13},
+         .k = {1, 1}},
+        {.label = "fused add pointwise batched 7x7 n3", .nsp = 2, .N = 3, .C = 32, .M = 24, .G = 1, .in = {7, 7},
+         .k = {1, 1}, .bias = 1},
+        {.label = "fused add im2col 3x3 s2", .nsp = 2, .N = 2, .C = 8, .M = 16, .G = 1, .in = {15, 16},
+         .k = {3, 3}, .s = {2, 2}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1},
+        {.label = "fused add grouped 3x3", .nsp = 2, .N = 2, .C = 8, .M = 12, .G = 2, .in = {9, 9}, .k = {3, 3},
+         .pads = {1, 1, 1, 1}, .has_pads = 1},
+        {.label = "fused add winograd F2 c128 m129", .nsp = 2, .N = 2, .C = 128, .M = 129, .G = 1, .in = {11, 10},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1},
+        {.label = "fused add winograd F4 c16 m24", .nsp = 2, .N = 1, .C = 16, .M = 24, .G = 1, .in = {23, 21},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1},
+        {.label = "fused add depthwise 3x3 n2", .nsp = 2, .N = 2, .C = 16, .M = 16, .G = 16, .in = {12, 12},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_fused_add(&cases[i]);
+}
+
 /* Bias given as an omitted third input; attribute and shape errors are reported, not crashed on. */
 static void test_conv_errors(void) {
     gc_err err = {0};
@@ -894,6 +974,7 @@ int main(void) {
     test_conv_winograd();
     test_conv_winograd4();
     test_conv_pointwise_batched();
+    test_conv_fused_add();
     test_big_gemms(4);
     printf("%d passed, %d failed\n", oc_checks - oc_failures, oc_failures);
     return oc_failures != 0;
