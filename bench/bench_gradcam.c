@@ -172,21 +172,27 @@ static int do_row(void *p) {
     return 0;
 }
 
-/* warm runs, then `runs` timed ones; with a budget (seconds), a row whose warm-up says it would
- * exceed it gets fewer runs, never under min_runs; without warm-up (Score-CAM) the first timed run
- * decides, down to 1 run (the same rule as bench_torch.py). t holds runs. */
-static int time_row(int (*fn)(void *), void *arg, int warm, int runs, double budget, int min_runs, double *t,
-                    result *out) {
+/* warm runs (a turn each); *runs becomes the timed-run count: with a budget (seconds), a row
+ * whose warm-up says `*runs` runs would exceed it gets fewer, never under min_runs. */
+static int warm_up(int (*fn)(void *), void *arg, int warm, int *runs, double budget, int min_runs) {
     for (int r = 0; r < warm; r++) {
         turn();
         double a = now();
         if (fn(arg)) return 1;
         double w = now() - a;
-        if (budget > 0 && w * runs > budget) {
+        if (budget > 0 && w * *runs > budget) {
             int k = (int)(budget / w);
-            runs = k < min_runs ? min_runs : k < runs ? k : runs;
+            *runs = k < min_runs ? min_runs : k < *runs ? k : *runs;
         }
     }
+    return 0;
+}
+
+/* warm runs, then `runs` timed ones (the count as warm_up sets it); without warm-up (Score-CAM)
+ * the first timed run decides, down to 1 run (the same rule as bench_torch.py). t holds runs. */
+static int time_row(int (*fn)(void *), void *arg, int warm, int runs, double budget, int min_runs, double *t,
+                    result *out) {
+    if (warm_up(fn, arg, warm, &runs, budget, min_runs)) return 1;
     for (int r = 0; r < runs; r++) {
         turn();
         double a = now();
@@ -202,7 +208,7 @@ static int time_row(int (*fn)(void *), void *arg, int warm, int runs, double bud
 }
 
 /* Several rows of one explainer (Grad-CAM and its top-5: one target compares the two), run by
- * run: after each row's warm-up (a turn each; its count set as in time_row), every turn runs one
+ * run: after each row's warm-up (warm_up: a turn each, and its count), every turn runs one
  * timed run of every row, the order reversed from one turn to the next, so the rows see the same
  * machine and the same cache state as each other. t holds nr * (runs + 1). */
 static int time_rows(bench *b, const int *rows, int nr, int warm, int runs, double budget, int min_runs, double *t,
@@ -211,16 +217,7 @@ static int time_rows(bench *b, const int *rows, int nr, int warm, int runs, doub
     for (int i = 0; i < nr; i++) {
         n[i] = runs;
         b->row = rows[i];
-        for (int r = 0; r < warm; r++) {
-            turn();
-            double a = now();
-            if (do_row(b)) return 1;
-            double w = now() - a;
-            if (budget > 0 && w * runs > budget) {
-                int k = (int)(budget / w);
-                n[i] = k < min_runs ? min_runs : k < runs ? k : runs;
-            }
-        }
+        if (warm_up(do_row, b, warm, &n[i], budget, min_runs)) return 1;
         if (n[i] > maxn) maxn = n[i];
     }
     for (int r = 0; r < maxn; r++) {

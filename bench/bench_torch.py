@@ -248,10 +248,9 @@ def scorecam(model, hooks, x):
         return scale_cam(torch.relu((w * hooks.act).sum(1)), size)
 
 
-def timed(fn, runs, warm, budget=0.0, min_runs=3):
-    """warm runs, then `runs` timed ones; with a budget (seconds), a row whose warm-up says it would
-    exceed it gets fewer runs, never under min_runs; without warm-up (Score-CAM) the first timed run
-    decides, down to 1 run (the same rule as bench_gradcam.c)."""
+def warm_up(fn, runs, warm, budget, min_runs):
+    """warm runs (a turn each); returns the timed-run count: with a budget (seconds), a row whose
+    warm-up says `runs` runs would exceed it gets fewer, never under min_runs."""
     for _ in range(warm):
         turn()
         a = time.perf_counter()
@@ -259,6 +258,13 @@ def timed(fn, runs, warm, budget=0.0, min_runs=3):
         w = time.perf_counter() - a
         if budget > 0 and w * runs > budget:
             runs = max(min_runs, min(runs, int(budget / w)))
+    return runs
+
+
+def timed(fn, runs, warm, budget=0.0, min_runs=3):
+    """warm runs, then `runs` timed ones (the count as warm_up sets it); without warm-up (Score-CAM)
+    the first timed run decides, down to 1 run (the same rule as bench_gradcam.c)."""
+    runs = warm_up(fn, runs, warm, budget, min_runs)
     t = []
     r = 0
     while r < runs:
@@ -274,19 +280,9 @@ def timed(fn, runs, warm, budget=0.0, min_runs=3):
 
 def timed_rows(fns, runs, warm, budget=0.0, min_runs=3):
     """Several rows run by run (Grad-CAM and its top-5, as bench_gradcam.c's time_rows): each row's
-    warm-up (a turn each) sets its count as in timed(); then every turn runs one timed run of every
+    warm-up (warm_up: a turn each, and its count); then every turn runs one timed run of every
     row, the order reversed from one turn to the next. Returns one list of times per row."""
-    n = []
-    for fn in fns:
-        k = runs
-        for _ in range(warm):
-            turn()
-            a = time.perf_counter()
-            fn()
-            w = time.perf_counter() - a
-            if budget > 0 and w * runs > budget:
-                k = max(min_runs, min(runs, int(budget / w)))
-        n.append(k)
+    n = [warm_up(fn, runs, warm, budget, min_runs) for fn in fns]
     t = [[] for _ in fns]
     for r in range(max(n)):
         turn()
