@@ -190,7 +190,7 @@ typedef enum gcam_rule {
 } gcam_rule;
 
 typedef struct gcam_ctx_options {
-    int n_threads;        /* 0: as many as cores */
+    int n_threads;        /* 0: one per CPU this process may run on (its affinity mask) */
     size_t max_memory;    /* bytes of planned buffers allowed; 0: the default cap (8 GiB) */
     /* Names of intermediate tensors to keep readable after a run (gcam_ctx_tensor). Outputs are
      * always kept; other activations are freed (their memory reused) once no later node reads

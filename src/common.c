@@ -1,4 +1,8 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "common.h"
+
+#include <sched.h>
+#include <unistd.h>
 
 gcam_status gc_fail(gc_err *e, gcam_status code, const char *fmt, ...) {
     if (!e) return code;
@@ -38,4 +42,13 @@ void *gc_calloc2(size_t a, size_t b) {
     size_t n;
     if (gc_mul_sz(&n, a, b)) return NULL;
     return calloc(n ? n : 1, 1);
+}
+
+int gc_cpu_count(void) {
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 4096 ? (int)n : 1;
 }

@@ -36,6 +36,9 @@ static inline size_t gc_align64(size_t n) {
     return r & ~(size_t)63;
 }
 
+/* CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), else those online. */
+int gc_cpu_count(void);
+
 char *gc_strdup(const char *s);
 char *gc_strndup(const char *s, size_t n);
 /* Allocation of a*b bytes with overflow check; NULL on overflow or failure. */

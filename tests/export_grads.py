@@ -30,8 +30,9 @@ then fails with no bug anywhere. So for every kink op the PyTorch forward runs t
 lists the near-kink units (distance < KINK_TAU x the tensor's max |value|) with PyTorch's input
 value(s) and its gradient at the op's output, mapped to the op's input tensor in the ONNX graph
 (kink ops are matched one to one, in graph order, with the calls PyTorch made). The C test reads
-our values of those tensors, decides which units really took the other branch, and removes exactly
-their effect (computed by our own backward from that tensor) before comparing. Units further than
+our values of those tensors, decides which units really took the other branch, and when any did,
+runs the forward again with PyTorch's values written at every listed unit (so every kink op takes
+PyTorch's branch) and compares the backward run in that forward. Units further than
 KINK_TAU from a kink cannot flip while the forwards agree to KINK_TAU / 2, which the C test asserts
 on every listed unit (this also proves the mapping picked the right tensors). MaxPool windows
 tied exactly (zeros of ReLU outputs, copies of one element through a second MaxPool) are listed
@@ -51,12 +52,9 @@ The seed .npy has the shape of the model output (one-hot per sample, or a region
 
 KINKS FILE FORMAT (text, one record a line, space separated; floats printed exactly (%.9g)):
   K tau                         first record: KINK_TAU
-  T name kind a b below scale base
-                                a kink op's input tensor; kind relu | clip (a = min, b = max) |
-                                hsig (HardSigmoid: a = alpha, b = beta) | maxpool; below = 1 when
-                                the op lies between the Grad-CAM layer (the check's non-input
-                                tensor) and the output; scale = max |value| of the tensor; base:
-                                for guided/deconv checks, see GraphIndex.base (else "-")
+  T name kind a b scale         a kink op's input tensor; kind relu | clip (a = min, b = max) |
+                                hsig (HardSigmoid: a = alpha, b = beta) | maxpool; scale = max
+                                |value| of the tensor
   U index value g               a unit of the last T: flat index, PyTorch's input value, and the
                                 gradient PyTorch has at the op's output there (for a HardSwish,
                                 whose ONNX form is x * HardSigmoid(x), the gradient at that
@@ -386,16 +384,6 @@ def onnx_const(graph, name):
     return None
 
 
-def onnx_descendants(graph, src):
-    """Indices of the nodes that (transitively) read tensor src."""
-    ts, out = {src}, set()
-    for i, n in enumerate(graph.node):
-        if any(t in ts for t in n.input):
-            out.add(i)
-            ts.update(n.output)
-    return out
-
-
 def pool_windows(x, params, y_shape):
     """Per MaxPool output: the window's values (N, C, K, OH*OW), with -inf at padding, and the
     flat input index of each window position."""
@@ -420,62 +408,7 @@ def pool_windows(x, params, y_shape):
     return cols, pos
 
 
-class GraphIndex:
-    """Producers / consumers of the activation tensors (those computed from the graph input)."""
-
-    def __init__(self, graph):
-        self.g = graph
-        self.inp, self.out = graph.input[0].name, graph.output[0].name
-        self.cons = {}
-        for i, n in enumerate(graph.node):
-            for t in n.input:
-                self.cons.setdefault(t, []).append(i)
-        self.act = {self.inp}
-        for n in graph.node:
-            if any(t in self.act for t in n.input):
-                self.act.update(n.output)
-
-    def desc(self, src, skip=None):
-        """Activation tensors reachable from src (src included), not passing through tensor skip."""
-        seen, stack = {src}, [src]
-        while stack:
-            for i in self.cons.get(stack.pop(), []):
-                for o in self.g.node[i].output:
-                    if o not in seen and o != skip:
-                        seen.add(o)
-                        stack.append(o)
-        return seen
-
-    def anc(self, dst):
-        prod = {o: n for n in self.g.node for o in n.output}
-        seen, stack = {dst}, [dst]
-        while stack:
-            n = prod.get(stack.pop())
-            for t in (n.input if n is not None else []):
-                if t in self.act and t not in seen:
-                    seen.add(t)
-                    stack.append(t)
-        return seen
-
-    def base(self, t):
-        """For the rules (not linear): the nearest tensor S at or below t such that every path from
-        the input to the output passes through S (so our gradient is a function of the one at S) and
-        no gradient enters the tensors between S and t except through t (so t's flips reach S
-        through t alone). See test_grad_parity.c."""
-        anc = self.anc(t)
-        order = {o: i for i, n in enumerate(self.g.node) for o in n.output}
-        for sc in sorted(anc, key=lambda v: order.get(v, -1), reverse=True):
-            if sc != self.inp and self.out in self.desc(self.inp, skip=sc):
-                continue  # a path avoids sc
-            region = (self.desc(sc) & anc) - {sc}
-            closed = all(all(o in region for o in self.g.node[i].output)
-                         for r in region - {t} for i in self.cons.get(r, []))
-            if closed:
-                return sc
-        raise RuntimeError("no base tensor below %s" % t)
-
-
-def write_kinks(outdir, fname, graph, rec, gouts, layer_tensor, bases=False):
+def write_kinks(outdir, fname, graph, rec, gouts):
     """Maps the recorded kink calls onto the ONNX kink nodes and writes the near-kink units (see
     KINKS FILE FORMAT). Returns (file name or '-', number of units, number of kink ops)."""
     calls = rec.calls
@@ -484,11 +417,9 @@ def write_kinks(outdir, fname, graph, rec, gouts, layer_tensor, bases=False):
     if [n.op_type for _, n in nodes] != kinds:
         raise RuntimeError("kink ops: PyTorch ran %d (%s...), the ONNX graph has %d (%s...): cannot map them"
                            % (len(kinds), ",".join(kinds[:8]), len(nodes), ",".join(n.op_type for _, n in nodes[:8])))
-    below = onnx_descendants(graph, layer_tensor) if layer_tensor else set()
-    gi = GraphIndex(graph) if bases else None
     lines, n_units = [], 0
     f9 = lambda v: "%.9g" % float(v)
-    for ci, ((ni, node), (kind, x, y, params), g) in enumerate(zip(nodes, calls, gouts)):
+    for ci, ((_, node), (kind, x, y, params), g) in enumerate(zip(nodes, calls, gouts)):
         if g is None:
             continue  # not on the path to the seed
         x = x.detach()
@@ -558,9 +489,8 @@ def write_kinks(outdir, fname, graph, rec, gouts, layer_tensor, bases=False):
             for i, xv, gv in zip(sel.tolist(), xf[sel].tolist(), gf[sel].tolist()):
                 recs.append("U %d %s %s" % (i, f9(xv), f9(gv)))
         if recs:
-            lines.append("T %s %s %s %s %d %s %s" % (node.input[0], "hsig" if kind == "hswish" else kind, f9(a),
-                                                    f9(b), 1 if ni in below else 0, f9(scale),
-                                                    gi.base(node.input[0]) if gi else "-"))
+            lines.append("T %s %s %s %s %s" % (node.input[0], "hsig" if kind == "hswish" else kind, f9(a), f9(b),
+                                              f9(scale)))
             lines.extend(recs)
             n_units += len(recs)
     if not lines:
@@ -717,7 +647,7 @@ def do_classifier(outdir, man, name, size, layer, timing):
     g = export(model, x, os.path.join(outdir, fmodel)).graph
     t2 = time.time()
     lname = find_layer_tensor(g, layer)
-    fk, nu, nk = write_kinks(outdir, name + ".kinks.txt", g, rec, gouts, lname)
+    fk, nu, nk = write_kinks(outdir, name + ".kinks.txt", g, rec, gouts)
     del rec, gouts
     fin = save(outdir, name + ".in.npy", x)
     fseed = save(outdir, name + ".seed.npy", one_hot(y.shape, [c]))
@@ -742,7 +672,7 @@ def do_classifier(outdir, man, name, size, layer, timing):
             if not torch.allclose(yr, y, rtol=1e-5, atol=1e-5 * float(y.abs().max())):
                 raise RuntimeError("%s: the %s model's forward differs from the original" % (name, rule))
             check_finite(name, rule + " input gradient", gxr)
-            fk_r, _, _ = write_kinks(outdir, "%s.%s.kinks.txt" % (name, rule), g, rec, gouts, lname, True)
+            fk_r, _, _ = write_kinks(outdir, "%s.%s.kinks.txt" % (name, rule), g, rec, gouts)
             del rec, gouts
             fgx_r = save(outdir, "%s.%s.gx.npy" % (name, rule), gxr)
             fgf_r = save(outdir, "%s.%s.gf.npy" % (name, rule), gfr)
@@ -759,7 +689,7 @@ def do_classifier(outdir, man, name, size, layer, timing):
         c1 = order[0] if order[0] != c0 else order[1]
         y2, feat2, (gx2, gf2), rec, gouts = grads_with_hook(model, x2, layer, lambda y: y[0, c0] + y[1, c1])
         check_finite(name, "batch-2 input gradient", gx2)
-        fk2, _, _ = write_kinks(outdir, "resnet18.b2.kinks.txt", g, rec, gouts, lname)
+        fk2, _, _ = write_kinks(outdir, "resnet18.b2.kinks.txt", g, rec, gouts)
         del rec, gouts
         man.add("resnet18/batch2", fmodel, save(outdir, "resnet18.b2.in.npy", x2),
                 save(outdir, "resnet18.b2.seed.npy", one_hot(y2.shape, [c0, c1])), "standard",
@@ -788,7 +718,7 @@ def do_segmentation(outdir, man, timing):
     check_finite(name, "input gradient", gx)
     fmodel = name + ".onnx"
     g = export(model, x, os.path.join(outdir, fmodel)).graph
-    fk, nu, nk = write_kinks(outdir, name + ".kinks.txt", g, rec, gouts, None)
+    fk, nu, nk = write_kinks(outdir, name + ".kinks.txt", g, rec, gouts)
     del rec, gouts
     man.add(name + "/region", fmodel, save(outdir, name + ".in.npy", x), save(outdir, name + ".seed.npy", mask),
             "standard", save(outdir, name + ".out.npy", y), "-", fk,
@@ -809,7 +739,7 @@ def do_prune(outdir, man, timing):
     fmodel = name + ".onnx"
     g = export(model, x, os.path.join(outdir, fmodel), dyn_batch=False).graph
     lname = find_layer_tensor(g, layer)
-    fk, nu, nk = write_kinks(outdir, name + ".kinks.txt", g, rec, gouts, lname)
+    fk, nu, nk = write_kinks(outdir, name + ".kinks.txt", g, rec, gouts)
     del rec, gouts
     after = path_nodes(g, lname, g.output[0].name)
     whole = path_nodes(g, g.input[0].name, g.output[0].name)

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cblas.h>
 
@@ -749,8 +748,7 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
     /* One thread pool: OpenMP. OpenBLAS's own pthread pool would spin against it on the same
      * cores; the conv/gemm kernels split their GEMMs over OpenMP threads instead. */
     if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    c->nthreads = o && o->n_threads > 0 ? o->n_threads : (int)(ncpu > 0 ? ncpu : 1);
+    c->nthreads = o && o->n_threads > 0 ? o->n_threads : gc_cpu_count();
     c->max_memory = o && o->max_memory ? o->max_memory : GC_DEFAULT_MAX_MEMORY;
     c->seed = -1;
     c->vals = gc_calloc2((size_t)m->n_values + 1, sizeof(gc_tensor));
@@ -873,6 +871,7 @@ gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
     for (int s = first; s < c->n_steps; s++) {
         gc_step *st = &c->steps[s];
         if (st->fused) continue;
+        if (c->step_hook) c->step_hook(c, s, c->step_hook_user);
         int op = m->nodes[st->node].op;
         const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;

@@ -29,6 +29,10 @@ typedef struct gc_bstep {
     int *zero;       /* value indices */
 } gc_bstep;
 
+/* Called before each forward step that runs (skipped fused steps excepted), with its index: a
+ * test-only hook (tests/test_grad_parity.c sets values at ReLU/MaxPool kinks as PyTorch has them). */
+typedef void (*gc_step_hook)(gcam_ctx *c, int step, void *user);
+
 struct gcam_ctx {
     gc_err err;
     const gc_model *m;
@@ -57,6 +61,8 @@ struct gcam_ctx {
     gc_rule rule;
     char **folded_owned; /* buffers of GC_V_FOLDED values */
     int n_folded_owned;
+    gc_step_hook step_hook; /* NULL but in tests */
+    void *step_hook_user;
 };
 
 gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, const gcam_ctx_options *o);
