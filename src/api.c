@@ -219,13 +219,14 @@ size_t gcam_ctx_planned_bytes(const gcam_ctx *c) { return c ? c->arena_size : 0;
  * text then describes the latest call). */
 static int ready(const gcam_ctx *c) { return c && c->m && c->vals && !c->broken; }
 
-gcam_status gcam_ctx_run(gcam_ctx *c, const gcam_feed *feeds, int n_feeds) {
-    if (!c) return GCAM_E_ARG;
-    if (!ready(c)) return c->err.code ? c->err.code : GCAM_E_STATE;
-    gc_err_clear(&c->err);
+/* Every call reports its own error: cleared on entry, except a failed plan's, which stays. */
+static void enter(gcam_ctx *c) {
+    if (!c->broken) gc_err_clear(&c->err);
+}
+
+/* Copies each feed into its graph input's buffer and marks it in fed[input index]. */
+static gcam_status feed_inputs(gcam_ctx *c, const gcam_feed *feeds, int n_feeds, uint8_t *fed) {
     const gc_model *m = c->m;
-    if (n_feeds < 0 || (n_feeds > 0 && !feeds)) return gc_fail(&c->err, GCAM_E_ARG, "invalid feeds");
-    uint8_t fed[64] = {0};
     for (int f = 0; f < n_feeds; f++) {
         int i = -1;
         if (feeds[f].name) {
@@ -238,7 +239,7 @@ gcam_status gcam_ctx_run(gcam_ctx *c, const gcam_feed *feeds, int n_feeds) {
         if (i < 0) return gc_fail(&c->err, GCAM_E_NOT_FOUND, "no graph input %s", feeds[f].name ? feeds[f].name : "at that position");
         gc_tensor *t = &c->vals[m->inputs[i]];
         if (c->vkind[m->inputs[i]] == GC_V_FOLDED) { /* bound as a constant at creation */
-            if (i < 64) fed[i] = 1;
+            fed[i] = 1;
             continue;
         }
         int same = feeds[f].ndim == t->shape.ndim && feeds[f].data && (!feeds[f].ndim || feeds[f].dims);
@@ -255,12 +256,25 @@ gcam_status gcam_ctx_run(gcam_ctx *c, const gcam_feed *feeds, int n_feeds) {
         int ok = 0;
         size_t bytes = gc_tensor_bytes(t->dtype, &t->shape, &ok);
         if (t->data && bytes) memcpy(t->data, feeds[f].data, bytes);
-        if (i < 64) fed[i] = 1;
+        fed[i] = 1;
     }
-    for (int i = 0; i < m->n_inputs && i < 64; i++)
+    return GCAM_OK;
+}
+
+gcam_status gcam_ctx_run(gcam_ctx *c, const gcam_feed *feeds, int n_feeds) {
+    if (!c) return GCAM_E_ARG;
+    if (!ready(c)) return c->err.code ? c->err.code : GCAM_E_STATE;
+    enter(c);
+    const gc_model *m = c->m;
+    if (n_feeds < 0 || (n_feeds > 0 && !feeds)) return gc_fail(&c->err, GCAM_E_ARG, "invalid feeds");
+    uint8_t *fed = calloc((size_t)m->n_inputs + 1, 1); /* per graph input */
+    if (!fed) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    gcam_status rc = feed_inputs(c, feeds, n_feeds, fed);
+    for (int i = 0; !rc && i < m->n_inputs; i++)
         if (!fed[i] && c->vkind[m->inputs[i]] == GC_V_RUNTIME && gc_numel(&c->vals[m->inputs[i]]) > 0)
-            return gc_fail(&c->err, GCAM_E_ARG, "graph input '%s' was not fed", m->values[m->inputs[i]].name);
-    return gc_ctx_forward(c);
+            rc = gc_fail(&c->err, GCAM_E_ARG, "graph input '%s' was not fed", m->values[m->inputs[i]].name);
+    free(fed);
+    return rc ? rc : gc_ctx_forward(c);
 }
 
 int gcam_ctx_num_outputs(const gcam_ctx *c) { return c && c->m ? c->m->n_outputs : 0; }
@@ -278,7 +292,9 @@ static gcam_status view_of(gcam_ctx *c, int v, const gc_tensor *t, gcam_tensor_v
 }
 
 gcam_status gcam_ctx_output(gcam_ctx *c, int i, gcam_tensor_view *out) {
-    if (!c || !out || !c->m || i < 0 || i >= c->m->n_outputs) return GCAM_E_ARG;
+    if (!c) return GCAM_E_ARG;
+    enter(c);
+    if (!out || !c->m || i < 0 || i >= c->m->n_outputs) return GCAM_E_ARG;
     if (!c->has_run && c->vkind[c->m->outputs[i]] == GC_V_RUNTIME)
         return gc_fail(&c->err, GCAM_E_STATE, "no forward pass has run yet");
     int v = c->m->outputs[i];
@@ -286,7 +302,9 @@ gcam_status gcam_ctx_output(gcam_ctx *c, int i, gcam_tensor_view *out) {
 }
 
 gcam_status gcam_ctx_tensor(gcam_ctx *c, const char *name, gcam_tensor_view *out) {
-    if (!c || !out || !name || !c->m || !c->vals) return GCAM_E_ARG;
+    if (!c) return GCAM_E_ARG;
+    enter(c);
+    if (!out || !name || !c->m || !c->vals) return GCAM_E_ARG;
     int v = gc_model_find_value(c->m, name);
     if (v < 0) return gc_fail(&c->err, GCAM_E_NOT_FOUND, "no tensor named '%s'", name);
     if (c->vkind[v] == GC_V_RUNTIME) {
@@ -314,7 +332,7 @@ gcam_status gcam_ctx_tensor_shape(const gcam_ctx *c, const char *name, gcam_tens
 gcam_status gcam_ctx_backward(gcam_ctx *c, const float *seed_grad, gcam_rule rule, const char *const *want,
                               int n_want) {
     if (!ready(c)) return c && c->err.code ? c->err.code : GCAM_E_ARG;
-    gc_err_clear(&c->err);
+    enter(c);
     if (!seed_grad) return gc_fail(&c->err, GCAM_E_ARG, "no seed gradient");
     if (rule < GCAM_RULE_STANDARD || rule > GCAM_RULE_DECONV) return gc_fail(&c->err, GCAM_E_ARG, "unknown rule %d", (int)rule);
     if (c->seed < 0) return gc_fail(&c->err, GCAM_E_STATE, "no backward was planned: set seed and grad_of at creation");
@@ -353,7 +371,9 @@ gcam_status gcam_ctx_backward(gcam_ctx *c, const float *seed_grad, gcam_rule rul
 }
 
 gcam_status gcam_ctx_grad(gcam_ctx *c, const char *name, gcam_tensor_view *out) {
-    if (!c || !out || !name || !c->m) return GCAM_E_ARG;
+    if (!c) return GCAM_E_ARG;
+    enter(c);
+    if (!out || !name || !c->m) return GCAM_E_ARG;
     int v = gc_model_find_value(c->m, name), r;
     for (r = 0; r < c->n_req && c->req[r] != v; r++) {}
     if (v < 0 || r == c->n_req) return gc_fail(&c->err, GCAM_E_NOT_FOUND, "'%s' was not planned as a grad_of tensor", name);

@@ -4,8 +4,7 @@
 foreach(b bench_gradcam bench_backward)
   add_executable(${b} ${CMAKE_SOURCE_DIR}/bench/${b}.c)
   set_target_properties(${b} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
-  target_link_libraries(${b} PRIVATE gradcam_static PkgConfig::PROTOBUFC PkgConfig::OPENBLAS PNG::PNG JPEG::JPEG
-                                     OpenMP::OpenMP_C m)
+  target_link_libraries(${b} PRIVATE gradcam_app)
   target_compile_options(${b} PRIVATE ${GCAM_WARN} -O2)
 endforeach()
 

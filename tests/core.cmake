@@ -15,3 +15,14 @@ set_tests_properties(malformed_models PROPERTIES TIMEOUT 300)
 add_test(NAME install_and_link COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/install_test.sh ${CMAKE_BINARY_DIR}
          ${CMAKE_CURRENT_BINARY_DIR}/install-test)
 set_tests_properties(install_and_link PROPERTIES TIMEOUT 600)
+
+# The public API's error contract and model-sized tables (tests/test_api.c).
+add_test(NAME many_inputs_model COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/many_inputs_model.py
+         ${CMAKE_CURRENT_BINARY_DIR}/many_inputs.onnx)
+set_tests_properties(many_inputs_model PROPERTIES FIXTURES_SETUP many_inputs)
+add_executable(test_api test_api.c)
+target_link_libraries(test_api PRIVATE gradcam_static PkgConfig::PROTOBUFC PkgConfig::OPENBLAS OpenMP::OpenMP_C m)
+target_compile_options(test_api PRIVATE ${GCAM_WARN})
+add_test(NAME test_api COMMAND test_api ${CMAKE_SOURCE_DIR}/examples/demo/shapes_cnn.onnx
+         ${CMAKE_CURRENT_BINARY_DIR}/many_inputs.onnx)
+set_tests_properties(test_api PROPERTIES FIXTURES_REQUIRED many_inputs)

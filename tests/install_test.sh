@@ -31,6 +31,12 @@ cc -std=c17 -o "$work/consumer_shared" "$work/consumer.c" $(pkg-config --cflags 
 LD_LIBRARY_PATH=$libdir "$work/consumer_shared"
 cc -std=c17 -o "$work/consumer_static" "$work/consumer.c" $(pkg-config --cflags gradcam) \
    $(pkg-config --static --libs gradcam | sed "s#-lgradcam#$libdir/libgradcam.a#") -fopenmp
+# the shared library exports the public API only, and needs no image library
+so=$(ls "$libdir"/libgradcam.so)
+extra=$(nm -D --defined-only "$so" | awk '$3 !~ /^gcam_/ {print $3}')
+[ -z "$extra" ] || { echo "FAIL: libgradcam.so exports more than gcam_*: $(echo $extra | head -c 300)"; exit 1; }
+nm -D --defined-only "$so" | grep -q ' gcam_model_load$' || { echo "FAIL: libgradcam.so lacks gcam_model_load"; exit 1; }
+! ldd "$so" | grep -Eq 'libpng|libjpeg' || { echo "FAIL: libgradcam.so links an image library"; exit 1; }
 ldd "$work/consumer_static" | grep -q libgradcam && { echo "FAIL: static consumer links the shared library"; exit 1; }
 "$work/consumer_static"
 mkdir -p "$work/cmake-consumer"

@@ -16,8 +16,8 @@ set_tests_properties(test_methods PROPERTIES FIXTURES_REQUIRED methods_ref TIMEO
 # The example: built as a user would (public header, static library), run on the reference's
 # resnet18 with a synthetic input; the test checks that it exits 0 and writes a valid PGM.
 add_executable(example_explain ${CMAKE_SOURCE_DIR}/examples/explain.c)
-target_link_libraries(example_explain PRIVATE gradcam_static PkgConfig::PROTOBUFC PkgConfig::OPENBLAS PNG::PNG
-                      JPEG::JPEG OpenMP::OpenMP_C m)
+target_link_libraries(example_explain PRIVATE gradcam_static PkgConfig::PROTOBUFC PkgConfig::OPENBLAS
+                      OpenMP::OpenMP_C m)
 target_compile_options(example_explain PRIVATE ${GCAM_WARN})
 set(EXAMPLE_PGM ${CMAKE_CURRENT_BINARY_DIR}/example_explain.pgm)
 add_test(NAME example_explain

@@ -186,6 +186,11 @@ void gcam_explainer_free(gcam_explainer *e) {
     free(e->tail_seed);
     free(e->tail_saved);
     free_feeds(e);
+    free(e->feeds);
+    free(e->feed_dims);
+    free(e->feed_data);
+    free(e->feed_work);
+    free(e->feed_work_dims);
     free(e->layers);
     free(e->seed);
     free(e->baseline);
@@ -208,14 +213,16 @@ const char *gcam_explainer_score_name(const gcam_explainer *e) { return e && e->
  * (their gradients are kept, and so are their values: Ablation-CAM re-runs the steps after them)
  * and, when full, to the input as well. */
 static gcam_status plan_ctx(gcam_explainer *e, const gcam_feed *shapes, int n_shapes, int full, gcam_ctx **out) {
-    const char *names[66];
+    const char **names = gc_malloc2((size_t)e->n_layers + 1, sizeof *names);
+    if (!names) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     int nn = 0;
     if (full) names[nn++] = vname(e, e->input);
-    for (int i = 0; i < e->n_layers && nn < 64; i++) names[nn++] = vname(e, e->layers[i]);
+    for (int i = 0; i < e->n_layers; i++) names[nn++] = vname(e, e->layers[i]);
     const char *keep[3] = {vname(e, e->score), vname(e, e->output), vname(e, e->input)};
     gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 3,
                            .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
     gcam_status rc = gcam_ctx_create(out, (const gcam_model *)(const void *)e->m, shapes, n_shapes, &co);
+    free(names);
     if (rc) {
         gc_fail(&e->err, rc, "%s", gcam_ctx_error(*out));
         gcam_ctx_free(*out);
@@ -227,14 +234,9 @@ static gcam_status plan_ctx(gcam_explainer *e, const gcam_feed *shapes, int n_sh
 gcam_status gc_explainer_need_input_grad(gcam_explainer *e) {
     if (e->ctx_full) return GCAM_OK;
     if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "call gcam_explainer_forward first");
-    gcam_feed f[64]; /* the planned shapes are those of the last forward's feeds */
-    for (int i = 0; i < e->n_feeds; i++) {
-        f[i] = e->feeds[i];
-        f[i].dims = e->feed_dims[i];
-        f[i].data = NULL;
-    }
+    /* the planned shapes are those of the last forward's feeds */
     gcam_ctx *full = NULL;
-    gcam_status rc = plan_ctx(e, f, e->n_feeds, 1, &full);
+    gcam_status rc = plan_ctx(e, gc_explainer_feeds(e, NULL, 1, 0), e->n_feeds, 1, &full);
     if (rc) return rc; /* e->ctx (and its forward) stays usable for the CAM methods */
     /* freed before the new forward touches its arena: the peak is the larger context, not both */
     gcam_ctx_free(e->ctx);
@@ -266,6 +268,14 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     if (e->o.smoothgrad_base == 0) e->o.smoothgrad_base = GCAM_GRADIENT; /* 0 is GRADCAM: means "unset" here */
     if (m->n_inputs < 1) return gc_fail(&e->err, GCAM_E_ARG, "the model has no inputs");
     e->input = m->inputs[0];
+    size_t ni = (size_t)m->n_inputs;
+    e->feeds = gc_calloc2(ni, sizeof *e->feeds);
+    e->feed_dims = gc_calloc2(ni, sizeof *e->feed_dims);
+    e->feed_data = gc_calloc2(ni, sizeof *e->feed_data);
+    e->feed_work = gc_calloc2(ni, sizeof *e->feed_work);
+    e->feed_work_dims = gc_calloc2(ni, sizeof *e->feed_work_dims);
+    if (!e->feeds || !e->feed_dims || !e->feed_data || !e->feed_work || !e->feed_work_dims)
+        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
 
     /* The explained output and the score before a final Softmax/LogSoftmax/Sigmoid. */
     int outv = -1;
@@ -354,15 +364,21 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     return GCAM_OK;
 }
 
+const gcam_feed *gc_explainer_feeds(gcam_explainer *e, const float *x, int shapes_only, int64_t batch) {
+    for (int i = 0; i < e->n_feeds; i++) {
+        gcam_feed *f = &e->feed_work[i];
+        *f = e->feeds[i];
+        memcpy(e->feed_work_dims[i], e->feed_dims[i], sizeof e->feed_work_dims[i]);
+        if (batch > 0 && f->ndim > 0 && e->feed_work_dims[i][0] == e->N) e->feed_work_dims[i][0] = batch;
+        f->dims = e->feed_work_dims[i];
+        f->data = shapes_only ? NULL : (i == e->input_feed && x) ? (const void *)x : e->feed_data[i];
+    }
+    return e->feed_work;
+}
+
 /* Runs the forward on the explainer's current feeds, with input 0 replaced by x (or as fed). */
 gcam_status gc_explainer_forward_input(gcam_explainer *e, const float *x) {
-    gcam_feed f[64];
-    for (int i = 0; i < e->n_feeds; i++) {
-        f[i] = e->feeds[i];
-        f[i].dims = e->feed_dims[i];
-        f[i].data = (i == e->input_feed && x) ? (const void *)x : e->feed_data[i];
-    }
-    gcam_status rc = gcam_ctx_run(e->ctx, f, e->n_feeds);
+    gcam_status rc = gcam_ctx_run(e->ctx, gc_explainer_feeds(e, x, 0, 0), e->n_feeds);
     if (rc) gc_fail(&e->err, rc, "%s", gcam_ctx_error(e->ctx));
     return rc;
 }
@@ -370,7 +386,9 @@ gcam_status gc_explainer_forward_input(gcam_explainer *e, const float *x) {
 gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, int n_inputs) {
     if (!e || !e->ctx || e->ctx->broken) return e && e->err.code ? e->err.code : GCAM_E_ARG;
     gc_err_clear(&e->err);
-    if (n_inputs <= 0 || n_inputs > 64 || !inputs) return gc_fail(&e->err, GCAM_E_ARG, "between 1 and 64 inputs expected");
+    if (n_inputs <= 0 || n_inputs > e->m->n_inputs || !inputs)
+        return gc_fail(&e->err, GCAM_E_ARG, "between 1 and %d inputs (the model's) expected, got %d", e->m->n_inputs,
+                       n_inputs);
     free_feeds(e);
     e->forwarded = 0;
     e->input_feed = -1;
@@ -411,6 +429,7 @@ gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, i
 
 gcam_status gcam_explainer_scores(gcam_explainer *e, gcam_tensor_view *out) {
     if (!e || !out || !e->ctx) return GCAM_E_ARG;
+    if (!e->ctx->broken) gc_err_clear(&e->err);
     if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "no forward pass yet");
     gcam_status rc = gcam_ctx_tensor(e->ctx, vname(e, e->score), out);
     if (!rc) out->data = e->score_copy; /* valid until the next gcam_explainer_forward, whatever runs between */

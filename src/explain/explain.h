@@ -27,9 +27,11 @@ struct gcam_explainer {
     size_t x_numel;
     /* the last forward's feeds, kept to re-run after perturbed forwards (SmoothGrad, IG) */
     int n_feeds, input_feed;
-    gcam_feed feeds[64];
-    int64_t feed_dims[64][GCAM_MAX_DIMS];
-    void *feed_data[64];
+    gcam_feed *feeds;           /* (m->n_inputs) as fed, dims pointing into feed_dims */
+    int64_t (*feed_dims)[GCAM_MAX_DIMS];
+    void **feed_data;           /* (m->n_inputs) copies of the fed data */
+    gcam_feed *feed_work;       /* (m->n_inputs) scratch: the feeds of a re-run (gc_explainer_feeds) */
+    int64_t (*feed_work_dims)[GCAM_MAX_DIMS];
     int forwarded;
     float *seed;                /* seed buffer, the score's shape */
     float *baseline;            /* Integrated Gradients baseline copy, or NULL (zeros) */
@@ -50,6 +52,10 @@ struct gcam_explainer {
     long tail_runs;             /* batched backward passes run so far (tests check the path) */
 };
 
+/* The last forward's feeds in e->feed_work: input 0's data replaced by x (NULL: as fed), every
+ * data pointer NULL when shapes_only, and a leading dimension equal to the explained batch N
+ * replaced by batch (0: kept). */
+const gcam_feed *gc_explainer_feeds(gcam_explainer *e, const float *x, int shapes_only, int64_t batch);
 /* Makes e->ctx plan the input gradient too (re-planned, and the forward re-run, once). */
 gcam_status gc_explainer_need_input_grad(gcam_explainer *e);
 /* Re-runs the forward with the explained input replaced by x (NULL: the input as fed). */

@@ -301,18 +301,10 @@ static gcam_status ensure_mask_ctx(gcam_explainer *e, int64_t K) {
     const gc_value *xv = &e->m->values[e->input];
     int64_t B = (xv->shape.ndim == 4 && xv->shape.d[0] < 0) ? e->o.batch_size : e->N;
     if (B > K && xv->shape.d[0] < 0) B = K;
-    gcam_feed f[64];
-    int64_t dims[64][GCAM_MAX_DIMS];
-    for (int i = 0; i < e->n_feeds; i++) {
-        f[i] = e->feeds[i];
-        memcpy(dims[i], e->feed_dims[i], sizeof dims[i]);
-        if (dims[i][0] == e->N) dims[i][0] = B;
-        f[i].dims = dims[i];
-        f[i].data = NULL;
-    }
     const char *keep[1] = {vname(e, e->score)};
     gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 1};
-    gcam_status rc = gcam_ctx_create(&e->mask_ctx, (const gcam_model *)(const void *)e->m, f, e->n_feeds, &co);
+    gcam_status rc = gcam_ctx_create(&e->mask_ctx, (const gcam_model *)(const void *)e->m,
+                                     gc_explainer_feeds(e, NULL, 1, B), e->n_feeds, &co);
     if (rc) {
         gc_fail(&e->err, rc, "Score-CAM: %s", gcam_ctx_error(e->mask_ctx));
         gcam_ctx_free(e->mask_ctx);
@@ -332,10 +324,10 @@ static gcam_status scorecam_weights(gcam_explainer *e, const float *A, float *w,
     size_t xs = (size_t)(C * HW);
     float *mask = gc_malloc2((size_t)HW, sizeof(float));
     float *batch = gc_malloc2((size_t)B * xs, sizeof(float));
-    void *other[64] = {0};
-    gcam_feed f[64];
-    int64_t dims[64][GCAM_MAX_DIMS];
-    if (!mask || !batch) {
+    void **other = gc_calloc2((size_t)e->n_feeds, sizeof *other); /* per feed: its rows repeated */
+    gcam_feed *f = e->feed_work;
+    int64_t(*dims)[GCAM_MAX_DIMS] = e->feed_work_dims;
+    if (!mask || !batch || !other) {
         rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
         goto out;
     }
@@ -420,7 +412,8 @@ static gcam_status scorecam_weights(gcam_explainer *e, const float *A, float *w,
 out:
     free(mask);
     free(batch);
-    for (int i = 0; i < 64; i++) free(other[i]);
+    for (int i = 0; other && i < e->n_feeds; i++) free(other[i]);
+    free(other);
     return rc;
 }
 
@@ -861,23 +854,16 @@ static gcam_status ensure_tail_ctx(gcam_explainer *e, int64_t k, int *usable) {
     free(e->tail_seed);
     e->tail_seed = NULL;
     e->tail_checked = 0;
-    gcam_feed f[64];
-    int64_t dims[64][GCAM_MAX_DIMS];
-    for (int i = 0; i < e->n_feeds; i++) {
-        f[i] = e->feeds[i];
-        memcpy(dims[i], e->feed_dims[i], sizeof dims[i]);
-        if (f[i].ndim >= 1 && dims[i][0] == e->N) dims[i][0] = e->N * k;
-        f[i].dims = dims[i];
-        f[i].data = NULL;
-    }
-    const char *names[64];
-    int nn = 0;
-    for (int l = 0; l < e->n_layers && nn < 64; l++) names[nn++] = vname(e, e->layers[l]);
+    const char **names = gc_malloc2((size_t)e->n_layers, sizeof *names);
+    if (!names) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    for (int l = 0; l < e->n_layers; l++) names[l] = vname(e, e->layers[l]);
     const char *keep[1] = {vname(e, e->score)};
     gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 1,
-                           .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
+                           .seed = vname(e, e->score), .grad_of = names, .n_grad_of = e->n_layers};
     gcam_ctx *t = NULL;
-    gcam_status rc = gcam_ctx_create(&t, (const gcam_model *)(const void *)e->m, f, e->n_feeds, &co);
+    gcam_status rc = gcam_ctx_create(&t, (const gcam_model *)(const void *)e->m, gc_explainer_feeds(e, NULL, 1, e->N * k),
+                                     e->n_feeds, &co);
+    free(names);
     if (rc == GCAM_E_NOMEM) {
         gcam_ctx_free(t);
         return gc_fail(&e->err, rc, "out of memory");
@@ -1027,21 +1013,21 @@ static gcam_status tail_run(gcam_explainer *e, gcam_method method, const gcam_ta
         tail_copy(e, e->tail_saved, e->n_tail_saved);
         tc->has_run = 1;
     }
-    int want[64], nw = 0;
-    for (int l = 0; l < e->n_layers && nw < 64; l++) want[nw++] = e->layers[l];
     int n_run = 0;
-    rc = gc_ctx_backward(tc, e->tail_seed, GC_RULE_STANDARD, want, nw, &n_run);
+    rc = gc_ctx_backward(tc, e->tail_seed, GC_RULE_STANDARD, e->layers, e->n_layers, &n_run);
     if (rc) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(tc));
     e->tail_runs++;
-    const float *G[64];
+    const float **G = gc_malloc2((size_t)e->n_layers, sizeof *G); /* per layer: target j's rows of its gradient */
+    if (!G) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     for (int j = 0; j < k && !rc; j++) {
-        for (int l = 0; l < nw; l++) {
+        for (int l = 0; l < e->n_layers; l++) {
             size_t per = (size_t)gc_numel(&c->vals[e->layers[l]]); /* (N, K, h, w) of one copy */
             G[l] = (const float *)tc->grads[e->layers[l]].data + (size_t)j * per;
         }
         rc = cam_map(e, method, &outs[j], G);
         if (rc) *bad = j;
     }
+    free(G);
     if (rc)
         for (int j = 0; j < k; j++) gcam_map_free(&outs[j]);
     return rc;
