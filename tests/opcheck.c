@@ -125,6 +125,7 @@ void oc_tensor_free(gc_tensor *t) {
 
 typedef struct run_state {
     gc_kctx k;
+    gc_tuning tune; /* as a context takes it at creation (gc_tuning_set_default in tests) */
     gc_tensor shadow_in[GC_MAX_IO];
     void *aux;
 } run_state;
@@ -145,6 +146,8 @@ static gcam_status prepare(run_state *s, gc_node *n, gc_tensor *in, int n_in, ui
     k->n_out = n_out;
     k->err = err;
     k->nthreads = 2;
+    gc_tuning_get(&s->tune);
+    k->tune = &s->tune;
     k->const_in = const_mask; /* as the planner marks model constants (ops may cache what they derive) */
     for (int i = 0; i < n_in; i++) {
         if (!in[i].data && in[i].dtype == 0) { k->in[i] = NULL; continue; } /* omitted optional */

@@ -5,7 +5,7 @@
  *   heavytail.onnx  fully-connected head of ~25 MiB: the batched tail must run (counter checked),
  *                   with the tail's forward once (default layer) or every time (a MaxPool after it)
  *   resnet18.onnx   GAP + FC tail (2 MB): the loop is kept (counter checked); then with the testing
- *                   knob GCAM_TAIL_BATCH_MIN_BYTES=0 at an inner layer (a tail of residual blocks)
+ *                   knob tail_batch_min_bytes = 0 (GCAM_TAIL_BATCH_MIN_BYTES, set through gc_tuning_set_default) at an inner layer (a tail of residual blocks)
  *                   and at two layers, where the batched path must run and still agree
  * plus methods outside the batched set, the explainer's switch to the input-gradient plan on the
  * first pixel method (lazy_input_grad), and bad arguments (n_targets <= 0, NULL targets or outs,
@@ -293,7 +293,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s DIR\n", argv[0]);
         return 2;
     }
-    unsetenv("GCAM_TAIL_BATCH_MIN_BYTES");
+    gc_tuning tune; /* the defaults (16 MiB), whatever the environment says */
+    gc_tuning_defaults(&tune);
+    gc_tuning_set_default(&tune);
     gcam_model *heavy = load(argv[1], "heavytail.onnx"), *res = load(argv[1], "resnet18.onnx");
     if (!heavy || !res) return 1;
     static const gcam_method grad_methods[] = {GCAM_GRADCAM, GCAM_GRADCAMPP, GCAM_XGRADCAM, GCAM_LAYERCAM,
@@ -339,7 +341,8 @@ int main(int argc, char **argv) {
     }
     for (int64_t N = 1; N <= 2; N++) lazy_input_grad(res, N);
     /* the knob at 0: residual blocks in the tail, one and two layers, batched */
-    setenv("GCAM_TAIL_BATCH_MIN_BYTES", "0", 1);
+    tune.tail_batch_min_bytes = 0;
+    gc_tuning_set_default(&tune);
     const char *l3[] = {"/layer3/layer3.1/relu_1/Relu_output_0"};
     const char *l34[] = {"/layer3/layer3.1/relu_1/Relu_output_0", "/layer4/layer4.1/relu_1/Relu_output_0"};
     for (int64_t N = 1; N <= 2; N++) {

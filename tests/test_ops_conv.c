@@ -151,6 +151,9 @@ static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y
     k.n_out = 1;
     k.err = err;
     k.nthreads = nthreads;
+    gc_tuning tune; /* as a context takes it at creation (set_no_winograd4) */
+    gc_tuning_get(&tune);
+    k.tune = &tune;
     k.post_relu = relu;
     k.res = backward ? NULL : fused_res;
     k.const_in = const_in;
@@ -482,6 +485,14 @@ static void test_conv_winograd(void) {
  * 0..3 mod 4 (partial tiles right and bottom), pads 0..3 and asymmetric, several images, blocks
  * ending inside tile rows (with two threads), rows split at the 32-tile sub-blocks, row-wise
  * (6 tiles a row or more) and tile-wise transforms, and C M just at, below and above 16384. */
+/* GCAM_NO_WINOGRAD4 for the contexts (and harness runs) created from now on. */
+static void set_no_winograd4(int on) {
+    gc_tuning t;
+    gc_tuning_defaults(&t);
+    t.no_winograd4 = on;
+    gc_tuning_set_default(on ? &t : NULL);
+}
+
 static void check_w4(const cv_case *c, int f4) {
     char label[256];
     int64_t pb[2], out[2], xd[4] = {c->N, c->C, c->in[0], c->in[1]}, wd[4] = {c->M, c->C, 3, 3}, bd[1] = {c->M};
@@ -517,10 +528,10 @@ static void check_w4(const cv_case *c, int f4) {
                 oc_close(label, y.data, relu ? rrf : ryf, ny, 1e-5 * yscale, 1e-5);
             if (nth == 2 && !relu) memcpy(def, y.data, (size_t)ny * sizeof(float));
         }
-    setenv("GCAM_NO_WINOGRAD4", "1", 1);
+    set_no_winograd4(1);
     gcam_status st = run_op_opts(n, in, n_in, &y, NULL, NULL, 0, 0, 6u, 2, 0, &err);
-    unsetenv("GCAM_NO_WINOGRAD4");
-    snprintf(label, sizeof label, "%s: GCAM_NO_WINOGRAD4=1", c->label);
+    set_no_winograd4(0);
+    snprintf(label, sizeof label, "%s: no_winograd4", c->label);
     if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg)) {
         oc_close(label, y.data, ryf, ny, 1e-5 * yscale, 1e-5);
         const int same = !memcmp(def, y.data, (size_t)ny * sizeof(float));
@@ -569,9 +580,9 @@ static void test_conv_winograd4(void) {
         check_w4(&cases[i], cases[i].C * cases[i].M <= 16384);
     }
     /* the F(2x2) cases again with F(4x4) off: their forward stays covered */
-    setenv("GCAM_NO_WINOGRAD4", "1", 1);
+    set_no_winograd4(1);
     test_conv_winograd();
-    unsetenv("GCAM_NO_WINOGRAD4");
+    set_no_winograd4(0);
 }
 
 /* Pointwise convolutions of a batch on small maps: one GEMM over all the images' columns

@@ -257,6 +257,7 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     const gc_model *m = e->m = gc_model_of(pm);
     if (m->err.code) return gc_fail(&e->err, GCAM_E_STATE, "the model failed to load: %s", m->err.msg);
     if (opts) e->o = *opts;
+    gc_tuning_get(&e->tune);
     if (e->o.smoothgrad_samples <= 0) e->o.smoothgrad_samples = 25;
     if (!(e->o.smoothgrad_sigma > 0)) e->o.smoothgrad_sigma = 0.15f;
     if (e->o.ig_steps <= 0) e->o.ig_steps = 50;

@@ -8,6 +8,7 @@ struct gcam_explainer {
     gc_err err;
     const gc_model *m;
     gcam_explain_options o;
+    gc_tuning tune;             /* read once at creation (src/tuning.h) */
     /* forward + the backward to the layers; with ctx_full also to the input (pixel methods). Made
      * full on the first pixel method: the input gradient's plan keeps every activation the whole
      * backward reads (densenet121 at batch 8: 4.9x the memory, and a Grad-CAM forward ~10% slower

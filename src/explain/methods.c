@@ -750,22 +750,11 @@ gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_targe
  * its rows of the layer gradient with the code gcam_explain uses. Weights are read twice instead
  * of k times. */
 
-#define GC_TAIL_MIN_BYTES_DEFAULT ((size_t)16 << 20)
 #define GC_TAIL_MAX_ROWS 64  /* at most this many batched rows per tail run (peak memory) */
 #define GC_TAIL_MIN_TARGETS 3 /* tail forward + backward read the weights twice: pays from 3 targets */
 
 static int tail_method(gcam_method m) {
     return gcam_method_is_cam(m) && cam_needs_grad(m);
-}
-
-/* Testing knob: GCAM_TAIL_BATCH_MIN_BYTES, the weight bytes the tail must read for batching
- * (default 16 MiB; 0 batches every model whose tail allows it). */
-static size_t tail_min_bytes(void) {
-    const char *s = getenv("GCAM_TAIL_BATCH_MIN_BYTES");
-    if (!s || !*s) return GC_TAIL_MIN_BYTES_DEFAULT;
-    char *end = NULL;
-    unsigned long long v = strtoull(s, &end, 10);
-    return end && *end == 0 ? (size_t)v : GC_TAIL_MIN_BYTES_DEFAULT;
 }
 
 /* Decides once per explainer whether the tail pays and can be batched: finds the tail's first
@@ -820,7 +809,7 @@ static gcam_status tail_decide(gcam_explainer *e) {
         }
     }
     free(seen);
-    if (!intact || n_cross == 0 || wbytes < tail_min_bytes()) {
+    if (!intact || n_cross == 0 || wbytes < e->tune.tail_batch_min_bytes) {
         free(cross);
         return GCAM_OK;
     }

@@ -18,6 +18,13 @@
 
 #define GC_DEFAULT_MAX_MEMORY ((size_t)8 << 30)
 
+/* GCAM_PROFILE's counters: one row per op type (prof_report) */
+typedef struct gc_prof_row {
+    double fw, bw;
+    long nfw, nbw;
+} gc_prof_row;
+
+
 typedef struct gc_buf {
     size_t size;
     int first, last;
@@ -107,13 +114,6 @@ static void first_write(gc_bstep *bst, int v, int assign, int k, uint64_t *fresh
     else if (!dup) bst->zero[bst->n_zero++] = v;
 }
 
-/* GCAM_NO_FUSION=1: every op runs on its own: no Relu, SiLU Mul or Concat fused into a neighbour
- * (A/B measurements, tests of the fused paths). */
-static int gc_no_fusion(void) {
-    const char *e = getenv("GCAM_NO_FUSION");
-    return e && *e && strcmp(e, "0") != 0;
-}
-
 static void fill_kctx(gcam_ctx *c, gc_kctx *k, const gc_node *n) {
     memset(k, 0, sizeof *k);
     k->node = n;
@@ -122,6 +122,7 @@ static void fill_kctx(gcam_ctx *c, gc_kctx *k, const gc_node *n) {
     k->n_out = n->n_out;
     k->err = &c->err;
     k->nthreads = c->nthreads;
+    k->tune = &c->tune;
     for (int i = 0; i < n->n_in; i++) {
         k->in[i] = n->in[i] >= 0 ? &c->vals[n->in[i]] : NULL;
         if (n->in[i] >= 0 && c->vkind[n->in[i]] == GC_V_CONST) k->const_in |= UINT64_C(1) << i;
@@ -430,7 +431,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
         rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
         goto out;
     }
-    const int fuse = !gc_no_fusion();
+    const int fuse = !c->tune.no_fusion;
     /* backward step of each forward step (-1: none), and per backward step the fused Relu output
      * whose gradient it reads instead of its own output's (.fuse_relu_bw) */
     int *bstep_of = gc_malloc2((size_t)F + 1, sizeof(int));
@@ -498,8 +499,7 @@ static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
      * anyway), then the Add's fused Relu; the Add's step is skipped and its output (and that
      * Relu's) shares the Conv's buffer: one pass over memory (two reads, a write) less per join.
      * Of two Conv operands, the later one takes the Add (the other is then already computed). */
-    const char *no_add = getenv("GCAM_NO_ADD_FUSION"); /* =1: A/B measurements */
-    const int fuse_add = fuse && !(no_add && *no_add && strcmp(no_add, "0") != 0);
+    const int fuse_add = fuse && !c->tune.no_add_fusion;
     for (int s = 0; s < F && fuse_add; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
         if (n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || bstep_of[s] >= 0 || c->steps[s].fused) continue;
@@ -749,6 +749,9 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
      * cores; the conv/gemm kernels split their GEMMs over OpenMP threads instead. */
     if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     c->nthreads = o && o->n_threads > 0 ? o->n_threads : gc_cpu_count();
+    gc_tuning_get(&c->tune);
+    if (c->tune.profile && !(c->prof = calloc(GC_OP_COUNT, sizeof *c->prof)))
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     c->max_memory = o && o->max_memory ? o->max_memory : GC_DEFAULT_MAX_MEMORY;
     c->seed = -1;
     c->vals = gc_calloc2((size_t)m->n_values + 1, sizeof(gc_tensor));
@@ -823,38 +826,21 @@ int gc_ctx_first_step_after(const gcam_ctx *c, int v) {
     return 0;
 }
 
-/* GCAM_PROFILE=1: time spent per op type, forward and backward, summed over the process and
- * printed to stderr at exit. A developer's aid for finding where the time goes (docs/performance.md);
- * off by default, and then it costs one branch per step. The counters are plain globals: profile
- * one context at a time (concurrent contexts would race on them). */
-typedef struct prof_row {
-    double fw, bw;
-    long nfw, nbw;
-} prof_row;
-static prof_row prof_rows[GC_OP_COUNT];
-static int prof_on = -1;
-
-static void prof_report(void) {
+/* GCAM_PROFILE=1: time spent per op type, forward and backward, summed over the context's life
+ * and printed to stderr when it is freed. A developer's aid for finding where the time goes
+ * (docs/performance.md); off by default, and then it costs one branch per step. */
+static void prof_report(const gc_prof_row *rows) {
     double tf = 0, tb = 0;
-    for (int i = 0; i < GC_OP_COUNT; i++) tf += prof_rows[i].fw, tb += prof_rows[i].bw;
+    for (int i = 0; i < GC_OP_COUNT; i++) tf += rows[i].fw, tb += rows[i].bw;
     fprintf(stderr, "GCAM_PROFILE: op               forward ms (calls)      backward ms (calls)\n");
     for (int i = 0; i < GC_OP_COUNT; i++) {
-        const prof_row *r = &prof_rows[i];
+        const gc_prof_row *r = &rows[i];
         if (!r->nfw && !r->nbw) continue;
         fprintf(stderr, "GCAM_PROFILE: %-16s %10.1f %5.1f%% (%ld) %10.1f %5.1f%% (%ld)\n", gc_op_get(i)->name,
                 r->fw * 1e3, tf > 0 ? 100 * r->fw / tf : 0, r->nfw, r->bw * 1e3, tb > 0 ? 100 * r->bw / tb : 0,
                 r->nbw);
     }
     fprintf(stderr, "GCAM_PROFILE: total            %10.1f               %10.1f\n", tf * 1e3, tb * 1e3);
-}
-
-static int prof_enabled(void) {
-    if (prof_on < 0) {
-        const char *e = getenv("GCAM_PROFILE");
-        prof_on = e && *e && strcmp(e, "0") != 0;
-        if (prof_on) atexit(prof_report);
-    }
-    return prof_on;
 }
 
 static double prof_now(void) {
@@ -865,7 +851,7 @@ static double prof_now(void) {
 
 gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
     const gc_model *m = c->m;
-    int prof = prof_enabled();
+    gc_prof_row *prof = c->prof;
     c->has_run = 0;
     c->has_backward = 0;
     for (int s = first; s < c->n_steps; s++) {
@@ -876,7 +862,7 @@ gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
         const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->forward(&st->k);
-        if (prof) prof_rows[op].fw += prof_now() - t0, prof_rows[op].nfw++;
+        if (prof) prof[op].fw += prof_now() - t0, prof[op].nfw++;
         if (rc) return rc;
     }
     c->has_run = 1;
@@ -886,7 +872,7 @@ gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
 gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, const int *want, int n_want,
                             int *n_run) {
     const gc_model *m = c->m;
-    int prof = prof_enabled();
+    gc_prof_row *prof = c->prof;
     *n_run = 0;
     if (c->seed < 0) return gc_fail(&c->err, GCAM_E_STATE, "no backward was planned: set a seed and grad_of at creation");
     if (!c->has_run) return gc_fail(&c->err, GCAM_E_STATE, "run the forward pass before a backward pass");
@@ -915,7 +901,7 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
         const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->backward(&bst->k);
-        if (prof) prof_rows[op].bw += prof_now() - t0, prof_rows[op].nbw++;
+        if (prof) prof[op].bw += prof_now() - t0, prof[op].nbw++;
         if (rc) return rc;
         (*n_run)++;
     }
@@ -924,6 +910,8 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
 }
 
 void gc_ctx_destroy(gcam_ctx *c) {
+    if (c->prof) prof_report(c->prof);
+    free(c->prof);
     free(c->vals);
     free(c->vkind);
     free(c->kept);

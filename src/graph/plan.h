@@ -63,6 +63,8 @@ struct gcam_ctx {
     int n_folded_owned;
     gc_step_hook step_hook; /* NULL but in tests */
     void *step_hook_user;
+    gc_tuning tune;         /* read once at creation (src/tuning.h); kernels see it through k.tune */
+    struct gc_prof_row *prof; /* (GC_OP_COUNT) with tune.profile: time per op type, printed at free */
 };
 
 gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, const gcam_ctx_options *o);

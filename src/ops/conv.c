@@ -699,10 +699,7 @@ CV_CLONES static void plane_scatter(float *restrict P, const float *restrict col
 
 /* The stride-1 depthwise data gradient as a gather (conv_backward); GCAM_NO_DW_GATHER=1 keeps
  * the scatter (A/B measurements, tests comparing the two). */
-static int dw_bw_gather(void) {
-    const char *off = getenv("GCAM_NO_DW_GATHER");
-    return !(off && *off && strcmp(off, "0") != 0);
-}
+static int dw_bw_gather(const gc_kctx *k) { return !gc_ktune(k)->no_dw_gather; }
 
 /* How many per-thread planes the scratch holds (0: none, use the bounds-checked loops). */
 static int64_t dw_planes(const gc_kctx *k, const dw_plane *q) {
@@ -815,8 +812,7 @@ static int64_t wino_block(const conv_geom *g);
 static int wino_eligible(const gc_kctx *k, const conv_geom *g) {
     const lowering *lw = &g->lw;
     if (g->transpose || lw->nsp != 2 || g->G != 1 || !(k->const_in & 2)) return 0;
-    const char *off = getenv("GCAM_NO_WINOGRAD"); /* =1: im2col everywhere (A/B measurements) */
-    if (off && *off && strcmp(off, "0") != 0) return 0;
+    if (gc_ktune(k)->no_winograd) return 0; /* im2col everywhere (A/B measurements) */
     for (int i = 0; i < 2; i++)
         if (lw->k[i] != 3 || lw->s[i] != 1 || lw->d[i] != 1) return 0;
     if (g->C < WG_MIN_CH || g->M < WG_MIN_CH) return 0;
@@ -1251,8 +1247,7 @@ static void w4_weights(float *u4, const float *w, int64_t MC) {
  * off (GCAM_NO_WINOGRAD4=1: A/B measurements). */
 static int w4_eligible(const gc_kctx *k, const conv_geom *g) {
     if (k->exact || !wino_eligible(k, g) || g->M * g->C > W4_MAX_MC) return 0;
-    const char *off = getenv("GCAM_NO_WINOGRAD4");
-    if (off && *off && strcmp(off, "0") != 0) return 0;
+    if (gc_ktune(k)->no_winograd4) return 0;
     const int64_t tiles = g->N * ((g->lw.col[0] + 3) / 4) * ((g->lw.col[1] + 3) / 4);
     return tiles >= (int64_t)W4_SUB * GC_MAX(1, k->nthreads) / 2;
 }
@@ -1657,7 +1652,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         /* Stride 1 (EfficientNet's and MobileNet's non-reducing layers): dX is the correlation of
          * dY, padded by the kernel's extent, with the flipped kernel, i.e. the forward's gather
          * (all taps of an output row in one pass) instead of one scatter pass per tap. */
-        const int gather = dw_bw_gather() && planes && !g.transpose && q->sh == 1 && q->sw == 1 && ksz <= DW_FLIP_MAX;
+        const int gather = dw_bw_gather(k) && planes && !g.transpose && q->sh == 1 && q->sw == 1 && ksz <= DW_FLIP_MAX;
         dw_plane qg = *q; /* the gather: outputs (H, W) from Q's rows pt.., columns pl.. */
         qg.OH = q->H;
         qg.OW = q->W;

@@ -27,6 +27,7 @@
 #define GC_OPS_H
 
 #include "../graph/ir.h"
+#include "../tuning.h"
 
 #define GC_MAX_IO 64 /* Concat in DenseNet-201 takes 49 inputs */
 
@@ -74,6 +75,7 @@ typedef struct gc_kctx {
                                       here and holds garbage; assign every element, do not add */
     gc_rule rule;
     int nthreads;
+    const gc_tuning *tune;         /* the context's knobs (NULL: the defaults); see gc_ktune */
     gc_err *err;
 } gc_kctx;
 
@@ -152,6 +154,9 @@ typedef struct gc_arity {
 gc_arity gc_op_arity(int id, int opset);
 /* Op id for an ONNX op type in the default domain, or -1. */
 int gc_op_find(const char *op_type);
+
+/* The knobs a kernel runs under: its context's, or the defaults when it has none. */
+const gc_tuning *gc_ktune(const gc_kctx *k);
 
 /* Fails with a message naming the node: "node 'conv1' (Conv): <text>". Returns code. */
 gcam_status gc_kfail(gc_kctx *k, gcam_status code, const char *fmt, ...)

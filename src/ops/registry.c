@@ -97,3 +97,8 @@ gcam_status gc_kfail(gc_kctx *k, gcam_status code, const char *fmt, ...) {
     return gc_fail(k->err, code, "node '%s' (%s): %s", n && n->name ? n->name : "?",
                    n && n->op_type ? n->op_type : "?", text);
 }
+
+const gc_tuning *gc_ktune(const gc_kctx *k) {
+    static const gc_tuning off; /* kernels read only the on/off knobs, all off by default */
+    return k->tune ? k->tune : &off;
+}

@@ -1,0 +1,31 @@
+/* Tuning knobs: one struct, read from the environment once when a context (or explainer) is
+ * created and kept in it; kernels read it through their gc_kctx, the planner and the explainer
+ * through their handle. Every knob is an A/B switch or a developer's aid, never needed for a
+ * correct result: the table in tuning.c (and docs/architecture.md) lists them. Tests set them
+ * with gc_tuning_set_default, not setenv. */
+#ifndef GC_TUNING_H
+#define GC_TUNING_H
+
+#include <stddef.h>
+
+typedef struct gc_tuning {
+    int no_fusion;               /* GCAM_NO_FUSION: every op on its own (no Relu, Add, Concat, SiLU fusion) */
+    int no_add_fusion;           /* GCAM_NO_ADD_FUSION: residual Adds not fused into their Conv */
+    int no_winograd;             /* GCAM_NO_WINOGRAD: im2col for every 3x3 convolution */
+    int no_winograd4;            /* GCAM_NO_WINOGRAD4: Winograd F(2x2) only, never F(4x4) */
+    int no_dw_gather;            /* GCAM_NO_DW_GATHER: stride-1 depthwise data gradient as a scatter */
+    int profile;                 /* GCAM_PROFILE: time per op type, printed when the context is freed */
+    size_t tail_batch_min_bytes; /* GCAM_TAIL_BATCH_MIN_BYTES: weight bytes after the layer from which
+                                    gcam_explain_many batches targets (default 16 MiB) */
+} gc_tuning;
+
+/* The tuning a new context or explainer takes: the default set below, else the environment's
+ * (unset or invalid values: the defaults). */
+void gc_tuning_get(gc_tuning *t);
+/* The defaults, whatever the environment says. */
+void gc_tuning_defaults(gc_tuning *t);
+/* Tests: the tuning every context and explainer created afterwards takes instead of the
+ * environment's (NULL: back to the environment). Not thread-safe: set it before creating. */
+void gc_tuning_set_default(const gc_tuning *t);
+
+#endif
