@@ -298,3 +298,17 @@ void cli_make_preprocess(gc_preprocess *out, const cli_pre_opts *p, const cli_in
     out->bgr = p->bgr;
     out->nhwc = g->nhwc;
 }
+
+void cli_print_method_names(int indent, int width, const char *suffix) {
+    int col = 0;
+    for (int m = 0; m < GCAM_METHOD_COUNT; m++) {
+        const char *name = gcam_method_name((gcam_method)m);
+        int len = (int)strlen(name) + (m == GCAM_METHOD_COUNT - 1 ? (int)strlen(suffix) : 0);
+        if (col > 0 && col + 1 + len > width) {
+            printf("\n");
+            col = 0;
+        }
+        col += col == 0 ? printf("%*s%s", indent, "", name) : printf(" %s", name);
+    }
+    printf("%s\n", suffix);
+}

@@ -17,6 +17,9 @@ int cli_parse_float(const char *s, float *v);      /* finite and within float ra
 int cli_parse_float3(const char *s, float v[3]);   /* "a,b,c", or "a" for all three */
 int cli_parse_bytes(const char *s, size_t *out);   /* "512M", "2G", "1.5GiB", "1000000" */
 double cli_now_s(void);                            /* monotonic seconds */
+/* The methods' names (src/explain/method_table.c) in help text: lines of at most `width`
+ * characters indented by `indent` spaces, `suffix` after the last name. */
+void cli_print_method_names(int indent, int width, const char *suffix);
 /* "--name=value": name into buf, returns value; otherwise the whole argument into buf, returns NULL. */
 const char *cli_split_option(const char *arg, char *buf, size_t cap);
 int cli_mkdir_p(const char *dir);                  /* 0, or an errno value */

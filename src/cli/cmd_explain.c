@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cli_common.h"
+#include "explain/method_table.h"
 #include "explain_inputs.h"
 #include "image/image.h"
 #include "image/npy.h"
@@ -24,10 +25,9 @@ static void print_explain_help(void) {
         "and pixel-space maps into the output folder, with results.json (predictions, maps, localisation\n"
         "boxes) and report.html (one self-contained page, readable offline).\n\n"
         "What to explain:\n"
-        "  -m, --method LIST      comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam):\n"
-        "                         gradcam counterfactual cam gradcam++ xgradcam hirescam layercam eigencam\n"
-        "                         eigengradcam scorecam ablationcam guided-backprop deconvnet guided-gradcam\n"
-        "                         gradient gradient-x-input smoothgrad integrated-gradients (docs/methods.md)\n"
+        "  -m, --method LIST      comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam):\n");
+    cli_print_method_names(25, 100, " (docs/methods.md)");
+    printf(
         "  -c, --class LIST       classes to explain, by index or label name, comma-separated (repeatable)\n"
         "  -k, --top-k K          without --class: explain the K highest-scoring classes (default 1)\n"
         "  -l, --layer NAME       target layer of the CAM methods: a tensor or node name; repeatable or\n"
@@ -511,29 +511,7 @@ static gcam_status render_tensor(gc_image *out, const float *x, int64_t C, int64
 
 /* ---- the explainer ---- */
 
-static const char *method_title(gcam_method m) {
-    static const char *const t[GCAM_METHOD_COUNT] = {
-        [GCAM_GRADCAM] = "Grad-CAM",
-        [GCAM_GRADCAM_COUNTER] = "Counterfactual Grad-CAM",
-        [GCAM_CAM] = "CAM",
-        [GCAM_GRADCAMPP] = "Grad-CAM++",
-        [GCAM_XGRADCAM] = "XGrad-CAM",
-        [GCAM_HIRESCAM] = "HiResCAM",
-        [GCAM_LAYERCAM] = "LayerCAM",
-        [GCAM_EIGENCAM] = "Eigen-CAM",
-        [GCAM_EIGENGRADCAM] = "Eigen-Grad-CAM",
-        [GCAM_SCORECAM] = "Score-CAM",
-        [GCAM_ABLATIONCAM] = "Ablation-CAM",
-        [GCAM_GUIDED_BACKPROP] = "Guided Backprop",
-        [GCAM_DECONVNET] = "Deconvnet",
-        [GCAM_GUIDED_GRADCAM] = "Guided Grad-CAM",
-        [GCAM_GRADIENT] = "Gradient",
-        [GCAM_GRAD_X_INPUT] = "Gradient \xC3\x97 input",
-        [GCAM_SMOOTHGRAD] = "SmoothGrad",
-        [GCAM_INTEGRATED_GRADIENTS] = "Integrated Gradients",
-    };
-    return (unsigned)m < GCAM_METHOD_COUNT ? t[m] : "?";
-}
+static const char *method_title(gcam_method m) { return gc_method_info_of(m)->title; }
 
 /* Facts known once the first explainer exists: classes, labels, probability mode, targets. */
 static int first_explainer(ex_run *R) {
@@ -788,10 +766,7 @@ static void keep_unseen(gc_image *po, const gc_image *orig, const gc_geometry *g
 enum { EX_DONE = 0, EX_FAILED = 1, EX_STOP = 100 };
 
 /* The gradient CAM methods that gcam_explain_many can batch over several targets (gradcam.h). */
-static int many_method(gcam_method m) {
-    return m == GCAM_GRADCAM || m == GCAM_GRADCAM_COUNTER || m == GCAM_GRADCAMPP || m == GCAM_XGRADCAM ||
-           m == GCAM_HIRESCAM || m == GCAM_LAYERCAM || m == GCAM_EIGENGRADCAM;
-}
+static int many_method(gcam_method m) { return gc_method_info_of(m)->batchable; }
 
 /* Maps of every item for the methods gcam_explain_many batches, computed before the item loop:
  * pre[mi * n_items + it] when have[mi]. A method whose batch fails is left to the loop (which then

@@ -3,18 +3,11 @@
 #include <math.h>
 
 #include "eval.h"
+#include "explain/method_table.h"
 
 const char *ev_method_title(gcam_method m) {
-    static const char *const t[GCAM_METHOD_COUNT] = {
-        [GCAM_GRADCAM] = "Grad-CAM", [GCAM_GRADCAM_COUNTER] = "Counterfactual", [GCAM_CAM] = "CAM",
-        [GCAM_GRADCAMPP] = "Grad-CAM++", [GCAM_XGRADCAM] = "XGrad-CAM", [GCAM_HIRESCAM] = "HiResCAM",
-        [GCAM_LAYERCAM] = "LayerCAM", [GCAM_EIGENCAM] = "Eigen-CAM", [GCAM_EIGENGRADCAM] = "Eigen-Grad-CAM",
-        [GCAM_SCORECAM] = "Score-CAM", [GCAM_ABLATIONCAM] = "Ablation-CAM", [GCAM_GUIDED_BACKPROP] = "Guided Backprop",
-        [GCAM_DECONVNET] = "Deconvnet", [GCAM_GUIDED_GRADCAM] = "Guided Grad-CAM", [GCAM_GRADIENT] = "Gradient",
-        [GCAM_GRAD_X_INPUT] = "Gradient x input", [GCAM_SMOOTHGRAD] = "SmoothGrad",
-        [GCAM_INTEGRATED_GRADIENTS] = "Integrated Gradients",
-    };
-    return (unsigned)m < GCAM_METHOD_COUNT ? t[m] : "?";
+    const gc_method_info *i = gc_method_info_of(m);
+    return i ? i->plain_title : "?";
 }
 
 static double ratio(double a, int64_t n) { return n > 0 ? a / (double)n : NAN; }

@@ -8,48 +8,6 @@
 #include "../graph/plan.h"
 #include "explain.h"
 
-static const char *const g_method_names[GCAM_METHOD_COUNT] = {
-    [GCAM_GRADCAM] = "gradcam",
-    [GCAM_GRADCAM_COUNTER] = "counterfactual",
-    [GCAM_CAM] = "cam",
-    [GCAM_GRADCAMPP] = "gradcam++",
-    [GCAM_XGRADCAM] = "xgradcam",
-    [GCAM_HIRESCAM] = "hirescam",
-    [GCAM_LAYERCAM] = "layercam",
-    [GCAM_EIGENCAM] = "eigencam",
-    [GCAM_EIGENGRADCAM] = "eigengradcam",
-    [GCAM_SCORECAM] = "scorecam",
-    [GCAM_ABLATIONCAM] = "ablationcam",
-    [GCAM_GUIDED_BACKPROP] = "guided-backprop",
-    [GCAM_DECONVNET] = "deconvnet",
-    [GCAM_GUIDED_GRADCAM] = "guided-gradcam",
-    [GCAM_GRADIENT] = "gradient",
-    [GCAM_GRAD_X_INPUT] = "gradient-x-input",
-    [GCAM_SMOOTHGRAD] = "smoothgrad",
-    [GCAM_INTEGRATED_GRADIENTS] = "integrated-gradients",
-};
-
-const char *gcam_method_name(gcam_method m) {
-    return (unsigned)m < GCAM_METHOD_COUNT ? g_method_names[m] : "unknown";
-}
-
-int gcam_method_from_name(const char *name) {
-    if (!name) return -1;
-    for (int i = 0; i < GCAM_METHOD_COUNT; i++)
-        if (strcasecmp(name, g_method_names[i]) == 0) return i;
-    /* a few spellings people use */
-    if (strcasecmp(name, "gradcampp") == 0 || strcasecmp(name, "gradcamplusplus") == 0) return GCAM_GRADCAMPP;
-    if (strcasecmp(name, "guided-backprop") == 0 || strcasecmp(name, "guidedbackprop") == 0 ||
-        strcasecmp(name, "gbp") == 0)
-        return GCAM_GUIDED_BACKPROP;
-    if (strcasecmp(name, "guided-grad-cam") == 0 || strcasecmp(name, "guidedgradcam") == 0) return GCAM_GUIDED_GRADCAM;
-    if (strcasecmp(name, "saliency") == 0) return GCAM_GRADIENT;
-    if (strcasecmp(name, "ig") == 0) return GCAM_INTEGRATED_GRADIENTS;
-    return -1;
-}
-
-int gcam_method_is_cam(gcam_method m) { return m <= GCAM_ABLATIONCAM; }
-
 /* ---- small numeric helpers ---- */
 
 /* Bilinear resize with half-pixel centres (PyTorch align_corners=False).

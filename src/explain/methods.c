@@ -4,6 +4,7 @@
 
 #include "../graph/model.h"
 #include "explain.h"
+#include "method_table.h"
 
 /* LAPACK (bundled with OpenBLAS): symmetric eigen-decomposition, for Eigen-CAM. */
 extern void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
@@ -469,9 +470,7 @@ out:
 }
 
 /* CAM-family methods whose weights come from the plain gradient of the target at the layer. */
-static int cam_needs_grad(gcam_method method) {
-    return method != GCAM_EIGENCAM && method != GCAM_CAM && method != GCAM_SCORECAM && method != GCAM_ABLATIONCAM;
-}
+static int cam_needs_grad(gcam_method method) { return gc_method_info_of(method)->needs_grad; }
 
 /* One layer's map (N, h*w) for a CAM-family method. G: the target's gradient at the layer
  * (N, K, h, w) when already computed (gcam_explain_many's batched tail), NULL to run the backward. */
@@ -630,9 +629,7 @@ static gcam_status input_grad(gcam_explainer *e, gcam_rule rule, int times_input
     return GCAM_OK;
 }
 
-static gcam_rule rule_of(gcam_method m) {
-    return m == GCAM_GUIDED_BACKPROP ? GCAM_RULE_GUIDED : m == GCAM_DECONVNET ? GCAM_RULE_DECONV : GCAM_RULE_STANDARD;
-}
+static gcam_rule rule_of(gcam_method m) { return gc_method_info_of(m)->rule; }
 
 static gcam_status pixel_map(gcam_explainer *e, gcam_method method, const gcam_target *t, gcam_map *out) {
     gcam_status rc = alloc_map(e, out, method, -1, e->N, e->C, e->H, e->W);
@@ -753,9 +750,7 @@ gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_targe
 #define GC_TAIL_MAX_ROWS 64  /* at most this many batched rows per tail run (peak memory) */
 #define GC_TAIL_MIN_TARGETS 3 /* tail forward + backward read the weights twice: pays from 3 targets */
 
-static int tail_method(gcam_method m) {
-    return gcam_method_is_cam(m) && cam_needs_grad(m);
-}
+static int tail_method(gcam_method m) { return gc_method_info_of(m)->batchable; }
 
 /* Decides once per explainer whether the tail pays and can be batched: finds the tail's first
  * step and the values crossing into it. Sets tail_state to 1 or -1; never fails (the loop is
