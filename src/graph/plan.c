@@ -5,6 +5,8 @@
  * that timeline and a size; one greedy packing gives each an offset in a single arena that is
  * allocated once. Runs then only call kernels. */
 #include "plan.h"
+#include "planner.h"
+#include "alloc.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -24,83 +26,6 @@ typedef struct gc_prof_row {
     long nfw, nbw;
 } gc_prof_row;
 
-
-typedef struct gc_buf {
-    size_t size;
-    int first, last;
-    size_t offset;
-    void **target; /* where to store the pointer once the arena exists */
-} gc_buf;
-
-typedef struct gc_bufs {
-    gc_buf *b;
-    int n, cap;
-} gc_bufs;
-
-static int bufs_add(gc_bufs *bs, size_t size, int first, int last, void **target) {
-    if (bs->n == bs->cap) {
-        int cap = bs->cap ? bs->cap * 2 : 256;
-        gc_buf *nb = realloc(bs->b, sizeof(gc_buf) * (size_t)cap);
-        if (!nb) return -1;
-        bs->b = nb;
-        bs->cap = cap;
-    }
-    size_t a = gc_align64(size ? size : 1);
-    if (!a) return -1;
-    bs->b[bs->n++] = (gc_buf){.size = a, .first = first, .last = last, .target = target};
-    return 0;
-}
-
-static int cmp_size_desc(const void *a, const void *b) {
-    const gc_buf *x = *(const gc_buf *const *)a, *y = *(const gc_buf *const *)b;
-    if (x->size != y->size) return x->size < y->size ? 1 : -1;
-    return x->first - y->first;
-}
-
-static int cmp_offset(const void *a, const void *b) {
-    const gc_buf *x = *(const gc_buf *const *)a, *y = *(const gc_buf *const *)b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
-/* Greedy packing, largest first: each buffer goes to the lowest offset that does not collide
- * with an already placed buffer whose interval overlaps its own. Returns the arena size, or
- * SIZE_MAX on failure. */
-static size_t pack(gc_bufs *bs) {
-    int n = bs->n;
-    if (n == 0) return 0;
-    gc_buf **order = gc_malloc2((size_t)n, sizeof(gc_buf *));
-    gc_buf **live = gc_malloc2((size_t)n, sizeof(gc_buf *));
-    if (!order || !live) {
-        free(order);
-        free(live);
-        return SIZE_MAX;
-    }
-    for (int i = 0; i < n; i++) order[i] = &bs->b[i];
-    qsort(order, (size_t)n, sizeof *order, cmp_size_desc);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        gc_buf *b = order[i];
-        int nl = 0;
-        for (int j = 0; j < i; j++)
-            if (order[j]->first <= b->last && b->first <= order[j]->last) live[nl++] = order[j];
-        qsort(live, (size_t)nl, sizeof *live, cmp_offset);
-        size_t off = 0;
-        for (int j = 0; j < nl; j++) {
-            if (live[j]->offset >= off && live[j]->offset - off >= b->size) break;
-            size_t end;
-            if (gc_add_sz(&end, live[j]->offset, live[j]->size)) { total = SIZE_MAX; goto out; }
-            if (end > off) off = end;
-        }
-        b->offset = off;
-        size_t end;
-        if (gc_add_sz(&end, off, b->size)) { total = SIZE_MAX; goto out; }
-        if (end > total) total = end;
-    }
-out:
-    free(order);
-    free(live);
-    return total;
-}
 
 static const char *vname(const gcam_ctx *c, int v) { return c->m->values[v].name; }
 
@@ -330,416 +255,259 @@ static gcam_status plan_backward_sets(gcam_ctx *c, uint8_t *gneed, uint8_t *acti
     return GCAM_OK;
 }
 
-static gcam_status plan_memory(gcam_ctx *c, const gcam_ctx_options *o) {
-    const gc_model *m = c->m;
-    int F = c->n_steps;
-    gcam_status rc = GCAM_OK;
-    int *first = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
-    int *last = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
-    uint8_t *gneed = calloc((size_t)m->n_values + 1, 1);
-    uint8_t *active = calloc((size_t)F + 1, 1);
-    int *step_of = gc_malloc2((size_t)m->n_nodes + 1, sizeof(int));
-    int *gfirst = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
-    int *glast = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
-    gc_bufs bs = {0};
-    int *fused_from = NULL, *bw_relu = NULL, *bw_silu = NULL, *bw_cat = NULL;
-    if (!first || !last || !gneed || !active || !step_of || !gfirst || !glast) {
-        rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
-        goto out;
-    }
-    int has_bw = c->seed >= 0;
-    if (has_bw && (rc = plan_backward_sets(c, gneed, active, step_of))) goto out;
-    int B = 0;
-    for (int s = 0; s < F; s++) B += active[s];
-    const int END = F + B + 1;
+static void planner_free(gc_planner *p) {
+    free(p->first);
+    free(p->last);
+    free(p->gfirst);
+    free(p->glast);
+    free(p->gneed);
+    free(p->active);
+    free(p->step_of);
+    free(p->bstep_of);
+    free(p->fused_from);
+    free(p->bw_relu);
+    free(p->bw_silu);
+    free(p->bw_cat);
+}
 
-    /* Forward liveness. Inputs, outputs and kept values live to the end. */
-    for (int v = 0; v < m->n_values; v++) {
-        first[v] = -1;
-        last[v] = -1;
-        gfirst[v] = -1;
-        glast[v] = -1;
-    }
+/* The working arrays, the backward sets, and the timeline's length. */
+static gcam_status planner_init(gc_planner *p, gcam_ctx *c) {
+    const gc_model *m = c->m;
+    const size_t V = (size_t)m->n_values + 1, F = (size_t)c->n_steps + 1;
+    *p = (gc_planner){.c = c, .m = m, .F = c->n_steps, .has_bw = c->seed >= 0};
+    p->first = gc_malloc2(V, sizeof(int));
+    p->last = gc_malloc2(V, sizeof(int));
+    p->gfirst = gc_malloc2(V, sizeof(int));
+    p->glast = gc_malloc2(V, sizeof(int));
+    p->fused_from = gc_malloc2(V, sizeof(int));
+    p->gneed = calloc(V, 1);
+    p->active = calloc(F, 1);
+    p->step_of = gc_malloc2((size_t)m->n_nodes + 1, sizeof(int));
+    p->bstep_of = gc_malloc2(F, sizeof(int));
+    if (!p->first || !p->last || !p->gfirst || !p->glast || !p->fused_from || !p->gneed || !p->active ||
+        !p->step_of || !p->bstep_of)
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    gcam_status rc = p->has_bw ? plan_backward_sets(c, p->gneed, p->active, p->step_of) : GCAM_OK;
+    if (rc) return rc;
+    for (int s = 0; s < p->F; s++) p->B += p->active[s];
+    p->END = p->F + p->B + 1;
+    p->bw_relu = gc_malloc2((size_t)p->B + 1, sizeof(int));
+    p->bw_silu = gc_malloc2((size_t)p->B + 1, sizeof(int));
+    p->bw_cat = gc_malloc2((size_t)p->B + 1, sizeof(int));
+    if (!p->bw_relu || !p->bw_silu || !p->bw_cat) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    for (int v = 0; v < m->n_values; v++) p->first[v] = p->last[v] = p->gfirst[v] = p->glast[v] = p->fused_from[v] = -1;
+    for (int s = 0; s < p->F; s++) p->bstep_of[s] = -1;
+    for (int b = 0; b < p->B; b++) p->bw_relu[b] = p->bw_silu[b] = p->bw_cat[b] = -1;
+    return GCAM_OK;
+}
+
+/* Forward lifetimes: from the producing step to the last reader; inputs, outputs, kept values
+ * and the seed live to the end. */
+static void plan_lifetimes(gc_planner *p) {
+    const gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
     for (int i = 0; i < m->n_inputs; i++) {
         int v = m->inputs[i];
-        if (c->vkind[v] == GC_V_RUNTIME) { first[v] = 0; last[v] = END; }
+        if (c->vkind[v] == GC_V_RUNTIME) p->first[v] = 0, p->last[v] = p->END;
     }
-    for (int s = 0; s < F; s++) {
+    for (int s = 0; s < p->F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
         for (int j = 0; j < n->n_out; j++)
-            if (n->out[j] >= 0) first[n->out[j]] = last[n->out[j]] = s;
+            if (n->out[j] >= 0) p->first[n->out[j]] = p->last[n->out[j]] = s;
         for (int k = 0; k < n->n_in; k++) {
             int v = n->in[k];
-            if (v >= 0 && c->vkind[v] == GC_V_RUNTIME && last[v] < s) last[v] = s;
+            if (v >= 0 && c->vkind[v] == GC_V_RUNTIME && p->last[v] < s) p->last[v] = s;
         }
     }
-    for (int v = 0; v < m->n_values; v++) {
-        if (c->vkind[v] != GC_V_RUNTIME) continue;
-        if (m->values[v].is_output || c->kept[v]) last[v] = END;
-    }
-    if (has_bw) last[c->seed] = END;
+    for (int v = 0; v < m->n_values; v++)
+        if (c->vkind[v] == GC_V_RUNTIME && (m->values[v].is_output || c->kept[v])) p->last[v] = p->END;
+    if (p->has_bw) p->last[c->seed] = p->END;
+}
 
-    /* Backward: saved tensors live to the end (several backward passes may follow one forward);
-     * gradient buffers live from their first contribution to their producer's backward. */
-    c->bsteps = gc_calloc2((size_t)B + 1, sizeof(gc_bstep));
-    if (!c->bsteps) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
-    if (has_bw) {
-        gfirst[c->seed] = F;
-        glast[c->seed] = END;
+/* Backward steps, in reverse order of the differentiated forward steps. Saved tensors live to the
+ * end (several backward passes may follow one forward); gradient buffers from their first
+ * contribution to their producer's backward. Forward steps a backward passes through stay exact. */
+static gcam_status plan_backward_steps(gc_planner *p) {
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int F = p->F, END = p->END;
+    c->bsteps = gc_calloc2((size_t)p->B + 1, sizeof(gc_bstep));
+    if (!c->bsteps) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    if (p->has_bw) {
+        p->gfirst[c->seed] = F;
+        p->glast[c->seed] = END;
         int b = 0;
         for (int s = F - 1; s >= 0; s--) {
-            if (!active[s]) continue;
+            if (!p->active[s]) continue;
             const gc_node *n = &m->nodes[c->steps[s].node];
             const gc_opdef *d = gc_op_get(n->op);
             int t = F + 1 + b;
-            gc_bstep *bst = &c->bsteps[b];
-            bst->node = c->steps[s].node;
-            bst->fstep = s;
+            c->bsteps[b] = (gc_bstep){.node = c->steps[s].node, .fstep = s};
+            p->bstep_of[s] = b;
             for (int k = 0; k < n->n_in; k++) {
                 int v = n->in[k];
                 if (v < 0) continue;
-                if ((d->bw_in & (UINT64_C(1) << k)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
-                if ((d->diff_in & (UINT64_C(1) << k)) && gneed[v]) {
-                    if (gfirst[v] < 0) gfirst[v] = t;
-                    if (glast[v] < t) glast[v] = t;
+                if ((d->bw_in & (UINT64_C(1) << k)) && c->vkind[v] == GC_V_RUNTIME) p->last[v] = END;
+                if ((d->diff_in & (UINT64_C(1) << k)) && p->gneed[v]) {
+                    if (p->gfirst[v] < 0) p->gfirst[v] = t;
+                    if (p->glast[v] < t) p->glast[v] = t;
                 }
             }
             for (int j = 0; j < n->n_out; j++) {
                 int v = n->out[j];
                 if (v < 0) continue;
-                if ((d->bw_out & (UINT64_C(1) << j)) && c->vkind[v] == GC_V_RUNTIME) last[v] = END;
-                if (gneed[v] && glast[v] < t) glast[v] = t;
+                if ((d->bw_out & (UINT64_C(1) << j)) && c->vkind[v] == GC_V_RUNTIME) p->last[v] = END;
+                if (p->gneed[v] && p->glast[v] < t) p->glast[v] = t;
             }
             b++;
         }
-        c->n_bsteps = B;
-        for (int r = 0; r < c->n_req; r++) glast[c->req[r]] = END;
+        c->n_bsteps = p->B;
+        for (int r = 0; r < c->n_req; r++) p->glast[c->req[r]] = END;
     }
-
-    /* Relu fused into its producer (an op with .fuse_relu: Conv, BatchNormalization, Add) when
-     * nothing else reads the producer's output: the producer writes max(y, 0) and the Relu's output
-     * shares its buffer, which saves a pass over memory and a buffer per pair (ResNet, VGG,
-     * DenseNet). The Relu's backward still runs (it reads its output, i.e. the shared buffer; the
-     * liveness above already keeps that buffer), unless the producer applies it (below); the
-     * producers' backward otherwise reads only weights (Add: nothing). */
-    fused_from = gc_malloc2((size_t)m->n_values + 1, sizeof(int)); /* Relu output -> producer output */
-    int *uses = calloc((size_t)m->n_values + 1, sizeof(int));
-    int *prod_step = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
-    if (!fused_from || !uses || !prod_step) {
-        free(uses);
-        free(prod_step);
-        rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
-        goto out;
-    }
-    const int fuse = !c->tune.no_fusion;
-    /* backward step of each forward step (-1: none), and per backward step the fused Relu output
-     * whose gradient it reads instead of its own output's (.fuse_relu_bw) */
-    int *bstep_of = gc_malloc2((size_t)F + 1, sizeof(int));
-    bw_relu = gc_malloc2((size_t)B + 1, sizeof(int));
-    bw_silu = gc_malloc2((size_t)B + 1, sizeof(int));
-    bw_cat = gc_malloc2((size_t)B + 1, sizeof(int));
-    if (!bstep_of || !bw_relu || !bw_silu || !bw_cat) {
-        free(uses);
-        free(prod_step);
-        free(bstep_of);
-        rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
-        goto out;
-    }
-    for (int s = 0; s < F; s++) bstep_of[s] = -1;
-    for (int b = 0; b < B; b++) bw_relu[b] = bw_silu[b] = bw_cat[b] = -1;
-    for (int b = 0; has_bw && b < c->n_bsteps; b++) bstep_of[c->bsteps[b].fstep] = b;
     /* Steps a backward passes through keep the exact paths: F(4x4) Winograd's rounding (2-3e-6
      * against F(2x2)'s 4e-7) flips enough ReLU kinks to move a Guided Backprop map by 1e-3 of its
      * maximum (test_cli's resnet18), while forward-only steps (inference, and everything before a
      * Grad-CAM-only plan's target layer) take it. */
-    for (int s = 0; s < F; s++) c->steps[s].k.exact = bstep_of[s] >= 0;
-    for (int v = 0; v < m->n_values; v++) fused_from[v] = prod_step[v] = -1;
-    for (int s = 0; s < F; s++) {
-        const gc_node *n = &m->nodes[c->steps[s].node];
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0) uses[n->in[k]]++;
-        for (int j = 0; j < n->n_out; j++)
-            if (n->out[j] >= 0) prod_step[n->out[j]] = s;
-    }
-    for (int s = 0; s < F && fuse; s++) {
-        const gc_node *n = &m->nodes[c->steps[s].node];
-        if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1) continue;
-        int v = n->in[0], r = n->out[0];
-        if (v < 0 || r < 0 || prod_step[v] < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME ||
-            c->vkind[r] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] || m->values[v].is_output ||
-            v == c->seed || fused_from[v] >= 0)
-            continue;
-        gc_step *ps = &c->steps[prod_step[v]];
-        const gc_node *pn = &m->nodes[ps->node];
-        if (!gc_op_get(pn->op)->fuse_relu || pn->n_out != 1) continue;
-        ps->k.post_relu = 1;
-        c->steps[s].fused = 1;
-        fused_from[r] = v;
-        if (last[v] < last[r]) last[v] = last[r];
-        /* Backward too, when the producer's kernel can apply the Relu's VJP (BatchNormalization:
-         * DenseNet's pre-activations; Add: ResNet's joins): one pass over the gradient instead of two, and no gradient
-         * buffer for v (only the Relu reads v, so only its VJP would write that buffer). The
-         * Relu's output gradient must then live until the producer's backward step. */
-        const int rb = bstep_of[s], pb = bstep_of[prod_step[v]];
-        int same = 1; /* the kernels apply the VJP elementwise: inputs of the output's shape */
-        for (int k = 0; k < pn->n_in; k++)
-            if (pn->in[k] >= 0 && (gc_op_get(pn->op)->diff_in & (UINT64_C(1) << k)) && gneed[pn->in[k]])
-                same &= gc_shape_eq(&c->vals[pn->in[k]].shape, &c->vals[v].shape);
-        if (has_bw && same && gc_op_get(pn->op)->fuse_relu_bw && rb >= 0 && pb >= 0 && gneed[v] && gneed[r]) {
-            c->bsteps[rb].fused = 1;
-            bw_relu[pb] = r;
-            gneed[v] = 0;
-            if (glast[r] < F + 1 + pb) glast[r] = F + 1 + pb;
-        }
-    }
-    /* An Add joining a convolution's output with a tensor computed before that convolution
-     * (ResNet's and MobileNetV2's residual joins), where no backward passes (inference, and a
-     * Grad-CAM-only plan's layers before its target): the Conv adds the other operand itself
-     * (k.res: into the bias fill its GEMMs accumulate onto, or the pass that writes its output
-     * anyway), then the Add's fused Relu; the Add's step is skipped and its output (and that
-     * Relu's) shares the Conv's buffer: one pass over memory (two reads, a write) less per join.
-     * Of two Conv operands, the later one takes the Add (the other is then already computed). */
-    const int fuse_add = fuse && !c->tune.no_add_fusion;
-    for (int s = 0; s < F && fuse_add; s++) {
-        const gc_node *n = &m->nodes[c->steps[s].node];
-        if (n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || bstep_of[s] >= 0 || c->steps[s].fused) continue;
-        const int ao = n->out[0];
-        if (ao < 0 || c->vkind[ao] != GC_V_RUNTIME || c->vals[ao].dtype != GC_F32 || fused_from[ao] >= 0) continue;
-        int pick = -1;
-        for (int i = 0; i < 2; i++) {
-            const int v = n->in[i], r = n->in[1 - i];
-            if (v < 0 || r < 0 || v == r || prod_step[v] < 0) continue;
-            const int cs = prod_step[v];
-            const gc_step *cst = &c->steps[cs];
-            const gc_node *cn = &m->nodes[cst->node];
-            if (cn->op != GC_OP_Conv || cn->n_out != 1 || cst->fused || cst->k.post_relu || cst->k.res ||
-                bstep_of[cs] >= 0)
-                continue;
-            if (uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
-                m->values[v].is_output || v == c->seed || fused_from[v] >= 0)
-                continue;
-            if (c->vkind[r] != GC_V_RUNTIME || c->vals[r].dtype != GC_F32 || prod_step[r] >= cs) continue;
-            if (!gc_shape_eq(&c->vals[v].shape, &c->vals[ao].shape) || !gc_shape_eq(&c->vals[r].shape, &c->vals[ao].shape))
-                continue;
-            if (pick < 0 || cs > prod_step[n->in[pick]]) pick = i;
-        }
-        if (pick < 0) continue;
-        const int v = n->in[pick], r = n->in[1 - pick];
-        gc_step *cst = &c->steps[prod_step[v]];
-        cst->k.res = &c->vals[r];
-        cst->k.post_relu = c->steps[s].k.post_relu;
-        c->steps[s].fused = 1;
-        for (int x = 0; x < m->n_values; x++)
-            if (fused_from[x] == ao) fused_from[x] = v; /* the Add's fused Relu: its output too */
-        fused_from[ao] = v;
-        if (last[v] < last[ao]) last[v] = last[ao];
-    }
-    /* A Concat along axis 1 whose output only a BatchNormalization reads (DenseNet: each layer's
-     * norm1 over all earlier features; the transitions; norm5): the BN reads the Concat's inputs
-     * in place (k.cat_in), the Concat's forward step is skipped and its output gets no buffer.
-     * When the two backward steps are adjacent, the BN's backward also writes straight into the
-     * Concat inputs' gradients (k.gcat_in): the Concat's backward step is skipped and its output's
-     * gradient gets no buffer (one pass less over every dense block's gradient). Otherwise the
-     * Concat's backward runs (it reads only gradients); the BN's backward never reads X. */
-    for (int s = 0; s < F && fuse; s++) {
-        const gc_node *n = &m->nodes[c->steps[s].node];
-        if (n->op != GC_OP_Concat || n->n_out != 1 || n->n_in < 1 || n->n_in > GC_MAX_IO) continue;
-        int v = n->out[0];
-        if (v < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
-            m->values[v].is_output || v == c->seed || fused_from[v] >= 0 || c->vals[v].shape.ndim < 2 ||
-            gc_norm_axis(gc_attr_int(n, "axis", 1), c->vals[v].shape.ndim) != 1)
-            continue;
-        int cs = -1; /* the consumer's step */
-        for (int t = s + 1; t < F && cs < 0; t++) {
-            const gc_node *tn = &m->nodes[c->steps[t].node];
-            for (int k = 0; k < tn->n_in; k++)
-                if (tn->in[k] == v) cs = t;
-        }
-        if (cs < 0 || c->steps[cs].fused) continue;
-        const gc_node *bn = &m->nodes[c->steps[cs].node];
-        if (!gc_op_get(bn->op)->fuse_concat || bn->in[0] != v) continue;
-        int ok = 1;
-        for (int k = 0; k < n->n_in; k++) {
-            int x = n->in[k];
-            ok &= x >= 0 && c->vkind[x] != GC_V_NONE && c->vals[x].dtype == GC_F32;
-        }
-        if (!ok) continue;
-        c->steps[cs].k.cat_in = c->steps[s].k.in;
-        c->steps[cs].k.n_cat = n->n_in;
-        c->steps[s].fused = 1;
-        first[v] = -1; /* no buffer */
-        for (int k = 0; k < n->n_in; k++) {
-            int x = n->in[k];
-            if (c->vkind[x] == GC_V_RUNTIME && last[x] < cs) last[x] = cs;
-        }
-        const int cb = has_bw ? bstep_of[s] : -1, bb = has_bw ? bstep_of[cs] : -1;
-        if (cb >= 0 && bb >= 0 && bb + 1 == cb && gneed[v] && !c->bsteps[cb].fused && !c->bsteps[bb].fused) {
-            c->bsteps[cb].fused = 1;
-            bw_cat[bb] = cb;
-            gneed[v] = 0;
-            for (int k = 0; k < n->n_in; k++) { /* gradients the Concat's step wrote first: now the BN's */
-                int x = n->in[k];
-                if (gneed[x] && gfirst[x] == F + 1 + cb) gfirst[x] = F + 1 + bb;
-            }
-        }
-    }
-    /* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly
-     * follows it and nothing else reads the Sigmoid's output: the Mul's step is skipped and its
-     * output lives from the Sigmoid's step on. The sigmoid itself then gets no buffer (k.silu):
-     * no backward reads it, or the Sigmoid's backward applies SiLU's whole VJP from x (recomputing
-     * the sigmoid is cheaper than storing it and reading it back: EfficientNet's largest tensors),
-     * and the Mul's backward step is skipped. */
-    for (int s = 1; s < F && fuse; s++) {
-        const gc_node *n = &m->nodes[c->steps[s].node], *pn = &m->nodes[c->steps[s - 1].node];
-        if (n->op != GC_OP_Mul || pn->op != GC_OP_Sigmoid || n->n_in != 2 || n->n_out != 1 || pn->n_out != 1)
-            continue;
-        int sg = pn->out[0], x = pn->in[0], y = n->out[0];
-        if (sg < 0 || x < 0 || y < 0 || !((n->in[0] == x && n->in[1] == sg) || (n->in[0] == sg && n->in[1] == x)))
-            continue;
-        if (uses[sg] != 1 || c->kept[sg] || m->values[sg].is_output || sg == c->seed || c->vkind[x] != GC_V_RUNTIME ||
-            c->vkind[y] != GC_V_RUNTIME || c->vals[x].dtype != GC_F32 || c->vals[y].dtype != GC_F32 ||
-            fused_from[y] >= 0 || !gc_shape_eq(&c->vals[x].shape, &c->vals[y].shape))
-            continue;
-        c->steps[s - 1].k.post_mul = &c->vals[y];
-        c->steps[s].fused = 1;
-        first[y] = s - 1;
-        const int mb = has_bw ? bstep_of[s] : -1, sb = has_bw ? bstep_of[s - 1] : -1;
-        if (mb < 0 && sb < 0) { /* no backward passes here (inference, a CAM-only plan's early layers) */
-            c->steps[s - 1].k.silu = 1;
-            first[sg] = -1;
-        } else if (mb >= 0 && sb == mb + 1 && gneed[x] && gneed[y] && !c->bsteps[mb].fused &&
-                   !c->bsteps[sb].fused) {
-            c->steps[s - 1].k.silu = 1;
-            first[sg] = -1;
-            gneed[sg] = 0;
-            c->bsteps[mb].fused = 1;
-            bw_silu[sb] = y;
-            last[x] = END;                                     /* the fused VJP reads x */
-            if (glast[y] < F + 1 + sb) glast[y] = F + 1 + sb;  /* ... and the Mul's output gradient */
-            if (gfirst[x] == F + 1 + mb) gfirst[x] = F + 1 + sb; /* x's gradient is first written there */
-        }
-    }
-    free(uses);
-    free(prod_step);
-    free(bstep_of);
+    for (int s = 0; s < F; s++) c->steps[s].k.exact = p->bstep_of[s] >= 0;
+    return GCAM_OK;
+}
 
-    /* Buffers: activations, aux, scratch, gradients. */
+/* Buffers of the forward: activations (a fused output shares its producer's), scratch, aux. */
+static gcam_status plan_forward_buffers(gc_planner *p, gc_alloc *a) {
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
     for (int v = 0; v < m->n_values; v++) {
-        if (c->vkind[v] != GC_V_RUNTIME || first[v] < 0 || fused_from[v] >= 0) continue;
+        if (c->vkind[v] != GC_V_RUNTIME || p->first[v] < 0 || p->fused_from[v] >= 0) continue;
         int ok = 0;
         size_t bytes = gc_tensor_bytes(c->vals[v].dtype, &c->vals[v].shape, &ok);
-        if (!ok || bufs_add(&bs, bytes, first[v], last[v], &c->vals[v].data)) {
-            rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory planning '%s'", vname(c, v));
-            goto out;
-        }
+        if (!ok || gc_alloc_reserve(a, bytes, p->first[v], p->last[v], &c->vals[v].data))
+            return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory planning '%s'", vname(c, v));
     }
-    for (int s = 0; s < F; s++) {
+    for (int s = 0; s < p->F; s++) {
         gc_kctx *k = &c->steps[s].k;
         const gc_opdef *d = gc_op_get(m->nodes[c->steps[s].node].op);
         size_t sb = d->scratch_bytes ? d->scratch_bytes(k) : 0;
         k->scratch_size = sb;
-        if (sb && bufs_add(&bs, sb, s, s, &k->scratch)) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
-        if (has_bw && active[s] && d->aux_bytes) {
+        if (sb && gc_alloc_reserve(a, sb, s, s, &k->scratch)) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+        if (p->has_bw && p->active[s] && d->aux_bytes) {
             size_t ab = d->aux_bytes(k);
-            if (ab && bufs_add(&bs, ab, s, END, &k->aux)) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
+            if (ab && gc_alloc_reserve(a, ab, s, p->END, &k->aux))
+                return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
         }
     }
-    if (has_bw) {
-        c->grads = gc_calloc2((size_t)m->n_values + 1, sizeof(gc_tensor));
-        if (!c->grads) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
-        for (int v = 0; v < m->n_values; v++) {
-            if (!gneed[v] || gfirst[v] < 0) continue;
-            c->grads[v].dtype = GC_F32;
-            c->grads[v].shape = c->vals[v].shape;
-            int ok = 0;
-            size_t bytes = gc_tensor_bytes(GC_F32, &c->vals[v].shape, &ok);
-            if (!ok || bufs_add(&bs, bytes, gfirst[v], glast[v], &c->grads[v].data)) {
-                rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
-                goto out;
-            }
-        }
-        for (int b = 0; b < c->n_bsteps; b++) {
-            gc_bstep *bst = &c->bsteps[b];
-            const gc_node *n = &m->nodes[bst->node];
-            const gc_opdef *d = gc_op_get(n->op);
-            fill_kctx(c, &bst->k, n);
-            for (int k = 0; k < n->n_in; k++)
-                if (n->in[k] >= 0 && gneed[n->in[k]] && (d->diff_in & (UINT64_C(1) << k))) bst->k.gin[k] = &c->grads[n->in[k]];
-            for (int j = 0; j < n->n_out; j++)
-                if (n->out[j] >= 0 && gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];
-            if (bw_relu[b] >= 0) { /* the fused Relu's VJP first: its output's gradient in */
-                bst->k.gout[0] = &c->grads[bw_relu[b]];
-                bst->k.post_relu = 1;
-            }
-            if (bw_silu[b] >= 0) { /* SiLU's VJP: the fused Mul's output gradient in, from x */
-                bst->k.gout[0] = &c->grads[bw_silu[b]];
-                bst->k.silu = 1;
-            }
-            size_t sb = d->bscratch_bytes ? d->bscratch_bytes(&bst->k) : 0;
-            bst->k.scratch_size = sb;
-            if (sb && bufs_add(&bs, sb, F + 1 + b, F + 1 + b, &bst->k.scratch)) {
-                rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
-                goto out;
-            }
-            /* gradients first written here are zeroed just before */
-            const gc_node *cn = bw_cat[b] >= 0 ? &m->nodes[c->bsteps[bw_cat[b]].node] : NULL; /* its Concat */
-            if (cn) { /* the Concat's gradient array (filled when the loop reaches its step) */
-                bst->k.gcat_in = c->bsteps[bw_cat[b]].k.gin;
-                bst->k.cat_in = c->steps[bst->fstep].k.cat_in; /* the inputs' shapes */
-                bst->k.n_cat = cn->n_in;
-            }
-            bst->zero = gc_malloc2((size_t)n->n_in + (cn ? (size_t)cn->n_in : 0) + 1, sizeof(int));
-            if (!bst->zero) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "out of memory"); goto out; }
-            for (int k = 0; k < n->n_in; k++) {
-                int v = n->in[k];
-                if (v < 0 || !bst->k.gin[k] || gfirst[v] != F + 1 + b) continue;
-                int n_at = 0;
-                for (int j = 0; j < n->n_in; j++) n_at += n->in[j] == v && bst->k.gin[j];
-                const int assign = d->bw_assign && !bst->fused && n_at == 1 && bst->k.gout[0];
-                first_write(bst, v, assign, k, &bst->k.gin_fresh);
-            }
-            for (int k = 0; cn && k < cn->n_in; k++) { /* the fused Concat's inputs written first here */
-                int v = cn->in[k];
-                if (v < 0 || !gneed[v] || gfirst[v] != F + 1 + b) continue;
-                int n_at = 0;
-                for (int j = 0; j < cn->n_in; j++) n_at += cn->in[j] == v;
-                first_write(bst, v, n_at == 1 && bst->k.gout[0], k, &bst->k.gcat_fresh);
-            }
-        }
-    }
+    return GCAM_OK;
+}
 
-    size_t total = pack(&bs);
-    if (total == SIZE_MAX) { rc = gc_fail(&c->err, GCAM_E_NOMEM, "arena size overflows"); goto out; }
-    if (total > c->max_memory) {
-        rc = gc_fail(&c->err, GCAM_E_LIMIT, "the plan needs %zu bytes (%.1f MiB) of activation memory, more than the %zu "
-                     "bytes (%.1f MiB) allowed (raise the limit with max_memory / --max-memory)", total,
-                     (double)total / 1048576.0, c->max_memory, (double)c->max_memory / 1048576.0);
-        goto out;
+/* Backward step b's kernel context: gradients in and out (through a fused Relu, SiLU or Concat),
+ * scratch, and the gradients it writes first (assigned, or zeroed just before it). */
+static gcam_status plan_backward_kctx(gc_planner *p, int b, gc_alloc *a) {
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int F = p->F;
+    gc_bstep *bst = &c->bsteps[b];
+    const gc_node *n = &m->nodes[bst->node];
+    const gc_opdef *d = gc_op_get(n->op);
+    fill_kctx(c, &bst->k, n);
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0 && p->gneed[n->in[k]] && (d->diff_in & (UINT64_C(1) << k))) bst->k.gin[k] = &c->grads[n->in[k]];
+    for (int j = 0; j < n->n_out; j++)
+        if (n->out[j] >= 0 && p->gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];
+    if (p->bw_relu[b] >= 0) { /* the fused Relu's VJP first: its output's gradient in */
+        bst->k.gout[0] = &c->grads[p->bw_relu[b]];
+        bst->k.fuse.relu = 1;
     }
+    if (p->bw_silu[b] >= 0) { /* SiLU's VJP: the fused Mul's output gradient in, from x */
+        bst->k.gout[0] = &c->grads[p->bw_silu[b]];
+        bst->k.fuse.silu = 1;
+    }
+    size_t sb = d->bscratch_bytes ? d->bscratch_bytes(&bst->k) : 0;
+    bst->k.scratch_size = sb;
+    if (sb && gc_alloc_reserve(a, sb, F + 1 + b, F + 1 + b, &bst->k.scratch))
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    /* gradients first written here are zeroed just before */
+    const gc_node *cn = p->bw_cat[b] >= 0 ? &m->nodes[c->bsteps[p->bw_cat[b]].node] : NULL; /* its Concat */
+    if (cn) { /* the Concat's gradient array (filled when the loop reaches its step) */
+        bst->k.fuse.gcat_in = c->bsteps[p->bw_cat[b]].k.gin;
+        bst->k.fuse.cat_in = c->steps[bst->fstep].k.fuse.cat_in; /* the inputs' shapes */
+        bst->k.fuse.n_cat = cn->n_in;
+    }
+    bst->zero = gc_malloc2((size_t)n->n_in + (cn ? (size_t)cn->n_in : 0) + 1, sizeof(int));
+    if (!bst->zero) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    for (int k = 0; k < n->n_in; k++) {
+        int v = n->in[k];
+        if (v < 0 || !bst->k.gin[k] || p->gfirst[v] != F + 1 + b) continue;
+        int n_at = 0;
+        for (int j = 0; j < n->n_in; j++) n_at += n->in[j] == v && bst->k.gin[j];
+        const int assign = d->bw_assign && !bst->fused && n_at == 1 && bst->k.gout[0];
+        first_write(bst, v, assign, k, &bst->k.gin_fresh);
+    }
+    for (int k = 0; cn && k < cn->n_in; k++) { /* the fused Concat's inputs written first here */
+        int v = cn->in[k];
+        if (v < 0 || !p->gneed[v] || p->gfirst[v] != F + 1 + b) continue;
+        int n_at = 0;
+        for (int j = 0; j < cn->n_in; j++) n_at += cn->in[j] == v;
+        first_write(bst, v, n_at == 1 && bst->k.gout[0], k, &bst->k.fuse.gcat_fresh);
+    }
+    return GCAM_OK;
+}
+
+/* Buffers of the backward: one gradient per value that carries one, and each step's context. */
+static gcam_status plan_backward_buffers(gc_planner *p, gc_alloc *a) {
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    if (!p->has_bw) return GCAM_OK;
+    c->grads = gc_calloc2((size_t)m->n_values + 1, sizeof(gc_tensor));
+    if (!c->grads) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    for (int v = 0; v < m->n_values; v++) {
+        if (!p->gneed[v] || p->gfirst[v] < 0) continue;
+        c->grads[v].dtype = GC_F32;
+        c->grads[v].shape = c->vals[v].shape;
+        int ok = 0;
+        size_t bytes = gc_tensor_bytes(GC_F32, &c->vals[v].shape, &ok);
+        if (!ok || gc_alloc_reserve(a, bytes, p->gfirst[v], p->glast[v], &c->grads[v].data))
+            return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    }
+    gcam_status rc = GCAM_OK;
+    for (int b = 0; b < c->n_bsteps && !rc; b++) rc = plan_backward_kctx(p, b, a);
+    return rc;
+}
+
+/* One arena for every buffer, within max_memory; fused outputs point at their producer's. */
+static gcam_status plan_arena(gc_planner *p, gc_alloc *a) {
+    gcam_ctx *c = p->c;
+    size_t total = gc_alloc_pack(a);
+    if (total == SIZE_MAX) return gc_fail(&c->err, GCAM_E_NOMEM, "arena size overflows");
+    if (total > c->max_memory)
+        return gc_fail(&c->err, GCAM_E_LIMIT, "the plan needs %zu bytes (%.1f MiB) of activation memory, more than "
+                       "the %zu bytes (%.1f MiB) allowed (raise the limit with max_memory / --max-memory)", total,
+                       (double)total / 1048576.0, c->max_memory, (double)c->max_memory / 1048576.0);
     c->arena_size = total;
     c->arena = total ? aligned_alloc(64, total) : NULL;
-    if (total && !c->arena) {
-        rc = gc_fail(&c->err, GCAM_E_NOMEM, "cannot allocate %.1f MiB for activations", (double)total / 1048576.0);
-        goto out;
-    }
-    for (int i = 0; i < bs.n; i++) *bs.b[i].target = c->arena + bs.b[i].offset;
-    for (int v = 0; v < m->n_values; v++)
-        if (fused_from[v] >= 0) c->vals[v].data = c->vals[fused_from[v]].data;
+    if (total && !c->arena)
+        return gc_fail(&c->err, GCAM_E_NOMEM, "cannot allocate %.1f MiB for activations", (double)total / 1048576.0);
+    gc_alloc_bind(a, c->arena);
+    for (int v = 0; v < p->m->n_values; v++)
+        if (p->fused_from[v] >= 0) c->vals[v].data = c->vals[p->fused_from[v]].data;
     /* aux pointers were planned on the forward kctx; backward reads them from the same place */
     for (int b = 0; b < c->n_bsteps; b++) c->bsteps[b].k.aux = c->steps[c->bsteps[b].fstep].k.aux;
-out:
-    free(bw_relu);
-    free(bw_silu);
-    free(bw_cat);
-    free(fused_from);
-    free(first);
-    free(last);
-    free(gneed);
-    free(active);
-    free(step_of);
-    free(gfirst);
-    free(glast);
-    free(bs.b);
+    return GCAM_OK;
+}
+
+/* Lifetimes, backward steps, fusions, buffers, arena. */
+static gcam_status plan_memory(gcam_ctx *c) {
+    gc_planner p;
+    gc_alloc *a = gc_alloc_new();
+    gcam_status rc = a ? planner_init(&p, c) : gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    if (!rc) {
+        plan_lifetimes(&p);
+        rc = plan_backward_steps(&p);
+    }
+    if (!rc) rc = gc_fuse(&p);
+    if (!rc) rc = plan_forward_buffers(&p, a);
+    if (!rc) rc = plan_backward_buffers(&p, a);
+    if (!rc) rc = plan_arena(&p, a);
+    if (a) planner_free(&p);
+    gc_alloc_free(a);
     return rc;
 }
 
@@ -814,7 +582,7 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
             return gc_fail(&c->err, GCAM_E_ARG, "grad_of given without a seed");
         }
     }
-    return plan_memory(c, o);
+    return plan_memory(c);
 }
 
 gcam_status gc_ctx_forward(gcam_ctx *c) { return gc_ctx_forward_from(c, 0); }

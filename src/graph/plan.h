@@ -14,7 +14,7 @@ typedef enum gc_vkind {
 
 typedef struct gc_step {
     int node;
-    int fused;       /* a Relu computed by its producer (post_relu): skipped in the forward */
+    int fused;       /* a Relu computed by its producer (k.fuse.relu): skipped in the forward */
     gc_kctx k;
 } gc_step;
 

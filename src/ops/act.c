@@ -45,7 +45,7 @@ typedef struct unary_def {
     bw_f32 bw;
     int from;   /* what bw reads: FROM_IN, FROM_OUT or FROM_NONE */
     /* Sigmoid only: y = f(x) and m = x * y in one pass (a following Mul fused in: SiLU); y is
-     * NULL when only m is kept (k.silu), and then silu_bw applies the pair's whole VJP */
+     * NULL when only m is kept (k.fuse.silu), and then silu_bw applies the pair's whole VJP */
     void (*f32_mul)(float *y, float *m, const float *x, int64_t n);
     void (*silu_bw)(float *gx, const float *gm, const float *x, int64_t n, int assign);
     int bw_assigns; /* bw honours act_args.assign; else a fresh gx is zeroed chunk by chunk first */
@@ -99,11 +99,11 @@ static gcam_status unary_forward(gc_kctx *k, const unary_def *d) {
     }
     float *y = k->out[0]->data;
     const float *x = k->in[0]->data;
-    if (k->post_mul) { /* SiLU: the Mul x * f(x) fused in (plan.c); the Mul's output is post_mul */
-        if (!d->f32_mul || k->post_mul->dtype != GC_F32 || gc_numel(k->post_mul) != n)
+    if (k->fuse.mul) { /* SiLU: the Mul x * f(x) fused in (plan.c); the Mul's output is fuse.mul */
+        if (!d->f32_mul || k->fuse.mul->dtype != GC_F32 || gc_numel(k->fuse.mul) != n)
             return gc_kfail(k, GCAM_E_INTERNAL, "fused Mul not supported here");
-        float *m = k->post_mul->data;
-        if (k->silu) y = NULL; /* the sigmoid has no buffer */
+        float *m = k->fuse.mul->data;
+        if (k->fuse.silu) y = NULL; /* the sigmoid has no buffer */
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t lo = c * ACT_CHUNK;
@@ -128,7 +128,7 @@ static gcam_status unary_backward(gc_kctx *k, const unary_def *d) {
     const float *gy = k->gout[0]->data;
     const float *v = d->from == FROM_IN ? k->in[0]->data : d->from == FROM_OUT ? k->out[0]->data : NULL;
     const int fresh = (int)(k->gin_fresh & 1);
-    if (k->silu) { /* gy is the fused Mul's output gradient; the sigmoid is recomputed from x */
+    if (k->fuse.silu) { /* gy is the fused Mul's output gradient; the sigmoid is recomputed from x */
         if (!d->silu_bw) return gc_kfail(k, GCAM_E_INTERNAL, "fused SiLU not supported here");
         const float *x = k->in[0]->data;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)

@@ -277,7 +277,7 @@ static gcam_status check_int_divisor(gc_kctx *k, const gc_tensor *b) {
 #define FMIN(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
 
 BIN_ROW(add_f32, float, float, float, a + b)
-/* Add with a following Relu fused in (k->post_relu, ResNet's residual sums); NaN propagates */
+/* Add with a following Relu fused in (k->fuse.relu, ResNet's residual sums); NaN propagates */
 BIN_ROW(add_relu_f32, float, float, float, (a + b) < 0.0f ? 0.0f : (a + b))
 BIN_ROW(add_i64, int64_t, int64_t, int64_t, IADD(a, b))
 BIN_ROW(sub_f32, float, float, float, a - b)
@@ -431,7 +431,7 @@ static void val_div(float *v, char *const *q, const int64_t *in, int64_t m, cons
 static const bin_rows add_rows = {{NULL, add_f32, add_i64, NULL}, 0};
 static const bin_rows add_relu_rows = {{NULL, add_relu_f32, add_i64, NULL}, 0};
 static gcam_status add_infer(gc_kctx *k) { return bin_infer(k, &add_rows); }
-static gcam_status add_forward(gc_kctx *k) { return bin_forward(k, k->post_relu ? &add_relu_rows : &add_rows); }
+static gcam_status add_forward(gc_kctx *k) { return bin_forward(k, k->fuse.relu ? &add_relu_rows : &add_rows); }
 #define ADD_CHUNK 16384 /* elements per parallel work item of the same-shape paths */
 static gcam_status add_backward(gc_kctx *k) {
     if (!k->gout[0]) return GCAM_OK;
@@ -445,14 +445,14 @@ static gcam_status add_backward(gc_kctx *k) {
             g[i] = k->gin[i]->data;
             continue;
         }
-        if (k->post_relu) return gc_kfail(k, GCAM_E_INTERNAL, "fused Relu backward with a broadcast input");
+        if (k->fuse.relu) return gc_kfail(k, GCAM_E_INTERNAL, "fused Relu backward with a broadcast input");
         if (fresh[i]) memset(k->gin[i]->data, 0, (size_t)gc_numel(k->in[i]) * sizeof(float));
         grad_scaled(k, i, 1.0f); /* reduced over the broadcast axes */
     }
     if (!g[0] && !g[1]) return GCAM_OK;
     /* (n) each: gy the output's gradient (with a fused Relu: that Relu's output gradient, and y
      * its output, the shared buffer); gin = or += gy, or the Relu's VJP of it */
-    const float *gy = k->gout[0]->data, *y = k->post_relu ? k->out[0]->data : NULL;
+    const float *gy = k->gout[0]->data, *y = k->fuse.relu ? k->out[0]->data : NULL;
     const int64_t n = gc_numel(k->out[0]), nch = (n + ADD_CHUNK - 1) / ADD_CHUNK;
     const gc_rule rule = k->rule;
     const int nt = n > 65536 ? gc_kthreads(k) : 1;

@@ -707,7 +707,7 @@ static int64_t dw_planes(const gc_kctx *k, const dw_plane *q) {
     return (int64_t)(k->scratch_size / ((size_t)q->floats * sizeof(float)));
 }
 
-/* p (rows, cols; row stride ld) = max(p, 0): a fused Relu (k->post_relu), applied while the
+/* p (rows, cols; row stride ld) = max(p, 0): a fused Relu (k->fuse.relu), applied while the
  * block is still in cache. As Relu: NaN propagates. */
 static void relu_rows(float *p, int64_t rows, int64_t cols, int64_t ld) {
     for (int64_t r = 0; r < rows; r++) {
@@ -1513,10 +1513,10 @@ static gcam_status conv_forward(gc_kctx *k) {
     const lowering *lw = &g.lw;
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NM = g.N * g.M, cL = lw->col[L], ksz = lw->ksz;
-    const int relu = k->post_relu; /* a following Relu fused in (plan.c) */
-    const float *res = k->res ? k->res->data : NULL; /* (N, M, ys...): a following Add fused in, before the Relu */
+    const int relu = k->fuse.relu; /* a following Relu fused in (plan.c) */
+    const float *res = k->fuse.res ? k->fuse.res->data : NULL; /* (N, M, ys...): a following Add fused in, before the Relu */
     if (g.N == 0) return GCAM_OK;
-    if (res && k->res->shape.ndim != k->out[0]->shape.ndim)
+    if (res && k->fuse.res->shape.ndim != k->out[0]->shape.ndim)
         return gc_kfail(k, GCAM_E_INTERNAL, "fused Add operand of another rank");
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;

@@ -154,9 +154,9 @@ static gcam_status bn_forward(gc_kctx *k) {
      * features): channel c of X is channel c - off[i] of cat_in[i] (N, C_i, S), read in place
      * instead of copied first. */
     int64_t off[GC_MAX_IO + 1];
-    const int ncat = k->cat_in ? k->n_cat : 0;
+    const int ncat = k->fuse.cat_in ? k->fuse.n_cat : 0;
     off[0] = 0;
-    for (int i = 0; i < ncat; i++) off[i + 1] = off[i] + k->cat_in[i]->shape.d[1];
+    for (int i = 0; i < ncat; i++) off[i + 1] = off[i] + k->fuse.cat_in[i]->shape.d[1];
     if (ncat && off[ncat] != C) return gc_kfail(k, GCAM_E_INTERNAL, "fused Concat: %lld channels, X has %lld",
                                                 (long long)off[ncat], (long long)C);
     int nt = gc_kthreads(k);
@@ -170,10 +170,10 @@ static gcam_status bn_forward(gc_kctx *k) {
         } else { /* the input holding channel c */
             const int lo = cat_of(off, ncat, c);
             const int64_t ci = off[lo + 1] - off[lo];
-            xs = (const float *)k->cat_in[lo]->data + ((pl / C) * ci + (c - off[lo])) * S;
+            xs = (const float *)k->fuse.cat_in[lo]->data + ((pl / C) * ci + (c - off[lo])) * S;
         }
         float *ys = y + pl * S;
-        if (k->post_relu)
+        if (k->fuse.relu)
             for (int64_t i = 0; i < S; i++) {
                 float t = xs[i] * a + o;
                 ys[i] = t < 0.0f ? 0.0f : t; /* as Relu: NaN propagates */
@@ -185,7 +185,7 @@ static gcam_status bn_forward(gc_kctx *k) {
 }
 
 static gcam_status bn_backward(gc_kctx *k) {
-    const int ncat = k->gcat_in ? k->n_cat : 0; /* the gradient goes into the Concat's inputs' */
+    const int ncat = k->fuse.gcat_in ? k->fuse.n_cat : 0; /* the gradient goes into the Concat's inputs' */
     if ((!k->gin[0] && !ncat) || !k->gout[0]) return GCAM_OK;
     const bn_params *p = k->params;
     int64_t N, C, S;
@@ -194,12 +194,12 @@ static gcam_status bn_backward(gc_kctx *k) {
     const float *gy = k->gout[0]->data;                     /* (N, C, S) */
     float *gx = ncat ? NULL : k->gin[0]->data;              /* (N, C, S) */
     /* a fused Relu: gy is its output's gradient and y its output (== ours, shared buffer) */
-    const float *y = k->post_relu ? k->out[0]->data : NULL; /* (N, C, S) */
+    const float *y = k->fuse.relu ? k->out[0]->data : NULL; /* (N, C, S) */
     const gc_rule rule = k->rule;
     int64_t off[GC_MAX_IO + 1];
     off[0] = 0;
-    if (ncat && (!k->cat_in || k->n_cat != ncat)) return gc_kfail(k, GCAM_E_INTERNAL, "fused Concat backward");
-    for (int i = 0; i < ncat; i++) off[i + 1] = off[i] + k->cat_in[i]->shape.d[1];
+    if (ncat && (!k->fuse.cat_in || k->fuse.n_cat != ncat)) return gc_kfail(k, GCAM_E_INTERNAL, "fused Concat backward");
+    for (int i = 0; i < ncat; i++) off[i + 1] = off[i] + k->fuse.cat_in[i]->shape.d[1];
     if (ncat && off[ncat] != C)
         return gc_kfail(k, GCAM_E_INTERNAL, "fused Concat backward: %lld channels, X has %lld",
                         (long long)off[ncat], (long long)C);
@@ -215,9 +215,9 @@ static gcam_status bn_backward(gc_kctx *k) {
             d = gx + pl * S;
         } else { /* channel c - off[i] of the gradient (N, C_i, S) of Concat input i */
             const int i = cat_of(off, ncat, c);
-            if (!k->gcat_in[i]) continue; /* not wanted */
-            d = (float *)k->gcat_in[i]->data + ((pl / C) * (off[i + 1] - off[i]) + (c - off[i])) * S;
-            fresh = (int)((k->gcat_fresh >> i) & 1);
+            if (!k->fuse.gcat_in[i]) continue; /* not wanted */
+            d = (float *)k->fuse.gcat_in[i]->data + ((pl / C) * (off[i + 1] - off[i]) + (c - off[i])) * S;
+            fresh = (int)((k->fuse.gcat_fresh >> i) & 1);
         }
         if (y) {
             gc_relu_vjp_axpy(d, g, y + pl * S, S, a, rule, fresh);

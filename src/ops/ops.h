@@ -38,6 +38,28 @@ typedef enum gc_rule {
     GC_RULE_DECONV = 2    /* pass where incoming gradient > 0 */
 } gc_rule;
 
+/* What the planner fused into a step (src/graph/fuse.c); all zero for a step on its own. */
+typedef struct gc_kfuse {
+    int relu;                      /* forward: apply max(y, 0) to out[0] (a following Relu fused in;
+                                      only ops with .fuse_relu); backward (ops with .fuse_relu_bw):
+                                      that Relu's VJP comes first */
+    gc_tensor *mul;                /* Sigmoid forward: also write in[0] * out[0] here (a following
+                                      Mul fused in: SiLU) */
+    int silu;                      /* Sigmoid with mul: out[0] has no buffer; forward writes only mul;
+                                      backward's gout[0] is mul's gradient and the kernel applies
+                                      SiLU's VJP, reading in[0] */
+    gc_tensor *const *cat_in;      /* BatchNormalization forward: in[0] is not computed; it is the
+                                      concatenation along axis 1 of these n_cat tensors (a Concat
+                                      fused in) */
+    int n_cat;
+    gc_tensor *const *gcat_in;     /* BatchNormalization backward with cat_in: gin[0] is not planned;
+                                      the gradient goes straight into these n_cat tensors, the fused
+                                      Concat inputs' gradients (NULL: not wanted) */
+    uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
+    const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before relu: a
+                                      following Add fused in, in steps no backward passes */
+} gc_kfuse;
+
 typedef struct gc_kctx {
     const gc_node *node;
     const void *params;            /* node->params */
@@ -50,24 +72,7 @@ typedef struct gc_kctx {
     size_t scratch_size;
     void *aux;                     /* aux_bytes() bytes, or NULL */
     uint64_t const_in;             /* bit i: in[i] is a model constant (fixed for the model's life) */
-    int post_relu;                 /* forward: apply max(y, 0) to out[0] (a following Relu fused in;
-                                      only ops with .fuse_relu set, see plan.c); backward (ops with
-                                      .fuse_relu_bw): that Relu's VJP comes first */
-    gc_tensor *post_mul;           /* Sigmoid forward: also write in[0] * out[0] here (a following
-                                      Mul fused in: SiLU; see plan.c) */
-    int silu;                      /* Sigmoid with post_mul: out[0] has no buffer; forward writes only
-                                      post_mul; backward's gout[0] is post_mul's gradient and the
-                                      kernel applies SiLU's VJP, reading in[0] (plan.c) */
-    gc_tensor *const *cat_in;      /* BatchNormalization forward: in[0] is not computed; it is the
-                                      concatenation along axis 1 of these n_cat tensors (a Concat
-                                      fused in, see plan.c) */
-    int n_cat;
-    gc_tensor *const *gcat_in;     /* BatchNormalization backward with cat_in: gin[0] is not planned;
-                                      the gradient goes straight into these n_cat tensors, the
-                                      fused Concat inputs' gradients (NULL: not wanted; see plan.c) */
-    uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
-    const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before post_relu: a
-                                      following Add fused in, in steps no backward passes (plan.c) */
+    gc_kfuse fuse;                 /* neighbours fused into this step (plan.c's fusion passes) */
     int exact;                     /* forward: a planned backward passes through this step, so no
                                       path whose larger rounding could flip the kinks a pixel-space
                                       gradient sees (F(4x4) Winograd, conv.c; see plan.c) */
@@ -93,11 +98,11 @@ typedef struct gc_opdef {
     uint64_t bw_in;                /* bit i: backward reads in[i]->data (GC_MAX_IO <= 64 bits) */
     uint64_t bw_out;               /* bit j: backward reads out[j]->data */
     uint64_t diff_in;              /* bit i: a gradient can flow to input i */
-    int fuse_relu;                 /* forward honours k->post_relu (and backward never reads out[0],
-                                      unless .fuse_relu_bw and post_relu: then it is the Relu's output) */
-    int fuse_concat;               /* forward honours k->cat_in (and backward never reads in[0]) */
+    int fuse_relu;                 /* forward honours k->fuse.relu (and backward never reads out[0],
+                                      unless .fuse_relu_bw and fuse.relu: then it is the Relu's output) */
+    int fuse_concat;               /* forward honours k->fuse.cat_in (and backward never reads in[0]) */
     int bw_assign;                 /* backward honours k->gin_fresh (else fresh buffers are zeroed) */
-    int fuse_relu_bw;              /* backward honours k->post_relu too: gout[0] is the fused Relu's
+    int fuse_relu_bw;              /* backward honours k->fuse.relu too: gout[0] is the fused Relu's
                                       output gradient, out[0] its output; the kernel applies the
                                       Relu's VJP under k->rule first (plan.c skips the Relu's step) */
 } gc_opdef;

@@ -1,0 +1,249 @@
+/* The planner's fusions (planner.h): neighbouring steps computed as one, where it saves a pass
+ * over memory or a buffer and the result is the same. Each pass decides from the graph, the
+ * lifetimes and the backward plan alone, and records what it fused in the kernels' k.fuse. */
+#include "planner.h"
+
+#include <stdlib.h>
+
+#include "model.h"
+
+/* Use counts and producer steps of the values, for the passes below. */
+typedef struct fuse_state {
+    gc_planner *p;
+    int *uses;      /* (n_values) readers among the forward steps */
+    int *prod_step; /* (n_values) forward step that computes it, -1: none */
+} fuse_state;
+
+/* Relu fused into its producer (an op with .fuse_relu: Conv, BatchNormalization, Add) when
+ * nothing else reads the producer's output: the producer writes max(y, 0) and the Relu's output
+ * shares its buffer, which saves a pass over memory and a buffer per pair (ResNet, VGG,
+ * DenseNet). The Relu's backward still runs (it reads its output, i.e. the shared buffer; the
+ * lifetimes already keep that buffer), unless the producer applies it (below); the
+ * producers' backward otherwise reads only weights (Add: nothing). */
+static void fuse_relu(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int F = p->F;
+    const int *uses = f->uses, *prod_step = f->prod_step, *bstep_of = p->bstep_of;
+    int *fused_from = p->fused_from, *last = p->last, *glast = p->glast, *bw_relu = p->bw_relu;
+    uint8_t *gneed = p->gneed;
+    const int has_bw = p->has_bw;
+    for (int s = 0; s < F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1) continue;
+        int v = n->in[0], r = n->out[0];
+        if (v < 0 || r < 0 || prod_step[v] < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME ||
+            c->vkind[r] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] || m->values[v].is_output ||
+            v == c->seed || fused_from[v] >= 0)
+            continue;
+        gc_step *ps = &c->steps[prod_step[v]];
+        const gc_node *pn = &m->nodes[ps->node];
+        if (!gc_op_get(pn->op)->fuse_relu || pn->n_out != 1) continue;
+        ps->k.fuse.relu = 1;
+        c->steps[s].fused = 1;
+        fused_from[r] = v;
+        if (last[v] < last[r]) last[v] = last[r];
+        /* Backward too, when the producer's kernel can apply the Relu's VJP (BatchNormalization:
+         * DenseNet's pre-activations; Add: ResNet's joins): one pass over the gradient instead of two, and no gradient
+         * buffer for v (only the Relu reads v, so only its VJP would write that buffer). The
+         * Relu's output gradient must then live until the producer's backward step. */
+        const int rb = bstep_of[s], pb = bstep_of[prod_step[v]];
+        int same = 1; /* the kernels apply the VJP elementwise: inputs of the output's shape */
+        for (int k = 0; k < pn->n_in; k++)
+            if (pn->in[k] >= 0 && (gc_op_get(pn->op)->diff_in & (UINT64_C(1) << k)) && gneed[pn->in[k]])
+                same &= gc_shape_eq(&c->vals[pn->in[k]].shape, &c->vals[v].shape);
+        if (has_bw && same && gc_op_get(pn->op)->fuse_relu_bw && rb >= 0 && pb >= 0 && gneed[v] && gneed[r]) {
+            c->bsteps[rb].fused = 1;
+            bw_relu[pb] = r;
+            gneed[v] = 0;
+            if (glast[r] < F + 1 + pb) glast[r] = F + 1 + pb;
+        }
+    }
+}
+
+/* An Add joining a convolution's output with a tensor computed before that convolution
+ * (ResNet's and MobileNetV2's residual joins), where no backward passes (inference, and a
+ * Grad-CAM-only plan's layers before its target): the Conv adds the other operand itself
+ * (k.fuse.res: into the bias fill its GEMMs accumulate onto, or the pass that writes its output
+ * anyway), then the Add's fused Relu; the Add's step is skipped and its output (and that
+ * Relu's) shares the Conv's buffer: one pass over memory (two reads, a write) less per join.
+ * Of two Conv operands, the later one takes the Add (the other is then already computed). */
+static void fuse_add(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int F = p->F;
+    const int *uses = f->uses, *prod_step = f->prod_step, *bstep_of = p->bstep_of;
+    int *fused_from = p->fused_from, *last = p->last;
+    for (int s = 0; s < F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || bstep_of[s] >= 0 || c->steps[s].fused) continue;
+        const int ao = n->out[0];
+        if (ao < 0 || c->vkind[ao] != GC_V_RUNTIME || c->vals[ao].dtype != GC_F32 || fused_from[ao] >= 0) continue;
+        int pick = -1;
+        for (int i = 0; i < 2; i++) {
+            const int v = n->in[i], r = n->in[1 - i];
+            if (v < 0 || r < 0 || v == r || prod_step[v] < 0) continue;
+            const int cs = prod_step[v];
+            const gc_step *cst = &c->steps[cs];
+            const gc_node *cn = &m->nodes[cst->node];
+            if (cn->op != GC_OP_Conv || cn->n_out != 1 || cst->fused || cst->k.fuse.relu || cst->k.fuse.res ||
+                bstep_of[cs] >= 0)
+                continue;
+            if (uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
+                m->values[v].is_output || v == c->seed || fused_from[v] >= 0)
+                continue;
+            if (c->vkind[r] != GC_V_RUNTIME || c->vals[r].dtype != GC_F32 || prod_step[r] >= cs) continue;
+            if (!gc_shape_eq(&c->vals[v].shape, &c->vals[ao].shape) || !gc_shape_eq(&c->vals[r].shape, &c->vals[ao].shape))
+                continue;
+            if (pick < 0 || cs > prod_step[n->in[pick]]) pick = i;
+        }
+        if (pick < 0) continue;
+        const int v = n->in[pick], r = n->in[1 - pick];
+        gc_step *cst = &c->steps[prod_step[v]];
+        cst->k.fuse.res = &c->vals[r];
+        cst->k.fuse.relu = c->steps[s].k.fuse.relu;
+        c->steps[s].fused = 1;
+        for (int x = 0; x < m->n_values; x++)
+            if (fused_from[x] == ao) fused_from[x] = v; /* the Add's fused Relu: its output too */
+        fused_from[ao] = v;
+        if (last[v] < last[ao]) last[v] = last[ao];
+    }
+}
+
+/* A Concat along axis 1 whose output only a BatchNormalization reads (DenseNet: each layer's
+ * norm1 over all earlier features; the transitions; norm5): the BN reads the Concat's inputs
+ * in place (k.fuse.cat_in), the Concat's forward step is skipped and its output gets no buffer.
+ * When the two backward steps are adjacent, the BN's backward also writes straight into the
+ * Concat inputs' gradients (k.fuse.gcat_in): the Concat's backward step is skipped and its output's
+ * gradient gets no buffer (one pass less over every dense block's gradient). Otherwise the
+ * Concat's backward runs (it reads only gradients); the BN's backward never reads X. */
+static void fuse_concat(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int F = p->F;
+    const int *uses = f->uses, *bstep_of = p->bstep_of;
+    int *fused_from = p->fused_from, *first = p->first, *last = p->last, *gfirst = p->gfirst, *bw_cat = p->bw_cat;
+    uint8_t *gneed = p->gneed;
+    const int has_bw = p->has_bw;
+    for (int s = 0; s < F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Concat || n->n_out != 1 || n->n_in < 1 || n->n_in > GC_MAX_IO) continue;
+        int v = n->out[0];
+        if (v < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
+            m->values[v].is_output || v == c->seed || fused_from[v] >= 0 || c->vals[v].shape.ndim < 2 ||
+            gc_norm_axis(gc_attr_int(n, "axis", 1), c->vals[v].shape.ndim) != 1)
+            continue;
+        int cs = -1; /* the consumer's step */
+        for (int t = s + 1; t < F && cs < 0; t++) {
+            const gc_node *tn = &m->nodes[c->steps[t].node];
+            for (int k = 0; k < tn->n_in; k++)
+                if (tn->in[k] == v) cs = t;
+        }
+        if (cs < 0 || c->steps[cs].fused) continue;
+        const gc_node *bn = &m->nodes[c->steps[cs].node];
+        if (!gc_op_get(bn->op)->fuse_concat || bn->in[0] != v) continue;
+        int ok = 1;
+        for (int k = 0; k < n->n_in; k++) {
+            int x = n->in[k];
+            ok &= x >= 0 && c->vkind[x] != GC_V_NONE && c->vals[x].dtype == GC_F32;
+        }
+        if (!ok) continue;
+        c->steps[cs].k.fuse.cat_in = c->steps[s].k.in;
+        c->steps[cs].k.fuse.n_cat = n->n_in;
+        c->steps[s].fused = 1;
+        first[v] = -1; /* no buffer */
+        for (int k = 0; k < n->n_in; k++) {
+            int x = n->in[k];
+            if (c->vkind[x] == GC_V_RUNTIME && last[x] < cs) last[x] = cs;
+        }
+        const int cb = has_bw ? bstep_of[s] : -1, bb = has_bw ? bstep_of[cs] : -1;
+        if (cb >= 0 && bb >= 0 && bb + 1 == cb && gneed[v] && !c->bsteps[cb].fused && !c->bsteps[bb].fused) {
+            c->bsteps[cb].fused = 1;
+            bw_cat[bb] = cb;
+            gneed[v] = 0;
+            for (int k = 0; k < n->n_in; k++) { /* gradients the Concat's step wrote first: now the BN's */
+                int x = n->in[k];
+                if (gneed[x] && gfirst[x] == F + 1 + cb) gfirst[x] = F + 1 + bb;
+            }
+        }
+    }
+}
+
+/* Mul(x, Sigmoid(x)) (SiLU) computed by the Sigmoid in one pass when the Mul directly
+ * follows it and nothing else reads the Sigmoid's output: the Mul's step is skipped and its
+ * output lives from the Sigmoid's step on. The sigmoid itself then gets no buffer (k.fuse.silu):
+ * no backward reads it, or the Sigmoid's backward applies SiLU's whole VJP from x (recomputing
+ * the sigmoid is cheaper than storing it and reading it back: EfficientNet's largest tensors),
+ * and the Mul's backward step is skipped. */
+static void fuse_silu(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int F = p->F;
+    const int END = p->END, has_bw = p->has_bw;
+    const int *uses = f->uses, *bstep_of = p->bstep_of;
+    int *fused_from = p->fused_from, *first = p->first, *last = p->last, *gfirst = p->gfirst, *glast = p->glast;
+    int *bw_silu = p->bw_silu;
+    uint8_t *gneed = p->gneed;
+    for (int s = 1; s < F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node], *pn = &m->nodes[c->steps[s - 1].node];
+        if (n->op != GC_OP_Mul || pn->op != GC_OP_Sigmoid || n->n_in != 2 || n->n_out != 1 || pn->n_out != 1)
+            continue;
+        int sg = pn->out[0], x = pn->in[0], y = n->out[0];
+        if (sg < 0 || x < 0 || y < 0 || !((n->in[0] == x && n->in[1] == sg) || (n->in[0] == sg && n->in[1] == x)))
+            continue;
+        if (uses[sg] != 1 || c->kept[sg] || m->values[sg].is_output || sg == c->seed || c->vkind[x] != GC_V_RUNTIME ||
+            c->vkind[y] != GC_V_RUNTIME || c->vals[x].dtype != GC_F32 || c->vals[y].dtype != GC_F32 ||
+            fused_from[y] >= 0 || !gc_shape_eq(&c->vals[x].shape, &c->vals[y].shape))
+            continue;
+        c->steps[s - 1].k.fuse.mul = &c->vals[y];
+        c->steps[s].fused = 1;
+        first[y] = s - 1;
+        const int mb = has_bw ? bstep_of[s] : -1, sb = has_bw ? bstep_of[s - 1] : -1;
+        if (mb < 0 && sb < 0) { /* no backward passes here (inference, a CAM-only plan's early layers) */
+            c->steps[s - 1].k.fuse.silu = 1;
+            first[sg] = -1;
+        } else if (mb >= 0 && sb == mb + 1 && gneed[x] && gneed[y] && !c->bsteps[mb].fused &&
+                   !c->bsteps[sb].fused) {
+            c->steps[s - 1].k.fuse.silu = 1;
+            first[sg] = -1;
+            gneed[sg] = 0;
+            c->bsteps[mb].fused = 1;
+            bw_silu[sb] = y;
+            last[x] = END;                                     /* the fused VJP reads x */
+            if (glast[y] < F + 1 + sb) glast[y] = F + 1 + sb;  /* ... and the Mul's output gradient */
+            if (gfirst[x] == F + 1 + mb) gfirst[x] = F + 1 + sb; /* x's gradient is first written there */
+        }
+    }
+}
+
+gcam_status gc_fuse(gc_planner *p) {
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    if (c->tune.no_fusion) return GCAM_OK;
+    fuse_state f = {.p = p, .uses = calloc((size_t)m->n_values + 1, sizeof(int)),
+                    .prod_step = gc_malloc2((size_t)m->n_values + 1, sizeof(int))};
+    if (!f.uses || !f.prod_step) {
+        free(f.uses);
+        free(f.prod_step);
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    }
+    for (int v = 0; v < m->n_values; v++) f.prod_step[v] = -1;
+    for (int s = 0; s < p->F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0) f.uses[n->in[k]]++;
+        for (int j = 0; j < n->n_out; j++)
+            if (n->out[j] >= 0) f.prod_step[n->out[j]] = s;
+    }
+    fuse_relu(&f);
+    if (!c->tune.no_add_fusion) fuse_add(&f);
+    fuse_concat(&f);
+    fuse_silu(&f);
+    free(f.uses);
+    free(f.prod_step);
+    return GCAM_OK;
+}
