@@ -26,14 +26,7 @@ const char *gcam_status_str(gcam_status s) {
     return "unknown status";
 }
 
-const char *gcam_dtype_str(gcam_dtype t) {
-    switch (t) {
-    case GCAM_FLOAT32: return "float32";
-    case GCAM_INT64: return "int64";
-    case GCAM_BOOL: return "bool";
-    default: return "undefined";
-    }
-}
+const char *gcam_dtype_str(gcam_dtype t) { return gc_dtype_name(t); }
 
 static gcam_status build_name_tables(gc_model *m);
 

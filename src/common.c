@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "common.h"
 
+#include <math.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -51,4 +52,15 @@ int gc_cpu_count(void) {
 #endif
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 && n < 4096 ? (int)n : 1;
+}
+
+void gc_minmax01(float *dst, const float *src, size_t n) {
+    float mn = INFINITY, mx = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(src[i])) {
+            mn = fminf(mn, src[i]);
+            mx = fmaxf(mx, src[i]);
+        }
+    float r = mx - mn;
+    for (size_t i = 0; i < n; i++) dst[i] = r > 0 && isfinite(src[i]) ? (src[i] - mn) / r : 0;
 }

@@ -36,6 +36,9 @@ static inline size_t gc_align64(size_t n) {
     return r & ~(size_t)63;
 }
 
+/* Min-max to [0, 1] over the finite values; non-finite values and a constant array give 0. */
+void gc_minmax01(float *dst, const float *src, size_t n);
+
 /* CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), else those online. */
 int gc_cpu_count(void);
 

@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "report/report.h"
 
 /* ---- numbers ---------------------------------------------------------------------------------- */
@@ -311,4 +310,64 @@ void cli_print_method_names(int indent, int width, const char *suffix) {
         col += col == 0 ? printf("%*s%s", indent, "", name) : printf(" %s", name);
     }
     printf("%s\n", suffix);
+}
+
+const char *g_prog = "gradcam";
+
+int cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry '%s --help'.\n", g_prog);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+int cli_fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return code;
+}
+
+int cli_status_exit(gcam_status s) {
+    switch (s) {
+    case GCAM_OK: return 0;
+    case GCAM_E_ARG: return CLI_USAGE;
+    case GCAM_E_IO:
+    case GCAM_E_FORMAT:
+    case GCAM_E_UNSUPPORTED:
+    case GCAM_E_SHAPE:
+    case GCAM_E_LIMIT:
+    case GCAM_E_NUMERIC:
+    case GCAM_E_NOT_FOUND: return CLI_BAD_INPUT;
+    default: return 1;
+    }
+}
+
+gcam_status cli_load_model(gcam_model **m, const char *path, int allow_unsupported, size_t max_memory) {
+    gcam_load_options lo = {.allow_unsupported = allow_unsupported, .max_memory = max_memory};
+    gcam_status rc = gcam_model_load(m, path, &lo);
+    if (rc) fprintf(stderr, "%s: %s\n", g_prog, gcam_model_error(*m));
+    return rc;
+}
+
+int cli_parse_dims(const char *s, int64_t *dims, int *ndim) {
+    *ndim = 0;
+    while (*s) {
+        if (*ndim >= GCAM_MAX_DIMS) return -1;
+        char *end;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || errno || v < 0) return -1;
+        dims[(*ndim)++] = v;
+        if (*end == 'x' || *end == 'X' || *end == ',') end++;
+        else if (*end) return -1;
+        s = end;
+    }
+    return *ndim > 0 ? 0 : -1;
 }

@@ -1,14 +1,36 @@
-/* Pieces shared by the subcommands that read images (explain, eval): number parsing, the progress
- * bar, label files, the model input's layout and the preprocessing options. One copy, so that the
- * two commands turn an image into the same tensor and show the same bar. */
+/* Pieces shared by the gradcam command's subcommands: exit codes and error lines, loading a model,
+ * number parsing, the progress bar, label files, the model input's layout and the preprocessing
+ * options (one copy, so that explain and eval turn an image into the same tensor), and the
+ * subcommands' entry points that main.c dispatches to. */
 #ifndef GC_CLI_COMMON_H
 #define GC_CLI_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "gradcam.h"
 #include "image/image.h"
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_BAD_INPUT = 3 };
+
+extern const char *g_prog;
+
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_status_exit(gcam_status s);
+/* Loads with the message printed on failure; max_memory caps constants folded at load (0: default). */
+gcam_status cli_load_model(gcam_model **m, const char *path, int allow_unsupported, size_t max_memory);
+/* "1x3x224x224" -> dims; 0 on success. */
+int cli_parse_dims(const char *s, int64_t *dims, int *ndim);
+
+int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Numbers: 0 on success, -1 when s is not entirely a number of that kind. */
 int cli_parse_i64(const char *s, int64_t *v);

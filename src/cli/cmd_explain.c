@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "cli_common.h"
 #include "explain/method_table.h"
 #include "explain_inputs.h"

@@ -1,5 +1,5 @@
 /* gradcam info MODEL: what a model takes, gives and contains. */
-#include "cli.h"
+#include "cli_common.h"
 
 static void print_info_help(void) {
     printf("Usage: gradcam info MODEL [--shape NAME=DIMS]...\n\n"

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <sys/stat.h>
 
-#include "cli.h"
+#include "cli_common.h"
 #include "image/npy.h"
 
 static void print_run_help(void) {

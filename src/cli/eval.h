@@ -2,7 +2,7 @@
 #ifndef GC_EVAL_H
 #define GC_EVAL_H
 
-#include "cli.h"
+#include "cli_common.h"
 #include "common.h"
 #include "explain/metrics.h"
 #include "report/report.h"

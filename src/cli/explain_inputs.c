@@ -4,7 +4,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "cli.h"
+#include "cli_common.h"
 #include "explain_inputs.h"
 
 static char *dupstr(const char *s) {

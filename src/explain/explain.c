@@ -32,20 +32,6 @@ void gc_resize_bilinear(float *dst, int64_t h2, int64_t w2, const float *src, in
 }
 
 /* Min-max to [0,1]; a constant (or empty) array becomes zeros. */
-void gc_normalize01(float *dst, const float *src, size_t n) {
-    float mn = INFINITY, mx = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        if (src[i] < mn) mn = src[i];
-        if (src[i] > mx) mx = src[i];
-    }
-    float range = mx - mn;
-    if (!(range > 0) || !isfinite(range)) {
-        memset(dst, 0, n * sizeof(float));
-        return;
-    }
-    for (size_t i = 0; i < n; i++) dst[i] = (src[i] - mn) / range;
-}
-
 static uint64_t splitmix64(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -282,7 +268,7 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
             char a[128];
             gcam_ctx_free(probe);
             return gc_fail(&e->err, GCAM_E_ARG, "layer '%s' must be a 4-D float activation (N, C, H, W); it is %s %s",
-                           vname(e, v), gcam_dtype_str(t->dtype), gc_shape_str(&t->shape, a, sizeof a));
+                           vname(e, v), gc_dtype_name(t->dtype), gc_shape_str(&t->shape, a, sizeof a));
         }
         e->layers[e->n_layers++] = v;
     }

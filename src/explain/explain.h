@@ -64,8 +64,6 @@ gcam_status gc_explainer_forward_input(gcam_explainer *e, const float *x);
 
 /* dst (h2, w2) <- src (h1, w1), bilinear with half-pixel centres. */
 void gc_resize_bilinear(float *dst, int64_t h2, int64_t w2, const float *src, int64_t h1, int64_t w1);
-/* Min-max to [0,1]; a constant array becomes zeros. */
-void gc_normalize01(float *dst, const float *src, size_t n);
 /* Standard normals (splitmix64 + Box-Muller, docs/methods.md): one stream, continued across calls. */
 typedef struct gc_normal_stream {
     uint64_t state; /* splitmix64 state, starts at the seed */

@@ -146,7 +146,7 @@ static gcam_status finish_map(gcam_explainer *e, gcam_map *m) {
         else gc_resize_bilinear(m->upsampled + b * plane, m->H, m->W, m->raw + b * rplane, m->h, m->w);
     }
     size_t per = (size_t)m->c * plane;
-    for (int64_t b = 0; b < m->n; b++) gc_normalize01(m->normalized + b * per, m->upsampled + b * per, per);
+    for (int64_t b = 0; b < m->n; b++) gc_minmax01(m->normalized + b * per, m->upsampled + b * per, per);
     return GCAM_OK;
 }
 
@@ -369,7 +369,7 @@ static gcam_status scorecam_weights(gcam_explainer *e, const float *A, float *w,
                 }
                 const float *ak = A + (n * K + k0 + r) * h * wd;
                 gc_resize_bilinear(mask, e->H, e->W, ak, h, wd);
-                gc_normalize01(mask, mask, (size_t)HW);
+                gc_minmax01(mask, mask, (size_t)HW);
                 if (e->nhwc) {
                     for (int64_t p = 0; p < HW; p++)
                         for (int64_t ch = 0; ch < C; ch++) dst[p * C + ch] = src[p * C + ch] * mask[p];
@@ -597,7 +597,7 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out,
         }
         rc = layer_map(e, method, e->layers[l], lm, G ? G[l] : NULL);
         for (int64_t b = 0; b < e->N && !rc; b++) {
-            gc_normalize01(lm + b * hw, lm + b * hw, (size_t)hw);
+            gc_minmax01(lm + b * hw, lm + b * hw, (size_t)hw);
             gc_resize_bilinear(up, e->H, e->W, lm + b * hw, At->shape.d[2], At->shape.d[3]);
             for (int64_t i = 0; i < HW; i++) out->raw[b * HW + i] += up[i] / (float)e->n_layers;
         }

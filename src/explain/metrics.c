@@ -21,17 +21,6 @@ void gc_saliency(float *s, const float *up, int64_t c, int64_t h, int64_t w, int
     }
 }
 
-void gc_minmax01(float *dst, const float *src, size_t n) {
-    float mn = INFINITY, mx = -INFINITY;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(src[i])) {
-            mn = fminf(mn, src[i]);
-            mx = fmaxf(mx, src[i]);
-        }
-    float r = mx - mn;
-    for (size_t i = 0; i < n; i++) dst[i] = r > 0 && isfinite(src[i]) ? (src[i] - mn) / r : 0;
-}
-
 /* ---- localisation ---- */
 
 int gc_loc_box(const float *s, int64_t h, int64_t w, float frac, gc_ebox *box) {

@@ -18,8 +18,6 @@ typedef struct gc_ebox {
  * pixel space (c channels): max over channels of |up|. NaN becomes 0. */
 void gc_saliency(float *s /* (h, w) */, const float *up /* (c, h, w) */, int64_t c, int64_t h, int64_t w, int is_cam);
 
-/* Min-max to [0, 1] (a constant map becomes zeros). */
-void gc_minmax01(float *dst, const float *src, size_t n);
 
 /* ---- localisation ---------------------------------------------------------------------------- */
 

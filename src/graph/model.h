@@ -2,7 +2,7 @@
 #ifndef GC_MODEL_H
 #define GC_MODEL_H
 
-#include "ir.h"
+#include "../ir/ir.h"
 
 /* The public handle is the model itself. */
 struct gcam_model {

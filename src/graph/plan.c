@@ -91,8 +91,8 @@ static gcam_status bind_inputs(gcam_ctx *c, const gcam_feed *shapes, int n_shape
             break;
         }
         if (f->dtype != GCAM_UNDEFINED && f->dtype != v->dtype) {
-            rc = gc_fail(&c->err, GCAM_E_ARG, "input '%s' is %s, got %s", v->name, gcam_dtype_str(v->dtype),
-                         gcam_dtype_str(f->dtype));
+            rc = gc_fail(&c->err, GCAM_E_ARG, "input '%s' is %s, got %s", v->name, gc_dtype_name(v->dtype),
+                         gc_dtype_name(f->dtype));
             break;
         }
         t->shape.ndim = f->ndim;

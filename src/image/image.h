@@ -3,7 +3,7 @@
 #ifndef GC_IMAGE_H
 #define GC_IMAGE_H
 
-#include "../graph/ir.h"
+#include "../ir/ir.h"
 
 /* 8-bit RGB, row-major (h, w, 3). */
 typedef struct gc_image {

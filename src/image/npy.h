@@ -10,7 +10,7 @@
 #ifndef GC_NPY_H
 #define GC_NPY_H
 
-#include "../graph/ir.h"
+#include "../ir/ir.h"
 
 /* Largest header accepted (the dict text), well above anything numpy writes for plain dtypes. */
 #define GC_NPY_MAX_HEADER (1u << 20)

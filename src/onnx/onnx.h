@@ -2,7 +2,7 @@
 #ifndef GC_ONNX_H
 #define GC_ONNX_H
 
-#include "../graph/ir.h"
+#include "../ir/ir.h"
 
 /* Decodes a serialized ModelProto into m (which must be zeroed). base_dir resolves external
  * data (may be NULL: external data is then an error). */

@@ -26,7 +26,7 @@
 #ifndef GC_OPS_H
 #define GC_OPS_H
 
-#include "../graph/ir.h"
+#include "../ir/ir.h"
 #include "../tuning.h"
 
 #define GC_MAX_IO 64 /* Concat in DenseNet-201 takes 49 inputs */
@@ -181,7 +181,5 @@ void gc_shape_strides(int64_t *strides, const gc_shape *s);
 int64_t gc_tensor_ints(const gc_tensor *t, int64_t *v, int64_t max);
 /* Normalises an axis in [-ndim, ndim) to [0, ndim); -1 if out of range. */
 int gc_norm_axis(int64_t axis, int ndim);
-/* Number of elements of a tensor (its shape is known by construction). */
-static inline int64_t gc_numel(const gc_tensor *t) { return gc_shape_numel(&t->shape); }
 
 #endif

@@ -1,6 +1,15 @@
 /* IR basics: dtypes, shapes, attribute look-ups. */
 #include "ir.h"
 
+const char *gc_dtype_name(gc_dtype t) {
+    switch (t) {
+    case GC_F32: return "float32";
+    case GC_I64: return "int64";
+    case GC_BOOL: return "bool";
+    default: return "undefined";
+    }
+}
+
 size_t gc_dtype_size(gc_dtype t) {
     switch (t) {
     case GC_F32: return 4;

@@ -26,6 +26,8 @@ typedef struct gc_tensor {
 } gc_tensor;
 
 size_t gc_dtype_size(gc_dtype t);
+/* "float32", "int64", "bool" or "undefined". */
+const char *gc_dtype_name(gc_dtype t);
 /* Element count of a known shape; -1 if unknown, negative extent, or overflow. */
 int64_t gc_shape_numel(const gc_shape *s);
 /* Bytes of a tensor of that dtype/shape, overflow-checked: 0 on error (an empty tensor gives 0
@@ -34,6 +36,8 @@ size_t gc_tensor_bytes(gc_dtype t, const gc_shape *s, int *ok);
 int gc_shape_eq(const gc_shape *a, const gc_shape *b);
 /* "(1, 3, 224, 224)" into buf. */
 const char *gc_shape_str(const gc_shape *s, char *buf, size_t n);
+/* Number of elements of a tensor (its shape is known by construction). */
+static inline int64_t gc_numel(const gc_tensor *t) { return gc_shape_numel(&t->shape); }
 
 typedef enum gc_attr_type {
     GC_ATTR_NONE = 0,
