@@ -20,6 +20,7 @@
 #include <gradcam.h>
 
 #include "explain/explain.h"
+#include "graph/plan.h"
 
 static int g_fail, g_checks;
 

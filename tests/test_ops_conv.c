@@ -137,8 +137,8 @@ static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, con
                           int backward, int no_scratch, uint64_t const_in, gc_err *err) {
     return run_op_opts(n, in, n_in, y, gy, gx, backward, no_scratch, const_in, 2, 0, err);
 }
-/* run_op with a thread count and a fused Relu (forward: k.post_relu, as the planner sets it). */
-static const gc_tensor *fused_res; /* forward: k.res (a following Add fused in), NULL: none */
+/* run_op with a thread count and a fused Relu (forward: k.fuse.relu, as the planner sets it). */
+static const gc_tensor *fused_res; /* forward: k.fuse.res (a following Add fused in), NULL: none */
 static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
                                int backward, int no_scratch, uint64_t const_in, int nthreads, int relu, gc_err *err) {
     const gc_opdef *d = gc_op_get(n->op);
@@ -154,8 +154,8 @@ static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y
     gc_tuning tune; /* as a context takes it at creation (set_no_winograd4) */
     gc_tuning_get(&tune);
     k.tune = &tune;
-    k.post_relu = relu;
-    k.res = backward ? NULL : fused_res;
+    k.fuse.relu = relu;
+    k.fuse.res = backward ? NULL : fused_res;
     k.const_in = const_in;
     for (int i = 0; i < n_in; i++) {
         sh[i] = in[i];
@@ -599,7 +599,7 @@ static void test_conv_pointwise_batched(void) {
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], i == 0);
 }
 
-/* A following Add fused in (k.res, set by plan.c where no backward passes): y = conv(x) + b + res,
+/* A following Add fused in (k.fuse.res, set by plan.c where no backward passes): y = conv(x) + b + res,
  * then the fused Relu when there is one, on every forward path: pointwise per image (threads
  * taking whole images) and per image with a threaded GEMM, pointwise batched (7x7), im2col,
  * grouped, F(2x2) and F(4x4) Winograd, depthwise. 1 and 2 threads, against the naive sum in

@@ -5,7 +5,6 @@
 #include <cblas.h>
 
 #include "../graph/model.h"
-#include "../graph/plan.h"
 #include "explain.h"
 
 /* ---- small numeric helpers ---- */
@@ -84,18 +83,18 @@ static int auto_layer(gcam_explainer *e, const gcam_ctx *c) {
     if (!anc) return -1;
     anc[e->score] = 1;
     int best = -1;
-    for (int s = c->n_steps - 1; s >= 0; s--) {
-        const gc_node *n = &m->nodes[c->steps[s].node];
+    for (int s = gc_ctx_num_steps(c) - 1; s >= 0; s--) {
+        const gc_node *n = &m->nodes[gc_ctx_step_node(c, s)];
         int hit = 0;
         for (int j = 0; j < n->n_out; j++) hit |= n->out[j] >= 0 && anc[n->out[j]];
         if (!hit) continue;
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0 && c->vkind[n->in[k]] == GC_V_RUNTIME) anc[n->in[k]] = 1;
+            if (n->in[k] >= 0 && gc_ctx_is_activation(c, n->in[k])) anc[n->in[k]] = 1;
         if (best >= 0) continue;
         for (int j = 0; j < n->n_out; j++) {
             int v = n->out[j];
             if (v < 0 || !anc[v] || v == e->score) continue;
-            const gc_tensor *t = &c->vals[v];
+            const gc_tensor *t = gc_ctx_value(c, v);
             if (t->dtype == GC_F32 && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1) {
                 best = v;
                 break;
@@ -109,7 +108,7 @@ static int auto_layer(gcam_explainer *e, const gcam_ctx *c) {
         if (!(n->op == GC_OP_AveragePool || n->op == GC_OP_MaxPool || n->op == GC_OP_Identity || n->op == GC_OP_Dropout))
             break;
         int in = n->in[0];
-        if (in < 0 || c->vkind[in] != GC_V_RUNTIME || !gc_shape_eq(&c->vals[in].shape, &c->vals[best].shape)) break;
+        if (in < 0 || !gc_ctx_is_activation(c, in) || !gc_shape_eq(&gc_ctx_value(c, in)->shape, &gc_ctx_value(c, best)->shape)) break;
         best = in;
     }
     return best;
@@ -263,8 +262,8 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
             return gc_fail(&e->err, GCAM_E_NOT_FOUND, "no tensor or node named '%s' (layer)",
                            e->o.layers && e->o.layers[i] ? e->o.layers[i] : "(null)");
         }
-        const gc_tensor *t = &probe->vals[v];
-        if (probe->vkind[v] != GC_V_RUNTIME || t->dtype != GC_F32 || t->shape.ndim != 4) {
+        const gc_tensor *t = gc_ctx_value(probe, v);
+        if (!gc_ctx_is_activation(probe, v) || t->dtype != GC_F32 || t->shape.ndim != 4) {
             char a[128];
             gcam_ctx_free(probe);
             return gc_fail(&e->err, GCAM_E_ARG, "layer '%s' must be a 4-D float activation (N, C, H, W); it is %s %s",
@@ -284,7 +283,7 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     e->ctx_full = e->n_layers == 0;
     /* values crossing each layer's producer must survive for Ablation-CAM's tail re-runs; the
      * plan keeps inputs/outputs/requested tensors; other crossings are checked at use */
-    const gc_tensor *x = &e->ctx->vals[e->input];
+    const gc_tensor *x = gc_ctx_value(e->ctx, e->input);
     if (x->dtype != GC_F32) return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the first input '%s' must be float32 to be explained", vname(e, e->input));
     e->x_numel = (size_t)gc_numel(x);
     if (x->shape.ndim == 4) {
@@ -298,8 +297,8 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
         return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the input '%s' must be an image batch (4-D); it has %d dimensions",
                        vname(e, e->input), x->shape.ndim);
     }
-    e->seed = gc_malloc2((size_t)gc_numel(&e->ctx->vals[e->score]), sizeof(float));
-    e->score_copy = gc_malloc2((size_t)gc_numel(&e->ctx->vals[e->score]), sizeof(float));
+    e->seed = gc_malloc2((size_t)gc_numel(gc_ctx_value(e->ctx, e->score)), sizeof(float));
+    e->score_copy = gc_malloc2((size_t)gc_numel(gc_ctx_value(e->ctx, e->score)), sizeof(float));
     if (!e->seed || !e->score_copy) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     if (e->o.ig_baseline) {
         e->baseline = gc_malloc2(e->x_numel, sizeof(float));
@@ -329,7 +328,7 @@ gcam_status gc_explainer_forward_input(gcam_explainer *e, const float *x) {
 }
 
 gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, int n_inputs) {
-    if (!e || !e->ctx || e->ctx->broken) return e && e->err.code ? e->err.code : GCAM_E_ARG;
+    if (!e || !e->ctx || gc_ctx_failed(e->ctx)) return e && e->err.code ? e->err.code : GCAM_E_ARG;
     gc_err_clear(&e->err);
     if (n_inputs <= 0 || n_inputs > e->m->n_inputs || !inputs)
         return gc_fail(&e->err, GCAM_E_ARG, "between 1 and %d inputs (the model's) expected, got %d", e->m->n_inputs,
@@ -341,7 +340,7 @@ gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, i
         const gcam_feed *f = &inputs[i];
         int v = f->name ? gc_model_find_value(e->m, f->name) : (i < e->m->n_inputs ? e->m->inputs[i] : -1);
         if (v < 0) return gc_fail(&e->err, GCAM_E_NOT_FOUND, "no graph input '%s'", f->name ? f->name : "?");
-        const gc_tensor *t = &e->ctx->vals[v];
+        const gc_tensor *t = gc_ctx_value(e->ctx, v);
         int ok = 0;
         size_t bytes = gc_tensor_bytes(t->dtype, &t->shape, &ok);
         if (!f->data || f->ndim != t->shape.ndim) {
@@ -361,12 +360,12 @@ gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, i
     if (e->input_feed < 0) return gc_fail(&e->err, GCAM_E_ARG, "the explained input '%s' was not fed", vname(e, e->input));
     gcam_status rc = gc_explainer_forward_input(e, NULL);
     if (!rc) {
-        const float *s = e->ctx->vals[e->score].data;
-        for (int64_t i = 0, n = gc_numel(&e->ctx->vals[e->score]); i < n; i++)
+        const float *s = gc_ctx_value(e->ctx, e->score)->data;
+        for (int64_t i = 0, n = gc_numel(gc_ctx_value(e->ctx, e->score)); i < n; i++)
             if (!isfinite(s[i]))
                 return gc_fail(&e->err, GCAM_E_NUMERIC, "the score '%s' holds a non-finite value (element %lld): "
                                "check the input and the model's weights", vname(e, e->score), (long long)i);
-        memcpy(e->score_copy, s, (size_t)gc_numel(&e->ctx->vals[e->score]) * sizeof(float));
+        memcpy(e->score_copy, s, (size_t)gc_numel(gc_ctx_value(e->ctx, e->score)) * sizeof(float));
         e->forwarded = 1;
     }
     return rc;
@@ -374,7 +373,7 @@ gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, i
 
 gcam_status gcam_explainer_scores(gcam_explainer *e, gcam_tensor_view *out) {
     if (!e || !out || !e->ctx) return GCAM_E_ARG;
-    if (!e->ctx->broken) gc_err_clear(&e->err);
+    if (!gc_ctx_failed(e->ctx)) gc_err_clear(&e->err);
     if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "no forward pass yet");
     gcam_status rc = gcam_ctx_tensor(e->ctx, vname(e, e->score), out);
     if (!rc) out->data = e->score_copy; /* valid until the next gcam_explainer_forward, whatever runs between */

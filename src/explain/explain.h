@@ -2,7 +2,8 @@
 #ifndef GC_EXPLAIN_H
 #define GC_EXPLAIN_H
 
-#include "../graph/plan.h"
+#include "../graph/engine.h"
+#include "../graph/model.h"
 
 struct gcam_explainer {
     gc_err err;

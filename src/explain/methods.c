@@ -15,7 +15,7 @@ static const char *vname(const gcam_explainer *e, int v) { return e->m->values[v
 /* ---- targets ---- */
 
 static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
-    const gc_tensor *s = &e->ctx->vals[e->score];
+    const gc_tensor *s = gc_ctx_value(e->ctx, e->score);
     int64_t n = gc_numel(s);
     float *seed = e->seed;
     memset(seed, 0, (size_t)n * sizeof(float));
@@ -75,7 +75,7 @@ static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
 
 /* Per-sample target score: sum(seed * score) over the sample's elements. */
 static void target_scores(const gcam_explainer *e, const float *score, double *y) {
-    const gc_tensor *s = &e->ctx->vals[e->score];
+    const gc_tensor *s = gc_ctx_value(e->ctx, e->score);
     int64_t N = s->shape.d[0], per = gc_numel(s) / (N ? N : 1);
     for (int64_t b = 0; b < N; b++) {
         double acc = 0;
@@ -237,11 +237,11 @@ static gcam_status cam_weights(gcam_explainer *e, int layer, float *w /* (N, K) 
     int v = layer, stage = 0, lin = -1;
     while (lin < 0) {
         int consumer = -1, count = 0;
-        for (int s = 0; s < c->n_steps; s++) {
-            const gc_node *n = &m->nodes[c->steps[s].node];
+        for (int s = 0; s < gc_ctx_num_steps(c); s++) {
+            const gc_node *n = &m->nodes[gc_ctx_step_node(c, s)];
             for (int k = 0; k < n->n_in; k++)
                 if (n->in[k] == v) {
-                    consumer = c->steps[s].node;
+                    consumer = gc_ctx_step_node(c, s);
                     count++;
                 }
         }
@@ -270,8 +270,8 @@ static gcam_status cam_weights(gcam_explainer *e, int layer, float *w /* (N, K) 
                        "layer (Gemm/MatMul); this network has another head: use gradcam, which generalises CAM",
                        vname(e, layer));
     const gc_node *n = &m->nodes[lin];
-    const gc_tensor *B = &c->vals[n->in[1]];
-    if (!B->data || c->vkind[n->in[1]] == GC_V_RUNTIME || B->shape.ndim != 2)
+    const gc_tensor *B = gc_ctx_value(c, n->in[1]);
+    if (!B->data || gc_ctx_is_activation(c, n->in[1]) || B->shape.ndim != 2)
         return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "CAM: the linear layer '%s' has no constant 2-D weight", n->name);
     int transB = n->op == GC_OP_Gemm ? (int)gc_attr_int(n, "transB", 0) : 0;
     float alpha = n->op == GC_OP_Gemm ? gc_attr_float(n, "alpha", 1.0f) : 1.0f;
@@ -280,7 +280,7 @@ static gcam_status cam_weights(gcam_explainer *e, int layer, float *w /* (N, K) 
     if (kdim != K) return gc_fail(&e->err, GCAM_E_SHAPE, "CAM: the linear layer '%s' takes %lld features, the layer has %lld channels",
                                   n->name, (long long)kdim, (long long)K);
     /* the CAM class is where the seed puts weight on the score (the classes of a CLASS target) */
-    const gc_tensor *s = &c->vals[e->score];
+    const gc_tensor *s = gc_ctx_value(c, e->score);
     if (s->shape.ndim != 2 || s->shape.d[1] != nclass)
         return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "CAM: the score '%s' is not the linear layer's (N, classes) output",
                        vname(e, e->score));
@@ -332,7 +332,7 @@ static gcam_status scorecam_weights(gcam_explainer *e, const float *A, float *w,
         rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
         goto out;
     }
-    const gc_tensor *st = &mc->vals[e->score];
+    const gc_tensor *st = gc_ctx_value(mc, e->score);
     int64_t per = gc_numel(st) / (st->shape.d[0] ? st->shape.d[0] : 1);
     const float *x = e->feed_data[e->input_feed];
     for (int64_t n = 0; n < N; n++) {
@@ -388,7 +388,7 @@ static gcam_status scorecam_weights(gcam_explainer *e, const float *A, float *w,
                 gc_fail(&e->err, rc, "Score-CAM: %s", gcam_ctx_error(mc));
                 goto out;
             }
-            const float *sc = mc->vals[e->score].data;
+            const float *sc = gc_ctx_value(mc, e->score)->data;
             for (int64_t r = 0; r < nb; r++) {
                 const float *row = sc + r * per, *sd = e->seed + n * per;
                 double val = 0;
@@ -422,23 +422,20 @@ out:
  * it re-run. The forward state is restored afterwards. */
 static gcam_status ablation_weights(gcam_explainer *e, int layer, float *w, int64_t N, int64_t K, int64_t hw) {
     gcam_ctx *c = e->ctx;
-    float *A = c->vals[layer].data;
+    float *A = gc_ctx_value(c, layer)->data;
     size_t n = (size_t)(N * K * hw);
     int first = gc_ctx_first_step_after(c, layer);
     /* every value the tail reads from before it must still be intact: kept until the end */
-    for (int s = first; s < c->n_steps; s++) {
-        const gc_node *nd = &e->m->nodes[c->steps[s].node];
-        for (int k = 0; k < nd->n_in; k++) {
-            int v = nd->in[k];
-            if (v < 0 || c->vkind[v] != GC_V_RUNTIME || v == layer) continue;
-            int p = e->m->values[v].producer, ps = -1;
-            for (int t = 0; t < c->n_steps; t++)
-                if (c->steps[t].node == p) ps = t;
-            if (ps < first && !c->kept[v])
-                return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "Ablation-CAM: the layers after '%s' also read '%s' (a skip "
-                               "connection around it); choose a layer after that join", vname(e, layer), vname(e, v));
-        }
+    int *cross = NULL, n_cross = 0;
+    if (gc_ctx_crossing_values(c, first, &cross, &n_cross)) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    for (int i = 0; i < n_cross; i++) {
+        int v = cross[i];
+        if (v == layer || gc_ctx_is_kept(c, v)) continue;
+        free(cross);
+        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "Ablation-CAM: the layers after '%s' also read '%s' (a skip "
+                       "connection around it); choose a layer after that join", vname(e, layer), vname(e, v));
     }
+    free(cross);
     double *y = gc_malloc2((size_t)N, sizeof(double)), *yk = gc_malloc2((size_t)N, sizeof(double));
     float *saved = gc_malloc2(n, sizeof(float));
     gcam_status rc = GCAM_OK;
@@ -447,7 +444,7 @@ static gcam_status ablation_weights(gcam_explainer *e, int layer, float *w, int6
         goto out;
     }
     memcpy(saved, A, n * sizeof(float));
-    target_scores(e, c->vals[e->score].data, y);
+    target_scores(e, gc_ctx_value(c, e->score)->data, y);
     for (int64_t k = 0; k < K && !rc; k++) {
         memcpy(A, saved, n * sizeof(float));
         for (int64_t b = 0; b < N; b++) memset(A + (b * K + k) * hw, 0, (size_t)hw * sizeof(float));
@@ -456,7 +453,7 @@ static gcam_status ablation_weights(gcam_explainer *e, int layer, float *w, int6
             gc_fail(&e->err, rc, "%s", gcam_ctx_error(c));
             break;
         }
-        target_scores(e, c->vals[e->score].data, yk);
+        target_scores(e, gc_ctx_value(c, e->score)->data, yk);
         for (int64_t b = 0; b < N; b++) w[b * K + k] = (float)(y[b] != 0 ? (y[b] - yk[b]) / y[b] : y[b] - yk[b]);
     }
     memcpy(A, saved, n * sizeof(float));
@@ -476,13 +473,13 @@ static int cam_needs_grad(gcam_method method) { return gc_method_info_of(method)
  * (N, K, h, w) when already computed (gcam_explain_many's batched tail), NULL to run the backward. */
 static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, float *map, const float *G) {
     gcam_ctx *c = e->ctx;
-    const gc_tensor *At = &c->vals[layer];
+    const gc_tensor *At = gc_ctx_value(c, layer);
     int64_t N = At->shape.d[0], K = At->shape.d[1], h = At->shape.d[2], wd = At->shape.d[3], hw = h * wd;
     const float *A = At->data;
     gcam_status rc = GCAM_OK;
     if (cam_needs_grad(method) && !G) {
         if ((rc = backward(e, GCAM_RULE_STANDARD, layer))) return rc;
-        G = c->grads[layer].data;
+        G = gc_ctx_gradient(c, layer)->data;
     }
     float *w = gc_malloc2((size_t)(N * K), sizeof(float));
     float *tmp = NULL;
@@ -555,7 +552,7 @@ static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, f
         if (!(rc = scorecam_weights(e, A, w, N, K, h, wd))) combine(map, A, w, N, K, hw);
         break;
     case GCAM_ABLATIONCAM:
-        if (!(rc = ablation_weights(e, layer, w, N, K, hw))) combine(map, c->vals[layer].data, w, N, K, hw);
+        if (!(rc = ablation_weights(e, layer, w, N, K, hw))) combine(map, gc_ctx_value(c, layer)->data, w, N, K, hw);
         break;
     default:
         rc = gc_fail(&e->err, GCAM_E_INTERNAL, "not a CAM method");
@@ -574,7 +571,7 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out,
     gcam_status rc;
     if (e->n_layers == 1) {
         int L = e->layers[0];
-        const gc_tensor *At = &e->ctx->vals[L];
+        const gc_tensor *At = gc_ctx_value(e->ctx, L);
         if ((rc = alloc_map(e, out, method, L, At->shape.d[0], 1, At->shape.d[2], At->shape.d[3]))) return rc;
         if ((rc = layer_map(e, method, L, out->raw, G ? G[0] : NULL))) {
             gcam_map_free(out);
@@ -587,7 +584,7 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out,
     memset(out->raw, 0, (size_t)(e->N * HW) * sizeof(float));
     float *up = gc_malloc2((size_t)HW, sizeof(float));
     for (int l = 0; l < e->n_layers && !rc; l++) {
-        const gc_tensor *At = &e->ctx->vals[e->layers[l]];
+        const gc_tensor *At = gc_ctx_value(e->ctx, e->layers[l]);
         int64_t hw = At->shape.d[2] * At->shape.d[3];
         float *lm = gc_malloc2((size_t)(e->N * hw), sizeof(float));
         if (!lm || !up) {
@@ -616,7 +613,7 @@ static gcam_status input_grad(gcam_explainer *e, gcam_rule rule, int times_input
                               int accumulate) {
     gcam_status rc = backward(e, rule, e->input);
     if (rc) return rc;
-    const float *g = e->ctx->grads[e->input].data;
+    const float *g = gc_ctx_gradient(e->ctx, e->input)->data;
     int64_t N = e->N, C = e->C, HW = e->H * e->W;
     for (int64_t b = 0; b < N; b++)
         for (int64_t c = 0; c < C; c++)
@@ -726,7 +723,7 @@ gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_targe
     if (!e || !out || !target) return GCAM_E_ARG;
     memset(out, 0, sizeof *out);
     gc_err_clear(&e->err);
-    if (!e->ctx || e->ctx->broken) return gc_fail(&e->err, GCAM_E_STATE, "the explainer was not created");
+    if (!e->ctx || gc_ctx_failed(e->ctx)) return gc_fail(&e->err, GCAM_E_STATE, "the explainer was not created");
     if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "call gcam_explainer_forward first");
     if ((unsigned)method >= GCAM_METHOD_COUNT) return gc_fail(&e->err, GCAM_E_ARG, "unknown method %d", (int)method);
     gcam_status rc = build_seed(e, target);
@@ -760,50 +757,18 @@ static gcam_status tail_decide(gcam_explainer *e) {
     const gc_model *m = e->m;
     e->tail_state = -1;
     if (e->n_layers < 1) return GCAM_OK;
-    int first = c->n_steps;
+    int first = gc_ctx_num_steps(c);
     for (int l = 0; l < e->n_layers; l++) {
         int f = gc_ctx_first_step_after(c, e->layers[l]);
         if (f < first) first = f;
     }
     /* weight bytes the per-target backward reads: constants of the differentiated tail steps */
-    uint8_t *seen = calloc((size_t)m->n_values + 1, 1);
-    int *cross = gc_malloc2((size_t)m->n_values + 1, sizeof(int));
-    if (!seen || !cross) {
-        free(seen);
-        free(cross);
-        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
-    }
-    size_t wbytes = 0;
-    for (int b = 0; b < c->n_bsteps; b++) {
-        if (c->bsteps[b].fstep < first) continue;
-        const gc_node *n = &m->nodes[c->bsteps[b].node];
-        for (int k = 0; k < n->n_in; k++) {
-            int v = n->in[k];
-            if (v < 0 || seen[v] || c->vkind[v] == GC_V_RUNTIME || c->vals[v].dtype != GC_F32) continue;
-            seen[v] = 1;
-            int ok = 0;
-            size_t by = gc_tensor_bytes(GC_F32, &c->vals[v].shape, &ok);
-            if (ok && !gc_add_sz(&by, wbytes, by)) wbytes = by;
-        }
-    }
+    size_t wbytes = gc_ctx_backward_weight_bytes(c, first);
     /* values the tail reads from before it: they must be intact in the explainer's context */
-    memset(seen, 0, (size_t)m->n_values + 1);
-    int n_cross = 0, intact = 1;
-    for (int s = first; s < c->n_steps; s++) {
-        const gc_node *n = &m->nodes[c->steps[s].node];
-        for (int k = 0; k < n->n_in; k++) {
-            int v = n->in[k];
-            if (v < 0 || seen[v] || c->vkind[v] != GC_V_RUNTIME) continue;
-            int p = m->values[v].producer, ps = -1;
-            for (int t = 0; t < first && p >= 0; t++)
-                if (c->steps[t].node == p) ps = t;
-            if (p >= 0 && ps < 0) continue; /* produced inside the tail */
-            seen[v] = 1;
-            if (!c->kept[v] && !m->values[v].is_input) intact = 0;
-            cross[n_cross++] = v;
-        }
-    }
-    free(seen);
+    int *cross = NULL, n_cross = 0, intact = 1;
+    if (gc_ctx_crossing_values(c, first, &cross, &n_cross)) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    for (int i = 0; i < n_cross; i++)
+        if (!gc_ctx_is_kept(c, cross[i]) && !m->values[cross[i]].is_input) intact = 0;
     if (!intact || n_cross == 0 || wbytes < e->tune.tail_batch_min_bytes) {
         free(cross);
         return GCAM_OK;
@@ -823,6 +788,15 @@ static int batch_like(const gc_tensor *a, const gc_tensor *b, int64_t N, int64_t
     for (int d = 1; d < a->shape.ndim; d++)
         if (a->shape.d[d] != b->shape.d[d]) return 0;
     return 1;
+}
+
+/* The explainer's tensor a fills the tail's b: the same, or batch_like. */
+typedef struct batch_shape {
+    int64_t N, k;
+} batch_shape;
+static int same_or_batched(const gc_tensor *a, const gc_tensor *b, void *user) {
+    const batch_shape *bs = user;
+    return batch_like(a, b, bs->N, bs->k) || (a->dtype == b->dtype && gc_shape_eq(&a->shape, &b->shape));
 }
 
 /* The tail context for k targets per run (re-planned when k grows or falls below half of it).
@@ -853,16 +827,15 @@ static gcam_status ensure_tail_ctx(gcam_explainer *e, int64_t k, int *usable) {
         return gc_fail(&e->err, rc, "out of memory");
     }
     /* a fixed batch dimension, a limit, a shape that does not scale with the batch: the loop */
-    int ok = !rc && t->n_steps == e->ctx->n_steps;
-    for (int s = 0; ok && s < t->n_steps; s++) ok = t->steps[s].node == e->ctx->steps[s].node;
-    ok = ok && batch_like(&e->ctx->vals[e->score], &t->vals[e->score], e->N, k);
+    int ok = !rc && gc_ctx_same_steps(t, e->ctx);
+    ok = ok && batch_like(gc_ctx_value(e->ctx, e->score), gc_ctx_value(t, e->score), e->N, k);
     for (int l = 0; ok && l < e->n_layers; l++)
-        ok = batch_like(&e->ctx->vals[e->layers[l]], &t->vals[e->layers[l]], e->N, k) && t->grads &&
-             t->grads[e->layers[l]].data;
+        ok = batch_like(gc_ctx_value(e->ctx, e->layers[l]), gc_ctx_value(t, e->layers[l]), e->N, k) &&
+             gc_ctx_gradient(t, e->layers[l]);
+    batch_shape bsh0 = {e->N, k};
     for (int i = 0; ok && i < e->n_tail_cross; i++) {
         int v = e->tail_cross[i];
-        const gc_tensor *a = &e->ctx->vals[v], *b = &t->vals[v];
-        ok = t->vkind[v] == GC_V_RUNTIME && (batch_like(a, b, e->N, k) || (a->dtype == b->dtype && gc_shape_eq(&a->shape, &b->shape)));
+        ok = gc_ctx_is_activation(t, v) && same_or_batched(gc_ctx_value(e->ctx, v), gc_ctx_value(t, v), &bsh0);
     }
     if (!ok) {
         gcam_ctx_free(t);
@@ -873,42 +846,19 @@ static gcam_status ensure_tail_ctx(gcam_explainer *e, int64_t k, int *usable) {
      * else (no op keeping state from its forward, as MaxPool's argmax), they are copied from the
      * explainer's forward, where its own backward keeps them, and the tail's forward runs only
      * once, to check that the tail keeps the samples apart. */
-    uint8_t *in_e = calloc((size_t)e->m->n_nodes + 1, 1), *seen = calloc((size_t)e->m->n_values + 1, 1);
     free(e->tail_saved);
-    e->tail_saved = gc_malloc2((size_t)e->m->n_values + 1, sizeof(int));
-    e->tail_seed = gc_malloc2((size_t)gc_numel(&t->vals[e->score]), sizeof(float));
-    if (!in_e || !seen || !e->tail_saved || !e->tail_seed) {
-        free(in_e);
-        free(seen);
+    e->tail_saved = NULL;
+    e->n_tail_saved = 0;
+    e->tail_seed = gc_malloc2((size_t)gc_numel(gc_ctx_value(t, e->score)), sizeof(float));
+    batch_shape bsh = {e->N, k};
+    int replay = e->tail_seed ? gc_ctx_backward_reads(t, e->ctx, e->tail_first, same_or_batched, &bsh, &e->tail_saved,
+                                                      &e->n_tail_saved)
+                              : -1;
+    if (replay < 0) {
         gcam_ctx_free(t);
         return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     }
-    for (int b = 0; b < e->ctx->n_bsteps; b++) in_e[e->ctx->bsteps[b].node] = 1;
-    e->n_tail_saved = 0;
-    e->tail_fwd = 0;
-    for (int b = 0; b < t->n_bsteps && !e->tail_fwd; b++) {
-        const gc_bstep *bs = &t->bsteps[b];
-        const gc_node *n = &e->m->nodes[bs->node];
-        const gc_opdef *d = gc_op_get(n->op);
-        if (!in_e[bs->node] || bs->fstep < e->tail_first || bs->k.aux) {
-            e->tail_fwd = 1;
-            break;
-        }
-        for (int io = 0; io < n->n_in + n->n_out; io++) {
-            int isin = io < n->n_in, v = isin ? n->in[io] : n->out[io - n->n_in];
-            uint64_t bit = UINT64_C(1) << (isin ? io : io - n->n_in);
-            if (v < 0 || seen[v] || t->vkind[v] != GC_V_RUNTIME || !((isin ? d->bw_in : d->bw_out) & bit)) continue;
-            seen[v] = 1;
-            const gc_tensor *a = &e->ctx->vals[v], *bt = &t->vals[v];
-            if (!(batch_like(a, bt, e->N, k) || (a->dtype == bt->dtype && gc_shape_eq(&a->shape, &bt->shape))) || !a->data) {
-                e->tail_fwd = 1;
-                break;
-            }
-            e->tail_saved[e->n_tail_saved++] = v;
-        }
-    }
-    free(in_e);
-    free(seen);
+    e->tail_fwd = !replay;
     e->tail_ctx = t;
     e->tail_k = k;
     *usable = 1;
@@ -934,19 +884,6 @@ static gcam_status tail_take(gcam_explainer *e, gcam_method method, int remainin
     return GCAM_OK;
 }
 
-/* Copies n values (indices v[]) of the explainer's forward into the tail context: K copies of
- * those that scale with the batch, one of the others. */
-static void tail_copy(gcam_explainer *e, const int *v, int n) {
-    for (int i = 0; i < n; i++) {
-        int ok = 0;
-        const gc_tensor *a = &e->ctx->vals[v[i]];
-        gc_tensor *b = &e->tail_ctx->vals[v[i]];
-        size_t by = gc_tensor_bytes(a->dtype, &a->shape, &ok);
-        int64_t copies = gc_shape_eq(&a->shape, &b->shape) ? 1 : e->tail_k;
-        for (int64_t j = 0; j < copies && by; j++) memcpy((char *)b->data + (size_t)j * by, a->data, by);
-    }
-}
-
 /* One batched tail run for targets t[0..k-1] into outs[0..k-1]. On failure *bad is the target
  * at fault (or 0) and every map of the run is freed. *fallback: the tail turned out not to be
  * batch-separable (its score differs from the explainer's): nothing done, use the loop. */
@@ -957,7 +894,7 @@ static gcam_status tail_run(gcam_explainer *e, gcam_method method, const gcam_ta
     *bad = 0;
     *fallback = 0;
     /* seeds first: a bad target fails before any work */
-    size_t sn = (size_t)gc_numel(&c->vals[e->score]);
+    size_t sn = (size_t)gc_numel(gc_ctx_value(c, e->score));
     for (int j = 0; j < K; j++) {
         if (j < k) {
             gcam_status rc = build_seed(e, &t[j]);
@@ -974,12 +911,12 @@ static gcam_status tail_run(gcam_explainer *e, gcam_method method, const gcam_ta
      * once checked, only the values its backward reads */
     gcam_status rc = GCAM_OK;
     if (e->tail_fwd || !e->tail_checked) {
-        tail_copy(e, e->tail_cross, e->n_tail_cross);
+        gc_ctx_copy_values(tc, c, e->tail_cross, e->n_tail_cross, K);
         if ((rc = gc_ctx_forward_from(tc, e->tail_first))) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(tc));
     }
     if (!e->tail_checked) {
         /* each copy's score must be the explainer's (a tail mixing samples would differ) */
-        const float *s0 = c->vals[e->score].data, *s1 = tc->vals[e->score].data;
+        const float *s0 = gc_ctx_value(c, e->score)->data, *s1 = gc_ctx_value(tc, e->score)->data;
         float mx = 0;
         for (size_t i = 0; i < sn; i++) mx = fmaxf(mx, fabsf(s0[i]));
         for (int64_t j = 0; j < K; j++)
@@ -994,8 +931,8 @@ static gcam_status tail_run(gcam_explainer *e, gcam_method method, const gcam_ta
         e->tail_checked = 1;
     }
     if (!e->tail_fwd) {
-        tail_copy(e, e->tail_saved, e->n_tail_saved);
-        tc->has_run = 1;
+        gc_ctx_copy_values(tc, c, e->tail_saved, e->n_tail_saved, K);
+        gc_ctx_mark_forward_done(tc);
     }
     int n_run = 0;
     rc = gc_ctx_backward(tc, e->tail_seed, GC_RULE_STANDARD, e->layers, e->n_layers, &n_run);
@@ -1005,8 +942,8 @@ static gcam_status tail_run(gcam_explainer *e, gcam_method method, const gcam_ta
     if (!G) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     for (int j = 0; j < k && !rc; j++) {
         for (int l = 0; l < e->n_layers; l++) {
-            size_t per = (size_t)gc_numel(&c->vals[e->layers[l]]); /* (N, K, h, w) of one copy */
-            G[l] = (const float *)tc->grads[e->layers[l]].data + (size_t)j * per;
+            size_t per = (size_t)gc_numel(gc_ctx_value(c, e->layers[l])); /* (N, K, h, w) of one copy */
+            G[l] = (const float *)gc_ctx_gradient(tc, e->layers[l])->data + (size_t)j * per;
         }
         rc = cam_map(e, method, &outs[j], G);
         if (rc) *bad = j;
@@ -1025,7 +962,7 @@ gcam_status gcam_explain_many(gcam_explainer *e, gcam_method method, const gcam_
     if (n_targets <= 0) return gc_fail(&e->err, GCAM_E_ARG, "n_targets must be at least 1 (got %d)", n_targets);
     memset(outs, 0, sizeof *outs * (size_t)n_targets);
     if (!targets) return gc_fail(&e->err, GCAM_E_ARG, "no targets");
-    if (!e->ctx || e->ctx->broken) return gc_fail(&e->err, GCAM_E_STATE, "the explainer was not created");
+    if (!e->ctx || gc_ctx_failed(e->ctx)) return gc_fail(&e->err, GCAM_E_STATE, "the explainer was not created");
     if (!e->forwarded) return gc_fail(&e->err, GCAM_E_STATE, "call gcam_explainer_forward first");
     if ((unsigned)method >= GCAM_METHOD_COUNT) return gc_fail(&e->err, GCAM_E_ARG, "unknown method %d", (int)method);
     gcam_status rc = GCAM_OK;

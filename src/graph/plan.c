@@ -587,12 +587,6 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
 
 gcam_status gc_ctx_forward(gcam_ctx *c) { return gc_ctx_forward_from(c, 0); }
 
-int gc_ctx_first_step_after(const gcam_ctx *c, int v) {
-    int p = c->m->values[v].producer;
-    for (int s = 0; s < c->n_steps; s++)
-        if (c->steps[s].node == p) return s + 1;
-    return 0;
-}
 
 /* GCAM_PROFILE=1: time spent per op type, forward and backward, summed over the context's life
  * and printed to stderr when it is freed. A developer's aid for finding where the time goes

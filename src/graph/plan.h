@@ -3,7 +3,7 @@
 #ifndef GC_PLAN_H
 #define GC_PLAN_H
 
-#include "../ops/ops.h"
+#include "engine.h"
 
 typedef enum gc_vkind {
     GC_V_NONE = 0,   /* not computed in this context (unused, or after an unsupported op) */
@@ -69,14 +69,6 @@ struct gcam_ctx {
 
 gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, const gcam_ctx_options *o);
 gcam_status gc_ctx_forward(gcam_ctx *c);
-/* Re-runs the forward from step `first` on: the caller guarantees that every value those steps
- * read from earlier steps is still intact (kept). */
-gcam_status gc_ctx_forward_from(gcam_ctx *c, int first);
-/* Index of the first step after the producer of value v (0 for inputs). */
-int gc_ctx_first_step_after(const gcam_ctx *c, int v);
-/* want: value indices (n_want of them) whose gradients must be complete; *n_run counts steps. */
-gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, const int *want, int n_want,
-                            int *n_run);
 void gc_ctx_destroy(gcam_ctx *c);
 
 #endif
