@@ -29,6 +29,7 @@ Writes OUTDIR/manifest.tsv (tab separated, '#' comments):
 and a stamp (hash of this script + versions): when it matches and every listed file exists,
 nothing is recomputed.
 """
+import copy
 import hashlib
 import math
 import os
@@ -74,6 +75,17 @@ MODELS = [
 ]
 DYN_HW = {"resnet18"}
 STRICT_PIXEL = {"tiny", "resnet18_63"}
+# CAM maps at a layer with ReLUs after it (resnet18_63's layer3, vgg11_bn's features before its
+# fully-connected head) are compared at TOL: exact only while no unit between the layer and the
+# logits lies so close to its kink that float32 rounding (ours, or PyTorch's, which depends on the
+# CPU's kernels) can put it on the other side. One flipped layer4 unit moved resnet18_63's layer3
+# gradient by 6e-4 of its maximum with OpenBLAS's SkylakeX kernels. So the input is drawn until
+# every ReLU input under these modules is at least KINK_MARGIN x max|that tensor| from 0 in float64
+# (the two forwards agree to ~2e-6 of it: test_grad_parity's kink noise), which no rounding can
+# cross. At 224x224, resnet18's layer4 has 100k such units: no input keeps them all clear (its
+# first draw came within 2.6e-6), so its layer3 maps are compared at 63x63 only.
+KINK_MARGIN = 1e-4
+MARGIN_UNDER = {"resnet18_63": "layer4", "vgg11_bn": "classifier"}
 
 U64 = 0xFFFFFFFFFFFFFFFF
 GAMMA = 0x9E3779B97F4A7C15
@@ -544,12 +556,45 @@ def get_arch(arch, size, outdir):
     return ARCH[arch]
 
 
+def kink_margin(model, x, prefix):
+    """Smallest |v| / max|v| over the inputs of the ReLU modules under `prefix`, in float64."""
+    m64 = copy.deepcopy(model).double().eval()
+    worst = [math.inf]
+
+    def hook(mod, inp):  # before the call: torchvision's ReLUs work in place
+        v = inp[0].detach().abs()
+        worst[0] = min(worst[0], float(v.min() / v.max()))
+
+    hs = [mod.register_forward_pre_hook(hook) for n, mod in m64.named_modules()
+          if n.startswith(prefix) and isinstance(mod, (nn.ReLU, RuleReLU))]
+    if not hs:
+        raise RuntimeError("no ReLU module under %s" % prefix)
+    with torch.no_grad():
+        m64(x.double())
+    for h in hs:
+        h.remove()
+    return worst[0]
+
+
+def draw_input(name, model, size):
+    """The seeded input; for MARGIN_UNDER models the first seed whose units there keep KINK_MARGIN."""
+    for attempt in range(200):
+        g = torch.Generator().manual_seed(seed_of(name, 2 + 1000 * attempt))
+        x = torch.randn(1, 3, size, size, generator=g)
+        if name not in MARGIN_UNDER:
+            return x
+        margin = kink_margin(model, x, MARGIN_UNDER[name])
+        if margin >= KINK_MARGIN:
+            print("%-16s input draw %d: ReLU margin under %s %.2e of max" % (name, attempt, MARGIN_UNDER[name], margin))
+            return x
+    raise RuntimeError("%s: no input in 200 draws keeps a ReLU margin of %g" % (name, KINK_MARGIN))
+
+
 def prepare(name, arch, size, outdir, out, x=None):
     t0 = time.time()
     model, onnx_f = get_arch(arch, size, outdir)
     if x is None:
-        g = torch.Generator().manual_seed(seed_of(name, 2))
-        x = torch.randn(1, 3, size, size, generator=g)
+        x = draw_input(name, model, size)
     RULE[0] = "standard"
     n_rules = install_rules(model)  # rule modules behave as ReLU / ReLU6 in forward
     with torch.no_grad():
@@ -645,7 +690,7 @@ def do_model(name, arch, size, with_scorecam, smooth, steps, outdir, out, x=None
     A, _, _ = r.grads(li, c)
     if arch != "vgg11_bn":  # 512 re-runs of a 120M-weight head: minutes in the library (one per channel)
         out.map(name, [lay], "ablationcam", c, ablationcam(r, li, torch.from_numpy(A), c)[None, None], TOL_SLOW)
-    if "layer3" in tensors:  # a layer with layers after it: G is not a broadcast head weight
+    if "layer3" in tensors and name in MARGIN_UNDER:  # layers after it: G is not a broadcast head weight
         l3, i3 = tensors["layer3"]
         A3, G3, _ = r.grads(i3, c)
         maps3, _ = cam_family(A3[0].astype(np.float64), G3[0].astype(np.float64))
