@@ -189,30 +189,10 @@ int cli_labels_load(const char *path, const char ***labels, int64_t *n_labels, c
 
 /* ---- preprocessing options -------------------------------------------------------------------- */
 
-const char cli_pre_help[] =
-    "  --preprocess P         imagenet: shorter side to 256, centre crop 224x224, ImageNet mean/std, RGB,\n"
-    "                         NCHW (the default for a 3x224x224 input); raw: RGB in 0..1 stretched to the\n"
-    "                         input size (the default otherwise)\n"
-    "  --size WxH             the input size (default: the model's; a model with dynamic height and width\n"
-    "                         takes each image at its own size, or 224x224 with --preprocess imagenet)\n"
-    "  --resize-mode M        stretch | shorter-side-crop | letterbox\n"
-    "  --mean R,G,B           x = (pixel / 255 * scale - mean) / std per channel; one value sets all three\n"
-    "  --std R,G,B\n"
-    "  --scale S              (default 1: pixels in 0..1)\n"
-    "  --bgr                  channels in B, G, R order\n"
-    "  --nhwc                 the model takes (N, H, W, C) (found from the input shape when it is clear)\n";
-
 void cli_pre_defaults(cli_pre_opts *p) {
     memset(p, 0, sizeof *p);
     p->preprocess = -1;
     p->resize_mode = -1;
-}
-
-int cli_pre_option_arity(const char *name) {
-    static const char *const valued[] = {"--preprocess", "--size", "--resize-mode", "--mean", "--std", "--scale"};
-    for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
-        if (strcmp(name, valued[i]) == 0) return 1;
-    return strcmp(name, "--bgr") == 0 || strcmp(name, "--nhwc") == 0 ? 0 : -1;
 }
 
 int cli_pre_option(cli_pre_opts *p, const char *name, const char *val) {

@@ -68,12 +68,9 @@ typedef struct cli_pre_opts {
     int have_mean, have_std, have_scale, bgr, nhwc;
 } cli_pre_opts;
 void cli_pre_defaults(cli_pre_opts *p);
-/* -1: NAME is not a preprocessing option; 0: it is a flag; 1: it takes a value. */
-int cli_pre_option_arity(const char *name);
-/* Applies one preprocessing option (val NULL for a flag): 0, or CLI_USAGE with the message printed. */
+/* Applies one preprocessing option (val NULL for a flag): 0, or CLI_USAGE with the message printed.
+ * The options and their help are the rows cli_pre_rows (cli_opts.c). */
 int cli_pre_option(cli_pre_opts *p, const char *name, const char *val);
-/* The help lines of those options, for the subcommands' --help. */
-extern const char cli_pre_help[];
 
 /* The image input's layout, from its declared shape; -1 for a dynamic extent. */
 typedef struct cli_input_geom {

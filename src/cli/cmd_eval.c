@@ -11,60 +11,16 @@
 #include <unistd.h>
 
 #include "cli_common.h"
+#include "cli_opts.h"
 #include "eval.h"
 #include "image/image.h"
-
-static void print_eval_help(void) {
-    printf(
-        "Usage: gradcam eval MODEL --images DIR --boxes FILE [options]\n\n"
-        "Scores explanation methods against ground-truth boxes and prints one row per method; writes\n"
-        "eval.csv, eval.json and eval.html (the table, deletion/insertion curves and sanity-check curves\n"
-        "drawn as SVG) into the output folder. Every metric is defined in docs/evaluation.md.\n\n"
-        "Ground truth:\n"
-        "  --images DIR           the images (PNG, JPEG); names in the boxes file are relative to it\n"
-        "  --boxes FILE|DIR       a CSV file 'image,class,x0,y0,x1,y1' (header optional; one row per box;\n"
-        "                         class as index or label; pixels of the original image, x1 and y1\n"
-        "                         EXCLUSIVE: x0 <= x < x1), or a folder of Pascal VOC .xml annotations\n"
-        "                         (object/name, bndbox xmin..ymax, 1-based inclusive as VOC writes them)\n"
-        "  --labels FILE          class names, one per line (1000-class outputs get the ImageNet names)\n"
-        "  --limit N              only the first N images (sorted by name)\n\n"
-        "Methods and metrics:\n"
-        "  -m, --method LIST      comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam)\n"
-        "  -l, --layer NAME       target layer of the CAM methods (default: automatic, as in explain)\n"
-        "  --metrics LIST         localisation,pointing,discrimination,faithfulness,sanity or all (default)\n"
-        "  --threshold F          localisation: map threshold as a fraction of its maximum (default 0.15)\n"
-        "  --tolerance PX         pointing game tolerance in model-input pixels (default 15)\n"
-        "  --steps N              deletion/insertion steps (default 50)\n"
-        "  --substrate S          what deleted pixels become: blur (default), zero (0 in the model's input,\n"
-        "                         i.e. the normalisation mean) or mean (the image's mean colour)\n"
-        "  --blur-sigma S         the blur substrate's Gaussian sigma in input pixels (default 5)\n"
-        "  --batch N              perturbed images per forward pass when the batch axis is dynamic (default 16)\n"
-        "  --sanity-depths LIST   numbers of top parameterised layers randomised, e.g. 1,2,4,all (default:\n"
-        "                         every depth up to 16 layers, otherwise about 16 spread depths)\n"
-        "  --sanity-cases N       (image, class) cases recomputed per depth (default 16)\n"
-        "  --seed N               seed of the randomised weights (default 0); results are deterministic\n\n"
-        "Images are turned into model inputs as in 'gradcam explain' (NCHW inputs only):\n"
-        "%s"
-        "Boxes are mapped into the model's input through the same geometry (crop, letterbox, stretch);\n"
-        "boxes falling wholly outside the model's view are dropped (counted in the report).\n\n"
-        "Output and running:\n"
-        "  -o, --out DIR          output folder (default ./gradcam-eval)\n"
-        "  -q, --quiet            no progress bar and no table\n"
-        "  --threads N, --max-memory BYTES\n\n"
-        "Example:\n"
-        "  /usr/bin/python3 examples/demo/shapes.py eval /tmp/shapes --n 500\n"
-        "  gradcam eval examples/demo/shapes_cnn.onnx --images /tmp/shapes --boxes /tmp/shapes/boxes.csv \\\n"
-        "      --labels examples/demo/labels.txt -m gradcam,gradcam++,scorecam,guided-backprop\n\n"
-        "Exit status: 0 success; 2 usage error; 3 bad model, boxes or images (images that fail are listed and\n"
-        "left out); 1 other failures.\n",
-        cli_pre_help);
-}
 
 /* ---- options ---- */
 
 #define EV_MAX_LIST 64
 
 typedef struct ev_opts {
+    cli_pre_opts pre;            /* as in 'gradcam explain' (first: cli_pre_rows) */
     const char *model, *images, *boxes, *labels_path, *out;
     gcam_method methods[GCAM_METHOD_COUNT];
     int n_methods, methods_all;
@@ -76,7 +32,6 @@ typedef struct ev_opts {
     int depths[EV_MAX_DEPTHS], n_depths, depth_all;
     uint64_t seed;
     size_t max_memory;
-    cli_pre_opts pre;            /* as in 'gradcam explain' */
     char *owned[EV_MAX_LIST];
     int n_owned;
 } ev_opts;
@@ -84,9 +39,228 @@ typedef struct ev_opts {
 enum { SUB_BLUR, SUB_ZERO, SUB_MEAN };
 static const char *const substrate_names[] = {"blur", "zero", "mean"};
 
+/* The setters of the option table below. */
+#define EVO ev_opts *o = opts
+static int ev_images(void *opts, const char *name, const char *val) {
+    EVO;
+    o->images = val;
+    return 0;
+}
+static int ev_boxes(void *opts, const char *name, const char *val) {
+    EVO;
+    o->boxes = val;
+    return 0;
+}
+static int ev_labels(void *opts, const char *name, const char *val) {
+    EVO;
+    o->labels_path = val;
+    return 0;
+}
+static int ev_limit(void *opts, const char *name, const char *val) {
+    EVO;
+    int64_t iv;
+    if (cli_parse_i64(val, &iv) || iv < 1 || iv > 100000000) return cli_usage_error("--limit: '%s' is not a positive number", val);
+    o->limit = (int)iv;
+    return 0;
+}
+static int ev_method(void *opts, const char *name, const char *val) {
+    EVO;
+    return cli_set_methods(name, val, o->methods, &o->n_methods, &o->methods_all, "docs/methods.md");
+}
+static int ev_layer(void *opts, const char *name, const char *val) {
+    EVO;
+    char *copy = gc_strdup(val);
+    if (!copy || o->n_owned >= EV_MAX_LIST) {
+        free(copy);
+        return cli_usage_error("%s: too many layers", name);
+    }
+    o->owned[o->n_owned++] = copy;
+    for (char *p = copy, *tok; (tok = strsep(&p, ",")) != NULL;)
+        if (*tok && o->n_layers < EV_MAX_LIST) o->layers[o->n_layers++] = tok;
+    return 0;
+}
+static int ev_metrics(void *opts, const char *name, const char *val) {
+    EVO;
+    static const char *const mn[] = {"localisation", "pointing", "discrimination", "faithfulness", "sanity"};
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", val);
+    o->metrics = 0;
+    for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
+        if (!*tok) continue;
+        int found = strcasecmp(tok, "all") == 0 ? EV_M_ALL : 0;
+        if (strcasecmp(tok, "localization") == 0) found = EV_M_LOC;
+        for (int k = 0; k < 5 && !found; k++)
+            if (strcasecmp(tok, mn[k]) == 0) found = 1 << k;
+        if (!found)
+            return cli_usage_error("--metrics: '%s' is not localisation, pointing, discrimination, faithfulness, "
+                                   "sanity or all", tok);
+        o->metrics |= found;
+    }
+    if (!o->metrics) return cli_usage_error("--metrics: empty list");
+    return 0;
+}
+static int ev_threshold(void *opts, const char *name, const char *val) {
+    EVO;
+    if (cli_parse_dbl(val, &o->threshold) || !(o->threshold > 0 && o->threshold <= 1))
+        return cli_usage_error("--threshold: '%s' is not in (0, 1]", val);
+    return 0;
+}
+static int ev_tolerance(void *opts, const char *name, const char *val) {
+    EVO;
+    if (cli_parse_dbl(val, &o->tolerance) || o->tolerance < 0) return cli_usage_error("--tolerance: '%s' is not >= 0", val);
+    return 0;
+}
+static int ev_steps(void *opts, const char *name, const char *val) {
+    EVO;
+    int64_t iv;
+    if (cli_parse_i64(val, &iv) || iv < 1 || iv > 10000) return cli_usage_error("--steps: '%s' is not 1..10000", val);
+    o->steps = (int)iv;
+    return 0;
+}
+static int ev_substrate(void *opts, const char *name, const char *val) {
+    EVO;
+    o->substrate = -1;
+    for (int k = 0; k < 3; k++)
+        if (strcmp(val, substrate_names[k]) == 0) o->substrate = k;
+    if (o->substrate < 0) return cli_usage_error("--substrate: '%s' is not blur, zero or mean", val);
+    return 0;
+}
+static int ev_blur_sigma(void *opts, const char *name, const char *val) {
+    EVO;
+    double dv;
+    if (cli_parse_dbl(val, &dv) || !(dv > 0) || dv > 1000) return cli_usage_error("--blur-sigma: '%s' is not in (0, 1000]", val);
+    o->blur_sigma = dv;
+    return 0;
+}
+static int ev_batch(void *opts, const char *name, const char *val) {
+    EVO;
+    int64_t iv;
+    if (cli_parse_i64(val, &iv) || iv < 1 || iv > 4096) return cli_usage_error("--batch: '%s' is not 1..4096", val);
+    o->batch = (int)iv;
+    return 0;
+}
+static int ev_sanity_depths(void *opts, const char *name, const char *val) {
+    EVO;
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", val);
+    o->n_depths = 0;
+    for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
+        if (!*tok) continue;
+        if (strcasecmp(tok, "all") == 0) {
+            o->depth_all = 1;
+            continue;
+        }
+        int64_t iv;
+        if (cli_parse_i64(tok, &iv) || iv < 1 || iv > 1000000 || o->n_depths >= EV_MAX_DEPTHS - 1)
+            return cli_usage_error("--sanity-depths: '%s' is not a positive number (or too many)", tok);
+        o->depths[o->n_depths++] = (int)iv;
+    }
+    if (!o->n_depths && !o->depth_all) return cli_usage_error("--sanity-depths: empty list");
+    return 0;
+}
+static int ev_sanity_cases(void *opts, const char *name, const char *val) {
+    EVO;
+    int64_t iv;
+    if (cli_parse_i64(val, &iv) || iv < 1 || iv > 100000) return cli_usage_error("--sanity-cases: '%s' is not 1..100000", val);
+    o->sanity_cases = (int)iv;
+    return 0;
+}
+static int ev_seed(void *opts, const char *name, const char *val) {
+    EVO;
+    return cli_set_seed(val, &o->seed);
+}
+static int ev_out(void *opts, const char *name, const char *val) {
+    EVO;
+    if (!*val) return cli_usage_error("%s: empty folder name", name);
+    o->out = val;
+    return 0;
+}
+static int ev_quiet(void *opts, const char *name, const char *val) {
+    EVO;
+    o->quiet = 1;
+    return 0;
+}
+static int ev_threads(void *opts, const char *name, const char *val) {
+    EVO;
+    return cli_set_threads(name, val, &o->threads, "1..1024");
+}
+static int ev_max_memory(void *opts, const char *name, const char *val) {
+    EVO;
+    if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
+    return 0;
+}
+#undef EVO
 
+static const cli_row g_eval_rows[] = {
+    CLI_SECTION_ROW("Ground truth:"),
+    CLI_OPT("--images", "DIR", "a folder", ev_images,
+            "the images (PNG, JPEG); names in the boxes file are relative to it"),
+    CLI_OPT("--boxes", "FILE|DIR", "a CSV file or a folder of VOC XML files", ev_boxes,
+            "a CSV file 'image,class,x0,y0,x1,y1' (header optional; one row per box;\n"
+            "class as index or label; pixels of the original image, x1 and y1\n"
+            "EXCLUSIVE: x0 <= x < x1), or a folder of Pascal VOC .xml annotations\n"
+            "(object/name, bndbox xmin..ymax, 1-based inclusive as VOC writes them)"),
+    CLI_OPT("--labels", "FILE", "a file", ev_labels,
+            "class names, one per line (1000-class outputs get the ImageNet names)"),
+    CLI_OPT("--limit", "N", "a number", ev_limit, "only the first N images (sorted by name)"),
+    CLI_SECTION_ROW("Methods and metrics:"),
+    CLI_OPT("-m|--method", "LIST", "a method list", ev_method,
+            "comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam)"),
+    CLI_OPT("-l|--layer", "NAME", "a layer name", ev_layer,
+            "target layer of the CAM methods (default: automatic, as in explain)"),
+    CLI_OPT("--metrics", "LIST", "a list", ev_metrics,
+            "localisation,pointing,discrimination,faithfulness,sanity or all (default)"),
+    CLI_OPT("--threshold", "F", "a fraction", ev_threshold,
+            "localisation: map threshold as a fraction of its maximum (default 0.15)"),
+    CLI_OPT("--tolerance", "PX", "pixels", ev_tolerance, "pointing game tolerance in model-input pixels (default 15)"),
+    CLI_OPT("--steps", "N", "a number", ev_steps, "deletion/insertion steps (default 50)"),
+    CLI_OPT("--substrate", "S", "blur, zero or mean", ev_substrate,
+            "what deleted pixels become: blur (default), zero (0 in the model's input,\n"
+            "i.e. the normalisation mean) or mean (the image's mean colour)"),
+    CLI_OPT("--blur-sigma", "S", "a number", ev_blur_sigma,
+            "the blur substrate's Gaussian sigma in input pixels (default 5)"),
+    CLI_OPT("--batch", "N", "a number", ev_batch,
+            "perturbed images per forward pass when the batch axis is dynamic (default 16)"),
+    CLI_OPT("--sanity-depths", "LIST", "a list", ev_sanity_depths,
+            "numbers of top parameterised layers randomised, e.g. 1,2,4,all (default:\n"
+            "every depth up to 16 layers, otherwise about 16 spread depths)"),
+    CLI_OPT("--sanity-cases", "N", "a number", ev_sanity_cases,
+            "(image, class) cases recomputed per depth (default 16)"),
+    CLI_OPT("--seed", "N", "a number", ev_seed, "seed of the randomised weights (default 0); results are deterministic"),
+    CLI_SECTION_ROW("Images are turned into model inputs as in 'gradcam explain' (NCHW inputs only):"),
+    CLI_INCLUDE_ROW(cli_pre_rows),
+    CLI_TEXT_ROW("Boxes are mapped into the model's input through the same geometry (crop, letterbox, stretch);\n"
+                 "boxes falling wholly outside the model's view are dropped (counted in the report)."),
+    CLI_SECTION_ROW("Output and running:"),
+    CLI_OPT("-o|--out", "DIR", "a folder", ev_out, "output folder (default ./gradcam-eval)"),
+    CLI_FLAG("-q|--quiet", ev_quiet, "no progress bar and no table"),
+    CLI_OPT("--threads", "N", "a number", ev_threads, "worker threads (default: one per CPU the process may use)"),
+    CLI_OPT("--max-memory", "BYTES", "a size", ev_max_memory,
+            "cap on the memory planned per model run; suffixes K, M, G (default 8G)"),
+    CLI_END_ROW,
+};
 
+static void print_eval_help(void) {
+    printf("Usage: gradcam eval MODEL --images DIR --boxes FILE [options]\n\n"
+           "Scores explanation methods against ground-truth boxes and prints one row per method; writes\n"
+           "eval.csv, eval.json and eval.html (the table, deletion/insertion curves and sanity-check curves\n"
+           "drawn as SVG) into the output folder. Every metric is defined in docs/evaluation.md.\n\n");
+    cli_print_options(g_eval_rows);
+    printf("\n"
+           "Example:\n"
+           "  /usr/bin/python3 examples/demo/shapes.py eval /tmp/shapes --n 500\n"
+           "  gradcam eval examples/demo/shapes_cnn.onnx --images /tmp/shapes --boxes /tmp/shapes/boxes.csv \\\n"
+           "      --labels examples/demo/labels.txt -m gradcam,gradcam++,scorecam,guided-backprop\n\n"
+           "Exit status: 0 success; 2 usage error; 3 bad model, boxes or images (images that fail are listed and\n"
+           "left out); 1 other failures.\n");
+}
 
+static int ev_positional(void *opts, char *arg) {
+    ev_opts *o = opts;
+    if (o->model) return cli_usage_error("eval: unexpected argument '%s' (one MODEL; images come with --images)", arg);
+    o->model = arg;
+    return 0;
+}
 
 static int parse_options(int argc, char **argv, ev_opts *o) {
     memset(o, 0, sizeof *o);
@@ -99,170 +273,8 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
     o->batch = 16;
     o->sanity_cases = 16;
     cli_pre_defaults(&o->pre);
-    int only_pos = 0;
-    for (int i = 1; i < argc; i++) {
-        char *a = argv[i];
-        if (only_pos || a[0] != '-' || !a[1]) {
-            if (o->model) return cli_usage_error("eval: unexpected argument '%s' (one MODEL; images come with --images)", a);
-            o->model = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            only_pos = 1;
-            continue;
-        }
-        char name[64];
-        const char *val = cli_split_option(a, name, sizeof name), *eq = val;
-        int used = 0;
-#define IS(s) (strcmp(name, s) == 0)
-#define NEED(what)                                                                                       \
-    do {                                                                                                 \
-        used = 1;                                                                                        \
-        if (!val) {                                                                                      \
-            if (i + 1 >= argc) return cli_usage_error("%s needs %s", name, what);                        \
-            val = argv[++i];                                                                             \
-        }                                                                                                \
-    } while (0)
-        int64_t iv;
-        double dv;
-        if (IS("-h") || IS("--help")) {
-            print_eval_help();
-            return -1;
-        } else if (IS("--images")) {
-            NEED("a folder");
-            o->images = val;
-        } else if (IS("--boxes")) {
-            NEED("a CSV file or a folder of VOC XML files");
-            o->boxes = val;
-        } else if (IS("--labels")) {
-            NEED("a file");
-            o->labels_path = val;
-        } else if (IS("--limit")) {
-            NEED("a number");
-            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 100000000) return cli_usage_error("--limit: '%s' is not a positive number", val);
-            o->limit = (int)iv;
-        } else if (IS("-m") || IS("--method")) {
-            NEED("a method list");
-            char tmp[1024];
-            snprintf(tmp, sizeof tmp, "%s", val);
-            for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
-                while (*tok == ' ') tok++;
-                if (!*tok) continue;
-                if (strcasecmp(tok, "all") == 0) {
-                    o->methods_all = 1;
-                    continue;
-                }
-                int m = gcam_method_from_name(tok);
-                if (m < 0) return cli_usage_error("unknown method '%s' (see docs/methods.md)", tok);
-                int dup = 0;
-                for (int q = 0; q < o->n_methods; q++) dup |= o->methods[q] == (gcam_method)m;
-                if (!dup) o->methods[o->n_methods++] = (gcam_method)m;
-            }
-        } else if (IS("-l") || IS("--layer")) {
-            NEED("a layer name");
-            char *copy = gc_strdup(val);
-            if (!copy || o->n_owned >= EV_MAX_LIST) {
-                free(copy);
-                return cli_usage_error("%s: too many layers", name);
-            }
-            o->owned[o->n_owned++] = copy;
-            for (char *p = copy, *tok; (tok = strsep(&p, ",")) != NULL;)
-                if (*tok && o->n_layers < EV_MAX_LIST) o->layers[o->n_layers++] = tok;
-        } else if (IS("--metrics")) {
-            NEED("a list");
-            static const char *const mn[] = {"localisation", "pointing", "discrimination", "faithfulness", "sanity"};
-            char tmp[512];
-            snprintf(tmp, sizeof tmp, "%s", val);
-            o->metrics = 0;
-            for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
-                if (!*tok) continue;
-                int found = strcasecmp(tok, "all") == 0 ? EV_M_ALL : 0;
-                if (strcasecmp(tok, "localization") == 0) found = EV_M_LOC;
-                for (int k = 0; k < 5 && !found; k++)
-                    if (strcasecmp(tok, mn[k]) == 0) found = 1 << k;
-                if (!found)
-                    return cli_usage_error("--metrics: '%s' is not localisation, pointing, discrimination, faithfulness, "
-                                           "sanity or all", tok);
-                o->metrics |= found;
-            }
-            if (!o->metrics) return cli_usage_error("--metrics: empty list");
-        } else if (IS("--threshold")) {
-            NEED("a fraction");
-            if (cli_parse_dbl(val, &o->threshold) || !(o->threshold > 0 && o->threshold <= 1))
-                return cli_usage_error("--threshold: '%s' is not in (0, 1]", val);
-        } else if (IS("--tolerance")) {
-            NEED("pixels");
-            if (cli_parse_dbl(val, &o->tolerance) || o->tolerance < 0) return cli_usage_error("--tolerance: '%s' is not >= 0", val);
-        } else if (IS("--steps")) {
-            NEED("a number");
-            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 10000) return cli_usage_error("--steps: '%s' is not 1..10000", val);
-            o->steps = (int)iv;
-        } else if (IS("--substrate")) {
-            NEED("blur, zero or mean");
-            o->substrate = -1;
-            for (int k = 0; k < 3; k++)
-                if (strcmp(val, substrate_names[k]) == 0) o->substrate = k;
-            if (o->substrate < 0) return cli_usage_error("--substrate: '%s' is not blur, zero or mean", val);
-        } else if (IS("--blur-sigma")) {
-            NEED("a number");
-            if (cli_parse_dbl(val, &dv) || !(dv > 0) || dv > 1000) return cli_usage_error("--blur-sigma: '%s' is not in (0, 1000]", val);
-            o->blur_sigma = dv;
-        } else if (IS("--batch")) {
-            NEED("a number");
-            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 4096) return cli_usage_error("--batch: '%s' is not 1..4096", val);
-            o->batch = (int)iv;
-        } else if (IS("--sanity-depths")) {
-            NEED("a list");
-            char tmp[512];
-            snprintf(tmp, sizeof tmp, "%s", val);
-            o->n_depths = 0;
-            for (char *p = tmp, *tok; (tok = strsep(&p, ",")) != NULL;) {
-                if (!*tok) continue;
-                if (strcasecmp(tok, "all") == 0) {
-                    o->depth_all = 1;
-                    continue;
-                }
-                if (cli_parse_i64(tok, &iv) || iv < 1 || iv > 1000000 || o->n_depths >= EV_MAX_DEPTHS - 1)
-                    return cli_usage_error("--sanity-depths: '%s' is not a positive number (or too many)", tok);
-                o->depths[o->n_depths++] = (int)iv;
-            }
-            if (!o->n_depths && !o->depth_all) return cli_usage_error("--sanity-depths: empty list");
-        } else if (IS("--sanity-cases")) {
-            NEED("a number");
-            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 100000) return cli_usage_error("--sanity-cases: '%s' is not 1..100000", val);
-            o->sanity_cases = (int)iv;
-        } else if (IS("--seed")) {
-            NEED("a number");
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(val, &end, 0);
-            if (end == val || *end || errno || val[0] == '-') return cli_usage_error("--seed: '%s' is not a number", val);
-            o->seed = s;
-        } else if (cli_pre_option_arity(name) >= 0) {
-            if (cli_pre_option_arity(name)) NEED("a value");
-            else if (eq) return cli_usage_error("%s takes no value", name);
-            int rc = cli_pre_option(&o->pre, name, val);
-            if (rc) return rc;
-        } else if (IS("-o") || IS("--out")) {
-            NEED("a folder");
-            if (!*val) return cli_usage_error("%s: empty folder name", name);
-            o->out = val;
-        } else if (IS("-q") || IS("--quiet")) {
-            o->quiet = 1;
-        } else if (IS("--threads")) {
-            NEED("a number");
-            if (cli_parse_i64(val, &iv) || iv < 1 || iv > 1024) return cli_usage_error("--threads: '%s' is not 1..1024", val);
-            o->threads = (int)iv;
-        } else if (IS("--max-memory")) {
-            NEED("a size");
-            if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
-        } else {
-            return cli_usage_error("eval: unknown option '%s'", a);
-        }
-        if (eq && !used) return cli_usage_error("%s takes no value", name);
-#undef IS
-#undef NEED
-    }
+    int rc = cli_parse_options(argc, argv, g_eval_rows, o, ev_positional, print_eval_help, "eval");
+    if (rc) return rc;
     if (!o->model) return cli_usage_error("eval: no MODEL given");
     if (!o->images) return cli_usage_error("eval: --images DIR is required");
     if (!o->boxes) return cli_usage_error("eval: --boxes FILE is required (CSV or a folder of VOC XML files)");

@@ -9,72 +9,12 @@
 #include <unistd.h>
 
 #include "cli_common.h"
+#include "cli_opts.h"
 #include "explain/method_table.h"
 #include "explain_inputs.h"
 #include "image/image.h"
 #include "image/npy.h"
 #include "report/report.h"
-
-static void print_explain_help(void) {
-    printf(
-        "Usage: gradcam explain MODEL INPUT... [options]\n\n"
-        "Explains MODEL's predictions on each INPUT: an image (PNG, JPEG), a float32 .npy tensor (the model\n"
-        "input as is, with or without the batch axis) or a folder (searched recursively for .png, .jpg and\n"
-        ".jpeg files, in sorted order). For every input and explained class it writes heat maps, overlays\n"
-        "and pixel-space maps into the output folder, with results.json (predictions, maps, localisation\n"
-        "boxes) and report.html (one self-contained page, readable offline).\n\n"
-        "What to explain:\n"
-        "  -m, --method LIST      comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam):\n");
-    cli_print_method_names(25, 100, " (docs/methods.md)");
-    printf(
-        "  -c, --class LIST       classes to explain, by index or label name, comma-separated (repeatable)\n"
-        "  -k, --top-k K          without --class: explain the K highest-scoring classes (default 1)\n"
-        "  -l, --layer NAME       target layer of the CAM methods: a tensor or node name; repeatable or\n"
-        "                         comma-separated (maps averaged). Default: the last spatial activation\n"
-        "                         before the output ('gradcam info MODEL' names it)\n"
-        "  --output NAME          the model output to explain (default: the first)\n"
-        "  --target SPEC          explain this instead of classes (repeatable):\n"
-        "                           class:C                  class C (index or label)\n"
-        "                           region:C:y0,x0,y1,x1     class C's scores summed over output rows y0..y1-1,\n"
-        "                                                    columns x0..x1-1 (segmentation outputs)\n"
-        "                           element:i,j,...          one output element (the batch index may be left out)\n"
-        "  --probability          explain the probability after a final Softmax/Sigmoid, not the score before it\n"
-        "  --seed N               SmoothGrad noise seed (default 0)\n\n"
-        "Images are turned into model inputs as follows:\n"
-        "%s\n"
-        "Output:\n"
-        "  -o, --out DIR          output folder (default ./gradcam-out), created when missing\n"
-        "  --labels FILE          class names, one per line (1000-class outputs get the ImageNet names)\n"
-        "  --colormap NAME        jet | viridis | inferno | turbo | gray (default jet)\n"
-        "  --alpha A              heat map opacity on overlays, 0..1 (default 0.5)\n"
-        "  --npy                  also write every raw map (before upsampling and normalisation) as .npy\n"
-        "  -q, --quiet            no progress and no summary (errors are still printed)\n\n"
-        "Running:\n"
-        "  --feed NAME=FILE.npy   a further model input; repeatable\n"
-        "  --threads N            worker threads (default: all cores)\n"
-        "  --max-memory BYTES     cap on the memory planned per model run, and on constants\n"
-        "                         computed at load; suffixes K, M, G (default 8G)\n\n"
-        "Files written, per input STEM (its file name without extension) and class C:\n"
-        "  STEM_input.png                  the exact image the model saw\n"
-        "  STEM_cC_METHOD_heatmap.png      a CAM-family map in colour (at the model's input size)\n"
-        "  STEM_cC_METHOD_overlay.png      the same blended over the model's view\n"
-        "  STEM_cC_METHOD_photo.png        the same mapped back onto the original photo\n"
-        "  STEM_cC_METHOD.png              pixel-space maps (guided-backprop, guided-gradcam, ...)\n"
-        "  STEM_cC_METHOD.npy              raw maps (--npy)\n"
-        "  results.json, report.html\n"
-        "(regions and elements are tagged rC-y0-x0-y1-x1 and eI-J-...; 'gradcam++' is written 'gradcampp')\n\n"
-        "Examples:\n"
-        "  gradcam explain examples/demo/shapes_cnn.onnx examples/demo/images/ --labels examples/demo/labels.txt\n"
-        "  gradcam explain resnet50.onnx cat.jpg\n"
-        "  gradcam explain resnet50.onnx photos/ -k 3 -m all -o out/\n"
-        "  gradcam explain resnet50.onnx dog.png -c 'bull mastiff',tabby -m gradcam,gradcam++ --npy\n"
-        "  gradcam explain resnet18.onnx x.npy -l /layer3/layer3.1/relu_1/Relu_output_0 -c 7\n"
-        "  gradcam explain unet.onnx scan.png --preprocess raw --size 256x256 --target region:1:100,80,140,120\n"
-        "  gradcam explain mnist.onnx digit.png --mean 0.1307 --std 0.3081\n\n"
-        "Exit status: 0 every input explained; 2 usage error; 3 bad model, or bad inputs (the others are still\n"
-        "explained and the failures listed at the end); 1 other failures (e.g. the output cannot be written).\n",
-        cli_pre_help);
-}
 
 /* ---- options ---------------------------------------------------------------------------------- */
 
@@ -89,6 +29,7 @@ typedef struct ex_target_spec {
 } ex_target_spec;
 
 typedef struct ex_opts {
+    cli_pre_opts pre;            /* --preprocess, --size, --mean, ... (first: cli_pre_rows) */
     const char *model;
     char **inputs;
     int n_inputs;
@@ -102,7 +43,6 @@ typedef struct ex_opts {
     const char *output;
     ex_target_spec targets[EX_MAX_LIST];
     int n_targets;
-    cli_pre_opts pre;            /* --preprocess, --size, --mean, ... */
     const char *labels_path;
     int cmap;
     float alpha;
@@ -124,10 +64,6 @@ static char *own(ex_opts *o, char *p) {
     }
     return p;
 }
-
-
-
-
 
 /* Splits a comma list into dst (pointers into s, which is modified). */
 static int split_list(char *s, const char **dst, int *n, int max) {
@@ -182,6 +118,196 @@ static int parse_target(char *s, ex_target_spec *t) {
     return -1;
 }
 
+/* The setters of the option table below. */
+#define EXO ex_opts *o = opts
+static int ex_method(void *opts, const char *name, const char *val) {
+    EXO;
+    return cli_set_methods(name, val, o->methods, &o->n_methods, &o->methods_all,
+                           "'gradcam explain --help' or docs/methods.md");
+}
+static int ex_class(void *opts, const char *name, const char *val) {
+    EXO;
+    char *copy = own(o, gc_strdup(val)); /* o->classes point into it */
+    if (!copy || split_list(copy, o->classes, &o->n_classes, EX_MAX_LIST))
+        return cli_usage_error("%s: at most %d classes", name, EX_MAX_LIST);
+    return 0;
+}
+static int ex_top_k(void *opts, const char *name, const char *val) {
+    EXO;
+    int64_t k;
+    if (cli_parse_i64(val, &k) || k < 1) return cli_usage_error("%s: '%s' is not a positive number", name, val);
+    if (k > EX_MAX_LIST) return cli_usage_error("%s: at most %d classes per input", name, EX_MAX_LIST);
+    o->top_k = (int)k;
+    return 0;
+}
+static int ex_layer(void *opts, const char *name, const char *val) {
+    EXO;
+    char *copy = own(o, gc_strdup(val));
+    if (!copy || split_list(copy, o->layers, &o->n_layers, EX_MAX_LIST))
+        return cli_usage_error("%s: at most %d layers", name, EX_MAX_LIST);
+    return 0;
+}
+static int ex_output(void *opts, const char *name, const char *val) {
+    EXO;
+    o->output = val;
+    return 0;
+}
+static int ex_target(void *opts, const char *name, const char *val) {
+    EXO;
+    if (o->n_targets >= EX_MAX_LIST) return cli_usage_error("at most %d --target options", EX_MAX_LIST);
+    char *copy = own(o, gc_strdup(val));
+    if (!copy || parse_target(copy, &o->targets[o->n_targets]))
+        return cli_usage_error("--target '%s': want class:C, region:C:y0,x0,y1,x1 or element:i,j,...", val);
+    o->n_targets++;
+    return 0;
+}
+static int ex_probability(void *opts, const char *name, const char *val) {
+    EXO;
+    o->probability = 1;
+    return 0;
+}
+static int ex_seed(void *opts, const char *name, const char *val) {
+    EXO;
+    return cli_set_seed(val, &o->seed);
+}
+static int ex_labels(void *opts, const char *name, const char *val) {
+    EXO;
+    o->labels_path = val;
+    return 0;
+}
+static int ex_colormap(void *opts, const char *name, const char *val) {
+    EXO;
+    int c = gc_colormap_from_name(val);
+    if (c < 0) return cli_usage_error("--colormap: '%s' is not jet, viridis, inferno, turbo or gray", val);
+    o->cmap = c;
+    return 0;
+}
+static int ex_alpha(void *opts, const char *name, const char *val) {
+    EXO;
+    if (cli_parse_float(val, &o->alpha) || o->alpha < 0 || o->alpha > 1)
+        return cli_usage_error("--alpha: '%s' is not a number from 0 to 1", val);
+    return 0;
+}
+static int ex_npy(void *opts, const char *name, const char *val) {
+    EXO;
+    o->npy = 1;
+    return 0;
+}
+static int ex_out(void *opts, const char *name, const char *val) {
+    EXO;
+    if (!*val) return cli_usage_error("%s: empty folder name", name);
+    o->out = val;
+    return 0;
+}
+static int ex_quiet(void *opts, const char *name, const char *val) {
+    EXO;
+    o->quiet = 1;
+    return 0;
+}
+static int ex_threads(void *opts, const char *name, const char *val) {
+    EXO;
+    return cli_set_threads(name, val, &o->threads, "a number from 1 to 1024");
+}
+static int ex_feed_opt(void *opts, const char *name, const char *val) {
+    EXO;
+    const char *e2 = strchr(val, '=');
+    if (!e2 || e2 == val || !e2[1]) return cli_usage_error("--feed needs NAME=FILE.npy, got '%s'", val);
+    if (o->n_feeds >= 31) return cli_usage_error("at most 31 --feed options");
+    char *nm = own(o, gc_strndup(val, (size_t)(e2 - val)));
+    if (!nm) return cli_fail(1, "out of memory");
+    o->feed_names[o->n_feeds] = nm;
+    o->feed_paths[o->n_feeds++] = e2 + 1;
+    return 0;
+}
+static int ex_max_memory(void *opts, const char *name, const char *val) {
+    EXO;
+    if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
+    return 0;
+}
+#undef EXO
+
+static void print_method_names(void) { cli_print_method_names(25, 100, " (docs/methods.md)"); }
+
+static const cli_row g_explain_rows[] = {
+    CLI_SECTION_ROW("What to explain:"),
+    {CLI_OPTION, "-m|--method", "LIST", "a method list", ex_method,
+     "comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam):", print_method_names, NULL},
+    CLI_OPT("-c|--class", "LIST", "a class list", ex_class,
+            "classes to explain, by index or label name, comma-separated (repeatable)"),
+    CLI_OPT("-k|--top-k", "K", "a number", ex_top_k,
+            "without --class: explain the K highest-scoring classes (default 1)"),
+    CLI_OPT("-l|--layer", "NAME", "a layer name", ex_layer,
+            "target layer of the CAM methods: a tensor or node name; repeatable or\n"
+            "comma-separated (maps averaged). Default: the last spatial activation\n"
+            "before the output ('gradcam info MODEL' names it)"),
+    CLI_OPT("--output", "NAME", "an output name", ex_output, "the model output to explain (default: the first)"),
+    CLI_OPT("--target", "SPEC", "a target", ex_target,
+            "explain this instead of classes (repeatable):\n"
+            "  class:C                  class C (index or label)\n"
+            "  region:C:y0,x0,y1,x1     class C's scores summed over output rows y0..y1-1,\n"
+            "                           columns x0..x1-1 (segmentation outputs)\n"
+            "  element:i,j,...          one output element (the batch index may be left out)"),
+    CLI_FLAG("--probability", ex_probability,
+             "explain the probability after a final Softmax/Sigmoid, not the score before it"),
+    CLI_OPT("--seed", "N", "a number", ex_seed, "SmoothGrad noise seed (default 0)"),
+    CLI_SECTION_ROW("Images are turned into model inputs as follows:"),
+    CLI_INCLUDE_ROW(cli_pre_rows),
+    CLI_SECTION_ROW("Output:"),
+    CLI_OPT("-o|--out", "DIR", "a folder", ex_out, "output folder (default ./gradcam-out), created when missing"),
+    CLI_OPT("--labels", "FILE", "a file", ex_labels,
+            "class names, one per line (1000-class outputs get the ImageNet names)"),
+    CLI_OPT("--colormap", "NAME", "a colour map name", ex_colormap, "jet | viridis | inferno | turbo | gray (default jet)"),
+    CLI_OPT("--alpha", "A", "a number", ex_alpha, "heat map opacity on overlays, 0..1 (default 0.5)"),
+    CLI_FLAG("--npy", ex_npy, "also write every raw map (before upsampling and normalisation) as .npy"),
+    CLI_FLAG("-q|--quiet", ex_quiet, "no progress and no summary (errors are still printed)"),
+    CLI_SECTION_ROW("Running:"),
+    CLI_OPT("--feed", "NAME=FILE.npy", "NAME=FILE.npy", ex_feed_opt, "a further model input; repeatable"),
+    CLI_OPT("--threads", "N", "a number", ex_threads, "worker threads (default: one per CPU the process may use)"),
+    CLI_OPT("--max-memory", "BYTES", "a size in bytes", ex_max_memory,
+            "cap on the memory planned per model run, and on constants\n"
+            "computed at load; suffixes K, M, G (default 8G)"),
+    CLI_END_ROW,
+};
+
+static void print_explain_help(void) {
+    printf(
+        "Usage: gradcam explain MODEL INPUT... [options]\n\n"
+        "Explains MODEL's predictions on each INPUT: an image (PNG, JPEG), a float32 .npy tensor (the model\n"
+        "input as is, with or without the batch axis) or a folder (searched recursively for .png, .jpg and\n"
+        ".jpeg files, in sorted order). For every input and explained class it writes heat maps, overlays\n"
+        "and pixel-space maps into the output folder, with results.json (predictions, maps, localisation\n"
+        "boxes) and report.html (one self-contained page, readable offline).\n\n");
+    cli_print_options(g_explain_rows);
+    printf(
+        "\n"
+        "Files written, per input STEM (its file name without extension) and class C:\n"
+        "  STEM_input.png                  the exact image the model saw\n"
+        "  STEM_cC_METHOD_heatmap.png      a CAM-family map in colour (at the model's input size)\n"
+        "  STEM_cC_METHOD_overlay.png      the same blended over the model's view\n"
+        "  STEM_cC_METHOD_photo.png        the same mapped back onto the original photo\n"
+        "  STEM_cC_METHOD.png              pixel-space maps (guided-backprop, guided-gradcam, ...)\n"
+        "  STEM_cC_METHOD.npy              raw maps (--npy)\n"
+        "  results.json, report.html\n"
+        "(regions and elements are tagged rC-y0-x0-y1-x1 and eI-J-...; 'gradcam++' is written 'gradcampp')\n\n"
+        "Examples:\n"
+        "  gradcam explain examples/demo/shapes_cnn.onnx examples/demo/images/ --labels examples/demo/labels.txt\n"
+        "  gradcam explain resnet50.onnx cat.jpg\n"
+        "  gradcam explain resnet50.onnx photos/ -k 3 -m all -o out/\n"
+        "  gradcam explain resnet50.onnx dog.png -c 'bull mastiff',tabby -m gradcam,gradcam++ --npy\n"
+        "  gradcam explain resnet18.onnx x.npy -l /layer3/layer3.1/relu_1/Relu_output_0 -c 7\n"
+        "  gradcam explain unet.onnx scan.png --preprocess raw --size 256x256 --target region:1:100,80,140,120\n"
+        "  gradcam explain mnist.onnx digit.png --mean 0.1307 --std 0.3081\n\n"
+        "Exit status: 0 every input explained; 2 usage error; 3 bad model, or bad inputs (the others are still\n"
+        "explained and the failures listed at the end); 1 other failures (e.g. the output cannot be written).\n");
+}
+
+static int ex_positional(void *opts, char *arg) {
+    ex_opts *o = opts;
+    if (!o->model) o->model = arg;
+    else o->inputs[o->n_inputs++] = arg;
+    return 0;
+}
+
 /* Parses argv into o; returns -1 when --help was shown (exit 0), a CLI_USAGE code, or 0. */
 static int parse_options(int argc, char **argv, ex_opts *o) {
     memset(o, 0, sizeof *o);
@@ -192,145 +318,8 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
     o->out = "gradcam-out";
     o->inputs = calloc((size_t)argc, sizeof *o->inputs);
     if (!o->inputs) return cli_fail(1, "out of memory");
-    int only_positional = 0;
-    for (int i = 1; i < argc; i++) {
-        char *a = argv[i];
-        if (only_positional || a[0] != '-' || !a[1]) {
-            if (!o->model) o->model = a;
-            else o->inputs[o->n_inputs++] = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            only_positional = 1;
-            continue;
-        }
-        /* --name=value is accepted for every long option that takes a value */
-        char name[64];
-        const char *val = cli_split_option(a, name, sizeof name), *eq = val;
-        int used_val = 0;
-#define IS(s) (strcmp(name, s) == 0)
-#define NEED_VAL(what)                                                                                   \
-    do {                                                                                                 \
-        used_val = 1;                                                                                    \
-        if (!val) {                                                                                      \
-            if (i + 1 >= argc) return cli_usage_error("%s needs %s", name, what);                        \
-            val = argv[++i];                                                                             \
-        }                                                                                                \
-    } while (0)
-        if (IS("-h") || IS("--help")) {
-            print_explain_help();
-            return -1;
-        } else if (IS("-m") || IS("--method")) {
-            NEED_VAL("a method list");
-            char *copy = gc_strdup(val);
-            const char *names[EX_MAX_LIST];
-            int n = 0;
-            if (!copy || split_list(copy, names, &n, EX_MAX_LIST)) {
-                free(copy);
-                return cli_usage_error("%s: too many methods", name);
-            }
-            for (int k = 0; k < n; k++) {
-                if (strcasecmp(names[k], "all") == 0) {
-                    o->methods_all = 1;
-                    continue;
-                }
-                int m = gcam_method_from_name(names[k]);
-                if (m < 0) {
-                    int rc = cli_usage_error("unknown method '%s' (see 'gradcam explain --help' or docs/methods.md)",
-                                             names[k]);
-                    free(copy);
-                    return rc;
-                }
-                int dup = 0;
-                for (int q = 0; q < o->n_methods; q++) dup |= o->methods[q] == (gcam_method)m;
-                if (!dup) o->methods[o->n_methods++] = (gcam_method)m;
-            }
-            free(copy);
-            if (!n) return cli_usage_error("%s: no method given", name);
-        } else if (IS("-c") || IS("--class")) {
-            NEED_VAL("a class list");
-            char *copy = own(o, gc_strdup(val)); /* o->classes point into it */
-            if (!copy || split_list(copy, o->classes, &o->n_classes, EX_MAX_LIST))
-                return cli_usage_error("%s: at most %d classes", name, EX_MAX_LIST);
-        } else if (IS("-k") || IS("--top-k")) {
-            NEED_VAL("a number");
-            int64_t k;
-            if (cli_parse_i64(val, &k) || k < 1) return cli_usage_error("%s: '%s' is not a positive number", name, val);
-            if (k > EX_MAX_LIST) return cli_usage_error("%s: at most %d classes per input", name, EX_MAX_LIST);
-            o->top_k = (int)k;
-        } else if (IS("-l") || IS("--layer")) {
-            NEED_VAL("a layer name");
-            char *copy = own(o, gc_strdup(val));
-            if (!copy || split_list(copy, o->layers, &o->n_layers, EX_MAX_LIST))
-                return cli_usage_error("%s: at most %d layers", name, EX_MAX_LIST);
-        } else if (IS("--output")) {
-            NEED_VAL("an output name");
-            o->output = val;
-        } else if (IS("--target")) {
-            NEED_VAL("a target");
-            if (o->n_targets >= EX_MAX_LIST) return cli_usage_error("at most %d --target options", EX_MAX_LIST);
-            char *copy = own(o, gc_strdup(val));
-            if (!copy || parse_target(copy, &o->targets[o->n_targets]))
-                return cli_usage_error("--target '%s': want class:C, region:C:y0,x0,y1,x1 or element:i,j,...", val);
-            o->n_targets++;
-        } else if (IS("--probability")) {
-            o->probability = 1;
-        } else if (IS("--seed")) {
-            NEED_VAL("a number");
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(val, &end, 0);
-            if (end == val || *end || errno || val[0] == '-') return cli_usage_error("--seed: '%s' is not a number", val);
-            o->seed = s;
-        } else if (cli_pre_option_arity(name) >= 0) {
-            if (cli_pre_option_arity(name)) NEED_VAL("a value");
-            else if (eq) return cli_usage_error("%s takes no value", name);
-            int rc = cli_pre_option(&o->pre, name, val);
-            if (rc) return rc;
-        } else if (IS("--labels")) {
-            NEED_VAL("a file");
-            o->labels_path = val;
-        } else if (IS("--colormap")) {
-            NEED_VAL("a colour map name");
-            int c = gc_colormap_from_name(val);
-            if (c < 0) return cli_usage_error("--colormap: '%s' is not jet, viridis, inferno, turbo or gray", val);
-            o->cmap = c;
-        } else if (IS("--alpha")) {
-            NEED_VAL("a number");
-            if (cli_parse_float(val, &o->alpha) || o->alpha < 0 || o->alpha > 1)
-                return cli_usage_error("--alpha: '%s' is not a number from 0 to 1", val);
-        } else if (IS("--npy")) {
-            o->npy = 1;
-        } else if (IS("-o") || IS("--out")) {
-            NEED_VAL("a folder");
-            if (!*val) return cli_usage_error("%s: empty folder name", name);
-            o->out = val;
-        } else if (IS("-q") || IS("--quiet")) {
-            o->quiet = 1;
-        } else if (IS("--threads")) {
-            NEED_VAL("a number");
-            int64_t t;
-            if (cli_parse_i64(val, &t) || t < 1 || t > 1024) return cli_usage_error("--threads: '%s' is not a number from 1 to 1024", val);
-            o->threads = (int)t;
-        } else if (IS("--feed")) {
-            NEED_VAL("NAME=FILE.npy");
-            const char *e2 = strchr(val, '=');
-            if (!e2 || e2 == val || !e2[1]) return cli_usage_error("--feed needs NAME=FILE.npy, got '%s'", val);
-            if (o->n_feeds >= 31) return cli_usage_error("at most 31 --feed options");
-            char *nm = own(o, gc_strndup(val, (size_t)(e2 - val)));
-            if (!nm) return cli_fail(1, "out of memory");
-            o->feed_names[o->n_feeds] = nm;
-            o->feed_paths[o->n_feeds++] = e2 + 1;
-        } else if (IS("--max-memory")) {
-            NEED_VAL("a size in bytes");
-            if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
-        } else {
-            return cli_usage_error("explain: unknown option '%s'", a);
-        }
-        if (eq && !used_val) return cli_usage_error("%s takes no value", name);
-#undef IS
-#undef NEED_VAL
-    }
+    int rc = cli_parse_options(argc, argv, g_explain_rows, o, ex_positional, print_explain_help, "explain");
+    if (rc) return rc;
     if (!o->model) return cli_usage_error("explain: no MODEL given");
     if (!o->n_inputs) return cli_usage_error("explain: no INPUT given (an image, a .npy file or a folder)");
     if (o->methods_all) {
