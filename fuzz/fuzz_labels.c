@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     ex_opts o;
     memset(&o, 0, sizeof o);
-    o.labels_path = g_path;
+    o.base.labels_path = g_path;
     char *classes = gc_strdup(list_src);
     if (!classes) abort();
     split_list(classes, o.classes, &o.n_classes, EX_MAX_LIST);
@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char **own_labels = R.labels;
         for (int pass = 0; pass < 2; pass++) {
             int64_t K = pass == 0 ? (R.n_labels > 0 ? R.n_labels : 1) : 1000;
-            if (pass == 1) o.labels_path = NULL;
+            if (pass == 1) o.base.labels_path = NULL;
             if (resolve_classes(&R, K, "logits") == 0)
                 for (int i = 0; i < o.n_classes; i++) {
                     if (R.classes[i] < 0 || R.classes[i] >= K) abort();

@@ -98,7 +98,7 @@ void cli_print_options(const cli_row *table) {
 /* ---- the preprocessing options -------------------------------------------------------------- */
 
 static int set_pre(void *opts, const char *name, const char *val) {
-    return cli_pre_option((cli_pre_opts *)opts, name, val); /* the options struct begins with it */
+    return cli_pre_option(&((cli_base_opts *)opts)->pre, name, val); /* the options struct begins with it */
 }
 
 const cli_row cli_pre_rows[] = {
@@ -149,18 +149,47 @@ int cli_set_methods(const char *name, const char *val, gcam_method *methods, int
     return rc;
 }
 
-int cli_set_threads(const char *name, const char *val, int *threads, const char *range_text) {
-    int64_t t;
-    if (cli_parse_i64(val, &t) || t < 1 || t > 1024) return cli_usage_error("%s: '%s' is not %s", name, val, range_text);
-    *threads = (int)t;
+#define BASE cli_base_opts *b = opts
+int cli_set_out(void *opts, const char *name, const char *val) {
+    BASE;
+    if (!*val) return cli_usage_error("%s: empty folder name", name);
+    b->out = val;
     return 0;
 }
 
-int cli_set_seed(const char *val, uint64_t *seed) {
+int cli_set_labels(void *opts, const char *name, const char *val) {
+    BASE;
+    b->labels_path = val;
+    return 0;
+}
+
+int cli_set_quiet(void *opts, const char *name, const char *val) {
+    BASE;
+    b->quiet = 1;
+    return 0;
+}
+
+int cli_set_threads_opt(void *opts, const char *name, const char *val) {
+    BASE;
+    int64_t t;
+    if (cli_parse_i64(val, &t) || t < 1 || t > 1024) return cli_usage_error("%s: '%s' is not a number from 1 to 1024", name, val);
+    b->threads = (int)t;
+    return 0;
+}
+
+int cli_set_max_memory(void *opts, const char *name, const char *val) {
+    BASE;
+    if (cli_parse_bytes(val, &b->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
+    return 0;
+}
+
+int cli_set_seed_opt(void *opts, const char *name, const char *val) {
+    BASE;
     char *end;
     errno = 0;
     unsigned long long s = strtoull(val, &end, 0);
     if (end == val || *end || errno || val[0] == '-') return cli_usage_error("--seed: '%s' is not a number", val);
-    *seed = s;
+    b->seed = s;
     return 0;
 }
+#undef BASE

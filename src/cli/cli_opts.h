@@ -48,14 +48,30 @@ int cli_parse_options(int argc, char **argv, const cli_row *table, void *opts, i
 /* The table's sections, options and text, as the help shows them. */
 void cli_print_options(const cli_row *table);
 
-/* The preprocessing options (--preprocess, --size, ...), for a command whose options struct begins
- * with its cli_pre_opts. */
+/* What explain and eval both take: a command's options struct begins with one, and the shared
+ * setters below store into it. */
+typedef struct cli_base_opts {
+    cli_pre_opts pre;            /* --preprocess, --size, --mean, ... (cli_pre_rows) */
+    const char *out;             /* -o */
+    const char *labels_path;     /* --labels */
+    int quiet;                   /* -q */
+    int threads;                 /* --threads, 0: the default */
+    size_t max_memory;           /* --max-memory, 0: the default */
+    uint64_t seed;               /* --seed */
+} cli_base_opts;
+
+/* The preprocessing options' rows. */
 extern const cli_row cli_pre_rows[];
 
-/* Shared value parsers for setters: a method list into methods[] (n, all: 'all' given) with
- * `see` in the unknown-method line; a thread count 1..1024; a --seed number. 0 or an exit code. */
+/* Setters into the cli_base_opts the options struct begins with. */
+int cli_set_out(void *opts, const char *name, const char *val);
+int cli_set_labels(void *opts, const char *name, const char *val);
+int cli_set_quiet(void *opts, const char *name, const char *val);
+int cli_set_threads_opt(void *opts, const char *name, const char *val);  /* 1..1024 */
+int cli_set_max_memory(void *opts, const char *name, const char *val);
+int cli_set_seed_opt(void *opts, const char *name, const char *val);
+/* A method list into methods[] (n of them; *all when 'all' is given), with `see` in the
+ * unknown-method line. 0 or an exit code. */
 int cli_set_methods(const char *name, const char *val, gcam_method *methods, int *n, int *all, const char *see);
-int cli_set_threads(const char *name, const char *val, int *threads, const char *range_text);
-int cli_set_seed(const char *val, uint64_t *seed);
 
 #endif

@@ -20,18 +20,16 @@
 #define EV_MAX_LIST 64
 
 typedef struct ev_opts {
-    cli_pre_opts pre;            /* as in 'gradcam explain' (first: cli_pre_rows) */
-    const char *model, *images, *boxes, *labels_path, *out;
+    cli_base_opts base;          /* as in 'gradcam explain' (first: cli_base_rows) */
+    const char *model, *images, *boxes;
     gcam_method methods[GCAM_METHOD_COUNT];
     int n_methods, methods_all;
     const char *layers[EV_MAX_LIST];
     int n_layers;
     int metrics;
     double threshold, tolerance, blur_sigma;
-    int steps, substrate, batch, limit, sanity_cases, quiet, threads;
+    int steps, substrate, batch, limit, sanity_cases;
     int depths[EV_MAX_DEPTHS], n_depths, depth_all;
-    uint64_t seed;
-    size_t max_memory;
     char *owned[EV_MAX_LIST];
     int n_owned;
 } ev_opts;
@@ -49,11 +47,6 @@ static int ev_images(void *opts, const char *name, const char *val) {
 static int ev_boxes(void *opts, const char *name, const char *val) {
     EVO;
     o->boxes = val;
-    return 0;
-}
-static int ev_labels(void *opts, const char *name, const char *val) {
-    EVO;
-    o->labels_path = val;
     return 0;
 }
 static int ev_limit(void *opts, const char *name, const char *val) {
@@ -165,30 +158,6 @@ static int ev_sanity_cases(void *opts, const char *name, const char *val) {
     o->sanity_cases = (int)iv;
     return 0;
 }
-static int ev_seed(void *opts, const char *name, const char *val) {
-    EVO;
-    return cli_set_seed(val, &o->seed);
-}
-static int ev_out(void *opts, const char *name, const char *val) {
-    EVO;
-    if (!*val) return cli_usage_error("%s: empty folder name", name);
-    o->out = val;
-    return 0;
-}
-static int ev_quiet(void *opts, const char *name, const char *val) {
-    EVO;
-    o->quiet = 1;
-    return 0;
-}
-static int ev_threads(void *opts, const char *name, const char *val) {
-    EVO;
-    return cli_set_threads(name, val, &o->threads, "1..1024");
-}
-static int ev_max_memory(void *opts, const char *name, const char *val) {
-    EVO;
-    if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
-    return 0;
-}
 #undef EVO
 
 static const cli_row g_eval_rows[] = {
@@ -200,7 +169,7 @@ static const cli_row g_eval_rows[] = {
             "class as index or label; pixels of the original image, x1 and y1\n"
             "EXCLUSIVE: x0 <= x < x1), or a folder of Pascal VOC .xml annotations\n"
             "(object/name, bndbox xmin..ymax, 1-based inclusive as VOC writes them)"),
-    CLI_OPT("--labels", "FILE", "a file", ev_labels,
+    CLI_OPT("--labels", "FILE", "a file", cli_set_labels,
             "class names, one per line (1000-class outputs get the ImageNet names)"),
     CLI_OPT("--limit", "N", "a number", ev_limit, "only the first N images (sorted by name)"),
     CLI_SECTION_ROW("Methods and metrics:"),
@@ -226,16 +195,16 @@ static const cli_row g_eval_rows[] = {
             "every depth up to 16 layers, otherwise about 16 spread depths)"),
     CLI_OPT("--sanity-cases", "N", "a number", ev_sanity_cases,
             "(image, class) cases recomputed per depth (default 16)"),
-    CLI_OPT("--seed", "N", "a number", ev_seed, "seed of the randomised weights (default 0); results are deterministic"),
+    CLI_OPT("--seed", "N", "a number", cli_set_seed_opt, "seed of the randomised weights (default 0); results are deterministic"),
     CLI_SECTION_ROW("Images are turned into model inputs as in 'gradcam explain' (NCHW inputs only):"),
     CLI_INCLUDE_ROW(cli_pre_rows),
     CLI_TEXT_ROW("Boxes are mapped into the model's input through the same geometry (crop, letterbox, stretch);\n"
                  "boxes falling wholly outside the model's view are dropped (counted in the report)."),
     CLI_SECTION_ROW("Output and running:"),
-    CLI_OPT("-o|--out", "DIR", "a folder", ev_out, "output folder (default ./gradcam-eval)"),
-    CLI_FLAG("-q|--quiet", ev_quiet, "no progress bar and no table"),
-    CLI_OPT("--threads", "N", "a number", ev_threads, "worker threads (default: one per CPU the process may use)"),
-    CLI_OPT("--max-memory", "BYTES", "a size", ev_max_memory,
+    CLI_OPT("-o|--out", "DIR", "a folder", cli_set_out, "output folder (default ./gradcam-eval)"),
+    CLI_FLAG("-q|--quiet", cli_set_quiet, "no progress bar and no table"),
+    CLI_OPT("--threads", "N", "a number", cli_set_threads_opt, "worker threads (default: one per CPU the process may use)"),
+    CLI_OPT("--max-memory", "BYTES", "a size", cli_set_max_memory,
             "cap on the memory planned per model run; suffixes K, M, G (default 8G)"),
     CLI_END_ROW,
 };
@@ -264,7 +233,7 @@ static int ev_positional(void *opts, char *arg) {
 
 static int parse_options(int argc, char **argv, ev_opts *o) {
     memset(o, 0, sizeof *o);
-    o->out = "gradcam-eval";
+    o->base.out = "gradcam-eval";
     o->metrics = EV_M_ALL;
     o->threshold = 0.15;
     o->tolerance = 15;
@@ -272,7 +241,7 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
     o->steps = 50;
     o->batch = 16;
     o->sanity_cases = 16;
-    cli_pre_defaults(&o->pre);
+    cli_pre_defaults(&o->base.pre);
     int rc = cli_parse_options(argc, argv, g_eval_rows, o, ev_positional, print_eval_help, "eval");
     if (rc) return rc;
     if (!o->model) return cli_usage_error("eval: no MODEL given");
@@ -350,9 +319,9 @@ static const char *where(const ev_run *R, int i, const ev_obj *ob, char *buf, si
 /* Every box's class, once the number of classes is known. */
 static int resolve_classes(ev_run *R) {
     char at[1200];
-    if (R->o->labels_path) {
+    if (R->o->base.labels_path) {
         if (R->n_labels != R->K)
-            return cli_fail(CLI_BAD_INPUT, "%s: %lld labels for the model's %lld classes", R->o->labels_path,
+            return cli_fail(CLI_BAD_INPUT, "%s: %lld labels for the model's %lld classes", R->o->base.labels_path,
                             (long long)R->n_labels, (long long)R->K);
     } else if (R->K == 1000) {
         R->labels = (const char **)gc_imagenet_labels;
@@ -381,12 +350,12 @@ static int resolve_classes(ev_run *R) {
     return 0;
 }
 
-static void input_layout(ev_run *R) { cli_input_geom_of(&R->g, &R->in0, R->o->pre.nhwc); }
+static void input_layout(ev_run *R) { cli_input_geom_of(&R->g, &R->in0, R->o->base.pre.nhwc); }
 
-static int default_imagenet(const ev_run *R) { return cli_default_imagenet(&R->o->pre, &R->g); }
+static int default_imagenet(const ev_run *R) { return cli_default_imagenet(&R->o->base.pre, &R->g); }
 
 static void make_preprocess(const ev_run *R, const gc_image *img, gc_preprocess *p) {
-    cli_make_preprocess(p, &R->o->pre, &R->g, img);
+    cli_make_preprocess(p, &R->o->base.pre, &R->g, img);
 }
 
 /* An original-image box [x0, x1) mapped into input pixels: the pixels whose centres it holds
@@ -448,7 +417,7 @@ static gcam_status ensure_ictx(ev_run *R, gc_err *err) {
     R->batch_buf = gc_malloc2((size_t)(B * d[1] * d[2] * d[3]), sizeof(float));
     if (!R->batch_buf) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
     gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = d};
-    gcam_ctx_options co = {.n_threads = R->o->threads, .max_memory = R->o->max_memory};
+    gcam_ctx_options co = {.n_threads = R->o->base.threads, .max_memory = R->o->base.max_memory};
     gcam_status rc = gcam_ctx_create(&R->ictx, R->m, &f, 1, &co);
     if (rc) {
         gc_fail(err, rc, "%s", gcam_ctx_error(R->ictx));
@@ -542,7 +511,7 @@ static const char *explain_layers(ev_run *R) { return R->layer_names ? R->layer_
 static int make_explainer(ev_run *R, const gcam_model *m, gcam_explainer **e, const gcam_feed *f, gc_err *err) {
     gcam_explain_options eo = {.layers = R->n_layer_list ? R->layer_list : (R->o->n_layers ? R->o->layers : NULL),
                                .n_layers = R->n_layer_list ? R->n_layer_list : R->o->n_layers,
-                               .n_threads = R->o->threads, .max_memory = R->o->max_memory, .noise_seed = R->o->seed,
+                               .n_threads = R->o->base.threads, .max_memory = R->o->base.max_memory, .noise_seed = R->o->base.seed,
                                .batch_size = R->o->batch};
     gcam_status rc = gcam_explainer_create(e, m, f, 1, &eo);
     if (rc) {
@@ -906,7 +875,7 @@ static int sanity_depth(ev_run *R, int di, gc_err *err) {
         rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = gc_model_randomize(&rm, R->m, depth, o->seed))) {
+    if ((rc = gc_model_randomize(&rm, R->m, depth, o->base.seed))) {
         gc_fail(err, rc, "randomising the top %d layers: %s", depth, gcam_model_error(rm));
         goto out;
     }
@@ -1016,7 +985,7 @@ int cmd_eval(int argc, char **argv) {
     double t0 = cli_now_s();
     char pre_desc[256];
 
-    gcam_load_options lo = {.max_memory = o.max_memory};
+    gcam_load_options lo = {.max_memory = o.base.max_memory};
     gcam_status rc = gcam_model_load(&R.m, o.model, &lo);
     if (rc) {
         exit_code = cli_fail(cli_status_exit(rc), "%s", gcam_model_error(R.m));
@@ -1041,7 +1010,7 @@ int cmd_eval(int argc, char **argv) {
         R.prob_mode = strcmp(op, "Softmax") == 0 ? 1 : strcmp(op, "LogSoftmax") == 0 ? 2 : strcmp(op, "Sigmoid") == 0 ? 1 : 0;
         R.score_sigmoid = strcmp(op, "Sigmoid") == 0;
     }
-    if (o.labels_path && (exit_code = load_labels(&R, o.labels_path))) goto out;
+    if (o.base.labels_path && (exit_code = load_labels(&R, o.base.labels_path))) goto out;
     if (ev_gt_read(&R.gt, o.boxes, o.images, msg, sizeof msg)) {
         exit_code = cli_fail(CLI_BAD_INPUT, "%s", msg);
         goto out;
@@ -1055,9 +1024,9 @@ int cmd_eval(int argc, char **argv) {
         }
         R.gt.n = o.limit;
     }
-    int e = cli_mkdir_p(o.out);
+    int e = cli_mkdir_p(o.base.out);
     if (e) {
-        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.out, strerror(e));
+        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.base.out, strerror(e));
         goto out;
     }
     R.res = calloc((size_t)o.n_methods, sizeof *R.res);
@@ -1081,7 +1050,7 @@ int cmd_eval(int argc, char **argv) {
     R.cj.base = 1;
     gc_json_begin_array(&R.cj);
 
-    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet,
+    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.base.quiet,
                            .total = R.gt.n + ((o.metrics & EV_M_SANITY) ? R.sum.n_depths : 0), .t0 = t0};
     for (int i = 0; i < R.gt.n; i++) {
         cli_progress_bar(&R.prog, R.gt.v[i].name);
@@ -1099,7 +1068,7 @@ int cmd_eval(int argc, char **argv) {
                 goto out;
             }
             R.sum.n_failed++;
-            if (!o.quiet) {
+            if (!o.base.quiet) {
                 cli_progress_clear(&R.prog);
                 fprintf(stderr, "%s: %s\n", g_prog, R.sum.failures[R.sum.n_failures - 1]);
             }
@@ -1141,7 +1110,7 @@ int cmd_eval(int argc, char **argv) {
     R.sum.tolerance = o.tolerance;
     R.sum.threshold = o.threshold;
     R.sum.metrics = o.metrics;
-    R.sum.seed = o.seed;
+    R.sum.seed = o.base.seed;
     R.sum.layers = explain_layers(&R);
     {
         static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
@@ -1150,7 +1119,7 @@ int cmd_eval(int argc, char **argv) {
         make_preprocess(&R, &dummy, &p);
         snprintf(pre_desc, sizeof pre_desc, "%lldx%lld input, %s, %s", (long long)R.dims[3], (long long)R.dims[2],
                  modes[p.mode], default_imagenet(&R) ? "ImageNet mean/std" : "RGB in 0..1 (raw)");
-        if (o.pre.have_mean || o.pre.have_std || o.pre.have_scale) {
+        if (o.base.pre.have_mean || o.base.pre.have_std || o.base.pre.have_scale) {
             size_t u = strlen(pre_desc);
             snprintf(pre_desc + u, sizeof pre_desc - u, ", mean %g,%g,%g std %g,%g,%g scale %g", p.mean[0], p.mean[1],
                      p.mean[2], p.std[0], p.std[1], p.std[2], p.scale);
@@ -1162,14 +1131,14 @@ int cmd_eval(int argc, char **argv) {
         exit_code = cli_fail(1, "out of memory building eval.json");
         goto out;
     }
-    if (ev_write_reports(o.out, &R.sum, R.res, o.n_methods, &R.cases_json, msg, sizeof msg)) {
+    if (ev_write_reports(o.base.out, &R.sum, R.res, o.n_methods, &R.cases_json, msg, sizeof msg)) {
         exit_code = cli_fail(1, "%s", msg);
         goto out;
     }
-    if (!o.quiet) {
+    if (!o.base.quiet) {
         ev_print_table(stdout, &R.sum, R.res, o.n_methods);
         printf("\nEvaluated %d image%s in %.1f s: %s/eval.csv, %s/eval.json, %s/eval.html\n", R.sum.n_images,
-               R.sum.n_images == 1 ? "" : "s", R.sum.seconds, o.out, o.out, o.out);
+               R.sum.n_images == 1 ? "" : "s", R.sum.seconds, o.base.out, o.base.out, o.base.out);
     }
     if (R.sum.n_failures) {
         fprintf(stderr, "%s: %d of %d images failed:\n", g_prog, R.sum.n_failures, R.gt.n);

@@ -29,7 +29,7 @@ typedef struct ex_target_spec {
 } ex_target_spec;
 
 typedef struct ex_opts {
-    cli_pre_opts pre;            /* --preprocess, --size, --mean, ... (first: cli_pre_rows) */
+    cli_base_opts base;          /* --preprocess ..., -o, --labels, -q, --threads, ... (first: cli_base_rows) */
     const char *model;
     char **inputs;
     int n_inputs;
@@ -43,15 +43,11 @@ typedef struct ex_opts {
     const char *output;
     ex_target_spec targets[EX_MAX_LIST];
     int n_targets;
-    const char *labels_path;
     int cmap;
     float alpha;
-    int npy, quiet, threads, probability;
-    const char *out;
+    int npy, probability;
     const char *feed_names[32], *feed_paths[32];
     int n_feeds;
-    size_t max_memory;
-    uint64_t seed;
     char *owned[4 * EX_MAX_LIST + 64]; /* copies the pointers above point into */
     int n_owned;
 } ex_opts;
@@ -166,15 +162,6 @@ static int ex_probability(void *opts, const char *name, const char *val) {
     o->probability = 1;
     return 0;
 }
-static int ex_seed(void *opts, const char *name, const char *val) {
-    EXO;
-    return cli_set_seed(val, &o->seed);
-}
-static int ex_labels(void *opts, const char *name, const char *val) {
-    EXO;
-    o->labels_path = val;
-    return 0;
-}
 static int ex_colormap(void *opts, const char *name, const char *val) {
     EXO;
     int c = gc_colormap_from_name(val);
@@ -193,21 +180,6 @@ static int ex_npy(void *opts, const char *name, const char *val) {
     o->npy = 1;
     return 0;
 }
-static int ex_out(void *opts, const char *name, const char *val) {
-    EXO;
-    if (!*val) return cli_usage_error("%s: empty folder name", name);
-    o->out = val;
-    return 0;
-}
-static int ex_quiet(void *opts, const char *name, const char *val) {
-    EXO;
-    o->quiet = 1;
-    return 0;
-}
-static int ex_threads(void *opts, const char *name, const char *val) {
-    EXO;
-    return cli_set_threads(name, val, &o->threads, "a number from 1 to 1024");
-}
 static int ex_feed_opt(void *opts, const char *name, const char *val) {
     EXO;
     const char *e2 = strchr(val, '=');
@@ -217,11 +189,6 @@ static int ex_feed_opt(void *opts, const char *name, const char *val) {
     if (!nm) return cli_fail(1, "out of memory");
     o->feed_names[o->n_feeds] = nm;
     o->feed_paths[o->n_feeds++] = e2 + 1;
-    return 0;
-}
-static int ex_max_memory(void *opts, const char *name, const char *val) {
-    EXO;
-    if (cli_parse_bytes(val, &o->max_memory)) return cli_usage_error("--max-memory: '%s' is not a size (e.g. 2G)", val);
     return 0;
 }
 #undef EXO
@@ -249,21 +216,21 @@ static const cli_row g_explain_rows[] = {
             "  element:i,j,...          one output element (the batch index may be left out)"),
     CLI_FLAG("--probability", ex_probability,
              "explain the probability after a final Softmax/Sigmoid, not the score before it"),
-    CLI_OPT("--seed", "N", "a number", ex_seed, "SmoothGrad noise seed (default 0)"),
+    CLI_OPT("--seed", "N", "a number", cli_set_seed_opt, "SmoothGrad noise seed (default 0)"),
     CLI_SECTION_ROW("Images are turned into model inputs as follows:"),
     CLI_INCLUDE_ROW(cli_pre_rows),
     CLI_SECTION_ROW("Output:"),
-    CLI_OPT("-o|--out", "DIR", "a folder", ex_out, "output folder (default ./gradcam-out), created when missing"),
-    CLI_OPT("--labels", "FILE", "a file", ex_labels,
+    CLI_OPT("-o|--out", "DIR", "a folder", cli_set_out, "output folder (default ./gradcam-out), created when missing"),
+    CLI_OPT("--labels", "FILE", "a file", cli_set_labels,
             "class names, one per line (1000-class outputs get the ImageNet names)"),
     CLI_OPT("--colormap", "NAME", "a colour map name", ex_colormap, "jet | viridis | inferno | turbo | gray (default jet)"),
     CLI_OPT("--alpha", "A", "a number", ex_alpha, "heat map opacity on overlays, 0..1 (default 0.5)"),
     CLI_FLAG("--npy", ex_npy, "also write every raw map (before upsampling and normalisation) as .npy"),
-    CLI_FLAG("-q|--quiet", ex_quiet, "no progress and no summary (errors are still printed)"),
+    CLI_FLAG("-q|--quiet", cli_set_quiet, "no progress and no summary (errors are still printed)"),
     CLI_SECTION_ROW("Running:"),
     CLI_OPT("--feed", "NAME=FILE.npy", "NAME=FILE.npy", ex_feed_opt, "a further model input; repeatable"),
-    CLI_OPT("--threads", "N", "a number", ex_threads, "worker threads (default: one per CPU the process may use)"),
-    CLI_OPT("--max-memory", "BYTES", "a size in bytes", ex_max_memory,
+    CLI_OPT("--threads", "N", "a number", cli_set_threads_opt, "worker threads (default: one per CPU the process may use)"),
+    CLI_OPT("--max-memory", "BYTES", "a size in bytes", cli_set_max_memory,
             "cap on the memory planned per model run, and on constants\n"
             "computed at load; suffixes K, M, G (default 8G)"),
     CLI_END_ROW,
@@ -312,10 +279,10 @@ static int ex_positional(void *opts, char *arg) {
 static int parse_options(int argc, char **argv, ex_opts *o) {
     memset(o, 0, sizeof *o);
     o->top_k = 1;
-    cli_pre_defaults(&o->pre);
+    cli_pre_defaults(&o->base.pre);
     o->cmap = GC_CMAP_JET;
     o->alpha = 0.5f;
-    o->out = "gradcam-out";
+    o->base.out = "gradcam-out";
     o->inputs = calloc((size_t)argc, sizeof *o->inputs);
     if (!o->inputs) return cli_fail(1, "out of memory");
     int rc = cli_parse_options(argc, argv, g_explain_rows, o, ex_positional, print_explain_help, "explain");
@@ -453,13 +420,13 @@ static int resolve_class(const ex_run *R, const char *text, int64_t *out) {
 
 /* ---- model input layout and preprocessing ---- */
 
-static void input_layout(ex_run *R) { cli_input_geom_of(&R->g, &R->in0, R->o->pre.nhwc); }
+static void input_layout(ex_run *R) { cli_input_geom_of(&R->g, &R->in0, R->o->base.pre.nhwc); }
 
-static int default_imagenet(const ex_run *R) { return cli_default_imagenet(&R->o->pre, &R->g); }
+static int default_imagenet(const ex_run *R) { return cli_default_imagenet(&R->o->base.pre, &R->g); }
 
 /* The preprocessing of one image (its size matters for dynamic models). */
 static void make_preprocess(const ex_run *R, const gc_image *img, gc_preprocess *p) {
-    cli_make_preprocess(p, &R->o->pre, &R->g, img);
+    cli_make_preprocess(p, &R->o->base.pre, &R->g, img);
 }
 
 /* An RGB rendering of a raw tensor input (1, C, H, W) / (1, H, W, C): min-max over the sample. */
@@ -529,9 +496,9 @@ static int first_explainer(ex_run *R) {
 static int resolve_classes(ex_run *R, int64_t K, const char *what) {
     const ex_opts *o = R->o;
     R->K = K;
-    if (o->labels_path) {
+    if (o->base.labels_path) {
         if (R->n_labels != K)
-            return cli_fail(CLI_BAD_INPUT, "%s: %lld labels for the %lld classes of '%s'", o->labels_path,
+            return cli_fail(CLI_BAD_INPUT, "%s: %lld labels for the %lld classes of '%s'", o->base.labels_path,
                             (long long)R->n_labels, (long long)K, what);
     } else if (K == 1000) {
         R->labels = (const char **)gc_imagenet_labels;
@@ -832,9 +799,9 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
         memcpy(dims, npy.shape.d, sizeof dims);
         x = npy.data;
         if (ndim == 4) {
-            int nh = o->pre.nhwc || ((dims[3] == 1 || dims[3] == 3) && !(dims[1] == 1 || dims[1] == 3));
+            int nh = o->base.pre.nhwc || ((dims[3] == 1 || dims[3] == 3) && !(dims[1] == 1 || dims[1] == 3));
             int64_t C = nh ? dims[3] : dims[1], H = nh ? dims[1] : dims[2], W = nh ? dims[2] : dims[3];
-            if ((rc = render_tensor(&seen, x, C, H, W, nh, o->pre.bgr, err))) goto done;
+            if ((rc = render_tensor(&seen, x, C, H, W, nh, o->base.pre.bgr, err))) goto done;
         }
         snprintf(note, sizeof note, "a tensor %s fed as is", gc_shape_str(&npy.shape, a, sizeof a));
     } else {
@@ -868,7 +835,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
         if ((rc = gc_preprocess_image(xbuf, &seen, &geom, &orig, &p, err))) goto done;
         have_geom = 1;
         if (C == 1) {
-            float m0 = o->pre.have_mean ? o->pre.mean[0] : 0, s0 = o->pre.have_std ? o->pre.std[0] : 1;
+            float m0 = o->base.pre.have_mean ? o->base.pre.mean[0] : 0, s0 = o->base.pre.have_std ? o->base.pre.std[0] : 1;
             for (size_t i = 0; i < plane; i++)
                 xbuf[i] = (0.299f * xbuf[i] + 0.587f * xbuf[plane + i] + 0.114f * xbuf[2 * plane + i] - m0) / s0;
         }
@@ -896,13 +863,13 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
         R->e = NULL;
         const char **layers = o->n_layers ? (const char **)o->layers : NULL;
         gcam_explain_options eo = {.output = o->output, .layers = layers, .n_layers = o->n_layers,
-                                   .explain_probability = o->probability, .n_threads = o->threads,
-                                   .max_memory = o->max_memory, .noise_seed = o->seed};
+                                   .explain_probability = o->probability, .n_threads = o->base.threads,
+                                   .max_memory = o->base.max_memory, .noise_seed = o->base.seed};
         rc = gcam_explainer_create(&R->e, R->m, feeds, nf, &eo);
         if (rc) {
             const char *why = gcam_explainer_error(R->e);
             int model_level = !R->first_done && rc != GCAM_E_SHAPE && rc != GCAM_E_LIMIT && rc != GCAM_E_NOMEM;
-            gc_fail(err, rc, "%s%s", why, rc == GCAM_E_LIMIT && !o->pre.size_w ? " (a smaller --size or a larger --max-memory helps)" : "");
+            gc_fail(err, rc, "%s%s", why, rc == GCAM_E_LIMIT && !o->base.pre.size_w ? " (a smaller --size or a larger --max-memory helps)" : "");
             gcam_explainer_free(R->e);
             R->e = NULL;
             if (model_level) {
@@ -1038,7 +1005,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     for (int d = 0; d < ndim; d++) gc_json_int(&j, dims[d]);
     gc_json_end_array(&j);
     if (seen.px) {
-        snprintf(path, sizeof path, "%s/%s_input.png", o->out, in->stem);
+        snprintf(path, sizeof path, "%s/%s_input.png", o->base.out, in->stem);
         if ((rc = write_png(R, path, &seen, err))) goto done;
         gc_json_key(&j, "input_image");
         snprintf(path, sizeof path, "%s_input.png", in->stem);
@@ -1178,7 +1145,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
             if (gcam_method_is_cam(meth)) {
                 const float *heat = map.normalized; /* (1, 1, H, W) */
                 gc_image im = {0};
-                snprintf(path, sizeof path, "%s/%s_heatmap.png", o->out, base);
+                snprintf(path, sizeof path, "%s/%s_heatmap.png", o->base.out, base);
                 if ((rc = gc_heatmap_image(&im, heat, map.H, map.W, (gc_colormap_id)o->cmap, err)) ||
                     (rc = write_png(R, path, &im, err))) {
                     gc_image_free(&im);
@@ -1193,7 +1160,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
                 if (found < 0) goto oom;
                 gc_image ov = {0};
                 if (seen.px && seen.w == map.W && seen.h == map.H) {
-                    snprintf(path, sizeof path, "%s/%s_overlay.png", o->out, base);
+                    snprintf(path, sizeof path, "%s/%s_overlay.png", o->base.out, base);
                     if ((rc = gc_overlay(&ov, &seen, heat, (gc_colormap_id)o->cmap, o->alpha, err)) ||
                         (rc = write_png(R, path, &ov, err))) {
                         gc_image_free(&ov);
@@ -1212,7 +1179,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
                         gc_image_free(&ov);
                         goto oom;
                     }
-                    snprintf(path, sizeof path, "%s/%s_photo.png", o->out, base);
+                    snprintf(path, sizeof path, "%s/%s_photo.png", o->base.out, base);
                     rc = gc_heat_to_original(ph, heat, map.H, map.W, &geom, err);
                     if (!rc) rc = gc_overlay(&po, &orig, ph, (gc_colormap_id)o->cmap, o->alpha, err);
                     if (!rc) keep_unseen(&po, &orig, &geom, map.W, map.H);
@@ -1281,7 +1248,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
                 if (rc) goto done;
             } else {
                 gc_image im = {0};
-                snprintf(path, sizeof path, "%s/%s.png", o->out, base);
+                snprintf(path, sizeof path, "%s/%s.png", o->base.out, base);
                 /* the paper's std + 1e-5 would flatten maps of tiny magnitude (Guided Grad-CAM multiplies
                  * two small maps): scale to max |x| = 1 first, so that only the map's shape matters */
                 size_t rn = (size_t)(map.c * map.h * map.w);
@@ -1302,7 +1269,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
                 if (map.layer) snprintf(pn->caption, sizeof pn->caption, "Grad-CAM layer %s", map.layer);
             }
             if (o->npy) {
-                snprintf(path, sizeof path, "%s/%s.npy", o->out, base);
+                snprintf(path, sizeof path, "%s/%s.npy", o->base.out, base);
                 if ((rc = write_npy(R, path, &map, err))) goto done;
                 gc_json_key(&j, "npy");
                 snprintf(path, sizeof path, "%s.npy", base);
@@ -1357,7 +1324,7 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     }
     gc_json_raw(&R->ij, jb.p);
     result = EX_DONE;
-    if (!o->quiet && !(R->prog.tty && R->prog.total > 1)) {
+    if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1)) {
         const char *lb = n_top > 0 ? label_of(R, order[0]) : NULL;
         prog_msg(&R->prog, "[%d/%d] %s: top %lld%s%s%s (p=%.3f), %d map%s", R->prog.done + 1, R->prog.total, in->path,
                  n_top > 0 ? (long long)order[0] : -1LL, lb ? " \"" : "", lb ? lb : "", lb ? "\"" : "",
@@ -1471,7 +1438,7 @@ static void write_results_head(ex_run *R, gc_json *j) {
     if (R->first_done) gc_json_int(j, R->K);
     else gc_json_null(j);
     gc_json_key(j, "labels");
-    gc_json_string(j, o->labels_path ? o->labels_path : R->n_labels == 1000 ? "imagenet (built in)" : NULL);
+    gc_json_string(j, o->base.labels_path ? o->base.labels_path : R->n_labels == 1000 ? "imagenet (built in)" : NULL);
     gc_json_end_object(j);
 
     gc_json_key(j, "options");
@@ -1491,7 +1458,7 @@ static void write_results_head(ex_run *R, gc_json *j) {
     gc_json_key(j, "alpha");
     gc_json_number_f(j, o->alpha);
     gc_json_key(j, "seed");
-    gc_json_int(j, (int64_t)o->seed);
+    gc_json_int(j, (int64_t)o->base.seed);
     gc_json_key(j, "box_threshold");
     gc_json_number(j, 0.15);
     gc_json_end_object(j);
@@ -1515,7 +1482,7 @@ int cmd_explain(int argc, char **argv) {
     char path[4096];
     double t0 = cli_now_s();
 
-    gcam_status rc = cli_load_model(&R.m, o.model, 0, o.max_memory);
+    gcam_status rc = cli_load_model(&R.m, o.model, 0, o.base.max_memory);
     if (rc) {
         exit_code = cli_status_exit(rc);
         goto out;
@@ -1526,9 +1493,9 @@ int cmd_explain(int argc, char **argv) {
     }
     gcam_model_input(R.m, 0, &R.in0);
     input_layout(&R);
-    if (o.pre.size_w && R.g.w > 0 && R.g.h > 0 && (o.pre.size_w != R.g.w || o.pre.size_h != R.g.h)) {
-        exit_code = cli_usage_error("--size %lldx%lld: the model's input '%s' is fixed at %lldx%lld", (long long)o.pre.size_w,
-                                    (long long)o.pre.size_h, R.in0.name, (long long)R.g.w, (long long)R.g.h);
+    if (o.base.pre.size_w && R.g.w > 0 && R.g.h > 0 && (o.base.pre.size_w != R.g.w || o.base.pre.size_h != R.g.h)) {
+        exit_code = cli_usage_error("--size %lldx%lld: the model's input '%s' is fixed at %lldx%lld", (long long)o.base.pre.size_w,
+                                    (long long)o.base.pre.size_h, R.in0.name, (long long)R.g.w, (long long)R.g.h);
         goto out;
     }
     for (int i = 0; i < o.n_layers; i++)
@@ -1542,7 +1509,7 @@ int cmd_explain(int argc, char **argv) {
         exit_code = cli_usage_error("--output '%s': %s has no output or tensor of that name", o.output, o.model);
         goto out;
     }
-    if (o.labels_path && (exit_code = load_labels(&R, o.labels_path))) goto out;
+    if (o.base.labels_path && (exit_code = load_labels(&R, o.base.labels_path))) goto out;
     {   /* classes and labels checked now when the output's class axis is fixed in the model */
         gcam_tensor_info oi;
         int have = o.output ? gcam_model_find_tensor(R.m, o.output, &oi) == GCAM_OK : gcam_model_output(R.m, 0, &oi) == GCAM_OK;
@@ -1550,7 +1517,7 @@ int cmd_explain(int argc, char **argv) {
     }
     if ((exit_code = load_feeds(&R))) goto out;
 
-    if (ex_inputs_collect(&list, o.inputs, o.n_inputs, o.out) || ex_inputs_assign_stems(&list)) {
+    if (ex_inputs_collect(&list, o.inputs, o.n_inputs, o.base.out) || ex_inputs_assign_stems(&list)) {
         exit_code = cli_fail(1, "out of memory");
         goto out;
     }
@@ -1559,20 +1526,20 @@ int cmd_explain(int argc, char **argv) {
                              o.n_inputs > 1 ? "s" : "", o.n_inputs > 1 ? "" : "s");
         goto out;
     }
-    int cl = ex_inputs_find_clobber(&list, o.out);
+    int cl = ex_inputs_find_clobber(&list, o.base.out);
     if (cl >= 0) {
         exit_code = cli_usage_error("--out %s holds the input '%s', which an output could overwrite: choose another --out",
-                                    o.out, list.v[cl].path);
+                                    o.base.out, list.v[cl].path);
         goto out;
     }
-    int e = cli_mkdir_p(o.out);
+    int e = cli_mkdir_p(o.base.out);
     if (e) {
-        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.out, strerror(e));
+        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.base.out, strerror(e));
         goto out;
     }
 
     /* the page */
-    snprintf(path, sizeof path, "%s/report.html", o.out);
+    snprintf(path, sizeof path, "%s/report.html", o.base.out);
     if (ex_inputs_contains_file(&list, path)) {
         exit_code = cli_usage_error("%s is an input: choose another --out", path);
         goto out;
@@ -1599,7 +1566,7 @@ int cmd_explain(int argc, char **argv) {
     R.ij.base = 1;
     gc_json_begin_array(&R.ij);
 
-    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.quiet, .total = list.n, .t0 = t0};
+    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.base.quiet, .total = list.n, .t0 = t0};
     for (int i = 0; i < list.n; i++) {
         ex_input *in = &list.v[i];
         cli_progress_bar(&R.prog, in->path);
@@ -1619,7 +1586,7 @@ int cmd_explain(int argc, char **argv) {
                 break;
             }
             R.prog.failed++;
-            if (!o.quiet && list.n > 1) prog_msg(&R.prog, "%s: %s", g_prog, R.failures[R.n_failures - 1]);
+            if (!o.base.quiet && list.n > 1) prog_msg(&R.prog, "%s: %s", g_prog, R.failures[R.n_failures - 1]);
         } else {
             R.n_ok++;
         }
@@ -1654,7 +1621,7 @@ int cmd_explain(int argc, char **argv) {
         gc_json_end_array(&j);
         gc_json_end_object(&j);
         gc_buf_puts(&doc, "\n");
-        snprintf(path, sizeof path, "%s/results.json", o.out);
+        snprintf(path, sizeof path, "%s/results.json", o.base.out);
         if (j.bad || doc.oom || R.ij.bad || R.inputs_json.oom) {
             exit_code = cli_fail(1, "%s: could not be built (%s)", path, j.bad || R.ij.bad ? "internal error" : "out of memory");
         } else if (ex_inputs_contains_file(&list, path)) {
@@ -1678,12 +1645,12 @@ int cmd_explain(int argc, char **argv) {
         }
         if (!exit_code) exit_code = CLI_BAD_INPUT;
     }
-    if (!o.quiet && !exit_code) {
+    if (!o.base.quiet && !exit_code) {
         printf("Explained %d input%s (%d map%s) in %.1f s: %s/results.json, %s/report.html\n", R.n_ok,
-               R.n_ok == 1 ? "" : "s", R.n_maps, R.n_maps == 1 ? "" : "s", cli_now_s() - t0, o.out, o.out);
-    } else if (!o.quiet && R.n_ok) {
-        printf("Explained %d of %d inputs (%d maps): %s/results.json, %s/report.html\n", R.n_ok, list.n, R.n_maps, o.out,
-               o.out);
+               R.n_ok == 1 ? "" : "s", R.n_maps, R.n_maps == 1 ? "" : "s", cli_now_s() - t0, o.base.out, o.base.out);
+    } else if (!o.base.quiet && R.n_ok) {
+        printf("Explained %d of %d inputs (%d maps): %s/results.json, %s/report.html\n", R.n_ok, list.n, R.n_maps, o.base.out,
+               o.base.out);
     }
 
 out:
