@@ -737,89 +737,117 @@ static void explain_many_first(ex_run *R, const ex_item *items, int n_items, gca
     }
 }
 
-static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
-    const ex_opts *o = R->o;
-    gc_image orig = {0}, seen = {0}, thumb_seen = {0};
-    gc_geometry geom = {0};
-    gc_tensor npy = {0};
-    float *x = NULL, *xbuf = NULL;
+/* One input's state while explain_input's phases run (freed by one_free). */
+typedef struct ex_one {
+    ex_input *in;
+    gc_image orig, seen, thumb_seen;  /* the decoded picture, the model's view, its thumbnail */
+    gc_geometry geom;                 /* the picture -> model input mapping (have_geom) */
+    int have_geom;
+    gc_tensor npy;                    /* a .npy input */
+    float *x, *xbuf;                  /* the model input (npy.data or xbuf) */
     int64_t dims[GCAM_MAX_DIMS];
-    int ndim = 0, result = EX_FAILED, have_geom = 0;
-    double *cscore = NULL, *cprob = NULL;
-    int64_t *order = NULL;
-    gcam_map map = {0};
-    gcam_map *pre = NULL; /* (n_methods, n_items) maps computed together (explain_many_first) */
-    uint8_t pre_have[GCAM_METHOD_COUNT + 1] = {0};
-    gc_buf jb = {0};
+    int ndim;
+    char note[256];                   /* how the input was made, for the report */
+    gcam_feed feeds[33];              /* the input, then the --feed tensors */
+    int nf;
+    double *cscore, *cprob;           /* (K) class scores and probabilities */
+    int64_t *order, n_top;            /* classes by score; how many are listed */
+    ex_item items[EX_MAX_LIST];       /* what is explained */
+    int n_items;
+    gcam_map map;                     /* the map being written */
+    gcam_map *pre;                    /* (n_methods, n_items) maps computed together (explain_many_first) */
+    uint8_t pre_have[GCAM_METHOD_COUNT + 1];
+    gc_buf jb;                        /* the input's results.json record */
     gc_json j;
-    ex_panels panels = {0};
-    ex_item items[EX_MAX_LIST];
-    int n_items = 0;
-    char *warnings[GCAM_METHOD_COUNT];
-    int n_warn = 0, n_maps = 0;
+    ex_panels panels;                 /* the report row's pictures */
     int first_panel_of_item[EX_MAX_LIST + 1];
+    char *warnings[GCAM_METHOD_COUNT];
+    int n_warn, n_maps;
     char path[4096];
-    char note[256] = "";
-    gcam_status rc = GCAM_OK;
-    const int64_t N_batch = 1;
+} ex_one;
 
-    if (in->problem) {
-        gc_fail(err, GCAM_E_IO, "%s: %s", in->path, in->problem);
-        goto done;
-    }
-    /* 1. the model input */
+static void one_free(const ex_opts *o, ex_one *s) {
+    gcam_map_free(&s->map);
+    if (s->pre)
+        for (size_t q = 0; q < (size_t)o->n_methods * (size_t)s->n_items; q++) gcam_map_free(&s->pre[q]);
+    free(s->pre);
+    gc_image_free(&s->orig);
+    gc_image_free(&s->seen);
+    gc_image_free(&s->thumb_seen);
+    free(s->npy.data);
+    free(s->xbuf);
+    free(s->cscore);
+    free(s->cprob);
+    free(s->order);
+    gc_buf_free(&s->jb);
+    panels_free(&s->panels);
+    for (int w = 0; w < s->n_warn; w++) free(s->warnings[w]);
+}
+
+static int one_oom(const ex_one *s, gc_err *err) {
+    gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", s->in->path);
+    return EX_FAILED;
+}
+
+static int one_oom_or(const ex_one *s, gcam_status rc, gc_err *err) { return rc ? EX_FAILED : one_oom(s, err); }
+
+/* 1. The model input: a .npy tensor as is, or a picture decoded and preprocessed. */
+static int one_load(ex_run *R, ex_one *s, gc_err *err) {
+    const ex_opts *o = R->o;
+    ex_input *in = s->in;
+    gcam_status rc = GCAM_OK;
     if (in->is_npy) {
-        if ((rc = gc_npy_read(in->path, &npy, err))) goto done;
-        if (npy.dtype != GC_F32) {
-            gc_fail(err, GCAM_E_FORMAT, "%s: a %s tensor; the model input must be float32", in->path, gcam_dtype_str(npy.dtype));
-            goto done;
+        if ((rc = gc_npy_read(in->path, &s->npy, err))) return EX_FAILED;
+        if (s->npy.dtype != GC_F32) {
+            gc_fail(err, GCAM_E_FORMAT, "%s: a %s tensor; the model input must be float32", in->path, gcam_dtype_str(s->npy.dtype));
+            return EX_FAILED;
         }
-        if (R->in0.ndim >= 1 && npy.shape.ndim == R->in0.ndim - 1) {
-            memmove(npy.shape.d + 1, npy.shape.d, sizeof(int64_t) * (size_t)npy.shape.ndim);
-            npy.shape.d[0] = 1;
-            npy.shape.ndim++;
+        if (R->in0.ndim >= 1 && s->npy.shape.ndim == R->in0.ndim - 1) {
+            memmove(s->npy.shape.d + 1, s->npy.shape.d, sizeof(int64_t) * (size_t)s->npy.shape.ndim);
+            s->npy.shape.d[0] = 1;
+            s->npy.shape.ndim++;
         }
         char a[128], b[128];
         gc_shape ms = {.ndim = R->in0.ndim};
         memcpy(ms.d, R->in0.dims, sizeof ms.d);
-        int fits = R->in0.ndim < 0 || npy.shape.ndim == R->in0.ndim;
-        for (int d = 0; fits && d < npy.shape.ndim && R->in0.ndim >= 0; d++)
-            fits = R->in0.dims[d] < 0 || R->in0.dims[d] == npy.shape.d[d];
+        int fits = R->in0.ndim < 0 || s->npy.shape.ndim == R->in0.ndim;
+        for (int d = 0; fits && d < s->npy.shape.ndim && R->in0.ndim >= 0; d++)
+            fits = R->in0.dims[d] < 0 || R->in0.dims[d] == s->npy.shape.d[d];
         if (!fits) {
             gc_fail(err, GCAM_E_SHAPE, "%s: shape %s does not fit the model input '%s' %s", in->path,
-                    gc_shape_str(&npy.shape, a, sizeof a), R->in0.name, gc_shape_str(&ms, b, sizeof b));
-            goto done;
+                    gc_shape_str(&s->npy.shape, a, sizeof a), R->in0.name, gc_shape_str(&ms, b, sizeof b));
+            return EX_FAILED;
         }
-        if (npy.shape.ndim >= 1 && npy.shape.d[0] != N_batch) {
+        if (s->npy.shape.ndim >= 1 && s->npy.shape.d[0] != 1) /* one sample per file */ {
             gc_fail(err, GCAM_E_SHAPE, "%s: shape %s holds %lld samples; give one sample per file", in->path,
-                    gc_shape_str(&npy.shape, a, sizeof a), (long long)npy.shape.d[0]);
-            goto done;
+                    gc_shape_str(&s->npy.shape, a, sizeof a), (long long)s->npy.shape.d[0]);
+            return EX_FAILED;
         }
-        ndim = npy.shape.ndim;
-        memcpy(dims, npy.shape.d, sizeof dims);
-        x = npy.data;
-        if (ndim == 4) {
-            int nh = o->base.pre.nhwc || ((dims[3] == 1 || dims[3] == 3) && !(dims[1] == 1 || dims[1] == 3));
-            int64_t C = nh ? dims[3] : dims[1], H = nh ? dims[1] : dims[2], W = nh ? dims[2] : dims[3];
-            if ((rc = render_tensor(&seen, x, C, H, W, nh, o->base.pre.bgr, err))) goto done;
+        s->ndim = s->npy.shape.ndim;
+        memcpy(s->dims, s->npy.shape.d, sizeof s->dims);
+        s->x = s->npy.data;
+        if (s->ndim == 4) {
+            int nh = o->base.pre.nhwc || ((s->dims[3] == 1 || s->dims[3] == 3) && !(s->dims[1] == 1 || s->dims[1] == 3));
+            int64_t C = nh ? s->dims[3] : s->dims[1], H = nh ? s->dims[1] : s->dims[2], W = nh ? s->dims[2] : s->dims[3];
+            if ((rc = render_tensor(&s->seen, s->x, C, H, W, nh, o->base.pre.bgr, err))) return EX_FAILED;
         }
-        snprintf(note, sizeof note, "a tensor %s fed as is", gc_shape_str(&npy.shape, a, sizeof a));
+        snprintf(s->note, sizeof s->note, "a tensor %s fed as is", gc_shape_str(&s->npy.shape, a, sizeof a));
     } else {
         if (R->in0.ndim != 4) {
             gc_fail(err, GCAM_E_SHAPE, "%s: the model input '%s' is not an image batch (N, C, H, W): feed a .npy", in->path,
                     R->in0.name);
-            goto done;
+            return EX_FAILED;
         }
         int64_t C = R->g.c < 0 ? 3 : R->g.c;
         if (C != 1 && C != 3) {
             gc_fail(err, GCAM_E_SHAPE, "%s: the model takes %lld channels; images give 1 (grey) or 3 (RGB): feed a .npy",
                     in->path, (long long)C);
-            goto done;
+            return EX_FAILED;
         }
         gc_decode_opts dopt = {.background = {255, 255, 255}};
-        if ((rc = gc_image_load(in->path, &orig, &dopt, err))) goto done;
+        if ((rc = gc_image_load(in->path, &s->orig, &dopt, err))) return EX_FAILED;
         gc_preprocess p;
-        make_preprocess(R, &orig, &p);
+        make_preprocess(R, &s->orig, &p);
         if (C == 1) { /* grey models: RGB without mean/std first, then luma, then the grey mean/std */
             p.mean[0] = p.mean[1] = p.mean[2] = 0;
             p.std[0] = p.std[1] = p.std[2] = 1;
@@ -827,113 +855,121 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
             p.bgr = 0;
         }
         size_t plane = (size_t)(p.width * p.height);
-        xbuf = gc_malloc2(plane, 3 * sizeof(float));
-        if (!xbuf) {
+        s->xbuf = gc_malloc2(plane, 3 * sizeof(float));
+        if (!s->xbuf) {
             gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
-            goto done;
+            return EX_FAILED;
         }
-        if ((rc = gc_preprocess_image(xbuf, &seen, &geom, &orig, &p, err))) goto done;
-        have_geom = 1;
+        if ((rc = gc_preprocess_image(s->xbuf, &s->seen, &s->geom, &s->orig, &p, err))) return EX_FAILED;
+        s->have_geom = 1;
         if (C == 1) {
             float m0 = o->base.pre.have_mean ? o->base.pre.mean[0] : 0, s0 = o->base.pre.have_std ? o->base.pre.std[0] : 1;
             for (size_t i = 0; i < plane; i++)
-                xbuf[i] = (0.299f * xbuf[i] + 0.587f * xbuf[plane + i] + 0.114f * xbuf[2 * plane + i] - m0) / s0;
+                s->xbuf[i] = (0.299f * s->xbuf[i] + 0.587f * s->xbuf[plane + i] + 0.114f * s->xbuf[2 * plane + i] - m0) / s0;
         }
-        x = xbuf;
-        ndim = 4;
-        dims[0] = 1;
-        dims[R->g.nhwc ? 3 : 1] = C;
-        dims[R->g.nhwc ? 1 : 2] = p.height;
-        dims[R->g.nhwc ? 2 : 3] = p.width;
+        s->x = s->xbuf;
+        s->ndim = 4;
+        s->dims[0] = 1;
+        s->dims[R->g.nhwc ? 3 : 1] = C;
+        s->dims[R->g.nhwc ? 1 : 2] = p.height;
+        s->dims[R->g.nhwc ? 2 : 3] = p.width;
         static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
-        snprintf(note, sizeof note, "%lldx%lld model input from a %lldx%lld image (%s%s)", (long long)p.width,
-                 (long long)p.height, (long long)orig.w, (long long)orig.h, modes[p.mode],
+        snprintf(s->note, sizeof s->note, "%lldx%lld model input from a %lldx%lld image (%s%s)", (long long)p.width,
+                 (long long)p.height, (long long)s->orig.w, (long long)s->orig.h, modes[p.mode],
                  default_imagenet(R) ? ", ImageNet normalisation" : "");
     }
+    return 0;
+}
 
-    /* 2. the explainer for this shape */
-    gcam_feed feeds[33];
-    feeds[0] = (gcam_feed){.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = ndim, .dims = dims, .data = x};
+/* 2. The explainer for this input's shape (kept while the shape stays). */
+static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
+    const ex_opts *o = R->o;
+    gcam_status rc = GCAM_OK;
+    s->feeds[0] = (gcam_feed){.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = s->ndim, .dims = s->dims, .data = s->x};
     for (int f = 0; f < R->n_feeds; f++)
-        feeds[1 + f] = (gcam_feed){.name = R->feeds[f].name, .dtype = R->feeds[f].t.dtype, .ndim = R->feeds[f].t.shape.ndim,
-                                   .dims = R->feeds[f].dims, .data = R->feeds[f].t.data};
-    int nf = 1 + R->n_feeds;
-    if (!R->e || R->e_ndim != ndim || memcmp(R->e_dims, dims, sizeof(int64_t) * (size_t)ndim) != 0) {
+        s->feeds[1 + f] = (gcam_feed){.name = R->feeds[f].name, .dtype = R->feeds[f].t.dtype,
+                                      .ndim = R->feeds[f].t.shape.ndim, .dims = R->feeds[f].dims, .data = R->feeds[f].t.data};
+    s->nf = 1 + R->n_feeds;
+    if (R->e && R->e_ndim == s->ndim && memcmp(R->e_dims, s->dims, sizeof(int64_t) * (size_t)s->ndim) == 0) return 0;
+    gcam_explainer_free(R->e);
+    R->e = NULL;
+    const char **layers = o->n_layers ? (const char **)o->layers : NULL;
+    gcam_explain_options eo = {.output = o->output, .layers = layers, .n_layers = o->n_layers,
+                               .explain_probability = o->probability, .n_threads = o->base.threads,
+                               .max_memory = o->base.max_memory, .noise_seed = o->base.seed};
+    rc = gcam_explainer_create(&R->e, R->m, s->feeds, s->nf, &eo);
+    if (rc) {
+        const char *why = gcam_explainer_error(R->e);
+        int model_level = !R->first_done && rc != GCAM_E_SHAPE && rc != GCAM_E_LIMIT && rc != GCAM_E_NOMEM;
+        gc_fail(err, rc, "%s%s", why, rc == GCAM_E_LIMIT && !o->base.pre.size_w ? " (a smaller --size or a larger --max-memory helps)" : "");
         gcam_explainer_free(R->e);
         R->e = NULL;
-        const char **layers = o->n_layers ? (const char **)o->layers : NULL;
-        gcam_explain_options eo = {.output = o->output, .layers = layers, .n_layers = o->n_layers,
-                                   .explain_probability = o->probability, .n_threads = o->base.threads,
-                                   .max_memory = o->base.max_memory, .noise_seed = o->base.seed};
-        rc = gcam_explainer_create(&R->e, R->m, feeds, nf, &eo);
-        if (rc) {
-            const char *why = gcam_explainer_error(R->e);
-            int model_level = !R->first_done && rc != GCAM_E_SHAPE && rc != GCAM_E_LIMIT && rc != GCAM_E_NOMEM;
-            gc_fail(err, rc, "%s%s", why, rc == GCAM_E_LIMIT && !o->base.pre.size_w ? " (a smaller --size or a larger --max-memory helps)" : "");
-            gcam_explainer_free(R->e);
-            R->e = NULL;
-            if (model_level) {
-                cli_progress_clear(&R->prog);
-                cli_fail(cli_status_exit(rc), "%s: %s", o->model, err->msg);
-                result = EX_STOP + cli_status_exit(rc);
-            }
-            goto done;
-        }
-        R->e_ndim = ndim;
-        memcpy(R->e_dims, dims, sizeof(int64_t) * (size_t)ndim);
-        if (!R->first_done && first_explainer(R)) {
-            result = EX_STOP + 1;
-            goto done;
-        }
+        if (!model_level) return EX_FAILED;
+        cli_progress_clear(&R->prog);
+        cli_fail(cli_status_exit(rc), "%s: %s", o->model, err->msg);
+        return EX_STOP + cli_status_exit(rc);
     }
+    R->e_ndim = s->ndim;
+    memcpy(R->e_dims, s->dims, sizeof(int64_t) * (size_t)s->ndim);
+    if (!R->first_done && first_explainer(R)) return EX_STOP + 1;
+    return 0;
+}
 
-    /* 3. forward, predictions */
-    if ((rc = gcam_explainer_forward(R->e, feeds, nf))) {
+/* 3. The forward pass and the predictions (classes by score). */
+static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
+    const ex_opts *o = R->o;
+    ex_input *in = s->in;
+    gcam_status rc = GCAM_OK;
+    if ((rc = gcam_explainer_forward(R->e, s->feeds, s->nf))) {
         gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
-        goto done;
+        return EX_FAILED;
     }
     gcam_tensor_view sv;
     if ((rc = gcam_explainer_scores(R->e, &sv))) {
         gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
-        goto done;
+        return EX_FAILED;
     }
     if (!R->first_done) {
         int frc = first_scores(R, &sv);
         if (frc) {
             cli_progress_clear(&R->prog);
-            result = EX_STOP + frc;
-            goto done;
+            return EX_STOP + frc;
         }
         R->first_done = 1;
     } else if (sv.ndim >= 2 && sv.dims[1] != R->K) {
         gc_fail(err, GCAM_E_SHAPE, "%s: the output has %lld classes for this input, %lld before", in->path,
                 (long long)sv.dims[1], (long long)R->K);
-        goto done;
+        return EX_FAILED;
     }
-    if (class_scores(R, &sv, &cscore, &cprob) || !(order = malloc(sizeof *order * (size_t)R->K))) {
+    if (class_scores(R, &sv, &s->cscore, &s->cprob) || !(s->order = malloc(sizeof *s->order * (size_t)R->K))) {
         gc_fail(err, GCAM_E_NOMEM, "out of memory");
-        goto done;
+        return EX_FAILED;
     }
-    for (int64_t c = 0; c < R->K; c++) order[c] = c;
+    for (int64_t c = 0; c < R->K; c++) s->order[c] = c;
     /* top classes: partial selection sort, ties to the lower index */
-    int64_t n_top = R->K < 5 ? R->K : 5;
-    if (o->top_k > n_top) n_top = o->top_k < R->K ? o->top_k : R->K;
-    for (int64_t a = 0; a < n_top; a++) {
+    s->n_top = R->K < 5 ? R->K : 5;
+    if (o->top_k > s->n_top) s->n_top = o->top_k < R->K ? o->top_k : R->K;
+    for (int64_t a = 0; a < s->n_top; a++) {
         int64_t best = a;
         for (int64_t c = a + 1; c < R->K; c++)
-            if (cscore[order[c]] > cscore[order[best]] ||
-                (cscore[order[c]] == cscore[order[best]] && order[c] < order[best]))
+            if (s->cscore[s->order[c]] > s->cscore[s->order[best]] ||
+                (s->cscore[s->order[c]] == s->cscore[s->order[best]] && s->order[c] < s->order[best]))
                 best = c;
-        int64_t t = order[a];
-        order[a] = order[best];
-        order[best] = t;
+        int64_t t = s->order[a];
+        s->order[a] = s->order[best];
+        s->order[best] = t;
     }
+    return 0;
+}
 
-    /* 4. what to explain */
+/* 4. What to explain: the --target specs, or classes (--class, else the top k). */
+static void one_items(ex_run *R, ex_one *s) {
+    const ex_opts *o = R->o;
+
     if (o->n_targets) {
         for (int i = 0; i < o->n_targets; i++) {
             const ex_target_spec *ts = &o->targets[i];
-            ex_item *it = &items[n_items++];
+            ex_item *it = &s->items[s->n_items++];
             memset(it, 0, sizeof *it);
             it->t.kind = ts->kind;
             it->cls = R->target_cls[i];
@@ -969,10 +1005,10 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
         }
     } else {
         int64_t n = o->n_classes ? o->n_classes : (o->top_k < R->K ? o->top_k : R->K);
-        for (int64_t i = 0; i < n && n_items < EX_MAX_LIST; i++) {
-            ex_item *it = &items[n_items++];
+        for (int64_t i = 0; i < n && s->n_items < EX_MAX_LIST; i++) {
+            ex_item *it = &s->items[s->n_items++];
             memset(it, 0, sizeof *it);
-            it->cls = o->n_classes ? R->classes[i] : order[i];
+            it->cls = o->n_classes ? R->classes[i] : s->order[i];
             if (R->score_ndim >= 2) {
                 it->t.kind = GCAM_TARGET_CLASS;
                 it->t.cls = it->cls;
@@ -982,381 +1018,414 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
             const char *lb = label_of(R, it->cls);
             snprintf(it->tag, sizeof it->tag, "c%lld", (long long)it->cls);
             snprintf(it->title, sizeof it->title, "class %lld%s%s (score %.4g, probability %.2f%%)", (long long)it->cls,
-                     lb ? " \xC2\xB7 " : "", lb ? lb : "", cscore[it->cls], 100 * cprob[it->cls]);
+                     lb ? " \xC2\xB7 " : "", lb ? lb : "", s->cscore[it->cls], 100 * s->cprob[it->cls]);
         }
     }
+}
 
-    /* 5. the input JSON and the model's view */
-    gc_json_init(&j, &jb, 2);
-    j.base = 2;
-    gc_json_begin_object(&j);
-    gc_json_key(&j, "path");
-    gc_json_string(&j, in->path);
-    gc_json_key(&j, "kind");
-    gc_json_string(&j, in->is_npy ? "tensor" : "image");
+/* 5. The input's results.json record up to its maps, and the model's view as a PNG. */
+static int one_input_json(ex_run *R, ex_one *s, gc_err *err) {
+    const ex_opts *o = R->o;
+    ex_input *in = s->in;
+    gcam_status rc = GCAM_OK;
+    gc_json_init(&s->j, &s->jb, 2);
+    s->j.base = 2;
+    gc_json_begin_object(&s->j);
+    gc_json_key(&s->j, "path");
+    gc_json_string(&s->j, in->path);
+    gc_json_key(&s->j, "kind");
+    gc_json_string(&s->j, in->is_npy ? "tensor" : "image");
     if (!in->is_npy) {
-        gc_json_key(&j, "width");
-        gc_json_int(&j, orig.w);
-        gc_json_key(&j, "height");
-        gc_json_int(&j, orig.h);
+        gc_json_key(&s->j, "width");
+        gc_json_int(&s->j, s->orig.w);
+        gc_json_key(&s->j, "height");
+        gc_json_int(&s->j, s->orig.h);
     }
-    gc_json_key(&j, "input_shape");
-    gc_json_begin_array_inline(&j);
-    for (int d = 0; d < ndim; d++) gc_json_int(&j, dims[d]);
-    gc_json_end_array(&j);
-    if (seen.px) {
-        snprintf(path, sizeof path, "%s/%s_input.png", o->base.out, in->stem);
-        if ((rc = write_png(R, path, &seen, err))) goto done;
-        gc_json_key(&j, "input_image");
-        snprintf(path, sizeof path, "%s_input.png", in->stem);
-        gc_json_string(&j, path);
+    gc_json_key(&s->j, "input_shape");
+    gc_json_begin_array_inline(&s->j);
+    for (int d = 0; d < s->ndim; d++) gc_json_int(&s->j, s->dims[d]);
+    gc_json_end_array(&s->j);
+    if (s->seen.px) {
+        snprintf(s->path, sizeof s->path, "%s/%s_input.png", o->base.out, in->stem);
+        if ((rc = write_png(R, s->path, &s->seen, err))) return EX_FAILED;
+        gc_json_key(&s->j, "input_image");
+        snprintf(s->path, sizeof s->path, "%s_input.png", in->stem);
+        gc_json_string(&s->j, s->path);
     }
-    gc_json_key(&j, "predictions");
-    gc_json_begin_array(&j);
-    for (int64_t a = 0; a < n_top; a++) {
-        int64_t c = order[a];
-        gc_json_begin_object(&j);
-        gc_json_key(&j, "index");
-        gc_json_int(&j, c);
-        gc_json_key(&j, "label");
-        gc_json_string(&j, label_of(R, c));
-        gc_json_key(&j, "score");
-        gc_json_number_f(&j, (float)cscore[c]);
-        gc_json_key(&j, "probability");
-        gc_json_number_f(&j, (float)cprob[c]);
-        gc_json_end_object(&j);
+    gc_json_key(&s->j, "predictions");
+    gc_json_begin_array(&s->j);
+    for (int64_t a = 0; a < s->n_top; a++) {
+        int64_t c = s->order[a];
+        gc_json_begin_object(&s->j);
+        gc_json_key(&s->j, "index");
+        gc_json_int(&s->j, c);
+        gc_json_key(&s->j, "label");
+        gc_json_string(&s->j, label_of(R, c));
+        gc_json_key(&s->j, "score");
+        gc_json_number_f(&s->j, (float)s->cscore[c]);
+        gc_json_key(&s->j, "probability");
+        gc_json_number_f(&s->j, (float)s->cprob[c]);
+        gc_json_end_object(&s->j);
     }
-    gc_json_end_array(&j);
-    gc_json_key(&j, "maps");
-    gc_json_begin_array(&j);
+    gc_json_end_array(&s->j);
+    gc_json_key(&s->j, "maps");
+    gc_json_begin_array(&s->j);
 
-    if (seen.px && (rc = gc_image_thumbnail(&thumb_seen, &seen, 448, err))) goto done;
+    if (s->seen.px && (rc = gc_image_thumbnail(&s->thumb_seen, &s->seen, 448, err))) return EX_FAILED;
+    return 0;
+}
 
-    /* 6. every item x method (the top-k maps of the batchable methods computed together first) */
-    if (n_items > 1 && o->n_methods > 0) {
-        pre = gc_calloc2((size_t)o->n_methods * (size_t)n_items, sizeof *pre);
-        if (!pre) goto oom;
-        explain_many_first(R, items, n_items, pre, pre_have);
+/* A CAM-family map's files: heat map, overlay (or the heat map alone), the photo, the box. */
+static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *base, ex_panel *pn, gc_err *err) {
+    const ex_opts *o = R->o;
+    gcam_status rc = GCAM_OK;
+    const float *heat = s->map.normalized; /* (1, 1, H, W) */
+    gc_image im = {0};
+    snprintf(s->path, sizeof s->path, "%s/%s_heatmap.png", o->base.out, base);
+    if ((rc = gc_heatmap_image(&im, heat, s->map.H, s->map.W, (gc_colormap_id)o->cmap, err)) ||
+        (rc = write_png(R, s->path, &im, err))) {
+        gc_image_free(&im);
+        return EX_FAILED;
     }
-    for (int it_i = 0; it_i < n_items; it_i++) {
-        ex_item *it = &items[it_i];
-        first_panel_of_item[it_i] = panels.n;
-        if (thumb_seen.px) {
-            ex_panel *pn = panel_new(&panels, 0);
-            if (!pn || (rc = gc_image_thumbnail(&pn->img, &thumb_seen, 448, err))) goto oom_or_rc;
+    gc_image_free(&im);
+    gc_json_key(&s->j, "heatmap");
+    snprintf(s->path, sizeof s->path, "%s_heatmap.png", base);
+    gc_json_string(&s->j, s->path);
+    gc_box box;
+    int found = gc_localize_box(s->map.upsampled, s->map.H, s->map.W, 0.15f, &box);
+    if (found < 0) return one_oom(s, err);
+    gc_image ov = {0};
+    if (s->seen.px && s->seen.w == s->map.W && s->seen.h == s->map.H) {
+        snprintf(s->path, sizeof s->path, "%s/%s_overlay.png", o->base.out, base);
+        if ((rc = gc_overlay(&ov, &s->seen, heat, (gc_colormap_id)o->cmap, o->alpha, err)) ||
+            (rc = write_png(R, s->path, &ov, err))) {
+            gc_image_free(&ov);
+            return EX_FAILED;
+        }
+        gc_json_key(&s->j, "overlay");
+        snprintf(s->path, sizeof s->path, "%s_overlay.png", base);
+        gc_json_string(&s->j, s->path);
+    } else if ((rc = gc_heatmap_image(&ov, heat, s->map.H, s->map.W, (gc_colormap_id)o->cmap, err))) {
+        return EX_FAILED;
+    }
+    if (s->have_geom) {
+        float *ph = gc_malloc2((size_t)(s->orig.w * s->orig.h), sizeof(float));
+        gc_image po = {0};
+        if (!ph) {
+            gc_image_free(&ov);
+            return one_oom(s, err);
+        }
+        snprintf(s->path, sizeof s->path, "%s/%s_photo.png", o->base.out, base);
+        rc = gc_heat_to_original(ph, heat, s->map.H, s->map.W, &s->geom, err);
+        if (!rc) rc = gc_overlay(&po, &s->orig, ph, (gc_colormap_id)o->cmap, o->alpha, err);
+        if (!rc) keep_unseen(&po, &s->orig, &s->geom, s->map.W, s->map.H);
+        if (!rc) rc = write_png(R, s->path, &po, err);
+        free(ph);
+        if (!rc && meth == GCAM_GRADCAM) { /* the photo panel closes the row */
+            ex_panel *pp = panel_new(&s->panels, panel_order(-2, o));
+            if (!pp) rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
+            else {
+                pn = &s->panels.v[s->panels.n - 2]; /* realloc may have moved it */
+                snprintf(pp->title, sizeof pp->title, "Grad-CAM on the photo");
+                snprintf(pp->caption, sizeof pp->caption, "%lldx%lld", (long long)s->orig.w, (long long)s->orig.h);
+                rc = gc_image_thumbnail(&pp->img, &po, 448, err);
+            }
+        }
+        gc_image_free(&po);
+        if (rc) {
+            gc_image_free(&ov);
+            return EX_FAILED;
+        }
+        gc_json_key(&s->j, "photo");
+        snprintf(s->path, sizeof s->path, "%s_photo.png", base);
+        gc_json_string(&s->j, s->path);
+    }
+    size_t cu = (size_t)snprintf(pn->caption, sizeof pn->caption, "layer %s", s->map.layer ? s->map.layer : "?");
+    if (found) {
+        gc_json_key(&s->j, "box");
+        gc_json_begin_object(&s->j);
+        gc_json_key(&s->j, "x0");
+        gc_json_int(&s->j, box.x0);
+        gc_json_key(&s->j, "y0");
+        gc_json_int(&s->j, box.y0);
+        gc_json_key(&s->j, "x1");
+        gc_json_int(&s->j, box.x1);
+        gc_json_key(&s->j, "y1");
+        gc_json_int(&s->j, box.y1);
+        gc_json_key(&s->j, "area");
+        gc_json_int(&s->j, box.area);
+        gc_json_end_object(&s->j);
+        if (s->have_geom) {
+            /* input pixel (x, y) covers the photo from (x0 + x sx, y0 + y sy) to one pixel further */
+            double fx0 = s->geom.x0 + (double)box.x0 * s->geom.sx, fx1 = s->geom.x0 + (double)(box.x1 + 1) * s->geom.sx;
+            double fy0 = s->geom.y0 + (double)box.y0 * s->geom.sy, fy1 = s->geom.y0 + (double)(box.y1 + 1) * s->geom.sy;
+            int64_t px0 = (int64_t)floor(fx0), px1 = (int64_t)ceil(fx1) - 1;
+            int64_t py0 = (int64_t)floor(fy0), py1 = (int64_t)ceil(fy1) - 1;
+            px0 = px0 < 0 ? 0 : px0 >= s->orig.w ? s->orig.w - 1 : px0;
+            px1 = px1 < px0 ? px0 : px1 >= s->orig.w ? s->orig.w - 1 : px1;
+            py0 = py0 < 0 ? 0 : py0 >= s->orig.h ? s->orig.h - 1 : py0;
+            py1 = py1 < py0 ? py0 : py1 >= s->orig.h ? s->orig.h - 1 : py1;
+            json_box(&s->j, "box_photo", px0, py0, px1, py1);
+        }
+        if (cu < sizeof pn->caption)
+            snprintf(pn->caption + cu, sizeof pn->caption - cu, "; box x %lld..%lld, y %lld..%lld",
+                     (long long)box.x0, (long long)box.x1, (long long)box.y0, (long long)box.y1);
+        if (meth == GCAM_GRADCAM) {
+            static const uint8_t green[3] = {0, 230, 64};
+            int th = (int)(s->map.W / 112 > 1 ? s->map.W / 112 : 1);
+            gc_draw_box(&ov, box.x0, box.y0, box.x1, box.y1, green, th);
+        }
+    } else {
+        gc_json_key(&s->j, "box");
+        gc_json_null(&s->j);
+    }
+    rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
+    gc_image_free(&ov);
+    if (rc) return EX_FAILED;
+
+    return 0;
+}
+
+/* A pixel-space map's picture (scaled to max |x| = 1 first). */
+static int one_pixel_files(ex_run *R, ex_one *s, const char *base, ex_panel *pn, gc_err *err) {
+    const ex_opts *o = R->o;
+    gcam_status rc = GCAM_OK;
+    gc_image im = {0};
+    snprintf(s->path, sizeof s->path, "%s/%s.png", o->base.out, base);
+    /* the paper's std + 1e-5 would flatten maps of tiny magnitude (Guided Grad-CAM multiplies
+     * two small maps): scale to max |x| = 1 first, so that only the map's shape matters */
+    size_t rn = (size_t)(s->map.c * s->map.h * s->map.w);
+    float amax = 0, *scaled = gc_malloc2(rn, sizeof(float)); /* (c, h, w) */
+    if (!scaled) return one_oom(s, err);
+    for (size_t q = 0; q < rn; q++) amax = fmaxf(amax, fabsf(s->map.raw[q]));
+    for (size_t q = 0; q < rn; q++) scaled[q] = amax > 0 && isfinite(amax) ? s->map.raw[q] / amax : s->map.raw[q];
+    rc = gc_pixelmap_image(&im, scaled, s->map.c, s->map.h, s->map.w, err);
+    free(scaled);
+    if (rc || (rc = write_png(R, s->path, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
+        gc_image_free(&im);
+        return EX_FAILED;
+    }
+    gc_image_free(&im);
+    gc_json_key(&s->j, "image");
+    snprintf(s->path, sizeof s->path, "%s.png", base);
+    gc_json_string(&s->j, s->path);
+    if (s->map.layer) snprintf(pn->caption, sizeof pn->caption, "Grad-CAM layer %s", s->map.layer);
+
+    return 0;
+}
+
+/* 6. One item x method: the map (computed now or with the batch), its JSON, files and panel. */
+static int one_map(ex_run *R, ex_one *s, int it_i, int mi, gc_err *err) {
+    const ex_opts *o = R->o;
+    ex_input *in = s->in;
+    ex_item *it = &s->items[it_i];
+    gcam_status rc = GCAM_OK;
+    const gcam_method meth = o->methods[mi];
+    const char *mname = gcam_method_name(meth);
+    char fm[64];
+    ex_method_file_name(fm, sizeof fm, mname);
+    if (s->pre && s->pre_have[mi]) {
+        gcam_map *pm = &s->pre[(size_t)mi * (size_t)s->n_items + (size_t)it_i];
+        s->map = *pm; /* owned by map from here on */
+        memset(pm, 0, sizeof *pm);
+        rc = GCAM_OK;
+    } else {
+        rc = gcam_explain(R->e, meth, &it->t, &s->map);
+    }
+    if (rc) {
+        const char *why = gcam_explainer_error(R->e);
+        if (o->methods_all && (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG)) {
+            /* 'all' means every method that applies to this model */
+            if (!R->warned[meth]) {
+                R->warned[meth] = 1;
+                prog_msg(&R->prog, "%s: note: %s skipped: %s", g_prog, mname, why);
+            }
+            if (s->n_warn < GCAM_METHOD_COUNT) {
+                size_t wl = strlen(mname) + strlen(why) + 16;
+                s->warnings[s->n_warn] = malloc(wl);
+                if (s->warnings[s->n_warn]) snprintf(s->warnings[s->n_warn++], wl, "%s skipped: %s", mname, why);
+            }
+            return 0;
+        }
+        gc_fail(err, rc, "%s (class %lld): %s", mname, (long long)it->cls, why);
+        return EX_FAILED;
+    }
+    R->n_maps++;
+    s->n_maps++;
+    char base[1024];
+    snprintf(base, sizeof base, "%s_%s_%s", in->stem, it->tag, fm);
+    gc_json_begin_object(&s->j);
+    gc_json_key(&s->j, "method");
+    gc_json_string(&s->j, mname);
+    gc_json_key(&s->j, "class");
+    if (it->cls >= 0) {
+        gc_json_begin_object(&s->j);
+        gc_json_key(&s->j, "index");
+        gc_json_int(&s->j, it->cls);
+        gc_json_key(&s->j, "label");
+        gc_json_string(&s->j, label_of(R, it->cls));
+        gc_json_end_object(&s->j);
+    } else {
+        gc_json_null(&s->j);
+    }
+    if (it->t.kind != GCAM_TARGET_CLASS) {
+        gc_json_key(&s->j, "target");
+        gc_json_begin_object(&s->j);
+        gc_json_key(&s->j, "kind");
+        gc_json_string(&s->j, it->t.kind == GCAM_TARGET_REGION ? "region" : "element");
+        if (it->t.kind == GCAM_TARGET_REGION) {
+            gc_json_key(&s->j, "y0");
+            gc_json_int(&s->j, it->t.y0);
+            gc_json_key(&s->j, "x0");
+            gc_json_int(&s->j, it->t.x0);
+            gc_json_key(&s->j, "y1");
+            gc_json_int(&s->j, it->t.y1);
+            gc_json_key(&s->j, "x1");
+            gc_json_int(&s->j, it->t.x1);
+        } else {
+            gc_json_key(&s->j, "index");
+            gc_json_begin_array_inline(&s->j);
+            for (int d = 0; d < R->score_ndim; d++) gc_json_int(&s->j, it->t.index[d]);
+            gc_json_end_array(&s->j);
+        }
+        gc_json_end_object(&s->j);
+    }
+    /* layer: the CAM family's; pixel-space maps have none, but Guided Grad-CAM names
+     * the layer of the Grad-CAM it multiplies by */
+    gc_json_key(&s->j, "layer");
+    gc_json_string(&s->j, gcam_method_is_cam(meth) ? s->map.layer : NULL);
+    if (!gcam_method_is_cam(meth) && s->map.layer) {
+        gc_json_key(&s->j, "gradcam_layer");
+        gc_json_string(&s->j, s->map.layer);
+    }
+    if (gcam_method_is_cam(meth) && gcam_explainer_num_layers(R->e) > 1) {
+        gc_json_key(&s->j, "layers");
+        gc_json_begin_array(&s->j);
+        for (int l = 0; l < gcam_explainer_num_layers(R->e); l++) gc_json_string(&s->j, gcam_explainer_layer(R->e, l));
+        gc_json_end_array(&s->j);
+    }
+    gc_json_key(&s->j, "raw_shape");
+    gc_json_begin_array_inline(&s->j);
+    if (!(s->map.c == 1 && gcam_method_is_cam(meth))) gc_json_int(&s->j, s->map.c);
+    gc_json_int(&s->j, s->map.h);
+    gc_json_int(&s->j, s->map.w);
+    gc_json_end_array(&s->j);
+    ex_panel *pn = panel_new(&s->panels, panel_order((int)meth, o));
+    if (!pn) return one_oom(s, err);
+    snprintf(pn->title, sizeof pn->title, "%s", method_title(meth));
+    int r = gcam_method_is_cam(meth) ? one_cam_files(R, s, meth, base, pn, err) : one_pixel_files(R, s, base, pn, err);
+    if (r) return r;
+    if (o->npy) {
+        snprintf(s->path, sizeof s->path, "%s/%s.npy", o->base.out, base);
+        if ((rc = write_npy(R, s->path, &s->map, err))) return EX_FAILED;
+        gc_json_key(&s->j, "npy");
+        snprintf(s->path, sizeof s->path, "%s.npy", base);
+        gc_json_string(&s->j, s->path);
+    }
+    gc_json_end_object(&s->j);
+    gcam_map_free(&s->map);
+    return 0;
+}
+
+/* 6. Every item x method (the top-k maps of the batchable methods computed together first). */
+static int one_maps(ex_run *R, ex_one *s, gc_err *err) {
+    const ex_opts *o = R->o;
+    ex_input *in = s->in;
+    gcam_status rc = GCAM_OK;
+    if (s->n_items > 1 && o->n_methods > 0) {
+        s->pre = gc_calloc2((size_t)o->n_methods * (size_t)s->n_items, sizeof *s->pre);
+        if (!s->pre) return one_oom(s, err);
+        explain_many_first(R, s->items, s->n_items, s->pre, s->pre_have);
+    }
+    for (int it_i = 0; it_i < s->n_items; it_i++) {
+        s->first_panel_of_item[it_i] = s->panels.n;
+        if (s->thumb_seen.px) {
+            ex_panel *pn = panel_new(&s->panels, 0);
+            if (!pn || (rc = gc_image_thumbnail(&pn->img, &s->thumb_seen, 448, err))) return one_oom_or(s, rc, err);
             snprintf(pn->title, sizeof pn->title, "%s", in->is_npy ? "Input (rendered)" : "Model input");
-            snprintf(pn->caption, sizeof pn->caption, "%lldx%lld", (long long)seen.w, (long long)seen.h);
+            snprintf(pn->caption, sizeof pn->caption, "%lldx%lld", (long long)s->seen.w, (long long)s->seen.h);
         }
         for (int mi = 0; mi < o->n_methods; mi++) {
-            gcam_method meth = o->methods[mi];
-            const char *mname = gcam_method_name(meth);
-            char fm[64];
-            ex_method_file_name(fm, sizeof fm, mname);
-            if (pre && pre_have[mi]) {
-                gcam_map *pm = &pre[(size_t)mi * (size_t)n_items + (size_t)it_i];
-                map = *pm; /* owned by map from here on */
-                memset(pm, 0, sizeof *pm);
-                rc = GCAM_OK;
-            } else {
-                rc = gcam_explain(R->e, meth, &it->t, &map);
-            }
-            if (rc) {
-                const char *why = gcam_explainer_error(R->e);
-                if (o->methods_all && (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG)) {
-                    /* 'all' means every method that applies to this model */
-                    if (!R->warned[meth]) {
-                        R->warned[meth] = 1;
-                        prog_msg(&R->prog, "%s: note: %s skipped: %s", g_prog, mname, why);
-                    }
-                    if (n_warn < GCAM_METHOD_COUNT) {
-                        size_t wl = strlen(mname) + strlen(why) + 16;
-                        warnings[n_warn] = malloc(wl);
-                        if (warnings[n_warn]) snprintf(warnings[n_warn++], wl, "%s skipped: %s", mname, why);
-                    }
-                    rc = GCAM_OK;
-                    continue;
-                }
-                gc_fail(err, rc, "%s (class %lld): %s", mname, (long long)it->cls, why);
-                goto done;
-            }
-            R->n_maps++;
-            n_maps++;
-            char base[1024];
-            snprintf(base, sizeof base, "%s_%s_%s", in->stem, it->tag, fm);
-            gc_json_begin_object(&j);
-            gc_json_key(&j, "method");
-            gc_json_string(&j, mname);
-            gc_json_key(&j, "class");
-            if (it->cls >= 0) {
-                gc_json_begin_object(&j);
-                gc_json_key(&j, "index");
-                gc_json_int(&j, it->cls);
-                gc_json_key(&j, "label");
-                gc_json_string(&j, label_of(R, it->cls));
-                gc_json_end_object(&j);
-            } else {
-                gc_json_null(&j);
-            }
-            if (it->t.kind != GCAM_TARGET_CLASS) {
-                gc_json_key(&j, "target");
-                gc_json_begin_object(&j);
-                gc_json_key(&j, "kind");
-                gc_json_string(&j, it->t.kind == GCAM_TARGET_REGION ? "region" : "element");
-                if (it->t.kind == GCAM_TARGET_REGION) {
-                    gc_json_key(&j, "y0");
-                    gc_json_int(&j, it->t.y0);
-                    gc_json_key(&j, "x0");
-                    gc_json_int(&j, it->t.x0);
-                    gc_json_key(&j, "y1");
-                    gc_json_int(&j, it->t.y1);
-                    gc_json_key(&j, "x1");
-                    gc_json_int(&j, it->t.x1);
-                } else {
-                    gc_json_key(&j, "index");
-                    gc_json_begin_array_inline(&j);
-                    for (int d = 0; d < R->score_ndim; d++) gc_json_int(&j, it->t.index[d]);
-                    gc_json_end_array(&j);
-                }
-                gc_json_end_object(&j);
-            }
-            /* layer: the CAM family's; pixel-space maps have none, but Guided Grad-CAM names
-             * the layer of the Grad-CAM it multiplies by */
-            gc_json_key(&j, "layer");
-            gc_json_string(&j, gcam_method_is_cam(meth) ? map.layer : NULL);
-            if (!gcam_method_is_cam(meth) && map.layer) {
-                gc_json_key(&j, "gradcam_layer");
-                gc_json_string(&j, map.layer);
-            }
-            if (gcam_method_is_cam(meth) && gcam_explainer_num_layers(R->e) > 1) {
-                gc_json_key(&j, "layers");
-                gc_json_begin_array(&j);
-                for (int l = 0; l < gcam_explainer_num_layers(R->e); l++) gc_json_string(&j, gcam_explainer_layer(R->e, l));
-                gc_json_end_array(&j);
-            }
-            gc_json_key(&j, "raw_shape");
-            gc_json_begin_array_inline(&j);
-            if (!(map.c == 1 && gcam_method_is_cam(meth))) gc_json_int(&j, map.c);
-            gc_json_int(&j, map.h);
-            gc_json_int(&j, map.w);
-            gc_json_end_array(&j);
-            ex_panel *pn = panel_new(&panels, panel_order((int)meth, o));
-            if (!pn) goto oom;
-            snprintf(pn->title, sizeof pn->title, "%s", method_title(meth));
-            if (gcam_method_is_cam(meth)) {
-                const float *heat = map.normalized; /* (1, 1, H, W) */
-                gc_image im = {0};
-                snprintf(path, sizeof path, "%s/%s_heatmap.png", o->base.out, base);
-                if ((rc = gc_heatmap_image(&im, heat, map.H, map.W, (gc_colormap_id)o->cmap, err)) ||
-                    (rc = write_png(R, path, &im, err))) {
-                    gc_image_free(&im);
-                    goto done;
-                }
-                gc_image_free(&im);
-                gc_json_key(&j, "heatmap");
-                snprintf(path, sizeof path, "%s_heatmap.png", base);
-                gc_json_string(&j, path);
-                gc_box box;
-                int found = gc_localize_box(map.upsampled, map.H, map.W, 0.15f, &box);
-                if (found < 0) goto oom;
-                gc_image ov = {0};
-                if (seen.px && seen.w == map.W && seen.h == map.H) {
-                    snprintf(path, sizeof path, "%s/%s_overlay.png", o->base.out, base);
-                    if ((rc = gc_overlay(&ov, &seen, heat, (gc_colormap_id)o->cmap, o->alpha, err)) ||
-                        (rc = write_png(R, path, &ov, err))) {
-                        gc_image_free(&ov);
-                        goto done;
-                    }
-                    gc_json_key(&j, "overlay");
-                    snprintf(path, sizeof path, "%s_overlay.png", base);
-                    gc_json_string(&j, path);
-                } else if ((rc = gc_heatmap_image(&ov, heat, map.H, map.W, (gc_colormap_id)o->cmap, err))) {
-                    goto done;
-                }
-                if (have_geom) {
-                    float *ph = gc_malloc2((size_t)(orig.w * orig.h), sizeof(float));
-                    gc_image po = {0};
-                    if (!ph) {
-                        gc_image_free(&ov);
-                        goto oom;
-                    }
-                    snprintf(path, sizeof path, "%s/%s_photo.png", o->base.out, base);
-                    rc = gc_heat_to_original(ph, heat, map.H, map.W, &geom, err);
-                    if (!rc) rc = gc_overlay(&po, &orig, ph, (gc_colormap_id)o->cmap, o->alpha, err);
-                    if (!rc) keep_unseen(&po, &orig, &geom, map.W, map.H);
-                    if (!rc) rc = write_png(R, path, &po, err);
-                    free(ph);
-                    if (!rc && meth == GCAM_GRADCAM) { /* the photo panel closes the row */
-                        ex_panel *pp = panel_new(&panels, panel_order(-2, o));
-                        if (!pp) rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-                        else {
-                            pn = &panels.v[panels.n - 2]; /* realloc may have moved it */
-                            snprintf(pp->title, sizeof pp->title, "Grad-CAM on the photo");
-                            snprintf(pp->caption, sizeof pp->caption, "%lldx%lld", (long long)orig.w, (long long)orig.h);
-                            rc = gc_image_thumbnail(&pp->img, &po, 448, err);
-                        }
-                    }
-                    gc_image_free(&po);
-                    if (rc) {
-                        gc_image_free(&ov);
-                        goto done;
-                    }
-                    gc_json_key(&j, "photo");
-                    snprintf(path, sizeof path, "%s_photo.png", base);
-                    gc_json_string(&j, path);
-                }
-                size_t cu = (size_t)snprintf(pn->caption, sizeof pn->caption, "layer %s", map.layer ? map.layer : "?");
-                if (found) {
-                    gc_json_key(&j, "box");
-                    gc_json_begin_object(&j);
-                    gc_json_key(&j, "x0");
-                    gc_json_int(&j, box.x0);
-                    gc_json_key(&j, "y0");
-                    gc_json_int(&j, box.y0);
-                    gc_json_key(&j, "x1");
-                    gc_json_int(&j, box.x1);
-                    gc_json_key(&j, "y1");
-                    gc_json_int(&j, box.y1);
-                    gc_json_key(&j, "area");
-                    gc_json_int(&j, box.area);
-                    gc_json_end_object(&j);
-                    if (have_geom) {
-                        /* input pixel (x, y) covers the photo from (x0 + x sx, y0 + y sy) to one pixel further */
-                        double fx0 = geom.x0 + (double)box.x0 * geom.sx, fx1 = geom.x0 + (double)(box.x1 + 1) * geom.sx;
-                        double fy0 = geom.y0 + (double)box.y0 * geom.sy, fy1 = geom.y0 + (double)(box.y1 + 1) * geom.sy;
-                        int64_t px0 = (int64_t)floor(fx0), px1 = (int64_t)ceil(fx1) - 1;
-                        int64_t py0 = (int64_t)floor(fy0), py1 = (int64_t)ceil(fy1) - 1;
-                        px0 = px0 < 0 ? 0 : px0 >= orig.w ? orig.w - 1 : px0;
-                        px1 = px1 < px0 ? px0 : px1 >= orig.w ? orig.w - 1 : px1;
-                        py0 = py0 < 0 ? 0 : py0 >= orig.h ? orig.h - 1 : py0;
-                        py1 = py1 < py0 ? py0 : py1 >= orig.h ? orig.h - 1 : py1;
-                        json_box(&j, "box_photo", px0, py0, px1, py1);
-                    }
-                    if (cu < sizeof pn->caption)
-                        snprintf(pn->caption + cu, sizeof pn->caption - cu, "; box x %lld..%lld, y %lld..%lld",
-                                 (long long)box.x0, (long long)box.x1, (long long)box.y0, (long long)box.y1);
-                    if (meth == GCAM_GRADCAM) {
-                        static const uint8_t green[3] = {0, 230, 64};
-                        int th = (int)(map.W / 112 > 1 ? map.W / 112 : 1);
-                        gc_draw_box(&ov, box.x0, box.y0, box.x1, box.y1, green, th);
-                    }
-                } else {
-                    gc_json_key(&j, "box");
-                    gc_json_null(&j);
-                }
-                rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
-                gc_image_free(&ov);
-                if (rc) goto done;
-            } else {
-                gc_image im = {0};
-                snprintf(path, sizeof path, "%s/%s.png", o->base.out, base);
-                /* the paper's std + 1e-5 would flatten maps of tiny magnitude (Guided Grad-CAM multiplies
-                 * two small maps): scale to max |x| = 1 first, so that only the map's shape matters */
-                size_t rn = (size_t)(map.c * map.h * map.w);
-                float amax = 0, *scaled = gc_malloc2(rn, sizeof(float)); /* (c, h, w) */
-                if (!scaled) goto oom;
-                for (size_t q = 0; q < rn; q++) amax = fmaxf(amax, fabsf(map.raw[q]));
-                for (size_t q = 0; q < rn; q++) scaled[q] = amax > 0 && isfinite(amax) ? map.raw[q] / amax : map.raw[q];
-                rc = gc_pixelmap_image(&im, scaled, map.c, map.h, map.w, err);
-                free(scaled);
-                if (rc || (rc = write_png(R, path, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
-                    gc_image_free(&im);
-                    goto done;
-                }
-                gc_image_free(&im);
-                gc_json_key(&j, "image");
-                snprintf(path, sizeof path, "%s.png", base);
-                gc_json_string(&j, path);
-                if (map.layer) snprintf(pn->caption, sizeof pn->caption, "Grad-CAM layer %s", map.layer);
-            }
-            if (o->npy) {
-                snprintf(path, sizeof path, "%s/%s.npy", o->base.out, base);
-                if ((rc = write_npy(R, path, &map, err))) goto done;
-                gc_json_key(&j, "npy");
-                snprintf(path, sizeof path, "%s.npy", base);
-                gc_json_string(&j, path);
-            }
-            gc_json_end_object(&j);
-            gcam_map_free(&map);
+            int r = one_map(R, s, it_i, mi, err);
+            if (r) return r;
         }
     }
-    first_panel_of_item[n_items] = panels.n;
-    gc_json_end_array(&j);
-    if (n_warn) {
-        gc_json_key(&j, "warnings");
-        gc_json_begin_array(&j);
-        for (int w = 0; w < n_warn; w++) gc_json_string(&j, warnings[w]);
-        gc_json_end_array(&j);
+    s->first_panel_of_item[s->n_items] = s->panels.n;
+    gc_json_end_array(&s->j);
+    if (s->n_warn) {
+        gc_json_key(&s->j, "warnings");
+        gc_json_begin_array(&s->j);
+        for (int w = 0; w < s->n_warn; w++) gc_json_string(&s->j, s->warnings[w]);
+        gc_json_end_array(&s->j);
     }
-    gc_json_end_object(&j);
-    if (j.bad || jb.oom) {
-        gc_fail(err, j.bad ? GCAM_E_INTERNAL : GCAM_E_NOMEM, "%s: results.json entry could not be built", in->path);
+    gc_json_end_object(&s->j);
+    if (s->j.bad || s->jb.oom) {
+        gc_fail(err, s->j.bad ? GCAM_E_INTERNAL : GCAM_E_NOMEM, "%s: results.json entry could not be built", in->path);
+        return EX_FAILED;
+    }
+    return 0;
+}
+
+/* 7. The input's section of report.html. */
+static int one_report(ex_run *R, ex_one *s, gc_err *err) {
+    ex_input *in = s->in;
+    gc_report_pred preds[64];
+    int np = 0;
+    for (int64_t a = 0; a < s->n_top && np < 64; a++) {
+        int64_t c = s->order[a];
+        preds[np++] = (gc_report_pred){.index = c, .label = label_of(R, c), .score = s->cscore[c], .probability = s->cprob[c]};
+    }
+    gc_report_row rows[EX_MAX_LIST];
+    gc_report_panel *rp = calloc((size_t)s->panels.n + 1, sizeof *rp);
+    if (!rp) return one_oom(s, err);
+    for (int it_i = 0; it_i < s->n_items; it_i++) {
+        int a = s->first_panel_of_item[it_i], b = s->first_panel_of_item[it_i + 1];
+        qsort(s->panels.v + a, (size_t)(b - a), sizeof *s->panels.v, cmp_panel);
+        for (int q = a; q < b; q++)
+            rp[q] = (gc_report_panel){.title = s->panels.v[q].title, .caption = s->panels.v[q].caption[0] ? s->panels.v[q].caption : NULL,
+                                      .img = s->panels.v[q].img.px ? &s->panels.v[q].img : NULL};
+        rows[it_i] = (gc_report_row){.title = s->items[it_i].title, .panels = rp + a, .n_panels = b - a};
+    }
+    gc_report_input ri = {.path = in->path, .note = s->note[0] ? s->note : NULL, .preds = preds, .n_preds = np,
+                          .rows = rows, .n_rows = s->n_items, .warnings = (const char *const *)s->warnings,
+                          .n_warnings = s->n_warn};
+    gcam_status rc = gc_report_add(&R->report, &ri, err);
+    free(rp);
+    return rc ? EX_STOP + 1 : 0; /* a failed report: the page can no longer be completed */
+}
+
+/* Explains one input: EX_DONE, EX_FAILED (err says why; the next input is tried) or EX_STOP + an
+ * exit code (the run cannot go on). */
+static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
+    const ex_opts *o = R->o;
+    ex_one *s = calloc(1, sizeof *s); /* large (items, paths): not on the stack */
+    if (!s) {
+        gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
+        return EX_FAILED;
+    }
+    s->in = in;
+    int r = EX_FAILED;
+    if (in->problem) {
+        gc_fail(err, GCAM_E_IO, "%s: %s", in->path, in->problem);
         goto done;
     }
-
-    /* 7. the report section */
-    {
-        gc_report_pred preds[64];
-        int np = 0;
-        for (int64_t a = 0; a < n_top && np < 64; a++) {
-            int64_t c = order[a];
-            preds[np++] = (gc_report_pred){.index = c, .label = label_of(R, c), .score = cscore[c], .probability = cprob[c]};
-        }
-        gc_report_row rows[EX_MAX_LIST];
-        gc_report_panel *rp = calloc((size_t)panels.n + 1, sizeof *rp);
-        if (!rp) goto oom;
-        for (int it_i = 0; it_i < n_items; it_i++) {
-            int a = first_panel_of_item[it_i], b = first_panel_of_item[it_i + 1];
-            qsort(panels.v + a, (size_t)(b - a), sizeof *panels.v, cmp_panel);
-            for (int q = a; q < b; q++)
-                rp[q] = (gc_report_panel){.title = panels.v[q].title, .caption = panels.v[q].caption[0] ? panels.v[q].caption : NULL,
-                                          .img = panels.v[q].img.px ? &panels.v[q].img : NULL};
-            rows[it_i] = (gc_report_row){.title = items[it_i].title, .panels = rp + a, .n_panels = b - a};
-        }
-        gc_report_input ri = {.path = in->path, .note = note[0] ? note : NULL, .preds = preds, .n_preds = np,
-                              .rows = rows, .n_rows = n_items, .warnings = (const char *const *)warnings,
-                              .n_warnings = n_warn};
-        rc = gc_report_add(&R->report, &ri, err);
-        free(rp);
-        if (rc) {
-            result = EX_STOP + 1; /* the page can no longer be completed */
-            goto done;
-        }
-    }
-    gc_json_raw(&R->ij, jb.p);
-    result = EX_DONE;
+    if ((r = one_load(R, s, err)) || (r = one_explainer(R, s, err)) || (r = one_predict(R, s, err))) goto done;
+    one_items(R, s);
+    if ((r = one_input_json(R, s, err)) || (r = one_maps(R, s, err)) || (r = one_report(R, s, err))) goto done;
+    gc_json_raw(&R->ij, s->jb.p);
     if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1)) {
-        const char *lb = n_top > 0 ? label_of(R, order[0]) : NULL;
+        const char *lb = s->n_top > 0 ? label_of(R, s->order[0]) : NULL;
         prog_msg(&R->prog, "[%d/%d] %s: top %lld%s%s%s (p=%.3f), %d map%s", R->prog.done + 1, R->prog.total, in->path,
-                 n_top > 0 ? (long long)order[0] : -1LL, lb ? " \"" : "", lb ? lb : "", lb ? "\"" : "",
-                 n_top > 0 ? cprob[order[0]] : 0.0, n_maps, n_maps == 1 ? "" : "s");
+                 s->n_top > 0 ? (long long)s->order[0] : -1LL, lb ? " \"" : "", lb ? lb : "", lb ? "\"" : "",
+                 s->n_top > 0 ? s->cprob[s->order[0]] : 0.0, s->n_maps, s->n_maps == 1 ? "" : "s");
     }
-    goto done;
-oom:
-    gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
-    goto done;
-oom_or_rc:
-    if (!rc) gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
 done:
-    gcam_map_free(&map);
-    if (pre)
-        for (size_t q = 0; q < (size_t)o->n_methods * (size_t)n_items; q++) gcam_map_free(&pre[q]);
-    free(pre);
-    gc_image_free(&orig);
-    gc_image_free(&seen);
-    gc_image_free(&thumb_seen);
-    free(npy.data);
-    free(xbuf);
-    free(cscore);
-    free(cprob);
-    free(order);
-    gc_buf_free(&jb);
-    panels_free(&panels);
-    for (int w = 0; w < n_warn; w++) free(warnings[w]);
-    return result;
+    one_free(o, s);
+    free(s);
+    return r;
 }
 
 /* ---- the command ---- */
-
 
 static int layer_exists(const gcam_model *m, const char *name) {
     gcam_tensor_info ti;
