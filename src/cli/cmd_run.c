@@ -15,7 +15,7 @@ static void print_run_help(void) {
            "                         one NAME.npy per tensor; '-' (the default): a summary on stdout\n"
            "  -t, --tensor NAME      write this tensor (an output or any intermediate); repeatable\n"
            "  --feed NAME=FILE.npy   a further model input (e.g. token ids, int64); repeatable\n"
-           "  --threads N            worker threads (default: all cores)\n"
+           "  --threads N            worker threads (default: one per CPU the process may use)\n"
            "  --max-memory BYTES     cap on the memory planned for the run and on constants\n"
            "                         computed at load; suffixes K, M, G (default 8G)\n\n"
            "Examples:\n"
