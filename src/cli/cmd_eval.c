@@ -522,52 +522,89 @@ static int make_explainer(ev_run *R, const gcam_model *m, gcam_explainer **e, co
     return rc;
 }
 
-static int eval_image(ev_run *R, ev_image *img, gc_err *err) {
-    const ev_opts *o = R->o;
-    gc_image orig = {0};
-    gc_geometry geom;
-    float *x = NULL, *sub = NULL, *S = NULL, *Sn = NULL;
-    int64_t *order = NULL;
-    double *curve = NULL, *probs = NULL, *cscore = NULL;
-    gcam_map map = {0};
-    gc_ebox *boxes = NULL;
-    int64_t *bcls = NULL, *classes = NULL;
-    int result = EV_FAILED, n_boxes = 0, n_classes = 0;
-    gcam_status rc;
-    gc_buf jb = {0};
+/* One image's state while eval_image's phases run (freed by one_free). */
+typedef struct ev_one {
+    ev_image *img;
+    gc_image orig;
+    gc_geometry geom;                 /* the picture -> model input mapping */
+    int64_t C, H, W, plane;           /* the model input (1, C, H, W) */
+    float *x, *sub;                   /* (C, H, W) the input; the deletion substrate */
+    float *S, *Sn;                    /* (H, W) a map's saliency; normalised (sanity cases) */
+    int64_t *order;                   /* (H * W) pixels by saliency */
+    double *curve;                    /* (steps + 1) a deletion / insertion curve */
+    double *cscore, *probs;           /* (K) class scores; probabilities (R->probs) */
+    gcam_tensor_view sv;              /* the explained scores */
+    int64_t inner, top1;
+    gcam_map map;
+    gc_ebox *boxes, *cb, *ob;         /* (n_objs) boxes in the model's input; a class's; the others' */
+    int64_t *bcls, *classes;          /* (n_objs) each box's class; the classes present */
+    int n_boxes, n_classes, want_faith, store;
+    gc_buf jb;                        /* the image's eval.json record */
     gc_json j;
+} ev_one;
 
+static void one_free(ev_one *s) {
+    gcam_map_free(&s->map);
+    gc_image_free(&s->orig);
+    free(s->x);
+    free(s->sub);
+    free(s->S);
+    free(s->Sn);
+    free(s->order);
+    free(s->curve);
+    free(s->boxes);
+    free(s->cb);
+    free(s->ob);
+    free(s->bcls);
+    free(s->classes);
+    free(s->cscore);
+    gc_buf_free(&s->jb);
+}
+
+static int one_oom(const ev_one *s, gc_err *err) {
+    gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", s->img->path);
+    return EV_FAILED;
+}
+
+/* The picture, preprocessed into the model input, and the per-image buffers. */
+static int one_load(ev_run *R, ev_one *s, gc_err *err) {
+    const ev_opts *o = R->o;
+    ev_image *img = s->img;
+    gcam_status rc;
     gc_decode_opts dopt = {.background = {255, 255, 255}};
-    if ((rc = gc_image_load(img->path, &orig, &dopt, err))) goto done;
+    if ((rc = gc_image_load(img->path, &s->orig, &dopt, err))) return EV_FAILED;
     if (R->in0.ndim != 4 || (R->g.c > 0 && R->g.c != 3)) {
         gc_fail(err, GCAM_E_SHAPE, "the model input '%s' is not an RGB image batch (N, 3, H, W)", R->in0.name);
-        result = EV_STOP + CLI_BAD_INPUT;
-        goto done;
+        return EV_STOP + CLI_BAD_INPUT;
     }
     gc_preprocess p;
-    make_preprocess(R, &orig, &p);
-    int64_t H = p.height, W = p.width, plane = H * W, C = 3;
-    x = gc_malloc2((size_t)(C * plane), sizeof(float));
-    S = gc_malloc2((size_t)plane, sizeof(float));
-    Sn = gc_malloc2((size_t)plane, sizeof(float));
-    order = gc_malloc2((size_t)plane, sizeof(int64_t));
-    curve = gc_malloc2((size_t)o->steps + 1, sizeof(double));
-    boxes = gc_malloc2((size_t)img->n_objs + 1, sizeof(gc_ebox));
-    bcls = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
-    classes = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
-    if (!x || !S || !Sn || !order || !curve || !boxes || !bcls || !classes) goto oom;
-    if ((rc = gc_preprocess_image(x, NULL, &geom, &orig, &p, err))) goto done;
+    make_preprocess(R, &s->orig, &p);
+    s->H = p.height;
+    s->W = p.width;
+    s->plane = s->H * s->W;
+    s->C = 3;
+    s->x = gc_malloc2((size_t)(s->C * s->plane), sizeof(float));
+    s->S = gc_malloc2((size_t)s->plane, sizeof(float));
+    s->Sn = gc_malloc2((size_t)s->plane, sizeof(float));
+    s->order = gc_malloc2((size_t)s->plane, sizeof(int64_t));
+    s->curve = gc_malloc2((size_t)o->steps + 1, sizeof(double));
+    s->boxes = gc_malloc2((size_t)img->n_objs + 1, sizeof(gc_ebox));
+    s->bcls = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
+    s->classes = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
+    if (!s->x || !s->S || !s->Sn || !s->order || !s->curve || !s->boxes || !s->bcls || !s->classes) return one_oom(s, err);
+    if ((rc = gc_preprocess_image(s->x, NULL, &s->geom, &s->orig, &p, err))) return EV_FAILED;
+    return 0;
+}
 
-    /* explainer and forward */
-    int64_t dims[4] = {1, C, H, W};
-    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = dims, .data = x};
+/* The explainer for this input shape, the forward pass, the class scores and the top-1 class. */
+static int one_forward(ev_run *R, ev_one *s, gc_err *err) {
+    gcam_status rc;
+    int64_t dims[4] = {1, s->C, s->H, s->W};
+    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = dims, .data = s->x};
     if (!R->e || memcmp(R->dims, dims, sizeof dims) != 0) {
         gcam_explainer_free(R->e);
         R->e = NULL;
-        if ((rc = make_explainer(R, R->m, &R->e, &f, err))) {
-            if (!R->resolved) result = EV_STOP + cli_status_exit(rc);
-            goto done;
-        }
+        if ((rc = make_explainer(R, R->m, &R->e, &f, err))) return R->resolved ? EV_FAILED : EV_STOP + cli_status_exit(rc);
         memcpy(R->dims, dims, sizeof dims);
         if (!R->layer_names) {
             gc_buf ln = {0};
@@ -578,286 +615,285 @@ static int eval_image(ev_run *R, ev_image *img, gc_err *err) {
                 gc_buf_puts(&ln, gcam_explainer_layer(R->e, i));
             }
             R->layer_names = ln.p ? ln.p : gc_strdup("");
-            if (!R->layer_list || !R->layer_names) goto oom;
+            if (!R->layer_list || !R->layer_names) return one_oom(s, err);
             for (int i = 0; i < nl; i++)
-                if (!(R->layer_list[i] = gc_strdup(gcam_explainer_layer(R->e, i)))) goto oom;
+                if (!(R->layer_list[i] = gc_strdup(gcam_explainer_layer(R->e, i)))) return one_oom(s, err);
             R->n_layer_list = nl;
         }
     }
     if ((rc = gcam_explainer_forward(R->e, &f, 1))) {
         gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
-        goto done;
+        return EV_FAILED;
     }
-    gcam_tensor_view sv;
-    if ((rc = gcam_explainer_scores(R->e, &sv))) {
+    if ((rc = gcam_explainer_scores(R->e, &s->sv))) {
         gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
-        goto done;
+        return EV_FAILED;
     }
     if (!R->resolved) {
-        if (sv.ndim < 2) {
+        if (s->sv.ndim < 2) {
             gc_fail(err, GCAM_E_SHAPE, "the model's score '%s' has no class axis", gcam_explainer_score_name(R->e));
-            result = EV_STOP + CLI_BAD_INPUT;
-            goto done;
+            return EV_STOP + CLI_BAD_INPUT;
         }
-        R->K = sv.dims[1];
+        R->K = s->sv.dims[1];
         int rr = resolve_classes(R);
         if (rr) {
-            result = EV_STOP + rr;
             err->msg[0] = 0;
-            goto done;
+            return EV_STOP + rr;
         }
-        if (!(R->probs = calloc((size_t)R->K, sizeof(double)))) goto oom;
+        if (!(R->probs = calloc((size_t)R->K, sizeof(double)))) return one_oom(s, err);
     }
-    if (sv.ndim < 2 || sv.dims[1] != R->K) {
-        gc_fail(err, GCAM_E_SHAPE, "the output has %lld classes for this image, %lld before", sv.ndim >= 2 ? (long long)sv.dims[1] : 0LL,
+    if (s->sv.ndim < 2 || s->sv.dims[1] != R->K) {
+        gc_fail(err, GCAM_E_SHAPE, "the output has %lld classes for this image, %lld before", s->sv.ndim >= 2 ? (long long)s->sv.dims[1] : 0LL,
                 (long long)R->K);
-        goto done;
+        return EV_FAILED;
     }
-    int64_t inner = 1;
-    for (int d = 2; d < sv.ndim; d++) inner *= sv.dims[d];
-    cscore = calloc((size_t)R->K, sizeof(double));
-    if (!cscore) goto oom;
+    s->inner = 1;
+    for (int d = 2; d < s->sv.ndim; d++) s->inner *= s->sv.dims[d];
+    s->cscore = calloc((size_t)R->K, sizeof(double));
+    if (!s->cscore) return one_oom(s, err);
     for (int64_t c = 0; c < R->K; c++) {
         double acc = 0;
-        for (int64_t i = 0; i < inner; i++) acc += ((const float *)sv.data)[c * inner + i];
-        cscore[c] = acc / (double)inner;
+        for (int64_t i = 0; i < s->inner; i++) acc += ((const float *)s->sv.data)[c * s->inner + i];
+        s->cscore[c] = acc / (double)s->inner;
     }
-    int64_t top1 = 0;
+    s->top1 = 0;
     for (int64_t c = 1; c < R->K; c++)
-        if (cscore[c] > cscore[top1]) top1 = c;
+        if (s->cscore[c] > s->cscore[s->top1]) s->top1 = c;
+    return 0;
+}
 
-    /* boxes in the model's input, grouped by class */
+/* The ground-truth boxes in the model's input, grouped by class; the image's JSON record begun. */
+static int one_boxes(ev_run *R, ev_one *s, gc_err *err) {
+    const ev_opts *o = R->o;
+    ev_image *img = s->img;
+    gcam_status rc;
     for (int k = 0; k < img->n_objs; k++) {
         gc_ebox b;
-        if (!map_box(&b, &img->objs[k], &geom, W, H)) {
+        if (!map_box(&b, &img->objs[k], &s->geom, s->W, s->H)) {
             R->sum.n_boxes_dropped++;
             continue;
         }
-        boxes[n_boxes] = b;
-        bcls[n_boxes++] = img->objs[k].cls;
+        s->boxes[s->n_boxes] = b;
+        s->bcls[s->n_boxes++] = img->objs[k].cls;
         int dup = 0;
-        for (int q = 0; q < n_classes; q++) dup |= classes[q] == img->objs[k].cls;
-        if (!dup) classes[n_classes++] = img->objs[k].cls;
+        for (int q = 0; q < s->n_classes; q++) dup |= s->classes[q] == img->objs[k].cls;
+        if (!dup) s->classes[s->n_classes++] = img->objs[k].cls;
     }
-    if (!n_boxes) {
+    if (!s->n_boxes) {
         gc_fail(err, GCAM_E_ARG, "%s: no box lies inside the model's view of the image", img->path);
+        return EV_FAILED;
+    }
+    s->want_faith = (o->metrics & EV_M_FAITH) != 0;
+    if (s->want_faith) {
+        if (!(s->sub = gc_malloc2((size_t)(s->C * s->plane), sizeof(float)))) return one_oom(s, err);
+        substrate(R, s->sub, s->x);
+        if ((rc = ensure_ictx(R, err))) return EV_FAILED;
+    }
+    s->store = (o->metrics & EV_M_SANITY) && R->n_cases < o->sanity_cases;
+
+    gc_json_init(&s->j, &s->jb, 2);
+    s->j.base = 2;
+    gc_json_begin_object(&s->j);
+    gc_json_key(&s->j, "image");
+    gc_json_string(&s->j, img->name);
+    gc_json_key(&s->j, "top1");
+    gc_json_int(&s->j, s->top1);
+    gc_json_key(&s->j, "top1_label");
+    gc_json_string(&s->j, label_of(R, s->top1));
+    gc_json_key(&s->j, "classes");
+    gc_json_begin_array(&s->j);
+    return 0;
+}
+
+/* One method's map of class cls and every metric of it (cb: the class's ncb boxes; cs: the
+ * sanity-check case being stored, or NULL). */
+static int one_method(ev_run *R, ev_one *s, int mi, int64_t cls, int ncb, ev_case_store *cs, gc_err *err) {
+    const ev_opts *o = R->o;
+    gcam_status rc;
+    ev_method_result *r = &R->res[mi];
+    if (r->skipped) return 0;
+    rc = gcam_explain(R->e, r->method, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cls}, &s->map);
+    if (rc) {
+        const char *why = gcam_explainer_error(R->e);
+        if (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG) { /* the method does not apply to this model */
+            if (!o->methods_all && !R->sum.n_images) {
+                gc_fail(err, rc, "%s: %s", gcam_method_name(r->method), why);
+                return EV_STOP + CLI_BAD_INPUT;
+            }
+            r->skipped = 1;
+            snprintf(r->skip_reason, sizeof r->skip_reason, "%s", why);
+            return 0;
+        }
+        gc_fail(err, rc, "%s (class %lld): %s", gcam_method_name(r->method), (long long)cls, why);
+        return EV_FAILED;
+    }
+    gc_saliency(s->S, s->map.upsampled, s->map.c, s->H, s->W, gcam_method_is_cam(r->method));
+    gcam_map_free(&s->map);
+    gc_json_key(&s->j, gcam_method_name(r->method));
+    gc_json_begin_object(&s->j);
+    if (o->metrics & EV_M_LOC) {
+        gc_ebox lb;
+        double best = 0;
+        if (gc_loc_box(s->S, s->H, s->W, (float)o->threshold, &lb) < 0) return one_oom(s, err);
+        for (int k = 0; k < ncb; k++) best = fmax(best, gc_box_iou(&lb, &s->cb[k]));
+        if (push_iou(r, best)) return one_oom(s, err);
+        if (cls == s->top1) { /* the image's localisation case: top-1 is a ground-truth class */
+            r->loc_n++;
+            r->loc_err += best < 0.5;
+        }
+        json_num(&s->j, "iou", best);
+        gc_json_key(&s->j, "box");
+        gc_json_begin_array_inline(&s->j);
+        gc_json_int(&s->j, lb.x0);
+        gc_json_int(&s->j, lb.y0);
+        gc_json_int(&s->j, lb.x1);
+        gc_json_int(&s->j, lb.y1);
+        gc_json_end_array(&s->j);
+    }
+    if (o->metrics & EV_M_POINT) {
+        int hit = gc_pointing_hit(s->S, s->H, s->W, s->cb, ncb, o->tolerance);
+        double en = gc_energy_in(s->S, s->H, s->W, s->cb, ncb);
+        r->pt_n++;
+        r->pt_hit += hit;
+        if (!isnan(en)) {
+            r->energy_sum += en;
+            r->energy_n++;
+        }
+        gc_json_key(&s->j, "pointing");
+        gc_json_bool(&s->j, hit);
+        json_num(&s->j, "energy", en);
+    }
+    if ((o->metrics & EV_M_DISCR) && s->n_classes > 1) {
+        double own = gc_mass_in(s->S, s->H, s->W, s->cb, ncb);
+        int hits = 0, cases = 0;
+        for (int v = 0; v < s->n_classes; v++) {
+            if (s->classes[v] == cls) continue;
+            int nob = 0;
+            for (int k = 0; k < s->n_boxes; k++)
+                if (s->bcls[k] == s->classes[v]) s->ob[nob++] = s->boxes[k];
+            cases++;
+            hits += own > gc_mass_in(s->S, s->H, s->W, s->ob, nob);
+        }
+        r->cd_n += cases;
+        r->cd_hit += hits;
+        json_num(&s->j, "discrimination", (double)hits / cases);
+    }
+    if (s->want_faith) {
+        if (gc_rank_order(s->order, s->S, s->plane)) return one_oom(s, err);
+        double d, in;
+        if ((rc = perturb_curve(R, s->x, s->sub, s->order, cls, 0, s->curve, err))) return EV_FAILED;
+        d = gc_auc(s->curve, o->steps + 1);
+        for (int i = 0; i <= o->steps; i++) r->del_curve[i] += s->curve[i];
+        if ((rc = perturb_curve(R, s->x, s->sub, s->order, cls, 1, s->curve, err))) return EV_FAILED;
+        in = gc_auc(s->curve, o->steps + 1);
+        for (int i = 0; i <= o->steps; i++) r->ins_curve[i] += s->curve[i];
+        r->del_sum += d;
+        r->ins_sum += in;
+        r->fa_n++;
+        json_num(&s->j, "deletion_auc", d);
+        json_num(&s->j, "insertion_auc", in);
+    }
+    gc_json_end_object(&s->j);
+    if (cs) {
+        gc_minmax01(s->Sn, s->S, (size_t)s->plane);
+        if (!(cs->maps[mi] = gc_malloc2((size_t)s->plane, sizeof(float)))) return one_oom(s, err);
+        memcpy(cs->maps[mi], s->Sn, sizeof(float) * (size_t)s->plane);
+    }
+
+    return 0;
+}
+
+/* Class u of the image: its boxes, the sanity case it may start, every method. */
+static int one_class(ev_run *R, ev_one *s, int u, gc_err *err) {
+    const ev_opts *o = R->o;
+    int64_t cls = s->classes[u];
+    int ncb = 0;
+    for (int k = 0; k < s->n_boxes; k++)
+        if (s->bcls[k] == cls) s->cb[ncb++] = s->boxes[k];
+    ev_case_store *cs = NULL;
+    if (s->store && R->n_cases < o->sanity_cases) {
+        cs = &R->cases[R->n_cases];
+        memset(cs, 0, sizeof *cs);
+        cs->cls = cls;
+        cs->x = gc_malloc2((size_t)(s->C * s->plane), sizeof(float));
+        cs->maps = calloc((size_t)o->n_methods, sizeof(float *));
+        if (!cs->x || !cs->maps) {
+            free(cs->x);
+            free(cs->maps);
+            return one_oom(s, err);
+        }
+        memcpy(cs->x, s->x, sizeof(float) * (size_t)(s->C * s->plane));
+        R->n_cases++;
+    }
+    gc_json_begin_object(&s->j);
+    gc_json_key(&s->j, "class");
+    gc_json_int(&s->j, cls);
+    gc_json_key(&s->j, "label");
+    gc_json_string(&s->j, label_of(R, cls));
+    gc_json_key(&s->j, "probability");
+    s->probs = R->probs;
+    probs_of_scores(R, (const float *)s->sv.data, s->inner, s->probs);
+    gc_json_number(&s->j, s->probs[cls]);
+    gc_json_key(&s->j, "boxes");
+    gc_json_begin_array(&s->j);
+    for (int k = 0; k < ncb; k++) {
+        gc_json_begin_array_inline(&s->j);
+        gc_json_int(&s->j, s->cb[k].x0);
+        gc_json_int(&s->j, s->cb[k].y0);
+        gc_json_int(&s->j, s->cb[k].x1);
+        gc_json_int(&s->j, s->cb[k].y1);
+        gc_json_end_array(&s->j);
+    }
+    gc_json_end_array(&s->j);
+    gc_json_key(&s->j, "methods");
+    gc_json_begin_object(&s->j);
+    for (int mi = 0; mi < o->n_methods; mi++) {
+        int r = one_method(R, s, mi, cls, ncb, cs, err);
+        if (r) return r;
+    }
+    gc_json_end_object(&s->j);
+    gc_json_end_object(&s->j);
+    R->sum.n_cases++;
+    return 0;
+}
+
+/* Scores one image: EV_DONE, EV_FAILED (err says why; the next image is tried) or EV_STOP + an
+ * exit code (the run cannot go on). */
+static int eval_image(ev_run *R, ev_image *img, gc_err *err) {
+    const ev_opts *o = R->o;
+    ev_one s = {.img = img};
+    int r;
+    if ((r = one_load(R, &s, err)) || (r = one_forward(R, &s, err)) || (r = one_boxes(R, &s, err))) goto done;
+    /* per class: boxes of the class; per method: the map and every metric */
+    s.cb = gc_malloc2((size_t)s.n_boxes, sizeof(gc_ebox));
+    s.ob = gc_malloc2((size_t)s.n_boxes, sizeof(gc_ebox));
+    if (!s.cb || !s.ob) {
+        r = one_oom(&s, err);
         goto done;
     }
-    int want_faith = (o->metrics & EV_M_FAITH) != 0;
-    if (want_faith) {
-        if (!(sub = gc_malloc2((size_t)(C * plane), sizeof(float)))) goto oom;
-        substrate(R, sub, x);
-        if ((rc = ensure_ictx(R, err))) goto done;
-    }
-    int store = (o->metrics & EV_M_SANITY) && R->n_cases < o->sanity_cases;
+    for (int u = 0; u < s.n_classes; u++)
+        if ((r = one_class(R, &s, u, err))) goto done;
 
-    gc_json_init(&j, &jb, 2);
-    j.base = 2;
-    gc_json_begin_object(&j);
-    gc_json_key(&j, "image");
-    gc_json_string(&j, img->name);
-    gc_json_key(&j, "top1");
-    gc_json_int(&j, top1);
-    gc_json_key(&j, "top1_label");
-    gc_json_string(&j, label_of(R, top1));
-    gc_json_key(&j, "classes");
-    gc_json_begin_array(&j);
-
-    /* per class: boxes of the class; per method: the map and every metric */
-    gc_ebox *cb = gc_malloc2((size_t)n_boxes, sizeof(gc_ebox));
-    gc_ebox *ob = gc_malloc2((size_t)n_boxes, sizeof(gc_ebox));
-    if (!cb || !ob) {
-        free(cb);
-        free(ob);
-        goto oom;
-    }
-    for (int u = 0; u < n_classes; u++) {
-        int64_t cls = classes[u];
-        int ncb = 0;
-        for (int k = 0; k < n_boxes; k++)
-            if (bcls[k] == cls) cb[ncb++] = boxes[k];
-        ev_case_store *cs = NULL;
-        if (store && R->n_cases < o->sanity_cases) {
-            cs = &R->cases[R->n_cases];
-            memset(cs, 0, sizeof *cs);
-            cs->cls = cls;
-            cs->x = gc_malloc2((size_t)(C * plane), sizeof(float));
-            cs->maps = calloc((size_t)o->n_methods, sizeof(float *));
-            if (!cs->x || !cs->maps) {
-                free(cs->x);
-                free(cs->maps);
-                free(cb);
-                free(ob);
-                goto oom;
-            }
-            memcpy(cs->x, x, sizeof(float) * (size_t)(C * plane));
-            R->n_cases++;
-        }
-        gc_json_begin_object(&j);
-        gc_json_key(&j, "class");
-        gc_json_int(&j, cls);
-        gc_json_key(&j, "label");
-        gc_json_string(&j, label_of(R, cls));
-        gc_json_key(&j, "probability");
-        probs = R->probs;
-        probs_of_scores(R, (const float *)sv.data, inner, probs);
-        gc_json_number(&j, probs[cls]);
-        gc_json_key(&j, "boxes");
-        gc_json_begin_array(&j);
-        for (int k = 0; k < ncb; k++) {
-            gc_json_begin_array_inline(&j);
-            gc_json_int(&j, cb[k].x0);
-            gc_json_int(&j, cb[k].y0);
-            gc_json_int(&j, cb[k].x1);
-            gc_json_int(&j, cb[k].y1);
-            gc_json_end_array(&j);
-        }
-        gc_json_end_array(&j);
-        gc_json_key(&j, "methods");
-        gc_json_begin_object(&j);
-        for (int mi = 0; mi < o->n_methods; mi++) {
-            ev_method_result *r = &R->res[mi];
-            if (r->skipped) continue;
-            rc = gcam_explain(R->e, r->method, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cls}, &map);
-            if (rc) {
-                const char *why = gcam_explainer_error(R->e);
-                if (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG) { /* the method does not apply to this model */
-                    if (!o->methods_all && !R->sum.n_images) {
-                        gc_fail(err, rc, "%s: %s", gcam_method_name(r->method), why);
-                        free(cb);
-                        free(ob);
-                        result = EV_STOP + CLI_BAD_INPUT;
-                        goto done;
-                    }
-                    r->skipped = 1;
-                    snprintf(r->skip_reason, sizeof r->skip_reason, "%s", why);
-                    rc = GCAM_OK;
-                    continue;
-                }
-                gc_fail(err, rc, "%s (class %lld): %s", gcam_method_name(r->method), (long long)cls, why);
-                free(cb);
-                free(ob);
-                goto done;
-            }
-            gc_saliency(S, map.upsampled, map.c, H, W, gcam_method_is_cam(r->method));
-            gcam_map_free(&map);
-            gc_json_key(&j, gcam_method_name(r->method));
-            gc_json_begin_object(&j);
-            if (o->metrics & EV_M_LOC) {
-                gc_ebox lb;
-                double best = 0;
-                if (gc_loc_box(S, H, W, (float)o->threshold, &lb) < 0) goto oom_cb;
-                for (int k = 0; k < ncb; k++) best = fmax(best, gc_box_iou(&lb, &cb[k]));
-                if (push_iou(r, best)) goto oom_cb;
-                if (cls == top1) { /* the image's localisation case: top-1 is a ground-truth class */
-                    r->loc_n++;
-                    r->loc_err += best < 0.5;
-                }
-                json_num(&j, "iou", best);
-                gc_json_key(&j, "box");
-                gc_json_begin_array_inline(&j);
-                gc_json_int(&j, lb.x0);
-                gc_json_int(&j, lb.y0);
-                gc_json_int(&j, lb.x1);
-                gc_json_int(&j, lb.y1);
-                gc_json_end_array(&j);
-            }
-            if (o->metrics & EV_M_POINT) {
-                int hit = gc_pointing_hit(S, H, W, cb, ncb, o->tolerance);
-                double en = gc_energy_in(S, H, W, cb, ncb);
-                r->pt_n++;
-                r->pt_hit += hit;
-                if (!isnan(en)) {
-                    r->energy_sum += en;
-                    r->energy_n++;
-                }
-                gc_json_key(&j, "pointing");
-                gc_json_bool(&j, hit);
-                json_num(&j, "energy", en);
-            }
-            if ((o->metrics & EV_M_DISCR) && n_classes > 1) {
-                double own = gc_mass_in(S, H, W, cb, ncb);
-                int hits = 0, cases = 0;
-                for (int v = 0; v < n_classes; v++) {
-                    if (classes[v] == cls) continue;
-                    int nob = 0;
-                    for (int k = 0; k < n_boxes; k++)
-                        if (bcls[k] == classes[v]) ob[nob++] = boxes[k];
-                    cases++;
-                    hits += own > gc_mass_in(S, H, W, ob, nob);
-                }
-                r->cd_n += cases;
-                r->cd_hit += hits;
-                json_num(&j, "discrimination", (double)hits / cases);
-            }
-            if (want_faith) {
-                if (gc_rank_order(order, S, plane)) goto oom_cb;
-                double d, in;
-                if ((rc = perturb_curve(R, x, sub, order, cls, 0, curve, err))) goto fail_cb;
-                d = gc_auc(curve, o->steps + 1);
-                for (int i = 0; i <= o->steps; i++) r->del_curve[i] += curve[i];
-                if ((rc = perturb_curve(R, x, sub, order, cls, 1, curve, err))) goto fail_cb;
-                in = gc_auc(curve, o->steps + 1);
-                for (int i = 0; i <= o->steps; i++) r->ins_curve[i] += curve[i];
-                r->del_sum += d;
-                r->ins_sum += in;
-                r->fa_n++;
-                json_num(&j, "deletion_auc", d);
-                json_num(&j, "insertion_auc", in);
-            }
-            gc_json_end_object(&j);
-            if (cs) {
-                gc_minmax01(Sn, S, (size_t)plane);
-                if (!(cs->maps[mi] = gc_malloc2((size_t)plane, sizeof(float)))) goto oom_cb;
-                memcpy(cs->maps[mi], Sn, sizeof(float) * (size_t)plane);
-            }
-        }
-        gc_json_end_object(&j);
-        gc_json_end_object(&j);
-        R->sum.n_cases++;
-    }
-    free(cb);
-    free(ob);
-    if (n_classes > 1) R->sum.n_pairs += n_classes * (n_classes - 1);
+    if (s.n_classes > 1) R->sum.n_pairs += s.n_classes * (s.n_classes - 1);
     /* the localisation case of an image whose top-1 class is not in its ground truth */
     int top_in = 0;
-    for (int u = 0; u < n_classes; u++) top_in |= classes[u] == top1;
+    for (int u = 0; u < s.n_classes; u++) top_in |= s.classes[u] == s.top1;
     if (!top_in && (o->metrics & EV_M_LOC))
         for (int mi = 0; mi < o->n_methods; mi++)
             if (!R->res[mi].skipped) {
                 R->res[mi].loc_n++;
                 R->res[mi].loc_err++;
             }
-    gc_json_end_array(&j);
-    gc_json_end_object(&j);
-    if (jb.oom || j.bad) goto oom;
-    gc_json_raw(&R->cj, jb.p);
-    result = EV_DONE;
-    goto done;
-oom_cb:
-    free(cb);
-    free(ob);
-oom:
-    gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", img->path);
-    goto done;
-fail_cb:
-    free(cb);
-    free(ob);
+    gc_json_end_array(&s.j);
+    gc_json_end_object(&s.j);
+    if (s.jb.oom || s.j.bad) {
+        r = one_oom(&s, err);
+        goto done;
+    }
+    gc_json_raw(&R->cj, s.jb.p);
 done:
-    gcam_map_free(&map);
-    gc_image_free(&orig);
-    free(x);
-    free(sub);
-    free(S);
-    free(Sn);
-    free(order);
-    free(curve);
-    free(boxes);
-    free(bcls);
-    free(classes);
-    free(cscore);
-    gc_buf_free(&jb);
-    return result;
+    one_free(&s);
+    return r;
 }
 
 /* ---- the sanity check: the stored cases again on models with randomised top layers ---- */
