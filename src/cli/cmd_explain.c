@@ -1533,213 +1533,224 @@ static void write_results_head(ex_run *R, gc_json *j) {
     gc_json_end_object(j);
 }
 
+/* The model and everything checked against it before any input: --size, --layer, --output,
+ * labels, classes, --feed. 0 or an exit code. */
+static int ex_prepare_model(ex_run *R) {
+    const ex_opts *o = R->o;
+    gcam_status rc = cli_load_model(&R->m, o->model, 0, o->base.max_memory);
+    if (rc) return cli_status_exit(rc);
+    if (gcam_model_num_inputs(R->m) < 1) return cli_fail(CLI_BAD_INPUT, "%s: the model has no inputs", o->model);
+    gcam_model_input(R->m, 0, &R->in0);
+    input_layout(R);
+    if (o->base.pre.size_w && R->g.w > 0 && R->g.h > 0 && (o->base.pre.size_w != R->g.w || o->base.pre.size_h != R->g.h))
+        return cli_usage_error("--size %lldx%lld: the model's input '%s' is fixed at %lldx%lld", (long long)o->base.pre.size_w,
+                               (long long)o->base.pre.size_h, R->in0.name, (long long)R->g.w, (long long)R->g.h);
+    for (int i = 0; i < o->n_layers; i++)
+        if (!layer_exists(R->m, o->layers[i]))
+            return cli_usage_error("--layer '%s': %s has no tensor or node of that name ('gradcam info %s' lists them)",
+                                   o->layers[i], o->model, o->model);
+    gcam_tensor_info ti;
+    if (o->output && gcam_model_find_tensor(R->m, o->output, &ti) != GCAM_OK)
+        return cli_usage_error("--output '%s': %s has no output or tensor of that name", o->output, o->model);
+    int exit_code;
+    if (o->base.labels_path && (exit_code = load_labels(R, o->base.labels_path))) return exit_code;
+    /* classes and labels checked now when the output's class axis is fixed in the model */
+    gcam_tensor_info oi;
+    int have = o->output ? gcam_model_find_tensor(R->m, o->output, &oi) == GCAM_OK : gcam_model_output(R->m, 0, &oi) == GCAM_OK;
+    if (have && oi.ndim >= 2 && oi.dims[1] > 0 && (exit_code = resolve_classes(R, oi.dims[1], oi.name))) return exit_code;
+    return load_feeds(R);
+}
+
+/* The inputs (folders searched), their file stems, and the output folder (never over an input). */
+static int ex_prepare_inputs(ex_run *R, ex_inputs *list) {
+    const ex_opts *o = R->o;
+    if (ex_inputs_collect(list, o->inputs, o->n_inputs, o->base.out) || ex_inputs_assign_stems(list))
+        return cli_fail(1, "out of memory");
+    if (list->n == 0)
+        return cli_fail(CLI_BAD_INPUT, "no inputs: the folder%s given hold%s no .png, .jpg or .jpeg file",
+                        o->n_inputs > 1 ? "s" : "", o->n_inputs > 1 ? "" : "s");
+    int cl = ex_inputs_find_clobber(list, o->base.out);
+    if (cl >= 0)
+        return cli_usage_error("--out %s holds the input '%s', which an output could overwrite: choose another --out",
+                               o->base.out, list->v[cl].path);
+    int e = cli_mkdir_p(o->base.out);
+    if (e) return cli_fail(1, "%s: cannot create the output folder: %s", o->base.out, strerror(e));
+    return 0;
+}
+
+/* report.html begun (written as the inputs are explained), and the inputs' JSON array. */
+static int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err) {
+    const ex_opts *o = R->o;
+    char path[4096], methods[512] = "", inputs_s[64], title[600];
+    snprintf(path, sizeof path, "%s/report.html", o->base.out);
+    if (ex_inputs_contains_file(list, path)) return cli_usage_error("%s is an input: choose another --out", path);
+    size_t u = 0;
+    for (int i = 0; i < o->n_methods && u < sizeof methods; i++)
+        u += (size_t)snprintf(methods + u, sizeof methods - u, "%s%s", i ? ", " : "", gcam_method_name(o->methods[i]));
+    snprintf(inputs_s, sizeof inputs_s, "%d", list->n);
+    const char *base = strrchr(o->model, '/');
+    snprintf(title, sizeof title, "gradcam: %s", base ? base + 1 : o->model);
+    const char *keys[] = {"model", "inputs", "methods", "explained"};
+    const char *vals[] = {o->model, inputs_s, methods,
+                          o->probability ? "the probability after the final Softmax/Sigmoid"
+                                         : "the class score (before any final Softmax/Sigmoid)"};
+    if (gc_report_begin(&R->report, path, title, keys, vals, 4, err)) return cli_fail(1, "%s", err->msg);
+    R->report_open = 1;
+    gc_json_init(&R->ij, &R->inputs_json, 2);
+    R->ij.base = 1;
+    gc_json_begin_array(&R->ij);
+    return 0;
+}
+
+/* Every input in turn; a failed one is listed and the next tried. 0, or the exit code of a stop
+ * (*stopped set). */
+static int ex_explain_all(ex_run *R, const ex_inputs *list, double t0, gc_err *err, int *stopped) {
+    const ex_opts *o = R->o;
+    int exit_code = 0;
+    R->prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o->base.quiet, .total = list->n, .t0 = t0};
+    for (int i = 0; i < list->n; i++) {
+        ex_input *in = &list->v[i];
+        cli_progress_bar(&R->prog, in->path);
+        gc_err_clear(err);
+        int r = explain_input(R, in, err);
+        end_input_files(R, r != EX_FAILED && r < EX_STOP);
+        if (r >= EX_STOP) {
+            *stopped = 1;
+            exit_code = r - EX_STOP;
+            break;
+        }
+        if (r == EX_FAILED) {
+            if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "failed (no reason recorded)");
+            if (add_failure(R, in->path, err->msg)) {
+                *stopped = 1;
+                exit_code = cli_fail(1, "out of memory");
+                break;
+            }
+            R->prog.failed++;
+            if (!o->base.quiet && list->n > 1) prog_msg(&R->prog, "%s: %s", g_prog, R->failures[R->n_failures - 1]);
+        } else {
+            R->n_ok++;
+        }
+        R->prog.done++;
+    }
+    cli_progress_clear(&R->prog);
+    return exit_code;
+}
+
+/* results.json (when anything was explained), then report.html completed or dropped. */
+static int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err) {
+    const ex_opts *o = R->o;
+    int exit_code = 0;
+    gc_json_end_array(&R->ij);
+    if (!R->n_ok) { /* nothing explained: no results.json or report.html, only the errors */
+        gc_report_abort(&R->report);
+        R->report_open = 0;
+    }
+    if (R->n_ok) {
+        char path[4096];
+        gc_buf doc = {0};
+        gc_json j;
+        gc_json_init(&j, &doc, 2);
+        write_results_head(R, &j);
+        gc_json_key(&j, "inputs");
+        gc_json_raw(&j, R->inputs_json.p ? R->inputs_json.p : "[]");
+        gc_json_key(&j, "failures");
+        gc_json_begin_array(&j);
+        for (int i = 0; i < R->n_failures; i++) {
+            gc_json_begin_object(&j);
+            gc_json_key(&j, "path");
+            gc_json_string(&j, R->failure_paths[i]);
+            gc_json_key(&j, "error");
+            gc_json_string(&j, R->failures[i]);
+            gc_json_end_object(&j);
+        }
+        gc_json_end_array(&j);
+        gc_json_end_object(&j);
+        gc_buf_puts(&doc, "\n");
+        snprintf(path, sizeof path, "%s/results.json", o->base.out);
+        if (j.bad || doc.oom || R->ij.bad || R->inputs_json.oom)
+            exit_code = cli_fail(1, "%s: could not be built (%s)", path, j.bad || R->ij.bad ? "internal error" : "out of memory");
+        else if (ex_inputs_contains_file(list, path))
+            exit_code = cli_usage_error("%s is an input: choose another --out", path);
+        else if (gc_write_file_atomic(path, doc.p, doc.n, err))
+            exit_code = cli_fail(1, "%s", err->msg);
+        gc_buf_free(&doc);
+    }
+    if (R->report_open) {
+        R->report_open = 0;
+        if (gc_report_finish(&R->report, (const char *const *)R->failures, R->n_failures, err) && !exit_code)
+            exit_code = cli_fail(1, "%s", err->msg);
+    }
+    return exit_code;
+}
+
+/* The failures, then one line saying what was written; the exit code. */
+static int ex_summary(const ex_run *R, const ex_inputs *list, int exit_code, double t0) {
+    const ex_opts *o = R->o;
+    if (R->n_failures) {
+        if (list->n == 1) {
+            fprintf(stderr, "%s: %s\n", g_prog, R->failures[0]);
+        } else {
+            fprintf(stderr, "%s: %d of %d inputs failed:\n", g_prog, R->n_failures, list->n);
+            for (int i = 0; i < R->n_failures; i++) fprintf(stderr, "  %s\n", R->failures[i]);
+        }
+        if (!exit_code) exit_code = CLI_BAD_INPUT;
+    }
+    if (!o->base.quiet && !exit_code) {
+        printf("Explained %d input%s (%d map%s) in %.1f s: %s/results.json, %s/report.html\n", R->n_ok,
+               R->n_ok == 1 ? "" : "s", R->n_maps, R->n_maps == 1 ? "" : "s", cli_now_s() - t0, o->base.out, o->base.out);
+    } else if (!o->base.quiet && R->n_ok) {
+        printf("Explained %d of %d inputs (%d maps): %s/results.json, %s/report.html\n", R->n_ok, list->n, R->n_maps,
+               o->base.out, o->base.out);
+    }
+    return exit_code;
+}
+
+static void ex_run_free(ex_run *R) {
+    end_input_files(R, 0); /* stopped inside an input: its files go */
+    free(R->written);
+    if (R->report_open) gc_report_abort(&R->report);
+    gcam_explainer_free(R->e);
+    gcam_model_free(R->m);
+    for (int f = 0; f < R->n_feeds; f++) free(R->feeds[f].t.data);
+    for (int i = 0; i < R->n_failures; i++) {
+        free(R->failures[i]);
+        free(R->failure_paths[i]);
+    }
+    free(R->failures);
+    free(R->failure_paths);
+    gc_buf_free(&R->inputs_json);
+    free(R->score_name);
+    free(R->layer_names);
+    if (R->labels != (const char **)gc_imagenet_labels) free(R->labels);
+    free(R->labels_owned);
+}
+
 int cmd_explain(int argc, char **argv) {
     ex_opts o;
-    int prc = parse_options(argc, argv, &o);
-    if (prc) {
+    int exit_code = parse_options(argc, argv, &o);
+    if (exit_code) {
         free(o.inputs);
         for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
-        return prc < 0 ? 0 : prc;
+        return exit_code < 0 ? 0 : exit_code;
     }
     ex_run R;
     memset(&R, 0, sizeof R);
     R.o = &o;
     ex_inputs list = {0};
     R.list = &list;
-    int exit_code = 0, stopped = 0;
     gc_err err = {0};
-    char path[4096];
     double t0 = cli_now_s();
-
-    gcam_status rc = cli_load_model(&R.m, o.model, 0, o.base.max_memory);
-    if (rc) {
-        exit_code = cli_status_exit(rc);
-        goto out;
-    }
-    if (gcam_model_num_inputs(R.m) < 1) {
-        exit_code = cli_fail(CLI_BAD_INPUT, "%s: the model has no inputs", o.model);
-        goto out;
-    }
-    gcam_model_input(R.m, 0, &R.in0);
-    input_layout(&R);
-    if (o.base.pre.size_w && R.g.w > 0 && R.g.h > 0 && (o.base.pre.size_w != R.g.w || o.base.pre.size_h != R.g.h)) {
-        exit_code = cli_usage_error("--size %lldx%lld: the model's input '%s' is fixed at %lldx%lld", (long long)o.base.pre.size_w,
-                                    (long long)o.base.pre.size_h, R.in0.name, (long long)R.g.w, (long long)R.g.h);
-        goto out;
-    }
-    for (int i = 0; i < o.n_layers; i++)
-        if (!layer_exists(R.m, o.layers[i])) {
-            exit_code = cli_usage_error("--layer '%s': %s has no tensor or node of that name ('gradcam info %s' lists them)",
-                                        o.layers[i], o.model, o.model);
-            goto out;
+    int stopped = 0;
+    if (!(exit_code = ex_prepare_model(&R)) && !(exit_code = ex_prepare_inputs(&R, &list)) &&
+        !(exit_code = ex_open_report(&R, &list, &err))) {
+        exit_code = ex_explain_all(&R, &list, t0, &err, &stopped);
+        if (!stopped) {
+            exit_code = ex_write_results(&R, &list, &err);
+            exit_code = ex_summary(&R, &list, exit_code, t0);
         }
-    gcam_tensor_info ti;
-    if (o.output && gcam_model_find_tensor(R.m, o.output, &ti) != GCAM_OK) {
-        exit_code = cli_usage_error("--output '%s': %s has no output or tensor of that name", o.output, o.model);
-        goto out;
     }
-    if (o.base.labels_path && (exit_code = load_labels(&R, o.base.labels_path))) goto out;
-    {   /* classes and labels checked now when the output's class axis is fixed in the model */
-        gcam_tensor_info oi;
-        int have = o.output ? gcam_model_find_tensor(R.m, o.output, &oi) == GCAM_OK : gcam_model_output(R.m, 0, &oi) == GCAM_OK;
-        if (have && oi.ndim >= 2 && oi.dims[1] > 0 && (exit_code = resolve_classes(&R, oi.dims[1], oi.name))) goto out;
-    }
-    if ((exit_code = load_feeds(&R))) goto out;
-
-    if (ex_inputs_collect(&list, o.inputs, o.n_inputs, o.base.out) || ex_inputs_assign_stems(&list)) {
-        exit_code = cli_fail(1, "out of memory");
-        goto out;
-    }
-    if (list.n == 0) {
-        exit_code = cli_fail(CLI_BAD_INPUT, "no inputs: the folder%s given hold%s no .png, .jpg or .jpeg file",
-                             o.n_inputs > 1 ? "s" : "", o.n_inputs > 1 ? "" : "s");
-        goto out;
-    }
-    int cl = ex_inputs_find_clobber(&list, o.base.out);
-    if (cl >= 0) {
-        exit_code = cli_usage_error("--out %s holds the input '%s', which an output could overwrite: choose another --out",
-                                    o.base.out, list.v[cl].path);
-        goto out;
-    }
-    int e = cli_mkdir_p(o.base.out);
-    if (e) {
-        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.base.out, strerror(e));
-        goto out;
-    }
-
-    /* the page */
-    snprintf(path, sizeof path, "%s/report.html", o.base.out);
-    if (ex_inputs_contains_file(&list, path)) {
-        exit_code = cli_usage_error("%s is an input: choose another --out", path);
-        goto out;
-    }
-    {
-        char methods[512] = "", inputs_s[64], title[600];
-        size_t u = 0;
-        for (int i = 0; i < o.n_methods && u < sizeof methods; i++)
-            u += (size_t)snprintf(methods + u, sizeof methods - u, "%s%s", i ? ", " : "", gcam_method_name(o.methods[i]));
-        snprintf(inputs_s, sizeof inputs_s, "%d", list.n);
-        const char *base = strrchr(o.model, '/');
-        snprintf(title, sizeof title, "gradcam: %s", base ? base + 1 : o.model);
-        const char *keys[] = {"model", "inputs", "methods", "explained"};
-        const char *vals[] = {o.model, inputs_s, methods,
-                              o.probability ? "the probability after the final Softmax/Sigmoid"
-                                            : "the class score (before any final Softmax/Sigmoid)"};
-        if (gc_report_begin(&R.report, path, title, keys, vals, 4, &err)) {
-            exit_code = cli_fail(1, "%s", err.msg);
-            goto out;
-        }
-        R.report_open = 1;
-    }
-    gc_json_init(&R.ij, &R.inputs_json, 2);
-    R.ij.base = 1;
-    gc_json_begin_array(&R.ij);
-
-    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.base.quiet, .total = list.n, .t0 = t0};
-    for (int i = 0; i < list.n; i++) {
-        ex_input *in = &list.v[i];
-        cli_progress_bar(&R.prog, in->path);
-        gc_err_clear(&err);
-        int r = explain_input(&R, in, &err);
-        end_input_files(&R, r != EX_FAILED && r < EX_STOP);
-        if (r >= EX_STOP) {
-            exit_code = r - EX_STOP;
-            stopped = 1;
-            break;
-        }
-        if (r == EX_FAILED) {
-            if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "failed (no reason recorded)");
-            if (add_failure(&R, in->path, err.msg)) {
-                exit_code = cli_fail(1, "out of memory");
-                stopped = 1;
-                break;
-            }
-            R.prog.failed++;
-            if (!o.base.quiet && list.n > 1) prog_msg(&R.prog, "%s: %s", g_prog, R.failures[R.n_failures - 1]);
-        } else {
-            R.n_ok++;
-        }
-        R.prog.done++;
-    }
-    cli_progress_clear(&R.prog);
-    if (stopped) goto out;
-
-    gc_json_end_array(&R.ij);
-    if (!R.n_ok) { /* nothing explained: no results.json or report.html, only the errors */
-        gc_report_abort(&R.report);
-        R.report_open = 0;
-    }
-    /* results.json */
-    if (R.n_ok) {
-        gc_buf doc = {0};
-        gc_json j;
-        gc_json_init(&j, &doc, 2);
-        write_results_head(&R, &j);
-        gc_json_key(&j, "inputs");
-        gc_json_raw(&j, R.inputs_json.p ? R.inputs_json.p : "[]");
-        gc_json_key(&j, "failures");
-        gc_json_begin_array(&j);
-        for (int i = 0; i < R.n_failures; i++) {
-            gc_json_begin_object(&j);
-            gc_json_key(&j, "path");
-            gc_json_string(&j, R.failure_paths[i]);
-            gc_json_key(&j, "error");
-            gc_json_string(&j, R.failures[i]);
-            gc_json_end_object(&j);
-        }
-        gc_json_end_array(&j);
-        gc_json_end_object(&j);
-        gc_buf_puts(&doc, "\n");
-        snprintf(path, sizeof path, "%s/results.json", o.base.out);
-        if (j.bad || doc.oom || R.ij.bad || R.inputs_json.oom) {
-            exit_code = cli_fail(1, "%s: could not be built (%s)", path, j.bad || R.ij.bad ? "internal error" : "out of memory");
-        } else if (ex_inputs_contains_file(&list, path)) {
-            exit_code = cli_usage_error("%s is an input: choose another --out", path);
-        } else if (gc_write_file_atomic(path, doc.p, doc.n, &err)) {
-            exit_code = cli_fail(1, "%s", err.msg);
-        }
-        gc_buf_free(&doc);
-    }
-    if (R.report_open) {
-        R.report_open = 0;
-        if (gc_report_finish(&R.report, (const char *const *)R.failures, R.n_failures, &err) && !exit_code)
-            exit_code = cli_fail(1, "%s", err.msg);
-    }
-    if (R.n_failures) {
-        if (list.n == 1) {
-            fprintf(stderr, "%s: %s\n", g_prog, R.failures[0]);
-        } else {
-            fprintf(stderr, "%s: %d of %d inputs failed:\n", g_prog, R.n_failures, list.n);
-            for (int i = 0; i < R.n_failures; i++) fprintf(stderr, "  %s\n", R.failures[i]);
-        }
-        if (!exit_code) exit_code = CLI_BAD_INPUT;
-    }
-    if (!o.base.quiet && !exit_code) {
-        printf("Explained %d input%s (%d map%s) in %.1f s: %s/results.json, %s/report.html\n", R.n_ok,
-               R.n_ok == 1 ? "" : "s", R.n_maps, R.n_maps == 1 ? "" : "s", cli_now_s() - t0, o.base.out, o.base.out);
-    } else if (!o.base.quiet && R.n_ok) {
-        printf("Explained %d of %d inputs (%d maps): %s/results.json, %s/report.html\n", R.n_ok, list.n, R.n_maps, o.base.out,
-               o.base.out);
-    }
-
-out:
-    end_input_files(&R, 0); /* stopped inside an input: its files go */
-    free(R.written);
-    if (R.report_open) gc_report_abort(&R.report);
-    gcam_explainer_free(R.e);
-    gcam_model_free(R.m);
-    for (int f = 0; f < R.n_feeds; f++) free(R.feeds[f].t.data);
-    for (int i = 0; i < R.n_failures; i++) {
-        free(R.failures[i]);
-        free(R.failure_paths[i]);
-    }
-    free(R.failures);
-    free(R.failure_paths);
-    gc_buf_free(&R.inputs_json);
-    free(R.score_name);
-    free(R.layer_names);
-    if (R.labels != (const char **)gc_imagenet_labels) free(R.labels);
-    free(R.labels_owned);
+    ex_run_free(&R);
     ex_inputs_free(&list);
     free(o.inputs);
     for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
