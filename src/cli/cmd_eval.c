@@ -1005,212 +1005,200 @@ static int add_failure(ev_run *R, const char *path, const char *why) {
     return 0;
 }
 
+/* The model (one NCHW image input), its output's kind, labels, the ground truth (--limit applied),
+ * the output folder and the per-method accumulators. 0 or an exit code. */
+static int ev_prepare(ev_run *R) {
+    const ev_opts *o = R->o;
+    char msg[1200];
+    gcam_load_options lo = {.max_memory = o->base.max_memory};
+    gcam_status rc = gcam_model_load(&R->m, o->model, &lo);
+    if (rc) return cli_fail(cli_status_exit(rc), "%s", gcam_model_error(R->m));
+    if (gcam_model_num_inputs(R->m) != 1)
+        return cli_fail(CLI_BAD_INPUT, "%s: eval needs a model with one input (an image batch); it has %d", o->model,
+                        gcam_model_num_inputs(R->m));
+    gcam_model_input(R->m, 0, &R->in0);
+    input_layout(R);
+    if (R->g.nhwc)
+        return cli_fail(CLI_BAD_INPUT, "%s: eval takes (N, 3, H, W) image inputs; '%s' is (N, H, W, C)", o->model,
+                        R->in0.name);
+    gcam_tensor_info oi;
+    gcam_model_output(R->m, 0, &oi);
+    const char *op = oi.op_type ? oi.op_type : "";
+    R->prob_mode = strcmp(op, "Softmax") == 0 ? 1 : strcmp(op, "LogSoftmax") == 0 ? 2 : strcmp(op, "Sigmoid") == 0 ? 1 : 0;
+    R->score_sigmoid = strcmp(op, "Sigmoid") == 0;
+    int exit_code;
+    if (o->base.labels_path && (exit_code = load_labels(R, o->base.labels_path))) return exit_code;
+    if (ev_gt_read(&R->gt, o->boxes, o->images, msg, sizeof msg)) return cli_fail(CLI_BAD_INPUT, "%s", msg);
+    if (o->limit && o->limit < R->gt.n) {
+        for (int i = o->limit; i < R->gt.n; i++) {
+            for (int k = 0; k < R->gt.v[i].n_objs; k++) free(R->gt.v[i].objs[k].cls_text);
+            free(R->gt.v[i].objs);
+            free(R->gt.v[i].name);
+            free(R->gt.v[i].path);
+        }
+        R->gt.n = o->limit;
+    }
+    int e = cli_mkdir_p(o->base.out);
+    if (e) return cli_fail(1, "%s: cannot create the output folder: %s", o->base.out, strerror(e));
+    R->res = calloc((size_t)o->n_methods, sizeof *R->res);
+    R->cases = calloc((size_t)o->sanity_cases, sizeof *R->cases);
+    if (!R->res || !R->cases) return cli_fail(1, "out of memory");
+    for (int i = 0; i < o->n_methods; i++) {
+        R->res[i].method = o->methods[i];
+        R->res[i].del_curve = calloc((size_t)o->steps + 1, sizeof(double));
+        R->res[i].ins_curve = calloc((size_t)o->steps + 1, sizeof(double));
+        if (!R->res[i].del_curve || !R->res[i].ins_curve) return cli_fail(1, "out of memory");
+    }
+    R->sum.n_param_layers = gc_model_num_param_layers(R->m);
+    if (o->metrics & EV_M_SANITY) choose_depths(R);
+    gc_json_init(&R->cj, &R->cases_json, 2);
+    R->cj.base = 1;
+    gc_json_begin_array(&R->cj);
+    return 0;
+}
+
+/* Every image in turn (a failed one is listed and the next tried), then the sanity check's
+ * depths. 0 or an exit code. */
+static int ev_evaluate_all(ev_run *R, double t0, gc_err *err) {
+    const ev_opts *o = R->o;
+    R->prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o->base.quiet,
+                             .total = R->gt.n + ((o->metrics & EV_M_SANITY) ? R->sum.n_depths : 0), .t0 = t0};
+    for (int i = 0; i < R->gt.n; i++) {
+        cli_progress_bar(&R->prog, R->gt.v[i].name);
+        gc_err_clear(err);
+        int r = eval_image(R, &R->gt.v[i], err);
+        if (r >= EV_STOP) {
+            cli_progress_clear(&R->prog);
+            if (err->msg[0]) cli_fail(r - EV_STOP, "%s", err->msg);
+            return r - EV_STOP;
+        }
+        if (r == EV_FAILED) {
+            if (add_failure(R, R->gt.v[i].path, err->msg[0] ? err->msg : "failed")) return cli_fail(1, "out of memory");
+            R->sum.n_failed++;
+            if (!o->base.quiet) {
+                cli_progress_clear(&R->prog);
+                fprintf(stderr, "%s: %s\n", g_prog, R->sum.failures[R->sum.n_failures - 1]);
+            }
+        } else {
+            R->sum.n_images++;
+        }
+        R->prog.done++;
+    }
+    if (!R->sum.n_images) {
+        cli_progress_clear(&R->prog);
+        return cli_fail(CLI_BAD_INPUT, "no image could be evaluated");
+    }
+    for (int di = 0; (o->metrics & EV_M_SANITY) && di < R->sum.n_depths; di++) {
+        char what[200];
+        snprintf(what, sizeof what, "sanity check: top %d layer%s randomised", R->sum.depths[di], R->sum.depths[di] > 1 ? "s" : "");
+        cli_progress_bar(&R->prog, what);
+        gc_err_clear(err);
+        if (sanity_depth(R, di, err)) {
+            cli_progress_clear(&R->prog);
+            return cli_fail(cli_status_exit(err->code), "sanity check: %s", err->msg);
+        }
+        R->prog.done++;
+    }
+    if (o->metrics & EV_M_SANITY) R->sum.sanity_cases = R->n_cases;
+    cli_progress_clear(&R->prog);
+    gc_json_end_array(&R->cj);
+    return 0;
+}
+
+/* The run's settings for the reports; pre_desc (cap bytes) describes the preprocessing. */
+static void ev_describe(ev_run *R, char *pre_desc, size_t cap) {
+    const ev_opts *o = R->o;
+    R->sum.model = o->model;
+    R->sum.images_dir = o->images;
+    R->sum.boxes = o->boxes;
+    R->sum.steps = o->steps;
+    R->sum.substrate = substrate_names[o->substrate];
+    R->sum.blur_sigma = o->blur_sigma;
+    R->sum.tolerance = o->tolerance;
+    R->sum.threshold = o->threshold;
+    R->sum.metrics = o->metrics;
+    R->sum.seed = o->base.seed;
+    R->sum.layers = explain_layers(R);
+    static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
+    gc_image dummy = {.w = R->dims[3], .h = R->dims[2]};
+    gc_preprocess p;
+    make_preprocess(R, &dummy, &p);
+    snprintf(pre_desc, cap, "%lldx%lld input, %s, %s", (long long)R->dims[3], (long long)R->dims[2], modes[p.mode],
+             default_imagenet(R) ? "ImageNet mean/std" : "RGB in 0..1 (raw)");
+    if (o->base.pre.have_mean || o->base.pre.have_std || o->base.pre.have_scale) {
+        size_t u = strlen(pre_desc);
+        snprintf(pre_desc + u, cap - u, ", mean %g,%g,%g std %g,%g,%g scale %g", p.mean[0], p.mean[1], p.mean[2],
+                 p.std[0], p.std[1], p.std[2], p.scale);
+    }
+    R->sum.preprocess = pre_desc;
+}
+
+/* eval.csv, eval.json, eval.html, the table, and the failures. The exit code. */
+static int ev_report(ev_run *R, double t0) {
+    const ev_opts *o = R->o;
+    char pre_desc[256], msg[1200];
+    ev_describe(R, pre_desc, sizeof pre_desc);
+    R->sum.seconds = cli_now_s() - t0;
+    if (R->cj.bad || R->cases_json.oom) return cli_fail(1, "out of memory building eval.json");
+    if (ev_write_reports(o->base.out, &R->sum, R->res, o->n_methods, &R->cases_json, msg, sizeof msg))
+        return cli_fail(1, "%s", msg);
+    if (!o->base.quiet) {
+        ev_print_table(stdout, &R->sum, R->res, o->n_methods);
+        printf("\nEvaluated %d image%s in %.1f s: %s/eval.csv, %s/eval.json, %s/eval.html\n", R->sum.n_images,
+               R->sum.n_images == 1 ? "" : "s", R->sum.seconds, o->base.out, o->base.out, o->base.out);
+    }
+    if (!R->sum.n_failures) return 0;
+    fprintf(stderr, "%s: %d of %d images failed:\n", g_prog, R->sum.n_failures, R->gt.n);
+    for (int i = 0; i < R->sum.n_failures; i++) fprintf(stderr, "  %s\n", R->sum.failures[i]);
+    return CLI_BAD_INPUT;
+}
+
+static void ev_run_free(ev_run *R) {
+    const ev_opts *o = R->o;
+    gcam_explainer_free(R->e);
+    gcam_ctx_free(R->ictx);
+    gcam_model_free(R->m);
+    ev_gt_free(&R->gt);
+    if (R->res)
+        for (int i = 0; i < o->n_methods; i++) {
+            free(R->res[i].ious);
+            free(R->res[i].del_curve);
+            free(R->res[i].ins_curve);
+        }
+    free(R->res);
+    if (R->cases)
+        for (int c = 0; c < R->n_cases; c++) {
+            free(R->cases[c].x);
+            for (int mi = 0; R->cases[c].maps && mi < o->n_methods; mi++) free(R->cases[c].maps[mi]);
+            free(R->cases[c].maps);
+        }
+    free(R->cases);
+    for (int i = 0; i < R->sum.n_failures; i++) free(R->sum.failures[i]);
+    free(R->sum.failures);
+    for (int i = 0; i < R->n_layer_list; i++) free((char *)R->layer_list[i]);
+    free(R->layer_list);
+    free(R->layer_names);
+    free(R->batch_buf);
+    free(R->probs);
+    gc_buf_free(&R->cases_json);
+    if (R->labels != (const char **)gc_imagenet_labels) free(R->labels);
+    free(R->labels_owned);
+}
+
 int cmd_eval(int argc, char **argv) {
     ev_opts o;
-    int prc = parse_options(argc, argv, &o);
-    if (prc) {
+    int exit_code = parse_options(argc, argv, &o);
+    if (exit_code) {
         for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
-        return prc < 0 ? 0 : prc;
+        return exit_code < 0 ? 0 : exit_code;
     }
     ev_run R;
     memset(&R, 0, sizeof R);
     R.o = &o;
-    int exit_code = 0;
     gc_err err = {0};
-    char msg[1200];
     double t0 = cli_now_s();
-    char pre_desc[256];
-
-    gcam_load_options lo = {.max_memory = o.base.max_memory};
-    gcam_status rc = gcam_model_load(&R.m, o.model, &lo);
-    if (rc) {
-        exit_code = cli_fail(cli_status_exit(rc), "%s", gcam_model_error(R.m));
-        goto out;
-    }
-    if (gcam_model_num_inputs(R.m) != 1) {
-        exit_code = cli_fail(CLI_BAD_INPUT, "%s: eval needs a model with one input (an image batch); it has %d", o.model,
-                             gcam_model_num_inputs(R.m));
-        goto out;
-    }
-    gcam_model_input(R.m, 0, &R.in0);
-    input_layout(&R);
-    if (R.g.nhwc) {
-        exit_code = cli_fail(CLI_BAD_INPUT, "%s: eval takes (N, 3, H, W) image inputs; '%s' is (N, H, W, C)", o.model,
-                             R.in0.name);
-        goto out;
-    }
-    {
-        gcam_tensor_info oi;
-        gcam_model_output(R.m, 0, &oi);
-        const char *op = oi.op_type ? oi.op_type : "";
-        R.prob_mode = strcmp(op, "Softmax") == 0 ? 1 : strcmp(op, "LogSoftmax") == 0 ? 2 : strcmp(op, "Sigmoid") == 0 ? 1 : 0;
-        R.score_sigmoid = strcmp(op, "Sigmoid") == 0;
-    }
-    if (o.base.labels_path && (exit_code = load_labels(&R, o.base.labels_path))) goto out;
-    if (ev_gt_read(&R.gt, o.boxes, o.images, msg, sizeof msg)) {
-        exit_code = cli_fail(CLI_BAD_INPUT, "%s", msg);
-        goto out;
-    }
-    if (o.limit && o.limit < R.gt.n) {
-        for (int i = o.limit; i < R.gt.n; i++) {
-            for (int k = 0; k < R.gt.v[i].n_objs; k++) free(R.gt.v[i].objs[k].cls_text);
-            free(R.gt.v[i].objs);
-            free(R.gt.v[i].name);
-            free(R.gt.v[i].path);
-        }
-        R.gt.n = o.limit;
-    }
-    int e = cli_mkdir_p(o.base.out);
-    if (e) {
-        exit_code = cli_fail(1, "%s: cannot create the output folder: %s", o.base.out, strerror(e));
-        goto out;
-    }
-    R.res = calloc((size_t)o.n_methods, sizeof *R.res);
-    R.cases = calloc((size_t)o.sanity_cases, sizeof *R.cases);
-    if (!R.res || !R.cases) {
-        exit_code = cli_fail(1, "out of memory");
-        goto out;
-    }
-    for (int i = 0; i < o.n_methods; i++) {
-        R.res[i].method = o.methods[i];
-        R.res[i].del_curve = calloc((size_t)o.steps + 1, sizeof(double));
-        R.res[i].ins_curve = calloc((size_t)o.steps + 1, sizeof(double));
-        if (!R.res[i].del_curve || !R.res[i].ins_curve) {
-            exit_code = cli_fail(1, "out of memory");
-            goto out;
-        }
-    }
-    R.sum.n_param_layers = gc_model_num_param_layers(R.m);
-    if (o.metrics & EV_M_SANITY) choose_depths(&R);
-    gc_json_init(&R.cj, &R.cases_json, 2);
-    R.cj.base = 1;
-    gc_json_begin_array(&R.cj);
-
-    R.prog = (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = o.base.quiet,
-                           .total = R.gt.n + ((o.metrics & EV_M_SANITY) ? R.sum.n_depths : 0), .t0 = t0};
-    for (int i = 0; i < R.gt.n; i++) {
-        cli_progress_bar(&R.prog, R.gt.v[i].name);
-        gc_err_clear(&err);
-        int r = eval_image(&R, &R.gt.v[i], &err);
-        if (r >= EV_STOP) {
-            cli_progress_clear(&R.prog);
-            exit_code = r - EV_STOP;
-            if (err.msg[0]) cli_fail(exit_code, "%s", err.msg);
-            goto out;
-        }
-        if (r == EV_FAILED) {
-            if (add_failure(&R, R.gt.v[i].path, err.msg[0] ? err.msg : "failed")) {
-                exit_code = cli_fail(1, "out of memory");
-                goto out;
-            }
-            R.sum.n_failed++;
-            if (!o.base.quiet) {
-                cli_progress_clear(&R.prog);
-                fprintf(stderr, "%s: %s\n", g_prog, R.sum.failures[R.sum.n_failures - 1]);
-            }
-        } else {
-            R.sum.n_images++;
-        }
-        R.prog.done++;
-    }
-    if (!R.sum.n_images) {
-        cli_progress_clear(&R.prog);
-        exit_code = cli_fail(CLI_BAD_INPUT, "no image could be evaluated");
-        goto out;
-    }
-    if (o.metrics & EV_M_SANITY) {
-        for (int di = 0; di < R.sum.n_depths; di++) {
-            char what[200];
-            snprintf(what, sizeof what, "sanity check: top %d layer%s randomised", R.sum.depths[di], R.sum.depths[di] > 1 ? "s" : "");
-            cli_progress_bar(&R.prog, what);
-            gc_err_clear(&err);
-            if (sanity_depth(&R, di, &err)) {
-                cli_progress_clear(&R.prog);
-                exit_code = cli_fail(cli_status_exit(err.code), "sanity check: %s", err.msg);
-                goto out;
-            }
-            R.prog.done++;
-        }
-        R.sum.sanity_cases = R.n_cases;
-    }
-    cli_progress_clear(&R.prog);
-    gc_json_end_array(&R.cj);
-
-    /* the reports */
-    R.sum.model = o.model;
-    R.sum.images_dir = o.images;
-    R.sum.boxes = o.boxes;
-    R.sum.steps = o.steps;
-    R.sum.substrate = substrate_names[o.substrate];
-    R.sum.blur_sigma = o.blur_sigma;
-    R.sum.tolerance = o.tolerance;
-    R.sum.threshold = o.threshold;
-    R.sum.metrics = o.metrics;
-    R.sum.seed = o.base.seed;
-    R.sum.layers = explain_layers(&R);
-    {
-        static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
-        gc_image dummy = {.w = R.dims[3], .h = R.dims[2]};
-        gc_preprocess p;
-        make_preprocess(&R, &dummy, &p);
-        snprintf(pre_desc, sizeof pre_desc, "%lldx%lld input, %s, %s", (long long)R.dims[3], (long long)R.dims[2],
-                 modes[p.mode], default_imagenet(&R) ? "ImageNet mean/std" : "RGB in 0..1 (raw)");
-        if (o.base.pre.have_mean || o.base.pre.have_std || o.base.pre.have_scale) {
-            size_t u = strlen(pre_desc);
-            snprintf(pre_desc + u, sizeof pre_desc - u, ", mean %g,%g,%g std %g,%g,%g scale %g", p.mean[0], p.mean[1],
-                     p.mean[2], p.std[0], p.std[1], p.std[2], p.scale);
-        }
-    }
-    R.sum.preprocess = pre_desc;
-    R.sum.seconds = cli_now_s() - t0;
-    if (R.cj.bad || R.cases_json.oom) {
-        exit_code = cli_fail(1, "out of memory building eval.json");
-        goto out;
-    }
-    if (ev_write_reports(o.base.out, &R.sum, R.res, o.n_methods, &R.cases_json, msg, sizeof msg)) {
-        exit_code = cli_fail(1, "%s", msg);
-        goto out;
-    }
-    if (!o.base.quiet) {
-        ev_print_table(stdout, &R.sum, R.res, o.n_methods);
-        printf("\nEvaluated %d image%s in %.1f s: %s/eval.csv, %s/eval.json, %s/eval.html\n", R.sum.n_images,
-               R.sum.n_images == 1 ? "" : "s", R.sum.seconds, o.base.out, o.base.out, o.base.out);
-    }
-    if (R.sum.n_failures) {
-        fprintf(stderr, "%s: %d of %d images failed:\n", g_prog, R.sum.n_failures, R.gt.n);
-        for (int i = 0; i < R.sum.n_failures; i++) fprintf(stderr, "  %s\n", R.sum.failures[i]);
-        exit_code = CLI_BAD_INPUT;
-    }
-
-out:
-    gcam_explainer_free(R.e);
-    gcam_ctx_free(R.ictx);
-    gcam_model_free(R.m);
-    ev_gt_free(&R.gt);
-    if (R.res)
-        for (int i = 0; i < o.n_methods; i++) {
-            free(R.res[i].ious);
-            free(R.res[i].del_curve);
-            free(R.res[i].ins_curve);
-        }
-    free(R.res);
-    if (R.cases)
-        for (int c = 0; c < R.n_cases; c++) {
-            free(R.cases[c].x);
-            for (int mi = 0; R.cases[c].maps && mi < o.n_methods; mi++) free(R.cases[c].maps[mi]);
-            free(R.cases[c].maps);
-        }
-    free(R.cases);
-    for (int i = 0; i < R.sum.n_failures; i++) free(R.sum.failures[i]);
-    free(R.sum.failures);
-    for (int i = 0; i < R.n_layer_list; i++) free((char *)R.layer_list[i]);
-    free(R.layer_list);
-    free(R.layer_names);
-    free(R.batch_buf);
-    free(R.probs);
-    gc_buf_free(&R.cases_json);
-    if (R.labels != (const char **)gc_imagenet_labels) free(R.labels);
-    free(R.labels_owned);
+    if (!(exit_code = ev_prepare(&R)) && !(exit_code = ev_evaluate_all(&R, t0, &err))) exit_code = ev_report(&R, t0);
+    ev_run_free(&R);
     for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
     return exit_code;
 }
