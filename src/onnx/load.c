@@ -423,16 +423,8 @@ static void read_value_type(gc_value *v, const Onnx__ValueInfoProto *vi) {
 
 static const char *str_or(const char *s, const char *def) { return s && s[0] ? s : def; }
 
-gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const char *base_dir) {
-    gc_err *err = &m->err;
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, size, data);
-    if (!mp) return gc_fail(err, GCAM_E_FORMAT, "not a valid ONNX model (truncated or corrupt protobuf)");
-    gcam_status rc = GCAM_OK;
-    const Onnx__GraphProto *g = mp->graph;
-    if (!g) {
-        rc = gc_fail(err, GCAM_E_FORMAT, "the model has no graph");
-        goto done;
-    }
+/* The default-domain opset and the producer's name. */
+static void load_header(gc_model *m, const Onnx__ModelProto *mp) {
     m->opset = 0;
     for (size_t i = 0; i < mp->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *os = mp->opset_import[i];
@@ -442,93 +434,93 @@ gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const ch
     if (mp->n_opset_import == 0) m->opset = 1; /* IR version 1/2 models predate opset_import */
     /* A model may import only other domains (training ops): its nodes are then reported as
      * unsupported; a default-domain node without an imported opset is an error (gc_model_finish). */
-    {
-        char prod[256];
-        snprintf(prod, sizeof prod, "%s%s%s", str_or(mp->producer_name, ""),
-                 mp->producer_version && mp->producer_version[0] ? " " : "", str_or(mp->producer_version, ""));
-        m->producer = gc_strdup(prod);
-    }
+    char prod[256];
+    snprintf(prod, sizeof prod, "%s%s%s", str_or(mp->producer_name, ""),
+             mp->producer_version && mp->producer_version[0] ? " " : "", str_or(mp->producer_version, ""));
+    m->producer = gc_strdup(prod);
+}
 
-    /* Initialisers: constant values. */
+/* Initialisers: the model's constant values. */
+static gcam_status load_initializers(gc_model *m, const Onnx__GraphProto *g, const char *base_dir) {
+    gc_err *err = &m->err;
+    gcam_status rc;
     for (size_t i = 0; i < g->n_initializer; i++) {
         const Onnx__TensorProto *tp = g->initializer[i];
         if (!tp || !tp->name || !tp->name[0]) {
-            rc = gc_fail(err, GCAM_E_FORMAT, "initialiser #%zu has no name", i);
-            goto done;
+            return gc_fail(err, GCAM_E_FORMAT, "initialiser #%zu has no name", i);
         }
         int vi = gc_model_add_value(m, tp->name);
         if (vi == -2) {
-            rc = gc_fail(err, GCAM_E_FORMAT, "initialiser '%s' is defined twice", tp->name);
-            goto done;
+            return gc_fail(err, GCAM_E_FORMAT, "initialiser '%s' is defined twice", tp->name);
         }
         if (vi < 0) {
-            rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-            goto done;
+            return gc_fail(err, GCAM_E_NOMEM, "out of memory");
         }
         char what[300];
         snprintf(what, sizeof what, "initialiser '%s'", tp->name);
         gc_tensor t;
-        if ((rc = convert_tensor(&t, tp, base_dir, what, err))) goto done;
+        if ((rc = convert_tensor(&t, tp, base_dir, what, err))) return rc;
         gc_value *v = &m->values[vi];
         v->dtype = t.dtype;
         v->shape = t.shape;
         v->const_data = t.data;
     }
     if (g->n_sparse_initializer) {
-        rc = gc_fail(err, GCAM_E_UNSUPPORTED, "sparse initialisers are not supported");
-        goto done;
+        return gc_fail(err, GCAM_E_UNSUPPORTED, "sparse initialisers are not supported");
     }
+    return GCAM_OK;
+}
 
-    /* Graph inputs that are not initialisers are what the caller feeds. */
+/* Graph inputs that are not initialisers are what the caller feeds. */
+static gcam_status load_inputs(gc_model *m, const Onnx__GraphProto *g) {
+    gc_err *err = &m->err;
     m->inputs = gc_calloc2(g->n_input + 1, sizeof(int));
     m->outputs = gc_calloc2(g->n_output + 1, sizeof(int));
     if (!m->inputs || !m->outputs) {
-        rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-        goto done;
+        return gc_fail(err, GCAM_E_NOMEM, "out of memory");
     }
     for (size_t i = 0; i < g->n_input; i++) {
         const Onnx__ValueInfoProto *vi = g->input[i];
         if (!vi || !vi->name || !vi->name[0]) {
-            rc = gc_fail(err, GCAM_E_FORMAT, "graph input #%zu has no name", i);
-            goto done;
+            return gc_fail(err, GCAM_E_FORMAT, "graph input #%zu has no name", i);
         }
         int idx = gc_model_find_value(m, vi->name);
         if (idx >= 0 && m->values[idx].const_data) continue; /* an initialiser listed as input (IR < 4) */
         if (idx >= 0) {
-            rc = gc_fail(err, GCAM_E_FORMAT, "graph input '%s' is listed twice", vi->name);
-            goto done;
+            return gc_fail(err, GCAM_E_FORMAT, "graph input '%s' is listed twice", vi->name);
         }
         idx = gc_model_add_value(m, vi->name);
         if (idx < 0) {
-            rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-            goto done;
+            return gc_fail(err, GCAM_E_NOMEM, "out of memory");
         }
         gc_value *v = &m->values[idx];
         read_value_type(v, vi);
         if (v->dtype == GCAM_UNDEFINED || (vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && vi->type->tensor_type &&
                                            vi->type->tensor_type->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16)) {
-            rc = gc_fail(err, GCAM_E_UNSUPPORTED, "graph input '%s' is not a tensor of a supported type", vi->name);
-            goto done;
+            return gc_fail(err, GCAM_E_UNSUPPORTED, "graph input '%s' is not a tensor of a supported type", vi->name);
         }
         if (v->shape.ndim == 0 && (!vi->type || !vi->type->tensor_type || !vi->type->tensor_type->shape))
             v->shape.ndim = -1; /* no shape given at all */
         v->is_input = 1;
         m->inputs[m->n_inputs++] = idx;
     }
+    return GCAM_OK;
+}
 
-    /* Nodes: first every output name, so inputs can refer to nodes listed later. */
+/* Nodes, first pass: every node and the values it produces, so that inputs can refer to nodes
+ * listed later. */
+static gcam_status load_node_outputs(gc_model *m, const Onnx__GraphProto *g) {
+    gc_err *err = &m->err;
     m->nodes = gc_calloc2(g->n_node + 1, sizeof(gc_node));
     if (!m->nodes) {
-        rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-        goto done;
+        return gc_fail(err, GCAM_E_NOMEM, "out of memory");
     }
     for (size_t ni = 0; ni < g->n_node; ni++) {
         const Onnx__NodeProto *np = g->node[ni];
         gc_node *n = &m->nodes[m->n_nodes++];
         n->op = -1;
         if (!np || !np->op_type || !np->op_type[0]) {
-            rc = gc_fail(err, GCAM_E_FORMAT, "node #%zu has no op type", ni);
-            goto done;
+            return gc_fail(err, GCAM_E_FORMAT, "node #%zu has no op type", ni);
         }
         char autoname[64];
         snprintf(autoname, sizeof autoname, "%s_%zu", np->op_type, ni);
@@ -540,8 +532,7 @@ gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const ch
         n->in = gc_calloc2((size_t)n->n_in + 1, sizeof(int));
         n->out = gc_calloc2((size_t)n->n_out + 1, sizeof(int));
         if (!n->name || !n->op_type || !n->domain || !n->in || !n->out) {
-            rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-            goto done;
+            return gc_fail(err, GCAM_E_NOMEM, "out of memory");
         }
         int is_default = !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0;
         n->opset = is_default ? m->opset : 0;
@@ -553,18 +544,23 @@ gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const ch
             }
             int vi = gc_model_add_value(m, name);
             if (vi == -2) {
-                rc = gc_fail(err, GCAM_E_FORMAT, "node '%s' (%s): output '%s' is already produced elsewhere "
+                return gc_fail(err, GCAM_E_FORMAT, "node '%s' (%s): output '%s' is already produced elsewhere "
                              "(duplicate tensor name)", n->name, n->op_type, name);
-                goto done;
             }
             if (vi < 0) {
-                rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-                goto done;
+                return gc_fail(err, GCAM_E_NOMEM, "out of memory");
             }
             m->values[vi].producer = (int)ni;
             n->out[i] = vi;
         }
     }
+    return GCAM_OK;
+}
+
+/* Nodes, second pass: inputs bound to their values, and attributes. */
+static gcam_status load_node_inputs(gc_model *m, const Onnx__GraphProto *g, const char *base_dir) {
+    gc_err *err = &m->err;
+    gcam_status rc;
     for (size_t ni = 0; ni < g->n_node; ni++) {
         const Onnx__NodeProto *np = g->node[ni];
         gc_node *n = &m->nodes[ni];
@@ -576,16 +572,14 @@ gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const ch
             }
             int vi = gc_model_find_value(m, name);
             if (vi < 0) {
-                rc = gc_fail(err, GCAM_E_FORMAT, "node '%s' (%s): input '%s' is not produced by any node, "
+                return gc_fail(err, GCAM_E_FORMAT, "node '%s' (%s): input '%s' is not produced by any node, "
                              "initialiser or graph input", n->name, n->op_type, name);
-                goto done;
             }
             n->in[i] = vi;
         }
         n->attrs = gc_calloc2(np->n_attribute + 1, sizeof(gc_attr));
         if (!n->attrs) {
-            rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-            goto done;
+            return gc_fail(err, GCAM_E_NOMEM, "out of memory");
         }
         char desc[300];
         snprintf(desc, sizeof desc, "node '%s' (%s)", n->name, n->op_type);
@@ -593,29 +587,51 @@ gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const ch
             if (!np->attribute[i]) continue;
             rc = convert_attr(&n->attrs[n->n_attrs], np->attribute[i], base_dir, desc, err);
             n->n_attrs++;
-            if (rc) goto done;
+            if (rc) return rc;
         }
     }
+    return GCAM_OK;
+}
+
+/* Graph outputs: values some node or input produces. */
+static gcam_status load_outputs(gc_model *m, const Onnx__GraphProto *g) {
+    gc_err *err = &m->err;
     for (size_t i = 0; i < g->n_output; i++) {
         const Onnx__ValueInfoProto *vi = g->output[i];
         int idx = vi && vi->name ? gc_model_find_value(m, vi->name) : -1;
         if (idx < 0) {
-            rc = gc_fail(err, GCAM_E_FORMAT, "graph output '%s' is not produced by any node or input",
+            return gc_fail(err, GCAM_E_FORMAT, "graph output '%s' is not produced by any node or input",
                          vi && vi->name ? vi->name : "?");
-            goto done;
         }
         gc_value *v = &m->values[idx];
         if (v->dtype == GCAM_UNDEFINED && v->shape.ndim <= 0 && !v->const_data) read_value_type(v, vi);
         if (vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && vi->type->tensor_type &&
             vi->type->tensor_type->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16) {
-            rc = gc_fail(err, GCAM_E_UNSUPPORTED, "graph output '%s' is bfloat16, which gradcam does not produce", vi->name);
-            goto done;
+            return gc_fail(err, GCAM_E_UNSUPPORTED, "graph output '%s' is bfloat16, which gradcam does not produce", vi->name);
         }
         v->is_output = 1;
         m->outputs[m->n_outputs++] = idx;
     }
+
     /* Declared shapes of intermediates (value_info) are hints only: shapes are inferred anyway. */
-done:
+    return GCAM_OK;
+}
+
+gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const char *base_dir) {
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, size, data);
+    if (!mp) return gc_fail(&m->err, GCAM_E_FORMAT, "not a valid ONNX model (truncated or corrupt protobuf)");
+    const Onnx__GraphProto *g = mp->graph;
+    gcam_status rc = GCAM_OK;
+    if (!g) {
+        rc = gc_fail(&m->err, GCAM_E_FORMAT, "the model has no graph");
+    } else {
+        load_header(m, mp);
+        rc = load_initializers(m, g, base_dir);
+        if (!rc) rc = load_inputs(m, g);
+        if (!rc) rc = load_node_outputs(m, g);
+        if (!rc) rc = load_node_inputs(m, g, base_dir);
+        if (!rc) rc = load_outputs(m, g);
+    }
     onnx__model_proto__free_unpacked(mp, NULL);
     return rc;
 }
