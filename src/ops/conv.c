@@ -140,10 +140,10 @@ static gcam_status convt_parse(gc_node *n, gc_err *err) { return conv_parse_comm
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 /* Validates shapes and attributes, fills g (output shape, lowering, path, tiling). */
-static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
+/* Attributes, X, W and B against each other: ranks, attribute lengths, channels and groups. */
+static gcam_status conv_check(gc_kctx *k, conv_geom *g) {
     const conv_params *pr = k->params;
     const gc_tensor *x = k->in[0], *w = k->n_in > 1 ? k->in[1] : NULL, *b = k->n_in > 2 ? k->in[2] : NULL;
-    memset(g, 0, sizeof *g);
     if (!pr) return gc_kfail(k, GCAM_E_INTERNAL, "attributes not parsed");
     if (!x || !w) return gc_kfail(k, GCAM_E_FORMAT, "inputs X and W are required");
     if (x->dtype != GC_F32 || w->dtype != GC_F32 || (b && b->dtype != GC_F32))
@@ -183,6 +183,14 @@ static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
     }
     if (b && (b->shape.ndim != 1 || b->shape.d[0] != g->M))
         return gc_kfail(k, GCAM_E_SHAPE, "B must have shape (%lld)", (long long)g->M);
+    return GCAM_OK;
+}
+
+/* Per spatial axis: the output extent, the begin pad, and the lowering (im2col geometry). */
+static gcam_status conv_spatial(gc_kctx *k, conv_geom *g) {
+    const conv_params *pr = k->params;
+    const gc_tensor *x = k->in[0], *w = k->in[1];
+    const int r = x->shape.ndim, nsp = r - 2;
     lowering *lw = &g->lw;
     lw->nsp = nsp;
     g->yshape.ndim = r;
@@ -239,6 +247,47 @@ static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
             gc_mul_i64(&lw->ksz, lw->ksz, kd))
             return gc_kfail(k, GCAM_E_LIMIT, "spatial sizes overflow");
     }
+    return GCAM_OK;
+}
+
+/* The depthwise loops' plane geometry (g->pl), for 1-D and 2-D depthwise convolutions. */
+static void conv_dw_plane(conv_geom *g) {
+    const lowering *lw = &g->lw;
+    const int nsp = lw->nsp;
+    int64_t t;
+    dw_plane *q = &g->pl;
+    const int two = nsp == 2;
+    q->H = two ? lw->img[0] : 1;
+    q->OH = two ? lw->col[0] : 1;
+    q->kh = two ? lw->k[0] : 1;
+    q->sh = two ? lw->s[0] : 1;
+    q->dh = two ? lw->d[0] : 1;
+    q->pt = two ? lw->p[0] : 0;
+    q->W = lw->img[nsp - 1];
+    q->OW = lw->col[nsp - 1];
+    q->kw = lw->k[nsp - 1];
+    q->sw = lw->s[nsp - 1];
+    q->dw = lw->d[nsp - 1];
+    q->pl = lw->p[nsp - 1];
+    /* sizes were checked above to stay far below INT64_MAX / 4 */
+    q->Hp = (q->OH - 1) * q->sh + (q->kh - 1) * q->dh + 1;
+    q->Wp = (q->OW - 1) * q->sw + (q->kw - 1) * q->dw + 1;
+    /* stride 1: the data gradient is a gather too (see conv_backward), from dY placed inside
+     * a zero border of the kernel's extent: a plane (Hp + (kh-1) dh, Wp + (kw-1) dw) */
+    q->Hq = q->Hp + (q->kh - 1) * q->dh;
+    q->Wq = q->Wp + (q->kw - 1) * q->dw;
+    int64_t tq = 0;
+    if (!gc_mul_i64(&t, q->Hp, q->Wp) && t < INT64_MAX / 64 && !gc_mul_i64(&tq, q->Hq, q->Wq) &&
+        tq < INT64_MAX / 64) {
+        q->floats = (GC_MAX(t, q->sh == 1 && q->sw == 1 ? tq : 0) + 15) & ~(int64_t)15;
+        q->ok = 1;
+    }
+}
+
+/* Sizes checked for overflow and for cblas's int, the path, and the im2col tiles. */
+static gcam_status conv_plan(gc_kctx *k, conv_geom *g) {
+    lowering *lw = &g->lw;
+    const int nsp = lw->nsp;
     g->xsz = g->transpose ? lw->colsz : lw->imgsz;
     g->ysz = g->transpose ? lw->imgsz : lw->colsz;
     g->cimg = g->transpose ? g->Mg : g->Cg;
@@ -259,35 +308,7 @@ static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
     if (pointwise) g->path = PATH_POINTWISE;
     else if (g->Cg == 1 && g->Mg <= DW_MAX_MULT) g->path = PATH_DEPTHWISE;
     else g->path = PATH_GEMM;
-    if (g->path == PATH_DEPTHWISE && nsp <= 2 && lw->k[nsp - 1] <= DW_TAPS) {
-        dw_plane *q = &g->pl;
-        const int two = nsp == 2;
-        q->H = two ? lw->img[0] : 1;
-        q->OH = two ? lw->col[0] : 1;
-        q->kh = two ? lw->k[0] : 1;
-        q->sh = two ? lw->s[0] : 1;
-        q->dh = two ? lw->d[0] : 1;
-        q->pt = two ? lw->p[0] : 0;
-        q->W = lw->img[nsp - 1];
-        q->OW = lw->col[nsp - 1];
-        q->kw = lw->k[nsp - 1];
-        q->sw = lw->s[nsp - 1];
-        q->dw = lw->d[nsp - 1];
-        q->pl = lw->p[nsp - 1];
-        /* sizes were checked above to stay far below INT64_MAX / 4 */
-        q->Hp = (q->OH - 1) * q->sh + (q->kh - 1) * q->dh + 1;
-        q->Wp = (q->OW - 1) * q->sw + (q->kw - 1) * q->dw + 1;
-        /* stride 1: the data gradient is a gather too (see conv_backward), from dY placed inside
-         * a zero border of the kernel's extent: a plane (Hp + (kh-1) dh, Wp + (kw-1) dw) */
-        q->Hq = q->Hp + (q->kh - 1) * q->dh;
-        q->Wq = q->Wp + (q->kw - 1) * q->dw;
-        int64_t tq = 0;
-        if (!gc_mul_i64(&t, q->Hp, q->Wp) && t < INT64_MAX / 64 && !gc_mul_i64(&tq, q->Hq, q->Wq) &&
-            tq < INT64_MAX / 64) {
-            q->floats = (GC_MAX(t, q->sh == 1 && q->sw == 1 ? tq : 0) + 15) & ~(int64_t)15;
-            q->ok = 1;
-        }
-    }
+    if (g->path == PATH_DEPTHWISE && nsp <= 2 && lw->k[nsp - 1] <= DW_TAPS) conv_dw_plane(g);
     int64_t per_row;
     if (gc_mul_i64(&per_row, kcol, lw->col[nsp - 1]) || per_row > INT64_MAX / 8)
         return gc_kfail(k, GCAM_E_LIMIT, "im2col row size overflows");
@@ -304,6 +325,14 @@ static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
         return gc_kfail(k, GCAM_E_LIMIT, "im2col tile size overflows");
     g->tile_floats = t;
     return GCAM_OK;
+}
+
+static gcam_status conv_setup(gc_kctx *k, conv_geom *g) {
+    memset(g, 0, sizeof *g);
+    gcam_status rc = conv_check(k, g);
+    if (!rc) rc = conv_spatial(k, g);
+    if (!rc) rc = conv_plan(k, g);
+    return rc;
 }
 
 static gcam_status conv_infer(gc_kctx *k) {
