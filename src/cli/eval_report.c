@@ -383,7 +383,8 @@ static void svg_plot(gc_buf *b, const ev_plot *p, const double *const *curves, c
 #undef PY
 }
 
-static void write_html(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+/* report.html's head: title, style, and the run's settings. */
+static void html_head(gc_buf *b, const ev_summary *s) {
     gc_buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
                    "<meta name=\"generator\" content=\"gradcam " GCAM_VERSION_STRING "\">\n<title>gradcam eval: ");
@@ -413,7 +414,10 @@ static void write_html(gc_buf *b, const ev_summary *s, const ev_method_result *r
     snprintf(tmp, sizeof tmp, "%.1f s", s->seconds);
     dl_item(b, "time", tmp);
     gc_buf_puts(b, "</dl>\n");
+}
 
+/* The results table, and the mean deletion and insertion curves. */
+static void html_results(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
     gc_buf_puts(b, "<h2>Results</h2>\n<table class=\"results\">\n<thead><tr><th class=\"name\">method</th>"
                    "<th>localisation error</th><th>IoU mean</th><th>IoU median</th><th>pointing game</th>"
                    "<th>pointing (energy)</th><th>class discrimination</th><th>deletion AUC &#8595;</th>"
@@ -478,76 +482,89 @@ static void write_html(gc_buf *b, const ev_summary *s, const ev_method_result *r
                        "pixels (deletion) and is the starting image (insertion).</p>\n");
     }
     free(mean_curves);
+}
 
-    if ((s->metrics & EV_M_SANITY) && s->n_depths) {
-        gc_buf_printf(b, "<h2>Sanity check: cascading randomisation</h2>\n<p class=\"note\">Spearman rank correlation / "
-                         "SSIM between each method's map on the model and on copies whose top k parameterised layers "
-                         "(of %d) have random weights (seed %llu), over %d cases. A method that explains the model "
-                         "should lose its map as the weights go.</p>\n",
-                      s->n_param_layers, (unsigned long long)s->seed, s->sanity_cases);
-        gc_buf_puts(b, "<table class=\"sanity\">\n<thead><tr><th>k</th><th class=\"name\">down to layer</th>");
-        for (int i = 0; i < n; i++)
-            if (!res[i].skipped) {
-                gc_buf_puts(b, "<th>");
-                gc_html_escape(b, ev_method_title(res[i].method));
-                gc_buf_puts(b, "</th>");
-            }
-        gc_buf_puts(b, "</tr></thead>\n<tbody>\n");
+/* The sanity check's table: Spearman / SSIM per depth and method. */
+static void html_sanity_table(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    gc_buf_printf(b, "<h2>Sanity check: cascading randomisation</h2>\n<p class=\"note\">Spearman rank correlation / "
+                     "SSIM between each method's map on the model and on copies whose top k parameterised layers "
+                     "(of %d) have random weights (seed %llu), over %d cases. A method that explains the model "
+                     "should lose its map as the weights go.</p>\n",
+                  s->n_param_layers, (unsigned long long)s->seed, s->sanity_cases);
+    gc_buf_puts(b, "<table class=\"sanity\">\n<thead><tr><th>k</th><th class=\"name\">down to layer</th>");
+    for (int i = 0; i < n; i++)
+        if (!res[i].skipped) {
+            gc_buf_puts(b, "<th>");
+            gc_html_escape(b, ev_method_title(res[i].method));
+            gc_buf_puts(b, "</th>");
+        }
+    gc_buf_puts(b, "</tr></thead>\n<tbody>\n");
+    for (int d = 0; d < s->n_depths; d++) {
+        gc_buf_printf(b, "<tr><td>%d</td><td class=\"name\">", s->depths[d]);
+        gc_html_escape(b, s->depth_layer[d]);
+        gc_buf_puts(b, "</td>");
+        for (int i = 0; i < n; i++) {
+            if (res[i].skipped) continue;
+            double a = sanity_sp(&res[i], d), c = sanity_ss(&res[i], d);
+            if (isnan(a)) gc_buf_puts(b, "<td>&#8211;</td>");
+            else gc_buf_printf(b, "<td>%.3f / %.3f</td>", a, c);
+        }
+        gc_buf_puts(b, "</tr>\n");
+    }
+    gc_buf_puts(b, "</tbody>\n</table>\n");
+}
+
+/* The sanity check's Spearman curves against depth. */
+static void html_sanity_curves(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    double *xs = malloc(sizeof(double) * (size_t)s->n_depths);
+    double *vals = malloc(sizeof(double) * (size_t)(n * s->n_depths) + 1);
+    char(*labels)[16] = malloc(sizeof(*labels) * (size_t)s->n_depths);
+    const char **lp = malloc(sizeof(char *) * (size_t)s->n_depths);
+    const double *cv[GCAM_METHOD_COUNT];
+    int cc[GCAM_METHOD_COUNT], ncv = 0;
+    if (xs && vals && labels && lp) {
+        double ymin = 0;
         for (int d = 0; d < s->n_depths; d++) {
-            gc_buf_printf(b, "<tr><td>%d</td><td class=\"name\">", s->depths[d]);
-            gc_html_escape(b, s->depth_layer[d]);
-            gc_buf_puts(b, "</td>");
-            for (int i = 0; i < n; i++) {
-                if (res[i].skipped) continue;
-                double a = sanity_sp(&res[i], d), c = sanity_ss(&res[i], d);
-                if (isnan(a)) gc_buf_puts(b, "<td>&#8211;</td>");
-                else gc_buf_printf(b, "<td>%.3f / %.3f</td>", a, c);
-            }
-            gc_buf_puts(b, "</tr>\n");
+            xs[d] = d;
+            snprintf(labels[d], sizeof labels[d], "%d", s->depths[d]);
+            lp[d] = labels[d];
         }
-        gc_buf_puts(b, "</tbody>\n</table>\n");
-        /* the Spearman curves against depth */
-        double *xs = malloc(sizeof(double) * (size_t)s->n_depths);
-        double *vals = malloc(sizeof(double) * (size_t)(n * s->n_depths) + 1);
-        char(*labels)[16] = malloc(sizeof(*labels) * (size_t)s->n_depths);
-        const char **lp = malloc(sizeof(char *) * (size_t)s->n_depths);
-        const double *cv[GCAM_METHOD_COUNT];
-        int cc[GCAM_METHOD_COUNT], ncv = 0;
-        if (xs && vals && labels && lp) {
-            double ymin = 0;
+        for (int i = 0; i < n; i++) {
+            if (res[i].skipped) continue;
+            double *v = vals + (size_t)ncv * (size_t)s->n_depths;
             for (int d = 0; d < s->n_depths; d++) {
-                xs[d] = d;
-                snprintf(labels[d], sizeof labels[d], "%d", s->depths[d]);
-                lp[d] = labels[d];
+                v[d] = sanity_sp(&res[i], d);
+                if (v[d] < ymin) ymin = v[d];
             }
-            for (int i = 0; i < n; i++) {
-                if (res[i].skipped) continue;
-                double *v = vals + (size_t)ncv * (size_t)s->n_depths;
-                for (int d = 0; d < s->n_depths; d++) {
-                    v[d] = sanity_sp(&res[i], d);
-                    if (v[d] < ymin) ymin = v[d];
-                }
-                cv[ncv] = v;
-                cc[ncv++] = i;
-            }
-            ymin = ymin < 0 ? -1 : 0;
-            ev_plot p = {.title = "Spearman correlation with the original map", .xlabel = "top layers randomised (k)",
-                         .ylabel = "Spearman rank correlation", .y0 = ymin, .y1 = 1, .n = s->n_depths, .xs = xs,
-                         .x0 = -0.5, .x1 = s->n_depths - 0.5, .xticks = lp};
-            gc_buf_puts(b, "<div class=\"plots\">\n");
-            svg_plot(b, &p, cv, cc, ncv, "sanity");
-            gc_buf_puts(b, "</div>\n<ul class=\"legend\">\n");
-            for (int c = 0; c < ncv; c++) {
-                gc_buf_printf(b, "<li><span class=\"sw\" style=\"background:%s\"></span>", palette[cc[c] % 10]);
-                gc_html_escape(b, ev_method_title(res[cc[c]].method));
-                gc_buf_puts(b, "</li>\n");
-            }
-            gc_buf_puts(b, "</ul>\n");
+            cv[ncv] = v;
+            cc[ncv++] = i;
         }
-        free(xs);
-        free(vals);
-        free(labels);
-        free(lp);
+        ymin = ymin < 0 ? -1 : 0;
+        ev_plot p = {.title = "Spearman correlation with the original map", .xlabel = "top layers randomised (k)",
+                     .ylabel = "Spearman rank correlation", .y0 = ymin, .y1 = 1, .n = s->n_depths, .xs = xs,
+                     .x0 = -0.5, .x1 = s->n_depths - 0.5, .xticks = lp};
+        gc_buf_puts(b, "<div class=\"plots\">\n");
+        svg_plot(b, &p, cv, cc, ncv, "sanity");
+        gc_buf_puts(b, "</div>\n<ul class=\"legend\">\n");
+        for (int c = 0; c < ncv; c++) {
+            gc_buf_printf(b, "<li><span class=\"sw\" style=\"background:%s\"></span>", palette[cc[c] % 10]);
+            gc_html_escape(b, ev_method_title(res[cc[c]].method));
+            gc_buf_puts(b, "</li>\n");
+        }
+        gc_buf_puts(b, "</ul>\n");
+    }
+    free(xs);
+    free(vals);
+    free(labels);
+    free(lp);
+}
+
+static void write_html(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    html_head(b, s);
+    html_results(b, s, res, n);
+    if ((s->metrics & EV_M_SANITY) && s->n_depths) {
+        html_sanity_table(b, s, res, n);
+        html_sanity_curves(b, s, res, n);
     }
     if (s->n_failures) {
         gc_buf_puts(b, "<h2>Failures</h2>\n<ul>\n");
