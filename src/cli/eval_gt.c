@@ -384,6 +384,60 @@ static int is_path(const xml_state *x, int depth_from_end, const char *const *na
     return 1;
 }
 
+/* The end of element `name` (on top of x's stack): its text stored where VOC puts what is read
+ * (the file name, an object's name and box corners), and a finished object added to img. 0, or
+ * an error (msg). */
+static int voc_end_element(ev_image *img, xml_state *x, voc_cur *cur, double box[4], const char *name, const char *what,
+                           char *msg, size_t msg_size) {
+    int rc = 0;
+    x->text[x->tn] = 0;
+    char *t = x->text;
+    while (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r') t++;
+    size_t tl = strlen(t);
+    while (tl && strchr(" \t\r\n", t[tl - 1])) t[--tl] = 0;
+    static const char *const p_fname[] = {"annotation", "filename"};
+    static const char *const p_name[] = {"object", "name"};
+    static const char *const coords[4] = {"xmin", "ymin", "xmax", "ymax"};
+    if (x->depth == 2 && is_path(x, 0, p_fname, 2)) {
+        if (!x->text_overflow && tl && !strchr(t, '/')) {
+            free(img->name);
+            img->name = gc_strdup(t);
+        }
+    } else if (x->depth == 3 && is_path(x, 0, p_name, 2)) {
+        snprintf(cur->name, sizeof cur->name, "%s", t);
+        cur->has_name = tl > 0;
+    } else if (x->depth == 4 && strcmp(x->stack[1], "object") == 0 && strcmp(x->stack[2], "bndbox") == 0) {
+        for (int k = 0; k < 4; k++)
+            if (strcmp(name, coords[k]) == 0) {
+                if (parse_num(t, &box[k])) {
+                    rc = msgf(msg, msg_size, "%s: object %d: <%s> '%s' is not a number", what, cur->n_objects, name, t);
+                    break;
+                }
+                cur->have[k] = 1;
+            }
+    } else if (x->depth == 2 && strcmp(name, "object") == 0) {
+        if (!cur->has_name || !cur->have[0] || !cur->have[1] || !cur->have[2] || !cur->have[3]) {
+            return msgf(msg, msg_size, "%s: object %d lacks <name> or <bndbox> xmin/ymin/xmax/ymax", what, cur->n_objects);
+        }
+        /* VOC: 1-based, inclusive corners -> 0-based, exclusive */
+        double b0 = box[0] - 1, b1 = box[1] - 1, b2 = box[2], b3 = box[3];
+        if (!(b2 > b0) || !(b3 > b1)) {
+            return msgf(msg, msg_size, "%s: object %d: empty box xmin %g ymin %g xmax %g ymax %g", what, cur->n_objects,
+                      box[0], box[1], box[2], box[3]);
+        }
+        ev_obj *o = obj_add(img);
+        if (!o || !(o->cls_text = gc_strdup(cur->name))) {
+            return msgf(msg, msg_size, "out of memory");
+        }
+        o->x0 = b0;
+        o->y0 = b1;
+        o->x1 = b2;
+        o->y1 = b3;
+        o->line = cur->n_objects;
+    }
+    return rc;
+}
+
 int ev_voc_parse(ev_image *img, const char *xml, size_t n, const char *what, char *msg, size_t msg_size) {
     xml_state *x = calloc(1, sizeof *x);
     if (!x) return msgf(msg, msg_size, "out of memory");
@@ -481,54 +535,7 @@ int ev_voc_parse(ev_image *img, const char *xml, size_t n, const char *what, cha
             rc = msgf(msg, msg_size, "%s: </%s> does not close <%s>", what, name, x->depth ? x->stack[x->depth - 1] : "");
             break;
         }
-        x->text[x->tn] = 0;
-        char *t = x->text;
-        while (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r') t++;
-        size_t tl = strlen(t);
-        while (tl && strchr(" \t\r\n", t[tl - 1])) t[--tl] = 0;
-        static const char *const p_fname[] = {"annotation", "filename"};
-        static const char *const p_name[] = {"object", "name"};
-        static const char *const coords[4] = {"xmin", "ymin", "xmax", "ymax"};
-        if (x->depth == 2 && is_path(x, 0, p_fname, 2)) {
-            if (!x->text_overflow && tl && !strchr(t, '/')) {
-                free(img->name);
-                img->name = gc_strdup(t);
-            }
-        } else if (x->depth == 3 && is_path(x, 0, p_name, 2)) {
-            snprintf(cur.name, sizeof cur.name, "%s", t);
-            cur.has_name = tl > 0;
-        } else if (x->depth == 4 && strcmp(x->stack[1], "object") == 0 && strcmp(x->stack[2], "bndbox") == 0) {
-            for (int k = 0; k < 4; k++)
-                if (strcmp(name, coords[k]) == 0) {
-                    if (parse_num(t, &box[k])) {
-                        rc = msgf(msg, msg_size, "%s: object %d: <%s> '%s' is not a number", what, cur.n_objects, name, t);
-                        break;
-                    }
-                    cur.have[k] = 1;
-                }
-        } else if (x->depth == 2 && strcmp(name, "object") == 0) {
-            if (!cur.has_name || !cur.have[0] || !cur.have[1] || !cur.have[2] || !cur.have[3]) {
-                rc = msgf(msg, msg_size, "%s: object %d lacks <name> or <bndbox> xmin/ymin/xmax/ymax", what, cur.n_objects);
-                break;
-            }
-            /* VOC: 1-based, inclusive corners -> 0-based, exclusive */
-            double b0 = box[0] - 1, b1 = box[1] - 1, b2 = box[2], b3 = box[3];
-            if (!(b2 > b0) || !(b3 > b1)) {
-                rc = msgf(msg, msg_size, "%s: object %d: empty box xmin %g ymin %g xmax %g ymax %g", what, cur.n_objects,
-                          box[0], box[1], box[2], box[3]);
-                break;
-            }
-            ev_obj *o = obj_add(img);
-            if (!o || !(o->cls_text = gc_strdup(cur.name))) {
-                rc = msgf(msg, msg_size, "out of memory");
-                break;
-            }
-            o->x0 = b0;
-            o->y0 = b1;
-            o->x1 = b2;
-            o->y1 = b3;
-            o->line = cur.n_objects;
-        }
+        if ((rc = voc_end_element(img, x, &cur, box, name, what, msg, msg_size))) break;
         x->depth--;
         x->tn = 0;
     }
