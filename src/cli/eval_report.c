@@ -383,6 +383,17 @@ static void svg_plot(gc_buf *b, const ev_plot *p, const double *const *curves, c
 #undef PY
 }
 
+/* Closes a plots <div> and lists the methods res[idx[0..n-1]] in their plot colours. */
+static void html_legend(gc_buf *b, const ev_method_result *res, const int *idx, int n) {
+    gc_buf_puts(b, "</div>\n<ul class=\"legend\">\n");
+    for (int c = 0; c < n; c++) {
+        gc_buf_printf(b, "<li><span class=\"sw\" style=\"background:%s\"></span>", palette[idx[c] % 10]);
+        gc_html_escape(b, ev_method_title(res[idx[c]].method));
+        gc_buf_puts(b, "</li>\n");
+    }
+    gc_buf_puts(b, "</ul>\n");
+}
+
 /* report.html's head: title, style, and the run's settings. */
 static void html_head(gc_buf *b, const ev_summary *s) {
     gc_buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -472,13 +483,8 @@ static void html_results(gc_buf *b, const ev_summary *s, const ev_method_result 
         p.title = "Insertion (most important pixels first)";
         p.xlabel = "fraction of pixels inserted";
         svg_plot(b, &p, ins, colour, nc, "insertion");
-        gc_buf_puts(b, "</div>\n<ul class=\"legend\">\n");
-        for (int c = 0; c < nc; c++) {
-            gc_buf_printf(b, "<li><span class=\"sw\" style=\"background:%s\"></span>", palette[colour[c] % 10]);
-            gc_html_escape(b, ev_method_title(res[colour[c]].method));
-            gc_buf_puts(b, "</li>\n");
-        }
-        gc_buf_puts(b, "</ul>\n<p class=\"note\">Mean curves over every image-class case. The substrate replaces deleted "
+        html_legend(b, res, colour, nc);
+        gc_buf_puts(b, "<p class=\"note\">Mean curves over every image-class case. The substrate replaces deleted "
                        "pixels (deletion) and is the starting image (insertion).</p>\n");
     }
     free(mean_curves);
@@ -545,13 +551,7 @@ static void html_sanity_curves(gc_buf *b, const ev_summary *s, const ev_method_r
                      .x0 = -0.5, .x1 = s->n_depths - 0.5, .xticks = lp};
         gc_buf_puts(b, "<div class=\"plots\">\n");
         svg_plot(b, &p, cv, cc, ncv, "sanity");
-        gc_buf_puts(b, "</div>\n<ul class=\"legend\">\n");
-        for (int c = 0; c < ncv; c++) {
-            gc_buf_printf(b, "<li><span class=\"sw\" style=\"background:%s\"></span>", palette[cc[c] % 10]);
-            gc_html_escape(b, ev_method_title(res[cc[c]].method));
-            gc_buf_puts(b, "</li>\n");
-        }
-        gc_buf_puts(b, "</ul>\n");
+        html_legend(b, res, cc, ncv);
     }
     free(xs);
     free(vals);
