@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (resolve_classes(&R, K, "logits") == 0)
                 for (int i = 0; i < o.n_classes; i++) {
                     if (R.classes[i] < 0 || R.classes[i] >= K) abort();
-                    (void)label_of(&R, R.classes[i]);
+                    (void)ex_label_of(&R, R.classes[i]);
                 }
         }
         R.labels = own_labels;

@@ -281,8 +281,13 @@ typedef enum gcam_target_kind {
     GCAM_TARGET_ELEMENT,     /* one element of the output: `index` (full index, batch first) */
     GCAM_TARGET_REGION,      /* sum of class `cls`'s scores over rows y0..y1-1, cols x0..x1-1 of a
                                 spatial output (N, C, H, W): segmentation */
-    GCAM_TARGET_WEIGHTS      /* any weighting: `weights` has the output's shape (seed as is) */
+    GCAM_TARGET_WEIGHTS,     /* any weighting: `weights` has the output's shape (seed as is) */
+    GCAM_TARGET_PRODUCT      /* the product of n_elements (1..GCAM_MAX_TARGET_ELEMENTS) elements of
+                                the output, `elements` as flat indices (batch first): one detection's
+                                score, e.g. YOLOv5's objectness x class score */
 } gcam_target_kind;
+
+#define GCAM_MAX_TARGET_ELEMENTS 4
 
 typedef struct gcam_target {
     gcam_target_kind kind;
@@ -291,13 +296,70 @@ typedef struct gcam_target {
     int64_t index[GCAM_MAX_DIMS];      /* ELEMENT */
     int64_t y0, x0, y1, x1;            /* REGION, in output pixels, end exclusive */
     const float *weights;              /* WEIGHTS */
+    int64_t elements[GCAM_MAX_TARGET_ELEMENTS]; /* PRODUCT: flat indices into the output */
+    int n_elements;                    /* PRODUCT */
 } gcam_target;
+
+/* ---- detector outputs --------------------------------------------------------------------------
+ *
+ * Candidates decoded from a detector's output, filtered by score and class, class-wise NMS, and for
+ * each kept detection the target that explains its score (gcam_explain on an explainer created
+ * with explain_probability = 1, so that its score is the output itself). Boxes are in the model
+ * input's pixels; map them to the picture with the preprocessing geometry. */
+
+typedef enum gcam_det_layout {
+    GCAM_DET_AUTO = 0,  /* from the output's shape, when only one layout fits */
+    GCAM_DET_YOLOV8,    /* "yolov8": one output (N, 4 + C, A): cx, cy, w, h, then C class scores
+                           (after their sigmoid), no objectness (YOLOv8, YOLO11) */
+    GCAM_DET_YOLOV5     /* "yolov5": one output (N, A, 5 + C): cx, cy, w, h, objectness, C class
+                           scores; a candidate's score is objectness x class score (YOLOv5, v7) */
+} gcam_det_layout;
+
+const char *gcam_det_layout_name(gcam_det_layout l);
+/* Layout by name (case-insensitive); -1 if unknown. */
+int gcam_det_layout_from_name(const char *name);
+
+typedef struct gcam_detect_options {
+    gcam_det_layout layout;      /* GCAM_DET_AUTO (0) unless named */
+    float score_threshold;       /* keep scores >= this (gcam_detect_options_init: 0.25) */
+    float iou_threshold;         /* NMS within a class: suppress when IoU (computed in double, rounded
+                                    to float) > this (0.45) */
+    int max_detections;          /* per sample, the best first (100) */
+    const int64_t *classes;      /* only these classes; NULL: all */
+    int n_classes;
+} gcam_detect_options;
+
+/* The defaults above. */
+void gcam_detect_options_init(gcam_detect_options *o);
+
+typedef struct gcam_detection {
+    int64_t sample;              /* batch index */
+    int64_t anchor;              /* candidate index in the output */
+    int64_t cls;
+    float score;                 /* class score, x objectness where the layout has it */
+    float x0, y0, x1, y1;        /* box corners in input pixels: x0 = cx - w/2, x1 = cx + w/2 */
+    gcam_target target;          /* GCAM_TARGET_PRODUCT of the elements whose product is score */
+} gcam_detection;
+
+/* Decodes `out` (a detector output, float32) into *dets (malloc'd, free with free(); NULL when
+ * *n_dets is 0, and on failure; sorted by sample, then score descending, ties to the lower anchor)
+ * and *n_dets. At most 30000 candidates per sample, the best, enter NMS. GCAM_E_ARG for NULL
+ * out/dets/n_dets, a NaN threshold, max_detections < 1, or a class filter naming a class the
+ * output does not have. Candidates whose box or
+ * score is not finite, or whose width or height is <= 0, are dropped. *layout_used (may be NULL)
+ * says which layout was read. GCAM_E_SHAPE with a message in err (may be NULL; at least 256
+ * bytes) naming the output, its shape and the layouts accepted when the output fits none (or
+ * both, for GCAM_DET_AUTO). */
+gcam_status gcam_detect_decode(const gcam_tensor_view *out, const gcam_detect_options *opts, gcam_detection **dets,
+                               int64_t *n_dets, gcam_det_layout *layout_used, char *err, size_t err_size);
 
 typedef struct gcam_explain_options {
     const char *output;          /* model output to explain; NULL: the first */
     /* Target layers (tensor or node names) for the CAM family; several: maps averaged, as
      * pytorch-grad-cam does. None: automatic (the last 4-D activation with spatial size > 1 that
-     * the target depends on; for a classifier the input of its global pooling). */
+     * the target depends on; for a classifier the input of its global pooling; for a detector whose
+     * 3-D output concatenates several flattened pyramid levels, per level the neck's feature map
+     * feeding that level's head, as several layers). */
     const char *const *layers;
     int n_layers;
     /* 0 (default): explain the score before a final Softmax / LogSoftmax / Sigmoid (the paper's

@@ -13,6 +13,13 @@
 #include "gradcam.h"
 
 /* An error record: a status and one human-readable line. Every handle owns one. */
+/* A pixel box, x1 and y1 exclusive: pixels x0 <= x < x1, y0 <= y < y1 (empty when x1 <= x0 or
+ * y1 <= y0). The one box type of the project: maps' localisation boxes, evaluation ground truth,
+ * detections. Outputs that print inclusive bounds (results.json's map "box") convert there. */
+typedef struct gc_box {
+    int64_t x0, y0, x1, y1;
+} gc_box;
+
 typedef struct gc_err {
     gcam_status code;
     char msg[1024];

@@ -200,6 +200,12 @@ def test_script(build, work):
     report = os.path.join(os.path.realpath(out), "report.html")
     check(os.path.getsize(report) > 0 if os.path.exists(report) else False, "%s written" % report)
     check(report in p.stdout, "the demo prints the report's path %s" % report)
+    dreport = os.path.join(os.path.realpath(out), "detect", "report.html")
+    check(os.path.exists(dreport) and os.path.getsize(dreport) > 0, "%s written" % dreport)
+    check(dreport in p.stdout, "the demo prints the detector report's path %s" % dreport)
+    res = os.path.join(out, "detect", "results.json")
+    dets = [d for i in json.load(open(res))["inputs"] for d in i["detections"]] if os.path.exists(res) else []
+    check(len(dets) >= 8, "the demo detector finds the scenes' shapes (%d detections on 4 scenes)" % len(dets))
 
 
 def test_command(g, work):

@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "explain/metrics.h"
+#include "report/report.h"
 #include "graph/model.h"
 #include "opcheck.h"
 
@@ -12,7 +13,7 @@ static int near(double a, double b, double tol) { return fabs(a - b) <= tol; }
 
 static float *zeros(int64_t n) { return calloc((size_t)n, sizeof(float)); }
 
-static void fill_box(float *s, int64_t w, gc_ebox b, float v) {
+static void fill_box(float *s, int64_t w, gc_box b, float v) {
     for (int64_t y = b.y0; y < b.y1; y++)
         for (int64_t x = b.x0; x < b.x1; x++) s[y * w + x] = v;
 }
@@ -20,30 +21,30 @@ static void fill_box(float *s, int64_t w, gc_ebox b, float v) {
 static void test_box_map(void) {
     const int64_t h = 64, w = 64;
     float *s = zeros(h * w);
-    gc_ebox gt = {10, 20, 30, 40};
+    gc_box gt = {10, 20, 30, 40};
     fill_box(s, w, gt, 1.0f);
-    gc_ebox b;
-    oc_check(gc_loc_box(s, h, w, 0.15f, &b) == 1, "box map: a region is found");
+    gc_box b;
+    oc_check(gc_localize_box(s, h, w, 0.15f, &b, NULL) == 1, "box map: a region is found");
     oc_check(b.x0 == 10 && b.y0 == 20 && b.x1 == 30 && b.y1 == 40, "box map: box (%lld,%lld,%lld,%lld)",
              (long long)b.x0, (long long)b.y0, (long long)b.x1, (long long)b.y1);
     oc_check(gc_box_iou(&b, &gt) == 1.0, "box map: IoU %g != 1", gc_box_iou(&b, &gt));
     oc_check(gc_energy_in(s, h, w, &gt, 1) == 1.0, "box map: energy %g != 1", gc_energy_in(s, h, w, &gt, 1));
     oc_check(gc_pointing_hit(s, h, w, &gt, 1, 0) == 1, "box map: pointing hit at tolerance 0");
     /* half the mass outside */
-    fill_box(s, w, (gc_ebox){40, 0, 60, 20}, 1.0f);
+    fill_box(s, w, (gc_box){40, 0, 60, 20}, 1.0f);
     oc_check(near(gc_energy_in(s, h, w, &gt, 1), 0.5, 1e-12), "energy: half inside gives %g", gc_energy_in(s, h, w, &gt, 1));
     /* overlapping boxes count each pixel once */
-    gc_ebox two[2] = {gt, {20, 20, 30, 40}};
+    gc_box two[2] = {gt, {20, 20, 30, 40}};
     oc_check(near(gc_energy_in(s, h, w, two, 2), 0.5, 1e-12), "energy: union of overlapping boxes");
     memset(s, 0, sizeof(float) * (size_t)(h * w));
     oc_check(isnan(gc_energy_in(s, h, w, &gt, 1)), "energy: an empty map gives NaN");
-    oc_check(gc_loc_box(s, h, w, 0.15f, &b) == 0, "localisation: an empty map has no box");
+    oc_check(gc_localize_box(s, h, w, 0.15f, &b, NULL) == 0, "localisation: an empty map has no box");
     oc_check(gc_pointing_hit(s, h, w, &gt, 1, 15) == 0, "pointing: an empty map misses");
     free(s);
 }
 
 static void test_iou(void) {
-    gc_ebox a = {0, 0, 10, 10}, b = {5, 0, 15, 10}, c = {20, 20, 30, 30}, e = {3, 3, 3, 9};
+    gc_box a = {0, 0, 10, 10}, b = {5, 0, 15, 10}, c = {20, 20, 30, 30}, e = {3, 3, 3, 9};
     oc_check(near(gc_box_iou(&a, &b), 50.0 / 150.0, 1e-12), "IoU of half-shifted boxes %g", gc_box_iou(&a, &b));
     oc_check(gc_box_iou(&a, &c) == 0, "IoU of disjoint boxes");
     oc_check(gc_box_iou(&a, &e) == 0 && gc_box_area(&e) == 0, "an empty box");
@@ -54,17 +55,17 @@ static void test_threshold(void) {
     /* a peak of 1, a ring at 0.16 (in: >= 15%), then a ring at 0.14 (out) */
     const int64_t h = 40, w = 40;
     float *s = zeros(h * w);
-    fill_box(s, w, (gc_ebox){6, 6, 16, 16}, 0.14f);
-    fill_box(s, w, (gc_ebox){8, 8, 14, 14}, 0.16f);
-    fill_box(s, w, (gc_ebox){10, 10, 12, 12}, 1.0f);
-    gc_ebox b;
-    gc_loc_box(s, h, w, 0.15f, &b);
+    fill_box(s, w, (gc_box){6, 6, 16, 16}, 0.14f);
+    fill_box(s, w, (gc_box){8, 8, 14, 14}, 0.16f);
+    fill_box(s, w, (gc_box){10, 10, 12, 12}, 1.0f);
+    gc_box b;
+    gc_localize_box(s, h, w, 0.15f, &b, NULL);
     oc_check(b.x0 == 8 && b.y0 == 8 && b.x1 == 14 && b.y1 == 14, "threshold at 15%%: box (%lld,%lld,%lld,%lld)",
              (long long)b.x0, (long long)b.y0, (long long)b.x1, (long long)b.y1);
     /* exactly at the threshold is in */
     for (int64_t i = 0; i < h * w; i++)
         if (s[i] == 0.14f) s[i] = 0.15f;
-    gc_loc_box(s, h, w, 0.15f, &b);
+    gc_localize_box(s, h, w, 0.15f, &b, NULL);
     oc_check(b.x0 == 6 && b.x1 == 16, "a pixel at exactly 15%% of the maximum is in");
     free(s);
 }
@@ -72,16 +73,16 @@ static void test_threshold(void) {
 static void test_largest_region(void) {
     const int64_t h = 50, w = 50;
     float *s = zeros(h * w);
-    fill_box(s, w, (gc_ebox){2, 2, 4, 4}, 1.0f);     /* the maximum, 4 pixels */
-    fill_box(s, w, (gc_ebox){20, 20, 30, 30}, 0.5f); /* the largest region, 100 pixels */
-    fill_box(s, w, (gc_ebox){40, 5, 45, 10}, 0.9f);  /* 25 pixels */
-    gc_ebox b;
-    gc_loc_box(s, h, w, 0.15f, &b);
+    fill_box(s, w, (gc_box){2, 2, 4, 4}, 1.0f);     /* the maximum, 4 pixels */
+    fill_box(s, w, (gc_box){20, 20, 30, 30}, 0.5f); /* the largest region, 100 pixels */
+    fill_box(s, w, (gc_box){40, 5, 45, 10}, 0.9f);  /* 25 pixels */
+    gc_box b;
+    gc_localize_box(s, h, w, 0.15f, &b, NULL);
     oc_check(b.x0 == 20 && b.y0 == 20 && b.x1 == 30 && b.y1 == 30, "largest region chosen, not the peak's");
     /* 8-connectivity: a diagonal neighbour joins the small regions into the largest */
-    fill_box(s, w, (gc_ebox){4, 4, 19, 20}, 0.0f);
+    fill_box(s, w, (gc_box){4, 4, 19, 20}, 0.0f);
     for (int64_t k = 4; k < 20; k++) s[k * w + k] = 0.3f; /* a diagonal line from (4,4) to (19,19) */
-    gc_loc_box(s, h, w, 0.15f, &b);
+    gc_localize_box(s, h, w, 0.15f, &b, NULL);
     oc_check(b.x0 == 2 && b.y0 == 2 && b.x1 == 30 && b.y1 == 30, "8-connected diagonal joins regions: (%lld,%lld,%lld,%lld)",
              (long long)b.x0, (long long)b.y0, (long long)b.x1, (long long)b.y1);
     free(s);
@@ -90,7 +91,7 @@ static void test_largest_region(void) {
 static void test_pointing(void) {
     const int64_t h = 100, w = 100;
     float *s = zeros(h * w);
-    gc_ebox box = {20, 20, 40, 40}; /* last column 39 */
+    gc_box box = {20, 20, 40, 40}; /* last column 39 */
     s[30 * w + 49] = 1.0f;          /* 10 px right of column 39 */
     oc_check(gc_pointing_hit(s, h, w, &box, 1, 15) == 1, "pointing: 10 px outside hits (tolerance 15)");
     oc_check(gc_pointing_hit(s, h, w, &box, 1, 9.5) == 0, "pointing: 10 px outside misses at tolerance 9.5");
@@ -104,7 +105,7 @@ static void test_pointing(void) {
     oc_check(gc_box_distance(25, 25, &box) == 0, "distance inside is 0");
     s[(39 + 11) * w + 39 + 11] = 2.0f; /* 15.6 px: the maximum now */
     oc_check(gc_pointing_hit(s, h, w, &box, 1, 15) == 0, "pointing: 15.6 px diagonally misses");
-    gc_ebox two[2] = {box, {45, 45, 60, 60}};
+    gc_box two[2] = {box, {45, 45, 60, 60}};
     oc_check(gc_pointing_hit(s, h, w, two, 2, 0) == 1, "pointing: any of the class's boxes");
     oc_check(gc_argmax_pos(s, h * w) == (39 + 11) * w + 39 + 11, "argmax");
     free(s);

@@ -182,22 +182,23 @@ static void test_json_writer(void) {
 }
 
 static void test_box(void) {
-    gc_box box;
+    gc_box box; /* x1, y1 exclusive */
+    int64_t area = 0;
     float z[12] = {0};
-    CHECK(gc_localize_box(z, 3, 4, 0.15f, &box) == 0, "zero map: no box");
+    CHECK(gc_localize_box(z, 3, 4, 0.15f, &box, &area) == 0, "zero map: no box");
     float neg[4] = {-1, -2, -3, -4};
-    CHECK(gc_localize_box(neg, 2, 2, 0.15f, &box) == 0, "negative map: no box");
+    CHECK(gc_localize_box(neg, 2, 2, 0.15f, &box, &area) == 0, "negative map: no box");
     float nan4[4] = {NAN, NAN, NAN, NAN};
-    CHECK(gc_localize_box(nan4, 2, 2, 0.15f, &box) == 0, "NaN map: no box");
-    CHECK(gc_localize_box(z, 0, 4, 0.15f, &box) == 0, "empty map: no box");
+    CHECK(gc_localize_box(nan4, 2, 2, 0.15f, &box, &area) == 0, "NaN map: no box");
+    CHECK(gc_localize_box(z, 0, 4, 0.15f, &box, &area) == 0, "empty map: no box");
     float inf4[4] = {INFINITY, 1, 0, 0};
-    CHECK(gc_localize_box(inf4, 2, 2, 0.15f, &box) == 0, "infinite maximum: no box");
+    CHECK(gc_localize_box(inf4, 2, 2, 0.15f, &box, &area) == 0, "infinite maximum: no box");
 
     /* one pixel */
     float one[12] = {0};
     one[1 * 4 + 2] = 5;
-    CHECK(gc_localize_box(one, 3, 4, 0.15f, &box) == 1 && box.x0 == 2 && box.x1 == 2 && box.y0 == 1 && box.y1 == 1 &&
-              box.area == 1, "single pixel box");
+    CHECK(gc_localize_box(one, 3, 4, 0.15f, &box, &area) == 1 && box.x0 == 2 && box.x1 == 3 && box.y0 == 1 && box.y1 == 2 &&
+              area == 1, "single pixel box");
 
     /* diagonal neighbours join (8-connectivity); the threshold includes exactly 15% of the max */
     float d[25] = {0};
@@ -205,8 +206,8 @@ static void test_box(void) {
     d[6] = 0.15f;
     d[12] = 0.5f;
     d[4] = 0.1499f; /* below */
-    CHECK(gc_localize_box(d, 5, 5, 0.15f, &box) == 1 && box.area == 3 && box.x0 == 0 && box.y0 == 0 && box.x1 == 2 &&
-              box.y1 == 2, "diagonal chain is one region (area %lld, box %lld,%lld..%lld,%lld)", (long long)box.area,
+    CHECK(gc_localize_box(d, 5, 5, 0.15f, &box, &area) == 1 && area == 3 && box.x0 == 0 && box.y0 == 0 && box.x1 == 3 &&
+              box.y1 == 3, "diagonal chain is one region (area %lld, box %lld,%lld..%lld,%lld)", (long long)area,
           (long long)box.x0, (long long)box.y0, (long long)box.x1, (long long)box.y1);
 
     /* the largest region wins even when a smaller one holds the maximum */
@@ -214,30 +215,30 @@ static void test_box(void) {
     m[0] = 10;                                      /* small region with the max: (0,0) */
     for (int y = 3; y < 6; y++)
         for (int x = 4; x < 8; x++) m[y * 8 + x] = 2; /* 12 pixels */
-    CHECK(gc_localize_box(m, 6, 8, 0.15f, &box) == 1 && box.area == 12 && box.x0 == 4 && box.x1 == 7 && box.y0 == 3 &&
-              box.y1 == 5, "largest region chosen");
+    CHECK(gc_localize_box(m, 6, 8, 0.15f, &box, &area) == 1 && area == 12 && box.x0 == 4 && box.x1 == 8 && box.y0 == 3 &&
+              box.y1 == 6, "largest region chosen");
 
     /* ties go to the region met first in row-major order; a U shape is one region */
     float t[5 * 5] = {0};
     t[0 * 5 + 3] = t[0 * 5 + 4] = 1; /* first, area 2 */
     t[4 * 5 + 0] = t[4 * 5 + 1] = 1; /* second, area 2 */
-    CHECK(gc_localize_box(t, 5, 5, 0.5f, &box) == 1 && box.y0 == 0 && box.x0 == 3, "tie: first region");
+    CHECK(gc_localize_box(t, 5, 5, 0.5f, &box, &area) == 1 && box.y0 == 0 && box.x0 == 3, "tie: first region");
     float u[4 * 4] = {1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0};
-    CHECK(gc_localize_box(u, 4, 4, 0.5f, &box) == 1 && box.area == 8 && box.x0 == 0 && box.x1 == 3 && box.y1 == 2,
+    CHECK(gc_localize_box(u, 4, 4, 0.5f, &box, &area) == 1 && area == 8 && box.x0 == 0 && box.x1 == 4 && box.y1 == 3,
           "U shape is one region");
 
     /* a big filled map: no recursion, no overflow */
     int64_t H = 1200, W = 1100;
     float *big = malloc(sizeof(float) * (size_t)(H * W));
     for (int64_t i = 0; i < H * W; i++) big[i] = 2.0f + (float)(i % 7); /* all above 15% of the maximum 8 */
-    CHECK(gc_localize_box(big, H, W, 0.15f, &box) == 1 && box.area == H * W && box.x1 == W - 1 && box.y1 == H - 1,
+    CHECK(gc_localize_box(big, H, W, 0.15f, &box, &area) == 1 && area == H * W && box.x1 == W && box.y1 == H,
           "large map filled");
     /* a snake of one-pixel-wide rows joined at alternating ends: a very long path */
     for (int64_t y = 0; y < H; y++)
         for (int64_t x = 0; x < W; x++)
             big[y * W + x] = (y % 2 == 0) || (y % 4 == 1 && x == W - 1) || (y % 4 == 3 && x == 0) ? 1.0f : 0.0f;
     int64_t want = (H / 2) * W + H / 2;
-    CHECK(gc_localize_box(big, H, W, 0.15f, &box) == 1 && box.area == want, "snake: area %lld want %lld", (long long)box.area,
+    CHECK(gc_localize_box(big, H, W, 0.15f, &box, &area) == 1 && area == want, "snake: area %lld want %lld", (long long)area,
           (long long)want);
     free(big);
 }

@@ -193,3 +193,56 @@ int cli_set_seed_opt(void *opts, const char *name, const char *val) {
     return 0;
 }
 #undef BASE
+
+/* ---- the detection options ------------------------------------------------------------------- */
+
+int cli_set_task(void *opts, const char *name, const char *val) {
+    cli_base_opts *b = opts;
+    if (strcmp(val, "classify") == 0) b->task = CLI_TASK_CLASSIFY;
+    else if (strcmp(val, "detect") == 0) b->task = CLI_TASK_DETECT;
+    else return cli_usage_error("%s: '%s' is not classify or detect", name, val);
+    return 0;
+}
+
+static int set_det(void *opts, const char *name, const char *val) {
+    cli_base_opts *b = opts;
+    if (!b->det_given) b->det_given = name;
+    if (strcmp(name, "--detections") == 0) {
+        int l = gcam_det_layout_from_name(val);
+        if (l < 0) return cli_usage_error("%s: '%s' is not auto, yolov8 or yolov5", name, val);
+        b->det.layout = (gcam_det_layout)l;
+    } else if (strcmp(name, "--max-detections") == 0) {
+        int64_t k;
+        if (cli_parse_i64(val, &k) || k < 1 || k > CLI_MAX_DETECTIONS)
+            return cli_usage_error("%s: '%s' is not a number from 1 to %d", name, val, CLI_MAX_DETECTIONS);
+        b->det.max_detections = (int)k;
+    } else {
+        float v;
+        if (cli_parse_float(val, &v) || v < 0 || v > 1) return cli_usage_error("%s: '%s' is not a number from 0 to 1", name, val);
+        if (strcmp(name, "--score-threshold") == 0) b->det.score_threshold = v;
+        else b->det.iou_threshold = v;
+    }
+    return 0;
+}
+
+const cli_row cli_det_rows[] = {
+    CLI_OPT("--detections", "LAYOUT", "a layout", set_det,
+            "auto (default: from the output's shape) | yolov8 (N, 4 + C, A) | yolov5 (N, A, 5 + C)"),
+    CLI_OPT("--score-threshold", "S", "a number", set_det, "keep detections scoring >= S (default 0.25)"),
+    CLI_OPT("--iou-threshold", "T", "a number", set_det,
+            "class-wise NMS: drop boxes overlapping a better one by IoU > T (default 0.45)"),
+    CLI_OPT("--max-detections", "N", "a number", set_det, "keep at most N detections per image, the best first (default 32)"),
+    CLI_END_ROW,
+};
+
+void cli_det_defaults(cli_base_opts *b) {
+    gcam_detect_options_init(&b->det);
+    b->det.max_detections = 32;
+}
+
+int cli_det_finish(cli_base_opts *b) {
+    if (b->task != CLI_TASK_DETECT) return b->det_given ? cli_usage_error("%s needs --task detect", b->det_given) : 0;
+    if (b->pre.preprocess < 0) b->pre.preprocess = 1;                     /* YOLO: RGB / 255 */
+    if (b->pre.resize_mode < 0) b->pre.resize_mode = GC_RESIZE_LETTERBOX; /* YOLO's input */
+    return 0;
+}

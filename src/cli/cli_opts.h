@@ -48,6 +48,9 @@ int cli_parse_options(int argc, char **argv, const cli_row *table, void *opts, i
 /* The table's sections, options and text, as the help shows them. */
 void cli_print_options(const cli_row *table);
 
+enum { CLI_TASK_CLASSIFY = 0, CLI_TASK_DETECT = 1 };
+#define CLI_MAX_DETECTIONS 1000 /* --max-detections */
+
 /* What explain and eval both take: a command's options struct begins with one, and the shared
  * setters below store into it. */
 typedef struct cli_base_opts {
@@ -58,10 +61,21 @@ typedef struct cli_base_opts {
     int threads;                 /* --threads, 0: the default */
     size_t max_memory;           /* --max-memory, 0: the default */
     uint64_t seed;               /* --seed */
+    int task;                    /* --task: CLI_TASK_* */
+    gcam_detect_options det;     /* --detections, --score-threshold, --iou-threshold, --max-detections */
+    const char *det_given;       /* the first of those given, for "needs --task detect" */
 } cli_base_opts;
 
 /* The preprocessing options' rows. */
 extern const cli_row cli_pre_rows[];
+/* The detection options' rows (--detections, --score-threshold, --iou-threshold, --max-detections). */
+extern const cli_row cli_det_rows[];
+/* Their defaults (0.25, 0.45, 32 detections, layout auto). */
+void cli_det_defaults(cli_base_opts *b);
+/* After parsing: a detection option without --task detect is a usage error; with it, images are
+ * letterboxed and scaled to RGB / 255 (YOLO's input) unless --resize-mode / --preprocess say
+ * otherwise. 0 or an exit code. */
+int cli_det_finish(cli_base_opts *b);
 
 /* Setters into the cli_base_opts the options struct begins with. */
 int cli_set_out(void *opts, const char *name, const char *val);
@@ -70,6 +84,7 @@ int cli_set_quiet(void *opts, const char *name, const char *val);
 int cli_set_threads_opt(void *opts, const char *name, const char *val);  /* 1..1024 */
 int cli_set_max_memory(void *opts, const char *name, const char *val);
 int cli_set_seed_opt(void *opts, const char *name, const char *val);
+int cli_set_task(void *opts, const char *name, const char *val); /* classify | detect */
 /* A method list into methods[] (n of them; *all when 'all' is given), with `see` in the
  * unknown-method line. 0 or an exit code. */
 int cli_set_methods(const char *name, const char *val, gcam_method *methods, int *n, int *all, const char *see);

@@ -1,7 +1,8 @@
 /* gradcam eval MODEL --images DIR --boxes FILE: how well explanation methods localise, point,
  * discriminate classes, stay faithful to the model (deletion / insertion) and depend on its
- * weights (cascading randomisation). The metrics are in src/explain/metrics.c, their
- * definitions in docs/evaluation.md. */
+ * weights (cascading randomisation). With --task detect: the detector's detections matched to the
+ * ground truth, each matched detection's maps scored against its box. The metrics are in
+ * src/explain/metrics.c, their definitions in docs/evaluation.md. */
 #include <errno.h>
 #include <math.h>
 #include <strings.h>
@@ -18,6 +19,7 @@
 /* ---- options ---- */
 
 #define EV_MAX_LIST 64
+#define EV_MATCH_IOU 0.5       /* a detection matches a ground-truth box from this IoU */
 
 typedef struct ev_opts {
     cli_base_opts base;          /* as in 'gradcam explain' (first: cli_base_rows) */
@@ -30,6 +32,7 @@ typedef struct ev_opts {
     double threshold, tolerance, blur_sigma;
     int steps, substrate, batch, limit, sanity_cases;
     int depths[EV_MAX_DEPTHS], n_depths, depth_all;
+    int metrics_named;           /* --metrics bits named one by one (not through 'all') */
     char *owned[EV_MAX_LIST];
     int n_owned;
 } ev_opts;
@@ -88,6 +91,7 @@ static int ev_metrics(void *opts, const char *name, const char *val) {
             return cli_usage_error("--metrics: '%s' is not localisation, pointing, discrimination, faithfulness, "
                                    "sanity or all", tok);
         o->metrics |= found;
+        if (found != EV_M_ALL) o->metrics_named |= found;
     }
     if (!o->metrics) return cli_usage_error("--metrics: empty list");
     return 0;
@@ -174,11 +178,13 @@ static const cli_row g_eval_rows[] = {
     CLI_OPT("--limit", "N", "a number", ev_limit, "only the first N images (sorted by name)"),
     CLI_SECTION_ROW("Methods and metrics:"),
     CLI_OPT("-m|--method", "LIST", "a method list", ev_method,
-            "comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam)"),
+            "comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam;\n"
+            "with --task detect: hirescam)"),
     CLI_OPT("-l|--layer", "NAME", "a layer name", ev_layer,
             "target layer of the CAM methods (default: automatic, as in explain)"),
     CLI_OPT("--metrics", "LIST", "a list", ev_metrics,
-            "localisation,pointing,discrimination,faithfulness,sanity or all (default)"),
+            "localisation,pointing,discrimination,faithfulness,sanity or all (default;\n"
+            "with --task detect: localisation, pointing, sanity)"),
     CLI_OPT("--threshold", "F", "a fraction", ev_threshold,
             "localisation: map threshold as a fraction of its maximum (default 0.15)"),
     CLI_OPT("--tolerance", "PX", "pixels", ev_tolerance, "pointing game tolerance in model-input pixels (default 15)"),
@@ -196,6 +202,13 @@ static const cli_row g_eval_rows[] = {
     CLI_OPT("--sanity-cases", "N", "a number", ev_sanity_cases,
             "(image, class) cases recomputed per depth (default 16)"),
     CLI_OPT("--seed", "N", "a number", cli_set_seed_opt, "seed of the randomised weights (default 0); results are deterministic"),
+    CLI_SECTION_ROW("Detectors (--task detect; docs/evaluation.md, \"Detectors\"):"),
+    CLI_OPT("--task", "TASK", "a task", cli_set_task,
+            "classify (default) | detect: decode the detector's output, match the detections to\n"
+            "the boxes (same class, IoU >= 0.5) and score each matched detection's maps against\n"
+            "its box (default method hirescam; metrics localisation, pointing, sanity; images\n"
+            "letterboxed, RGB / 255, unless --resize-mode / --preprocess say otherwise)"),
+    CLI_INCLUDE_ROW(cli_det_rows),
     CLI_SECTION_ROW("Images are turned into model inputs as in 'gradcam explain' (NCHW inputs only):"),
     CLI_INCLUDE_ROW(cli_pre_rows),
     CLI_TEXT_ROW("Boxes are mapped into the model's input through the same geometry (crop, letterbox, stretch);\n"
@@ -213,13 +226,15 @@ static void print_eval_help(void) {
     printf("Usage: gradcam eval MODEL --images DIR --boxes FILE [options]\n\n"
            "Scores explanation methods against ground-truth boxes and prints one row per method; writes\n"
            "eval.csv, eval.json and eval.html (the table, deletion/insertion curves and sanity-check curves\n"
-           "drawn as SVG) into the output folder. Every metric is defined in docs/evaluation.md.\n\n");
+           "drawn as SVG) into the output folder. Every metric is defined in docs/evaluation.md. With --task detect,\n"
+           "the detections are matched to the boxes and each matched detection's maps are scored against its box.\n\n");
     cli_print_options(g_eval_rows);
     printf("\n"
            "Example:\n"
            "  /usr/bin/python3 examples/demo/shapes.py eval /tmp/shapes --n 500\n"
            "  gradcam eval examples/demo/shapes_cnn.onnx --images /tmp/shapes --boxes /tmp/shapes/boxes.csv \\\n"
-           "      --labels examples/demo/labels.txt -m gradcam,gradcam++,scorecam,guided-backprop\n\n"
+           "      --labels examples/demo/labels.txt -m gradcam,gradcam++,scorecam,guided-backprop\n"
+           "  gradcam eval yolov8n.onnx --task detect --images VOC/JPEGImages --boxes VOC/Annotations --labels voc.txt\n\n"
            "Exit status: 0 success; 2 usage error; 3 bad model, boxes or images (images that fail are listed and\n"
            "left out); 1 other failures.\n");
 }
@@ -242,6 +257,7 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
     o->batch = 16;
     o->sanity_cases = 16;
     cli_pre_defaults(&o->base.pre);
+    cli_det_defaults(&o->base);
     int rc = cli_parse_options(argc, argv, g_eval_rows, o, ev_positional, print_eval_help, "eval");
     if (rc) return rc;
     if (!o->model) return cli_usage_error("eval: no MODEL given");
@@ -250,12 +266,21 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
     if (o->methods_all) {
         o->n_methods = 0;
         for (int m = 0; m < GCAM_METHOD_COUNT; m++) o->methods[o->n_methods++] = (gcam_method)m;
+    } else if (!o->n_methods && o->base.task == CLI_TASK_DETECT) {
+        o->methods[0] = GCAM_HIRESCAM; /* a detection is one instance (docs/detection.md) */
+        o->n_methods = 1;
     } else if (!o->n_methods) {
         o->methods[0] = GCAM_GRADCAM;
         o->methods[1] = GCAM_GUIDED_BACKPROP;
         o->methods[2] = GCAM_GUIDED_GRADCAM;
         o->n_methods = 3;
     }
+    if ((rc = cli_det_finish(&o->base)) || o->base.task != CLI_TASK_DETECT) return rc;
+    /* detect: class discrimination and deletion / insertion do not apply (docs/evaluation.md) */
+    if (o->metrics_named & (EV_M_DISCR | EV_M_FAITH))
+        return cli_usage_error("--metrics: %s does not apply to --task detect (localisation, pointing, sanity do)",
+                               (o->metrics_named & EV_M_DISCR) ? "discrimination" : "faithfulness");
+    o->metrics &= EV_M_LOC | EV_M_POINT | EV_M_SANITY;
     return 0;
 }
 
@@ -263,7 +288,7 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
 
 typedef struct ev_case_store { /* a sanity-check case: the input and the original maps */
     float *x;
-    int64_t cls;
+    gcam_target target;        /* a class, or a detection's score (its elements are inline) */
     float **maps;              /* per method: [0,1]-normalised saliency (H, W), or NULL */
 } ev_case_store;
 
@@ -296,6 +321,7 @@ typedef struct ev_run {
     cli_progress prog;
     float *batch_buf;              /* (ibatch, C, H, W) */
     double *probs;                 /* scratch */
+    ev_det_counts *det_counts;     /* (K) --task detect, per class */
 } ev_run;
 
 
@@ -360,7 +386,7 @@ static void make_preprocess(const ev_run *R, const gc_image *img, gc_preprocess 
 
 /* An original-image box [x0, x1) mapped into input pixels: the pixels whose centres it holds
  * (at least the one nearest its centre when it is smaller than a pixel), clipped to the input. */
-static int map_box(gc_ebox *out, const ev_obj *ob, const gc_geometry *g, int64_t W, int64_t H) {
+static int map_box(gc_box *out, const ev_obj *ob, const gc_geometry *g, int64_t W, int64_t H) {
     double ax0 = (ob->x0 - g->x0) / g->sx - 0.5, ax1 = (ob->x1 - g->x0) / g->sx - 0.5;
     double ay0 = (ob->y0 - g->y0) / g->sy - 0.5, ay1 = (ob->y1 - g->y0) / g->sy - 0.5;
     int64_t x0 = (int64_t)ceil(ax0), x1 = (int64_t)ceil(ax1), y0 = (int64_t)ceil(ay0), y1 = (int64_t)ceil(ay1);
@@ -509,8 +535,10 @@ enum { EV_DONE = 0, EV_FAILED = 1, EV_STOP = 100 };
 static const char *explain_layers(ev_run *R) { return R->layer_names ? R->layer_names : ""; }
 
 static int make_explainer(ev_run *R, const gcam_model *m, gcam_explainer **e, const gcam_feed *f, gc_err *err) {
+    /* a detector's output is decoded and explained as is: its scores are the output's values */
     gcam_explain_options eo = {.layers = R->n_layer_list ? R->layer_list : (R->o->n_layers ? R->o->layers : NULL),
                                .n_layers = R->n_layer_list ? R->n_layer_list : R->o->n_layers,
+                               .explain_probability = R->o->base.task == CLI_TASK_DETECT,
                                .n_threads = R->o->base.threads, .max_memory = R->o->base.max_memory, .noise_seed = R->o->base.seed,
                                .batch_size = R->o->batch};
     gcam_status rc = gcam_explainer_create(e, m, f, 1, &eo);
@@ -536,9 +564,15 @@ typedef struct ev_one {
     gcam_tensor_view sv;              /* the explained scores */
     int64_t inner, top1;
     gcam_map map;
-    gc_ebox *boxes, *cb, *ob;         /* (n_objs) boxes in the model's input; a class's; the others' */
+    gc_box *boxes, *cb, *ob;          /* (n_objs) boxes in the model's input; a class's; the others' */
     int64_t *bcls, *classes;          /* (n_objs) each box's class; the classes present */
     int n_boxes, n_classes, want_faith, store;
+    /* --task detect */
+    gcam_detection *dets;             /* (n_dets) decoded, best first */
+    int64_t n_dets;
+    ev_mbox *gtm, *dm;                /* (n_boxes) ground truth, (n_dets) detections: picture pixels */
+    int *det_of_gt, *gt_of_det;       /* (n_boxes), (n_dets) the matching, -1: none */
+    double *iou_of_gt;                /* (n_boxes) */
     gc_buf jb;                        /* the image's eval.json record */
     gc_json j;
 } ev_one;
@@ -558,6 +592,12 @@ static void one_free(ev_one *s) {
     free(s->bcls);
     free(s->classes);
     free(s->cscore);
+    free(s->dets);
+    free(s->gtm);
+    free(s->dm);
+    free(s->det_of_gt);
+    free(s->gt_of_det);
+    free(s->iou_of_gt);
     gc_buf_free(&s->jb);
 }
 
@@ -588,7 +628,7 @@ static int one_load(ev_run *R, ev_one *s, gc_err *err) {
     s->Sn = gc_malloc2((size_t)s->plane, sizeof(float));
     s->order = gc_malloc2((size_t)s->plane, sizeof(int64_t));
     s->curve = gc_malloc2((size_t)o->steps + 1, sizeof(double));
-    s->boxes = gc_malloc2((size_t)img->n_objs + 1, sizeof(gc_ebox));
+    s->boxes = gc_malloc2((size_t)img->n_objs + 1, sizeof(gc_box));
     s->bcls = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
     s->classes = gc_malloc2((size_t)img->n_objs + 1, sizeof(int64_t));
     if (!s->x || !s->S || !s->Sn || !s->order || !s->curve || !s->boxes || !s->bcls || !s->classes) return one_oom(s, err);
@@ -596,52 +636,72 @@ static int one_load(ev_run *R, ev_one *s, gc_err *err) {
     return 0;
 }
 
-/* The explainer for this input shape, the forward pass, the class scores and the top-1 class. */
-static int one_forward(ev_run *R, ev_one *s, gc_err *err) {
+/* The explainer for input f's shape; the CAM layers it chose are kept from the first one on. */
+static int one_explainer(ev_run *R, ev_one *s, const gcam_feed *f, gc_err *err) {
     gcam_status rc;
-    int64_t dims[4] = {1, s->C, s->H, s->W};
-    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = dims, .data = s->x};
-    if (!R->e || memcmp(R->dims, dims, sizeof dims) != 0) {
-        gcam_explainer_free(R->e);
-        R->e = NULL;
-        if ((rc = make_explainer(R, R->m, &R->e, &f, err))) return R->resolved ? EV_FAILED : EV_STOP + cli_status_exit(rc);
-        memcpy(R->dims, dims, sizeof dims);
-        if (!R->layer_names) {
-            gc_buf ln = {0};
-            int nl = gcam_explainer_num_layers(R->e);
-            R->layer_list = calloc((size_t)nl + 1, sizeof *R->layer_list);
-            for (int i = 0; i < nl; i++) {
-                if (i) gc_buf_puts(&ln, ", ");
-                gc_buf_puts(&ln, gcam_explainer_layer(R->e, i));
-            }
-            R->layer_names = ln.p ? ln.p : gc_strdup("");
-            if (!R->layer_list || !R->layer_names) return one_oom(s, err);
-            for (int i = 0; i < nl; i++)
-                if (!(R->layer_list[i] = gc_strdup(gcam_explainer_layer(R->e, i)))) return one_oom(s, err);
-            R->n_layer_list = nl;
-        }
+    if (R->e && memcmp(R->dims, f->dims, sizeof R->dims) == 0) return 0;
+    gcam_explainer_free(R->e);
+    R->e = NULL;
+    if ((rc = make_explainer(R, R->m, &R->e, f, err))) return R->resolved ? EV_FAILED : EV_STOP + cli_status_exit(rc);
+    memcpy(R->dims, f->dims, sizeof R->dims);
+    if (R->layer_names) return 0;
+    gc_buf ln = {0};
+    int nl = gcam_explainer_num_layers(R->e);
+    R->layer_list = calloc((size_t)nl + 1, sizeof *R->layer_list);
+    for (int i = 0; i < nl; i++) {
+        if (i) gc_buf_puts(&ln, ", ");
+        gc_buf_puts(&ln, gcam_explainer_layer(R->e, i));
     }
-    if ((rc = gcam_explainer_forward(R->e, &f, 1))) {
-        gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
-        return EV_FAILED;
+    R->layer_names = ln.p ? ln.p : gc_strdup("");
+    if (ln.oom) R->layer_names = NULL, gc_buf_free(&ln);
+    if (!R->layer_list || !R->layer_names) return one_oom(s, err);
+    for (int i = 0; i < nl; i++)
+        if (!(R->layer_list[i] = gc_strdup(gcam_explainer_layer(R->e, i)))) return one_oom(s, err);
+    R->n_layer_list = nl;
+    return 0;
+}
+
+/* First forward of a classifier: the classes (axis 1 of the score), the boxes' classes resolved. */
+static int classify_first(ev_run *R, ev_one *s, gc_err *err) {
+    if (s->sv.ndim < 2) {
+        gc_fail(err, GCAM_E_SHAPE, "the model's score '%s' has no class axis", gcam_explainer_score_name(R->e));
+        return EV_STOP + CLI_BAD_INPUT;
     }
-    if ((rc = gcam_explainer_scores(R->e, &s->sv))) {
-        gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
-        return EV_FAILED;
+    R->K = s->sv.dims[1];
+    int rr = resolve_classes(R);
+    if (rr) {
+        err->msg[0] = 0;
+        return EV_STOP + rr;
     }
-    if (!R->resolved) {
-        if (s->sv.ndim < 2) {
-            gc_fail(err, GCAM_E_SHAPE, "the model's score '%s' has no class axis", gcam_explainer_score_name(R->e));
-            return EV_STOP + CLI_BAD_INPUT;
-        }
-        R->K = s->sv.dims[1];
-        int rr = resolve_classes(R);
-        if (rr) {
-            err->msg[0] = 0;
-            return EV_STOP + rr;
-        }
-        if (!(R->probs = calloc((size_t)R->K, sizeof(double)))) return one_oom(s, err);
-    }
+    /* the classes are resolved once: without this buffer the run cannot go on */
+    if (!(R->probs = calloc((size_t)R->K, sizeof(double)))) return EV_STOP + cli_fail(1, "out of memory");
+    return 0;
+}
+
+/* First forward of a detector: the layout and the classes from the output's shape (a shape that
+ * fits no layout stops the run), the boxes' classes resolved, the per-class counters. */
+static int detect_first(ev_run *R, ev_one *s, gc_err *err) {
+    ev_opts *o = R->o;
+    char why[512];
+    gcam_detect_options probe = o->base.det;
+    probe.score_threshold = 2; /* nothing kept: only the layout is wanted */
+    gcam_detection *d = NULL;
+    int64_t nd = 0;
+    gcam_det_layout lay;
+    err->msg[0] = 0;
+    if (gcam_detect_decode(&s->sv, &probe, &d, &nd, &lay, why, sizeof why))
+        return EV_STOP + cli_fail(CLI_BAD_INPUT, "%s: --task detect: %s", o->model, why);
+    free(d);
+    o->base.det.layout = lay;
+    R->K = lay == GCAM_DET_YOLOV8 ? s->sv.dims[1] - 4 : s->sv.dims[2] - 5; /* (N, 4 + C, A) or (N, A, 5 + C) */
+    int rr = resolve_classes(R);
+    if (rr) return EV_STOP + rr;
+    if (!(R->det_counts = gc_calloc2((size_t)R->K, sizeof *R->det_counts))) return EV_STOP + cli_fail(1, "out of memory");
+    return 0;
+}
+
+/* The class scores (averaged over any spatial axes) and the top-1 class of a classifier. */
+static int classify_top1(ev_run *R, ev_one *s, gc_err *err) {
     if (s->sv.ndim < 2 || s->sv.dims[1] != R->K) {
         gc_fail(err, GCAM_E_SHAPE, "the output has %lld classes for this image, %lld before", s->sv.ndim >= 2 ? (long long)s->sv.dims[1] : 0LL,
                 (long long)R->K);
@@ -662,13 +722,30 @@ static int one_forward(ev_run *R, ev_one *s, gc_err *err) {
     return 0;
 }
 
+/* The explainer for this input shape, the forward pass, the scores (the output itself for a
+ * detector); the classes on the first image; a classifier's top-1 class. */
+static int one_forward(ev_run *R, ev_one *s, gc_err *err) {
+    gcam_status rc;
+    int64_t dims[4] = {1, s->C, s->H, s->W};
+    gcam_feed f = {.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = 4, .dims = dims, .data = s->x};
+    int r = one_explainer(R, s, &f, err);
+    if (r) return r;
+    if ((rc = gcam_explainer_forward(R->e, &f, 1)) || (rc = gcam_explainer_scores(R->e, &s->sv))) {
+        gc_fail(err, rc, "%s", gcam_explainer_error(R->e));
+        return EV_FAILED;
+    }
+    int detect = R->o->base.task == CLI_TASK_DETECT;
+    if (!R->resolved && (r = detect ? detect_first(R, s, err) : classify_first(R, s, err))) return r;
+    return detect ? 0 : classify_top1(R, s, err);
+}
+
 /* The ground-truth boxes in the model's input, grouped by class; the image's JSON record begun. */
 static int one_boxes(ev_run *R, ev_one *s, gc_err *err) {
     const ev_opts *o = R->o;
     ev_image *img = s->img;
     gcam_status rc;
     for (int k = 0; k < img->n_objs; k++) {
-        gc_ebox b;
+        gc_box b;
         if (!map_box(&b, &img->objs[k], &s->geom, s->W, s->H)) {
             R->sum.n_boxes_dropped++;
             continue;
@@ -705,18 +782,16 @@ static int one_boxes(ev_run *R, ev_one *s, gc_err *err) {
     return 0;
 }
 
-/* One method's map of class cls and every metric of it (cb: the class's ncb boxes; cs: the
- * sanity-check case being stored, or NULL). */
-static int one_method(ev_run *R, ev_one *s, int mi, int64_t cls, int ncb, ev_case_store *cs, gc_err *err) {
-    const ev_opts *o = R->o;
-    gcam_status rc;
+/* Method mi's map of target t, as the saliency s->S (H, W). 0, also when the method turns out
+ * not to apply to the model (r->skipped is then set: with -m all, or after the first image), or
+ * EV_FAILED / EV_STOP + an exit code. what names the target in messages. */
+static int method_saliency(ev_run *R, ev_one *s, int mi, const gcam_target *t, const char *what, gc_err *err) {
     ev_method_result *r = &R->res[mi];
-    if (r->skipped) return 0;
-    rc = gcam_explain(R->e, r->method, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cls}, &s->map);
+    gcam_status rc = gcam_explain(R->e, r->method, t, &s->map);
     if (rc) {
         const char *why = gcam_explainer_error(R->e);
         if (rc == GCAM_E_UNSUPPORTED || rc == GCAM_E_ARG) { /* the method does not apply to this model */
-            if (!o->methods_all && !R->sum.n_images) {
+            if (!R->o->methods_all && !R->sum.n_images) {
                 gc_fail(err, rc, "%s: %s", gcam_method_name(r->method), why);
                 return EV_STOP + CLI_BAD_INPUT;
             }
@@ -724,45 +799,79 @@ static int one_method(ev_run *R, ev_one *s, int mi, int64_t cls, int ncb, ev_cas
             snprintf(r->skip_reason, sizeof r->skip_reason, "%s", why);
             return 0;
         }
-        gc_fail(err, rc, "%s (class %lld): %s", gcam_method_name(r->method), (long long)cls, why);
+        gc_fail(err, rc, "%s (%s): %s", gcam_method_name(r->method), what, why);
         return EV_FAILED;
     }
     gc_saliency(s->S, s->map.upsampled, s->map.c, s->H, s->W, gcam_method_is_cam(r->method));
     gcam_map_free(&s->map);
+    return 0;
+}
+
+/* The sanity-check case cs (may be NULL) keeps method mi's map s->S, min-max normalised. */
+static int case_keep_map(ev_one *s, ev_case_store *cs, int mi, gc_err *err) {
+    if (!cs) return 0;
+    gc_minmax01(s->Sn, s->S, (size_t)s->plane);
+    if (!(cs->maps[mi] = gc_malloc2((size_t)s->plane, sizeof(float)))) return one_oom(s, err);
+    memcpy(cs->maps[mi], s->Sn, sizeof(float) * (size_t)s->plane);
+    return 0;
+}
+
+/* The localisation box of map s->S and its best IoU with boxes[0..nb) (*best; JSON "iou", "box"),
+ * pushed as an IoU case. */
+static int loc_box_iou(ev_run *R, ev_one *s, ev_method_result *r, const gc_box *boxes, int nb, double *best, gc_err *err) {
+    gc_box lb;
+    *best = 0;
+    if (gc_localize_box(s->S, s->H, s->W, (float)R->o->threshold, &lb, NULL) < 0) return one_oom(s, err);
+    for (int k = 0; k < nb; k++) *best = fmax(*best, gc_box_iou(&lb, &boxes[k]));
+    if (push_iou(r, *best)) return one_oom(s, err);
+    json_num(&s->j, "iou", *best);
+    gc_json_key(&s->j, "box");
+    gc_json_begin_array_inline(&s->j);
+    gc_json_int(&s->j, lb.x0);
+    gc_json_int(&s->j, lb.y0);
+    gc_json_int(&s->j, lb.x1);
+    gc_json_int(&s->j, lb.y1);
+    gc_json_end_array(&s->j);
+    return 0;
+}
+
+/* The pointing game and its energy on map s->S against boxes[0..nb) (JSON "pointing", "energy"). */
+static void point_energy(ev_run *R, ev_one *s, ev_method_result *r, const gc_box *boxes, int nb) {
+    int hit = gc_pointing_hit(s->S, s->H, s->W, boxes, nb, R->o->tolerance);
+    double en = gc_energy_in(s->S, s->H, s->W, boxes, nb);
+    r->pt_n++;
+    r->pt_hit += hit;
+    if (!isnan(en)) {
+        r->energy_sum += en;
+        r->energy_n++;
+    }
+    gc_json_key(&s->j, "pointing");
+    gc_json_bool(&s->j, hit);
+    json_num(&s->j, "energy", en);
+}
+
+/* One method's map of class cls and every metric of it (cb: the class's ncb boxes; cs: the
+ * sanity-check case being stored, or NULL). */
+static int one_method(ev_run *R, ev_one *s, int mi, int64_t cls, int ncb, ev_case_store *cs, gc_err *err) {
+    const ev_opts *o = R->o;
+    gcam_status rc;
+    ev_method_result *r = &R->res[mi];
+    if (r->skipped) return 0;
+    char what[64];
+    snprintf(what, sizeof what, "class %lld", (long long)cls);
+    int e = method_saliency(R, s, mi, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cls}, what, err);
+    if (e || r->skipped) return e;
     gc_json_key(&s->j, gcam_method_name(r->method));
     gc_json_begin_object(&s->j);
     if (o->metrics & EV_M_LOC) {
-        gc_ebox lb;
-        double best = 0;
-        if (gc_loc_box(s->S, s->H, s->W, (float)o->threshold, &lb) < 0) return one_oom(s, err);
-        for (int k = 0; k < ncb; k++) best = fmax(best, gc_box_iou(&lb, &s->cb[k]));
-        if (push_iou(r, best)) return one_oom(s, err);
+        double best;
+        if ((e = loc_box_iou(R, s, r, s->cb, ncb, &best, err))) return e;
         if (cls == s->top1) { /* the image's localisation case: top-1 is a ground-truth class */
             r->loc_n++;
             r->loc_err += best < 0.5;
         }
-        json_num(&s->j, "iou", best);
-        gc_json_key(&s->j, "box");
-        gc_json_begin_array_inline(&s->j);
-        gc_json_int(&s->j, lb.x0);
-        gc_json_int(&s->j, lb.y0);
-        gc_json_int(&s->j, lb.x1);
-        gc_json_int(&s->j, lb.y1);
-        gc_json_end_array(&s->j);
     }
-    if (o->metrics & EV_M_POINT) {
-        int hit = gc_pointing_hit(s->S, s->H, s->W, s->cb, ncb, o->tolerance);
-        double en = gc_energy_in(s->S, s->H, s->W, s->cb, ncb);
-        r->pt_n++;
-        r->pt_hit += hit;
-        if (!isnan(en)) {
-            r->energy_sum += en;
-            r->energy_n++;
-        }
-        gc_json_key(&s->j, "pointing");
-        gc_json_bool(&s->j, hit);
-        json_num(&s->j, "energy", en);
-    }
+    if (o->metrics & EV_M_POINT) point_energy(R, s, r, s->cb, ncb);
     if ((o->metrics & EV_M_DISCR) && s->n_classes > 1) {
         double own = gc_mass_in(s->S, s->H, s->W, s->cb, ncb);
         int hits = 0, cases = 0;
@@ -794,12 +903,27 @@ static int one_method(ev_run *R, ev_one *s, int mi, int64_t cls, int ncb, ev_cas
         json_num(&s->j, "insertion_auc", in);
     }
     gc_json_end_object(&s->j);
-    if (cs) {
-        gc_minmax01(s->Sn, s->S, (size_t)s->plane);
-        if (!(cs->maps[mi] = gc_malloc2((size_t)s->plane, sizeof(float)))) return one_oom(s, err);
-        memcpy(cs->maps[mi], s->Sn, sizeof(float) * (size_t)s->plane);
-    }
+    return case_keep_map(s, cs, mi, err);
+}
 
+/* The sanity-check case of target t (its input kept; the maps come with the methods) into *out,
+ * or NULL when the sanity cases are complete. 0 or EV_FAILED. */
+static int case_begin(ev_run *R, ev_one *s, const gcam_target *t, ev_case_store **out, gc_err *err) {
+    *out = NULL;
+    if (!s->store || R->n_cases >= R->o->sanity_cases) return 0;
+    ev_case_store *cs = &R->cases[R->n_cases];
+    memset(cs, 0, sizeof *cs);
+    cs->target = *t;
+    cs->x = gc_malloc2((size_t)(s->C * s->plane), sizeof(float));
+    cs->maps = calloc((size_t)R->o->n_methods, sizeof(float *));
+    if (!cs->x || !cs->maps) {
+        free(cs->x);
+        free(cs->maps);
+        return one_oom(s, err);
+    }
+    memcpy(cs->x, s->x, sizeof(float) * (size_t)(s->C * s->plane));
+    R->n_cases++;
+    *out = cs;
     return 0;
 }
 
@@ -811,20 +935,8 @@ static int one_class(ev_run *R, ev_one *s, int u, gc_err *err) {
     for (int k = 0; k < s->n_boxes; k++)
         if (s->bcls[k] == cls) s->cb[ncb++] = s->boxes[k];
     ev_case_store *cs = NULL;
-    if (s->store && R->n_cases < o->sanity_cases) {
-        cs = &R->cases[R->n_cases];
-        memset(cs, 0, sizeof *cs);
-        cs->cls = cls;
-        cs->x = gc_malloc2((size_t)(s->C * s->plane), sizeof(float));
-        cs->maps = calloc((size_t)o->n_methods, sizeof(float *));
-        if (!cs->x || !cs->maps) {
-            free(cs->x);
-            free(cs->maps);
-            return one_oom(s, err);
-        }
-        memcpy(cs->x, s->x, sizeof(float) * (size_t)(s->C * s->plane));
-        R->n_cases++;
-    }
+    int r = case_begin(R, s, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cls}, &cs, err);
+    if (r) return r;
     gc_json_begin_object(&s->j);
     gc_json_key(&s->j, "class");
     gc_json_int(&s->j, cls);
@@ -847,26 +959,214 @@ static int one_class(ev_run *R, ev_one *s, int u, gc_err *err) {
     gc_json_end_array(&s->j);
     gc_json_key(&s->j, "methods");
     gc_json_begin_object(&s->j);
-    for (int mi = 0; mi < o->n_methods; mi++) {
-        int r = one_method(R, s, mi, cls, ncb, cs, err);
-        if (r) return r;
-    }
+    for (int mi = 0; mi < o->n_methods; mi++)
+        if ((r = one_method(R, s, mi, cls, ncb, cs, err))) return r;
     gc_json_end_object(&s->j);
     gc_json_end_object(&s->j);
     R->sum.n_cases++;
     return 0;
 }
 
+/* ---- --task detect: one image ---- */
+
+/* A detection's box in the picture's pixels, clipped to the picture (explain's results.json box). */
+static ev_mbox det_picture_box(const ev_one *s, const gcam_detection *d) {
+    const gc_geometry *g = &s->geom;
+    double W = (double)s->orig.w, H = (double)s->orig.h;
+    ev_mbox b = {.x0 = g->x0 + d->x0 * g->sx, .x1 = g->x0 + d->x1 * g->sx, .y0 = g->y0 + d->y0 * g->sy,
+                 .y1 = g->y0 + d->y1 * g->sy, .cls = d->cls, .score = d->score};
+    b.x0 = fmin(fmax(b.x0, 0), W);
+    b.x1 = fmin(fmax(b.x1, 0), W);
+    b.y0 = fmin(fmax(b.y0, 0), H);
+    b.y1 = fmin(fmax(b.y1, 0), H);
+    return b;
+}
+
+/* The detections (score threshold, class-wise NMS, the best --max-detections), the ground-truth
+ * boxes in the model's view (input pixels for the maps, picture pixels for the matching), and the
+ * matching. No box in view is no failure here: every detection is then a false positive. */
+static int det_boxes(ev_run *R, ev_one *s, gc_err *err) {
+    ev_image *img = s->img;
+    char why[512];
+    if (gcam_detect_decode(&s->sv, &R->o->base.det, &s->dets, &s->n_dets, NULL, why, sizeof why)) {
+        gc_fail(err, GCAM_E_SHAPE, "%s: %s", img->path, why);
+        return EV_FAILED;
+    }
+    if (s->n_dets > R->o->base.det.max_detections) s->n_dets = R->o->base.det.max_detections;
+    size_t ng = (size_t)img->n_objs + 1, nd = (size_t)s->n_dets + 1;
+    s->gtm = gc_malloc2(ng, sizeof *s->gtm);
+    s->det_of_gt = gc_malloc2(ng, sizeof *s->det_of_gt);
+    s->iou_of_gt = gc_malloc2(ng, sizeof *s->iou_of_gt);
+    s->dm = gc_malloc2(nd, sizeof *s->dm);
+    s->gt_of_det = gc_malloc2(nd, sizeof *s->gt_of_det);
+    if (!s->gtm || !s->det_of_gt || !s->iou_of_gt || !s->dm || !s->gt_of_det) return one_oom(s, err);
+    for (int k = 0; k < img->n_objs; k++) {
+        const ev_obj *ob = &img->objs[k];
+        gc_box b;
+        if (!map_box(&b, ob, &s->geom, s->W, s->H)) {
+            R->sum.n_boxes_dropped++;
+            continue;
+        }
+        s->boxes[s->n_boxes] = b;
+        s->bcls[s->n_boxes] = ob->cls;
+        s->gtm[s->n_boxes++] = (ev_mbox){.x0 = ob->x0, .y0 = ob->y0, .x1 = ob->x1, .y1 = ob->y1, .cls = ob->cls};
+    }
+    for (int64_t d = 0; d < s->n_dets; d++) s->dm[d] = det_picture_box(s, &s->dets[d]);
+    if (ev_match(s->gtm, s->n_boxes, s->dm, (int)s->n_dets, EV_MATCH_IOU, s->det_of_gt, s->gt_of_det, s->iou_of_gt))
+        return one_oom(s, err);
+    s->store = (R->o->metrics & EV_M_SANITY) && R->n_cases < R->o->sanity_cases;
+    return 0;
+}
+
+/* The image's counts: per class and overall, ground-truth boxes matched or missed, detections
+ * and those matching nothing. */
+static void det_count(ev_run *R, const ev_one *s) {
+    ev_det_counts *all = &R->sum.det.all;
+    for (int g = 0; g < s->n_boxes; g++) {
+        ev_det_counts *c = &R->det_counts[s->bcls[g]];
+        int hit = s->det_of_gt[g] >= 0;
+        c->gt++, all->gt++;
+        c->matched += hit, all->matched += hit;
+        c->missed += !hit, all->missed += !hit;
+    }
+    for (int64_t d = 0; d < s->n_dets; d++) {
+        ev_det_counts *c = &R->det_counts[s->dets[d].cls];
+        int fp = s->gt_of_det[d] < 0;
+        c->dets++, all->dets++;
+        c->fp += fp, all->fp += fp;
+    }
+}
+
+static void json_box4(gc_json *j, const char *key, double x0, double y0, double x1, double y1) {
+    gc_json_key(j, key);
+    gc_json_begin_array_inline(j);
+    gc_json_number(j, x0);
+    gc_json_number(j, y0);
+    gc_json_number(j, x1);
+    gc_json_number(j, y1);
+    gc_json_end_array(j);
+}
+
+/* The image's eval.json "detections": each with its boxes (picture, input) and its ground truth. */
+static void det_json_detections(const ev_run *R, ev_one *s) {
+    gc_json *j = &s->j;
+    gc_json_key(j, "detections");
+    gc_json_begin_array(j);
+    for (int64_t d = 0; d < s->n_dets; d++) {
+        const gcam_detection *dt = &s->dets[d];
+        gc_json_begin_object(j);
+        gc_json_key(j, "class");
+        gc_json_int(j, dt->cls);
+        gc_json_key(j, "label");
+        gc_json_string(j, label_of(R, dt->cls));
+        gc_json_key(j, "score");
+        gc_json_number_f(j, dt->score);
+        gc_json_key(j, "anchor");
+        gc_json_int(j, dt->anchor);
+        json_box4(j, "box", s->dm[d].x0, s->dm[d].y0, s->dm[d].x1, s->dm[d].y1);
+        json_box4(j, "box_input", dt->x0, dt->y0, dt->x1, dt->y1);
+        gc_json_key(j, "ground_truth");
+        if (s->gt_of_det[d] >= 0) gc_json_int(j, s->gt_of_det[d]);
+        else gc_json_null(j);
+        gc_json_end_object(j);
+    }
+    gc_json_end_array(j);
+}
+
+/* Method mi on the detection matched to ground-truth box g: its map scored against that box. */
+static int det_method(ev_run *R, ev_one *s, int mi, int g, ev_case_store *cs, gc_err *err) {
+    ev_method_result *r = &R->res[mi];
+    int64_t d = s->det_of_gt[g];
+    if (r->skipped) return 0;
+    char what[64];
+    snprintf(what, sizeof what, "detection %lld", (long long)d);
+    int e = method_saliency(R, s, mi, &s->dets[d].target, what, err);
+    if (e || r->skipped) return e;
+    gc_json_key(&s->j, gcam_method_name(r->method));
+    gc_json_begin_object(&s->j);
+    if (R->o->metrics & EV_M_LOC) {
+        double best;
+        if ((e = loc_box_iou(R, s, r, &s->boxes[g], 1, &best, err))) return e;
+    }
+    if (R->o->metrics & EV_M_POINT) point_energy(R, s, r, &s->boxes[g], 1);
+    gc_json_end_object(&s->j);
+    return case_keep_map(s, cs, mi, err);
+}
+
+/* Ground-truth box g's eval.json record; when a detection matched it, every method on that
+ * detection (a case). */
+static int det_gt(ev_run *R, ev_one *s, int g, gc_err *err) {
+    gc_json *j = &s->j;
+    const ev_mbox *m = &s->gtm[g];
+    int d = s->det_of_gt[g], r;
+    gc_json_begin_object(j);
+    gc_json_key(j, "class");
+    gc_json_int(j, s->bcls[g]);
+    gc_json_key(j, "label");
+    gc_json_string(j, label_of(R, s->bcls[g]));
+    json_box4(j, "box", m->x0, m->y0, m->x1, m->y1); /* as a detection's: the picture's, then the input's pixels */
+    json_box4(j, "box_input", (double)s->boxes[g].x0, (double)s->boxes[g].y0, (double)s->boxes[g].x1, (double)s->boxes[g].y1);
+    gc_json_key(j, "detection");
+    if (d >= 0) gc_json_int(j, d);
+    else gc_json_null(j);
+    json_num(j, "iou", s->iou_of_gt[g]);
+    if (d >= 0) {
+        ev_case_store *cs = NULL;
+        if ((r = case_begin(R, s, &s->dets[d].target, &cs, err))) return r;
+        R->sum.n_cases++;
+        if (!cs && !(R->o->metrics & (EV_M_LOC | EV_M_POINT))) { /* no map is needed */
+            gc_json_end_object(j);
+            return 0;
+        }
+        gc_json_key(j, "methods");
+        gc_json_begin_object(j);
+        for (int mi = 0; mi < R->o->n_methods; mi++)
+            if ((r = det_method(R, s, mi, g, cs, err))) return r;
+        gc_json_end_object(j);
+    }
+    gc_json_end_object(j);
+    return 0;
+}
+
+/* Scores one image of a detector (EV_DONE, EV_FAILED or EV_STOP + an exit code, as eval_image). */
+static int eval_image_det(ev_run *R, ev_image *img, gc_err *err) {
+    ev_one s = {.img = img};
+    int r;
+    if ((r = one_load(R, &s, err)) || (r = one_forward(R, &s, err)) || (r = det_boxes(R, &s, err))) goto done;
+    gc_json_init(&s.j, &s.jb, 2);
+    s.j.base = 2;
+    gc_json_begin_object(&s.j);
+    gc_json_key(&s.j, "image");
+    gc_json_string(&s.j, img->name);
+    det_json_detections(R, &s);
+    gc_json_key(&s.j, "ground_truth");
+    gc_json_begin_array(&s.j);
+    for (int g = 0; g < s.n_boxes; g++)
+        if ((r = det_gt(R, &s, g, err))) goto done;
+    gc_json_end_array(&s.j);
+    gc_json_end_object(&s.j);
+    if (s.jb.oom || s.j.bad) {
+        r = one_oom(&s, err);
+        goto done;
+    }
+    det_count(R, &s);
+    gc_json_raw(&R->cj, s.jb.p);
+done:
+    one_free(&s);
+    return r;
+}
+
 /* Scores one image: EV_DONE, EV_FAILED (err says why; the next image is tried) or EV_STOP + an
  * exit code (the run cannot go on). */
 static int eval_image(ev_run *R, ev_image *img, gc_err *err) {
+    if (R->o->base.task == CLI_TASK_DETECT) return eval_image_det(R, img, err);
     const ev_opts *o = R->o;
     ev_one s = {.img = img};
     int r;
     if ((r = one_load(R, &s, err)) || (r = one_forward(R, &s, err)) || (r = one_boxes(R, &s, err))) goto done;
     /* per class: boxes of the class; per method: the map and every metric */
-    s.cb = gc_malloc2((size_t)s.n_boxes, sizeof(gc_ebox));
-    s.ob = gc_malloc2((size_t)s.n_boxes, sizeof(gc_ebox));
+    s.cb = gc_malloc2((size_t)s.n_boxes, sizeof(gc_box));
+    s.ob = gc_malloc2((size_t)s.n_boxes, sizeof(gc_box));
     if (!s.cb || !s.ob) {
         r = one_oom(&s, err);
         goto done;
@@ -928,7 +1228,7 @@ static int sanity_depth(ev_run *R, int di, gc_err *err) {
         for (int mi = 0; mi < o->n_methods && !rc; mi++) {
             ev_method_result *r = &R->res[mi];
             if (r->skipped || !cs->maps[mi]) continue;
-            rc = gcam_explain(e, r->method, &(gcam_target){.kind = GCAM_TARGET_CLASS, .cls = cs->cls}, &map);
+            rc = gcam_explain(e, r->method, &cs->target, &map);
             if (rc) {
                 gc_fail(err, rc, "%s on the randomised model: %s", gcam_method_name(r->method), gcam_explainer_error(e));
                 break;
@@ -1119,6 +1419,19 @@ static void ev_describe(ev_run *R, char *pre_desc, size_t cap) {
     R->sum.metrics = o->metrics;
     R->sum.seed = o->base.seed;
     R->sum.layers = explain_layers(R);
+    R->sum.task = o->base.task;
+    if (o->base.task == CLI_TASK_DETECT) {
+        ev_det_summary *d = &R->sum.det;
+        d->layout = gcam_det_layout_name(o->base.det.layout);
+        d->score_threshold = o->base.det.score_threshold;
+        d->iou_threshold = o->base.det.iou_threshold;
+        d->max_detections = o->base.det.max_detections;
+        d->match_iou = EV_MATCH_IOU;
+        d->per_class = R->det_counts;
+        d->K = R->det_counts ? R->K : 0;
+        d->labels = R->labels;
+        d->n_labels = R->labels ? R->n_labels : 0;
+    }
     static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
     gc_image dummy = {.w = R->dims[3], .h = R->dims[2]};
     gc_preprocess p;
@@ -1180,6 +1493,7 @@ static void ev_run_free(ev_run *R) {
     free(R->layer_names);
     free(R->batch_buf);
     free(R->probs);
+    free(R->det_counts);
     gc_buf_free(&R->cases_json);
     if (R->labels != (const char **)gc_imagenet_labels) free(R->labels);
     free(R->labels_owned);

@@ -1,5 +1,7 @@
 /* gradcam explain MODEL INPUT...: heat maps, overlays, pixel-space maps, results.json and
- * report.html for every input and explained class. A batch goes on past a bad input. */
+ * report.html for every input and explained class. A batch goes on past a bad input.
+ * This file: the options, the model, and the phases of one input (load, explainer, forward, what
+ * to explain, the maps); explain_output.c writes what they produce. */
 #include <errno.h>
 #include <math.h>
 #include <strings.h>
@@ -8,49 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli_common.h"
 #include "cli_opts.h"
+#include "explain.h"
 #include "explain/method_table.h"
-#include "explain_inputs.h"
-#include "image/image.h"
 #include "image/npy.h"
-#include "report/report.h"
 
 /* ---- options ---------------------------------------------------------------------------------- */
-
-#define EX_MAX_LIST 64
-
-typedef struct ex_target_spec {
-    gcam_target_kind kind;
-    const char *cls_text;        /* CLASS, REGION: index or label */
-    int64_t y0, x0, y1, x1;      /* REGION */
-    int64_t index[GCAM_MAX_DIMS];
-    int n_index;                 /* ELEMENT */
-} ex_target_spec;
-
-typedef struct ex_opts {
-    cli_base_opts base;          /* --preprocess ..., -o, --labels, -q, --threads, ... (first: cli_base_rows) */
-    const char *model;
-    char **inputs;
-    int n_inputs;
-    gcam_method methods[GCAM_METHOD_COUNT];
-    int n_methods, methods_all;
-    const char *classes[EX_MAX_LIST];
-    int n_classes;
-    int top_k;
-    const char *layers[EX_MAX_LIST];
-    int n_layers;
-    const char *output;
-    ex_target_spec targets[EX_MAX_LIST];
-    int n_targets;
-    int cmap;
-    float alpha;
-    int npy, probability;
-    const char *feed_names[32], *feed_paths[32];
-    int n_feeds;
-    char *owned[4 * EX_MAX_LIST + 64]; /* copies the pointers above point into */
-    int n_owned;
-} ex_opts;
 
 static char *own(ex_opts *o, char *p) {
     if (p && o->n_owned < (int)(sizeof o->owned / sizeof o->owned[0])) o->owned[o->n_owned++] = p;
@@ -191,6 +156,18 @@ static int ex_feed_opt(void *opts, const char *name, const char *val) {
     o->feed_paths[o->n_feeds++] = e2 + 1;
     return 0;
 }
+static int ex_box(void *opts, const char *name, const char *val) {
+    EXO;
+    char buf[256], *tok, *save = NULL;
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", val);
+    for (tok = strtok_r(buf, ",", &save); tok && n < 5; tok = strtok_r(NULL, ",", &save))
+        if (n == 4 || cli_parse_float(tok, &o->box[n++])) n = 5;
+    if (n != 4 || o->box[2] <= o->box[0] || o->box[3] <= o->box[1])
+        return cli_usage_error("%s: want x0,y0,x1,y1 in picture pixels with x1 > x0 and y1 > y0, got '%s'", name, val);
+    o->have_box = 1;
+    return 0;
+}
 #undef EXO
 
 static void print_method_names(void) { cli_print_method_names(25, 100, " (docs/methods.md)"); }
@@ -217,6 +194,14 @@ static const cli_row g_explain_rows[] = {
     CLI_FLAG("--probability", ex_probability,
              "explain the probability after a final Softmax/Sigmoid, not the score before it"),
     CLI_OPT("--seed", "N", "a number", cli_set_seed_opt, "SmoothGrad noise seed (default 0)"),
+    CLI_SECTION_ROW("Detectors (--task detect, docs/detection.md):"),
+    CLI_OPT("--task", "TASK", "a task", cli_set_task,
+            "classify (default) | detect: decode the output's boxes, explain each detection's\n"
+            "score (default methods hirescam,guided-backprop,guided-gradcam; --class filters;\n"
+            "images letterboxed, RGB / 255, unless --resize-mode / --preprocess say otherwise)"),
+    CLI_INCLUDE_ROW(cli_det_rows),
+    CLI_OPT("--box", "x0,y0,x1,y1", "a box", ex_box,
+            "explain the candidate that best overlaps this box (picture pixels) instead"),
     CLI_SECTION_ROW("Images are turned into model inputs as follows:"),
     CLI_INCLUDE_ROW(cli_pre_rows),
     CLI_SECTION_ROW("Output:"),
@@ -255,7 +240,8 @@ static void print_explain_help(void) {
         "  STEM_cC_METHOD.png              pixel-space maps (guided-backprop, guided-gradcam, ...)\n"
         "  STEM_cC_METHOD.npy              raw maps (--npy)\n"
         "  results.json, report.html\n"
-        "(regions and elements are tagged rC-y0-x0-y1-x1 and eI-J-...; 'gradcam++' is written 'gradcampp')\n\n"
+        "(regions and elements are tagged rC-y0-x0-y1-x1 and eI-J-..., detections dI by rank; 'gradcam++' is\n"
+        "written 'gradcampp')\n\n"
         "Examples:\n"
         "  gradcam explain examples/demo/shapes_cnn.onnx examples/demo/images/ --labels examples/demo/labels.txt\n"
         "  gradcam explain resnet50.onnx cat.jpg\n"
@@ -263,7 +249,8 @@ static void print_explain_help(void) {
         "  gradcam explain resnet50.onnx dog.png -c 'bull mastiff',tabby -m gradcam,gradcam++ --npy\n"
         "  gradcam explain resnet18.onnx x.npy -l /layer3/layer3.1/relu_1/Relu_output_0 -c 7\n"
         "  gradcam explain unet.onnx scan.png --preprocess raw --size 256x256 --target region:1:100,80,140,120\n"
-        "  gradcam explain mnist.onnx digit.png --mean 0.1307 --std 0.3081\n\n"
+        "  gradcam explain mnist.onnx digit.png --mean 0.1307 --std 0.3081\n"
+        "  gradcam explain yolov8n.onnx street.jpg --task detect --score-threshold 0.4 --class car\n\n"
         "Exit status: 0 every input explained; 2 usage error; 3 bad model, or bad inputs (the others are still\n"
         "explained and the failures listed at the end); 1 other failures (e.g. the output cannot be written).\n");
 }
@@ -283,6 +270,7 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
     o->cmap = GC_CMAP_JET;
     o->alpha = 0.5f;
     o->base.out = "gradcam-out";
+    cli_det_defaults(&o->base);
     o->inputs = calloc((size_t)argc, sizeof *o->inputs);
     if (!o->inputs) return cli_fail(1, "out of memory");
     int rc = cli_parse_options(argc, argv, g_explain_rows, o, ex_positional, print_explain_help, "explain");
@@ -293,63 +281,28 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
         o->n_methods = 0;
         for (int m = 0; m < GCAM_METHOD_COUNT; m++) o->methods[o->n_methods++] = (gcam_method)m;
     } else if (!o->n_methods) {
-        o->methods[0] = GCAM_GRADCAM;
+        /* a detection is one instance: HiResCAM's element-wise weights keep to it where Grad-CAM's
+         * channel means light every object of the class (docs/detection.md) */
+        o->methods[0] = o->base.task == CLI_TASK_DETECT ? GCAM_HIRESCAM : GCAM_GRADCAM;
         o->methods[1] = GCAM_GUIDED_BACKPROP;
         o->methods[2] = GCAM_GUIDED_GRADCAM;
         o->n_methods = 3;
     }
     if (o->n_targets && o->n_classes) return cli_usage_error("give either --class or --target, not both");
+    if ((rc = cli_det_finish(&o->base))) return rc;
+    if (o->base.task == CLI_TASK_DETECT) {
+        if (o->n_targets) return cli_usage_error("--task detect explains detections: --target does not apply");
+        if (o->base.det.max_detections > EX_MAX_DETECTIONS)
+            return cli_usage_error("--max-detections %d: explain takes at most %d detections per input",
+                                   o->base.det.max_detections, EX_MAX_DETECTIONS);
+        o->probability = 1; /* the detector's output itself is decoded and explained */
+    } else if (o->have_box) {
+        return cli_usage_error("--box needs --task detect");
+    }
     return 0;
 }
 
 /* ---- run state ---------------------------------------------------------------------------------- */
-
-enum { PROB_SOFTMAX, PROB_SIGMOID, PROB_IDENTITY, PROB_EXP };
-
-typedef struct ex_feed {
-    const char *name;
-    gc_tensor t;
-    int64_t dims[GCAM_MAX_DIMS];
-} ex_feed;
-
-typedef struct ex_run {
-    ex_opts *o;
-    gcam_model *m;
-    gcam_tensor_info in0;
-    cli_input_geom g;            /* the image input's layout and extents (-1: dynamic) */
-    ex_feed feeds[32];
-    int n_feeds;
-    /* the explainer, for the input shape it was planned for */
-    gcam_explainer *e;
-    int64_t e_dims[GCAM_MAX_DIMS];
-    int e_ndim;
-    int first_done;              /* model-level facts below are known */
-    char *score_name, *layer_names;
-    int prob_mode;
-    int64_t K;                   /* classes (axis 1 of the score) */
-    int score_ndim;
-    int64_t score_dims[GCAM_MAX_DIMS];
-    const char **labels;
-    int64_t n_labels;
-    char *labels_owned;
-    int64_t classes[EX_MAX_LIST];
-    int64_t target_cls[EX_MAX_LIST];
-    char warned[GCAM_METHOD_COUNT];
-    /* outputs */
-    gc_buf inputs_json;
-    gc_json ij;
-    gc_report report;
-    int report_open;
-    char **failures;             /* "path: reason" */
-    char **failure_paths;
-    int n_failures;
-    int n_ok, n_maps;
-    ex_inputs *list;
-    cli_progress prog;
-    char **written;              /* files written for the current input: removed if it fails */
-    int n_written, cap_written;
-} ex_run;
-
 
 /* ---- progress ---- */
 
@@ -394,11 +347,6 @@ static int load_labels(ex_run *R, const char *path) {
     return cli_labels_load(path, &R->labels, &R->n_labels, &R->labels_owned);
 }
 
-static const char *label_of(const ex_run *R, int64_t c) {
-    if (c < 0 || c >= R->n_labels || !R->labels[c][0]) return NULL;
-    return R->labels[c];
-}
-
 static int resolve_class(const ex_run *R, const char *text, int64_t *out) {
     int64_t v;
     if (cli_parse_i64(text, &v) == 0) {
@@ -421,8 +369,6 @@ static int resolve_class(const ex_run *R, const char *text, int64_t *out) {
 /* ---- model input layout and preprocessing ---- */
 
 static void input_layout(ex_run *R) { cli_input_geom_of(&R->g, &R->in0, R->o->base.pre.nhwc); }
-
-static int default_imagenet(const ex_run *R) { return cli_default_imagenet(&R->o->base.pre, &R->g); }
 
 /* The preprocessing of one image (its size matters for dynamic models). */
 static void make_preprocess(const ex_run *R, const gc_image *img, gc_preprocess *p) {
@@ -465,8 +411,6 @@ static gcam_status render_tensor(gc_image *out, const float *x, int64_t C, int64
 }
 
 /* ---- the explainer ---- */
-
-static const char *method_title(gcam_method m) { return gc_method_info_of(m)->title; }
 
 /* Facts known once the first explainer exists: classes, labels, probability mode, targets. */
 static int first_explainer(ex_run *R) {
@@ -521,11 +465,32 @@ static int resolve_classes(ex_run *R, int64_t K, const char *what) {
     return 0;
 }
 
+/* --task detect, first forward: the layout, the classes it holds, --class resolved into the
+ * class filter. 0 or an exit code. */
+static int first_detections(ex_run *R, const gcam_tensor_view *sv) {
+    ex_opts *o = R->o;
+    char why[512];
+    gcam_detect_options probe = o->base.det;
+    probe.score_threshold = 2; /* nothing kept: only the layout is wanted */
+    gcam_detection *d = NULL;
+    int64_t nd = 0;
+    gcam_det_layout lay;
+    if (gcam_detect_decode(sv, &probe, &d, &nd, &lay, why, sizeof why)) return cli_fail(CLI_BAD_INPUT, "%s: %s", o->model, why);
+    free(d);
+    o->base.det.layout = lay;
+    int rc = resolve_classes(R, lay == GCAM_DET_YOLOV8 ? sv->dims[1] - 4 : sv->dims[2] - 5, sv->name ? sv->name : "?");
+    if (rc) return rc;
+    o->base.det.classes = o->n_classes ? R->classes : NULL;
+    o->base.det.n_classes = o->n_classes;
+    return 0;
+}
+
 /* Called after the first forward (the score shape is known then). */
 static int first_scores(ex_run *R, const gcam_tensor_view *sv) {
     const ex_opts *o = R->o;
     R->score_ndim = sv->ndim;
     memcpy(R->score_dims, sv->dims, sizeof R->score_dims);
+    if (o->base.task == CLI_TASK_DETECT) return first_detections(R, sv);
     int rc = resolve_classes(R, sv->ndim >= 2 ? sv->dims[1] : 1, R->score_name ? R->score_name : "?");
     if (rc) return rc;
     for (int i = 0; i < o->n_targets; i++) {
@@ -557,126 +522,6 @@ static int first_scores(ex_run *R, const gcam_tensor_view *sv) {
 
 /* ---- one input ---- */
 
-typedef struct ex_item {
-    gcam_target t;
-    int64_t cls;                 /* the class (labels, scores), or -1 */
-    char tag[96];                /* file-name tag: c281, r3-0-0-8-8, e0-5 */
-    char title[400];
-} ex_item;
-
-typedef struct ex_panel {
-    int order;                   /* position in the row (Figure 1 of the paper first) */
-    char title[96];
-    char caption[600];
-    gc_image img;
-} ex_panel;
-
-static int panel_order(int method, const ex_opts *o) {
-    /* original, Guided Backprop, Grad-CAM, Guided Grad-CAM, the others as asked, the photo */
-    if (method == -1) return 0;
-    if (method == GCAM_GUIDED_BACKPROP) return 1;
-    if (method == GCAM_GRADCAM) return 2;
-    if (method == GCAM_GUIDED_GRADCAM) return 3;
-    if (method == -2) return 1000;
-    for (int i = 0; i < o->n_methods; i++)
-        if ((int)o->methods[i] == method) return 10 + i;
-    return 999;
-}
-
-static int cmp_panel(const void *a, const void *b) {
-    const ex_panel *x = a, *y = b;
-    return (x->order > y->order) - (x->order < y->order);
-}
-
-typedef struct ex_panels {
-    ex_panel *v;
-    int n, cap;
-} ex_panels;
-
-static ex_panel *panel_new(ex_panels *P, int order) {
-    if (P->n == P->cap) {
-        int cap = P->cap ? P->cap * 2 : 8;
-        ex_panel *v = realloc(P->v, sizeof *v * (size_t)cap);
-        if (!v) return NULL;
-        P->v = v;
-        P->cap = cap;
-    }
-    ex_panel *p = &P->v[P->n++];
-    memset(p, 0, sizeof *p);
-    p->order = order;
-    return p;
-}
-
-static void panels_free(ex_panels *P) {
-    for (int i = 0; i < P->n; i++) gc_image_free(&P->v[i].img);
-    free(P->v);
-    memset(P, 0, sizeof *P);
-}
-
-/* Records a file written for the current input (so that a failure later in that input removes
- * it: a failed input leaves no output behind). */
-static gcam_status note_written(ex_run *R, const char *path, gc_err *err) {
-    if (R->n_written == R->cap_written) {
-        int cap = R->cap_written ? 2 * R->cap_written : 16;
-        char **w = cap > 0 && (size_t)cap < SIZE_MAX / sizeof *w ? realloc(R->written, sizeof *w * (size_t)cap) : NULL;
-        if (!w) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
-        R->written = w;
-        R->cap_written = cap;
-    }
-    if (!(R->written[R->n_written] = gc_strdup(path))) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
-    R->n_written++;
-    return GCAM_OK;
-}
-
-/* The current input is done: keep its files (ok) or remove them (it failed). */
-static void end_input_files(ex_run *R, int ok) {
-    for (int i = 0; i < R->n_written; i++) {
-        if (!ok) unlink(R->written[i]);
-        free(R->written[i]);
-    }
-    R->n_written = 0;
-}
-
-/* Writes an output file unless it would replace an input. */
-static gcam_status write_png(ex_run *R, const char *path, const gc_image *img, gc_err *err) {
-    if (ex_inputs_contains_file(R->list, path))
-        return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", path);
-    gcam_status rc = gc_image_write_png(path, img, err);
-    return rc ? rc : note_written(R, path, err);
-}
-
-static gcam_status write_npy(ex_run *R, const char *path, const gcam_map *m, gc_err *err) {
-    if (ex_inputs_contains_file(R->list, path))
-        return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", path);
-    gc_tensor t = {.dtype = GC_F32, .data = m->raw};
-    if (m->c == 1 && gcam_method_is_cam(m->method)) {
-        t.shape.ndim = 2;
-        t.shape.d[0] = m->h;
-        t.shape.d[1] = m->w;
-    } else {
-        t.shape.ndim = 3;
-        t.shape.d[0] = m->c;
-        t.shape.d[1] = m->h;
-        t.shape.d[2] = m->w;
-    }
-    gcam_status rc = gc_npy_write(path, &t, err);
-    return rc ? rc : note_written(R, path, err);
-}
-
-static void json_box(gc_json *j, const char *key, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
-    gc_json_key(j, key);
-    gc_json_begin_object(j);
-    gc_json_key(j, "x0");
-    gc_json_int(j, x0);
-    gc_json_key(j, "y0");
-    gc_json_int(j, y0);
-    gc_json_key(j, "x1");
-    gc_json_int(j, x1);
-    gc_json_key(j, "y1");
-    gc_json_int(j, y1);
-    gc_json_end_object(j);
-}
-
 /* Scores per class (the mean over any axes after the class axis) and their probabilities. */
 static int class_scores(const ex_run *R, const gcam_tensor_view *sv, double **score, double **prob) {
     int64_t K = R->K, inner = 1;
@@ -706,20 +551,6 @@ static int class_scores(const ex_run *R, const gcam_tensor_view *sv, double **sc
     return 0;
 }
 
-/* Parts of the photo the model never saw (outside a centre crop) stay as they are, uncoloured. */
-static void keep_unseen(gc_image *po, const gc_image *orig, const gc_geometry *g, int64_t W, int64_t H) {
-    double fx0 = g->x0, fx1 = g->x0 + (double)W * g->sx, fy0 = g->y0, fy1 = g->y0 + (double)H * g->sy;
-    int64_t x0 = fx0 > 0 ? (int64_t)floor(fx0) : 0, y0 = fy0 > 0 ? (int64_t)floor(fy0) : 0;
-    int64_t x1 = fx1 < (double)orig->w ? (int64_t)ceil(fx1) : orig->w, y1 = fy1 < (double)orig->h ? (int64_t)ceil(fy1) : orig->h;
-    for (int64_t y = 0; y < orig->h; y++)
-        for (int64_t x = 0; x < orig->w; x++)
-            if (y < y0 || y >= y1 || x < x0 || x >= x1) memcpy(po->px + (y * orig->w + x) * 3, orig->px + (y * orig->w + x) * 3, 3);
-}
-
-/* Result codes of one input: 0 done, 1 the input failed (recorded, the batch goes on), other
- * values: stop the whole run with that exit status minus 100. */
-enum { EX_DONE = 0, EX_FAILED = 1, EX_STOP = 100 };
-
 /* The gradient CAM methods that gcam_explain_many can batch over several targets (gradcam.h). */
 static int many_method(gcam_method m) { return gc_method_info_of(m)->batchable; }
 
@@ -737,35 +568,6 @@ static void explain_many_first(ex_run *R, const ex_item *items, int n_items, gca
     }
 }
 
-/* One input's state while explain_input's phases run (freed by one_free). */
-typedef struct ex_one {
-    ex_input *in;
-    gc_image orig, seen, thumb_seen;  /* the decoded picture, the model's view, its thumbnail */
-    gc_geometry geom;                 /* the picture -> model input mapping (have_geom) */
-    int have_geom;
-    gc_tensor npy;                    /* a .npy input */
-    float *x, *xbuf;                  /* the model input (npy.data or xbuf) */
-    int64_t dims[GCAM_MAX_DIMS];
-    int ndim;
-    char note[256];                   /* how the input was made, for the report */
-    gcam_feed feeds[33];              /* the input, then the --feed tensors */
-    int nf;
-    double *cscore, *cprob;           /* (K) class scores and probabilities */
-    int64_t *order, n_top;            /* classes by score; how many are listed */
-    ex_item items[EX_MAX_LIST];       /* what is explained */
-    int n_items;
-    gcam_map map;                     /* the map being written */
-    gcam_map *pre;                    /* (n_methods, n_items) maps computed together (explain_many_first) */
-    uint8_t pre_have[GCAM_METHOD_COUNT + 1];
-    gc_buf jb;                        /* the input's results.json record */
-    gc_json j;
-    ex_panels panels;                 /* the report row's pictures */
-    int first_panel_of_item[EX_MAX_LIST + 1];
-    char *warnings[GCAM_METHOD_COUNT];
-    int n_warn, n_maps;
-    char path[4096];
-} ex_one;
-
 static void one_free(const ex_opts *o, ex_one *s) {
     gcam_map_free(&s->map);
     if (s->pre)
@@ -779,17 +581,13 @@ static void one_free(const ex_opts *o, ex_one *s) {
     free(s->cscore);
     free(s->cprob);
     free(s->order);
+    free(s->dets);
     gc_buf_free(&s->jb);
-    panels_free(&s->panels);
+    ex_panels_free(&s->panels);
     for (int w = 0; w < s->n_warn; w++) free(s->warnings[w]);
 }
 
-static int one_oom(const ex_one *s, gc_err *err) {
-    gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", s->in->path);
-    return EX_FAILED;
-}
-
-static int one_oom_or(const ex_one *s, gcam_status rc, gc_err *err) { return rc ? EX_FAILED : one_oom(s, err); }
+static int one_oom_or(const ex_one *s, gcam_status rc, gc_err *err) { return rc ? EX_FAILED : ex_one_oom(s, err); }
 
 /* 1. The model input: a .npy tensor as is, or a picture decoded and preprocessed. */
 static int one_load(ex_run *R, ex_one *s, gc_err *err) {
@@ -828,6 +626,7 @@ static int one_load(ex_run *R, ex_one *s, gc_err *err) {
         s->x = s->npy.data;
         if (s->ndim == 4) {
             int nh = o->base.pre.nhwc || ((s->dims[3] == 1 || s->dims[3] == 3) && !(s->dims[1] == 1 || s->dims[1] == 3));
+            s->nhwc = nh;
             int64_t C = nh ? s->dims[3] : s->dims[1], H = nh ? s->dims[1] : s->dims[2], W = nh ? s->dims[2] : s->dims[3];
             if ((rc = render_tensor(&s->seen, s->x, C, H, W, nh, o->base.pre.bgr, err))) return EX_FAILED;
         }
@@ -868,6 +667,7 @@ static int one_load(ex_run *R, ex_one *s, gc_err *err) {
                 s->xbuf[i] = (0.299f * s->xbuf[i] + 0.587f * s->xbuf[plane + i] + 0.114f * s->xbuf[2 * plane + i] - m0) / s0;
         }
         s->x = s->xbuf;
+        s->nhwc = R->g.nhwc;
         s->ndim = 4;
         s->dims[0] = 1;
         s->dims[R->g.nhwc ? 3 : 1] = C;
@@ -876,7 +676,7 @@ static int one_load(ex_run *R, ex_one *s, gc_err *err) {
         static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
         snprintf(s->note, sizeof s->note, "%lldx%lld model input from a %lldx%lld image (%s%s)", (long long)p.width,
                  (long long)p.height, (long long)s->orig.w, (long long)s->orig.h, modes[p.mode],
-                 default_imagenet(R) ? ", ImageNet normalisation" : "");
+                 ex_default_imagenet(R) ? ", ImageNet normalisation" : "");
     }
     return 0;
 }
@@ -915,6 +715,97 @@ static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
     return 0;
 }
 
+/* A picture box (--box) in the model input's pixels. */
+static void box_to_input(const ex_one *s, const float in[4], double out[4]) {
+    for (int k = 0; k < 4; k++) out[k] = in[k];
+    if (!s->have_geom) return;
+    out[0] = (in[0] - s->geom.x0) / s->geom.sx;
+    out[2] = (in[2] - s->geom.x0) / s->geom.sx;
+    out[1] = (in[1] - s->geom.y0) / s->geom.sy;
+    out[3] = (in[3] - s->geom.y0) / s->geom.sy;
+}
+
+static double iou4(const double a[4], const gcam_detection *d) {
+    double iw = fmin(a[2], d->x1) - fmax(a[0], d->x0), ih = fmin(a[3], d->y1) - fmax(a[1], d->y0);
+    if (!(iw > 0 && ih > 0)) return 0;
+    double in = iw * ih, u = (a[2] - a[0]) * (a[3] - a[1]) + ((double)d->x1 - d->x0) * ((double)d->y1 - d->y0) - in;
+    return u > 0 ? in / u : 0;
+}
+
+/* --box: of every candidate (no threshold, no NMS; the class filter holds), the best-scoring one
+ * among those overlapping the box by IoU >= 0.5 (the detection a user sees there); without any,
+ * the one overlapping it most. */
+static int one_match_box(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *err) {
+    gcam_detect_options all = R->o->base.det;
+    all.score_threshold = 0;
+    all.iou_threshold = 1;
+    all.max_detections = INT32_MAX;
+    char why[512];
+    gcam_detection *d = NULL;
+    int64_t nd = 0;
+    if (gcam_detect_decode(sv, &all, &d, &nd, NULL, why, sizeof why)) {
+        gc_fail(err, GCAM_E_SHAPE, "%s: %s", s->in->path, why);
+        return EX_FAILED;
+    }
+    double b[4], best = 0;
+    box_to_input(s, R->o->box, b);
+    int64_t at = -1;
+    for (int64_t i = 0; i < nd; i++) { /* best score first: the first at IoU >= 0.5 wins */
+        double v = iou4(b, &d[i]);
+        if (v >= 0.5) {
+            at = i;
+            break;
+        }
+        if (v > best) {
+            best = v;
+            at = i;
+        }
+    }
+    if (at < 0) {
+        free(d);
+        gc_fail(err, GCAM_E_ARG, "%s: --box %g,%g,%g,%g overlaps no candidate of the detector", s->in->path, R->o->box[0],
+                R->o->box[1], R->o->box[2], R->o->box[3]);
+        return EX_FAILED;
+    }
+    memmove(d, d + at, sizeof *d);
+    s->dets = d;
+    s->n_dets = 1;
+    return 0;
+}
+
+/* 3. (--task detect) The detections: decoded, thresholded, NMS; or the candidate of --box. */
+static int one_detect(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *err) {
+    s->det_layout = R->o->base.det.layout;
+    if (R->o->have_box) return one_match_box(R, s, sv, err);
+    char why[512];
+    if (gcam_detect_decode(sv, &R->o->base.det, &s->dets, &s->n_dets, NULL, why, sizeof why)) {
+        gc_fail(err, GCAM_E_SHAPE, "%s: %s", s->in->path, why);
+        return EX_FAILED;
+    }
+    if (s->n_dets > R->o->base.det.max_detections) s->n_dets = R->o->base.det.max_detections;
+    return 0;
+}
+
+/* A detection's box in the picture's pixels (the model input's for a tensor input), clipped. */
+void ex_det_box(const ex_one *s, const gcam_detection *d, double b[4]) {
+    double v[4] = {d->x0, d->y0, d->x1, d->y1}, W = (double)s->dims[3], H = (double)s->dims[2];
+    if (s->have_geom) {
+        v[0] = s->geom.x0 + v[0] * s->geom.sx;
+        v[2] = s->geom.x0 + v[2] * s->geom.sx;
+        v[1] = s->geom.y0 + v[1] * s->geom.sy;
+        v[3] = s->geom.y0 + v[3] * s->geom.sy;
+        W = (double)s->orig.w;
+        H = (double)s->orig.h;
+    } else if (s->ndim == 4 && s->nhwc) {
+        W = (double)s->dims[2];
+        H = (double)s->dims[1];
+    }
+    b[0] = fmin(fmax(v[0], 0), W);
+    b[2] = fmin(fmax(v[2], 0), W);
+    b[1] = fmin(fmax(v[1], 0), H);
+    b[3] = fmin(fmax(v[3], 0), H);
+}
+
 /* 3. The forward pass and the predictions (classes by score). */
 static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
     const ex_opts *o = R->o;
@@ -936,11 +827,14 @@ static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
             return EX_STOP + frc;
         }
         R->first_done = 1;
+    } else if (o->base.task == CLI_TASK_DETECT) {
+        /* the layout was found on the first input: a shape change is checked by the decoder */
     } else if (sv.ndim >= 2 && sv.dims[1] != R->K) {
         gc_fail(err, GCAM_E_SHAPE, "%s: the output has %lld classes for this input, %lld before", in->path,
                 (long long)sv.dims[1], (long long)R->K);
         return EX_FAILED;
     }
+    if (o->base.task == CLI_TASK_DETECT) return one_detect(R, s, &sv, err);
     if (class_scores(R, &sv, &s->cscore, &s->cprob) || !(s->order = malloc(sizeof *s->order * (size_t)R->K))) {
         gc_fail(err, GCAM_E_NOMEM, "out of memory");
         return EX_FAILED;
@@ -965,16 +859,34 @@ static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
 /* 4. What to explain: the --target specs, or classes (--class, else the top k). */
 static void one_items(ex_run *R, ex_one *s) {
     const ex_opts *o = R->o;
+    if (o->base.task == CLI_TASK_DETECT) {
+        for (int64_t i = 0; i < s->n_dets && s->n_items < EX_MAX_LIST; i++) {
+            const gcam_detection *d = &s->dets[i];
+            ex_item *it = &s->items[s->n_items++];
+            memset(it, 0, sizeof *it);
+            it->t = d->target;
+            it->cls = d->cls;
+            it->det = (int)i;
+            double b[4];
+            ex_det_box(s, d, b);
+            const char *lb = ex_label_of(R, d->cls);
+            snprintf(it->tag, sizeof it->tag, "d%lld", (long long)i);
+            snprintf(it->title, sizeof it->title, "detection %lld: class %lld%s%s, score %.3f, box %.0f,%.0f..%.0f,%.0f", (long long)i,
+                     (long long)d->cls, lb ? " \xC2\xB7 " : "", lb ? lb : "", d->score, b[0], b[1], b[2], b[3]);
+        }
+        return;
+    }
 
     if (o->n_targets) {
         for (int i = 0; i < o->n_targets; i++) {
             const ex_target_spec *ts = &o->targets[i];
             ex_item *it = &s->items[s->n_items++];
             memset(it, 0, sizeof *it);
+            it->det = -1;
             it->t.kind = ts->kind;
             it->cls = R->target_cls[i];
             it->t.cls = it->cls;
-            const char *lb = label_of(R, it->cls);
+            const char *lb = ex_label_of(R, it->cls);
             if (ts->kind == GCAM_TARGET_CLASS) {
                 snprintf(it->tag, sizeof it->tag, "c%lld", (long long)it->cls);
                 snprintf(it->title, sizeof it->title, "class %lld%s%s", (long long)it->cls, lb ? " \xC2\xB7 " : "", lb ? lb : "");
@@ -1008,6 +920,7 @@ static void one_items(ex_run *R, ex_one *s) {
         for (int64_t i = 0; i < n && s->n_items < EX_MAX_LIST; i++) {
             ex_item *it = &s->items[s->n_items++];
             memset(it, 0, sizeof *it);
+            it->det = -1;
             it->cls = o->n_classes ? R->classes[i] : s->order[i];
             if (R->score_ndim >= 2) {
                 it->t.kind = GCAM_TARGET_CLASS;
@@ -1015,7 +928,7 @@ static void one_items(ex_run *R, ex_one *s) {
             } else { /* a single score per sample */
                 it->t.kind = GCAM_TARGET_ELEMENT;
             }
-            const char *lb = label_of(R, it->cls);
+            const char *lb = ex_label_of(R, it->cls);
             snprintf(it->tag, sizeof it->tag, "c%lld", (long long)it->cls);
             snprintf(it->title, sizeof it->title, "class %lld%s%s (score %.4g, probability %.2f%%)", (long long)it->cls,
                      lb ? " \xC2\xB7 " : "", lb ? lb : "", s->cscore[it->cls], 100 * s->cprob[it->cls]);
@@ -1023,207 +936,13 @@ static void one_items(ex_run *R, ex_one *s) {
     }
 }
 
-/* 5. The input's results.json record up to its maps, and the model's view as a PNG. */
-static int one_input_json(ex_run *R, ex_one *s, gc_err *err) {
-    const ex_opts *o = R->o;
-    ex_input *in = s->in;
-    gcam_status rc = GCAM_OK;
-    gc_json_init(&s->j, &s->jb, 2);
-    s->j.base = 2;
-    gc_json_begin_object(&s->j);
-    gc_json_key(&s->j, "path");
-    gc_json_string(&s->j, in->path);
-    gc_json_key(&s->j, "kind");
-    gc_json_string(&s->j, in->is_npy ? "tensor" : "image");
-    if (!in->is_npy) {
-        gc_json_key(&s->j, "width");
-        gc_json_int(&s->j, s->orig.w);
-        gc_json_key(&s->j, "height");
-        gc_json_int(&s->j, s->orig.h);
-    }
-    gc_json_key(&s->j, "input_shape");
-    gc_json_begin_array_inline(&s->j);
-    for (int d = 0; d < s->ndim; d++) gc_json_int(&s->j, s->dims[d]);
-    gc_json_end_array(&s->j);
-    if (s->seen.px) {
-        snprintf(s->path, sizeof s->path, "%s/%s_input.png", o->base.out, in->stem);
-        if ((rc = write_png(R, s->path, &s->seen, err))) return EX_FAILED;
-        gc_json_key(&s->j, "input_image");
-        snprintf(s->path, sizeof s->path, "%s_input.png", in->stem);
-        gc_json_string(&s->j, s->path);
-    }
-    gc_json_key(&s->j, "predictions");
-    gc_json_begin_array(&s->j);
-    for (int64_t a = 0; a < s->n_top; a++) {
-        int64_t c = s->order[a];
-        gc_json_begin_object(&s->j);
-        gc_json_key(&s->j, "index");
-        gc_json_int(&s->j, c);
-        gc_json_key(&s->j, "label");
-        gc_json_string(&s->j, label_of(R, c));
-        gc_json_key(&s->j, "score");
-        gc_json_number_f(&s->j, (float)s->cscore[c]);
-        gc_json_key(&s->j, "probability");
-        gc_json_number_f(&s->j, (float)s->cprob[c]);
-        gc_json_end_object(&s->j);
-    }
-    gc_json_end_array(&s->j);
-    gc_json_key(&s->j, "maps");
-    gc_json_begin_array(&s->j);
-
-    if (s->seen.px && (rc = gc_image_thumbnail(&s->thumb_seen, &s->seen, 448, err))) return EX_FAILED;
-    return 0;
-}
-
-/* A CAM-family map's files: heat map, overlay (or the heat map alone), the photo, the box. */
-static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *base, ex_panel *pn, gc_err *err) {
-    const ex_opts *o = R->o;
-    gcam_status rc = GCAM_OK;
-    const float *heat = s->map.normalized; /* (1, 1, H, W) */
-    gc_image im = {0};
-    snprintf(s->path, sizeof s->path, "%s/%s_heatmap.png", o->base.out, base);
-    if ((rc = gc_heatmap_image(&im, heat, s->map.H, s->map.W, (gc_colormap_id)o->cmap, err)) ||
-        (rc = write_png(R, s->path, &im, err))) {
-        gc_image_free(&im);
-        return EX_FAILED;
-    }
-    gc_image_free(&im);
-    gc_json_key(&s->j, "heatmap");
-    snprintf(s->path, sizeof s->path, "%s_heatmap.png", base);
-    gc_json_string(&s->j, s->path);
-    gc_box box;
-    int found = gc_localize_box(s->map.upsampled, s->map.H, s->map.W, 0.15f, &box);
-    if (found < 0) return one_oom(s, err);
-    gc_image ov = {0};
-    if (s->seen.px && s->seen.w == s->map.W && s->seen.h == s->map.H) {
-        snprintf(s->path, sizeof s->path, "%s/%s_overlay.png", o->base.out, base);
-        if ((rc = gc_overlay(&ov, &s->seen, heat, (gc_colormap_id)o->cmap, o->alpha, err)) ||
-            (rc = write_png(R, s->path, &ov, err))) {
-            gc_image_free(&ov);
-            return EX_FAILED;
-        }
-        gc_json_key(&s->j, "overlay");
-        snprintf(s->path, sizeof s->path, "%s_overlay.png", base);
-        gc_json_string(&s->j, s->path);
-    } else if ((rc = gc_heatmap_image(&ov, heat, s->map.H, s->map.W, (gc_colormap_id)o->cmap, err))) {
-        return EX_FAILED;
-    }
-    if (s->have_geom) {
-        float *ph = gc_malloc2((size_t)(s->orig.w * s->orig.h), sizeof(float));
-        gc_image po = {0};
-        if (!ph) {
-            gc_image_free(&ov);
-            return one_oom(s, err);
-        }
-        snprintf(s->path, sizeof s->path, "%s/%s_photo.png", o->base.out, base);
-        rc = gc_heat_to_original(ph, heat, s->map.H, s->map.W, &s->geom, err);
-        if (!rc) rc = gc_overlay(&po, &s->orig, ph, (gc_colormap_id)o->cmap, o->alpha, err);
-        if (!rc) keep_unseen(&po, &s->orig, &s->geom, s->map.W, s->map.H);
-        if (!rc) rc = write_png(R, s->path, &po, err);
-        free(ph);
-        if (!rc && meth == GCAM_GRADCAM) { /* the photo panel closes the row */
-            ex_panel *pp = panel_new(&s->panels, panel_order(-2, o));
-            if (!pp) rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-            else {
-                pn = &s->panels.v[s->panels.n - 2]; /* realloc may have moved it */
-                snprintf(pp->title, sizeof pp->title, "Grad-CAM on the photo");
-                snprintf(pp->caption, sizeof pp->caption, "%lldx%lld", (long long)s->orig.w, (long long)s->orig.h);
-                rc = gc_image_thumbnail(&pp->img, &po, 448, err);
-            }
-        }
-        gc_image_free(&po);
-        if (rc) {
-            gc_image_free(&ov);
-            return EX_FAILED;
-        }
-        gc_json_key(&s->j, "photo");
-        snprintf(s->path, sizeof s->path, "%s_photo.png", base);
-        gc_json_string(&s->j, s->path);
-    }
-    size_t cu = (size_t)snprintf(pn->caption, sizeof pn->caption, "layer %s", s->map.layer ? s->map.layer : "?");
-    if (found) {
-        gc_json_key(&s->j, "box");
-        gc_json_begin_object(&s->j);
-        gc_json_key(&s->j, "x0");
-        gc_json_int(&s->j, box.x0);
-        gc_json_key(&s->j, "y0");
-        gc_json_int(&s->j, box.y0);
-        gc_json_key(&s->j, "x1");
-        gc_json_int(&s->j, box.x1);
-        gc_json_key(&s->j, "y1");
-        gc_json_int(&s->j, box.y1);
-        gc_json_key(&s->j, "area");
-        gc_json_int(&s->j, box.area);
-        gc_json_end_object(&s->j);
-        if (s->have_geom) {
-            /* input pixel (x, y) covers the photo from (x0 + x sx, y0 + y sy) to one pixel further */
-            double fx0 = s->geom.x0 + (double)box.x0 * s->geom.sx, fx1 = s->geom.x0 + (double)(box.x1 + 1) * s->geom.sx;
-            double fy0 = s->geom.y0 + (double)box.y0 * s->geom.sy, fy1 = s->geom.y0 + (double)(box.y1 + 1) * s->geom.sy;
-            int64_t px0 = (int64_t)floor(fx0), px1 = (int64_t)ceil(fx1) - 1;
-            int64_t py0 = (int64_t)floor(fy0), py1 = (int64_t)ceil(fy1) - 1;
-            px0 = px0 < 0 ? 0 : px0 >= s->orig.w ? s->orig.w - 1 : px0;
-            px1 = px1 < px0 ? px0 : px1 >= s->orig.w ? s->orig.w - 1 : px1;
-            py0 = py0 < 0 ? 0 : py0 >= s->orig.h ? s->orig.h - 1 : py0;
-            py1 = py1 < py0 ? py0 : py1 >= s->orig.h ? s->orig.h - 1 : py1;
-            json_box(&s->j, "box_photo", px0, py0, px1, py1);
-        }
-        if (cu < sizeof pn->caption)
-            snprintf(pn->caption + cu, sizeof pn->caption - cu, "; box x %lld..%lld, y %lld..%lld",
-                     (long long)box.x0, (long long)box.x1, (long long)box.y0, (long long)box.y1);
-        if (meth == GCAM_GRADCAM) {
-            static const uint8_t green[3] = {0, 230, 64};
-            int th = (int)(s->map.W / 112 > 1 ? s->map.W / 112 : 1);
-            gc_draw_box(&ov, box.x0, box.y0, box.x1, box.y1, green, th);
-        }
-    } else {
-        gc_json_key(&s->j, "box");
-        gc_json_null(&s->j);
-    }
-    rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
-    gc_image_free(&ov);
-    if (rc) return EX_FAILED;
-
-    return 0;
-}
-
-/* A pixel-space map's picture (scaled to max |x| = 1 first). */
-static int one_pixel_files(ex_run *R, ex_one *s, const char *base, ex_panel *pn, gc_err *err) {
-    const ex_opts *o = R->o;
-    gcam_status rc = GCAM_OK;
-    gc_image im = {0};
-    snprintf(s->path, sizeof s->path, "%s/%s.png", o->base.out, base);
-    /* the paper's std + 1e-5 would flatten maps of tiny magnitude (Guided Grad-CAM multiplies
-     * two small maps): scale to max |x| = 1 first, so that only the map's shape matters */
-    size_t rn = (size_t)(s->map.c * s->map.h * s->map.w);
-    float amax = 0, *scaled = gc_malloc2(rn, sizeof(float)); /* (c, h, w) */
-    if (!scaled) return one_oom(s, err);
-    for (size_t q = 0; q < rn; q++) amax = fmaxf(amax, fabsf(s->map.raw[q]));
-    for (size_t q = 0; q < rn; q++) scaled[q] = amax > 0 && isfinite(amax) ? s->map.raw[q] / amax : s->map.raw[q];
-    rc = gc_pixelmap_image(&im, scaled, s->map.c, s->map.h, s->map.w, err);
-    free(scaled);
-    if (rc || (rc = write_png(R, s->path, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
-        gc_image_free(&im);
-        return EX_FAILED;
-    }
-    gc_image_free(&im);
-    gc_json_key(&s->j, "image");
-    snprintf(s->path, sizeof s->path, "%s.png", base);
-    gc_json_string(&s->j, s->path);
-    if (s->map.layer) snprintf(pn->caption, sizeof pn->caption, "Grad-CAM layer %s", s->map.layer);
-
-    return 0;
-}
-
 /* 6. One item x method: the map (computed now or with the batch), its JSON, files and panel. */
 static int one_map(ex_run *R, ex_one *s, int it_i, int mi, gc_err *err) {
     const ex_opts *o = R->o;
-    ex_input *in = s->in;
     ex_item *it = &s->items[it_i];
     gcam_status rc = GCAM_OK;
     const gcam_method meth = o->methods[mi];
     const char *mname = gcam_method_name(meth);
-    char fm[64];
-    ex_method_file_name(fm, sizeof fm, mname);
     if (s->pre && s->pre_have[mi]) {
         gcam_map *pm = &s->pre[(size_t)mi * (size_t)s->n_items + (size_t)it_i];
         s->map = *pm; /* owned by map from here on */
@@ -1252,79 +971,19 @@ static int one_map(ex_run *R, ex_one *s, int it_i, int mi, gc_err *err) {
     }
     R->n_maps++;
     s->n_maps++;
-    char base[1024];
-    snprintf(base, sizeof base, "%s_%s_%s", in->stem, it->tag, fm);
-    gc_json_begin_object(&s->j);
-    gc_json_key(&s->j, "method");
-    gc_json_string(&s->j, mname);
-    gc_json_key(&s->j, "class");
-    if (it->cls >= 0) {
-        gc_json_begin_object(&s->j);
-        gc_json_key(&s->j, "index");
-        gc_json_int(&s->j, it->cls);
-        gc_json_key(&s->j, "label");
-        gc_json_string(&s->j, label_of(R, it->cls));
-        gc_json_end_object(&s->j);
-    } else {
-        gc_json_null(&s->j);
-    }
-    if (it->t.kind != GCAM_TARGET_CLASS) {
-        gc_json_key(&s->j, "target");
-        gc_json_begin_object(&s->j);
-        gc_json_key(&s->j, "kind");
-        gc_json_string(&s->j, it->t.kind == GCAM_TARGET_REGION ? "region" : "element");
-        if (it->t.kind == GCAM_TARGET_REGION) {
-            gc_json_key(&s->j, "y0");
-            gc_json_int(&s->j, it->t.y0);
-            gc_json_key(&s->j, "x0");
-            gc_json_int(&s->j, it->t.x0);
-            gc_json_key(&s->j, "y1");
-            gc_json_int(&s->j, it->t.y1);
-            gc_json_key(&s->j, "x1");
-            gc_json_int(&s->j, it->t.x1);
-        } else {
-            gc_json_key(&s->j, "index");
-            gc_json_begin_array_inline(&s->j);
-            for (int d = 0; d < R->score_ndim; d++) gc_json_int(&s->j, it->t.index[d]);
-            gc_json_end_array(&s->j);
-        }
-        gc_json_end_object(&s->j);
-    }
-    /* layer: the CAM family's; pixel-space maps have none, but Guided Grad-CAM names
-     * the layer of the Grad-CAM it multiplies by */
-    gc_json_key(&s->j, "layer");
-    gc_json_string(&s->j, gcam_method_is_cam(meth) ? s->map.layer : NULL);
-    if (!gcam_method_is_cam(meth) && s->map.layer) {
-        gc_json_key(&s->j, "gradcam_layer");
-        gc_json_string(&s->j, s->map.layer);
-    }
-    if (gcam_method_is_cam(meth) && gcam_explainer_num_layers(R->e) > 1) {
-        gc_json_key(&s->j, "layers");
-        gc_json_begin_array(&s->j);
-        for (int l = 0; l < gcam_explainer_num_layers(R->e); l++) gc_json_string(&s->j, gcam_explainer_layer(R->e, l));
-        gc_json_end_array(&s->j);
-    }
-    gc_json_key(&s->j, "raw_shape");
-    gc_json_begin_array_inline(&s->j);
-    if (!(s->map.c == 1 && gcam_method_is_cam(meth))) gc_json_int(&s->j, s->map.c);
-    gc_json_int(&s->j, s->map.h);
-    gc_json_int(&s->j, s->map.w);
-    gc_json_end_array(&s->j);
-    ex_panel *pn = panel_new(&s->panels, panel_order((int)meth, o));
-    if (!pn) return one_oom(s, err);
-    snprintf(pn->title, sizeof pn->title, "%s", method_title(meth));
-    int r = gcam_method_is_cam(meth) ? one_cam_files(R, s, meth, base, pn, err) : one_pixel_files(R, s, base, pn, err);
-    if (r) return r;
-    if (o->npy) {
-        snprintf(s->path, sizeof s->path, "%s/%s.npy", o->base.out, base);
-        if ((rc = write_npy(R, s->path, &s->map, err))) return EX_FAILED;
-        gc_json_key(&s->j, "npy");
-        snprintf(s->path, sizeof s->path, "%s.npy", base);
-        gc_json_string(&s->j, s->path);
-    }
-    gc_json_end_object(&s->j);
+    int r = ex_map_files(R, s, it, meth, err);
     gcam_map_free(&s->map);
-    return 0;
+    return r;
+}
+
+/* A detection's box on a picture of the model's view (scaled to its size). */
+static void draw_det(const ex_one *s, const gcam_detection *d, gc_image *img) {
+    static const uint8_t green[3] = {0, 230, 64};
+    double k = s->seen.w > 0 ? (double)img->w / (double)s->seen.w : 1;
+    int th = (int)(img->w / 150 > 1 ? img->w / 150 : 1);
+    double b[4] = {d->x0 * k, d->y0 * k, d->x1 * k, d->y1 * k};
+    for (int i = 0; i < 4; i++) b[i] = fmin(fmax(b[i], -1e9), 1e9); /* finite (decoded), but maybe huge */
+    gc_draw_box(img, (int64_t)floor(b[0]), (int64_t)floor(b[1]), (int64_t)ceil(b[2]) - 1, (int64_t)ceil(b[3]) - 1, green, th);
 }
 
 /* 6. Every item x method (the top-k maps of the batchable methods computed together first). */
@@ -1334,21 +993,24 @@ static int one_maps(ex_run *R, ex_one *s, gc_err *err) {
     gcam_status rc = GCAM_OK;
     if (s->n_items > 1 && o->n_methods > 0) {
         s->pre = gc_calloc2((size_t)o->n_methods * (size_t)s->n_items, sizeof *s->pre);
-        if (!s->pre) return one_oom(s, err);
+        if (!s->pre) return ex_one_oom(s, err);
         explain_many_first(R, s->items, s->n_items, s->pre, s->pre_have);
     }
     for (int it_i = 0; it_i < s->n_items; it_i++) {
         s->first_panel_of_item[it_i] = s->panels.n;
         if (s->thumb_seen.px) {
-            ex_panel *pn = panel_new(&s->panels, 0);
+            ex_panel *pn = ex_panel_new(&s->panels, 0);
             if (!pn || (rc = gc_image_thumbnail(&pn->img, &s->thumb_seen, 448, err))) return one_oom_or(s, rc, err);
             snprintf(pn->title, sizeof pn->title, "%s", in->is_npy ? "Input (rendered)" : "Model input");
             snprintf(pn->caption, sizeof pn->caption, "%lldx%lld", (long long)s->seen.w, (long long)s->seen.h);
+            if (s->items[it_i].det >= 0) draw_det(s, &s->dets[s->items[it_i].det], &pn->img);
         }
+        if (s->items[it_i].det >= 0) ex_det_begin(R, s, &s->items[it_i]);
         for (int mi = 0; mi < o->n_methods; mi++) {
             int r = one_map(R, s, it_i, mi, err);
             if (r) return r;
         }
+        if (s->items[it_i].det >= 0) ex_det_end(s);
     }
     s->first_panel_of_item[s->n_items] = s->panels.n;
     gc_json_end_array(&s->j);
@@ -1364,34 +1026,6 @@ static int one_maps(ex_run *R, ex_one *s, gc_err *err) {
         return EX_FAILED;
     }
     return 0;
-}
-
-/* 7. The input's section of report.html. */
-static int one_report(ex_run *R, ex_one *s, gc_err *err) {
-    ex_input *in = s->in;
-    gc_report_pred preds[64];
-    int np = 0;
-    for (int64_t a = 0; a < s->n_top && np < 64; a++) {
-        int64_t c = s->order[a];
-        preds[np++] = (gc_report_pred){.index = c, .label = label_of(R, c), .score = s->cscore[c], .probability = s->cprob[c]};
-    }
-    gc_report_row rows[EX_MAX_LIST];
-    gc_report_panel *rp = calloc((size_t)s->panels.n + 1, sizeof *rp);
-    if (!rp) return one_oom(s, err);
-    for (int it_i = 0; it_i < s->n_items; it_i++) {
-        int a = s->first_panel_of_item[it_i], b = s->first_panel_of_item[it_i + 1];
-        qsort(s->panels.v + a, (size_t)(b - a), sizeof *s->panels.v, cmp_panel);
-        for (int q = a; q < b; q++)
-            rp[q] = (gc_report_panel){.title = s->panels.v[q].title, .caption = s->panels.v[q].caption[0] ? s->panels.v[q].caption : NULL,
-                                      .img = s->panels.v[q].img.px ? &s->panels.v[q].img : NULL};
-        rows[it_i] = (gc_report_row){.title = s->items[it_i].title, .panels = rp + a, .n_panels = b - a};
-    }
-    gc_report_input ri = {.path = in->path, .note = s->note[0] ? s->note : NULL, .preds = preds, .n_preds = np,
-                          .rows = rows, .n_rows = s->n_items, .warnings = (const char *const *)s->warnings,
-                          .n_warnings = s->n_warn};
-    gcam_status rc = gc_report_add(&R->report, &ri, err);
-    free(rp);
-    return rc ? EX_STOP + 1 : 0; /* a failed report: the page can no longer be completed */
 }
 
 /* Explains one input: EX_DONE, EX_FAILED (err says why; the next input is tried) or EX_STOP + an
@@ -1411,10 +1045,13 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     }
     if ((r = one_load(R, s, err)) || (r = one_explainer(R, s, err)) || (r = one_predict(R, s, err))) goto done;
     one_items(R, s);
-    if ((r = one_input_json(R, s, err)) || (r = one_maps(R, s, err)) || (r = one_report(R, s, err))) goto done;
+    if ((r = ex_input_json(R, s, err)) || (r = one_maps(R, s, err)) || (r = ex_report_input(R, s, err))) goto done;
     gc_json_raw(&R->ij, s->jb.p);
-    if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1)) {
-        const char *lb = s->n_top > 0 ? label_of(R, s->order[0]) : NULL;
+    if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1) && o->base.task == CLI_TASK_DETECT) {
+        prog_msg(&R->prog, "[%d/%d] %s: %lld detection%s, %d map%s", R->prog.done + 1, R->prog.total, in->path,
+                 (long long)s->n_dets, s->n_dets == 1 ? "" : "s", s->n_maps, s->n_maps == 1 ? "" : "s");
+    } else if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1)) {
+        const char *lb = s->n_top > 0 ? ex_label_of(R, s->order[0]) : NULL;
         prog_msg(&R->prog, "[%d/%d] %s: top %lld%s%s%s (p=%.3f), %d map%s", R->prog.done + 1, R->prog.total, in->path,
                  s->n_top > 0 ? (long long)s->order[0] : -1LL, lb ? " \"" : "", lb ? lb : "", lb ? "\"" : "",
                  s->n_top > 0 ? s->cprob[s->order[0]] : 0.0, s->n_maps, s->n_maps == 1 ? "" : "s");
@@ -1461,78 +1098,6 @@ static int load_feeds(ex_run *R) {
     return 0;
 }
 
-static void write_results_head(ex_run *R, gc_json *j) {
-    const ex_opts *o = R->o;
-    gc_json_begin_object(j);
-    gc_json_key(j, "gradcam_version");
-    gc_json_string(j, gcam_version());
-    gc_json_key(j, "model");
-    gc_json_begin_object(j);
-    gc_json_key(j, "path");
-    gc_json_string(j, o->model);
-    gc_json_key(j, "producer");
-    gc_json_string(j, gcam_model_producer(R->m));
-    gc_json_key(j, "opset");
-    gc_json_int(j, gcam_model_opset(R->m));
-    gc_json_key(j, "input");
-    gc_json_begin_object(j);
-    gc_json_key(j, "name");
-    gc_json_string(j, R->in0.name);
-    gc_json_key(j, "shape");
-    gc_json_begin_array_inline(j);
-    for (int d = 0; d < R->in0.ndim; d++) {
-        if (R->in0.dims[d] >= 0) gc_json_int(j, R->in0.dims[d]);
-        else gc_json_string(j, R->in0.dim_names[d] ? R->in0.dim_names[d] : "?");
-    }
-    gc_json_end_array(j);
-    gc_json_key(j, "layout");
-    gc_json_string(j, R->g.nhwc ? "NHWC" : "NCHW");
-    gc_json_end_object(j);
-    gcam_tensor_info oi;
-    const char *out_name = o->output;
-    if (!out_name && gcam_model_output(R->m, 0, &oi) == GCAM_OK) out_name = oi.name;
-    gc_json_key(j, "output");
-    gc_json_string(j, out_name);
-    gc_json_key(j, "score");
-    gc_json_string(j, R->score_name);
-    gc_json_key(j, "layers");
-    if (R->e) {
-        gc_json_begin_array(j);
-        for (int l = 0; l < gcam_explainer_num_layers(R->e); l++) gc_json_string(j, gcam_explainer_layer(R->e, l));
-        gc_json_end_array(j);
-    } else {
-        gc_json_null(j);
-    }
-    gc_json_key(j, "num_classes");
-    if (R->first_done) gc_json_int(j, R->K);
-    else gc_json_null(j);
-    gc_json_key(j, "labels");
-    gc_json_string(j, o->base.labels_path ? o->base.labels_path : R->n_labels == 1000 ? "imagenet (built in)" : NULL);
-    gc_json_end_object(j);
-
-    gc_json_key(j, "options");
-    gc_json_begin_object(j);
-    gc_json_key(j, "methods");
-    gc_json_begin_array_inline(j);
-    for (int i = 0; i < o->n_methods; i++) gc_json_string(j, gcam_method_name(o->methods[i]));
-    gc_json_end_array(j);
-    gc_json_key(j, "top_k");
-    gc_json_int(j, o->top_k);
-    gc_json_key(j, "explained");
-    gc_json_string(j, o->probability ? "probability" : "score");
-    gc_json_key(j, "preprocess");
-    gc_json_string(j, default_imagenet(R) ? "imagenet" : "raw");
-    gc_json_key(j, "colormap");
-    gc_json_string(j, gc_colormap_name((gc_colormap_id)o->cmap));
-    gc_json_key(j, "alpha");
-    gc_json_number_f(j, o->alpha);
-    gc_json_key(j, "seed");
-    gc_json_int(j, (int64_t)o->base.seed);
-    gc_json_key(j, "box_threshold");
-    gc_json_number(j, 0.15);
-    gc_json_end_object(j);
-}
-
 /* The model and everything checked against it before any input: --size, --layer, --output,
  * labels, classes, --feed. 0 or an exit code. */
 static int ex_prepare_model(ex_run *R) {
@@ -1557,7 +1122,9 @@ static int ex_prepare_model(ex_run *R) {
     /* classes and labels checked now when the output's class axis is fixed in the model */
     gcam_tensor_info oi;
     int have = o->output ? gcam_model_find_tensor(R->m, o->output, &oi) == GCAM_OK : gcam_model_output(R->m, 0, &oi) == GCAM_OK;
-    if (have && oi.ndim >= 2 && oi.dims[1] > 0 && (exit_code = resolve_classes(R, oi.dims[1], oi.name))) return exit_code;
+    if (o->base.task == CLI_TASK_CLASSIFY && have && oi.ndim >= 2 && oi.dims[1] > 0 &&
+        (exit_code = resolve_classes(R, oi.dims[1], oi.name)))
+        return exit_code;
     return load_feeds(R);
 }
 
@@ -1578,30 +1145,6 @@ static int ex_prepare_inputs(ex_run *R, ex_inputs *list) {
     return 0;
 }
 
-/* report.html begun (written as the inputs are explained), and the inputs' JSON array. */
-static int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err) {
-    const ex_opts *o = R->o;
-    char path[4096], methods[512] = "", inputs_s[64], title[600];
-    snprintf(path, sizeof path, "%s/report.html", o->base.out);
-    if (ex_inputs_contains_file(list, path)) return cli_usage_error("%s is an input: choose another --out", path);
-    size_t u = 0;
-    for (int i = 0; i < o->n_methods && u < sizeof methods; i++)
-        u += (size_t)snprintf(methods + u, sizeof methods - u, "%s%s", i ? ", " : "", gcam_method_name(o->methods[i]));
-    snprintf(inputs_s, sizeof inputs_s, "%d", list->n);
-    const char *base = strrchr(o->model, '/');
-    snprintf(title, sizeof title, "gradcam: %s", base ? base + 1 : o->model);
-    const char *keys[] = {"model", "inputs", "methods", "explained"};
-    const char *vals[] = {o->model, inputs_s, methods,
-                          o->probability ? "the probability after the final Softmax/Sigmoid"
-                                         : "the class score (before any final Softmax/Sigmoid)"};
-    if (gc_report_begin(&R->report, path, title, keys, vals, 4, err)) return cli_fail(1, "%s", err->msg);
-    R->report_open = 1;
-    gc_json_init(&R->ij, &R->inputs_json, 2);
-    R->ij.base = 1;
-    gc_json_begin_array(&R->ij);
-    return 0;
-}
-
 /* Every input in turn; a failed one is listed and the next tried. 0, or the exit code of a stop
  * (*stopped set). */
 static int ex_explain_all(ex_run *R, const ex_inputs *list, double t0, gc_err *err, int *stopped) {
@@ -1613,7 +1156,7 @@ static int ex_explain_all(ex_run *R, const ex_inputs *list, double t0, gc_err *e
         cli_progress_bar(&R->prog, in->path);
         gc_err_clear(err);
         int r = explain_input(R, in, err);
-        end_input_files(R, r != EX_FAILED && r < EX_STOP);
+        ex_end_input_files(R, r != EX_FAILED && r < EX_STOP);
         if (r >= EX_STOP) {
             *stopped = 1;
             exit_code = r - EX_STOP;
@@ -1637,77 +1180,8 @@ static int ex_explain_all(ex_run *R, const ex_inputs *list, double t0, gc_err *e
     return exit_code;
 }
 
-/* results.json (when anything was explained), then report.html completed or dropped. */
-static int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err) {
-    const ex_opts *o = R->o;
-    int exit_code = 0;
-    gc_json_end_array(&R->ij);
-    if (!R->n_ok) { /* nothing explained: no results.json or report.html, only the errors */
-        gc_report_abort(&R->report);
-        R->report_open = 0;
-    }
-    if (R->n_ok) {
-        char path[4096];
-        gc_buf doc = {0};
-        gc_json j;
-        gc_json_init(&j, &doc, 2);
-        write_results_head(R, &j);
-        gc_json_key(&j, "inputs");
-        gc_json_raw(&j, R->inputs_json.p ? R->inputs_json.p : "[]");
-        gc_json_key(&j, "failures");
-        gc_json_begin_array(&j);
-        for (int i = 0; i < R->n_failures; i++) {
-            gc_json_begin_object(&j);
-            gc_json_key(&j, "path");
-            gc_json_string(&j, R->failure_paths[i]);
-            gc_json_key(&j, "error");
-            gc_json_string(&j, R->failures[i]);
-            gc_json_end_object(&j);
-        }
-        gc_json_end_array(&j);
-        gc_json_end_object(&j);
-        gc_buf_puts(&doc, "\n");
-        snprintf(path, sizeof path, "%s/results.json", o->base.out);
-        if (j.bad || doc.oom || R->ij.bad || R->inputs_json.oom)
-            exit_code = cli_fail(1, "%s: could not be built (%s)", path, j.bad || R->ij.bad ? "internal error" : "out of memory");
-        else if (ex_inputs_contains_file(list, path))
-            exit_code = cli_usage_error("%s is an input: choose another --out", path);
-        else if (gc_write_file_atomic(path, doc.p, doc.n, err))
-            exit_code = cli_fail(1, "%s", err->msg);
-        gc_buf_free(&doc);
-    }
-    if (R->report_open) {
-        R->report_open = 0;
-        if (gc_report_finish(&R->report, (const char *const *)R->failures, R->n_failures, err) && !exit_code)
-            exit_code = cli_fail(1, "%s", err->msg);
-    }
-    return exit_code;
-}
-
-/* The failures, then one line saying what was written; the exit code. */
-static int ex_summary(const ex_run *R, const ex_inputs *list, int exit_code, double t0) {
-    const ex_opts *o = R->o;
-    if (R->n_failures) {
-        if (list->n == 1) {
-            fprintf(stderr, "%s: %s\n", g_prog, R->failures[0]);
-        } else {
-            fprintf(stderr, "%s: %d of %d inputs failed:\n", g_prog, R->n_failures, list->n);
-            for (int i = 0; i < R->n_failures; i++) fprintf(stderr, "  %s\n", R->failures[i]);
-        }
-        if (!exit_code) exit_code = CLI_BAD_INPUT;
-    }
-    if (!o->base.quiet && !exit_code) {
-        printf("Explained %d input%s (%d map%s) in %.1f s: %s/results.json, %s/report.html\n", R->n_ok,
-               R->n_ok == 1 ? "" : "s", R->n_maps, R->n_maps == 1 ? "" : "s", cli_now_s() - t0, o->base.out, o->base.out);
-    } else if (!o->base.quiet && R->n_ok) {
-        printf("Explained %d of %d inputs (%d maps): %s/results.json, %s/report.html\n", R->n_ok, list->n, R->n_maps,
-               o->base.out, o->base.out);
-    }
-    return exit_code;
-}
-
 static void ex_run_free(ex_run *R) {
-    end_input_files(R, 0); /* stopped inside an input: its files go */
+    ex_end_input_files(R, 0); /* stopped inside an input: its files go */
     free(R->written);
     if (R->report_open) gc_report_abort(&R->report);
     gcam_explainer_free(R->e);

@@ -3,6 +3,7 @@
 #define GC_EVAL_H
 
 #include "cli_common.h"
+#include "cli_opts.h"
 #include "common.h"
 #include "explain/metrics.h"
 #include "report/report.h"
@@ -36,6 +37,27 @@ typedef struct ev_gt {
 int ev_gt_read(ev_gt *gt, const char *boxes, const char *images_dir, char *msg, size_t msg_size);
 void ev_gt_free(ev_gt *gt);
 
+/* ---- --task detect: matching ground truth to detections ---- */
+
+/* A box in the picture's pixels (x1, y1 exclusive), its class, and (detections) its score. */
+typedef struct ev_mbox {
+    double x0, y0, x1, y1;
+    int64_t cls;
+    float score;
+} ev_mbox;
+
+/* Intersection over union of two continuous boxes (0 when the union is empty). */
+double ev_mbox_iou(const ev_mbox *a, const ev_mbox *b);
+
+/* Greedy matching (docs/evaluation.md, "Detectors"): the (ground truth, detection) pairs of one
+ * class with IoU >= min_iou, taken by IoU descending (ties: the higher score, then the lower
+ * ground-truth index, then the lower detection index) while both are free. det_of_gt (n_gt) and
+ * gt_of_det (n_det) get the partner or -1; iou_of_gt (n_gt) the matched pair's IoU, or for a
+ * missed box the best IoU with any detection of its class (0 when none). 0, or -1 when out of
+ * memory. */
+int ev_match(const ev_mbox *gt, int n_gt, const ev_mbox *det, int n_det, double min_iou, int *det_of_gt,
+             int *gt_of_det, double *iou_of_gt);
+
 /* One Pascal VOC annotation from memory: objects appended to img (name, bndbox converted from
  * 1-based inclusive to 0-based exclusive), img->name set from <filename> when present. */
 int ev_voc_parse(ev_image *img, const char *xml, size_t n, const char *what, char *msg, size_t msg_size);
@@ -58,7 +80,7 @@ typedef struct ev_method_result {
     int64_t energy_n;
     /* class discrimination (per ordered pair of classes on an image) */
     int64_t cd_n, cd_hit;
-    /* faithfulness */
+    /* faithfulness (classify) */
     int64_t fa_n;
     double del_sum, ins_sum;
     double *del_curve, *ins_curve; /* sums over cases, steps + 1 points */
@@ -66,6 +88,24 @@ typedef struct ev_method_result {
     double sp_sum[EV_MAX_DEPTHS], ss_sum[EV_MAX_DEPTHS];
     int64_t sp_n[EV_MAX_DEPTHS], ss_n[EV_MAX_DEPTHS];
 } ev_method_result;
+
+
+/* --task detect: ground-truth boxes (in the model's view), matched / missed, detections kept and
+ * those matching no box (false positives). */
+typedef struct ev_det_counts {
+    int64_t gt, matched, missed, dets, fp;
+} ev_det_counts;
+
+typedef struct ev_det_summary {
+    const char *layout;            /* the layout read (yolov8 / yolov5) */
+    double score_threshold, iou_threshold, match_iou;
+    int max_detections;
+    ev_det_counts all;
+    const ev_det_counts *per_class; /* (K) */
+    int64_t K;
+    const char *const *labels;     /* (n_labels) class names, or NULL */
+    int64_t n_labels;
+} ev_det_summary;
 
 typedef struct ev_summary {
     const char *model;
@@ -86,6 +126,8 @@ typedef struct ev_summary {
     double seconds;
     char **failures;
     int n_failures;
+    int task;                 /* CLI_TASK_*; detect: cases are matched boxes, n_pairs 0 */
+    ev_det_summary det;       /* detect */
 } ev_summary;
 
 enum { EV_M_LOC = 1, EV_M_POINT = 2, EV_M_DISCR = 4, EV_M_FAITH = 8, EV_M_SANITY = 16, EV_M_ALL = 31 };

@@ -660,3 +660,63 @@ void ev_gt_free(ev_gt *gt) {
     free(gt->source);
     memset(gt, 0, sizeof *gt);
 }
+
+/* ---- --task detect: matching ---- */
+
+double ev_mbox_iou(const ev_mbox *a, const ev_mbox *b) {
+    double iw = fmin(a->x1, b->x1) - fmax(a->x0, b->x0), ih = fmin(a->y1, b->y1) - fmax(a->y0, b->y0);
+    double inter = iw > 0 && ih > 0 ? iw * ih : 0;
+    double ua = fmax(a->x1 - a->x0, 0) * fmax(a->y1 - a->y0, 0), ub = fmax(b->x1 - b->x0, 0) * fmax(b->y1 - b->y0, 0);
+    double u = ua + ub - inter;
+    return u > 0 ? inter / u : 0;
+}
+
+typedef struct ev_pair {
+    double iou;
+    float score;
+    int g, d;
+} ev_pair;
+
+/* IoU descending, then the higher score, then the lower ground truth, then the lower detection. */
+static int cmp_pair(const void *pa, const void *pb) {
+    const ev_pair *a = pa, *b = pb;
+    if (a->iou != b->iou) return a->iou > b->iou ? -1 : 1;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    if (a->g != b->g) return a->g < b->g ? -1 : 1;
+    return (a->d > b->d) - (a->d < b->d);
+}
+
+int ev_match(const ev_mbox *gt, int n_gt, const ev_mbox *det, int n_det, double min_iou, int *det_of_gt,
+             int *gt_of_det, double *iou_of_gt) {
+    size_t np = 0;
+    for (int g = 0; g < n_gt; g++) {
+        det_of_gt[g] = -1;
+        iou_of_gt[g] = 0;
+        for (int d = 0; d < n_det; d++) {
+            if (det[d].cls != gt[g].cls) continue;
+            double v = ev_mbox_iou(&gt[g], &det[d]);
+            iou_of_gt[g] = fmax(iou_of_gt[g], v);
+            np += v >= min_iou;
+        }
+    }
+    for (int d = 0; d < n_det; d++) gt_of_det[d] = -1;
+    if (!np) return 0;
+    ev_pair *p = gc_malloc2(np, sizeof *p); /* np <= n_gt * n_det */
+    if (!p) return -1;
+    size_t k = 0;
+    for (int g = 0; g < n_gt; g++)
+        for (int d = 0; d < n_det; d++) {
+            if (det[d].cls != gt[g].cls) continue;
+            double v = ev_mbox_iou(&gt[g], &det[d]);
+            if (v >= min_iou) p[k++] = (ev_pair){.iou = v, .score = det[d].score, .g = g, .d = d};
+        }
+    qsort(p, k, sizeof *p, cmp_pair);
+    for (size_t i = 0; i < k; i++) {
+        if (det_of_gt[p[i].g] >= 0 || gt_of_det[p[i].d] >= 0) continue;
+        det_of_gt[p[i].g] = p[i].d;
+        gt_of_det[p[i].d] = p[i].g;
+        iou_of_gt[p[i].g] = p[i].iou;
+    }
+    free(p);
+    return 0;
+}

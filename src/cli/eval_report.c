@@ -38,12 +38,61 @@ static double sanity_ss(const ev_method_result *r, int d) { return ratio(r->ss_s
 
 /* ---- terminal ---- */
 
+static void print_sanity(FILE *f, const ev_summary *s, const ev_method_result *res, int n);
+
 static void cell(FILE *f, double v, int width) {
     if (isnan(v)) fprintf(f, "%*s", width, "-");
     else fprintf(f, "%*.3f", width, v);
 }
 
+/* --task detect: per class (those with a box or a detection), the matching's counts. */
+static void print_det_classes(FILE *f, const ev_det_summary *d) {
+    fprintf(f, "%-24s %8s %8s %8s %8s %8s %10s\n", "class", "boxes", "matched", "missed", "recall", "dets", "false pos.");
+    for (int64_t c = 0; c < d->K; c++) {
+        const ev_det_counts *k = &d->per_class[c];
+        if (!k->gt && !k->dets) continue;
+        char name[64];
+        const char *lb = c < d->n_labels && d->labels[c][0] ? d->labels[c] : NULL;
+        if (lb) snprintf(name, sizeof name, "%lld %.40s", (long long)c, lb);
+        else snprintf(name, sizeof name, "%lld", (long long)c);
+        fprintf(f, "%-24s %8lld %8lld %8lld", name, (long long)k->gt, (long long)k->matched, (long long)k->missed);
+        cell(f, ratio((double)k->matched, k->gt), 9);
+        fprintf(f, " %8lld %10lld\n", (long long)k->dets, (long long)k->fp);
+    }
+}
+
+/* --task detect: per method the pointing game and energy of the matched detections' maps. */
+static void print_det_table(FILE *f, const ev_summary *s, const ev_method_result *res, int n) {
+    const ev_det_summary *d = &s->det;
+    fprintf(f, "%-22s %8s %8s %8s %8s %8s\n", "method", "matched", "pointing", "energy", "IoU", "IoU med");
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        if (r->skipped) {
+            fprintf(f, "%-22s skipped: %.90s\n", ev_method_title(r->method), r->skip_reason);
+            continue;
+        }
+        ev_row w;
+        ev_row_of(r, &w);
+        fprintf(f, "%-22s %8lld", ev_method_title(r->method), (long long)(r->pt_n ? r->pt_n : r->n_ious));
+        cell(f, w.pointing, 9);
+        cell(f, w.energy, 9);
+        cell(f, w.iou_mean, 9);
+        cell(f, w.iou_median, 9);
+        fputc('\n', f);
+    }
+    fprintf(f, "(%d images; %lld ground-truth boxes: %lld matched, %lld missed, recall %.3f at IoU %.2g; %lld detections, "
+               "%lld false positives)\n\n",
+            s->n_images, (long long)d->all.gt, (long long)d->all.matched, (long long)d->all.missed,
+            ratio((double)d->all.matched, d->all.gt), d->match_iou, (long long)d->all.dets, (long long)d->all.fp);
+    print_det_classes(f, d);
+}
+
 void ev_print_table(FILE *f, const ev_summary *s, const ev_method_result *res, int n) {
+    if (s->task == CLI_TASK_DETECT) {
+        print_det_table(f, s, res, n);
+        print_sanity(f, s, res, n);
+        return;
+    }
     fprintf(f, "%-22s %8s %8s %8s %8s %8s %8s %9s %9s\n", "method", "loc.err", "IoU", "IoU med", "pointing", "energy",
             "discrim", "deletion", "insertion");
     for (int i = 0; i < n; i++) {
@@ -67,6 +116,11 @@ void ev_print_table(FILE *f, const ev_summary *s, const ev_method_result *res, i
     }
     fprintf(f, "(%d images, %d image-class cases, %d class pairs; deletion: lower is better, insertion: higher)\n",
             s->n_images, s->n_cases, s->n_pairs);
+    print_sanity(f, s, res, n);
+}
+
+/* The sanity check's table (when it ran). */
+static void print_sanity(FILE *f, const ev_summary *s, const ev_method_result *res, int n) {
     if (!(s->metrics & EV_M_SANITY) || !s->n_depths) return;
     fprintf(f, "\nSanity check: Spearman / SSIM between the maps of the model and of the model with its top k\n"
                "parameterised layers randomised (%d cases; low = the method depends on the weights)\n", s->sanity_cases);
@@ -101,7 +155,44 @@ static void csv_str(gc_buf *b, const char *s) {
     gc_buf_puts(b, "\"");
 }
 
+/* --task detect: one row per method (the matching's counts repeated on each). */
+static void write_csv_det(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    const ev_det_counts *a = &s->det.all;
+    gc_buf_puts(b, "method,title,images,matched_cases,pointing_game,pointing_energy,iou_mean,iou_median,gt_boxes,matched,"
+                   "missed,recall,detections,false_positives");
+    if (s->metrics & EV_M_SANITY)
+        for (int d = 0; d < s->n_depths; d++) gc_buf_printf(b, ",spearman_top%d,ssim_top%d", s->depths[d], s->depths[d]);
+    gc_buf_puts(b, "\n");
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        if (r->skipped) continue;
+        ev_row w;
+        ev_row_of(r, &w);
+        gc_buf_puts(b, gcam_method_name(r->method));
+        gc_buf_puts(b, ",");
+        csv_str(b, ev_method_title(r->method));
+        gc_buf_printf(b, ",%d,%lld", s->n_images, (long long)(r->pt_n ? r->pt_n : r->n_ious));
+        csv_num(b, w.pointing);
+        csv_num(b, w.energy);
+        csv_num(b, w.iou_mean);
+        csv_num(b, w.iou_median);
+        gc_buf_printf(b, ",%lld,%lld,%lld", (long long)a->gt, (long long)a->matched, (long long)a->missed);
+        csv_num(b, ratio((double)a->matched, a->gt));
+        gc_buf_printf(b, ",%lld,%lld", (long long)a->dets, (long long)a->fp);
+        if (s->metrics & EV_M_SANITY)
+            for (int d = 0; d < s->n_depths; d++) {
+                csv_num(b, sanity_sp(r, d));
+                csv_num(b, sanity_ss(r, d));
+            }
+        gc_buf_puts(b, "\n");
+    }
+}
+
 static void write_csv(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    if (s->task == CLI_TASK_DETECT) {
+        write_csv_det(b, s, res, n);
+        return;
+    }
     gc_buf_puts(b, "method,title,images,cases,localisation_error,iou_mean,iou_median,pointing_game,pointing_energy,"
                    "class_discrimination,discrimination_cases,deletion_auc,insertion_auc");
     if (s->metrics & EV_M_SANITY)
@@ -141,52 +232,191 @@ static void jnum(gc_json *j, const char *k, double v) {
     gc_json_number(j, v);
 }
 
+static void jint(gc_json *j, const char *k, int64_t v) {
+    gc_json_key(j, k);
+    gc_json_int(j, v);
+}
+
+/* The run: model, inputs, options, counts. */
+static void json_run(gc_json *j, const ev_summary *s) {
+    gc_json_key(j, "gradcam_version");
+    gc_json_string(j, gcam_version());
+    gc_json_key(j, "task");
+    gc_json_string(j, s->task == CLI_TASK_DETECT ? "detect" : "classify");
+    gc_json_key(j, "model");
+    gc_json_string(j, s->model);
+    gc_json_key(j, "images_dir");
+    gc_json_string(j, s->images_dir);
+    gc_json_key(j, "boxes");
+    gc_json_string(j, s->boxes);
+    gc_json_key(j, "preprocessing");
+    gc_json_string(j, s->preprocess);
+    gc_json_key(j, "layers");
+    gc_json_string(j, s->layers);
+    gc_json_key(j, "options");
+    gc_json_begin_object(j);
+    jnum(j, "threshold", s->threshold);
+    jnum(j, "tolerance", s->tolerance);
+    if (s->task == CLI_TASK_DETECT) {
+        gc_json_key(j, "detections");
+        gc_json_string(j, s->det.layout);
+        gc_json_key(j, "score_threshold"); /* floats as given (0.45, not 0.449999988) */
+        gc_json_number_f(j, (float)s->det.score_threshold);
+        gc_json_key(j, "iou_threshold");
+        gc_json_number_f(j, (float)s->det.iou_threshold);
+        jint(j, "max_detections", s->det.max_detections);
+        jnum(j, "match_iou", s->det.match_iou);
+    } else {
+        jint(j, "steps", s->steps);
+        gc_json_key(j, "substrate");
+        gc_json_string(j, s->substrate);
+        jnum(j, "blur_sigma", s->blur_sigma);
+    }
+    jint(j, "seed", (int64_t)s->seed);
+    gc_json_end_object(j);
+    gc_json_key(j, "counts");
+    gc_json_begin_object(j);
+    jint(j, "images", s->n_images);
+    jint(j, "failed", s->n_failed);
+    jint(j, "cases", s->n_cases);
+    jint(j, "class_pairs", s->n_pairs);
+    jint(j, "boxes_outside_view", s->n_boxes_dropped);
+    jint(j, "parameterised_layers", s->n_param_layers);
+    jint(j, "sanity_cases", s->sanity_cases);
+    gc_json_end_object(j);
+    jnum(j, "seconds", s->seconds);
+}
+
+/* The counts of the detection section (overall, or one class). */
+static void json_det_counts(gc_json *j, const ev_det_counts *c) {
+    jint(j, "ground_truth_boxes", c->gt);
+    jint(j, "matched", c->matched);
+    jint(j, "missed", c->missed);
+    jnum(j, "recall", ratio((double)c->matched, c->gt));
+    jint(j, "detections", c->dets);
+    jint(j, "false_positives", c->fp);
+    jnum(j, "precision", ratio((double)c->matched, c->dets));
+}
+
+/* --task detect: "detection": the matching's counts, overall and per class, and per method the
+ * pointing game and energy over the matched boxes. */
+static void json_detection(gc_json *j, const ev_summary *s, const ev_method_result *res, int n) {
+    const ev_det_summary *d = &s->det;
+    gc_json_key(j, "detection");
+    gc_json_begin_object(j);
+    gc_json_key(j, "layout");
+    gc_json_string(j, d->layout);
+    jnum(j, "match_iou", d->match_iou);
+    json_det_counts(j, &d->all);
+    gc_json_key(j, "per_class");
+    gc_json_begin_array(j);
+    for (int64_t c = 0; c < d->K; c++) {
+        if (!d->per_class[c].gt && !d->per_class[c].dets) continue;
+        gc_json_begin_object(j);
+        jint(j, "class", c);
+        gc_json_key(j, "label");
+        gc_json_string(j, c < d->n_labels && d->labels[c][0] ? d->labels[c] : NULL);
+        json_det_counts(j, &d->per_class[c]);
+        gc_json_end_object(j);
+    }
+    gc_json_end_array(j);
+    gc_json_key(j, "methods");
+    gc_json_begin_array(j);
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        if (r->skipped) continue;
+        gc_json_begin_object(j);
+        gc_json_key(j, "method");
+        gc_json_string(j, gcam_method_name(r->method));
+        jint(j, "matched_cases", r->pt_n ? r->pt_n : r->n_ious);
+        if (s->metrics & EV_M_POINT) {
+            jnum(j, "pointing_accuracy", ratio((double)r->pt_hit, r->pt_n));
+            jnum(j, "energy_mean", ratio(r->energy_sum, r->energy_n));
+            jint(j, "energy_cases", r->energy_n);
+        }
+        gc_json_end_object(j);
+    }
+    gc_json_end_array(j);
+    gc_json_key(j, "not_applicable");
+    gc_json_begin_array_inline(j);
+    gc_json_string(j, "top-1 localisation error");
+    gc_json_string(j, "class discrimination");
+    gc_json_string(j, "deletion");
+    gc_json_string(j, "insertion");
+    gc_json_end_array(j);
+    gc_json_end_object(j);
+}
+
+/* One method's numbers (classify: every metric; detect: the matched boxes' maps). */
+static void json_method(gc_json *j, const ev_summary *s, const ev_method_result *r) {
+    ev_row w;
+    ev_row_of(r, &w);
+    if (s->metrics & EV_M_LOC) {
+        gc_json_key(j, "localisation");
+        gc_json_begin_object(j);
+        if (s->task != CLI_TASK_DETECT) {
+            jint(j, "images", r->loc_n);
+            jnum(j, "error", w.loc_error);
+        }
+        jint(j, "iou_cases", r->n_ious);
+        jnum(j, "iou_mean", w.iou_mean);
+        jnum(j, "iou_median", w.iou_median);
+        gc_json_end_object(j);
+    }
+    if (s->metrics & EV_M_POINT) {
+        gc_json_key(j, "pointing");
+        gc_json_begin_object(j);
+        jint(j, "cases", r->pt_n);
+        jnum(j, "accuracy", w.pointing);
+        jnum(j, "energy", w.energy);
+        gc_json_end_object(j);
+    }
+    if (s->metrics & EV_M_DISCR) {
+        gc_json_key(j, "discrimination");
+        gc_json_begin_object(j);
+        jint(j, "cases", r->cd_n);
+        jnum(j, "accuracy", w.discrimination);
+        gc_json_end_object(j);
+    }
+    if (s->metrics & EV_M_FAITH) {
+        gc_json_key(j, "faithfulness");
+        gc_json_begin_object(j);
+        jint(j, "cases", r->fa_n);
+        jnum(j, "deletion_auc", w.deletion);
+        jnum(j, "insertion_auc", w.insertion);
+        gc_json_key(j, "deletion_curve");
+        gc_json_begin_array_inline(j);
+        for (int q = 0; q <= s->steps; q++) gc_json_number(j, ratio(r->del_curve[q], r->fa_n));
+        gc_json_end_array(j);
+        gc_json_key(j, "insertion_curve");
+        gc_json_begin_array_inline(j);
+        for (int q = 0; q <= s->steps; q++) gc_json_number(j, ratio(r->ins_curve[q], r->fa_n));
+        gc_json_end_array(j);
+        gc_json_end_object(j);
+    }
+    if (s->metrics & EV_M_SANITY) {
+        gc_json_key(j, "sanity");
+        gc_json_begin_array(j);
+        for (int d = 0; d < s->n_depths; d++) {
+            gc_json_begin_object(j);
+            jint(j, "randomised_layers", s->depths[d]);
+            gc_json_key(j, "down_to");
+            gc_json_string(j, s->depth_layer[d]);
+            jint(j, "cases", r->sp_n[d]);
+            jnum(j, "spearman", sanity_sp(r, d));
+            jnum(j, "ssim", sanity_ss(r, d));
+            gc_json_end_object(j);
+        }
+        gc_json_end_array(j);
+    }
+}
+
 static void write_json(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n, gc_buf *cases) {
     gc_json j;
     gc_json_init(&j, b, 2);
     gc_json_begin_object(&j);
-    gc_json_key(&j, "gradcam_version");
-    gc_json_string(&j, gcam_version());
-    gc_json_key(&j, "model");
-    gc_json_string(&j, s->model);
-    gc_json_key(&j, "images_dir");
-    gc_json_string(&j, s->images_dir);
-    gc_json_key(&j, "boxes");
-    gc_json_string(&j, s->boxes);
-    gc_json_key(&j, "preprocessing");
-    gc_json_string(&j, s->preprocess);
-    gc_json_key(&j, "layers");
-    gc_json_string(&j, s->layers);
-    gc_json_key(&j, "options");
-    gc_json_begin_object(&j);
-    jnum(&j, "threshold", s->threshold);
-    jnum(&j, "tolerance", s->tolerance);
-    gc_json_key(&j, "steps");
-    gc_json_int(&j, s->steps);
-    gc_json_key(&j, "substrate");
-    gc_json_string(&j, s->substrate);
-    jnum(&j, "blur_sigma", s->blur_sigma);
-    gc_json_key(&j, "seed");
-    gc_json_int(&j, (int64_t)s->seed);
-    gc_json_end_object(&j);
-    gc_json_key(&j, "counts");
-    gc_json_begin_object(&j);
-    gc_json_key(&j, "images");
-    gc_json_int(&j, s->n_images);
-    gc_json_key(&j, "failed");
-    gc_json_int(&j, s->n_failed);
-    gc_json_key(&j, "cases");
-    gc_json_int(&j, s->n_cases);
-    gc_json_key(&j, "class_pairs");
-    gc_json_int(&j, s->n_pairs);
-    gc_json_key(&j, "boxes_outside_view");
-    gc_json_int(&j, s->n_boxes_dropped);
-    gc_json_key(&j, "parameterised_layers");
-    gc_json_int(&j, s->n_param_layers);
-    gc_json_key(&j, "sanity_cases");
-    gc_json_int(&j, s->sanity_cases);
-    gc_json_end_object(&j);
-    jnum(&j, "seconds", s->seconds);
+    json_run(&j, s);
+    if (s->task == CLI_TASK_DETECT) json_detection(&j, s, res, n);
     gc_json_key(&j, "methods");
     gc_json_begin_array(&j);
     for (int i = 0; i < n; i++) {
@@ -199,73 +429,8 @@ static void write_json(gc_buf *b, const ev_summary *s, const ev_method_result *r
         if (r->skipped) {
             gc_json_key(&j, "skipped");
             gc_json_string(&j, r->skip_reason);
-            gc_json_end_object(&j);
-            continue;
-        }
-        ev_row w;
-        ev_row_of(r, &w);
-        if (s->metrics & EV_M_LOC) {
-            gc_json_key(&j, "localisation");
-            gc_json_begin_object(&j);
-            gc_json_key(&j, "images");
-            gc_json_int(&j, r->loc_n);
-            jnum(&j, "error", w.loc_error);
-            gc_json_key(&j, "iou_cases");
-            gc_json_int(&j, r->n_ious);
-            jnum(&j, "iou_mean", w.iou_mean);
-            jnum(&j, "iou_median", w.iou_median);
-            gc_json_end_object(&j);
-        }
-        if (s->metrics & EV_M_POINT) {
-            gc_json_key(&j, "pointing");
-            gc_json_begin_object(&j);
-            gc_json_key(&j, "cases");
-            gc_json_int(&j, r->pt_n);
-            jnum(&j, "accuracy", w.pointing);
-            jnum(&j, "energy", w.energy);
-            gc_json_end_object(&j);
-        }
-        if (s->metrics & EV_M_DISCR) {
-            gc_json_key(&j, "discrimination");
-            gc_json_begin_object(&j);
-            gc_json_key(&j, "cases");
-            gc_json_int(&j, r->cd_n);
-            jnum(&j, "accuracy", w.discrimination);
-            gc_json_end_object(&j);
-        }
-        if (s->metrics & EV_M_FAITH) {
-            gc_json_key(&j, "faithfulness");
-            gc_json_begin_object(&j);
-            gc_json_key(&j, "cases");
-            gc_json_int(&j, r->fa_n);
-            jnum(&j, "deletion_auc", w.deletion);
-            jnum(&j, "insertion_auc", w.insertion);
-            gc_json_key(&j, "deletion_curve");
-            gc_json_begin_array_inline(&j);
-            for (int q = 0; q <= s->steps; q++) gc_json_number(&j, ratio(r->del_curve[q], r->fa_n));
-            gc_json_end_array(&j);
-            gc_json_key(&j, "insertion_curve");
-            gc_json_begin_array_inline(&j);
-            for (int q = 0; q <= s->steps; q++) gc_json_number(&j, ratio(r->ins_curve[q], r->fa_n));
-            gc_json_end_array(&j);
-            gc_json_end_object(&j);
-        }
-        if (s->metrics & EV_M_SANITY) {
-            gc_json_key(&j, "sanity");
-            gc_json_begin_array(&j);
-            for (int d = 0; d < s->n_depths; d++) {
-                gc_json_begin_object(&j);
-                gc_json_key(&j, "randomised_layers");
-                gc_json_int(&j, s->depths[d]);
-                gc_json_key(&j, "down_to");
-                gc_json_string(&j, s->depth_layer[d]);
-                gc_json_key(&j, "cases");
-                gc_json_int(&j, r->sp_n[d]);
-                jnum(&j, "spearman", sanity_sp(r, d));
-                jnum(&j, "ssim", sanity_ss(r, d));
-                gc_json_end_object(&j);
-            }
-            gc_json_end_array(&j);
+        } else {
+            json_method(&j, s, r);
         }
         gc_json_end_object(&j);
     }
@@ -410,14 +575,26 @@ static void html_head(gc_buf *b, const ev_summary *s) {
     dl_item(b, "model", s->model);
     dl_item(b, "images", s->images_dir);
     dl_item(b, "boxes", s->boxes);
-    snprintf(tmp, sizeof tmp, "%d evaluated (%d failed), %d image-class cases, %d class pairs, %d box%s outside the model's view",
-             s->n_images, s->n_failed, s->n_cases, s->n_pairs, s->n_boxes_dropped, s->n_boxes_dropped == 1 ? "" : "es");
+    const ev_det_summary *d = &s->det;
+    if (s->task == CLI_TASK_DETECT)
+        snprintf(tmp, sizeof tmp, "%d evaluated (%d failed), %lld ground-truth boxes (%lld matched), %lld detections, %d box%s "
+                 "outside the model's view", s->n_images, s->n_failed, (long long)d->all.gt, (long long)d->all.matched,
+                 (long long)d->all.dets, s->n_boxes_dropped, s->n_boxes_dropped == 1 ? "" : "es");
+    else
+        snprintf(tmp, sizeof tmp, "%d evaluated (%d failed), %d image-class cases, %d class pairs, %d box%s outside the model's view",
+                 s->n_images, s->n_failed, s->n_cases, s->n_pairs, s->n_boxes_dropped, s->n_boxes_dropped == 1 ? "" : "es");
     dl_item(b, "counts", tmp);
     dl_item(b, "preprocessing", s->preprocess);
     dl_item(b, "CAM layer", s->layers);
-    snprintf(tmp, sizeof tmp, "threshold %.3g of the maximum, pointing tolerance %.3g px, %d steps, substrate %s%s",
-             s->threshold, s->tolerance, s->steps, s->substrate, strcmp(s->substrate, "blur") == 0 ? "" : "");
-    if (strcmp(s->substrate, "blur") == 0) {
+    if (s->task == CLI_TASK_DETECT)
+        snprintf(tmp, sizeof tmp, "task detect: %s layout, score >= %g, class-wise NMS at IoU > %g, at most %d per image; "
+                 "matched at IoU >= %g; threshold %.3g of the maximum, pointing tolerance %.3g px", d->layout,
+                 (double)(float)d->score_threshold, (double)(float)d->iou_threshold, d->max_detections, d->match_iou,
+                 s->threshold, s->tolerance);
+    else
+        snprintf(tmp, sizeof tmp, "threshold %.3g of the maximum, pointing tolerance %.3g px, %d steps, substrate %s",
+                 s->threshold, s->tolerance, s->steps, s->substrate);
+    if (s->task != CLI_TASK_DETECT && strcmp(s->substrate, "blur") == 0) {
         size_t u = strlen(tmp);
         snprintf(tmp + u, sizeof tmp - u, " (sigma %.3g px)", s->blur_sigma);
     }
@@ -559,9 +736,68 @@ static void html_sanity_curves(gc_buf *b, const ev_summary *s, const ev_method_r
     free(lp);
 }
 
+/* One row of the detection counts table. */
+static void html_det_row(gc_buf *b, const char *cls, const char *label, const ev_det_counts *c) {
+    gc_buf_puts(b, "<tr><td class=\"name\">");
+    gc_html_escape(b, cls);
+    gc_buf_puts(b, "</td><td class=\"name\">");
+    gc_html_escape(b, label ? label : "");
+    gc_buf_printf(b, "</td><td>%lld</td><td>%lld</td><td>%lld</td>", (long long)c->gt, (long long)c->matched,
+                  (long long)c->missed);
+    td(b, ratio((double)c->matched, c->gt));
+    gc_buf_printf(b, "<td>%lld</td><td>%lld</td></tr>\n", (long long)c->dets, (long long)c->fp);
+}
+
+/* --task detect: per method the matched detections' pointing game, energy and IoU; the matching's
+ * counts overall and per class. */
+static void html_results_det(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
+    const ev_det_summary *d = &s->det;
+    gc_buf_puts(b, "<h2>Results: the maps of matched detections</h2>\n<table class=\"results detection\">\n<thead><tr>"
+                   "<th class=\"name\">method</th><th>matched boxes</th><th>pointing game</th><th>pointing (energy)</th>"
+                   "<th>IoU mean</th><th>IoU median</th></tr></thead>\n<tbody>\n");
+    for (int i = 0; i < n; i++) {
+        const ev_method_result *r = &res[i];
+        gc_buf_puts(b, "<tr><td class=\"name\">");
+        gc_html_escape(b, ev_method_title(r->method));
+        if (r->skipped) {
+            gc_buf_puts(b, "</td><td colspan=\"5\" class=\"name\">skipped: ");
+            gc_html_escape(b, r->skip_reason);
+            gc_buf_puts(b, "</td></tr>\n");
+            continue;
+        }
+        ev_row w;
+        ev_row_of(r, &w);
+        gc_buf_printf(b, "</td><td>%lld</td>", (long long)(r->pt_n ? r->pt_n : r->n_ious));
+        td(b, w.pointing);
+        td(b, w.energy);
+        td(b, w.iou_mean);
+        td(b, w.iou_median);
+        gc_buf_puts(b, "</tr>\n");
+    }
+    gc_buf_printf(b, "</tbody>\n</table>\n<p class=\"note\">Each ground-truth box is matched to the detection of its "
+                     "class with the highest IoU (&#8805; %g; each detection at most once, greedy by IoU). For a matched "
+                     "box, the map explaining that detection's score: pointing game, its maximum within the tolerance of "
+                     "the box; energy, the share of its positive mass inside the box; IoU, its localisation box against "
+                     "the box. Top-1 localisation error, class discrimination, deletion and insertion do not apply to "
+                     "detections. Definitions: docs/evaluation.md.</p>\n", d->match_iou);
+    gc_buf_puts(b, "<h2>Detections</h2>\n<table class=\"counts\">\n<thead><tr><th class=\"name\">class</th>"
+                   "<th class=\"name\">label</th><th>boxes</th><th>matched</th><th>missed</th><th>recall</th>"
+                   "<th>detections</th><th>false positives</th></tr></thead>\n<tbody>\n");
+    html_det_row(b, "all", NULL, &d->all);
+    for (int64_t c = 0; c < d->K; c++) {
+        if (!d->per_class[c].gt && !d->per_class[c].dets) continue;
+        char idx[32];
+        snprintf(idx, sizeof idx, "%lld", (long long)c);
+        html_det_row(b, idx, c < d->n_labels && d->labels[c][0] ? d->labels[c] : NULL, &d->per_class[c]);
+    }
+    gc_buf_printf(b, "</tbody>\n</table>\n<p class=\"note\">Recall at IoU %g: matched / boxes. A detection matching no "
+                     "box is a false positive.</p>\n", d->match_iou);
+}
+
 static void write_html(gc_buf *b, const ev_summary *s, const ev_method_result *res, int n) {
     html_head(b, s);
-    html_results(b, s, res, n);
+    if (s->task == CLI_TASK_DETECT) html_results_det(b, s, res, n);
+    else html_results(b, s, res, n);
     if ((s->metrics & EV_M_SANITY) && s->n_depths) {
         html_sanity_table(b, s, res, n);
         html_sanity_curves(b, s, res, n);

@@ -114,6 +114,122 @@ static int auto_layer(gcam_explainer *e, const gcam_ctx *c) {
     return best;
 }
 
+/* ---- a detector's automatic layers ----
+ *
+ * A detection output (N, fields, A) or (N, A, fields) is several pyramid levels' head outputs
+ * (N, C', h, w), each flattened, then concatenated. The CAM layers, one per level, are the maps
+ * the level's class scores are computed from: the input of the Conv making them. That Conv is
+ * found back from the level's output through its last channel-Concat input (YOLOv8 concatenates
+ * box then class branch), or directly (YOLOv5's one Conv per level). Channel weights there are
+ * class-specific, where the neck's maps, shared with the box branch, are not (docs/detection.md).
+ * Else the last map two or more of the level's own Convs read (the fork into the branches). With
+ * one level, the usual automatic layer. */
+
+#define GC_MAX_LEVELS 8
+
+/* 4-D float activation with a spatial extent > 1. */
+static int spatial_act(const gcam_ctx *c, int v) {
+    if (v < 0 || !gc_ctx_is_activation(c, v)) return 0;
+    const gc_tensor *t = gc_ctx_value(c, v);
+    return t->dtype == GC_F32 && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1;
+}
+
+/* The levels: 4-D inputs of the Reshape / Flatten nodes on the path to the score whose output is
+ * not 4-D, in step order. Returns their count (0 when more than GC_MAX_LEVELS), -1 out of memory. */
+static int head_levels(const gcam_explainer *e, const gcam_ctx *c, int *lv) {
+    const gc_model *m = e->m;
+    uint8_t *anc = calloc((size_t)m->n_values + 1, 1);
+    if (!anc) return -1;
+    anc[e->score] = 1;
+    int n = 0, too_many = 0;
+    for (int s = gc_ctx_num_steps(c) - 1; s >= 0; s--) {
+        const gc_node *nd = &m->nodes[gc_ctx_step_node(c, s)];
+        int hit = 0;
+        for (int j = 0; j < nd->n_out; j++) hit |= nd->out[j] >= 0 && anc[nd->out[j]];
+        if (!hit) continue;
+        for (int k = 0; k < nd->n_in; k++)
+            if (nd->in[k] >= 0) anc[nd->in[k]] = 1;
+        if ((nd->op == GC_OP_Reshape || nd->op == GC_OP_Flatten) && spatial_act(c, nd->in[0]) &&
+            gc_ctx_value(c, nd->out[0])->shape.ndim != 4) {
+            if (n == GC_MAX_LEVELS) too_many = 1;
+            else lv[n++] = nd->in[0];
+        }
+    }
+    free(anc);
+    for (int i = 0; i < n / 2; i++) { /* step order */
+        int t = lv[i];
+        lv[i] = lv[n - 1 - i];
+        lv[n - 1 - i] = t;
+    }
+    return too_many ? 0 : n;
+}
+
+/* Back from the level's output to the Conv making its class scores (the last input of a channel
+ * Concat, else the first 4-D input of each op passed); that Conv's input, or -1. */
+static int level_conv_input(const gc_model *m, const gcam_ctx *c, int v) {
+    for (int guard = 0; guard < 64 && v >= 0 && m->values[v].producer >= 0; guard++) {
+        const gc_node *nd = &m->nodes[m->values[v].producer];
+        int next = -1;
+        if (nd->op == GC_OP_Concat && gc_attr_int(nd, "axis", 0) == 1) {
+            for (int k = nd->n_in - 1; k >= 0 && next < 0; k--)
+                if (spatial_act(c, nd->in[k])) next = nd->in[k];
+        } else {
+            for (int k = 0; k < nd->n_in && next < 0; k++)
+                if (spatial_act(c, nd->in[k])) next = nd->in[k];
+        }
+        if (nd->op == GC_OP_Conv) return next;
+        v = next;
+    }
+    return -1;
+}
+
+/* Per level the neck's map feeding its head (see above) into out[]; the number found (every
+ * level, or 0), -1 out of memory. */
+static int head_layers(const gcam_explainer *e, const gcam_ctx *c, int *out) {
+    const gc_model *m = e->m;
+    if (gc_ctx_value(c, e->score)->shape.ndim != 3) return 0;
+    int lv[GC_MAX_LEVELS];
+    int n = head_levels(e, c, lv);
+    if (n < 2) return n < 0 ? -1 : 0;
+    uint8_t *reach = calloc((size_t)m->n_values + 1, 1); /* bit i: an ancestor of level i (or it) */
+    uint8_t *readers = calloc((size_t)m->n_values + 1, 1); /* Conv nodes of level i reading it */
+    if (!reach || !readers) {
+        free(reach);
+        free(readers);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) reach[lv[i]] |= (uint8_t)(1u << i);
+    for (int s = gc_ctx_num_steps(c) - 1; s >= 0; s--) {
+        const gc_node *nd = &m->nodes[gc_ctx_step_node(c, s)];
+        uint8_t r = 0;
+        for (int j = 0; j < nd->n_out; j++) r |= nd->out[j] >= 0 ? reach[nd->out[j]] : 0;
+        for (int k = 0; k < nd->n_in; k++)
+            if (nd->in[k] >= 0) reach[nd->in[k]] |= r;
+    }
+    for (int i = 0; i < n; i++) {
+        out[i] = -1;
+        memset(readers, 0, (size_t)m->n_values + 1);
+        for (int s = 0; s < gc_ctx_num_steps(c); s++) { /* step order: the last fork wins */
+            const gc_node *nd = &m->nodes[gc_ctx_step_node(c, s)];
+            uint8_t r = 0;
+            for (int j = 0; j < nd->n_out; j++) r |= nd->out[j] >= 0 ? reach[nd->out[j]] : 0;
+            if (nd->op != GC_OP_Conv || r != (1u << i) || !spatial_act(c, nd->in[0])) continue;
+            int v = nd->in[0];
+            if (readers[v] < 255) readers[v]++;
+            if (readers[v] == 2) out[i] = v;
+        }
+    }
+    for (int i = 0; i < n; i++) { /* the class scores' Conv input, when it serves only this level */
+        int v = level_conv_input(m, c, lv[i]);
+        if (v >= 0 && (reach[v] & (1u << i))) out[i] = v;
+    }
+    free(reach);
+    free(readers);
+    for (int i = 0; i < n; i++)
+        if (out[i] < 0) return 0;
+    return n;
+}
+
 static void free_feeds(gcam_explainer *e) {
     for (int i = 0; i < e->n_feeds; i++) free(e->feed_data[i]);
     e->n_feeds = 0;
@@ -250,7 +366,7 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
         gcam_ctx_free(probe);
         return rc;
     }
-    e->layers = gc_malloc2((size_t)(e->o.n_layers > 0 ? e->o.n_layers : 1), sizeof(int));
+    e->layers = gc_malloc2((size_t)(e->o.n_layers > 0 ? e->o.n_layers : GC_MAX_LEVELS), sizeof(int));
     if (!e->layers) {
         gcam_ctx_free(probe);
         return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
@@ -270,6 +386,14 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
                            vname(e, v), gc_dtype_name(t->dtype), gc_shape_str(&t->shape, a, sizeof a));
         }
         e->layers[e->n_layers++] = v;
+    }
+    if (e->n_layers == 0) {
+        int nh = head_layers(e, probe, e->layers);
+        if (nh < 0) {
+            gcam_ctx_free(probe);
+            return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        }
+        e->n_layers = nh;
     }
     if (e->n_layers == 0) {
         int v = auto_layer(e, probe);

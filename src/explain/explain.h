@@ -36,6 +36,10 @@ struct gcam_explainer {
     int64_t (*feed_work_dims)[GCAM_MAX_DIMS];
     int forwarded;
     float *seed;                /* seed buffer, the score's shape */
+    /* a PRODUCT target (build_seed): its elements, flat in the score, all in sample prod_sample;
+     * the perturbation methods (Score-CAM, Ablation-CAM) score the product, not seed . score */
+    int prod_n;
+    int64_t prod_el[GCAM_MAX_TARGET_ELEMENTS], prod_sample;
     float *baseline;            /* Integrated Gradients baseline copy, or NULL (zeros) */
     float *saved_act;           /* Ablation-CAM: a copy of the layer's activations */
     /* gcam_explain_many's batched tail (methods.c): the steps after the layers at batch N * tail_k,

@@ -14,6 +14,43 @@ static const char *vname(const gcam_explainer *e, int v) { return e->m->values[v
 
 /* ---- targets ---- */
 
+/* d(prod_i y_i)/dy_i = prod_{j != i} y_j at the current forward (a repeated element counts twice). */
+static gcam_status product_seed(gcam_explainer *e, const gcam_target *t, const gc_tensor *s, float *seed) {
+    int64_t n = gc_numel(s), N = s->shape.ndim ? s->shape.d[0] : 1, per = N > 0 ? n / N : 0;
+    const float *y = s->data;
+    if (t->n_elements < 1 || t->n_elements > GCAM_MAX_TARGET_ELEMENTS)
+        return gc_fail(&e->err, GCAM_E_ARG, "a product target needs 1..%d elements, not %d", GCAM_MAX_TARGET_ELEMENTS,
+                       t->n_elements);
+    for (int i = 0; i < t->n_elements; i++) {
+        int64_t el = t->elements[i];
+        if (el < 0 || el >= n || per <= 0)
+            return gc_fail(&e->err, GCAM_E_ARG, "product target element %lld is out of range for '%s' (%lld elements)",
+                           (long long)el, vname(e, e->score), (long long)n);
+        if (el / per != t->elements[0] / per)
+            return gc_fail(&e->err, GCAM_E_ARG, "a product target's elements must be in one sample (%lld and %lld are not)",
+                           (long long)t->elements[0], (long long)el);
+    }
+    for (int i = 0; i < t->n_elements; i++) {
+        double g = 1;
+        for (int j = 0; j < t->n_elements; j++)
+            if (j != i) g *= y[t->elements[j]];
+        if (!isfinite(g)) return gc_fail(&e->err, GCAM_E_NUMERIC, "product target: the score is not finite");
+        seed[t->elements[i]] += (float)g;
+    }
+    e->prod_n = t->n_elements;
+    memcpy(e->prod_el, t->elements, sizeof e->prod_el);
+    e->prod_sample = t->elements[0] / per;
+    return GCAM_OK;
+}
+
+/* The PRODUCT target's value in one sample's scores row (per elements), 0 for another sample. */
+static double product_value(const gcam_explainer *e, const float *row, int64_t sample, int64_t per) {
+    if (sample != e->prod_sample) return 0;
+    double v = 1;
+    for (int i = 0; i < e->prod_n; i++) v *= row[e->prod_el[i] - sample * per];
+    return v;
+}
+
 static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
     const gc_tensor *s = gc_ctx_value(e->ctx, e->score);
     int64_t n = gc_numel(s);
@@ -21,6 +58,7 @@ static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
     memset(seed, 0, (size_t)n * sizeof(float));
     char a[128];
     const char *sn = vname(e, e->score);
+    e->prod_n = 0;
     switch (t->kind) {
     case GCAM_TARGET_CLASS: {
         if (s->shape.ndim < 2)
@@ -62,6 +100,7 @@ static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
                 for (int64_t x = t->x0; x < t->x1; x++) seed[((b * K + t->cls) * H + y) * W + x] = 1.0f;
         return GCAM_OK;
     }
+    case GCAM_TARGET_PRODUCT: return product_seed(e, t, s, seed);
     case GCAM_TARGET_WEIGHTS:
         if (!t->weights) return gc_fail(&e->err, GCAM_E_ARG, "a weights target needs weights");
         for (int64_t i = 0; i < n; i++) {
@@ -73,13 +112,15 @@ static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
     return gc_fail(&e->err, GCAM_E_ARG, "unknown target kind %d", (int)t->kind);
 }
 
-/* Per-sample target score: sum(seed * score) over the sample's elements. */
+/* Per-sample target score: sum(seed * score) over the sample's elements (a PRODUCT target: the product). */
 static void target_scores(const gcam_explainer *e, const float *score, double *y) {
     const gc_tensor *s = gc_ctx_value(e->ctx, e->score);
     int64_t N = s->shape.d[0], per = gc_numel(s) / (N ? N : 1);
     for (int64_t b = 0; b < N; b++) {
         double acc = 0;
-        for (int64_t i = 0; i < per; i++) acc += (double)e->seed[b * per + i] * score[b * per + i];
+        if (e->prod_n) acc = product_value(e, score + b * per, b, per);
+        else
+            for (int64_t i = 0; i < per; i++) acc += (double)e->seed[b * per + i] * score[b * per + i];
         y[b] = acc;
     }
 }
@@ -394,7 +435,9 @@ static gcam_status scorecam_weights(gcam_explainer *e, const float *A, float *w,
                 double val = 0;
                 int is_class = st->shape.ndim == 2 && e->score != e->output && e->prob_op == GC_OP_Softmax;
                 if (st->shape.ndim == 2 && e->score == e->output && e->prob_op < 0) is_class = 1; /* plain logits */
-                if (is_class) {
+                if (e->prod_n) {
+                    val = product_value(e, row, n, per);
+                } else if (is_class) {
                     double mx = -INFINITY, z = 0;
                     for (int64_t j = 0; j < per; j++) mx = fmax(mx, row[j]);
                     for (int64_t j = 0; j < per; j++) z += exp((double)row[j] - mx);

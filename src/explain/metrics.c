@@ -23,21 +23,13 @@ void gc_saliency(float *s, const float *up, int64_t c, int64_t h, int64_t w, int
 
 /* ---- localisation ---- */
 
-int gc_loc_box(const float *s, int64_t h, int64_t w, float frac, gc_ebox *box) {
-    gc_box b;
-    int r = gc_localize_box(s, h, w, frac, &b);
-    if (r == 1) *box = (gc_ebox){b.x0, b.y0, b.x1 + 1, b.y1 + 1};
-    else *box = (gc_ebox){0, 0, 0, 0};
-    return r;
-}
-
-int64_t gc_box_area(const gc_ebox *b) {
+int64_t gc_box_area(const gc_box *b) {
     int64_t w = b->x1 - b->x0, h = b->y1 - b->y0;
     return w > 0 && h > 0 ? w * h : 0;
 }
 
-double gc_box_iou(const gc_ebox *a, const gc_ebox *b) {
-    gc_ebox in = {GC_MAX(a->x0, b->x0), GC_MAX(a->y0, b->y0), GC_MIN(a->x1, b->x1), GC_MIN(a->y1, b->y1)};
+double gc_box_iou(const gc_box *a, const gc_box *b) {
+    gc_box in = {GC_MAX(a->x0, b->x0), GC_MAX(a->y0, b->y0), GC_MIN(a->x1, b->x1), GC_MIN(a->y1, b->y1)};
     int64_t i = gc_box_area(&in), u = gc_box_area(a) + gc_box_area(b) - i;
     return u > 0 ? (double)i / (double)u : 0.0;
 }
@@ -55,7 +47,7 @@ int64_t gc_argmax_pos(const float *s, int64_t n) {
     return best;
 }
 
-double gc_box_distance(int64_t x, int64_t y, const gc_ebox *b) {
+double gc_box_distance(int64_t x, int64_t y, const gc_box *b) {
     double dx = 0, dy = 0;
     if (x < b->x0) dx = (double)(b->x0 - x);
     else if (x > b->x1 - 1) dx = (double)(x - (b->x1 - 1));
@@ -64,7 +56,7 @@ double gc_box_distance(int64_t x, int64_t y, const gc_ebox *b) {
     return sqrt(dx * dx + dy * dy);
 }
 
-int gc_pointing_hit(const float *s, int64_t h, int64_t w, const gc_ebox *boxes, int n_boxes, double tol) {
+int gc_pointing_hit(const float *s, int64_t h, int64_t w, const gc_box *boxes, int n_boxes, double tol) {
     int64_t p = gc_argmax_pos(s, h * w);
     if (p < 0) return 0;
     for (int i = 0; i < n_boxes; i++)
@@ -72,7 +64,7 @@ int gc_pointing_hit(const float *s, int64_t h, int64_t w, const gc_ebox *boxes, 
     return 0;
 }
 
-double gc_mass_in(const float *s, int64_t h, int64_t w, const gc_ebox *boxes, int n_boxes) {
+double gc_mass_in(const float *s, int64_t h, int64_t w, const gc_box *boxes, int n_boxes) {
     double acc = 0;
     for (int64_t y = 0; y < h; y++) {
         for (int64_t x = 0; x < w; x++) {
@@ -93,7 +85,7 @@ double gc_mass(const float *s, int64_t n) {
     return acc;
 }
 
-double gc_energy_in(const float *s, int64_t h, int64_t w, const gc_ebox *boxes, int n_boxes) {
+double gc_energy_in(const float *s, int64_t h, int64_t w, const gc_box *boxes, int n_boxes) {
     double tot = gc_mass(s, h * w);
     if (!(tot > 0)) return NAN;
     return gc_mass_in(s, h, w, boxes, n_boxes) / tot;

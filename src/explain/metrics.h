@@ -10,10 +10,6 @@
 
 #include "../common.h"
 
-typedef struct gc_ebox {
-    int64_t x0, y0, x1, y1; /* pixels x0 <= x < x1, y0 <= y < y1 */
-} gc_ebox;
-
 /* One map (h, w) from an explanation at input resolution: CAM family (c == 1): max(up, 0);
  * pixel space (c channels): max over channels of |up|. NaN becomes 0. */
 void gc_saliency(float *s /* (h, w) */, const float *up /* (c, h, w) */, int64_t c, int64_t h, int64_t w, int is_cam);
@@ -21,30 +17,27 @@ void gc_saliency(float *s /* (h, w) */, const float *up /* (c, h, w) */, int64_t
 
 /* ---- localisation ---------------------------------------------------------------------------- */
 
-/* Thresholds s at frac * max (pixels >= threshold in) and boxes the largest 8-connected region
- * (the report module's gc_localize_box), as an exclusive box. 1 found, 0 none (no positive
- * value), -1 out of memory. */
-int gc_loc_box(const float *s, int64_t h, int64_t w, float frac, gc_ebox *box);
+/* The localisation box of a map is report.h's gc_localize_box. */
 /* Intersection over union of two pixel boxes (0 when both are empty). */
-double gc_box_iou(const gc_ebox *a, const gc_ebox *b);
+double gc_box_iou(const gc_box *a, const gc_box *b);
 /* Area of a box (0 when empty). */
-int64_t gc_box_area(const gc_ebox *b);
+int64_t gc_box_area(const gc_box *b);
 
 /* ---- pointing game --------------------------------------------------------------------------- */
 
 /* Index of the largest value (the first in row-major order on ties), -1 when no value is > 0. */
 int64_t gc_argmax_pos(const float *s, int64_t n);
 /* Euclidean distance from pixel (x, y) to the nearest pixel of box b (0 inside). */
-double gc_box_distance(int64_t x, int64_t y, const gc_ebox *b);
+double gc_box_distance(int64_t x, int64_t y, const gc_box *b);
 /* 1 when the maximum of s lies within tol pixels of one of the boxes, else 0 (also when s has
  * no positive value). */
-int gc_pointing_hit(const float *s, int64_t h, int64_t w, const gc_ebox *boxes, int n_boxes, double tol);
+int gc_pointing_hit(const float *s, int64_t h, int64_t w, const gc_box *boxes, int n_boxes, double tol);
 /* Positive mass of s inside the union of the boxes (each pixel counted once). */
-double gc_mass_in(const float *s, int64_t h, int64_t w, const gc_ebox *boxes, int n_boxes);
+double gc_mass_in(const float *s, int64_t h, int64_t w, const gc_box *boxes, int n_boxes);
 /* Positive mass of s. */
 double gc_mass(const float *s, int64_t n);
 /* Energy-based pointing game: gc_mass_in / gc_mass; NaN when s has no positive mass. */
-double gc_energy_in(const float *s, int64_t h, int64_t w, const gc_ebox *boxes, int n_boxes);
+double gc_energy_in(const float *s, int64_t h, int64_t w, const gc_box *boxes, int n_boxes);
 
 /* ---- deletion / insertion ---------------------------------------------------------------------- */
 

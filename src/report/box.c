@@ -4,8 +4,10 @@
 
 #include "report.h"
 
-int gc_localize_box(const float *map, int64_t h, int64_t w, float frac, gc_box *box) {
+int gc_localize_box(const float *map, int64_t h, int64_t w, float frac, gc_box *box, int64_t *area_out) {
     memset(box, 0, sizeof *box);
+    int64_t best = 0;
+    if (area_out) *area_out = 0;
     int64_t n;
     if (h <= 0 || w <= 0 || gc_mul_i64(&n, h, w)) return 0;
     float mx = -INFINITY;
@@ -49,13 +51,15 @@ int gc_localize_box(const float *map, int64_t h, int64_t w, float frac, gc_box *
                 }
             }
         }
-        if (area > box->area) {
-            *box = (gc_box){.x0 = bx0, .y0 = by0, .x1 = bx1, .y1 = by1, .area = area};
+        if (area > best) {
+            *box = (gc_box){.x0 = bx0, .y0 = by0, .x1 = bx1 + 1, .y1 = by1 + 1};
+            best = area;
             found = 1;
         }
     }
     free(seen);
     free(stack);
+    if (area_out) *area_out = best;
     return found;
 }
 

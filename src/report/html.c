@@ -29,6 +29,9 @@ static const char PAGE_HEAD[] =
     "figcaption small{display:block;font-weight:400;color:#555;overflow-wrap:anywhere}\n"
     ".warn{color:#8a5a00;font-size:.9rem}\n"
     "section.failures li{color:#b00020;overflow-wrap:anywhere}\n"
+    ".det{position:relative;display:inline-block;max-width:100%;width:var(--pic);border:1px solid #c8c8c8}\n"
+    ".det img{width:100%;height:auto;display:block;border:0}\n"
+    ".det svg{position:absolute;left:0;top:0;width:100%;height:100%}\n"
     "footer{margin-top:2rem;color:#777;font-size:.8rem}\n"
     "</style>\n";
 
@@ -84,6 +87,59 @@ static gcam_status put_panel(gc_report *r, const gc_report_panel *p, gc_err *err
     return GCAM_OK;
 }
 
+/* Detection colours, by class (distinct on a photo and under a heat map). */
+static const char *const DET_COLOURS[] = {"#00e640", "#ff3b30", "#2f80ff", "#ffcc00", "#ff2dd4", "#00d8ff", "#ff8a00", "#a35cff"};
+
+/* The detections' table and the picture with their boxes: one SVG over the image, labels inside. */
+static gcam_status put_detections(gc_report *r, const gc_report_input *in, gc_err *err) {
+    gc_buf *b = &r->buf;
+    if (in->dets_note) {
+        gc_buf_puts(b, "<p class=\"note\">");
+        gc_html_escape(b, in->dets_note);
+        gc_buf_puts(b, "</p>\n");
+    }
+    if (in->n_dets == 0) {
+        gc_buf_puts(b, "<p class=\"note nodet\">No detection.</p>\n");
+        return GCAM_OK;
+    }
+    gc_buf_puts(b, "<table class=\"preds dets\">\n<thead><tr><th>#</th><th>class</th><th>label</th><th>score</th>"
+                   "<th>box x0, y0, x1, y1</th></tr></thead>\n<tbody>\n");
+    for (int i = 0; i < in->n_dets; i++) {
+        const gc_report_det *d = &in->dets[i];
+        gc_buf_printf(b, "<tr><td class=\"num\">%d</td><td class=\"num\">%lld</td><td>", i, (long long)d->index);
+        gc_html_escape(b, d->label ? d->label : "");
+        gc_buf_printf(b, "</td><td class=\"num\">%.3f</td><td class=\"num\">%.1f, %.1f, %.1f, %.1f</td></tr>\n", d->score,
+                      d->x0, d->y0, d->x1, d->y1);
+    }
+    gc_buf_puts(b, "</tbody>\n</table>\n");
+    if (!in->picture || !in->picture->px) return GCAM_OK;
+    uint8_t *png = NULL;
+    size_t png_n = 0;
+    gcam_status rc = gc_image_encode_png(in->picture, &png, &png_n, err);
+    if (rc) return rc;
+    int64_t W = in->picture->w, H = in->picture->h, shown = W < 448 ? 448 : W > 896 ? 896 : W;
+    double k = (double)W / (double)shown, fs = 13 * k, sw = 2 * k; /* 13 px labels, 2 px lines as shown */
+    gc_buf_printf(b, "<div class=\"det\" style=\"--pic:%lldpx\"><img alt=\"detections\" width=\"%lld\" height=\"%lld\" "
+                     "src=\"data:image/png;base64,", (long long)shown, (long long)W, (long long)H);
+    gc_base64(b, png, png_n);
+    free(png);
+    gc_buf_printf(b, "\"><svg viewBox=\"0 0 %lld %lld\" preserveAspectRatio=\"none\" role=\"img\">\n", (long long)W, (long long)H);
+    for (int i = 0; i < in->n_dets; i++) {
+        const gc_report_det *d = &in->dets[i];
+        const char *col = DET_COLOURS[(d->index < 0 ? 0 : d->index) % (int64_t)(sizeof DET_COLOURS / sizeof *DET_COLOURS)];
+        gc_buf_printf(b, "<g class=\"box\"><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+                         "stroke=\"%s\" stroke-width=\"%.2f\"/>", d->x0, d->y0, d->x1 - d->x0, d->y1 - d->y0, col, sw);
+        double ty = d->y0 - sw > fs ? d->y0 - sw : d->y0 + fs;
+        gc_buf_printf(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"%.1f\" fill=\"%s\" stroke=\"#000\" stroke-width=\"%.2f\" "
+                         "paint-order=\"stroke\" font-family=\"sans-serif\">%d ", d->x0, ty, fs, col, fs / 6, i);
+        if (d->label) gc_html_escape(b, d->label);
+        else gc_buf_printf(b, "class %lld", (long long)d->index);
+        gc_buf_printf(b, " %.2f</text></g>\n", d->score);
+    }
+    gc_buf_puts(b, "</svg></div>\n");
+    return GCAM_OK;
+}
+
 gcam_status gc_report_add(gc_report *r, const gc_report_input *in, gc_err *err) {
     gc_buf *b = &r->buf;
     r->n_inputs++;
@@ -113,6 +169,13 @@ gcam_status gc_report_add(gc_report *r, const gc_report_input *in, gc_err *err) 
                           p->score, (int)(pr * 120 + 0.5), pr * 100);
         }
         gc_buf_puts(b, "</tbody>\n</table>\n");
+    }
+    if (in->dets_shown) {
+        gcam_status rc = put_detections(r, in, err);
+        if (rc) {
+            gc_buf_clear(b);
+            return rc;
+        }
     }
     gc_afile_write_buf(&r->file, b);
     for (int i = 0; i < in->n_rows; i++) {

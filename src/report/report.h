@@ -94,16 +94,12 @@ gcam_status gc_write_file_atomic(const char *path, const void *data, size_t n, g
 
 /* ---- localisation (Grad-CAM paper, section 4.1) -------------------------------------------------- */
 
-typedef struct gc_box {
-    int64_t x0, y0, x1, y1; /* inclusive pixel bounds */
-    int64_t area;           /* pixels in the region */
-} gc_box;
-
 /* Thresholds map (h, w) at frac * its maximum (pixels >= the threshold are in) and boxes the
  * largest 8-connected region (ties: the one met first in row-major order). Returns 1 with *box
- * set, 0 when there is no region (empty map, maximum <= 0 or not finite, NaN pixels are out),
- * -1 when out of memory. */
-int gc_localize_box(const float *map, int64_t h, int64_t w, float frac, gc_box *box);
+ * (x1, y1 exclusive) and *area (its pixels; area may be NULL) set, 0 when there is no region
+ * (empty map, maximum <= 0 or not finite, NaN pixels are out; *box all zero), -1 when out of
+ * memory. */
+int gc_localize_box(const float *map, int64_t h, int64_t w, float frac, gc_box *box, int64_t *area);
 
 /* ---- report.html ------------------------------------------------------------------------------- */
 
@@ -129,11 +125,26 @@ typedef struct gc_report_row {
     int n_panels;
 } gc_report_row;
 
+/* A detection listed in the input's table and drawn on its picture. */
+typedef struct gc_report_det {
+    int64_t index;          /* class */
+    const char *label;      /* may be NULL */
+    double score;
+    double x0, y0, x1, y1;  /* in the picture's pixels, x1 and y1 exclusive */
+} gc_report_det;
+
 typedef struct gc_report_input {
     const char *path;
     const char *note;       /* "224x224 model input from a 640x480 photo", or NULL */
     const gc_report_pred *preds;
     int n_preds;
+    /* detection (dets_shown): a table of the detections and the picture with their boxes and
+     * labels drawn over it (SVG); none is said in the page */
+    int dets_shown;
+    const gc_report_det *dets;
+    int n_dets;
+    const gc_image *picture; /* NULL: no picture (a tensor input) */
+    const char *dets_note;   /* the thresholds, said above the table */
     const gc_report_row *rows;
     int n_rows;
     const char *const *warnings;

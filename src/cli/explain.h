@@ -1,0 +1,186 @@
+/* The explain command's state, shared by its two halves: cmd_explain.c (options, the model, the
+ * phases of one input: load, explainer, forward, what to explain, the maps) and explain_output.c
+ * (everything written: PNG, npy, results.json, report.html, and the files of a failed input
+ * removed). Private to src/cli/. */
+#ifndef GRADCAM_CLI_EXPLAIN_H
+#define GRADCAM_CLI_EXPLAIN_H
+
+#include "cli_common.h"
+#include "cli_opts.h"
+#include "explain_inputs.h"
+#include "image/image.h"
+#include "report/report.h"
+
+#define EX_MAX_LIST 64
+
+typedef struct ex_target_spec {
+    gcam_target_kind kind;
+    const char *cls_text;        /* CLASS, REGION: index or label */
+    int64_t y0, x0, y1, x1;      /* REGION */
+    int64_t index[GCAM_MAX_DIMS];
+    int n_index;                 /* ELEMENT */
+} ex_target_spec;
+
+#define EX_MAX_DETECTIONS 64 /* explained per input (an item each) */
+
+typedef struct ex_opts {
+    cli_base_opts base;          /* --preprocess ..., -o, --labels, -q, --threads, ... (first: cli_base_rows) */
+    const char *model;
+    char **inputs;
+    int n_inputs;
+    gcam_method methods[GCAM_METHOD_COUNT];
+    int n_methods, methods_all;
+    const char *classes[EX_MAX_LIST];
+    int n_classes;
+    int top_k;
+    const char *layers[EX_MAX_LIST];
+    int n_layers;
+    const char *output;
+    ex_target_spec targets[EX_MAX_LIST];
+    int n_targets;
+    int cmap;
+    float alpha;
+    int npy, probability;
+    int64_t det_classes[EX_MAX_LIST]; /* --class, resolved (detect) */
+    int have_box;
+    float box[4];                /* --box x0,y0,x1,y1 in picture pixels */
+    const char *feed_names[32], *feed_paths[32];
+    int n_feeds;
+    char *owned[4 * EX_MAX_LIST + 64]; /* copies the pointers above point into */
+    int n_owned;
+} ex_opts;
+
+enum { PROB_SOFTMAX, PROB_SIGMOID, PROB_IDENTITY, PROB_EXP };
+
+typedef struct ex_feed {
+    const char *name;
+    gc_tensor t;
+    int64_t dims[GCAM_MAX_DIMS];
+} ex_feed;
+
+typedef struct ex_run {
+    ex_opts *o;
+    gcam_model *m;
+    gcam_tensor_info in0;
+    cli_input_geom g;            /* the image input's layout and extents (-1: dynamic) */
+    ex_feed feeds[32];
+    int n_feeds;
+    /* the explainer, for the input shape it was planned for */
+    gcam_explainer *e;
+    int64_t e_dims[GCAM_MAX_DIMS];
+    int e_ndim;
+    int first_done;              /* model-level facts below are known */
+    char *score_name, *layer_names;
+    int prob_mode;
+    int64_t K;                   /* classes (axis 1 of the score) */
+    int score_ndim;
+    int64_t score_dims[GCAM_MAX_DIMS];
+    const char **labels;
+    int64_t n_labels;
+    char *labels_owned;
+    int64_t classes[EX_MAX_LIST];
+    int64_t target_cls[EX_MAX_LIST];
+    char warned[GCAM_METHOD_COUNT];
+    /* outputs */
+    gc_buf inputs_json;
+    gc_json ij;
+    gc_report report;
+    int report_open;
+    char **failures;             /* "path: reason" */
+    char **failure_paths;
+    int n_failures;
+    int n_ok, n_maps;
+    ex_inputs *list;
+    cli_progress prog;
+    char **written;              /* files written for the current input: removed if it fails */
+    int n_written, cap_written;
+} ex_run;
+
+typedef struct ex_item {
+    gcam_target t;
+    int64_t cls;                 /* the class (labels, scores), or -1 */
+    int det;                     /* --task detect: the detection (s->dets), else -1 */
+    char tag[96];                /* file-name tag: c281, r3-0-0-8-8, e0-5 */
+    char title[400];
+} ex_item;
+
+typedef struct ex_panel {
+    int order;                   /* position in the row (Figure 1 of the paper first) */
+    char title[96];
+    char caption[600];
+    gc_image img;
+} ex_panel;
+
+typedef struct ex_panels {
+    ex_panel *v;
+    int n, cap;
+} ex_panels;
+
+/* Result codes of one input: 0 done, 1 the input failed (recorded, the batch goes on), other
+ * values: stop the whole run with that exit status minus 100. */
+enum { EX_DONE = 0, EX_FAILED = 1, EX_STOP = 100 };
+
+/* One input's state while explain_input's phases run (freed by one_free). */
+typedef struct ex_one {
+    ex_input *in;
+    gc_image orig, seen, thumb_seen;  /* the decoded picture, the model's view, its thumbnail */
+    gc_geometry geom;                 /* the picture -> model input mapping (have_geom) */
+    int have_geom;
+    int nhwc;                         /* the model input (dims) is (N, H, W, C) */
+    gc_tensor npy;                    /* a .npy input */
+    float *x, *xbuf;                  /* the model input (npy.data or xbuf) */
+    int64_t dims[GCAM_MAX_DIMS];
+    int ndim;
+    char note[256];                   /* how the input was made, for the report */
+    gcam_feed feeds[33];              /* the input, then the --feed tensors */
+    int nf;
+    double *cscore, *cprob;           /* (K) class scores and probabilities */
+    int64_t *order, n_top;            /* classes by score; how many are listed */
+    gcam_detection *dets;             /* (n_dets) --task detect: what is explained, best first */
+    int64_t n_dets;
+    gcam_det_layout det_layout;
+    ex_item items[EX_MAX_LIST];       /* what is explained */
+    int n_items;
+    gcam_map map;                     /* the map being written */
+    gcam_map *pre;                    /* (n_methods, n_items) maps computed together (explain_many_first) */
+    uint8_t pre_have[GCAM_METHOD_COUNT + 1];
+    gc_buf jb;                        /* the input's results.json record */
+    gc_json j;
+    ex_panels panels;                 /* the report row's pictures */
+    int first_panel_of_item[EX_MAX_LIST + 1];
+    char *warnings[GCAM_METHOD_COUNT];
+    int n_warn, n_maps;
+    char path[4096];
+} ex_one;
+
+static inline const char *ex_label_of(const ex_run *R, int64_t c) {
+    if (c < 0 || c >= R->n_labels || !R->labels[c][0]) return NULL;
+    return R->labels[c];
+}
+
+static inline int ex_default_imagenet(const ex_run *R) { return cli_default_imagenet(&R->o->base.pre, &R->g); }
+
+/* A detection's box in the picture's pixels (the model input's for a tensor input), clipped. */
+void ex_det_box(const ex_one *s, const gcam_detection *d, double b[4]);
+
+/* explain_output.c: the files of the current input */
+int ex_one_oom(const ex_one *s, gc_err *err);
+void ex_end_input_files(ex_run *R, int ok);
+ex_panel *ex_panel_new(ex_panels *P, int order);
+void ex_panels_free(ex_panels *P);
+/* the input's results.json record up to its maps, and the model's view as a PNG */
+int ex_input_json(ex_run *R, ex_one *s, gc_err *err);
+/* one map's results.json record, its pictures (and .npy) and its report panel */
+int ex_map_files(ex_run *R, ex_one *s, const ex_item *it, gcam_method meth, gc_err *err);
+/* --task detect: one detection's record around its maps */
+void ex_det_begin(ex_run *R, ex_one *s, const ex_item *it);
+void ex_det_end(ex_one *s);
+/* the input's section of report.html */
+int ex_report_input(ex_run *R, ex_one *s, gc_err *err);
+
+/* explain_output.c: the run's files */
+int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err);
+int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err);
+int ex_summary(const ex_run *R, const ex_inputs *list, int exit_code, double t0);
+
+#endif
