@@ -282,9 +282,12 @@ typedef enum gcam_target_kind {
     GCAM_TARGET_REGION,      /* sum of class `cls`'s scores over rows y0..y1-1, cols x0..x1-1 of a
                                 spatial output (N, C, H, W): segmentation */
     GCAM_TARGET_WEIGHTS,     /* any weighting: `weights` has the output's shape (seed as is) */
-    GCAM_TARGET_PRODUCT      /* the product of n_elements (1..GCAM_MAX_TARGET_ELEMENTS) elements of
+    GCAM_TARGET_PRODUCT,     /* the product of n_elements (1..GCAM_MAX_TARGET_ELEMENTS) elements of
                                 the output, `elements` as flat indices (batch first): one detection's
                                 score, e.g. YOLOv5's objectness x class score */
+    GCAM_TARGET_MASK         /* sum of class `cls`'s scores over the pixels where `mask` (H, W of
+                                a spatial output (N, C, H, W), row-major) is nonzero, every sample:
+                                a segment, e.g. the pixels predicted as that class */
 } gcam_target_kind;
 
 #define GCAM_MAX_TARGET_ELEMENTS 4
@@ -298,6 +301,7 @@ typedef struct gcam_target {
     const float *weights;              /* WEIGHTS */
     int64_t elements[GCAM_MAX_TARGET_ELEMENTS]; /* PRODUCT: flat indices into the output */
     int n_elements;                    /* PRODUCT */
+    const uint8_t *mask;               /* MASK: (H, W) */
 } gcam_target;
 
 /* ---- detector outputs --------------------------------------------------------------------------
@@ -352,6 +356,10 @@ typedef struct gcam_detection {
  * both, for GCAM_DET_AUTO). */
 gcam_status gcam_detect_decode(const gcam_tensor_view *out, const gcam_detect_options *opts, gcam_detection **dets,
                                int64_t *n_dets, gcam_det_layout *layout_used, char *err, size_t err_size);
+/* The layout `out` is read with (`layout`, or found from the shape for GCAM_DET_AUTO) and its
+ * number of classes C; the checks and messages of gcam_detect_decode. */
+gcam_status gcam_detect_layout(const gcam_tensor_view *out, gcam_det_layout layout, gcam_det_layout *used,
+                               int64_t *num_classes, char *err, size_t err_size);
 
 typedef struct gcam_explain_options {
     const char *output;          /* model output to explain; NULL: the first */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: explain the bundled shape classifier's four two-shape pictures for their top-2
 # classes with Grad-CAM, Guided Backprop and Guided Grad-CAM (examples/demo/README.md), then the
-# bundled shape detector's every detection on four scenes (examples/detect/README.md).
+# bundled shape detector's every detection and segmenter's every segment on four scenes each
+# (examples/detect/README.md, examples/segment/README.md).
 #   tests/demo.sh [BUILD_DIR [OUT_DIR]]     (defaults: build, gradcam-out/demo)
 set -euo pipefail
 build=${1:-build}
@@ -9,8 +10,10 @@ out=${2:-gradcam-out/demo}
 top=$(cd "$(dirname "$0")/.." && pwd)
 demo=$top/examples/demo
 det=$top/examples/detect
+seg=$top/examples/segment
 for f in "$build/gradcam" "$demo/shapes_cnn.onnx" "$demo/labels.txt" "$demo/images/demo_1.png" \
-         "$det/shapes_detector.onnx" "$det/labels.txt" "$det/images/det_1.png"; do
+         "$det/shapes_detector.onnx" "$det/labels.txt" "$det/images/det_1.png" \
+         "$seg/shapes_segmenter.onnx" "$seg/labels.txt" "$seg/images/seg_1.png"; do
   [ -e "$f" ] || { echo "demo: $f is missing" >&2; exit 1; }
 done
 
@@ -47,4 +50,17 @@ Each scene's detections are listed and boxed on the picture; each detection gets
 HiResCAM (the default for detections) points at the one object detected, even beside a twin of
 its class; Grad-CAM at the same layers explains the class, so it may light both twins.
 docs/detection.md says why.
+EOF2
+
+echo
+echo "gradcam explain --task segment: the demo segmenter on examples/segment/images/ (4 scenes)"
+"$build/gradcam" explain "$seg/shapes_segmenter.onnx" "$seg/images" --task segment --labels "$seg/labels.txt" \
+  -m hirescam,gradcam,guided-backprop -o "$out/segment"
+sreport=$(cd "$out/segment" && pwd -P)/report.html
+cat <<EOF2
+
+Open the segmenter's report:
+  $sreport
+
+Each class the segmenter predicts is a segment (tinted on the picture), explained over its pixels.
 EOF2

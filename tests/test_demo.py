@@ -206,6 +206,10 @@ def test_script(build, work):
     res = os.path.join(out, "detect", "results.json")
     dets = [d for i in json.load(open(res))["inputs"] for d in i["detections"]] if os.path.exists(res) else []
     check(len(dets) >= 8, "the demo detector finds the scenes' shapes (%d detections on 4 scenes)" % len(dets))
+    sres = os.path.join(out, "segment", "results.json")
+    segs = [g for i in json.load(open(sres))["inputs"] for g in i["segments"]] if os.path.exists(sres) else []
+    check(len(segs) >= 8, "the demo segmenter's segments (%d on 4 scenes)" % len(segs))
+    check(os.path.join(os.path.realpath(out), "segment", "report.html") in p.stdout, "the demo prints the segmenter report's path")
 
 
 def test_command(g, work):

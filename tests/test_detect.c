@@ -400,6 +400,27 @@ static int run_fixtures(const char *dir) {
     return n_cases;
 }
 
+/* gcam_detect_layout: the layout and the class count, the decoder's errors. */
+static void test_layout_call(void) {
+    float *z = calloc(8400 * 85, sizeof(float));
+    gcam_det_layout l = GCAM_DET_AUTO;
+    int64_t C = -1;
+    char err[256] = "";
+    gcam_tensor_view v = view3("output0", 1, 84, 8400, z);
+    oc_check(gcam_detect_layout(&v, GCAM_DET_AUTO, &l, &C, err, sizeof err) == GCAM_OK && l == GCAM_DET_YOLOV8 && C == 80,
+             "layout: (1, 84, 8400) is yolov8 with 80 classes (%d, %lld)", (int)l, (long long)C);
+    v = view3("output0", 1, 8400, 85, z);
+    oc_check(gcam_detect_layout(&v, GCAM_DET_AUTO, &l, &C, err, sizeof err) == GCAM_OK && l == GCAM_DET_YOLOV5 && C == 80,
+             "layout: (1, 8400, 85) is yolov5 with 80 classes (%d, %lld)", (int)l, (long long)C);
+    v = view3("output0", 1, 7, 6, z);
+    oc_check(gcam_detect_layout(&v, GCAM_DET_YOLOV8, &l, &C, err, sizeof err) == GCAM_OK && l == GCAM_DET_YOLOV8 && C == 3,
+             "layout: (1, 7, 6) named yolov8 has 3 classes (%d, %lld)", (int)l, (long long)C);
+    v = view3("output0", 1, 84, 84, z);
+    oc_check(gcam_detect_layout(&v, GCAM_DET_AUTO, &l, &C, err, sizeof err) == GCAM_E_SHAPE && strstr(err, "cannot tell"),
+             "layout: (1, 84, 84) is ambiguous: %s", err);
+    free(z);
+}
+
 int main(int argc, char **argv) {
     oc_seed(17);
     test_names();
@@ -409,6 +430,7 @@ int main(int argc, char **argv) {
     test_sizes();
     test_args();
     test_targets();
+    test_layout_call();
     int n_cases = argc > 1 ? run_fixtures(argv[1]) : 0;
     printf("test_detect: %d checks, %d failures, %d reference cases\n", oc_checks, oc_failures, n_cases);
     return oc_failures != 0;

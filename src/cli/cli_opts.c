@@ -200,7 +200,8 @@ int cli_set_task(void *opts, const char *name, const char *val) {
     cli_base_opts *b = opts;
     if (strcmp(val, "classify") == 0) b->task = CLI_TASK_CLASSIFY;
     else if (strcmp(val, "detect") == 0) b->task = CLI_TASK_DETECT;
-    else return cli_usage_error("%s: '%s' is not classify or detect", name, val);
+    else if (strcmp(val, "segment") == 0) b->task = CLI_TASK_SEGMENT;
+    else return cli_usage_error("%s: '%s' is not classify, detect or segment", name, val);
     return 0;
 }
 

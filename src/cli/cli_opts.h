@@ -48,7 +48,7 @@ int cli_parse_options(int argc, char **argv, const cli_row *table, void *opts, i
 /* The table's sections, options and text, as the help shows them. */
 void cli_print_options(const cli_row *table);
 
-enum { CLI_TASK_CLASSIFY = 0, CLI_TASK_DETECT = 1 };
+enum { CLI_TASK_CLASSIFY = 0, CLI_TASK_DETECT = 1, CLI_TASK_SEGMENT = 2 };
 #define CLI_MAX_DETECTIONS 1000 /* --max-detections */
 
 /* What explain and eval both take: a command's options struct begins with one, and the shared
@@ -84,7 +84,7 @@ int cli_set_quiet(void *opts, const char *name, const char *val);
 int cli_set_threads_opt(void *opts, const char *name, const char *val);  /* 1..1024 */
 int cli_set_max_memory(void *opts, const char *name, const char *val);
 int cli_set_seed_opt(void *opts, const char *name, const char *val);
-int cli_set_task(void *opts, const char *name, const char *val); /* classify | detect */
+int cli_set_task(void *opts, const char *name, const char *val); /* classify | detect | segment */
 /* A method list into methods[] (n of them; *all when 'all' is given), with `see` in the
  * unknown-method line. 0 or an exit code. */
 int cli_set_methods(const char *name, const char *val, gcam_method *methods, int *n, int *all, const char *see);

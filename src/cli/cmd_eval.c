@@ -275,6 +275,8 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
         o->methods[2] = GCAM_GUIDED_GRADCAM;
         o->n_methods = 3;
     }
+    if (o->base.task == CLI_TASK_SEGMENT)
+        return cli_usage_error("--task segment: eval takes classifiers and detectors (classify, detect), not yet segmentation");
     if ((rc = cli_det_finish(&o->base)) || o->base.task != CLI_TASK_DETECT) return rc;
     /* detect: class discrimination and deletion / insertion do not apply (docs/evaluation.md) */
     if (o->metrics_named & (EV_M_DISCR | EV_M_FAITH))
@@ -683,17 +685,11 @@ static int classify_first(ev_run *R, ev_one *s, gc_err *err) {
 static int detect_first(ev_run *R, ev_one *s, gc_err *err) {
     ev_opts *o = R->o;
     char why[512];
-    gcam_detect_options probe = o->base.det;
-    probe.score_threshold = 2; /* nothing kept: only the layout is wanted */
-    gcam_detection *d = NULL;
-    int64_t nd = 0;
     gcam_det_layout lay;
     err->msg[0] = 0;
-    if (gcam_detect_decode(&s->sv, &probe, &d, &nd, &lay, why, sizeof why))
+    if (gcam_detect_layout(&s->sv, o->base.det.layout, &lay, &R->K, why, sizeof why))
         return EV_STOP + cli_fail(CLI_BAD_INPUT, "%s: --task detect: %s", o->model, why);
-    free(d);
     o->base.det.layout = lay;
-    R->K = lay == GCAM_DET_YOLOV8 ? s->sv.dims[1] - 4 : s->sv.dims[2] - 5; /* (N, 4 + C, A) or (N, A, 5 + C) */
     int rr = resolve_classes(R);
     if (rr) return EV_STOP + rr;
     if (!(R->det_counts = gc_calloc2((size_t)R->K, sizeof *R->det_counts))) return EV_STOP + cli_fail(1, "out of memory");

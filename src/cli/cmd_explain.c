@@ -175,7 +175,8 @@ static void print_method_names(void) { cli_print_method_names(25, 100, " (docs/m
 static const cli_row g_explain_rows[] = {
     CLI_SECTION_ROW("What to explain:"),
     {CLI_OPTION, "-m|--method", "LIST", "a method list", ex_method,
-     "comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam):", print_method_names, NULL},
+     "comma-separated, or 'all' (default gradcam,guided-backprop,guided-gradcam; hirescam\n"
+     "instead of gradcam for detections, segments and region targets):", print_method_names, NULL},
     CLI_OPT("-c|--class", "LIST", "a class list", ex_class,
             "classes to explain, by index or label name, comma-separated (repeatable)"),
     CLI_OPT("-k|--top-k", "K", "a number", ex_top_k,
@@ -198,7 +199,9 @@ static const cli_row g_explain_rows[] = {
     CLI_OPT("--task", "TASK", "a task", cli_set_task,
             "classify (default) | detect: decode the output's boxes, explain each detection's\n"
             "score (default methods hirescam,guided-backprop,guided-gradcam; --class filters;\n"
-            "images letterboxed, RGB / 255, unless --resize-mode / --preprocess say otherwise)"),
+            "images letterboxed, RGB / 255, unless --resize-mode / --preprocess say otherwise)\n"
+            "| segment: explain each class present in a (N, C, H, W) output over the pixels\n"
+            "predicted as that class (--class: those classes; same default methods)"),
     CLI_INCLUDE_ROW(cli_det_rows),
     CLI_OPT("--box", "x0,y0,x1,y1", "a box", ex_box,
             "explain the candidate that best overlaps this box (picture pixels) instead"),
@@ -281,9 +284,11 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
         o->n_methods = 0;
         for (int m = 0; m < GCAM_METHOD_COUNT; m++) o->methods[o->n_methods++] = (gcam_method)m;
     } else if (!o->n_methods) {
-        /* a detection is one instance: HiResCAM's element-wise weights keep to it where Grad-CAM's
-         * channel means light every object of the class (docs/detection.md) */
-        o->methods[0] = o->base.task == CLI_TASK_DETECT ? GCAM_HIRESCAM : GCAM_GRADCAM;
+        /* a detection, a segment or a region is one instance: HiResCAM's element-wise weights keep
+         * to it where Grad-CAM's channel means light every object of the class (docs/methods.md) */
+        int instance = o->base.task != CLI_TASK_CLASSIFY;
+        for (int i = 0; i < o->n_targets; i++) instance |= o->targets[i].kind == GCAM_TARGET_REGION;
+        o->methods[0] = instance ? GCAM_HIRESCAM : GCAM_GRADCAM;
         o->methods[1] = GCAM_GUIDED_BACKPROP;
         o->methods[2] = GCAM_GUIDED_GRADCAM;
         o->n_methods = 3;
@@ -299,6 +304,8 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
     } else if (o->have_box) {
         return cli_usage_error("--box needs --task detect");
     }
+    if (o->base.task == CLI_TASK_SEGMENT && o->n_targets)
+        return cli_usage_error("--task segment explains the predicted segments: --target does not apply");
     return 0;
 }
 
@@ -470,15 +477,11 @@ static int resolve_classes(ex_run *R, int64_t K, const char *what) {
 static int first_detections(ex_run *R, const gcam_tensor_view *sv) {
     ex_opts *o = R->o;
     char why[512];
-    gcam_detect_options probe = o->base.det;
-    probe.score_threshold = 2; /* nothing kept: only the layout is wanted */
-    gcam_detection *d = NULL;
-    int64_t nd = 0;
     gcam_det_layout lay;
-    if (gcam_detect_decode(sv, &probe, &d, &nd, &lay, why, sizeof why)) return cli_fail(CLI_BAD_INPUT, "%s: %s", o->model, why);
-    free(d);
+    int64_t C;
+    if (gcam_detect_layout(sv, o->base.det.layout, &lay, &C, why, sizeof why)) return cli_fail(CLI_BAD_INPUT, "%s: %s", o->model, why);
     o->base.det.layout = lay;
-    int rc = resolve_classes(R, lay == GCAM_DET_YOLOV8 ? sv->dims[1] - 4 : sv->dims[2] - 5, sv->name ? sv->name : "?");
+    int rc = resolve_classes(R, C, sv->name ? sv->name : "?");
     if (rc) return rc;
     o->base.det.classes = o->n_classes ? R->classes : NULL;
     o->base.det.n_classes = o->n_classes;
@@ -491,6 +494,12 @@ static int first_scores(ex_run *R, const gcam_tensor_view *sv) {
     R->score_ndim = sv->ndim;
     memcpy(R->score_dims, sv->dims, sizeof R->score_dims);
     if (o->base.task == CLI_TASK_DETECT) return first_detections(R, sv);
+    if (o->base.task == CLI_TASK_SEGMENT) {
+        if (sv->ndim != 4)
+            return cli_fail(CLI_BAD_INPUT, "%s: --task segment needs a spatial output (N, C, H, W); '%s' has %d dimensions",
+                            o->model, R->score_name ? R->score_name : "?", sv->ndim);
+        return resolve_classes(R, sv->dims[1], R->score_name ? R->score_name : "?");
+    }
     int rc = resolve_classes(R, sv->ndim >= 2 ? sv->dims[1] : 1, R->score_name ? R->score_name : "?");
     if (rc) return rc;
     for (int i = 0; i < o->n_targets; i++) {
@@ -582,6 +591,7 @@ static void one_free(const ex_opts *o, ex_one *s) {
     free(s->cprob);
     free(s->order);
     free(s->dets);
+    free(s->seg_masks);
     gc_buf_free(&s->jb);
     ex_panels_free(&s->panels);
     for (int w = 0; w < s->n_warn; w++) free(s->warnings[w]);
@@ -806,6 +816,49 @@ void ex_det_box(const ex_one *s, const gcam_detection *d, double b[4]) {
     b[3] = fmin(fmax(v[3], 0), H);
 }
 
+/* 3. (--task segment) Per pixel of sample 0 the best class (ties: the lower index; NaN: none);
+ * the classes asked (--class) or present, each with its pixels: the segments explained. */
+static int one_segment(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *err) {
+    const ex_opts *o = R->o;
+    int64_t K = sv->dims[1], H = sv->dims[2], W = sv->dims[3], HW = H * W;
+    const float *y = sv->data; /* (N, K, H, W) */
+    int32_t *best = gc_malloc2((size_t)HW, sizeof(int32_t)); /* (H, W) */
+    int64_t *count = calloc((size_t)K, sizeof(int64_t));
+    if (!best || !count) {
+        free(best);
+        free(count);
+        return ex_one_oom(s, err);
+    }
+    for (int64_t i = 0; i < HW; i++) {
+        int32_t b = -1;
+        for (int64_t c = 0; c < K; c++)
+            if (y[c * HW + i] == y[c * HW + i] && (b < 0 || y[c * HW + i] > y[b * HW + i])) b = (int32_t)c;
+        best[i] = b;
+        if (b >= 0) count[b]++;
+    }
+    int n = o->n_classes ? o->n_classes : 0;
+    for (int64_t c = 0; !o->n_classes && c < K && n < EX_MAX_LIST; c++)
+        if (count[c]) s->seg_cls[n++] = c;
+    for (int i = 0; o->n_classes && i < n; i++) s->seg_cls[i] = R->classes[i];
+    s->seg_masks = gc_malloc2((size_t)(n ? n : 1), (size_t)HW);
+    if (!s->seg_masks) {
+        free(best);
+        free(count);
+        return ex_one_oom(s, err);
+    }
+    for (int j = 0; j < n; j++) {
+        uint8_t *m = s->seg_masks + (size_t)j * (size_t)HW;
+        for (int64_t i = 0; i < HW; i++) m[i] = best[i] == s->seg_cls[j];
+        s->seg_pixels[j] = count[s->seg_cls[j]];
+    }
+    s->n_segs = n;
+    s->seg_h = H;
+    s->seg_w = W;
+    free(best);
+    free(count);
+    return 0;
+}
+
 /* 3. The forward pass and the predictions (classes by score). */
 static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
     const ex_opts *o = R->o;
@@ -829,12 +882,16 @@ static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
         R->first_done = 1;
     } else if (o->base.task == CLI_TASK_DETECT) {
         /* the layout was found on the first input: a shape change is checked by the decoder */
+    } else if (o->base.task == CLI_TASK_SEGMENT && (sv.ndim != 4 || sv.dims[1] != R->K)) {
+        gc_fail(err, GCAM_E_SHAPE, "%s: the output is not (N, %lld, H, W) for this input", in->path, (long long)R->K);
+        return EX_FAILED;
     } else if (sv.ndim >= 2 && sv.dims[1] != R->K) {
         gc_fail(err, GCAM_E_SHAPE, "%s: the output has %lld classes for this input, %lld before", in->path,
                 (long long)sv.dims[1], (long long)R->K);
         return EX_FAILED;
     }
     if (o->base.task == CLI_TASK_DETECT) return one_detect(R, s, &sv, err);
+    if (o->base.task == CLI_TASK_SEGMENT) return one_segment(R, s, &sv, err);
     if (class_scores(R, &sv, &s->cscore, &s->cprob) || !(s->order = malloc(sizeof *s->order * (size_t)R->K))) {
         gc_fail(err, GCAM_E_NOMEM, "out of memory");
         return EX_FAILED;
@@ -859,6 +916,24 @@ static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
 /* 4. What to explain: the --target specs, or classes (--class, else the top k). */
 static void one_items(ex_run *R, ex_one *s) {
     const ex_opts *o = R->o;
+    if (o->base.task == CLI_TASK_SEGMENT) {
+        for (int j = 0; j < s->n_segs; j++) {
+            ex_item *it = &s->items[s->n_items++];
+            memset(it, 0, sizeof *it);
+            it->det = -1;
+            it->seg = -1;
+            it->seg = j;
+            it->cls = s->seg_cls[j];
+            it->t = (gcam_target){.kind = GCAM_TARGET_MASK, .cls = it->cls,
+                                  .mask = s->seg_masks + (size_t)j * (size_t)(s->seg_h * s->seg_w)};
+            const char *lb = ex_label_of(R, it->cls);
+            snprintf(it->tag, sizeof it->tag, "s%lld", (long long)it->cls);
+            snprintf(it->title, sizeof it->title, "segment: class %lld%s%s, %lld pixels (%.1f%% of the output)",
+                     (long long)it->cls, lb ? " \xC2\xB7 " : "", lb ? lb : "", (long long)s->seg_pixels[j],
+                     100.0 * (double)s->seg_pixels[j] / (double)(s->seg_h * s->seg_w));
+        }
+        return;
+    }
     if (o->base.task == CLI_TASK_DETECT) {
         for (int64_t i = 0; i < s->n_dets && s->n_items < EX_MAX_LIST; i++) {
             const gcam_detection *d = &s->dets[i];
@@ -867,6 +942,7 @@ static void one_items(ex_run *R, ex_one *s) {
             it->t = d->target;
             it->cls = d->cls;
             it->det = (int)i;
+            it->seg = -1;
             double b[4];
             ex_det_box(s, d, b);
             const char *lb = ex_label_of(R, d->cls);
@@ -883,6 +959,7 @@ static void one_items(ex_run *R, ex_one *s) {
             ex_item *it = &s->items[s->n_items++];
             memset(it, 0, sizeof *it);
             it->det = -1;
+            it->seg = -1;
             it->t.kind = ts->kind;
             it->cls = R->target_cls[i];
             it->t.cls = it->cls;
@@ -921,6 +998,7 @@ static void one_items(ex_run *R, ex_one *s) {
             ex_item *it = &s->items[s->n_items++];
             memset(it, 0, sizeof *it);
             it->det = -1;
+            it->seg = -1;
             it->cls = o->n_classes ? R->classes[i] : s->order[i];
             if (R->score_ndim >= 2) {
                 it->t.kind = GCAM_TARGET_CLASS;
@@ -998,7 +1076,11 @@ static int one_maps(ex_run *R, ex_one *s, gc_err *err) {
     }
     for (int it_i = 0; it_i < s->n_items; it_i++) {
         s->first_panel_of_item[it_i] = s->panels.n;
-        if (s->thumb_seen.px) {
+        if (s->items[it_i].seg >= 0 && s->seen.px) { /* the segment on the model's view */
+            ex_panel *pn = ex_panel_new(&s->panels, 0);
+            if (!pn) return ex_one_oom(s, err);
+            if (ex_seg_panel(s, &s->items[it_i], pn, err)) return EX_FAILED;
+        } else if (s->thumb_seen.px) {
             ex_panel *pn = ex_panel_new(&s->panels, 0);
             if (!pn || (rc = gc_image_thumbnail(&pn->img, &s->thumb_seen, 448, err))) return one_oom_or(s, rc, err);
             snprintf(pn->title, sizeof pn->title, "%s", in->is_npy ? "Input (rendered)" : "Model input");
@@ -1006,11 +1088,12 @@ static int one_maps(ex_run *R, ex_one *s, gc_err *err) {
             if (s->items[it_i].det >= 0) draw_det(s, &s->dets[s->items[it_i].det], &pn->img);
         }
         if (s->items[it_i].det >= 0) ex_det_begin(R, s, &s->items[it_i]);
+        if (s->items[it_i].seg >= 0) ex_seg_begin(R, s, &s->items[it_i]);
         for (int mi = 0; mi < o->n_methods; mi++) {
             int r = one_map(R, s, it_i, mi, err);
             if (r) return r;
         }
-        if (s->items[it_i].det >= 0) ex_det_end(s);
+        if (s->items[it_i].det >= 0 || s->items[it_i].seg >= 0) ex_det_end(s);
     }
     s->first_panel_of_item[s->n_items] = s->panels.n;
     gc_json_end_array(&s->j);
@@ -1050,6 +1133,9 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1) && o->base.task == CLI_TASK_DETECT) {
         prog_msg(&R->prog, "[%d/%d] %s: %lld detection%s, %d map%s", R->prog.done + 1, R->prog.total, in->path,
                  (long long)s->n_dets, s->n_dets == 1 ? "" : "s", s->n_maps, s->n_maps == 1 ? "" : "s");
+    } else if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1) && o->base.task == CLI_TASK_SEGMENT) {
+        prog_msg(&R->prog, "[%d/%d] %s: %d segment%s, %d map%s", R->prog.done + 1, R->prog.total, in->path, s->n_segs,
+                 s->n_segs == 1 ? "" : "s", s->n_maps, s->n_maps == 1 ? "" : "s");
     } else if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1)) {
         const char *lb = s->n_top > 0 ? ex_label_of(R, s->order[0]) : NULL;
         prog_msg(&R->prog, "[%d/%d] %s: top %lld%s%s%s (p=%.3f), %d map%s", R->prog.done + 1, R->prog.total, in->path,

@@ -100,6 +100,7 @@ typedef struct ex_item {
     gcam_target t;
     int64_t cls;                 /* the class (labels, scores), or -1 */
     int det;                     /* --task detect: the detection (s->dets), else -1 */
+    int seg;                     /* --task segment: the segment (s->seg_*), else -1 */
     char tag[96];                /* file-name tag: c281, r3-0-0-8-8, e0-5 */
     char title[400];
 } ex_item;
@@ -139,6 +140,10 @@ typedef struct ex_one {
     gcam_detection *dets;             /* (n_dets) --task detect: what is explained, best first */
     int64_t n_dets;
     gcam_det_layout det_layout;
+    int n_segs;                       /* --task segment: the classes explained, */
+    int64_t seg_cls[EX_MAX_LIST], seg_pixels[EX_MAX_LIST]; /* their pixels predicted, */
+    uint8_t *seg_masks;               /* (n_segs, seg_h, seg_w) and where */
+    int64_t seg_h, seg_w;
     ex_item items[EX_MAX_LIST];       /* what is explained */
     int n_items;
     gcam_map map;                     /* the map being written */
@@ -172,9 +177,12 @@ void ex_panels_free(ex_panels *P);
 int ex_input_json(ex_run *R, ex_one *s, gc_err *err);
 /* one map's results.json record, its pictures (and .npy) and its report panel */
 int ex_map_files(ex_run *R, ex_one *s, const ex_item *it, gcam_method meth, gc_err *err);
-/* --task detect: one detection's record around its maps */
+/* --task detect / segment: one detection's or segment's record around its maps */
 void ex_det_begin(ex_run *R, ex_one *s, const ex_item *it);
+void ex_seg_begin(ex_run *R, ex_one *s, const ex_item *it);
 void ex_det_end(ex_one *s);
+/* --task segment: the model's view with the segment's pixels tinted, as a report panel */
+int ex_seg_panel(const ex_one *s, const ex_item *it, ex_panel *pn, gc_err *err);
 /* the input's section of report.html */
 int ex_report_input(ex_run *R, ex_one *s, gc_err *err);
 

@@ -154,6 +154,12 @@ int ex_input_json(ex_run *R, ex_one *s, gc_err *err) {
         snprintf(s->path, sizeof s->path, "%s_input.png", in->stem);
         gc_json_string(&s->j, s->path);
     }
+    if (R->o->base.task == CLI_TASK_SEGMENT) {
+        gc_json_key(&s->j, "segments");
+        gc_json_begin_array(&s->j); /* closed after the maps */
+        if (s->seen.px && (rc = gc_image_thumbnail(&s->thumb_seen, &s->seen, 448, err))) return EX_FAILED;
+        return 0;
+    }
     if (R->o->base.task == CLI_TASK_DETECT) {
         gc_json_key(&s->j, "layout");
         gc_json_string(&s->j, gcam_det_layout_name(s->det_layout));
@@ -464,6 +470,47 @@ void ex_det_begin(ex_run *R, ex_one *s, const ex_item *it) {
     gc_json_begin_array(j);
 }
 
+/* --task segment: a segment's record ({class, pixels, "maps": [ ... ]}) around its maps. */
+void ex_seg_begin(ex_run *R, ex_one *s, const ex_item *it) {
+    gc_json *j = &s->j;
+    gc_json_begin_object(j);
+    gc_json_key(j, "class");
+    gc_json_begin_object(j);
+    gc_json_key(j, "index");
+    gc_json_int(j, it->cls);
+    gc_json_key(j, "label");
+    gc_json_string(j, ex_label_of(R, it->cls));
+    gc_json_end_object(j);
+    gc_json_key(j, "pixels"); /* of the output predicted as that class */
+    gc_json_int(j, s->seg_pixels[it->seg]);
+    gc_json_key(j, "maps");
+    gc_json_begin_array(j);
+}
+
+/* The model's view with the segment's pixels tinted (the output's pixels scaled to the view's,
+ * nearest), as a report panel. */
+int ex_seg_panel(const ex_one *s, const ex_item *it, ex_panel *pn, gc_err *err) {
+    static const uint8_t tint[3] = {255, 0, 200};
+    gc_image v = {.w = s->seen.w, .h = s->seen.h};
+    v.px = gc_malloc2((size_t)(v.w * v.h), 3);
+    if (!v.px) return ex_one_oom(s, err);
+    memcpy(v.px, s->seen.px, (size_t)(v.w * v.h) * 3);
+    const uint8_t *m = s->seg_masks + (size_t)it->seg * (size_t)(s->seg_h * s->seg_w); /* (seg_h, seg_w) */
+    for (int64_t y = 0; y < v.h; y++)
+        for (int64_t x = 0; x < v.w; x++) {
+            int64_t my = y * s->seg_h / v.h, mx = x * s->seg_w / v.w;
+            if (!m[my * s->seg_w + mx]) continue;
+            uint8_t *p = v.px + (y * v.w + x) * 3;
+            for (int c = 0; c < 3; c++) p[c] = (uint8_t)((p[c] + tint[c] + 1) / 2);
+        }
+    snprintf(pn->title, sizeof pn->title, "Predicted segment");
+    snprintf(pn->caption, sizeof pn->caption, "%lld pixels of %lldx%lld", (long long)s->seg_pixels[it->seg],
+             (long long)s->seg_w, (long long)s->seg_h);
+    gcam_status rc = gc_image_thumbnail(&pn->img, &v, 448, err);
+    gc_image_free(&v);
+    return rc ? EX_FAILED : 0;
+}
+
 void ex_det_end(ex_one *s) {
     gc_json_end_array(&s->j);
     gc_json_end_object(&s->j);
@@ -594,6 +641,10 @@ static void write_results_head(ex_run *R, gc_json *j) {
     gc_json_int(j, (int64_t)o->base.seed);
     gc_json_key(j, "box_threshold");
     gc_json_number(j, 0.15);
+    if (o->base.task == CLI_TASK_SEGMENT) {
+        gc_json_key(j, "task");
+        gc_json_string(j, "segment");
+    }
     if (o->base.task == CLI_TASK_DETECT) { /* (classification's record is as it was before tasks) */
         gc_json_key(j, "task");
         gc_json_string(j, "detect");
@@ -626,7 +677,8 @@ int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err) {
     snprintf(title, sizeof title, "gradcam: %s", base ? base + 1 : o->model);
     const char *keys[] = {"model", "inputs", "methods", "explained"};
     const char *vals[] = {o->model, inputs_s, methods,
-                          o->base.task == CLI_TASK_DETECT ? "each detection's score, as the output gives it"
+                          o->base.task == CLI_TASK_DETECT    ? "each detection's score, as the output gives it"
+                          : o->base.task == CLI_TASK_SEGMENT ? "each segment: its class's scores summed over its pixels"
                           : o->probability          ? "the probability after the final Softmax/Sigmoid"
                                                     : "the class score (before any final Softmax/Sigmoid)"};
     if (gc_report_begin(&R->report, path, title, keys, vals, 4, err)) return cli_fail(1, "%s", err->msg);

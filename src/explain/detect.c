@@ -378,3 +378,20 @@ gcam_status gcam_detect_decode(const gcam_tensor_view *out, const gcam_detect_op
     }
     return rc;
 }
+
+gcam_status gcam_detect_layout(const gcam_tensor_view *out, gcam_det_layout layout, gcam_det_layout *used,
+                               int64_t *num_classes, char *err, size_t err_size) {
+    gcam_detect_options probe;
+    gcam_detect_options_init(&probe);
+    probe.layout = layout;
+    probe.score_threshold = 2; /* scores are at most 1 where it matters: nothing is kept */
+    gcam_detection *d = NULL;
+    int64_t nd = 0;
+    gcam_det_layout lay = GCAM_DET_AUTO;
+    gcam_status rc = gcam_detect_decode(out, &probe, &d, &nd, &lay, err, err_size);
+    free(d);
+    if (rc) return rc;
+    if (used) *used = lay;
+    if (num_classes) *num_classes = lay == GCAM_DET_YOLOV8 ? out->dims[1] - 4 : out->dims[2] - 5;
+    return GCAM_OK;
+}

@@ -101,6 +101,18 @@ static gcam_status build_seed(gcam_explainer *e, const gcam_target *t) {
         return GCAM_OK;
     }
     case GCAM_TARGET_PRODUCT: return product_seed(e, t, s, seed);
+    case GCAM_TARGET_MASK: {
+        if (s->shape.ndim != 4 || !t->mask)
+            return gc_fail(&e->err, GCAM_E_ARG, "a mask target needs a spatial score (N, C, H, W) and a mask; '%s' is %s", sn,
+                           gc_shape_str(&s->shape, a, sizeof a));
+        int64_t N = s->shape.d[0], K = s->shape.d[1], HW = s->shape.d[2] * s->shape.d[3];
+        if (t->cls < 0 || t->cls >= K)
+            return gc_fail(&e->err, GCAM_E_ARG, "mask class %lld is out of range: '%s' has %lld classes", (long long)t->cls, sn,
+                           (long long)K);
+        for (int64_t b = 0; b < N; b++)
+            for (int64_t i = 0; i < HW; i++) seed[(b * K + t->cls) * HW + i] = t->mask[i] ? 1.0f : 0.0f;
+        return GCAM_OK;
+    }
     case GCAM_TARGET_WEIGHTS:
         if (!t->weights) return gc_fail(&e->err, GCAM_E_ARG, "a weights target needs weights");
         for (int64_t i = 0; i < n; i++) {
