@@ -9,7 +9,9 @@ Models (exported here, opset 13): two-level detectors in miniature (a backbone, 
 stride-8 map also feeds the stride-16 level, per level a box branch and a class branch reading the
 level's neck map), ReLU activations (so that Guided Backpropagation's rule matters), BatchNorm with
 seeded statistics; "v8" writes YOLOv8's (1, 4 + C, A), "v5" YOLOv5's (1, A, 5 + C) with objectness,
-whose detection score is a product of two outputs (a GCAM_TARGET_PRODUCT).
+whose detection score is a product of two outputs (a GCAM_TARGET_PRODUCT); and the committed demo
+detector (examples/detect/shapes_detector.onnx, its PyTorch twin rebuilt from the file by
+train_detector.Detector.from_onnx) on a generated scene.
 
 Checked per detection (the same list as torchvision's batched_nms on PyTorch's output):
   - the automatic layers are, per level, the input of the Conv making the class scores
@@ -41,6 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import methods_ref as mr  # noqa: E402  (the formulas: cam_family, upsample, minmax, ReLU rules)
 
 SIZE, C = 64, 3
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_ONNX = os.path.join(TOP, "examples", "detect", "shapes_detector.onnx")
 TOL, TOL_SLOW = 1e-4, 1e-3
 KINK_MARGIN = 1e-4
 METHODS = ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "gradient", "guided-backprop",
@@ -178,18 +182,18 @@ def grads(model, x, layout, a, c, rule="standard"):
     return [f.detach().double().numpy()[0] for f in feats], [t.double().numpy()[0] for t in g[:2]], g[2].double().numpy()
 
 
-def multi(layer_maps):
+def multi(layer_maps, size):
     """docs/methods.md: each layer normalised, upsampled to the input, averaged."""
-    acc = np.zeros((1, 1, SIZE, SIZE))
+    acc = np.zeros((1, 1, size, size))
     for m in layer_maps:
-        acc += mr.upsample(mr.minmax(m[None, None]), SIZE, SIZE) / len(layer_maps)
+        acc += mr.upsample(mr.minmax(m[None, None]), size, size) / len(layer_maps)
     return acc[0, 0]
 
 
 def scorecam_layer(model, x, layout, a, c, A):
     """A: (K, h, w) float64 numpy of one layer. Masks as in methods_ref.scorecam; target = the product."""
     At = torch.from_numpy(A[None]).float()
-    up = F.interpolate(At, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0]
+    up = F.interpolate(At, size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)[0]
     lo, hi = up.amin(dim=(1, 2), keepdim=True), up.amax(dim=(1, 2), keepdim=True)
     const = hi <= lo
     m = torch.where(const, torch.zeros_like(up), (up - lo) / torch.where(const, torch.ones_like(hi), hi - lo))
@@ -207,6 +211,37 @@ def compare(name, ours, ref, tol):
           "%s: max|ours - ref| %.2e <= %g x max|ref| (%.2e)" % (name, err, tol, scale))
 
 
+class Demo(nn.Module):
+    """The demo detector (examples/detect, rebuilt from its ONNX file), its CAM layers hooked: per
+    level the class branch's map under its last Conv. SiLU only: no ReLU rule applies."""
+
+    def __init__(self):
+        super().__init__()
+        sys.path.insert(0, os.path.join(TOP, "examples", "detect"))
+        import train_detector
+        self.m = train_detector.Detector.from_onnx(DEMO_ONNX)
+        self.layout, self.feats = "v8", []
+        for br in self.m.cv3:
+            br[1].register_forward_hook(lambda mod, i, o: self.feats.append(o))
+
+    def forward(self, x):
+        self.feats = []
+        return self.m(x)
+
+
+def demo_case(binary, work):
+    """The committed demo detector on a generated scene (x = RGB / 255, fed as .npy)."""
+    sys.path.insert(0, os.path.join(TOP, "examples", "detect"))
+    import scenes
+    d = os.path.join(work, "demo")
+    os.makedirs(d, exist_ok=True)
+    rgb = scenes.scene((18004, 0), classes=[0, 1, 2])[0]
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])).float() / 255.0
+    np.save(os.path.join(d, "x.npy"), x.numpy())
+    want = ["/cv3.0/cv3.0.1/act/Mul_output_0", "/cv3.1/cv3.1.1/act/Mul_output_0"]
+    compare_case(binary, d, "demo", Demo().eval(), x, DEMO_ONNX, 0.25, want, 3)
+
+
 def run_case(binary, work, layout, seed, thr):
     d = os.path.join(work, layout)
     os.makedirs(d, exist_ok=True)
@@ -217,6 +252,11 @@ def run_case(binary, work, layout, seed, thr):
                       output_names=["output0"])
     np.save(os.path.join(d, "x.npy"), x.numpy())
     mr.install_rules(model)  # ReLU modules now carry the backward rules (forward unchanged)
+    compare_case(binary, d, layout, model, x, onnx_path, thr, head_names(onnx_path), 3)
+
+
+def compare_case(binary, d, name, model, x, onnx_path, thr, want_layers, min_dets):
+    layout = model.layout
     with torch.no_grad():
         out = model(x)
     dets = decode(out, layout, thr, 0.45)
@@ -224,30 +264,30 @@ def run_case(binary, work, layout, seed, thr):
     p = subprocess.run([binary, "explain", onnx_path, os.path.join(d, "x.npy"), "--task", "detect", "--npy", "-q",
                         "--score-threshold", str(thr), "-m", ",".join(METHODS), "-o", outdir],
                        capture_output=True, text=True, timeout=600)
-    check(p.returncode == 0, "%s: gradcam explain exits 0 (%d: %s)" % (layout, p.returncode, p.stderr.strip()))
+    check(p.returncode == 0, "%s: gradcam explain exits 0 (%d: %s)" % (name, p.returncode, p.stderr.strip()))
     if p.returncode:
         return
     res = json.load(open(os.path.join(outdir, "results.json")))
-    check(res["model"]["layers"] == head_names(onnx_path),
-          "%s: automatic layers %s are the maps the class scores are computed from" % (layout, res["model"]["layers"]))
+    check(res["model"]["layers"] == want_layers,
+          "%s: automatic layers %s are the maps the class scores are computed from" % (name, res["model"]["layers"]))
     got = res["inputs"][0]["detections"]
-    check(len(dets) >= 3, "%s: the case has %d detections (>= 3)" % (layout, len(dets)))
+    check(len(dets) >= min_dets, "%s: the case has %d detections (>= %d)" % (name, len(dets), min_dets))
     check([(g["anchor"], g["class"]["index"]) for g in got] == [(a, c) for a, c, _ in dets],
-          "%s: detections (anchor, class) equal torchvision's batched_nms" % layout)
+          "%s: detections (anchor, class) equal torchvision's batched_nms" % name)
     for di, (a, c, sc) in enumerate(dets[:len(got)]):
         feats, G, gx = grads(model, x, layout, a, c)
         with np.errstate(invalid="ignore", divide="ignore"):  # Eigen-CAM's gap, unused here
             per = [mr.cam_family(A, g)[0] for A, g in zip(feats, G)]
-        ref = {m: multi([pl[m] for pl in per]) for m in ("gradcam", "hirescam", "gradcam++", "xgradcam", "layercam")}
+        ref = {m: multi([pl[m] for pl in per], x.shape[2]) for m in ("gradcam", "hirescam", "gradcam++", "xgradcam", "layercam")}
         ref["gradient"] = gx[0]
         _, _, gg = grads(model, x, layout, a, c, "guided")
         ref["guided-backprop"] = gg[0]
         ref["guided-gradcam"] = gg[0] * ref["gradcam"][None]
-        ref["scorecam"] = multi([scorecam_layer(model, x, layout, a, c, A) for A in feats])
+        ref["scorecam"] = multi([scorecam_layer(model, x, layout, a, c, A) for A in feats], x.shape[2])
         maps = {m["method"]: m for m in got[di]["maps"]}
         for meth in METHODS:
             ours = np.load(os.path.join(outdir, maps[meth]["npy"])).astype(np.float64)
-            compare("%s d%d (anchor %d, class %d) %s" % (layout, di, a, c, meth), ours.reshape(ref[meth].shape),
+            compare("%s d%d (anchor %d, class %d) %s" % (name, di, a, c, meth), ours.reshape(ref[meth].shape),
                     ref[meth], TOL_SLOW if meth == "scorecam" else TOL)
 
 
@@ -260,6 +300,7 @@ def main():
     torch.set_num_threads(1)
     run_case(binary, work, "v8", 1, 0.55)
     run_case(binary, work, "v5", 2, 0.3)
+    demo_case(binary, work)
     print("detect_maps_ref: %d failed" % len(FAILS))
     return 1 if FAILS else 0
 
