@@ -156,6 +156,11 @@ static int ex_feed_opt(void *opts, const char *name, const char *val) {
     o->feed_paths[o->n_feeds++] = e2 + 1;
     return 0;
 }
+static int ex_mask(void *opts, const char *name, const char *val) {
+    EXO;
+    o->mask_path = val;
+    return 0;
+}
 static int ex_box(void *opts, const char *name, const char *val) {
     EXO;
     char buf[256], *tok, *save = NULL;
@@ -204,7 +209,11 @@ static const cli_row g_explain_rows[] = {
             "predicted as that class (--class: those classes; same default methods)"),
     CLI_INCLUDE_ROW(cli_det_rows),
     CLI_OPT("--box", "x0,y0,x1,y1", "a box", ex_box,
-            "explain the candidate that best overlaps this box (picture pixels) instead"),
+            "detect: explain the candidate that best overlaps this box (picture pixels) instead;\n"
+            "segment: explain one segment, the output's pixels inside this box"),
+    CLI_OPT("--mask", "FILE.png", "a PNG file", ex_mask,
+            "segment: explain one segment, the output's pixels where this picture-sized mask\n"
+            "is not 0 (class: --class, else the one predicted most inside)"),
     CLI_SECTION_ROW("Images are turned into model inputs as follows:"),
     CLI_INCLUDE_ROW(cli_pre_rows),
     CLI_SECTION_ROW("Output:"),
@@ -301,11 +310,15 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
             return cli_usage_error("--max-detections %d: explain takes at most %d detections per input",
                                    o->base.det.max_detections, EX_MAX_DETECTIONS);
         o->probability = 1; /* the detector's output itself is decoded and explained */
-    } else if (o->have_box) {
-        return cli_usage_error("--box needs --task detect");
+    } else if (o->have_box && o->base.task != CLI_TASK_SEGMENT) {
+        return cli_usage_error("--box needs --task detect or segment");
     }
+    if (o->mask_path && o->base.task != CLI_TASK_SEGMENT) return cli_usage_error("--mask needs --task segment");
+    if (o->mask_path && o->have_box) return cli_usage_error("give either --box or --mask, not both");
     if (o->base.task == CLI_TASK_SEGMENT && o->n_targets)
         return cli_usage_error("--task segment explains the predicted segments: --target does not apply");
+    if (o->base.task == CLI_TASK_SEGMENT && (o->have_box || o->mask_path) && o->n_classes > 1)
+        return cli_usage_error("--%s explains one segment: give at most one --class", o->have_box ? "box" : "mask");
     return 0;
 }
 
@@ -585,6 +598,7 @@ static void one_free(const ex_opts *o, ex_one *s) {
     gc_image_free(&s->orig);
     gc_image_free(&s->seen);
     gc_image_free(&s->thumb_seen);
+    gc_image_free(&s->user_mask);
     free(s->npy.data);
     free(s->xbuf);
     free(s->cscore);
@@ -816,6 +830,61 @@ void ex_det_box(const ex_one *s, const gcam_detection *d, double b[4]) {
     b[3] = fmin(fmax(v[3], 0), H);
 }
 
+/* The output pixel (x, y) of an (H, W) output seen on the picture: its centre through the input. */
+static void out_to_picture(const ex_one *s, int64_t x, int64_t y, double *px, double *py) {
+    double xi = ((double)x + 0.5) * (double)s->dims[s->nhwc ? 2 : 3] / (double)s->seg_w;
+    double yi = ((double)y + 0.5) * (double)s->dims[s->nhwc ? 1 : 2] / (double)s->seg_h;
+    *px = s->have_geom ? s->geom.x0 + xi * s->geom.sx : xi;
+    *py = s->have_geom ? s->geom.y0 + yi * s->geom.sy : yi;
+}
+
+/* --box / --mask (segment): one segment, the output's pixels whose centre falls in the box or on a
+ * nonzero pixel of the mask; its class --class, else the one predicted most there (ties: lower). */
+static int one_user_segment(ex_run *R, ex_one *s, const int32_t *best, int64_t K, gc_err *err) {
+    const ex_opts *o = R->o;
+    uint8_t *m = s->seg_masks; /* (seg_h, seg_w) */
+    if (o->mask_path) {
+        gc_decode_opts dopt = {.background = {0, 0, 0}};
+        if (!s->user_mask.px && gc_image_load(o->mask_path, &s->user_mask, &dopt, err)) return EX_FAILED;
+        int64_t pw = s->have_geom ? s->orig.w : s->dims[s->nhwc ? 2 : 3], ph = s->have_geom ? s->orig.h : s->dims[s->nhwc ? 1 : 2];
+        if (s->user_mask.w != pw || s->user_mask.h != ph) {
+            gc_fail(err, GCAM_E_SHAPE, "%s: --mask %s is %lldx%lld, the picture %lldx%lld", s->in->path, o->mask_path,
+                    (long long)s->user_mask.w, (long long)s->user_mask.h, (long long)pw, (long long)ph);
+            return EX_FAILED;
+        }
+    }
+    int64_t *count = calloc((size_t)K, sizeof(int64_t)), n_in = 0;
+    if (!count) return ex_one_oom(s, err);
+    for (int64_t y = 0; y < s->seg_h; y++)
+        for (int64_t x = 0; x < s->seg_w; x++) {
+            double px, py;
+            out_to_picture(s, x, y, &px, &py);
+            int in;
+            if (o->have_box) {
+                in = px >= o->box[0] && px < o->box[2] && py >= o->box[1] && py < o->box[3];
+            } else {
+                int64_t ix = (int64_t)floor(px), iy = (int64_t)floor(py);
+                const uint8_t *p = s->user_mask.px + (iy * s->user_mask.w + ix) * 3;
+                in = ix >= 0 && iy >= 0 && ix < s->user_mask.w && iy < s->user_mask.h && (p[0] | p[1] | p[2]);
+            }
+            m[y * s->seg_w + x] = (uint8_t)in;
+            n_in += in;
+            if (in && best[y * s->seg_w + x] >= 0) count[best[y * s->seg_w + x]]++;
+        }
+    int64_t cls = o->n_classes ? R->classes[0] : 0;
+    for (int64_t c = 1; !o->n_classes && c < K; c++)
+        if (count[c] > count[cls]) cls = c;
+    free(count);
+    if (!n_in) {
+        gc_fail(err, GCAM_E_ARG, "%s: the --%s covers no pixel of the %lldx%lld output", s->in->path, o->have_box ? "box" : "mask",
+                (long long)s->seg_w, (long long)s->seg_h);
+        return EX_FAILED;
+    }
+    s->seg_cls[0] = cls;
+    s->seg_pixels[0] = n_in;
+    return 0;
+}
+
 /* 3. (--task segment) Per pixel of sample 0 the best class (ties: the lower index; NaN: none);
  * the classes asked (--class) or present, each with its pixels: the segments explained. */
 static int one_segment(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *err) {
@@ -836,27 +905,25 @@ static int one_segment(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err 
         best[i] = b;
         if (b >= 0) count[b]++;
     }
-    int n = o->n_classes ? o->n_classes : 0;
-    for (int64_t c = 0; !o->n_classes && c < K && n < EX_MAX_LIST; c++)
+    s->seg_h = H;
+    s->seg_w = W;
+    int user = o->have_box || o->mask_path;
+    int n = user ? 1 : o->n_classes ? o->n_classes : 0;
+    for (int64_t c = 0; !user && !o->n_classes && c < K && n < EX_MAX_LIST; c++)
         if (count[c]) s->seg_cls[n++] = c;
-    for (int i = 0; o->n_classes && i < n; i++) s->seg_cls[i] = R->classes[i];
+    for (int i = 0; !user && o->n_classes && i < n; i++) s->seg_cls[i] = R->classes[i];
     s->seg_masks = gc_malloc2((size_t)(n ? n : 1), (size_t)HW);
-    if (!s->seg_masks) {
-        free(best);
-        free(count);
-        return ex_one_oom(s, err);
-    }
-    for (int j = 0; j < n; j++) {
+    int rc = s->seg_masks ? 0 : ex_one_oom(s, err);
+    for (int j = 0; !rc && !user && j < n; j++) {
         uint8_t *m = s->seg_masks + (size_t)j * (size_t)HW;
         for (int64_t i = 0; i < HW; i++) m[i] = best[i] == s->seg_cls[j];
         s->seg_pixels[j] = count[s->seg_cls[j]];
     }
-    s->n_segs = n;
-    s->seg_h = H;
-    s->seg_w = W;
+    if (!rc && user) rc = one_user_segment(R, s, best, K, err);
+    s->n_segs = rc ? 0 : n;
     free(best);
     free(count);
-    return 0;
+    return rc;
 }
 
 /* 3. The forward pass and the predictions (classes by score). */

@@ -44,6 +44,7 @@ typedef struct ex_opts {
     int64_t det_classes[EX_MAX_LIST]; /* --class, resolved (detect) */
     int have_box;
     float box[4];                /* --box x0,y0,x1,y1 in picture pixels */
+    const char *mask_path;       /* --mask FILE.png (segment): the picture's pixels, nonzero = in */
     const char *feed_names[32], *feed_paths[32];
     int n_feeds;
     char *owned[4 * EX_MAX_LIST + 64]; /* copies the pointers above point into */
@@ -125,6 +126,7 @@ enum { EX_DONE = 0, EX_FAILED = 1, EX_STOP = 100 };
 typedef struct ex_one {
     ex_input *in;
     gc_image orig, seen, thumb_seen;  /* the decoded picture, the model's view, its thumbnail */
+    gc_image user_mask;               /* --mask, decoded */
     gc_geometry geom;                 /* the picture -> model input mapping (have_geom) */
     int have_geom;
     int nhwc;                         /* the model input (dims) is (N, H, W, C) */
