@@ -885,6 +885,28 @@ static int one_user_segment(ex_run *R, ex_one *s, const int32_t *best, int64_t K
     return 0;
 }
 
+/* --class with --task segment: the classes asked, once each, that have pixels; the others said
+ * in the input's warnings. Their number. */
+static int asked_segments(ex_run *R, ex_one *s, const int64_t *count) {
+    int n = 0;
+    for (int i = 0; i < R->o->n_classes; i++) {
+        int64_t c = R->classes[i];
+        int seen = 0;
+        for (int j = 0; j < n; j++) seen |= s->seg_cls[j] == c;
+        if (seen) continue;
+        if (count[c]) {
+            s->seg_cls[n++] = c;
+        } else if (s->n_warn < GCAM_METHOD_COUNT) {
+            const char *lb = ex_label_of(R, c);
+            size_t wl = 96 + (lb ? strlen(lb) : 0);
+            if ((s->warnings[s->n_warn] = malloc(wl)))
+                snprintf(s->warnings[s->n_warn++], wl, "class %lld%s%s: no pixel is predicted as it; not explained",
+                         (long long)c, lb ? " " : "", lb ? lb : "");
+        }
+    }
+    return n;
+}
+
 /* 3. (--task segment) Per pixel of sample 0 the best class (ties: the lower index; NaN: none);
  * the classes asked (--class) or present, each with its pixels: the segments explained. */
 static int one_segment(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *err) {
@@ -911,7 +933,7 @@ static int one_segment(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err 
     int n = user ? 1 : o->n_classes ? o->n_classes : 0;
     for (int64_t c = 0; !user && !o->n_classes && c < K && n < EX_MAX_LIST; c++)
         if (count[c]) s->seg_cls[n++] = c;
-    for (int i = 0; !user && o->n_classes && i < n; i++) s->seg_cls[i] = R->classes[i];
+    if (!user && o->n_classes) n = asked_segments(R, s, count);
     s->seg_masks = gc_malloc2((size_t)(n ? n : 1), (size_t)HW);
     int rc = s->seg_masks ? 0 : ex_one_oom(s, err);
     for (int j = 0; !rc && !user && j < n; j++) {
@@ -988,7 +1010,6 @@ static void one_items(ex_run *R, ex_one *s) {
             ex_item *it = &s->items[s->n_items++];
             memset(it, 0, sizeof *it);
             it->det = -1;
-            it->seg = -1;
             it->seg = j;
             it->cls = s->seg_cls[j];
             it->t = (gcam_target){.kind = GCAM_TARGET_MASK, .cls = it->cls,

@@ -379,6 +379,12 @@ int ex_map_files(ex_run *R, ex_one *s, const ex_item *it, gcam_method meth, gc_e
     }
     if (it->t.kind == GCAM_TARGET_PRODUCT) {
         json_product_target(R, &s->j, &it->t);
+    } else if (it->t.kind == GCAM_TARGET_MASK) { /* the segment's record says which pixels */
+        gc_json_key(&s->j, "target");
+        gc_json_begin_object(&s->j);
+        gc_json_key(&s->j, "kind");
+        gc_json_string(&s->j, "mask");
+        gc_json_end_object(&s->j);
     } else if (it->t.kind != GCAM_TARGET_CLASS) {
         gc_json_key(&s->j, "target");
         gc_json_begin_object(&s->j);
