@@ -124,7 +124,12 @@ int cmd_info(int argc, char **argv) {
     }
     if (have_shapes) { /* the layer explanations use unless told (-l) */
         gcam_explainer *ex = NULL;
-        if (gcam_explainer_create(&ex, m, feeds, nin < 64 ? nin : 64, NULL) == GCAM_OK && gcam_explainer_layer(ex, 0))
+        int nl = gcam_explainer_create(&ex, m, feeds, nin < 64 ? nin : 64, NULL) == GCAM_OK ? gcam_explainer_num_layers(ex) : 0;
+        if (nl > 1) { /* a detector's pyramid levels (docs/detection.md) */
+            printf("\ndefault explanation layers (one per pyramid level):");
+            for (int l = 0; l < nl; l++) printf("%s %s", l ? "," : "", gcam_explainer_layer(ex, l));
+            printf(" (score: %s)\n", gcam_explainer_score_name(ex));
+        } else if (nl == 1)
             printf("\ndefault explanation layer: %s (score: %s)\n", gcam_explainer_layer(ex, 0),
                    gcam_explainer_score_name(ex));
         else
