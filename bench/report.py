@@ -6,15 +6,21 @@ kept, so notes on what was tried survive a re-run).
   report.py RESULTS.tsv META.tsv [--doc FILE]
 
 RESULTS.tsv lines: SIDE RESULT MODEL BATCH ROW MEDIAN_MS MIN_MS MAX_MS RUNS, or
-SIDE RSS|RSS_SCORECAM MODEL BATCH MIB (SIDE: gradcam or torch). META.tsv: KEY VALUE lines.
+SIDE RSS|RSS_SCORECAM|RSS_DETECT MODEL BATCH MIB, or SIDE DETS MODEL BATCH ROW K LIST (the detections
+a detection row explained; SIDE: gradcam or torch). META.tsv: KEY VALUE lines.
 """
 import sys
 
-ROWS = ["load", "forward", "gradcam", "top5", "guided", "guided_gradcam", "scorecam"]
+ROWS = ["load", "forward", "gradcam", "top5", "guided", "guided_gradcam", "scorecam", "detect_hirescam",
+        "detect_gradcam"]
 LABEL = {"load": "model load", "forward": "forward only", "gradcam": "Grad-CAM",
          "top5": "Grad-CAM top-5 (one forward)", "guided": "Guided Backprop",
          "guided_gradcam": "Guided Grad-CAM", "scorecam": "Score-CAM",
-         "rss": "peak RSS", "rss_scorecam": "peak RSS, Score-CAM process"}
+         "detect_hirescam": "every detection of one picture, HiResCAM",
+         "detect_gradcam": "every detection of one picture, Grad-CAM",
+         "rss": "peak RSS", "rss_scorecam": "peak RSS, Score-CAM process",
+         "rss_detect": "peak RSS, detection process"}
+DETECT_ROWS = ("detect_hirescam", "detect_gradcam")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -50,7 +56,10 @@ def load(path):
             if kind == "RESULT" and len(p) == 9:
                 key = (p[2], int(p[3]), p[4])
                 res[(side,) + key] = ("ms", float(p[5]), float(p[6]), float(p[7]), int(p[8]))
-            elif kind in ("RSS", "RSS_SCORECAM") and len(p) == 5:
+            elif kind == "DETS" and len(p) >= 6:
+                res[(side, p[2], int(p[3]), p[4], "dets")] = int(p[5])
+                continue
+            elif kind in ("RSS", "RSS_SCORECAM", "RSS_DETECT") and len(p) == 5:
                 key = (p[2], int(p[3]), kind.lower())
                 prev = res.get((side,) + key)  # one line per process (row): the largest counts
                 res[(side,) + key] = ("rss", max(float(p[4]), prev[1] if prev else 0.0))
@@ -65,13 +74,20 @@ def table(res, order):
     out = ["| model | batch | row | gradcam median [min–max] (runs) | PyTorch median [min–max] (runs) | gradcam / PyTorch |",
            "| --- | ---: | --- | ---: | ---: | ---: |"]
     for model, batch in order:
-        for row in ROWS + ["rss", "rss_scorecam"]:
+        for row in ROWS + ["rss", "rss_scorecam", "rss_detect"]:
             g = res.get(("gradcam", model, batch, row))
             t = res.get(("torch", model, batch, row))
             if g is None and t is None:
                 continue
             ratio = "%.3f" % (g[1] / t[1]) if g and t and t[1] > 0 else "–"
-            out.append("| %s | %d | %s | %s | %s | %s |" % (model, batch, LABEL[row], fmt_cell(g), fmt_cell(t), ratio))
+            label = LABEL[row]
+            if row in DETECT_ROWS:  # how many detections each side explained (run.sh checks they agree)
+                kg, kt = (res.get((s, model, batch, row, "dets")) for s in ("gradcam", "torch"))
+                if kg is not None and kg == kt:
+                    label += " (%d detections)" % kg
+                else:
+                    label += " (detections: gradcam %s, PyTorch %s ✗)" % (kg, kt)
+            out.append("| %s | %d | %s | %s | %s | %s |" % (model, batch, label, fmt_cell(g), fmt_cell(t), ratio))
     return "\n".join(out)
 
 
@@ -113,6 +129,13 @@ def targets(res, order):
         if m == "resnet50" and v is not None:
             items.append(("resnet50 b%d (%.0f ms / 300 ms)" % (b, v), v / 300.0, 1.0))
     checks.append(("resnet50 load ≤ 0.3 s", items))
+    items = []  # issue #18: the detection rows, both methods
+    for m, b in order:
+        for row in DETECT_ROWS:
+            a, c = val("gradcam", m, b, row), val("torch", m, b, row)
+            if a is not None and c:
+                items.append(("%s %s" % (m, LABEL[row].split(", ")[-1]), a / c, 0.3))
+    checks.append(("Every detection of one picture ≤ 0.3 × PyTorch's loop (issue #18)", items))
 
     out = []
     for text, items in checks:
@@ -172,9 +195,12 @@ def doc_body(meta, tab, tgt):
         "`ru_maxrss`, the largest over a side's processes of that (model, batch) (PyTorch's include the "
         "torch import).",
     ]
+    if g("detect_note"):
+        lines.append("- Every detection of one picture (issue #18): %s" % g("detect_note"))
     if g("note"):
         lines.append("- Note: %s" % g("note"))
-    lines += ["", tab, "", "### Targets of issue #6 (from the ratios above)", "", tgt, END]
+    lines += ["", tab, "", "### Targets of issue%s (from the ratios above)" % ("s #6 and #18" if g("detect_note") else " #6"),
+              "", tgt, END]
     return "\n".join(lines)
 
 
@@ -211,7 +237,8 @@ def main():
                    "(issue #6), and how to measure it: `make bench` (all models; about 40 min on the quiet 2-core machine, by estimate) or a "
                    "subset, e.g. `BENCH_MODELS=resnet50 BENCH_BATCH=1 BENCH_RUNS=10 make bench`. "
                    "Options (environment): BENCH_MODELS, BENCH_BATCH, BENCH_RUNS, BENCH_ROW_BUDGET, "
-                   "BENCH_MIN_RUNS, BENCH_SCORECAM_MODELS (\"none\" to skip Score-CAM), BENCH_SCORECAM_RUNS, BENCH_THREADS, BENCH_SIZE, BENCH_DOC "
+                   "BENCH_MIN_RUNS, BENCH_SCORECAM_MODELS (\"none\" to skip Score-CAM), BENCH_SCORECAM_RUNS, BENCH_THREADS, BENCH_SIZE, "
+                   "BENCH_DETECT (0 to skip the detection rows), BENCH_DOC "
                    "(where to write this section).\n\n" + body + "\n" + (("\n" + old) if old else ""))
         with open(doc, "w") as f:
             f.write(new.rstrip("\n") + "\n")

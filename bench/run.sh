@@ -1,8 +1,9 @@
 #!/bin/sh
-# gradcam vs PyTorch, side by side (issue #6): `make bench`, or bench/run.sh BUILD_DIR [--smoke].
+# gradcam vs PyTorch, side by side (issues #6 and #18): `make bench`, or bench/run.sh BUILD_DIR [--smoke].
 #
 # Environment (all optional):
-#   BENCH_MODELS          models (default: resnet50 vgg16 mobilenet_v2 densenet121 efficientnet_b0)
+#   BENCH_MODELS          models (default: resnet50 vgg16 mobilenet_v2 densenet121 efficientnet_b0;
+#                         "none": no classifier, e.g. for the detection rows alone)
 #   BENCH_BATCH           batch sizes (default: "1 8")
 #   BENCH_RUNS            timed runs per row after one warm-up (default 10)
 #   BENCH_SCORECAM_MODELS models with a Score-CAM row, batch 1 only (default: all of BENCH_MODELS;
@@ -16,10 +17,17 @@
 #                         down to 1 run
 #   BENCH_THREADS         threads for each side (default 2)
 #   BENCH_SIZE            input height = width (default 224)
+#   BENCH_DETECT          0: skip the detection rows (default 1): "every detection of one picture"
+#                         (issue #18) on the demo detector examples/detect/shapes_detector.onnx, one
+#                         128x128 scene of 16 shapes (bench/bench_detect_torch.py picture), HiResCAM
+#                         (--task detect's default) and Grad-CAM: gradcam's bench/bench_detect.c
+#                         against a pytorch-grad-cam-style loop (bench/bench_detect_torch.py), the
+#                         same weights, BENCH_RUNS runs, both sides' detections and layers checked equal
 #   BENCH_DOC             where to write the report (default docs/performance.md for the full default
 #                         set, BUILD_DIR/bench/performance.md for a subset; "none": do not write)
-# --smoke: mobilenet_v2, 64x64, batch 1, one run of every row but Score-CAM, both sides; checks that
-# the table rows come out with a ratio (tests/bench.cmake runs it in ctest); writes no report.
+# --smoke: mobilenet_v2, 64x64, batch 1, one run of every row but Score-CAM, both sides, and one run
+# of each detection row (unless BENCH_DETECT=0); checks that the table rows come out with a ratio
+# (tests/bench.cmake runs it in ctest); writes no report.
 # Each group of rows of each (model, batch) runs on both sides at once, each side in a process of
 # its own, turn by turn (bench/lockstep.py: one runs while the other waits, and they alternate run by
 # run, PyTorch first on every other group): the VM's speed drifts over seconds, and this way it hits
@@ -39,6 +47,8 @@ mkdir -p "$MODELDIR"
 ALL_MODELS="resnet50 vgg16 mobilenet_v2 densenet121 efficientnet_b0"
 
 MODELS=${BENCH_MODELS:-$ALL_MODELS}
+[ "$MODELS" = none ] && MODELS=""
+DETECT=${BENCH_DETECT:-1}
 BATCHES=${BENCH_BATCH:-1 8}
 RUNS=${BENCH_RUNS:-10}
 SC_MODELS=${BENCH_SCORECAM_MODELS-$MODELS}
@@ -68,6 +78,15 @@ if [ $SMOKE = 0 ]; then
     fi
 fi
 [ -x "$DRIVER" ] || { echo "bench: $DRIVER is missing (build the project first)" >&2; exit 1; }
+DDRIVER=$BUILD/bench/bench_detect
+if [ "$DETECT" != 0 ]; then
+    if [ $SMOKE = 0 ] && ! cmake --build "$BUILD" --target bench_detect >>"$OUT/build.log" 2>&1; then
+        echo "bench: no bench_detect target in $BUILD, compiling it against $BUILD/libgradcam.a"
+        cc -O2 -std=c17 -I"$SRC/include" "$SRC/bench/bench_detect.c" -o "$DDRIVER" "$BUILD/libgradcam.a" \
+            $(pkg-config --libs libprotobuf-c openblas libpng libjpeg) -fopenmp -lm
+    fi
+    [ -x "$DDRIVER" ] || { echo "bench: $DDRIVER is missing (build the project first)" >&2; exit 1; }
+fi
 
 RES=$OUT/results.tsv
 META=$OUT/meta.tsv
@@ -76,25 +95,33 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 # the two sides of a group of rows, turn by turn (bench/lockstep.py): FIRST (torch|gradcam) RSSKIND
-# ROWS RUNS [EXTRA...]; their RESULT/RSS lines go to the results, prefixed with the side
-pair() {
-    f=$1 k=$2 rows=$3 n=$4
-    shift 4
+# WHAT TORCH_CMD... :: GRADCAM_CMD...; their RESULT/DETS/RSS lines go to the results, prefixed with
+# the side (RSS renamed RSSKIND)
+both() {
+    f=$1 k=$2 what=$3
+    shift 3
     [ "$f" = torch ] && f=a || f=b
     if ! "$PY" "$SRC/bench/lockstep.py" --first $f "$OUT/torch.out" "$OUT/torch.err" "$OUT/gradcam.out" \
-        "$OUT/gradcam.err" -- \
-        "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" --size "$SIZE" --runs "$n" \
-        --threads "$THREADS" --budget "$BUDGET" --rows "$rows" "$@" $FLAG :: \
-        "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch "$b" --size "$SIZE" --runs "$n" \
-        --threads "$THREADS" --budget "$BUDGET" --rows "$rows" "$@" $FLAG; then
-        echo "bench: FAILED: $m batch $b, rows $rows" >&2
+        "$OUT/gradcam.err" -- "$@"; then
+        echo "bench: FAILED: $what" >&2
         for s in torch gradcam; do cat "$OUT/$s.err" "$OUT/$s.out" >&2; done
         exit 1
     fi
     for s in torch gradcam; do
-        grep '^RESULT' "$OUT/$s.out" | sed "s/^/$s\t/" >>"$RES"
+        grep -E '^(RESULT|DETS)' "$OUT/$s.out" | sed "s/^/$s\t/" >>"$RES"
         grep '^RSS' "$OUT/$s.out" | sed "s/^RSS/$k/; s/^/$s\t/" >>"$RES"
     done
+}
+
+# a group of rows of classifier $m at batch $b: FIRST RSSKIND ROWS RUNS [EXTRA...]
+pair() {
+    f=$1 k=$2 rows=$3 n=$4
+    shift 4
+    both "$f" "$k" "$m batch $b, rows $rows" \
+        "$PY" "$SRC/bench/bench_torch.py" run "$m" "$MODELDIR/$m.pt" --batch "$b" --size "$SIZE" --runs "$n" \
+        --threads "$THREADS" --budget "$BUDGET" --rows "$rows" "$@" $FLAG :: \
+        "$DRIVER" "$MODELDIR/$m.onnx" --name "$m" --batch "$b" --size "$SIZE" --runs "$n" \
+        --threads "$THREADS" --budget "$BUDGET" --rows "$rows" "$@" $FLAG
 }
 
 T0=$(date +%s)
@@ -123,19 +150,56 @@ for m in $MODELS; do
     done
 done
 
+# every detection of one picture (issue #18): the demo detector, both methods in one process per
+# side, one row after the other; the picture, the CAM layers (gradcam's automatic choice, which
+# PyTorch's side hooks too) and the detections (checked equal on both sides) are the same
+DETECT_NOTE=""
+if [ "$DETECT" != 0 ]; then
+    DM=shapes_detector
+    DMODEL=$SRC/examples/detect/$DM.onnx
+    PIC=$OUT/detect_scene.f32
+    SCENE=$("$PY" "$SRC/bench/bench_detect_torch.py" picture "$PIC") || { echo "bench: FAILED: $DM: no picture" >&2; exit 1; }
+    echo "bench: $DM: the picture: $SCENE"
+    LAYERS=$("$DDRIVER" "$DMODEL" "$PIC" --layers-only) || { echo "bench: FAILED: $DM: no CAM layers" >&2; exit 1; }
+    echo "bench: $DM: detect_hirescam,detect_gradcam ($RUNS runs; layers $LAYERS) ..."
+    both torch RSS_DETECT "$DM, rows detect_hirescam,detect_gradcam" \
+        "$PY" "$SRC/bench/bench_detect_torch.py" run "$DM" "$DMODEL" "$PIC" --layers "$LAYERS" --runs "$RUNS" \
+        --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" $FLAG :: \
+        "$DDRIVER" "$DMODEL" "$PIC" --name "$DM" --runs "$RUNS" \
+        --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" $FLAG
+    for kind in DETS LAYERS; do # the same work on both sides: detections (anchor:class), layers
+        a=$(grep "^$kind" "$OUT/torch.out" || true)
+        g=$(grep "^$kind" "$OUT/gradcam.out" || true)
+        if [ -z "$a" ] || [ "$a" != "$g" ]; then
+            printf 'bench: FAILED: %s: the two sides differ in %s:\n  PyTorch: %s\n  gradcam: %s\n' "$DM" "$kind" "$a" "$g" >&2
+            exit 1
+        fi
+    done
+    K=$(grep -m1 '^DETS' "$OUT/gradcam.out" | cut -f5)
+    echo "bench: $DM: $K detections explained on each side (the same anchors and classes)"
+    DETECT_NOTE="the demo detector \`examples/detect/$DM.onnx\` (trained weights; PyTorch's side is \`train_detector.py\`'s \`Detector\` with the same weights, \`Detector.from_onnx\`), one 128×128 picture, $SCENE (\`bench/bench_detect_torch.py picture\`); score threshold 0.25 (the default), class-wise NMS at IoU 0.45: $K detections explained on each side, the same anchors and classes (checked); CAM layers $LAYERS (gradcam's automatic choice, hooked on PyTorch's side too). A run: one forward, the decode and one map per detection; gradcam: one explainer created beforehand (\`explain_probability = 1\`), \`gcam_explainer_forward\` + \`gcam_detect_decode\` + \`gcam_explain_many\` over the detections' targets (\`bench/bench_detect.c\`); PyTorch: a forward under \`no_grad\` and torchvision's \`batched_nms\`, then per detection what pytorch-grad-cam does with one target per call: a forward with hooks on the layers, \`zero_grad\`, \`backward\` of the detection's score, the map per layer upsampled and min-max scaled, the layers averaged (\`bench/bench_detect_torch.py\`). Both rows in one process per side, one after the other; 1 warm-up and the time cap as above"
+fi
+
 if [ $SMOKE = 1 ]; then
     "$PY" "$SRC/bench/report.py" "$RES" /dev/null | tee "$OUT/table.md"
     for r in "forward only" "Grad-CAM" "Grad-CAM top-5 (one forward)" "Guided Backprop" "Guided Grad-CAM" "peak RSS"; do
         grep "^| mobilenet_v2 | 1 | $r |" "$OUT/table.md" | grep -q "| [0-9.]* |\$" ||
             { echo "bench smoke: FAILED: no '$r' row with both sides" >&2; exit 1; }
     done
+    if [ "$DETECT" != 0 ]; then
+        for r in "HiResCAM" "Grad-CAM"; do
+            grep "^| shapes_detector | 1 | every detection of one picture, $r ([0-9]* detections) |" "$OUT/table.md" |
+                grep -q "| [0-9.]* |\$" ||
+                { echo "bench smoke: FAILED: no 'every detection of one picture, $r' row with both sides" >&2; exit 1; }
+        done
+    fi
     echo "bench smoke: ok"
     exit 0
 fi
 
 # the exact command, as typed
 CMD=""
-for v in BENCH_MODELS BENCH_BATCH BENCH_RUNS BENCH_ROW_BUDGET BENCH_MIN_RUNS BENCH_SCORECAM_MODELS BENCH_SCORECAM_RUNS BENCH_THREADS BENCH_SIZE BENCH_DOC; do
+for v in BENCH_MODELS BENCH_BATCH BENCH_RUNS BENCH_ROW_BUDGET BENCH_MIN_RUNS BENCH_SCORECAM_MODELS BENCH_SCORECAM_RUNS BENCH_THREADS BENCH_SIZE BENCH_DETECT BENCH_DOC; do
     eval "isset=\${$v+x}"
     [ -n "$isset" ] && eval "CMD=\"\${CMD}$v='\$$v' \""
 done
@@ -175,6 +239,7 @@ fi
     printf 'load_batch\t%s\n' "$(echo $BATCHES | cut -d' ' -f1)"
     printf 'modeldir\t%s\n' "${MODELDIR#$SRC/}"
     printf 'scorecam_note\t%s\n' "$SCN"
+    [ -n "$DETECT_NOTE" ] && printf 'detect_note\t%s\n' "$DETECT_NOTE"
     [ -n "${BENCH_NOTE:-}" ] && printf 'note\t%s\n' "$BENCH_NOTE"
     true
 } >"$META"
