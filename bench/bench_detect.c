@@ -25,6 +25,7 @@
  * --layers-only: prints the explainer's automatic CAM layers, comma-separated, and exits (run.sh
  * hands them to PyTorch's side, which hooks the same layers). */
 #include <gradcam.h>
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,51 +36,6 @@
 enum { ROW_HIRESCAM, ROW_GRADCAM, ROW_COUNT };
 static const char *row_names[ROW_COUNT] = {"detect_hirescam", "detect_gradcam"};
 static const gcam_method row_method[ROW_COUNT] = {GCAM_HIRESCAM, GCAM_GRADCAM};
-
-/* BENCH_CLOCK=cpu: process CPU time (as bench_gradcam.c; never for the published table) */
-static double now(void) {
-    static int cpu = -1;
-    if (cpu < 0) cpu = getenv("BENCH_CLOCK") && strcmp(getenv("BENCH_CLOCK"), "cpu") == 0;
-    struct timespec t;
-    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Turn by turn with PyTorch's side (bench/lockstep.py sets BENCH_TURN_FDS=R,W), as bench_gradcam.c. */
-static int turn_r = -1, turn_w = -1;
-static void turn(void) {
-    if (turn_r < 0) return;
-    char c = 't';
-    if (write(turn_w, &c, 1) != 1 || read(turn_r, &c, 1) != 1) {
-        fprintf(stderr, "bench_detect: the turn pipe of bench/lockstep.py closed\n");
-        exit(1);
-    }
-}
-static void turn_init(void) {
-    const char *v = getenv("BENCH_TURN_FDS");
-    if (!v || !*v) return;
-    if (sscanf(v, "%d,%d", &turn_r, &turn_w) != 2 || turn_r < 0 || turn_w < 0) {
-        fprintf(stderr, "bench_detect: BENCH_TURN_FDS=%s is not R,W\n", v);
-        exit(2);
-    }
-    turn(); /* nothing heavy before the first turn */
-}
-
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct result {
-    int done, runs;
-    double med, min, max; /* ms */
-} result;
-
-static result summarise(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmpd);
-    double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    return (result){.done = 1, .runs = n, .med = med * 1e3, .min = t[0] * 1e3, .max = t[n - 1] * 1e3};
-}
 
 typedef struct bench {
     gcam_explainer *e;
@@ -229,7 +185,7 @@ int main(int argc, char **argv) {
     }
     if (!name) name = path;
     if (smoke) runs = 1;
-    if (!layers_only) turn_init();
+    if (!layers_only) turn_init("bench_detect");
     int want[ROW_COUNT] = {0};
     for (int r = 0; r < ROW_COUNT; r++) {
         const char *p = rows;

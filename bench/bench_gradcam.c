@@ -11,6 +11,7 @@
  * class (argmax of the scores) + the map(s), raw, upsampled and normalised, as PyTorch's side
  * (bench/bench_torch.py) does. --smoke: 1 run, no warm-up (keeps the code from rotting, in ctest). */
 #include <gradcam.h>
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,53 +21,6 @@
 
 enum { ROW_LOAD, ROW_FORWARD, ROW_GRADCAM, ROW_TOP5, ROW_GUIDED, ROW_GUIDED_GRADCAM, ROW_SCORECAM, ROW_COUNT };
 static const char *row_names[ROW_COUNT] = {"load", "forward", "gradcam", "top5", "guided", "guided_gradcam", "scorecam"};
-
-/* BENCH_CLOCK=cpu: process CPU time instead of wall time, for A/B comparisons on a busy machine
- * (with --threads 1 it is the work done, whatever else runs; never for the published table). */
-static double now(void) {
-    static int cpu = -1;
-    if (cpu < 0) cpu = getenv("BENCH_CLOCK") && strcmp(getenv("BENCH_CLOCK"), "cpu") == 0;
-    struct timespec t;
-    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-/* Turn by turn with PyTorch's side (bench/lockstep.py sets BENCH_TURN_FDS=R,W): give the machine
- * back (one byte to W) and wait for the next turn (one byte from R), so only one side runs at a time
- * and the two alternate run by run. Without the variable: no-op. */
-static int turn_r = -1, turn_w = -1;
-static void turn(void) {
-    if (turn_r < 0) return;
-    char c = 't';
-    if (write(turn_w, &c, 1) != 1 || read(turn_r, &c, 1) != 1) {
-        fprintf(stderr, "bench_gradcam: the turn pipe of bench/lockstep.py closed\n");
-        exit(1);
-    }
-}
-static void turn_init(void) {
-    const char *v = getenv("BENCH_TURN_FDS");
-    if (!v || !*v) return;
-    if (sscanf(v, "%d,%d", &turn_r, &turn_w) != 2 || turn_r < 0 || turn_w < 0) {
-        fprintf(stderr, "bench_gradcam: BENCH_TURN_FDS=%s is not R,W\n", v);
-        exit(2);
-    }
-    turn(); /* nothing heavy before the first turn */
-}
-
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct result {
-    int done, runs;
-    double med, min, max; /* ms */
-} result;
-
-static result summarise(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmpd);
-    double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    return (result){.done = 1, .runs = n, .med = med * 1e3, .min = t[0] * 1e3, .max = t[n - 1] * 1e3};
-}
 
 /* Classes by descending score for each sample: top[s * k + j] is sample s's (j+1)-th class. */
 static void topk(const gcam_tensor_view *scores, int64_t n, int k, int64_t *top) {
@@ -283,7 +237,7 @@ int main(int argc, char **argv) {
     }
     if (!name) name = path;
     if (smoke) runs = 1;
-    turn_init();
+    turn_init("bench_gradcam");
     int want[ROW_COUNT] = {0};
     for (int r = 0; r < ROW_COUNT; r++) {
         const char *p = rows;

@@ -31,16 +31,6 @@ from train_detector import Detector, predict, to_input, xyxy  # noqa: E402
 DEMO_SEED = 7
 
 
-def wanted(k, classes):
-    if k == 1:
-        return len(classes) == 2 and classes[0] != classes[1]
-    if k == 2:
-        return len(classes) == 3
-    if k == 3:
-        return len(classes) == 4 and len(set(classes.tolist())) == 3
-    return True
-
-
 def column(model, rgb, box, cls):
     """The output0 column (cell) that made this detection: the best score of its class among the
     cells whose box is this box."""
@@ -86,7 +76,7 @@ def main():
             else:
                 rgb, boxes, classes, _, _ = scenes.scene((a.seed, k, i), n=k + 1)
             i += 1
-            if not wanted(k, classes):
+            if not scenes.demo_wanted(k, classes):
                 continue
             ok, why = good(model, rgb, boxes, classes)
             if ok:

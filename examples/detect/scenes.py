@@ -215,6 +215,19 @@ def same_class_scene(seed, size=128, cls=None, sizes=(20.0, 36.0), gap=10.0):
     return out
 
 
+def demo_wanted(k, classes):
+    """The demo pictures' mix (make_images.py of examples/detect and examples/segment): picture k
+    (0-based) has two shapes of distinct classes (k = 1), three (k = 2), or four of all three classes
+    (k = 3); picture 0 anything."""
+    if k == 1:
+        return len(classes) == 2 and classes[0] != classes[1]
+    if k == 2:
+        return len(classes) == 3
+    if k == 3:
+        return len(classes) == 4 and len(set(classes.tolist())) == 3
+    return True
+
+
 def scene_set(seed, n, start=0, size=128):
     """n scenes (seed, start + i) as lists: images (n, H, W, 3) uint8, boxes, classes, sem (n, H, W)."""
     imgs = np.empty((n, size, size, 3), np.uint8)

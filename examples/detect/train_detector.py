@@ -28,6 +28,7 @@ from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss  # no
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import onnx_weights  # noqa: E402
 import scenes  # noqa: E402
 
 SIZE = 128
@@ -110,32 +111,14 @@ class Detector(nn.Module):
     def from_onnx(cls, path):
         """The exported model back in PyTorch (batch norms folded), from the ONNX file's weights:
         each Conv node's name gives the path of its module (/stage2/stage2.0/conv/Conv)."""
-        import onnx
-        from onnx import numpy_helper
-        g = onnx.load(path).graph
-        init = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in g.initializer}
-        for n in g.node:        # the exporter shares equal constants through Identity nodes
-            if n.op_type == "Identity" and n.input[0] in init:
-                init[n.output[0]] = init[n.input[0]]
-        convs = {module_path(n.name): n for n in g.node if n.op_type == "Conv"}
+        init, convs = onnx_weights.conv_nodes(path)
         widths = tuple(int(init[convs[k].input[1]].shape[0]) for k in
                        ("stem.conv", "stage2.0.conv", "stage3.0.conv", "stage4.0.conv"))
         m = cls(widths, int(init[convs["cv2.0.0.conv"].input[1]].shape[0]), fused=True)
-        mods = dict(m.named_modules())
-        assert set(convs) == {k for k, v in mods.items() if isinstance(v, nn.Conv2d)}, sorted(convs)
-        for k, n in convs.items():
-            mods[k].weight.data.copy_(init[n.input[1]])
-            mods[k].bias.data.copy_(init[n.input[2]])
-        return m.eval()
+        return onnx_weights.load_convs(m, init, convs, nn.Conv2d)
 
 
-def module_path(node_name):
-    """'/cv2/cv2.0/cv2.0.0/conv/Conv' (torch.onnx's scope names) -> 'cv2.0.0.conv'."""
-    out, prev = [], None
-    for c in node_name.strip("/").split("/")[:-1]:
-        out.append(c[len(prev) + 1:] if prev is not None and c.startswith(prev + ".") else c)
-        prev = c
-    return ".".join(out)
+module_path = onnx_weights.module_path
 
 
 # ----------------------------------------------------------------------------------- targets

@@ -31,16 +31,6 @@ from train_segmenter import Segmenter, confusion, predict, scenes  # noqa: E402
 DEMO_SEED = 7
 
 
-def wanted(k, classes):
-    if k == 1:
-        return len(classes) == 2 and classes[0] != classes[1]
-    if k == 2:
-        return len(classes) == 3
-    if k == 3:
-        return len(classes) == 4 and len(set(classes.tolist())) == 3
-    return True
-
-
 def good(model, rgb, boxes, sem, min_side=16, min_iou=0.9):
     if (boxes[:, 2:] - boxes[:, :2]).min() < min_side:
         return False, "small"
@@ -74,7 +64,7 @@ def main():
             else:
                 rgb, boxes, classes, _, sem = scenes.scene((a.seed, 10 + k, i), n=k + 1)
             i += 1
-            if not wanted(k, classes):
+            if not scenes.demo_wanted(k, classes):
                 continue
             ok, why = good(model, rgb, boxes, sem)
             if ok:

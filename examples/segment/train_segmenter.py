@@ -27,6 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "detect"))
+import onnx_weights  # noqa: E402
 import scenes  # noqa: E402
 
 SIZE = 128
@@ -88,32 +89,11 @@ class Segmenter(nn.Module):
     @classmethod
     def from_onnx(cls, path):
         """The exported model back in PyTorch (batch norms folded), from the ONNX file's weights."""
-        import onnx
-        from onnx import numpy_helper
-        g = onnx.load(path).graph
-        init = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in g.initializer}
-        for n in g.node:        # the exporter shares equal constants through Identity nodes
-            if n.op_type == "Identity" and n.input[0] in init:
-                init[n.output[0]] = init[n.input[0]]
-        convs = {module_path(n.name): n for n in g.node if n.op_type in ("Conv", "ConvTranspose")}
+        init, convs = onnx_weights.conv_nodes(path)
         out = lambda k: int(init[convs[k].input[1]].shape[0])  # noqa: E731
         m = cls(tuple(out("enc%d.0.conv" % i) for i in (1, 2, 3, 4)),
                 tuple(out("dec%d.conv" % i) for i in (3, 2, 1)), fused=True)
-        mods = dict(m.named_modules())
-        assert set(convs) == {k for k, v in mods.items() if isinstance(v, (nn.Conv2d, nn.ConvTranspose2d))}
-        for k, n in convs.items():
-            mods[k].weight.data.copy_(init[n.input[1]])
-            mods[k].bias.data.copy_(init[n.input[2]])
-        return m.eval()
-
-
-def module_path(node_name):
-    """'/enc1/enc1.0/conv/Conv' (torch.onnx's scope names) -> 'enc1.0.conv'."""
-    out, prev = [], None
-    for c in node_name.strip("/").split("/")[:-1]:
-        out.append(c[len(prev) + 1:] if prev is not None and c.startswith(prev + ".") else c)
-        prev = c
-    return ".".join(out)
+        return onnx_weights.load_convs(m, init, convs, (nn.Conv2d, nn.ConvTranspose2d))
 
 
 def to_input(imgs):
