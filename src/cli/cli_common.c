@@ -351,3 +351,27 @@ int cli_parse_dims(const char *s, int64_t *dims, int *ndim) {
     }
     return *ndim > 0 ? 0 : -1;
 }
+
+/* ---- detection boxes ---- */
+
+void cli_box_to_picture(const gc_geometry *g, double W, double H, const double in[4], double out[4]) {
+    double v[4] = {in[0], in[1], in[2], in[3]};
+    if (g) {
+        v[0] = g->x0 + v[0] * g->sx;
+        v[2] = g->x0 + v[2] * g->sx;
+        v[1] = g->y0 + v[1] * g->sy;
+        v[3] = g->y0 + v[3] * g->sy;
+    }
+    out[0] = fmin(fmax(v[0], 0), W);
+    out[2] = fmin(fmax(v[2], 0), W);
+    out[1] = fmin(fmax(v[1], 0), H);
+    out[3] = fmin(fmax(v[3], 0), H);
+}
+
+double cli_box_iou(const double a[4], const double b[4]) {
+    double iw = fmin(a[2], b[2]) - fmax(a[0], b[0]), ih = fmin(a[3], b[3]) - fmax(a[1], b[1]);
+    double inter = iw > 0 && ih > 0 ? iw * ih : 0;
+    double ua = fmax(a[2] - a[0], 0) * fmax(a[3] - a[1], 0), ub = fmax(b[2] - b[0], 0) * fmax(b[3] - b[1], 0);
+    double u = ua + ub - inter;
+    return u > 0 ? inter / u : 0;
+}

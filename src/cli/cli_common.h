@@ -84,4 +84,10 @@ int cli_default_imagenet(const cli_pre_opts *p, const cli_input_geom *g);
 /* The preprocessing of one image (its size matters for models with dynamic height/width). */
 void cli_make_preprocess(gc_preprocess *out, const cli_pre_opts *p, const cli_input_geom *g, const gc_image *img);
 
+/* Detection boxes, corners (x0, y0, x1, y1) as double[4], shared by explain and eval: in (model-input
+ * pixels) mapped to the picture through g (NULL: as is), clipped to [0, W] x [0, H]. */
+void cli_box_to_picture(const gc_geometry *g, double W, double H, const double in[4], double out[4]);
+/* Intersection over union; 0 when the union is empty. */
+double cli_box_iou(const double a[4], const double b[4]);
+
 #endif

@@ -967,15 +967,9 @@ static int one_class(ev_run *R, ev_one *s, int u, gc_err *err) {
 
 /* A detection's box in the picture's pixels, clipped to the picture (explain's results.json box). */
 static ev_mbox det_picture_box(const ev_one *s, const gcam_detection *d) {
-    const gc_geometry *g = &s->geom;
-    double W = (double)s->orig.w, H = (double)s->orig.h;
-    ev_mbox b = {.x0 = g->x0 + d->x0 * g->sx, .x1 = g->x0 + d->x1 * g->sx, .y0 = g->y0 + d->y0 * g->sy,
-                 .y1 = g->y0 + d->y1 * g->sy, .cls = d->cls, .score = d->score};
-    b.x0 = fmin(fmax(b.x0, 0), W);
-    b.x1 = fmin(fmax(b.x1, 0), W);
-    b.y0 = fmin(fmax(b.y0, 0), H);
-    b.y1 = fmin(fmax(b.y1, 0), H);
-    return b;
+    double v[4];
+    cli_box_to_picture(&s->geom, (double)s->orig.w, (double)s->orig.h, (const double[4]){d->x0, d->y0, d->x1, d->y1}, v);
+    return (ev_mbox){.x0 = v[0], .y0 = v[1], .x1 = v[2], .y1 = v[3], .cls = d->cls, .score = d->score};
 }
 
 /* The detections (score threshold, class-wise NMS, the best --max-detections), the ground-truth

@@ -749,13 +749,6 @@ static void box_to_input(const ex_one *s, const float in[4], double out[4]) {
     out[3] = (in[3] - s->geom.y0) / s->geom.sy;
 }
 
-static double iou4(const double a[4], const gcam_detection *d) {
-    double iw = fmin(a[2], d->x1) - fmax(a[0], d->x0), ih = fmin(a[3], d->y1) - fmax(a[1], d->y0);
-    if (!(iw > 0 && ih > 0)) return 0;
-    double in = iw * ih, u = (a[2] - a[0]) * (a[3] - a[1]) + ((double)d->x1 - d->x0) * ((double)d->y1 - d->y0) - in;
-    return u > 0 ? in / u : 0;
-}
-
 /* --box: of every candidate (no threshold, no NMS; the class filter holds), the best-scoring one
  * among those overlapping the box by IoU >= 0.5 (the detection a user sees there); without any,
  * the one overlapping it most. */
@@ -775,7 +768,7 @@ static int one_match_box(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_er
     box_to_input(s, R->o->box, b);
     int64_t at = -1;
     for (int64_t i = 0; i < nd; i++) { /* best score first: the first at IoU >= 0.5 wins */
-        double v = iou4(b, &d[i]);
+        double v = cli_box_iou(b, (const double[4]){d[i].x0, d[i].y0, d[i].x1, d[i].y1});
         if (v >= 0.5) {
             at = i;
             break;
@@ -806,28 +799,14 @@ static int one_detect(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *
         gc_fail(err, GCAM_E_SHAPE, "%s: %s", s->in->path, why);
         return EX_FAILED;
     }
-    if (s->n_dets > R->o->base.det.max_detections) s->n_dets = R->o->base.det.max_detections;
     return 0;
 }
 
 /* A detection's box in the picture's pixels (the model input's for a tensor input), clipped. */
 void ex_det_box(const ex_one *s, const gcam_detection *d, double b[4]) {
-    double v[4] = {d->x0, d->y0, d->x1, d->y1}, W = (double)s->dims[3], H = (double)s->dims[2];
-    if (s->have_geom) {
-        v[0] = s->geom.x0 + v[0] * s->geom.sx;
-        v[2] = s->geom.x0 + v[2] * s->geom.sx;
-        v[1] = s->geom.y0 + v[1] * s->geom.sy;
-        v[3] = s->geom.y0 + v[3] * s->geom.sy;
-        W = (double)s->orig.w;
-        H = (double)s->orig.h;
-    } else if (s->ndim == 4 && s->nhwc) {
-        W = (double)s->dims[2];
-        H = (double)s->dims[1];
-    }
-    b[0] = fmin(fmax(v[0], 0), W);
-    b[2] = fmin(fmax(v[2], 0), W);
-    b[1] = fmin(fmax(v[1], 0), H);
-    b[3] = fmin(fmax(v[3], 0), H);
+    const double in[4] = {d->x0, d->y0, d->x1, d->y1};
+    if (s->have_geom) cli_box_to_picture(&s->geom, (double)s->orig.w, (double)s->orig.h, in, b);
+    else cli_box_to_picture(NULL, (double)s->dims[s->nhwc ? 2 : 3], (double)s->dims[s->nhwc ? 1 : 2], in, b);
 }
 
 /* The output pixel (x, y) of an (H, W) output seen on the picture: its centre through the input. */

@@ -664,11 +664,7 @@ void ev_gt_free(ev_gt *gt) {
 /* ---- --task detect: matching ---- */
 
 double ev_mbox_iou(const ev_mbox *a, const ev_mbox *b) {
-    double iw = fmin(a->x1, b->x1) - fmax(a->x0, b->x0), ih = fmin(a->y1, b->y1) - fmax(a->y0, b->y0);
-    double inter = iw > 0 && ih > 0 ? iw * ih : 0;
-    double ua = fmax(a->x1 - a->x0, 0) * fmax(a->y1 - a->y0, 0), ub = fmax(b->x1 - b->x0, 0) * fmax(b->y1 - b->y0, 0);
-    double u = ua + ub - inter;
-    return u > 0 ? inter / u : 0;
+    return cli_box_iou((const double[4]){a->x0, a->y0, a->x1, a->y1}, (const double[4]){b->x0, b->y0, b->x1, b->y1});
 }
 
 typedef struct ev_pair {

@@ -51,6 +51,21 @@ void ex_panels_free(ex_panels *P) {
     memset(P, 0, sizeof *P);
 }
 
+/* "class": {"index", "label"} (null for no class): a map's, a detection's or a segment's. */
+static void json_class(gc_json *j, const ex_run *R, int64_t cls) {
+    gc_json_key(j, "class");
+    if (cls < 0) {
+        gc_json_null(j);
+        return;
+    }
+    gc_json_begin_object(j);
+    gc_json_key(j, "index");
+    gc_json_int(j, cls);
+    gc_json_key(j, "label");
+    gc_json_string(j, ex_label_of(R, cls));
+    gc_json_end_object(j);
+}
+
 /* Records a file written for the current input (so that a failure later in that input removes
  * it: a failed input leaves no output behind). */
 static gcam_status note_written(ex_run *R, const char *path, gc_err *err) {
@@ -366,17 +381,7 @@ int ex_map_files(ex_run *R, ex_one *s, const ex_item *it, gcam_method meth, gc_e
     gc_json_begin_object(&s->j);
     gc_json_key(&s->j, "method");
     gc_json_string(&s->j, mname);
-    gc_json_key(&s->j, "class");
-    if (it->cls >= 0) {
-        gc_json_begin_object(&s->j);
-        gc_json_key(&s->j, "index");
-        gc_json_int(&s->j, it->cls);
-        gc_json_key(&s->j, "label");
-        gc_json_string(&s->j, ex_label_of(R, it->cls));
-        gc_json_end_object(&s->j);
-    } else {
-        gc_json_null(&s->j);
-    }
+    json_class(&s->j, R, it->cls);
     if (it->t.kind == GCAM_TARGET_PRODUCT) {
         json_product_target(R, &s->j, &it->t);
     } else if (it->t.kind == GCAM_TARGET_MASK) { /* the segment's record says which pixels */
@@ -461,13 +466,7 @@ void ex_det_begin(ex_run *R, ex_one *s, const ex_item *it) {
     gc_json_number_f(j, d->x1);
     gc_json_number_f(j, d->y1);
     gc_json_end_array(j);
-    gc_json_key(j, "class");
-    gc_json_begin_object(j);
-    gc_json_key(j, "index");
-    gc_json_int(j, d->cls);
-    gc_json_key(j, "label");
-    gc_json_string(j, ex_label_of(R, d->cls));
-    gc_json_end_object(j);
+    json_class(j, R, d->cls);
     gc_json_key(j, "score");
     gc_json_number_f(j, d->score);
     gc_json_key(j, "anchor");
@@ -480,13 +479,7 @@ void ex_det_begin(ex_run *R, ex_one *s, const ex_item *it) {
 void ex_seg_begin(ex_run *R, ex_one *s, const ex_item *it) {
     gc_json *j = &s->j;
     gc_json_begin_object(j);
-    gc_json_key(j, "class");
-    gc_json_begin_object(j);
-    gc_json_key(j, "index");
-    gc_json_int(j, it->cls);
-    gc_json_key(j, "label");
-    gc_json_string(j, ex_label_of(R, it->cls));
-    gc_json_end_object(j);
+    json_class(j, R, it->cls);
     gc_json_key(j, "pixels"); /* of the output predicted as that class */
     gc_json_int(j, s->seg_pixels[it->seg]);
     gc_json_key(j, "maps");
