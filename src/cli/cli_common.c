@@ -294,12 +294,33 @@ void cli_print_method_names(int indent, int width, const char *suffix) {
 
 const char *g_prog = "gradcam";
 
+/* The command as a library (tool.c) prints nothing: its thread's first message is kept instead. */
+static _Thread_local char *g_capture;
+static _Thread_local size_t g_capture_n;
+
+void cli_capture(char *buf, size_t n) {
+    g_capture = buf;
+    g_capture_n = n;
+    if (buf && n) buf[0] = 0;
+}
+
+int cli_capturing(void) { return g_capture != NULL; }
+
+__attribute__((format(printf, 1, 0))) static void say(const char *fmt, va_list ap, int usage) {
+    if (g_capture) {
+        if (!g_capture[0] && g_capture_n) vsnprintf(g_capture, g_capture_n, fmt, ap);
+        return;
+    }
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    if (usage) fprintf(stderr, "\nTry '%s --help'.\n", g_prog);
+    else fputc('\n', stderr);
+}
+
 int cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry '%s --help'.\n", g_prog);
+    say(fmt, ap, 1);
     va_end(ap);
     return CLI_USAGE;
 }
@@ -307,9 +328,7 @@ int cli_usage_error(const char *fmt, ...) {
 int cli_fail(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    say(fmt, ap, 0);
     va_end(ap);
     return code;
 }
@@ -332,7 +351,7 @@ int cli_status_exit(gcam_status s) {
 gcam_status cli_load_model(gcam_model **m, const char *path, int allow_unsupported, size_t max_memory) {
     gcam_load_options lo = {.allow_unsupported = allow_unsupported, .max_memory = max_memory};
     gcam_status rc = gcam_model_load(m, path, &lo);
-    if (rc) fprintf(stderr, "%s: %s\n", g_prog, gcam_model_error(*m));
+    if (rc) cli_fail(1, "%s", gcam_model_error(*m));
     return rc;
 }
 

@@ -21,6 +21,10 @@ extern const char *g_prog;
 
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* While buf is set (tool.c, per thread), cli_fail / cli_usage_error keep their first message in buf
+ * (n bytes) instead of printing, and progress lines are not printed; NULL: print again. */
+void cli_capture(char *buf, size_t n);
+int cli_capturing(void);
 int cli_status_exit(gcam_status s);
 /* Loads with the message printed on failure; max_memory caps constants folded at load (0: default). */
 gcam_status cli_load_model(gcam_model **m, const char *path, int allow_unsupported, size_t max_memory);

@@ -274,8 +274,9 @@ static int ex_positional(void *opts, char *arg) {
     return 0;
 }
 
-/* Parses argv into o; returns -1 when --help was shown (exit 0), a CLI_USAGE code, or 0. */
-static int parse_options(int argc, char **argv, ex_opts *o) {
+/* Parses argv into o; returns -1 when --help was shown (exit 0), a CLI_USAGE code, or 0. tool: the
+ * command as a library (tool.c): MODEL and options only. */
+int ex_parse_options(int argc, char **argv, ex_opts *o, int tool) {
     memset(o, 0, sizeof *o);
     o->top_k = 1;
     cli_pre_defaults(&o->base.pre);
@@ -288,7 +289,8 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
     int rc = cli_parse_options(argc, argv, g_explain_rows, o, ex_positional, print_explain_help, "explain");
     if (rc) return rc;
     if (!o->model) return cli_usage_error("explain: no MODEL given");
-    if (!o->n_inputs) return cli_usage_error("explain: no INPUT given (an image, a .npy file or a folder)");
+    if (tool && o->n_inputs) return cli_usage_error("'%s': options only (the inputs come one by one)", o->inputs[0]);
+    if (!tool && !o->n_inputs) return cli_usage_error("explain: no INPUT given (an image, a .npy file or a folder)");
     if (o->methods_all) {
         o->n_methods = 0;
         for (int m = 0; m < GCAM_METHOD_COUNT; m++) o->methods[o->n_methods++] = (gcam_method)m;
@@ -331,6 +333,7 @@ static int parse_options(int argc, char **argv, ex_opts *o) {
 /* A line on stderr that does not collide with the bar. */
 static void prog_msg(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void prog_msg(cli_progress *p, const char *fmt, ...) {
+    if (cli_capturing()) return; /* a library prints nothing */
     cli_progress_clear(p);
     va_list ap;
     va_start(ap, fmt);
@@ -613,13 +616,71 @@ static void one_free(const ex_opts *o, ex_one *s) {
 
 static int one_oom_or(const ex_one *s, gcam_status rc, gc_err *err) { return rc ? EX_FAILED : ex_one_oom(s, err); }
 
+/* A picture input: decoded (unless s->orig holds it), preprocessed into s->xbuf as the model takes it. */
+int ex_picture_input(ex_run *R, ex_one *s, gc_err *err) {
+    const ex_opts *o = R->o;
+    ex_input *in = s->in;
+    gcam_status rc = GCAM_OK;
+    if (R->in0.ndim != 4) {
+        gc_fail(err, GCAM_E_SHAPE, "%s: the model input '%s' is not an image batch (N, C, H, W): feed a .npy", in->path,
+                R->in0.name);
+        return EX_FAILED;
+    }
+    int64_t C = R->g.c < 0 ? 3 : R->g.c;
+    if (C != 1 && C != 3) {
+        gc_fail(err, GCAM_E_SHAPE, "%s: the model takes %lld channels; images give 1 (grey) or 3 (RGB): feed a .npy",
+                in->path, (long long)C);
+        return EX_FAILED;
+    }
+    gc_decode_opts dopt = {.background = {255, 255, 255}};
+    if (!s->orig.px) { /* (the tool's gcam_tool_preprocess gives the picture decoded) */
+        rc = in->data ? gc_image_load_memory(in->data, in->size, in->path, &s->orig, &dopt, err)
+                      : gc_image_load(in->path, &s->orig, &dopt, err);
+        if (rc) return EX_FAILED;
+    }
+    gc_preprocess p;
+    make_preprocess(R, &s->orig, &p);
+    if (C == 1) { /* grey models: RGB without mean/std first, then luma, then the grey mean/std */
+        p.mean[0] = p.mean[1] = p.mean[2] = 0;
+        p.std[0] = p.std[1] = p.std[2] = 1;
+        p.nhwc = 0;
+        p.bgr = 0;
+    }
+    size_t plane = (size_t)(p.width * p.height);
+    s->xbuf = gc_malloc2(plane, 3 * sizeof(float));
+    if (!s->xbuf) {
+        gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
+        return EX_FAILED;
+    }
+    if ((rc = gc_preprocess_image(s->xbuf, &s->seen, &s->geom, &s->orig, &p, err))) return EX_FAILED;
+    s->have_geom = 1;
+    if (C == 1) {
+        float m0 = o->base.pre.have_mean ? o->base.pre.mean[0] : 0, s0 = o->base.pre.have_std ? o->base.pre.std[0] : 1;
+        for (size_t i = 0; i < plane; i++)
+            s->xbuf[i] = (0.299f * s->xbuf[i] + 0.587f * s->xbuf[plane + i] + 0.114f * s->xbuf[2 * plane + i] - m0) / s0;
+    }
+    s->x = s->xbuf;
+    s->nhwc = R->g.nhwc;
+    s->ndim = 4;
+    s->dims[0] = 1;
+    s->dims[R->g.nhwc ? 3 : 1] = C;
+    s->dims[R->g.nhwc ? 1 : 2] = p.height;
+    s->dims[R->g.nhwc ? 2 : 3] = p.width;
+    static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
+    snprintf(s->note, sizeof s->note, "%lldx%lld model input from a %lldx%lld image (%s%s)", (long long)p.width,
+             (long long)p.height, (long long)s->orig.w, (long long)s->orig.h, modes[p.mode],
+             ex_default_imagenet(R) ? ", ImageNet normalisation" : "");
+    return 0;
+}
+
 /* 1. The model input: a .npy tensor as is, or a picture decoded and preprocessed. */
 static int one_load(ex_run *R, ex_one *s, gc_err *err) {
     const ex_opts *o = R->o;
     ex_input *in = s->in;
     gcam_status rc = GCAM_OK;
     if (in->is_npy) {
-        if ((rc = gc_npy_read(in->path, &s->npy, err))) return EX_FAILED;
+        rc = in->data ? gc_npy_read_memory(in->data, in->size, in->path, &s->npy, err) : gc_npy_read(in->path, &s->npy, err);
+        if (rc) return EX_FAILED;
         if (s->npy.dtype != GC_F32) {
             gc_fail(err, GCAM_E_FORMAT, "%s: a %s tensor; the model input must be float32", in->path, gcam_dtype_str(s->npy.dtype));
             return EX_FAILED;
@@ -656,51 +717,7 @@ static int one_load(ex_run *R, ex_one *s, gc_err *err) {
         }
         snprintf(s->note, sizeof s->note, "a tensor %s fed as is", gc_shape_str(&s->npy.shape, a, sizeof a));
     } else {
-        if (R->in0.ndim != 4) {
-            gc_fail(err, GCAM_E_SHAPE, "%s: the model input '%s' is not an image batch (N, C, H, W): feed a .npy", in->path,
-                    R->in0.name);
-            return EX_FAILED;
-        }
-        int64_t C = R->g.c < 0 ? 3 : R->g.c;
-        if (C != 1 && C != 3) {
-            gc_fail(err, GCAM_E_SHAPE, "%s: the model takes %lld channels; images give 1 (grey) or 3 (RGB): feed a .npy",
-                    in->path, (long long)C);
-            return EX_FAILED;
-        }
-        gc_decode_opts dopt = {.background = {255, 255, 255}};
-        if ((rc = gc_image_load(in->path, &s->orig, &dopt, err))) return EX_FAILED;
-        gc_preprocess p;
-        make_preprocess(R, &s->orig, &p);
-        if (C == 1) { /* grey models: RGB without mean/std first, then luma, then the grey mean/std */
-            p.mean[0] = p.mean[1] = p.mean[2] = 0;
-            p.std[0] = p.std[1] = p.std[2] = 1;
-            p.nhwc = 0;
-            p.bgr = 0;
-        }
-        size_t plane = (size_t)(p.width * p.height);
-        s->xbuf = gc_malloc2(plane, 3 * sizeof(float));
-        if (!s->xbuf) {
-            gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
-            return EX_FAILED;
-        }
-        if ((rc = gc_preprocess_image(s->xbuf, &s->seen, &s->geom, &s->orig, &p, err))) return EX_FAILED;
-        s->have_geom = 1;
-        if (C == 1) {
-            float m0 = o->base.pre.have_mean ? o->base.pre.mean[0] : 0, s0 = o->base.pre.have_std ? o->base.pre.std[0] : 1;
-            for (size_t i = 0; i < plane; i++)
-                s->xbuf[i] = (0.299f * s->xbuf[i] + 0.587f * s->xbuf[plane + i] + 0.114f * s->xbuf[2 * plane + i] - m0) / s0;
-        }
-        s->x = s->xbuf;
-        s->nhwc = R->g.nhwc;
-        s->ndim = 4;
-        s->dims[0] = 1;
-        s->dims[R->g.nhwc ? 3 : 1] = C;
-        s->dims[R->g.nhwc ? 1 : 2] = p.height;
-        s->dims[R->g.nhwc ? 2 : 3] = p.width;
-        static const char *const modes[] = {"stretched", "shorter side resized and centre-cropped", "letterboxed"};
-        snprintf(s->note, sizeof s->note, "%lldx%lld model input from a %lldx%lld image (%s%s)", (long long)p.width,
-                 (long long)p.height, (long long)s->orig.w, (long long)s->orig.h, modes[p.mode],
-                 ex_default_imagenet(R) ? ", ImageNet normalisation" : "");
+        return ex_picture_input(R, s, err);
     }
     return 0;
 }
@@ -1180,7 +1197,7 @@ static int one_maps(ex_run *R, ex_one *s, gc_err *err) {
 
 /* Explains one input: EX_DONE, EX_FAILED (err says why; the next input is tried) or EX_STOP + an
  * exit code (the run cannot go on). */
-static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
+int ex_explain_input(ex_run *R, ex_input *in, gc_err *err) {
     const ex_opts *o = R->o;
     ex_one *s = calloc(1, sizeof *s); /* large (items, paths): not on the stack */
     if (!s) {
@@ -1195,8 +1212,17 @@ static int explain_input(ex_run *R, ex_input *in, gc_err *err) {
     }
     if ((r = one_load(R, s, err)) || (r = one_explainer(R, s, err)) || (r = one_predict(R, s, err))) goto done;
     one_items(R, s);
-    if ((r = ex_input_json(R, s, err)) || (r = one_maps(R, s, err)) || (r = ex_report_input(R, s, err))) goto done;
-    gc_json_raw(&R->ij, s->jb.p);
+    if ((r = ex_input_json(R, s, err)) || (r = one_maps(R, s, err)) || (!R->no_report && (r = ex_report_input(R, s, err))))
+        goto done;
+    if (R->record_out) {
+        gc_buf_puts(R->record_out, s->jb.p);
+        if (R->record_out->oom) {
+            r = ex_one_oom(s, err);
+            goto done;
+        }
+    } else {
+        gc_json_raw(&R->ij, s->jb.p);
+    }
     if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1) && o->base.task == CLI_TASK_DETECT) {
         prog_msg(&R->prog, "[%d/%d] %s: %lld detection%s, %d map%s", R->prog.done + 1, R->prog.total, in->path,
                  (long long)s->n_dets, s->n_dets == 1 ? "" : "s", s->n_maps, s->n_maps == 1 ? "" : "s");
@@ -1253,9 +1279,10 @@ static int load_feeds(ex_run *R) {
 
 /* The model and everything checked against it before any input: --size, --layer, --output,
  * labels, classes, --feed. 0 or an exit code. */
-static int ex_prepare_model(ex_run *R) {
+int ex_prepare_model(ex_run *R) {
     const ex_opts *o = R->o;
-    gcam_status rc = cli_load_model(&R->m, o->model, 0, o->base.max_memory);
+    gcam_status rc = R->m ? GCAM_OK : cli_load_model(&R->m, o->model, 0, o->base.max_memory); /* (the tool's, loaded) */
+    R->load_status = rc;
     if (rc) return cli_status_exit(rc);
     if (gcam_model_num_inputs(R->m) < 1) return cli_fail(CLI_BAD_INPUT, "%s: the model has no inputs", o->model);
     gcam_model_input(R->m, 0, &R->in0);
@@ -1308,7 +1335,7 @@ static int ex_explain_all(ex_run *R, const ex_inputs *list, double t0, gc_err *e
         ex_input *in = &list->v[i];
         cli_progress_bar(&R->prog, in->path);
         gc_err_clear(err);
-        int r = explain_input(R, in, err);
+        int r = ex_explain_input(R, in, err);
         ex_end_input_files(R, r != EX_FAILED && r < EX_STOP);
         if (r >= EX_STOP) {
             *stopped = 1;
@@ -1333,12 +1360,14 @@ static int ex_explain_all(ex_run *R, const ex_inputs *list, double t0, gc_err *e
     return exit_code;
 }
 
-static void ex_run_free(ex_run *R) {
+void ex_run_free(ex_run *R) {
     ex_end_input_files(R, 0); /* stopped inside an input: its files go */
     free(R->written);
+    ex_mem_files_free(R);
+    free(R->mem_files);
     if (R->report_open) gc_report_abort(&R->report);
     gcam_explainer_free(R->e);
-    gcam_model_free(R->m);
+    if (!R->m_borrowed) gcam_model_free(R->m);
     for (int f = 0; f < R->n_feeds; f++) free(R->feeds[f].t.data);
     for (int i = 0; i < R->n_failures; i++) {
         free(R->failures[i]);
@@ -1353,12 +1382,18 @@ static void ex_run_free(ex_run *R) {
     free(R->labels_owned);
 }
 
+void ex_opts_free(ex_opts *o) {
+    free(o->inputs);
+    for (int i = 0; i < o->n_owned; i++) free(o->owned[i]);
+    o->inputs = NULL;
+    o->n_owned = 0;
+}
+
 int cmd_explain(int argc, char **argv) {
     ex_opts o;
-    int exit_code = parse_options(argc, argv, &o);
+    int exit_code = ex_parse_options(argc, argv, &o, 0);
     if (exit_code) {
-        free(o.inputs);
-        for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
+        ex_opts_free(&o);
         return exit_code < 0 ? 0 : exit_code;
     }
     ex_run R;
@@ -1379,7 +1414,6 @@ int cmd_explain(int argc, char **argv) {
     }
     ex_run_free(&R);
     ex_inputs_free(&list);
-    free(o.inputs);
-    for (int i = 0; i < o.n_owned; i++) free(o.owned[i]);
+    ex_opts_free(&o);
     return exit_code;
 }

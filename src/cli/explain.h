@@ -5,6 +5,8 @@
 #ifndef GRADCAM_CLI_EXPLAIN_H
 #define GRADCAM_CLI_EXPLAIN_H
 
+#include "gradcam_tool.h"
+
 #include "cli_common.h"
 #include "cli_opts.h"
 #include "explain_inputs.h"
@@ -95,6 +97,16 @@ typedef struct ex_run {
     cli_progress prog;
     char **written;              /* files written for the current input: removed if it fails */
     int n_written, cap_written;
+    /* the command as a library (tool.c, gradcam_tool.h) */
+    int m_borrowed;              /* m is the caller's: not freed */
+    gcam_status load_status;     /* the model's load (ex_prepare_model) */
+    int no_report;               /* no report.html (and no progress) */
+    gc_buf *record_out;          /* each input's results.json record is also copied here */
+    int mem;                     /* files kept in mem_files instead of written */
+    int mem_inline;              /* ... each PNG also base64 in the record ("png") */
+    const char *mem_url;         /* ... each file also named by URL in the record ("url"), or NULL */
+    gcam_tool_file *mem_files;
+    int n_mem_files, cap_mem_files;
 } ex_run;
 
 typedef struct ex_item {
@@ -155,6 +167,9 @@ typedef struct ex_one {
     gc_json j;
     ex_panels panels;                 /* the report row's pictures */
     int first_panel_of_item[EX_MAX_LIST + 1];
+    int pend_file[8];                 /* memory mode: files of the record being written, listed */
+    const char *pend_key[8];          /* with their keys in its "png" / "url" object (ex_flush_files) */
+    int n_pend;
     char *warnings[GCAM_METHOD_COUNT];
     int n_warn, n_maps;
     char path[4096];
@@ -169,6 +184,16 @@ static inline int ex_default_imagenet(const ex_run *R) { return cli_default_imag
 
 /* A detection's box in the picture's pixels (the model input's for a tensor input), clipped. */
 void ex_det_box(const ex_one *s, const gcam_detection *d, double b[4]);
+
+/* cmd_explain.c, for tool.c: the options (tool: MODEL given apart, no INPUT, no --out), the model
+ * and its checks, one input, the run's memory */
+int ex_parse_options(int argc, char **argv, ex_opts *o, int tool);
+int ex_prepare_model(ex_run *R);
+int ex_explain_input(ex_run *R, ex_input *in, gc_err *err);
+/* s->in's picture (or s->orig, when set) as the model's input: s->xbuf, dims, ndim, seen, geom */
+int ex_picture_input(ex_run *R, ex_one *s, gc_err *err);
+void ex_run_free(ex_run *R);
+void ex_opts_free(ex_opts *o);
 
 /* explain_output.c: the files of the current input */
 int ex_one_oom(const ex_one *s, gc_err *err);
@@ -187,6 +212,11 @@ void ex_det_end(ex_one *s);
 int ex_seg_panel(const ex_one *s, const ex_item *it, ex_panel *pn, gc_err *err);
 /* the input's section of report.html */
 int ex_report_input(ex_run *R, ex_one *s, gc_err *err);
+
+/* explain_output.c: memory mode's files dropped (after a failed input, or once handed over) */
+void ex_mem_files_free(ex_run *R);
+/* the JSON text of results.json's head ({"model": ..., "options": ...}) into b */
+void ex_describe(ex_run *R, gc_buf *b);
 
 /* explain_output.c: the run's files */
 int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err);

@@ -62,6 +62,16 @@ static int push(ex_inputs *l, char *path, const char *problem) {
     return 0;
 }
 
+int ex_inputs_add_memory(ex_inputs *l, const char *name, const void *data, size_t size, int is_npy) {
+    if (push(l, dupstr(name), NULL)) return -1;
+    ex_input *in = &l->v[l->n - 1];
+    in->have_id = 0; /* a name, not a file */
+    in->is_npy = is_npy;
+    in->data = data;
+    in->size = size;
+    return 0;
+}
+
 typedef struct str_list {
     char **v;
     int n, cap;

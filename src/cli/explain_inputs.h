@@ -10,6 +10,8 @@ typedef struct ex_input {
     char *stem;     /* unique, file-name-safe prefix of this input's outputs */
     char *problem;  /* set when the path cannot be used at all (missing, unreadable folder) */
     int is_npy;
+    const void *data; /* the file's bytes in memory (the tool), or NULL: read path */
+    size_t size;
     int have_id;    /* dev/ino known (a regular file) */
     dev_t dev;
     ino_t ino;
@@ -24,6 +26,8 @@ typedef struct ex_inputs {
  * hidden entries and the folder skip_dir (the output folder, if it exists) left out, sorted by
  * path). A path that does not exist becomes an input with `problem` set. -1 when out of memory. */
 int ex_inputs_collect(ex_inputs *l, char *const *args, int n_args, const char *skip_dir);
+/* Adds an input held in memory (the tool): name stands for its path in messages and records. */
+int ex_inputs_add_memory(ex_inputs *l, const char *name, const void *data, size_t size, int is_npy);
 /* Gives every input a stem: its file name without extension, made file-name safe, with "-2",
  * "-3"... added where two inputs would share one. */
 int ex_inputs_assign_stems(ex_inputs *l);

@@ -90,17 +90,100 @@ void ex_end_input_files(ex_run *R, int ok) {
     R->n_written = 0;
 }
 
-/* Writes an output file unless it would replace an input. */
-static gcam_status write_png(ex_run *R, const char *path, const gc_image *img, gc_err *err) {
-    if (ex_inputs_contains_file(R->list, path))
-        return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", path);
-    gcam_status rc = gc_image_write_png(path, img, err);
-    return rc ? rc : note_written(R, path, err);
+/* Memory mode: a file of the current input kept (bytes taken over) and listed for the record's
+ * "png" / "url" object under key. */
+static gcam_status mem_file(ex_run *R, ex_one *s, const char *key, const char *name, uint8_t *bytes, size_t n,
+                            gc_err *err) {
+    if (R->n_mem_files == R->cap_mem_files) {
+        int cap = R->cap_mem_files ? 2 * R->cap_mem_files : 16;
+        gcam_tool_file *f = cap > 0 && (size_t)cap < SIZE_MAX / sizeof *f ? realloc(R->mem_files, sizeof *f * (size_t)cap) : NULL;
+        if (!f) {
+            free(bytes);
+            return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+        }
+        R->mem_files = f;
+        R->cap_mem_files = cap;
+    }
+    char *nm = gc_strdup(name);
+    if (!nm) {
+        free(bytes);
+        return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+    }
+    R->mem_files[R->n_mem_files] = (gcam_tool_file){.name = nm, .data = bytes, .size = n};
+    if (key && s->n_pend < (int)(sizeof s->pend_file / sizeof s->pend_file[0])) {
+        s->pend_file[s->n_pend] = R->n_mem_files;
+        s->pend_key[s->n_pend++] = key;
+    }
+    R->n_mem_files++;
+    return GCAM_OK;
 }
 
-static gcam_status write_npy(ex_run *R, const char *path, const gcam_map *m, gc_err *err) {
-    if (ex_inputs_contains_file(R->list, path))
-        return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", path);
+void ex_mem_files_free(ex_run *R) {
+    for (int i = 0; i < R->n_mem_files; i++) {
+        free(R->mem_files[i].name);
+        free(R->mem_files[i].data);
+    }
+    R->n_mem_files = 0;
+}
+
+/* Memory mode: the files listed since the last call as "png": {key: base64} (PNGs, when inline)
+ * and "url": {key: URL} (when a prefix is set), in the record being written. */
+static void ex_flush_files(ex_run *R, ex_one *s) {
+    int n = s->n_pend;
+    s->n_pend = 0;
+    if (!R->mem || !n) return;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0 ? !R->mem_inline : !R->mem_url) continue;
+        int opened = 0;
+        for (int i = 0; i < n; i++) {
+            const gcam_tool_file *f = &R->mem_files[s->pend_file[i]];
+            size_t nl = strlen(f->name);
+            if (pass == 0 && !(nl > 4 && strcmp(f->name + nl - 4, ".png") == 0)) continue;
+            if (!opened++) {
+                gc_json_key(&s->j, pass == 0 ? "png" : "url");
+                gc_json_begin_object(&s->j);
+            }
+            gc_json_key(&s->j, s->pend_key[i]);
+            gc_buf v = {0};
+            if (pass == 0) {
+                gc_buf_puts(&v, "\"");
+                gc_base64(&v, f->data, f->size);
+                gc_buf_puts(&v, "\"");
+            } else {
+                gc_buf_printf(&v, "%s%s", R->mem_url, f->name);
+            }
+            if (v.oom) s->jb.oom = 1;
+            else if (pass == 0) gc_json_raw(&s->j, v.p);
+            else gc_json_string(&s->j, v.p);
+            gc_buf_free(&v);
+        }
+        if (opened) gc_json_end_object(&s->j);
+    }
+}
+
+/* An output file of the current input, NAME in the output folder (or kept in memory, see mem_file),
+ * never over an input; then "key": NAME in the record (key NULL: not named there). */
+static gcam_status out_png(ex_run *R, ex_one *s, const char *key, const char *name, const gc_image *img, gc_err *err) {
+    gcam_status rc;
+    if (R->mem) {
+        uint8_t *b;
+        size_t n;
+        if ((rc = gc_image_encode_png(img, &b, &n, err)) || (rc = mem_file(R, s, key, name, b, n, err))) return rc;
+    } else {
+        snprintf(s->path, sizeof s->path, "%s/%s", R->o->base.out, name);
+        if (ex_inputs_contains_file(R->list, s->path))
+            return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", s->path);
+        if ((rc = gc_image_write_png(s->path, img, err)) || (rc = note_written(R, s->path, err))) return rc;
+    }
+    if (key) {
+        gc_json_key(&s->j, key);
+        gc_json_string(&s->j, name);
+    }
+    return GCAM_OK;
+}
+
+/* The raw map as .npy: (h, w) for a one-channel CAM map, else (c, h, w). */
+static gcam_status out_npy(ex_run *R, ex_one *s, const char *name, const gcam_map *m, gc_err *err) {
     gc_tensor t = {.dtype = GC_F32, .data = m->raw};
     if (m->c == 1 && gcam_method_is_cam(m->method)) {
         t.shape.ndim = 2;
@@ -112,8 +195,20 @@ static gcam_status write_npy(ex_run *R, const char *path, const gcam_map *m, gc_
         t.shape.d[1] = m->h;
         t.shape.d[2] = m->w;
     }
-    gcam_status rc = gc_npy_write(path, &t, err);
-    return rc ? rc : note_written(R, path, err);
+    gcam_status rc;
+    if (R->mem) {
+        uint8_t *b;
+        size_t n;
+        if ((rc = gc_npy_encode(&t, &b, &n, err)) || (rc = mem_file(R, s, "npy", name, b, n, err))) return rc;
+    } else {
+        snprintf(s->path, sizeof s->path, "%s/%s", R->o->base.out, name);
+        if (ex_inputs_contains_file(R->list, s->path))
+            return gc_fail(err, GCAM_E_ARG, "%s: refusing to overwrite an input file (choose another --out)", s->path);
+        if ((rc = gc_npy_write(s->path, &t, err)) || (rc = note_written(R, s->path, err))) return rc;
+    }
+    gc_json_key(&s->j, "npy");
+    gc_json_string(&s->j, name);
+    return GCAM_OK;
 }
 
 static void json_box(gc_json *j, const char *key, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
@@ -142,7 +237,6 @@ static void keep_unseen(gc_image *po, const gc_image *orig, const gc_geometry *g
 
 /* 5. The input's results.json record up to its maps, and the model's view as a PNG. */
 int ex_input_json(ex_run *R, ex_one *s, gc_err *err) {
-    const ex_opts *o = R->o;
     ex_input *in = s->in;
     gcam_status rc = GCAM_OK;
     gc_json_init(&s->j, &s->jb, 2);
@@ -163,11 +257,10 @@ int ex_input_json(ex_run *R, ex_one *s, gc_err *err) {
     for (int d = 0; d < s->ndim; d++) gc_json_int(&s->j, s->dims[d]);
     gc_json_end_array(&s->j);
     if (s->seen.px) {
-        snprintf(s->path, sizeof s->path, "%s/%s_input.png", o->base.out, in->stem);
-        if ((rc = write_png(R, s->path, &s->seen, err))) return EX_FAILED;
-        gc_json_key(&s->j, "input_image");
-        snprintf(s->path, sizeof s->path, "%s_input.png", in->stem);
-        gc_json_string(&s->j, s->path);
+        char name[1024];
+        snprintf(name, sizeof name, "%s_input.png", in->stem);
+        if ((rc = out_png(R, s, "input_image", name, &s->seen, err))) return EX_FAILED;
+        ex_flush_files(R, s);
     }
     if (R->o->base.task == CLI_TASK_SEGMENT) {
         gc_json_key(&s->j, "segments");
@@ -212,31 +305,26 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
     gcam_status rc = GCAM_OK;
     const float *heat = s->map.normalized; /* (1, 1, H, W) */
     gc_image im = {0};
-    snprintf(s->path, sizeof s->path, "%s/%s_heatmap.png", o->base.out, base);
+    char name[1100];
+    snprintf(name, sizeof name, "%s_heatmap.png", base);
     if ((rc = gc_heatmap_image(&im, heat, s->map.H, s->map.W, (gc_colormap_id)o->cmap, err)) ||
-        (rc = write_png(R, s->path, &im, err))) {
+        (rc = out_png(R, s, "heatmap", name, &im, err))) {
         gc_image_free(&im);
         return EX_FAILED;
     }
     gc_image_free(&im);
-    gc_json_key(&s->j, "heatmap");
-    snprintf(s->path, sizeof s->path, "%s_heatmap.png", base);
-    gc_json_string(&s->j, s->path);
     gc_box box; /* x1, y1 exclusive; results.json and the caption print inclusive bounds */
     int64_t area;
     int found = gc_localize_box(s->map.upsampled, s->map.H, s->map.W, 0.15f, &box, &area);
     if (found < 0) return ex_one_oom(s, err);
     gc_image ov = {0};
     if (s->seen.px && s->seen.w == s->map.W && s->seen.h == s->map.H) {
-        snprintf(s->path, sizeof s->path, "%s/%s_overlay.png", o->base.out, base);
+        snprintf(name, sizeof name, "%s_overlay.png", base);
         if ((rc = gc_overlay(&ov, &s->seen, heat, (gc_colormap_id)o->cmap, o->alpha, err)) ||
-            (rc = write_png(R, s->path, &ov, err))) {
+            (rc = out_png(R, s, "overlay", name, &ov, err))) {
             gc_image_free(&ov);
             return EX_FAILED;
         }
-        gc_json_key(&s->j, "overlay");
-        snprintf(s->path, sizeof s->path, "%s_overlay.png", base);
-        gc_json_string(&s->j, s->path);
     } else if ((rc = gc_heatmap_image(&ov, heat, s->map.H, s->map.W, (gc_colormap_id)o->cmap, err))) {
         return EX_FAILED;
     }
@@ -247,11 +335,11 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
             gc_image_free(&ov);
             return ex_one_oom(s, err);
         }
-        snprintf(s->path, sizeof s->path, "%s/%s_photo.png", o->base.out, base);
+        snprintf(name, sizeof name, "%s_photo.png", base);
         rc = gc_heat_to_original(ph, heat, s->map.H, s->map.W, &s->geom, err);
         if (!rc) rc = gc_overlay(&po, &s->orig, ph, (gc_colormap_id)o->cmap, o->alpha, err);
         if (!rc) keep_unseen(&po, &s->orig, &s->geom, s->map.W, s->map.H);
-        if (!rc) rc = write_png(R, s->path, &po, err);
+        if (!rc) rc = out_png(R, s, "photo", name, &po, err);
         free(ph);
         if (!rc && meth == GCAM_GRADCAM) { /* the photo panel closes the row */
             ex_panel *pp = ex_panel_new(&s->panels, panel_order(-2, o));
@@ -268,9 +356,6 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
             gc_image_free(&ov);
             return EX_FAILED;
         }
-        gc_json_key(&s->j, "photo");
-        snprintf(s->path, sizeof s->path, "%s_photo.png", base);
-        gc_json_string(&s->j, s->path);
     }
     size_t cu = (size_t)snprintf(pn->caption, sizeof pn->caption, "layer %s", s->map.layer ? s->map.layer : "?");
     if (found) {
@@ -320,10 +405,10 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
 
 /* A pixel-space map's picture (scaled to max |x| = 1 first). */
 static int one_pixel_files(ex_run *R, ex_one *s, const char *base, ex_panel *pn, gc_err *err) {
-    const ex_opts *o = R->o;
     gcam_status rc = GCAM_OK;
     gc_image im = {0};
-    snprintf(s->path, sizeof s->path, "%s/%s.png", o->base.out, base);
+    char name[1100];
+    snprintf(name, sizeof name, "%s.png", base);
     /* the paper's std + 1e-5 would flatten maps of tiny magnitude (Guided Grad-CAM multiplies
      * two small maps): scale to max |x| = 1 first, so that only the map's shape matters */
     size_t rn = (size_t)(s->map.c * s->map.h * s->map.w);
@@ -333,14 +418,11 @@ static int one_pixel_files(ex_run *R, ex_one *s, const char *base, ex_panel *pn,
     for (size_t q = 0; q < rn; q++) scaled[q] = amax > 0 && isfinite(amax) ? s->map.raw[q] / amax : s->map.raw[q];
     rc = gc_pixelmap_image(&im, scaled, s->map.c, s->map.h, s->map.w, err);
     free(scaled);
-    if (rc || (rc = write_png(R, s->path, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
+    if (rc || (rc = out_png(R, s, "image", name, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
         gc_image_free(&im);
         return EX_FAILED;
     }
     gc_image_free(&im);
-    gc_json_key(&s->j, "image");
-    snprintf(s->path, sizeof s->path, "%s.png", base);
-    gc_json_string(&s->j, s->path);
     if (s->map.layer) snprintf(pn->caption, sizeof pn->caption, "Grad-CAM layer %s", s->map.layer);
 
     return 0;
@@ -438,12 +520,11 @@ int ex_map_files(ex_run *R, ex_one *s, const ex_item *it, gcam_method meth, gc_e
     int r = gcam_method_is_cam(meth) ? one_cam_files(R, s, meth, base, pn, err) : one_pixel_files(R, s, base, pn, err);
     if (r) return r;
     if (o->npy) {
-        snprintf(s->path, sizeof s->path, "%s/%s.npy", o->base.out, base);
-        if ((rc = write_npy(R, s->path, &s->map, err))) return EX_FAILED;
-        gc_json_key(&s->j, "npy");
-        snprintf(s->path, sizeof s->path, "%s.npy", base);
-        gc_json_string(&s->j, s->path);
+        char name[1100];
+        snprintf(name, sizeof name, "%s.npy", base);
+        if ((rc = out_npy(R, s, name, &s->map, err))) return EX_FAILED;
     }
+    ex_flush_files(R, s);
     gc_json_end_object(&s->j);
     return 0;
 }
@@ -660,6 +741,14 @@ static void write_results_head(ex_run *R, gc_json *j) {
         gc_json_end_object(j);
     }
     gc_json_end_object(j);
+}
+
+void ex_describe(ex_run *R, gc_buf *b) {
+    gc_json j;
+    gc_json_init(&j, b, 2);
+    write_results_head(R, &j);
+    gc_json_end_object(&j);
+    if (j.bad) b->oom = 1;
 }
 
 /* report.html begun (written as the inputs are explained), and the inputs' JSON array. */

@@ -448,16 +448,19 @@ static gcam_status write_all(FILE *f, const gc_tensor *t, size_t nbytes, size_t 
     return GCAM_OK;
 }
 
-gcam_status gc_npy_write(const char *path, const gc_tensor *t, gc_err *err) {
-    if (!path || !t) return gc_fail(err, GCAM_E_ARG, "gc_npy_write: NULL argument");
+/* The format 1.0 header of t into hdr (at least NPY_HDR_MAX bytes): its length in *total, and the
+ * data's bytes in *nbytes. */
+#define NPY_HDR_MAX (64 + GC_MAX_DIMS * 24 + 128)
+static gcam_status make_header(const char *name, const gc_tensor *t, uint8_t *hdr, size_t *total, size_t *nbytes,
+                              gc_err *err) {
     const char *descr = t->dtype == GC_F32 ? "<f4" : t->dtype == GC_I64 ? "<i8" : t->dtype == GC_BOOL ? "|b1" : NULL;
-    if (!descr) return gc_fail(err, GCAM_E_ARG, "%s: cannot write dtype %d", path, (int)t->dtype);
+    if (!descr) return gc_fail(err, GCAM_E_ARG, "%s: cannot write dtype %d", name, (int)t->dtype);
     if (t->shape.ndim < 0 || t->shape.ndim > GC_MAX_DIMS)
-        return gc_fail(err, GCAM_E_ARG, "%s: cannot write a tensor of rank %d", path, t->shape.ndim);
+        return gc_fail(err, GCAM_E_ARG, "%s: cannot write a tensor of rank %d", name, t->shape.ndim);
     int ok;
-    size_t nbytes = gc_tensor_bytes(t->dtype, &t->shape, &ok);
-    if (!ok) return gc_fail(err, GCAM_E_ARG, "%s: tensor shape is unknown, negative or too large", path);
-    if (nbytes && !t->data) return gc_fail(err, GCAM_E_ARG, "%s: tensor has no data", path);
+    *nbytes = gc_tensor_bytes(t->dtype, &t->shape, &ok);
+    if (!ok) return gc_fail(err, GCAM_E_ARG, "%s: tensor shape is unknown, negative or too large", name);
+    if (*nbytes && !t->data) return gc_fail(err, GCAM_E_ARG, "%s: tensor has no data", name);
 
     /* Preamble + dict + padding + '\n', a multiple of 64 bytes as numpy writes it. */
     char dict[64 + GC_MAX_DIMS * 24];
@@ -465,17 +468,44 @@ gcam_status gc_npy_write(const char *path, const gc_tensor *t, gc_err *err) {
     for (int i = 0; i < t->shape.ndim; i++)
         n += snprintf(dict + n, sizeof dict - (size_t)n, "%s%lld", i ? ", " : "", (long long)t->shape.d[i]);
     n += snprintf(dict + n, sizeof dict - (size_t)n, "%s), }", t->shape.ndim == 1 ? "," : "");
-    uint8_t hdr[sizeof dict + 128];
-    size_t pre = 10, total = gc_align64(pre + (size_t)n + 1);
+    size_t pre = 10;
+    *total = gc_align64(pre + (size_t)n + 1);
     memcpy(hdr, NPY_MAGIC, 6);
     hdr[6] = 1;
     hdr[7] = 0;
-    size_t hlen = total - pre;
+    size_t hlen = *total - pre;
     hdr[8] = (uint8_t)(hlen & 0xff);
     hdr[9] = (uint8_t)(hlen >> 8);
     memcpy(hdr + pre, dict, (size_t)n);
-    memset(hdr + pre + n, ' ', total - pre - (size_t)n - 1);
-    hdr[total - 1] = '\n';
+    memset(hdr + pre + n, ' ', *total - pre - (size_t)n - 1);
+    hdr[*total - 1] = '\n';
+    return GCAM_OK;
+}
+
+gcam_status gc_npy_encode(const gc_tensor *t, uint8_t **data, size_t *size, gc_err *err) {
+    if (!t || !data || !size) return gc_fail(err, GCAM_E_ARG, "gc_npy_encode: NULL argument");
+    uint8_t hdr[NPY_HDR_MAX];
+    size_t total, nbytes, all;
+    gcam_status st = make_header(".npy", t, hdr, &total, &nbytes, err);
+    if (st) return st;
+    if (gc_add_sz(&all, total, nbytes)) return gc_fail(err, GCAM_E_ARG, ".npy: tensor too large");
+    uint8_t *b = malloc(all ? all : 1);
+    if (!b) return gc_fail(err, GCAM_E_NOMEM, ".npy: out of memory");
+    memcpy(b, hdr, total);
+    if (nbytes) memcpy(b + total, t->data, nbytes);
+    size_t es = gc_dtype_size(t->dtype);
+    if (!host_le() && es >= 2) swap_bytes(b + total, nbytes / es, es); /* .npy says little-endian */
+    *data = b;
+    *size = all;
+    return GCAM_OK;
+}
+
+gcam_status gc_npy_write(const char *path, const gc_tensor *t, gc_err *err) {
+    if (!path || !t) return gc_fail(err, GCAM_E_ARG, "gc_npy_write: NULL argument");
+    uint8_t hdr[NPY_HDR_MAX];
+    size_t total, nbytes;
+    gcam_status hst = make_header(path, t, hdr, &total, &nbytes, err);
+    if (hst) return hst;
 
     size_t plen = strlen(path), tlen;
     if (gc_add_sz(&tlen, plen, 16)) return gc_fail(err, GCAM_E_ARG, "gc_npy_write: path too long");

@@ -26,5 +26,7 @@ gcam_status gc_npy_read_memory(const void *buf, size_t size, const char *name, g
  * "path.tmp-XXXXXX" first and rename()s it over path, so a failed write leaves neither a
  * partial file nor the temporary behind. */
 gcam_status gc_npy_write(const char *path, const gc_tensor *t, gc_err *err);
+/* The bytes gc_npy_write would write, malloc'd. */
+gcam_status gc_npy_encode(const gc_tensor *t, uint8_t **data, size_t *size, gc_err *err);
 
 #endif
