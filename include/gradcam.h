@@ -383,6 +383,12 @@ typedef struct gcam_explain_options {
     const float *ig_baseline;    /* input-shaped baseline; NULL: black (zeros) */
     int batch_size;              /* Score-CAM: masked inputs per forward; default 16. (Ablation-CAM
                                     re-runs only the layers after the target layer, one channel at a time.) */
+    /* 1: plan the gradient down to the input from the start, for pixel-space methods to come. By
+     * default the first pixel-space method re-plans (and re-runs the forward) once; a plan keeps
+     * some tensors that the other fuses away, so maps computed before and after that differ in the
+     * last bits. With 1 every map is computed on one plan whatever the order of the calls (the
+     * command sets it when any pixel-space method is asked for). */
+    int input_gradient;
 } gcam_explain_options;
 
 typedef struct gcam_explainer gcam_explainer;

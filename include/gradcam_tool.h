@@ -58,8 +58,9 @@ typedef struct gcam_tool_request {
     const char *path;            /* a picture (PNG, JPEG) or a .npy tensor file; or NULL and: */
     const void *data;            /* a picture's bytes in memory (PNG or JPEG) */
     size_t size;
-    const char *name;            /* stem of the output file names; NULL: the file name's stem, or
-                                    "input" for data; made file-name safe as the command does */
+    const char *name;            /* stem of the output file names, as is (no '/', not "." or "..",
+                                    at most 200 bytes: GCAM_E_ARG otherwise); NULL: the file name's
+                                    stem made file-name safe as the command does, or "input" */
     const char *out_dir;         /* write the files here as the command does (created if missing);
                                     NULL: nothing touches the file system, files come back in
                                     result.files */
@@ -95,6 +96,15 @@ typedef struct gcam_tool_result {
 gcam_status gcam_tool_explain(gcam_tool *t, const gcam_tool_request *rq, gcam_tool_result *result);
 void gcam_tool_result_free(gcam_tool_result *r);
 
+/* The inputs `gradcam explain` would take for these arguments, in its order (files as given;
+ * folders walked for .png, .jpg and .jpeg files, sorted, hidden entries and out_dir (may be NULL)
+ * left out), and the stem it names each one's files with (unique: "-2", "-3"... added). Arrays of
+ * *n malloc'd strings (free with gcam_tool_inputs_free). A path that does not exist is listed: it
+ * fails when explained. */
+gcam_status gcam_tool_inputs(const char *const *args, int n_args, const char *out_dir, char ***paths, char ***stems,
+                             int *n);
+void gcam_tool_inputs_free(char **paths, char **stems, int n);
+
 /* The "model" and "options" objects of results.json as one JSON object {"model": ..., "options":
  * ...}, known after the first explained input (before it: the model's input and output only).
  * Owned by the tool, valid until the next call on it. */
@@ -102,10 +112,11 @@ const char *gcam_tool_describe(gcam_tool *t);
 
 /* ---- the picture side, as the command does it ------------------------------------------------ */
 
-/* Decodes a picture (PNG or JPEG; path or bytes) to 8-bit RGB, (h, w, 3) row-major, malloc'd
- * (free with gcam_tool_buffer_free). */
-gcam_status gcam_tool_decode(gcam_tool *t, const char *path, const void *data, size_t size, uint8_t **rgb,
-                             int64_t *h, int64_t *w);
+/* Decodes a picture (PNG or JPEG; path, or bytes with data/size) to 8-bit RGB as the command does
+ * (alpha over white, EXIF orientation applied): (h, w, 3) row-major, malloc'd (free with
+ * gcam_tool_buffer_free). On failure err (err_size bytes, may be NULL) says why. */
+gcam_status gcam_tool_decode(const char *path, const void *data, size_t size, uint8_t **rgb, int64_t *h, int64_t *w,
+                             char *err, size_t err_size);
 /* The model input the tool's preprocessing makes from an RGB picture (h, w, 3): *x malloc'd with
  * *ndim dims (the model's layout, batch 1). */
 gcam_status gcam_tool_preprocess(gcam_tool *t, const uint8_t *rgb, int64_t h, int64_t w, float **x, int64_t *dims,

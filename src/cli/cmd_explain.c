@@ -735,9 +735,12 @@ static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
     gcam_explainer_free(R->e);
     R->e = NULL;
     const char **layers = o->n_layers ? (const char **)o->layers : NULL;
+    int pixel_space = 0; /* (planned from the start: every input's maps then come from one plan) */
+    for (int i = 0; i < o->n_methods; i++) pixel_space |= !gcam_method_is_cam(o->methods[i]);
     gcam_explain_options eo = {.output = o->output, .layers = layers, .n_layers = o->n_layers,
                                .explain_probability = o->probability, .n_threads = o->base.threads,
-                               .max_memory = o->base.max_memory, .noise_seed = o->base.seed};
+                               .max_memory = o->base.max_memory, .noise_seed = o->base.seed,
+                               .input_gradient = pixel_space};
     rc = gcam_explainer_create(&R->e, R->m, s->feeds, s->nf, &eo);
     if (rc) {
         const char *why = gcam_explainer_error(R->e);

@@ -242,16 +242,11 @@ static gcam_status request_input(gcam_tool *t, const gcam_tool_request *rq, ex_i
         bad = ex_inputs_add_memory(l, rq->name ? rq->name : "input", rq->data, rq->size, looks_npy(rq->data, rq->size));
     }
     if (bad || ex_inputs_assign_stems(l)) return tool_fail(t, GCAM_E_NOMEM, "out of memory");
-    if (rq->path && rq->name) { /* the stem from the name given */
-        ex_inputs named = {0};
-        if (ex_inputs_add_memory(&named, rq->name, NULL, 0, 0) || ex_inputs_assign_stems(&named)) {
-            ex_inputs_free(&named);
-            return tool_fail(t, GCAM_E_NOMEM, "out of memory");
-        }
+    if (rq->name) { /* the stem given, as is */
+        char *stem = gc_strdup(rq->name);
+        if (!stem) return tool_fail(t, GCAM_E_NOMEM, "out of memory");
         free(l->v[0].stem);
-        l->v[0].stem = named.v[0].stem;
-        named.v[0].stem = NULL;
-        ex_inputs_free(&named);
+        l->v[0].stem = stem;
     }
     return GCAM_OK;
 }
@@ -260,6 +255,10 @@ static gcam_status check_request(gcam_tool *t, const gcam_tool_request *rq) {
     if (!rq) return tool_fail(t, GCAM_E_ARG, "no request");
     if (!rq->path == !rq->data) return tool_fail(t, GCAM_E_ARG, "give either a path or data, not %s", rq->path ? "both" : "neither");
     if (rq->data && !rq->size) return tool_fail(t, GCAM_E_ARG, "the input is empty (0 bytes)");
+    if (rq->name && (!rq->name[0] || strchr(rq->name, '/') || strcmp(rq->name, ".") == 0 || strcmp(rq->name, "..") == 0 ||
+                     strlen(rq->name) > 200))
+        return tool_fail(t, GCAM_E_ARG, "name '%.200s': a file-name stem has no '/', is not '.' or '..' and has 1 to 200 bytes",
+                         rq->name);
     if (rq->argc < 0 || (rq->argc > 0 && !rq->argv)) return tool_fail(t, GCAM_E_ARG, "bad request option list");
     for (int i = 0; i < rq->argc; i++) {
         const char *a = rq->argv[i];
@@ -366,6 +365,47 @@ done:
     return st;
 }
 
+void gcam_tool_inputs_free(char **paths, char **stems, int n) {
+    for (int i = 0; i < n; i++) {
+        if (paths) free(paths[i]);
+        if (stems) free(stems[i]);
+    }
+    free(paths);
+    free(stems);
+}
+
+gcam_status gcam_tool_inputs(const char *const *args, int n_args, const char *out_dir, char ***paths, char ***stems,
+                             int *n) {
+    if (!paths || !stems || !n || n_args < 0 || (n_args && !args)) return GCAM_E_ARG;
+    *paths = *stems = NULL;
+    *n = 0;
+    for (int i = 0; i < n_args; i++)
+        if (!args[i]) return GCAM_E_ARG;
+    ex_inputs l = {0};
+    /* (ex_inputs_collect only reads the arguments) */
+    if (ex_inputs_collect(&l, (char *const *)(uintptr_t)args, n_args, out_dir) || ex_inputs_assign_stems(&l)) {
+        ex_inputs_free(&l);
+        return GCAM_E_NOMEM;
+    }
+    char **p = calloc((size_t)l.n + 1, sizeof *p), **s = calloc((size_t)l.n + 1, sizeof *s);
+    gcam_status st = p && s ? GCAM_OK : GCAM_E_NOMEM;
+    for (int i = 0; !st && i < l.n; i++) { /* taken over from the list */
+        p[i] = l.v[i].path;
+        s[i] = l.v[i].stem;
+        l.v[i].path = l.v[i].stem = NULL;
+    }
+    int count = l.n;
+    ex_inputs_free(&l);
+    if (st) {
+        gcam_tool_inputs_free(p, s, p && s ? count : 0);
+        return st;
+    }
+    *paths = p;
+    *stems = s;
+    *n = count;
+    return GCAM_OK;
+}
+
 const char *gcam_tool_describe(gcam_tool *t) {
     if (!t) return NULL;
     gc_buf_free(&t->describe);
@@ -381,16 +421,22 @@ const char *gcam_tool_describe(gcam_tool *t) {
 
 /* ---- the picture side ---- */
 
-gcam_status gcam_tool_decode(gcam_tool *t, const char *path, const void *data, size_t size, uint8_t **rgb, int64_t *h,
-                             int64_t *w) {
-    if (!t || !rgb || !h || !w) return GCAM_E_ARG;
-    *rgb = NULL;
-    if (!path == !data) return tool_fail(t, GCAM_E_ARG, "give either a path or data, not %s", path ? "both" : "neither");
-    gc_decode_opts dopt = {.background = {255, 255, 255}};
-    gc_image img = {0};
+gcam_status gcam_tool_decode(const char *path, const void *data, size_t size, uint8_t **rgb, int64_t *h, int64_t *w,
+                             char *errbuf, size_t err_size) {
     gc_err err = {0};
-    gcam_status st = path ? gc_image_load(path, &img, &dopt, &err) : gc_image_load_memory(data, size, "picture", &img, &dopt, &err);
-    if (st) return tool_fail(t, st, "%s", err.msg);
+    gcam_status st = GCAM_OK;
+    gc_image img = {0};
+    if (rgb) *rgb = NULL;
+    if (!rgb || !h || !w) st = gc_fail(&err, GCAM_E_ARG, "gcam_tool_decode: NULL output");
+    else if (!path == !data) st = gc_fail(&err, GCAM_E_ARG, "give either a path or data, not %s", path ? "both" : "neither");
+    if (!st) {
+        gc_decode_opts dopt = {.background = {255, 255, 255}};
+        st = path ? gc_image_load(path, &img, &dopt, &err) : gc_image_load_memory(data, size, "picture", &img, &dopt, &err);
+    }
+    if (st) {
+        if (errbuf && err_size) snprintf(errbuf, err_size, "%s", err.msg);
+        return st;
+    }
     *rgb = img.px;
     *h = img.h;
     *w = img.w;

@@ -403,8 +403,9 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     gcam_ctx_free(probe);
 
     /* Without a layer only pixel methods can run: plan the input gradient at once. */
-    if ((rc = plan_ctx(e, shapes, n_shapes, e->n_layers == 0, &e->ctx))) return rc;
-    e->ctx_full = e->n_layers == 0;
+    int full = e->n_layers == 0 || e->o.input_gradient;
+    if ((rc = plan_ctx(e, shapes, n_shapes, full, &e->ctx))) return rc;
+    e->ctx_full = full;
     /* values crossing each layer's producer must survive for Ablation-CAM's tail re-runs; the
      * plan keeps inputs/outputs/requested tensors; other crossings are checked at use */
     const gc_tensor *x = gc_ctx_value(e->ctx, e->input);
