@@ -35,6 +35,7 @@ int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Numbers: 0 on success, -1 when s is not entirely a number of that kind. */
 int cli_parse_i64(const char *s, int64_t *v);

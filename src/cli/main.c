@@ -9,7 +9,8 @@ static void print_main_help(void) {
            "  info MODEL              inputs, outputs, every layer with its output shape, unsupported ops\n"
            "  run MODEL INPUT.npy     run the model forward; write outputs or named tensors as .npy\n"
            "  explain MODEL INPUT...  Grad-CAM and other explanations: heat maps, results.json, report.html\n"
-           "  eval MODEL --images DIR --boxes FILE   score methods on ground-truth boxes: eval.csv/json/html\n\n"
+           "  eval MODEL --images DIR --boxes FILE   score methods on ground-truth boxes: eval.csv/json/html\n"
+           "  serve MODEL...          explanations over HTTP: a page for the browser and a JSON API\n\n"
            "Examples:\n"
            "  gradcam info resnet18.onnx\n"
            "  gradcam run resnet18.onnx image.npy -o logits.npy\n"
@@ -39,5 +40,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "explain") == 0) return cmd_explain(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     return cli_usage_error("unknown command '%s'", cmd);
 }
