@@ -415,7 +415,11 @@ gcam_status gc_model_finish(gc_model *m, int allow_unsupported) {
             if ((rc = add_unsupported(m, n, "too many inputs or outputs"))) return rc;
             continue;
         }
-        if (n->n_out < 1 || n->out[0] < 0) /* every supported op writes out[0] */
+        /* every supported op writes out[0], except those whose outputs are all optional (LSTM's Y
+         * may be "" when only Y_h is wanted): they need one output of any kind */
+        int n_present = 0;
+        for (int j = 0; j < n->n_out; j++) n_present += n->out[j] >= 0;
+        if (n->n_out < 1 || (n->out[0] < 0 && (n_present == 0 || gc_op_arity(n->op, n->opset).min_out > 0)))
             return gc_fail(&m->err, GCAM_E_FORMAT, "node '%s' (%s) has no output", n->name, n->op_type);
         const gc_opdef *d = gc_op_get(n->op);
         if (n->opset < d->min_opset) {

@@ -135,7 +135,9 @@ typedef struct gc_opdef {
     X(Concat) X(Split) X(Flatten) X(Reshape) X(Transpose) X(Squeeze) X(Unsqueeze) X(Slice)         \
     X(Gather) X(Expand) X(Tile) X(Shape) X(Cast) X(Constant) X(ConstantOfShape) X(Range) X(Size)   \
     /* resize.c */                                                                                 \
-    X(Pad) X(Resize) X(Upsample)
+    X(Pad) X(Resize) X(Upsample)                                                                   \
+    /* rnn.c */                                                                                    \
+    X(LSTM) X(GRU) X(RNN)
 
 typedef enum gc_op_id {
 #define GC_X_ENUM(name) GC_OP_##name,

@@ -1,0 +1,242 @@
+#!/usr/bin/python3
+"""PyTorch parity of the recurrent ops (src/ops/rnn.c) and of the graphs PyTorch exports around them.
+
+Usage: /usr/bin/python3 tests/rnn_parity.py LIBGRADCAM_SO WORKDIR
+
+Run with Debian's /usr/bin/python3 (python3-torch 1.13, python3-onnx). Models with seeded random
+weights are exported to ONNX at opsets 13 and 17 and run through libgradcam (ctypes):
+  * nn.LSTM and nn.GRU: 1 and 2 layers, uni- and bidirectional, batch_first both ways, with and
+    without initial states. The model's one output concatenates Y, h_n (and c_n), so a random seed
+    gradient on it reaches every output of every layer;
+  * a captioner: nn.Embedding + 2-layer nn.LSTM + nn.Linear + LogSoftmax over integer token ids;
+  * a small attention decoder: nn.Embedding + bidirectional nn.GRU + dot-product attention over
+    image features (batched MatMul, Softmax on the last axis) + LogSoftmax.
+The truth is the same model in float64 (PyTorch autograd for the gradients). Checks: outputs within
+1e-5 of the reference's max |value|, gradients to the inputs, initial states and (captioner) the
+embedding output within 1e-4 of the reference gradient's max |value|. Everything is smooth (sigmoid,
+tanh, softmax): no kink can flip between float32 and float64. Exits 1 on any failure."""
+import copy
+import ctypes as C
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+OUT_TOL, GRAD_TOL = 1e-5, 1e-4
+MAXD = 8
+
+
+class Feed(C.Structure):
+    _fields_ = [("name", C.c_char_p), ("dtype", C.c_int), ("ndim", C.c_int), ("dims", C.POINTER(C.c_int64)),
+                ("data", C.c_void_p)]
+
+
+class View(C.Structure):
+    _fields_ = [("name", C.c_char_p), ("dtype", C.c_int), ("ndim", C.c_int), ("dims", C.c_int64 * MAXD),
+                ("numel", C.c_size_t), ("data", C.c_void_p)]
+
+
+class CtxOptions(C.Structure):
+    _fields_ = [("n_threads", C.c_int), ("max_memory", C.c_size_t), ("keep", C.POINTER(C.c_char_p)),
+                ("n_keep", C.c_int), ("seed", C.c_char_p), ("grad_of", C.POINTER(C.c_char_p)),
+                ("n_grad_of", C.c_int), ("const_int_inputs", C.c_int)]
+
+
+class Engine:
+    def __init__(self, path):
+        lib = C.CDLL(path)
+        lib.gcam_model_load.argtypes = [C.POINTER(C.c_void_p), C.c_char_p, C.c_void_p]
+        lib.gcam_model_error.restype = C.c_char_p
+        lib.gcam_model_error.argtypes = [C.c_void_p]
+        lib.gcam_model_free.argtypes = [C.c_void_p]
+        lib.gcam_ctx_create.argtypes = [C.POINTER(C.c_void_p), C.c_void_p, C.POINTER(Feed), C.c_int,
+                                        C.POINTER(CtxOptions)]
+        lib.gcam_ctx_error.restype = C.c_char_p
+        lib.gcam_ctx_error.argtypes = [C.c_void_p]
+        lib.gcam_ctx_free.argtypes = [C.c_void_p]
+        lib.gcam_ctx_run.argtypes = [C.c_void_p, C.POINTER(Feed), C.c_int]
+        lib.gcam_ctx_output.argtypes = [C.c_void_p, C.c_int, C.POINTER(View)]
+        lib.gcam_ctx_backward.argtypes = [C.c_void_p, C.POINTER(C.c_float), C.c_int, C.c_void_p, C.c_int]
+        lib.gcam_ctx_grad.argtypes = [C.c_void_p, C.c_char_p, C.POINTER(View)]
+        self.lib = lib
+
+    @staticmethod
+    def _view(v):
+        shape = tuple(v.dims[i] for i in range(v.ndim))
+        buf = (C.c_float * v.numel).from_address(v.data)
+        return np.ctypeslib.as_array(buf).reshape(shape).copy()
+
+    def run(self, onnx_path, feeds, seed_name, seed_grad, grad_of):
+        """Forward on feeds {name: array}, backward from seed_grad; returns (output 0, {name: grad})."""
+        lib, m, c = self.lib, C.c_void_p(), C.c_void_p()
+        keep = []
+        arr = (Feed * len(feeds))()
+        for i, (name, a) in enumerate(feeds.items()):
+            a = np.ascontiguousarray(a)
+            dims = (C.c_int64 * max(a.ndim, 1))(*a.shape)
+            keep += [a, dims]
+            arr[i] = Feed(name.encode(), 2 if a.dtype == np.int64 else 1, a.ndim, dims, a.ctypes.data)
+        names = (C.c_char_p * len(grad_of))(*[g.encode() for g in grad_of])
+        opts = CtxOptions(n_threads=2, seed=seed_name.encode(), grad_of=names, n_grad_of=len(grad_of))
+        try:
+            if lib.gcam_model_load(C.byref(m), onnx_path.encode(), None):
+                raise RuntimeError("load: %s" % lib.gcam_model_error(m).decode())
+            if lib.gcam_ctx_create(C.byref(c), m, arr, len(feeds), C.byref(opts)) or lib.gcam_ctx_run(c, arr, len(feeds)):
+                raise RuntimeError("run: %s" % lib.gcam_ctx_error(c).decode())
+            v = View()
+            lib.gcam_ctx_output(c, 0, C.byref(v))
+            out = self._view(v)
+            g = np.ascontiguousarray(seed_grad, dtype=np.float32)
+            if lib.gcam_ctx_backward(c, g.ctypes.data_as(C.POINTER(C.c_float)), 0, None, 0):
+                raise RuntimeError("backward: %s" % lib.gcam_ctx_error(c).decode())
+            grads = {}
+            for name in grad_of:
+                if lib.gcam_ctx_grad(c, name.encode(), C.byref(v)):
+                    raise RuntimeError("grad %s: %s" % (name, lib.gcam_ctx_error(c).decode()))
+                grads[name] = self._view(v)
+            return out, grads
+        finally:
+            lib.gcam_ctx_free(c)
+            lib.gcam_model_free(m)
+
+
+class Rec(nn.Module):
+    """nn.LSTM / nn.GRU whose one output is cat(Y, h_n[, c_n]) flattened."""
+
+    def __init__(self, cell, layers, bidir, batch_first, states, I=5, H=7):
+        super().__init__()
+        self.lstm, self.states = cell == "lstm", states
+        self.rnn = (nn.LSTM if self.lstm else nn.GRU)(I, H, num_layers=layers, bidirectional=bidir,
+                                                       batch_first=batch_first)
+
+    def forward(self, x, h0=None, c0=None):
+        st = ((h0, c0) if self.lstm else h0) if self.states else None
+        y, s = self.rnn(x, st)
+        parts = [y.reshape(-1)] + ([t.reshape(-1) for t in s] if self.lstm else [s.reshape(-1)])
+        return torch.cat(parts)
+
+
+class Captioner(nn.Module):
+    def __init__(self, V=20, E=8, H=16):
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(V, E), nn.Linear(H, V)
+        self.lstm = nn.LSTM(E, H, num_layers=2, batch_first=True)
+        self.e = None
+
+    def forward(self, ids, h0, c0):
+        e = self.emb(ids)
+        if e.requires_grad and not torch.jit.is_tracing():
+            e.retain_grad()
+            self.e = e
+        y, _ = self.lstm(e, (h0, c0))
+        return torch.log_softmax(self.fc(y), -1)
+
+
+class Attention(nn.Module):
+    def __init__(self, V=20, H=8):
+        super().__init__()
+        self.emb, self.q, self.fc = nn.Embedding(V, 2 * H), nn.Linear(2 * H, 2 * H), nn.Linear(4 * H, V)
+        self.gru = nn.GRU(2 * H, H, bidirectional=True)
+
+    def forward(self, ids, feats):  # ids (T, B), feats (B, N, 2H)
+        y, _ = self.gru(self.emb(ids))
+        q = self.q(y).transpose(0, 1)                                        # (B, T, 2H)
+        a = torch.softmax(q @ feats.transpose(1, 2) / 4.0, dim=-1)         # (B, T, N)
+        return torch.log_softmax(self.fc(torch.cat([a @ feats, q], -1)), -1)
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def check(eng, label, path, model, args, names, grad_names, extra=None):
+    """Exports model(args) to path, compares output and gradients; returns the failures."""
+    model.eval()
+    torch.onnx.export(model, tuple(args), path, opset_version=int(label.split("@")[1]), input_names=names,
+                      output_names=["out"], do_constant_folding=True)
+    ref = copy.deepcopy(model).double()
+    targs = [a.clone().double().requires_grad_(True) if a.is_floating_point() else a.clone() for a in args]
+    out = ref(*targs)
+    gen = torch.Generator().manual_seed(7)
+    seed = torch.rand(out.shape, generator=gen, dtype=torch.float64) * 2 - 1
+    (out * seed).sum().backward()
+    want = {n: a.grad.numpy() for n, a in zip(names, targs) if n in grad_names}
+    if extra:
+        want[extra[0]] = ref.e.grad.numpy()
+        grad_names = grad_names + [extra[0]]
+    feeds = {n: a.numpy() for n, a in zip(names, args)}
+    got_out, got = eng.run(path, feeds, "out", seed.numpy(), grad_names)
+    eo = rel(got_out, out.detach().numpy())
+    eg = {n: rel(got[n], want[n]) for n in grad_names}
+    ok = eo <= OUT_TOL and all(e <= GRAD_TOL for e in eg.values())
+    print("%-4s %-52s out %.1e  grads %s" % ("ok" if ok else "FAIL", label, eo,
+                                           " ".join("%s %.1e" % (n, e) for n, e in eg.items())))
+    return (not ok), eo, max(eg.values())
+
+
+def gather_output(path):
+    """Name of the embedding lookup's output (the Gather reading the table) in the exported graph."""
+    import onnx
+    g = onnx.load(path).graph
+    inits = {i.name for i in g.initializer}
+    return next(n.output[0] for n in g.node if n.op_type == "Gather" and n.input[0] in inits)
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    eng, work = Engine(sys.argv[1]), sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    torch.set_num_threads(2)
+    fails, worst_o, worst_g, n = 0, 0.0, 0.0, 0
+    T, B, I, H = 6, 3, 5, 7
+    for opset in (13, 17):
+        for cell in ("lstm", "gru"):
+            for layers in (1, 2):
+                for bidir in (False, True):
+                    for bf in (False, True):
+                        for states in ((True, False) if layers == 1 else (True,)):
+                            torch.manual_seed(1000 * opset + 100 * layers + 10 * bidir + 2 * bf + states)
+                            m = Rec(cell, layers, bidir, bf, states, I, H)
+                            D = layers * (2 if bidir else 1)
+                            x = torch.randn((B, T, I) if bf else (T, B, I))
+                            args, names = [x], ["x"]
+                            if states:
+                                args += [torch.randn(D, B, H) * 0.5]
+                                names += ["h0"]
+                                if cell == "lstm":
+                                    args += [torch.randn(D, B, H) * 0.5]
+                                    names += ["c0"]
+                            label = "%s %d layer%s %s%s%s@%d" % (cell, layers, "s" if layers > 1 else "",
+                                                                 "bidirectional" if bidir else "forward",
+                                                                 " batch_first" if bf else "",
+                                                                 " initial states" if states else "", opset)
+                            path = os.path.join(work, "%s_%d%d%d%d_%d.onnx" % (cell, layers, bidir, bf, states, opset))
+                            f, eo, eg = check(eng, label, path, m, args, names, names)
+                            fails, worst_o, worst_g, n = fails + f, max(worst_o, eo), max(worst_g, eg), n + 1
+        torch.manual_seed(opset)
+        cap = Captioner()
+        ids = torch.randint(0, 20, (2, 5))
+        h0, c0 = torch.randn(2, 2, 16) * 0.5, torch.randn(2, 2, 16) * 0.5
+        path = os.path.join(work, "captioner_%d.onnx" % opset)
+        cap.eval()
+        torch.onnx.export(cap, (ids, h0, c0), path, opset_version=opset, input_names=["ids", "h0", "c0"],
+                          output_names=["out"])
+        f, eo, eg = check(eng, "captioner (Embedding+LSTM+Linear+LogSoftmax)@%d" % opset, path, cap,
+                          [ids, h0, c0], ["ids", "h0", "c0"], ["h0", "c0"], extra=(gather_output(path),))
+        fails, worst_o, worst_g, n = fails + f, max(worst_o, eo), max(worst_g, eg), n + 1
+        torch.manual_seed(opset + 1)
+        att = Attention()
+        f, eo, eg = check(eng, "attention decoder (Embedding+biGRU+attention)@%d" % opset,
+                          os.path.join(work, "attention_%d.onnx" % opset), att,
+                          [torch.randint(0, 20, (5, 2)), torch.randn(2, 7, 16)], ["ids", "feats"], ["feats"])
+        fails, worst_o, worst_g, n = fails + f, max(worst_o, eo), max(worst_g, eg), n + 1
+    print("%d models: worst output error %.2e (tol %.0e), worst gradient error %.2e (tol %.0e); %d failed"
+          % (n, worst_o, OUT_TOL, worst_g, GRAD_TOL, fails))
+    sys.exit(1 if fails else 0)
+
+
+if __name__ == "__main__":
+    main()
