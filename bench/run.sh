@@ -150,6 +150,12 @@ for m in $MODELS; do
     done
 done
 
+# the Python package's overhead over the C API (issue #21): resnet50 batch 1 Grad-CAM, both turn by turn
+case " $MODELS " in *" resnet50 "*)
+    [ $SMOKE = 1 ] || "$PY" "$SRC/bench/bench_python.py" compare "$BUILD" "$MODELDIR/resnet50.onnx" --runs "$RUNS" \
+        --threads "$THREADS" --size "$SIZE" ;;
+esac
+
 # every detection of one picture (issue #18): the demo detector, both methods in one process per
 # side, one row after the other; the picture, the CAM layers (gradcam's automatic choice, which
 # PyTorch's side hooks too) and the detections (checked equal on both sides) are the same
@@ -248,3 +254,5 @@ if [ "$DOC" = none ]; then
 else
     "$PY" "$SRC/bench/report.py" "$RES" "$META" --doc "$DOC"
 fi
+# gradcam serve, requests/s and latency at 1, 2, 4 workers (docs/performance.md, "gradcam serve"): BENCH_SERVE=1
+if [ "${BENCH_SERVE:-0}" = 1 ]; then "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" demo "$SRC/examples/demo/shapes_cnn.onnx" "$SRC/examples/demo/images/demo_1.png" -- --labels "$SRC/examples/demo/labels.txt" --preprocess raw | tee "$OUT/serve.md"; fi
