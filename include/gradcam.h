@@ -364,10 +364,13 @@ gcam_status gcam_detect_layout(const gcam_tensor_view *out, gcam_det_layout layo
 typedef struct gcam_explain_options {
     const char *output;          /* model output to explain; NULL: the first */
     /* Target layers (tensor or node names) for the CAM family; several: maps averaged, as
-     * pytorch-grad-cam does. None: automatic (the last 4-D activation with spatial size > 1 that
+     * pytorch-grad-cam does. Maps (N, C, H, W), channel-last maps (N, H, W, C) or tokens (N, T, C)
+     * (see tokens_h below). None: automatic (the last 4-D activation with spatial size > 1 that
      * the target depends on; for a classifier the input of its global pooling; for a detector whose
      * 3-D output concatenates several flattened pyramid levels, per level the neck's feature map
-     * feeding that level's head, as several layers). */
+     * feeding that level's head, as several layers; for a transformer, when later than those, the
+     * last LayerNormalization whose tokens are still mixed by attention on the way to the target
+     * (ViT: the last block's first norm) or that is channel-last maps (Swin: the final norm)). */
     const char *const *layers;
     int n_layers;
     /* 0 (default): explain the score before a final Softmax / LogSoftmax / Sigmoid (the paper's
@@ -389,6 +392,14 @@ typedef struct gcam_explain_options {
      * last bits. With 1 every map is computed on one plan whatever the order of the calls (the
      * command sets it when any pixel-space method is asked for). */
     int input_gradient;
+    /* Token layers (vision transformers; docs/methods.md, "Transformers"). A target layer
+     * (N, T, C) is read as maps (N, C, h, w) from its last h * w tokens, the first T - h * w
+     * (a class token, DeiT's distillation token) dropped; a layer (N, H, W, C) that is channel-last
+     * (Swin) is read transposed. tokens_h x tokens_w: the grid; 0: from the input's size (the grid
+     * with the input's aspect ratio after skip_tokens special tokens, or after 0, 1 or 2 when
+     * skip_tokens is 0). */
+    int64_t tokens_h, tokens_w;
+    int skip_tokens;
 } gcam_explain_options;
 
 typedef struct gcam_explainer gcam_explainer;
@@ -402,6 +413,11 @@ const char *gcam_explainer_error(const gcam_explainer *e);
 void gcam_explainer_free(gcam_explainer *e);
 int gcam_explainer_num_layers(const gcam_explainer *e);
 const char *gcam_explainer_layer(const gcam_explainer *e, int i);
+/* How a tensor or node (its first output) would be read as a CAM layer by this explainer (its input
+ * size and token options): GCAM_OK with a description in how ("(N, C, H, W) maps: 512 channels of
+ * 7x7", "tokens: 1 special + a 14x14 grid of 768 channels", "channel-last maps: ..."), else
+ * GCAM_E_ARG or GCAM_E_NOT_FOUND with the reason in how (n bytes; may be NULL). */
+gcam_status gcam_explainer_layer_check(const gcam_explainer *e, const char *name, char *how, size_t n);
 /* Name of the tensor whose elements are the explained scores (e.g. the logits before Softmax). */
 const char *gcam_explainer_score_name(const gcam_explainer *e);
 

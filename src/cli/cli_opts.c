@@ -194,6 +194,33 @@ int cli_set_seed_opt(void *opts, const char *name, const char *val) {
 }
 #undef BASE
 
+/* ---- the transformer options ----------------------------------------------------------------- */
+
+static int set_tokens(void *opts, const char *name, const char *val) {
+    cli_base_opts *b = opts;
+    if (strcmp(name, "--skip-tokens") == 0) {
+        int64_t k;
+        if (cli_parse_i64(val, &k) || k < 1 || k > 64) return cli_usage_error("%s: '%s' is not a number from 1 to 64", name, val);
+        b->skip_tokens = (int)k;
+        return 0;
+    }
+    int64_t d[GCAM_MAX_DIMS];
+    int nd = 0;
+    if (cli_parse_dims(val, d, &nd) || nd != 2 || d[0] < 1 || d[1] < 1 || d[0] > 4096 || d[1] > 4096)
+        return cli_usage_error("%s: '%s' is not HxW (e.g. 14x14)", name, val);
+    b->tokens_h = d[0];
+    b->tokens_w = d[1];
+    return 0;
+}
+
+const cli_row cli_token_rows[] = {
+    CLI_OPT("--tokens-grid", "HxW", "a grid HxW", set_tokens,
+            "a token layer (N, T, C) is the grid of its last H*W tokens (default: the grid with\n"
+            "the input's aspect ratio, after 0, 1 or 2 special tokens)"),
+    CLI_OPT("--skip-tokens", "N", "a number", set_tokens, "the special tokens (class, distillation) before the grid's"),
+    CLI_END_ROW,
+};
+
 /* ---- the detection options ------------------------------------------------------------------- */
 
 int cli_set_task(void *opts, const char *name, const char *val) {

@@ -64,10 +64,14 @@ typedef struct cli_base_opts {
     int task;                    /* --task: CLI_TASK_* */
     gcam_detect_options det;     /* --detections, --score-threshold, --iou-threshold, --max-detections */
     const char *det_given;       /* the first of those given, for "needs --task detect" */
+    int64_t tokens_h, tokens_w;  /* --tokens-grid HxW (0: from the input) */
+    int skip_tokens;             /* --skip-tokens N (0: found) */
 } cli_base_opts;
 
 /* The preprocessing options' rows. */
 extern const cli_row cli_pre_rows[];
+/* The transformer options' rows (--tokens-grid, --skip-tokens): how token layers are read as maps. */
+extern const cli_row cli_token_rows[];
 /* The detection options' rows (--detections, --score-threshold, --iou-threshold, --max-detections). */
 extern const cli_row cli_det_rows[];
 /* Their defaults (0.25, 0.45, 32 detections, layout auto). */

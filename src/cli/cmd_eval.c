@@ -202,6 +202,7 @@ static const cli_row g_eval_rows[] = {
     CLI_OPT("--sanity-cases", "N", "a number", ev_sanity_cases,
             "(image, class) cases recomputed per depth (default 16)"),
     CLI_OPT("--seed", "N", "a number", cli_set_seed_opt, "seed of the randomised weights (default 0); results are deterministic"),
+    CLI_INCLUDE_ROW(cli_token_rows),
     CLI_SECTION_ROW("Detectors (--task detect; docs/evaluation.md, \"Detectors\"):"),
     CLI_OPT("--task", "TASK", "a task", cli_set_task,
             "classify (default) | detect: decode the detector's output, match the detections to\n"
@@ -542,7 +543,8 @@ static int make_explainer(ev_run *R, const gcam_model *m, gcam_explainer **e, co
                                .n_layers = R->n_layer_list ? R->n_layer_list : R->o->n_layers,
                                .explain_probability = R->o->base.task == CLI_TASK_DETECT,
                                .n_threads = R->o->base.threads, .max_memory = R->o->base.max_memory, .noise_seed = R->o->base.seed,
-                               .batch_size = R->o->batch};
+                               .batch_size = R->o->batch, .tokens_h = R->o->base.tokens_h, .tokens_w = R->o->base.tokens_w,
+                               .skip_tokens = R->o->base.skip_tokens};
     gcam_status rc = gcam_explainer_create(e, m, f, 1, &eo);
     if (rc) {
         gc_fail(err, rc, "%s", gcam_explainer_error(*e));

@@ -197,6 +197,7 @@ static const cli_row g_explain_rows[] = {
             "  region:C:y0,x0,y1,x1     class C's scores summed over output rows y0..y1-1,\n"
             "                           columns x0..x1-1 (segmentation outputs)\n"
             "  element:i,j,...          one output element (the batch index may be left out)"),
+    CLI_INCLUDE_ROW(cli_token_rows),
     CLI_FLAG("--probability", ex_probability,
              "explain the probability after a final Softmax/Sigmoid, not the score before it"),
     CLI_OPT("--seed", "N", "a number", cli_set_seed_opt, "SmoothGrad noise seed (default 0)"),
@@ -740,7 +741,8 @@ static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
     gcam_explain_options eo = {.output = o->output, .layers = layers, .n_layers = o->n_layers,
                                .explain_probability = o->probability, .n_threads = o->base.threads,
                                .max_memory = o->base.max_memory, .noise_seed = o->base.seed,
-                               .input_gradient = pixel_space};
+                               .input_gradient = pixel_space, .tokens_h = o->base.tokens_h, .tokens_w = o->base.tokens_w,
+                               .skip_tokens = o->base.skip_tokens};
     rc = gcam_explainer_create(&R->e, R->m, s->feeds, s->nf, &eo);
     if (rc) {
         const char *why = gcam_explainer_error(R->e);

@@ -27,6 +27,39 @@ static void fmt_dims(char *buf, size_t n, int ndim, const int64_t *dims, const c
     if (u < n) snprintf(buf + u, n - u, ")");
 }
 
+/* Which tensors a CAM method can take as its layer (-l), by kind, with an example of each; and why
+ * the others cannot (transformers: tokens need a grid, docs/methods.md). */
+static void print_cam_layers(const gcam_model *m, const gcam_explainer *ex) {
+    enum { MAPS, NHWC, TOKENS, NOT, KINDS };
+    static const char *const kinds[KINDS] = {"(N, C, H, W) maps", "channel-last maps (N, H, W, C)", "tokens (N, T, C)",
+                                             "not usable"};
+    int count[KINDS] = {0}, defaulted[KINDS] = {0};
+    char last[KINDS][256] = {{0}}, how_of[KINDS][300] = {{0}};
+    for (int i = 0; i < gcam_model_num_nodes(m); i++) {
+        gcam_node_info ni;
+        if (gcam_model_node(m, i, &ni) || ni.n_outputs < 1 || !ni.outputs[0][0]) continue;
+        gcam_tensor_info ti;
+        if (gcam_model_find_tensor(m, ni.outputs[0], &ti) || ti.is_weight) continue;
+        char how[300];
+        int k = gcam_explainer_layer_check(ex, ni.outputs[0], how, sizeof how) ? NOT
+                : strncmp(how, "tokens", 6) == 0                               ? TOKENS
+                : strncmp(how, "channel-last", 12) == 0                        ? NHWC
+                                                                               : MAPS;
+        count[k]++;
+        int is_default = 0; /* the example: the default layer where it is of this kind, else the last */
+        for (int l = 0; l < gcam_explainer_num_layers(ex); l++) is_default |= strcmp(gcam_explainer_layer(ex, l), ni.outputs[0]) == 0;
+        if (is_default || !defaulted[k]) {
+            snprintf(last[k], sizeof last[k], "%s", ni.outputs[0]);
+            snprintf(how_of[k], sizeof how_of[k], "%s", how);
+            defaulted[k] = is_default;
+        }
+    }
+    printf("\nCAM layers (-l NAME):\n");
+    for (int k = 0; k < KINDS; k++)
+        if (count[k])
+            printf("  %-32s %5d tensors, e.g. %s (%s)\n", kinds[k], count[k], last[k], how_of[k]);
+}
+
 int cmd_info(int argc, char **argv) {
     const char *model = NULL;
     const char *shape_names[16];
@@ -135,6 +168,7 @@ int cmd_info(int argc, char **argv) {
         else
             printf("\ndefault explanation layer: none (%s)\n",
                    ex && gcam_explainer_error(ex)[0] ? gcam_explainer_error(ex) : "no 4-D activation with spatial size > 1");
+        if (ex) print_cam_layers(m, ex);
         gcam_explainer_free(ex);
     }
     int nu = gcam_model_num_unsupported(m);

@@ -77,7 +77,7 @@ static int resolve_layer(const gc_model *m, const char *name) {
 
 /* The last 4-D float activation with spatial size > 1 on which the score depends; identity-sized
  * pools after it (VGG's adaptive 7x7 average pool) are looked through. */
-static int auto_layer(gcam_explainer *e, const gcam_ctx *c) {
+static int auto_layer(gcam_explainer *e, const gcam_ctx *c, int *step) {
     const gc_model *m = e->m;
     uint8_t *anc = calloc((size_t)m->n_values + 1, 1);
     if (!anc) return -1;
@@ -97,6 +97,7 @@ static int auto_layer(gcam_explainer *e, const gcam_ctx *c) {
             const gc_tensor *t = gc_ctx_value(c, v);
             if (t->dtype == GC_F32 && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1) {
                 best = v;
+                *step = s;
                 break;
             }
         }
@@ -111,6 +112,111 @@ static int auto_layer(gcam_explainer *e, const gcam_ctx *c) {
         if (in < 0 || !gc_ctx_is_activation(c, in) || !gc_shape_eq(&gc_ctx_value(c, in)->shape, &gc_ctx_value(c, best)->shape)) break;
         best = in;
     }
+    return best;
+}
+
+/* ---- layers read as maps: (N, C, H, W), channel-last maps, transformer tokens ---- */
+
+/* A grid h x w of n cells with the input's aspect ratio (h W == w H); 0 if there is none. */
+static int grid_of(int64_t n, int64_t H, int64_t W, int64_t *h, int64_t *w) {
+    for (int64_t a = 1; a <= n && a <= (1 << 20); a++)
+        if (n % a == 0 && a * W == (n / a) * H) {
+            *h = a;
+            *w = n / a;
+            return 1;
+        }
+    return 0;
+}
+
+/* How tensor t is read as maps (N, K, h, w), against the input's H x W: 0, or -1 with why. A 4-D
+ * tensor is (N, C, H, W) unless only channel-last reading has the input's aspect; a 3-D one is
+ * tokens (N, T, C) whose last h * w form the grid (tokens_h/w, or found, see gcam.h). */
+static int layer_view(const gcam_explainer *e, const gc_tensor *t, gc_layer_view *lv, char *why, size_t nwhy) {
+    const gc_shape *s = &t->shape;
+    int64_t H = e->H, W = e->W;
+    memset(lv, 0, sizeof *lv);
+    if (t->dtype != GC_F32) {
+        snprintf(why, nwhy, "it is not float");
+        return -1;
+    }
+    if (s->ndim == 4) {
+        lv->N = s->d[0];
+        int64_t off = s->d[2] * W - s->d[3] * H; /* (N, C, h, w) within a cell of the input's aspect */
+        int nchw = (off < 0 ? -off : off) <= H + W, nhwc = s->d[1] * W == s->d[2] * H && s->d[1] * s->d[2] > 1;
+        lv->kind = !nchw && nhwc ? GC_LV_NHWC : GC_LV_NCHW;
+        lv->K = lv->kind == GC_LV_NHWC ? s->d[3] : s->d[1];
+        lv->h = lv->kind == GC_LV_NHWC ? s->d[1] : s->d[2];
+        lv->w = lv->kind == GC_LV_NHWC ? s->d[2] : s->d[3];
+        return 0;
+    }
+    if (s->ndim != 3) {
+        snprintf(why, nwhy, "it is neither maps (N, C, H, W) or (N, H, W, C) nor tokens (N, T, C)");
+        return -1;
+    }
+    int64_t T = s->d[1], gh = e->o.tokens_h, gw = e->o.tokens_w, sk = e->o.skip_tokens;
+    *lv = (gc_layer_view){.kind = GC_LV_TOKENS, .N = s->d[0], .K = s->d[2]};
+    if (gh > 0 && gw > 0) {
+        if (gh > (1 << 20) || gw > (1 << 20) || gh * gw > T || (sk > 0 && T - gh * gw != sk)) {
+            snprintf(why, nwhy, "a grid of %lldx%lld tokens%s does not fit its %lld tokens", (long long)gh, (long long)gw,
+                     sk > 0 ? " after the special ones" : "", (long long)T);
+            return -1;
+        }
+        lv->h = gh;
+        lv->w = gw;
+        lv->skip = T - gh * gw;
+        return 0;
+    }
+    for (int64_t k = sk > 0 ? sk : 0; k <= (sk > 0 ? sk : 2); k++)
+        if (T - k > 0 && grid_of(T - k, H, W, &lv->h, &lv->w)) {
+            lv->skip = k;
+            return 0;
+        }
+    snprintf(why, nwhy, "its %lld tokens form no grid with the input's %lldx%lld aspect after %s special tokens; "
+             "give the grid (tokens_h x tokens_w, --tokens-grid HxW)", (long long)T, (long long)W, (long long)H,
+             sk > 0 ? "the" : "0, 1 or 2");
+    return -1;
+}
+
+/* A transformer's automatic layer: the last LayerNormalization on the way to the score whose output
+ * is tokens that attention still mixes later on (a MatMul of two activations downstream: ViT's last
+ * block's first norm, not its second nor the final one, which only the class token leaves), or
+ * channel-last maps (Swin's final norm). -1 if none; *step: its step. */
+static int auto_token_layer(gcam_explainer *e, const gcam_ctx *c, int *step) {
+    const gc_model *m = e->m;
+    uint8_t *anc = calloc((size_t)m->n_values + 1, 1), *mix = calloc((size_t)m->n_values + 1, 1);
+    int best = -1;
+    if (!anc || !mix) {
+        free(anc);
+        free(mix);
+        return -2;
+    }
+    anc[e->score] = 1;
+    for (int s = gc_ctx_num_steps(c) - 1; s >= 0 && best < 0; s--) {
+        const gc_node *n = &m->nodes[gc_ctx_step_node(c, s)];
+        int hit = 0, mixes = 0;
+        for (int j = 0; j < n->n_out; j++) {
+            hit |= n->out[j] >= 0 && anc[n->out[j]];
+            mixes |= n->out[j] >= 0 && mix[n->out[j]];
+        }
+        if (!hit) continue;
+        mixes |= n->op == GC_OP_MatMul && n->n_in == 2 && n->in[0] >= 0 && n->in[1] >= 0 &&
+                 gc_ctx_is_activation(c, n->in[0]) && gc_ctx_is_activation(c, n->in[1]);
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && gc_ctx_is_activation(c, n->in[k])) {
+                anc[n->in[k]] = 1;
+                mix[n->in[k]] |= (uint8_t)mixes;
+            }
+        if (n->op != GC_OP_LayerNormalization || n->out[0] < 0) continue;
+        gc_layer_view lv;
+        char why[256];
+        if (layer_view(e, gc_ctx_value(c, n->out[0]), &lv, why, sizeof why)) continue;
+        if (lv.kind == GC_LV_NHWC || (lv.kind == GC_LV_TOKENS && mix[n->out[0]])) {
+            best = n->out[0];
+            *step = s;
+        }
+    }
+    free(anc);
+    free(mix);
     return best;
 }
 
@@ -251,6 +357,7 @@ void gcam_explainer_free(gcam_explainer *e) {
     free(e->feed_work);
     free(e->feed_work_dims);
     free(e->layers);
+    free(e->views);
     free(e->seed);
     free(e->baseline);
     free(e->saved_act);
@@ -266,6 +373,38 @@ int gcam_explainer_num_layers(const gcam_explainer *e) { return e ? e->n_layers 
 const char *gcam_explainer_layer(const gcam_explainer *e, int i) {
     return e && i >= 0 && i < e->n_layers ? vname(e, e->layers[i]) : NULL;
 }
+gcam_status gcam_explainer_layer_check(const gcam_explainer *e, const char *name, char *how, size_t n) {
+    char tmp[300];
+    if (!how || !n) {
+        how = tmp;
+        n = sizeof tmp;
+    }
+    how[0] = 0;
+    if (!e || !e->ctx || !name) {
+        snprintf(how, n, "no explainer or no name");
+        return GCAM_E_ARG;
+    }
+    int v = resolve_layer(e->m, name);
+    if (v < 0) {
+        snprintf(how, n, "no tensor or node of that name");
+        return GCAM_E_NOT_FOUND;
+    }
+    const gc_tensor *t = gc_ctx_value(e->ctx, v);
+    gc_layer_view lv;
+    if (!gc_ctx_is_activation(e->ctx, v)) {
+        snprintf(how, n, "not an activation (a weight, a constant or an input)");
+        return GCAM_E_ARG;
+    }
+    if (layer_view(e, t, &lv, how, n)) return GCAM_E_ARG;
+    if (lv.kind == GC_LV_TOKENS)
+        snprintf(how, n, "tokens: %lld special + a %lldx%lld grid of %lld channels", (long long)lv.skip, (long long)lv.h,
+                 (long long)lv.w, (long long)lv.K);
+    else
+        snprintf(how, n, "%s maps: %lld channels of %lldx%lld", lv.kind == GC_LV_NHWC ? "channel-last" : "(N, C, H, W)",
+                 (long long)lv.K, (long long)lv.h, (long long)lv.w);
+    return GCAM_OK;
+}
+
 const char *gcam_explainer_score_name(const gcam_explainer *e) { return e && e->score >= 0 ? vname(e, e->score) : NULL; }
 
 /* The explainer's context: forward, kept score/output, the backward from the score to the layers
@@ -366,8 +505,25 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
         gcam_ctx_free(probe);
         return rc;
     }
-    e->layers = gc_malloc2((size_t)(e->o.n_layers > 0 ? e->o.n_layers : GC_MAX_LEVELS), sizeof(int));
-    if (!e->layers) {
+    /* the explained input: an image batch, (N, C, H, W) or (N, H, W, C) */
+    const gc_tensor *x = gc_ctx_value(probe, e->input);
+    if (x->dtype != GC_F32 || x->shape.ndim != 4) {
+        char a[128];
+        gcam_ctx_free(probe);
+        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the first input '%s' must be a float32 image batch (4-D); it is %s %s",
+                       vname(e, e->input), gc_dtype_name(x->dtype), gc_shape_str(&x->shape, a, sizeof a));
+    }
+    e->x_numel = (size_t)gc_numel(x);
+    int64_t c1 = x->shape.d[1], c3 = x->shape.d[3];
+    e->nhwc = (c3 == 1 || c3 == 3 || c3 == 4) && !(c1 == 1 || c1 == 3 || c1 == 4);
+    e->N = x->shape.d[0];
+    e->C = e->nhwc ? c3 : c1;
+    e->H = e->nhwc ? x->shape.d[1] : x->shape.d[2];
+    e->W = e->nhwc ? x->shape.d[2] : x->shape.d[3];
+    size_t max_layers = (size_t)(e->o.n_layers > 0 ? e->o.n_layers : GC_MAX_LEVELS);
+    e->layers = gc_malloc2(max_layers, sizeof(int));
+    e->views = gc_calloc2(max_layers, sizeof *e->views);
+    if (!e->layers || !e->views) {
         gcam_ctx_free(probe);
         return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     }
@@ -379,11 +535,13 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
                            e->o.layers && e->o.layers[i] ? e->o.layers[i] : "(null)");
         }
         const gc_tensor *t = gc_ctx_value(probe, v);
-        if (!gc_ctx_is_activation(probe, v) || t->dtype != GC_F32 || t->shape.ndim != 4) {
+        char why[300] = "it is not an activation (a weight, or an input)";
+        if (!gc_ctx_is_activation(probe, v) || layer_view(e, t, &e->views[e->n_layers], why, sizeof why)) {
             char a[128];
             gcam_ctx_free(probe);
-            return gc_fail(&e->err, GCAM_E_ARG, "layer '%s' must be a 4-D float activation (N, C, H, W); it is %s %s",
-                           vname(e, v), gc_dtype_name(t->dtype), gc_shape_str(&t->shape, a, sizeof a));
+            return gc_fail(&e->err, GCAM_E_ARG, "layer '%s' (%s %s) cannot be a CAM layer: %s; a layer is maps "
+                           "(N, C, H, W) or (N, H, W, C), or tokens (N, T, C)", vname(e, v), gc_dtype_name(t->dtype),
+                           gc_shape_str(&t->shape, a, sizeof a), why);
         }
         e->layers[e->n_layers++] = v;
     }
@@ -396,9 +554,21 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
         e->n_layers = nh;
     }
     if (e->n_layers == 0) {
-        int v = auto_layer(e, probe);
+        int s4 = -1, st = -1, v = auto_layer(e, probe, &s4), vt = auto_token_layer(e, probe, &st);
+        if (vt == -2) {
+            gcam_ctx_free(probe);
+            return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        }
+        if (vt >= 0 && st > s4) v = vt; /* a transformer after (or without) the convolutions */
         if (v >= 0) e->layers[e->n_layers++] = v;
-        /* no 4-D activation: only pixel-space methods will work; said when a CAM is asked for */
+        /* no layer: only pixel-space methods will work; said when a CAM is asked for */
+    }
+    for (int l = 0; l < e->n_layers; l++) { /* (the automatic ones) */
+        char why[300];
+        if (layer_view(e, gc_ctx_value(probe, e->layers[l]), &e->views[l], why, sizeof why)) {
+            gcam_ctx_free(probe);
+            return gc_fail(&e->err, GCAM_E_INTERNAL, "automatic layer '%s': %s", vname(e, e->layers[l]), why);
+        }
     }
     gcam_ctx_free(probe);
 
@@ -408,20 +578,6 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     e->ctx_full = full;
     /* values crossing each layer's producer must survive for Ablation-CAM's tail re-runs; the
      * plan keeps inputs/outputs/requested tensors; other crossings are checked at use */
-    const gc_tensor *x = gc_ctx_value(e->ctx, e->input);
-    if (x->dtype != GC_F32) return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the first input '%s' must be float32 to be explained", vname(e, e->input));
-    e->x_numel = (size_t)gc_numel(x);
-    if (x->shape.ndim == 4) {
-        int64_t c1 = x->shape.d[1], c3 = x->shape.d[3];
-        e->nhwc = (c3 == 1 || c3 == 3 || c3 == 4) && !(c1 == 1 || c1 == 3 || c1 == 4);
-        e->N = x->shape.d[0];
-        e->C = e->nhwc ? c3 : c1;
-        e->H = e->nhwc ? x->shape.d[1] : x->shape.d[2];
-        e->W = e->nhwc ? x->shape.d[2] : x->shape.d[3];
-    } else {
-        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the input '%s' must be an image batch (4-D); it has %d dimensions",
-                       vname(e, e->input), x->shape.ndim);
-    }
     e->seed = gc_malloc2((size_t)gc_numel(gc_ctx_value(e->ctx, e->score)), sizeof(float));
     e->score_copy = gc_malloc2((size_t)gc_numel(gc_ctx_value(e->ctx, e->score)), sizeof(float));
     if (!e->seed || !e->score_copy) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");

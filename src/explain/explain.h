@@ -5,6 +5,29 @@
 #include "../graph/engine.h"
 #include "../graph/model.h"
 
+/* How a target layer's tensor is read as maps (N, K, h, w). */
+typedef enum gc_lv_kind {
+    GC_LV_NCHW = 0,             /* as it is */
+    GC_LV_NHWC,                 /* (N, h, w, K): channel-last (Swin) */
+    GC_LV_TOKENS                /* (N, skip + h * w, K): the special tokens dropped (ViT) */
+} gc_lv_kind;
+
+typedef struct gc_layer_view {
+    gc_lv_kind kind;
+    int64_t N, K, h, w;
+    int64_t skip;               /* TOKENS: leading special tokens (class, distillation) */
+} gc_layer_view;
+
+/* The native index of map element (b, k, p) (p = y * w + x) in the layer's tensor. */
+static inline int64_t gc_lv_index(const gc_layer_view *v, int64_t b, int64_t k, int64_t p) {
+    int64_t hw = v->h * v->w;
+    switch (v->kind) {
+    case GC_LV_NHWC: return (b * hw + p) * v->K + k;
+    case GC_LV_TOKENS: return (b * (v->skip + hw) + v->skip + p) * v->K + k;
+    default: return (b * v->K + k) * hw + p;
+    }
+}
+
 struct gcam_explainer {
     gc_err err;
     const gc_model *m;
@@ -24,6 +47,7 @@ struct gcam_explainer {
     int prob_op;                /* op of the final Softmax/LogSoftmax/Sigmoid, or -1 */
     int n_layers;
     int *layers;                /* value indices of the target layers */
+    gc_layer_view *views;       /* (n_layers) how each is read as maps */
     int nhwc;                   /* input laid out (N, H, W, C) */
     int64_t N, C, H, W;
     size_t x_numel;

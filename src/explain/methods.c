@@ -146,6 +146,21 @@ static gcam_status backward(gcam_explainer *e, gcam_rule rule, int v) {
 
 /* ---- maps ---- */
 
+/* The view of a target layer (value v). */
+static const gc_layer_view *view_of(const gcam_explainer *e, int v) {
+    for (int l = 0; l < e->n_layers; l++)
+        if (e->layers[l] == v) return &e->views[l];
+    return NULL;
+}
+
+/* src (the layer's tensor, native layout) as maps (N, K, h, w) into dst. */
+static void gather_maps(const gc_layer_view *v, const float *src, float *dst) {
+    int64_t hw = v->h * v->w;
+    for (int64_t b = 0; b < v->N; b++)
+        for (int64_t k = 0; k < v->K; k++)
+            for (int64_t p = 0; p < hw; p++) dst[(b * v->K + k) * hw + p] = src[gc_lv_index(v, b, k, p)];
+}
+
 static gcam_status alloc_map(gcam_explainer *e, gcam_map *out, gcam_method method, int layer, int64_t n, int64_t c,
                              int64_t h, int64_t w) {
     memset(out, 0, sizeof *out);
@@ -477,8 +492,9 @@ out:
  * it re-run. The forward state is restored afterwards. */
 static gcam_status ablation_weights(gcam_explainer *e, int layer, float *w, int64_t N, int64_t K, int64_t hw) {
     gcam_ctx *c = e->ctx;
+    const gc_layer_view *lv = view_of(e, layer);
     float *A = gc_ctx_value(c, layer)->data;
-    size_t n = (size_t)(N * K * hw);
+    size_t n = (size_t)gc_numel(gc_ctx_value(c, layer)); /* (N, K, h, w), or with the special tokens */
     int first = gc_ctx_first_step_after(c, layer);
     /* every value the tail reads from before it must still be intact: kept until the end */
     int *cross = NULL, n_cross = 0;
@@ -502,7 +518,8 @@ static gcam_status ablation_weights(gcam_explainer *e, int layer, float *w, int6
     target_scores(e, gc_ctx_value(c, e->score)->data, y);
     for (int64_t k = 0; k < K && !rc; k++) {
         memcpy(A, saved, n * sizeof(float));
-        for (int64_t b = 0; b < N; b++) memset(A + (b * K + k) * hw, 0, (size_t)hw * sizeof(float));
+        for (int64_t b = 0; b < N; b++) /* channel k of every map position (special tokens kept) */
+            for (int64_t p = 0; p < hw; p++) A[gc_lv_index(lv, b, k, p)] = 0;
         rc = gc_ctx_forward_from(c, first);
         if (rc) {
             gc_fail(&e->err, rc, "%s", gcam_ctx_error(c));
@@ -528,17 +545,34 @@ static int cam_needs_grad(gcam_method method) { return gc_method_info_of(method)
  * (N, K, h, w) when already computed (gcam_explain_many's batched tail), NULL to run the backward. */
 static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, float *map, const float *G) {
     gcam_ctx *c = e->ctx;
-    const gc_tensor *At = gc_ctx_value(c, layer);
-    int64_t N = At->shape.d[0], K = At->shape.d[1], h = At->shape.d[2], wd = At->shape.d[3], hw = h * wd;
-    const float *A = At->data;
+    const gc_layer_view *lv = view_of(e, layer);
+    int64_t N = lv->N, K = lv->K, h = lv->h, wd = lv->w, hw = h * wd;
+    const float *A = gc_ctx_value(c, layer)->data;
     gcam_status rc = GCAM_OK;
+    if (method == GCAM_CAM && lv->kind != GC_LV_NCHW)
+        return gc_fail(&e->err, GCAM_E_ARG, "cam needs maps (N, C, H, W) pooled into a linear head; '%s' is %s: use "
+                       "gradcam or another method", vname(e, layer), lv->kind == GC_LV_TOKENS ? "tokens" : "channel-last");
     if (cam_needs_grad(method) && !G) {
         if ((rc = backward(e, GCAM_RULE_STANDARD, layer))) return rc;
         G = gc_ctx_gradient(c, layer)->data;
     }
     float *w = gc_malloc2((size_t)(N * K), sizeof(float));
-    float *tmp = NULL;
+    float *tmp = NULL, *An = NULL, *Gn = NULL; /* tokens / channel-last read as (N, K, h, w) */
     if (!w) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    if (lv->kind != GC_LV_NCHW) {
+        An = gc_malloc2((size_t)(N * K * hw), sizeof(float));
+        Gn = G ? gc_malloc2((size_t)(N * K * hw), sizeof(float)) : NULL;
+        if (!An || (G && !Gn)) {
+            free(w);
+            free(An);
+            free(Gn);
+            return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        }
+        gather_maps(lv, A, An);
+        if (G) gather_maps(lv, G, Gn);
+        A = An;
+        G = Gn;
+    }
     switch (method) {
     case GCAM_GRADCAM:
     case GCAM_GRADCAM_COUNTER: {
@@ -607,13 +641,16 @@ static gcam_status layer_map(gcam_explainer *e, gcam_method method, int layer, f
         if (!(rc = scorecam_weights(e, A, w, N, K, h, wd))) combine(map, A, w, N, K, hw);
         break;
     case GCAM_ABLATIONCAM:
-        if (!(rc = ablation_weights(e, layer, w, N, K, hw))) combine(map, gc_ctx_value(c, layer)->data, w, N, K, hw);
+        if (!(rc = ablation_weights(e, layer, w, N, K, hw))) /* (A's values are restored; An is a copy) */
+            combine(map, An ? An : gc_ctx_value(c, layer)->data, w, N, K, hw);
         break;
     default:
         rc = gc_fail(&e->err, GCAM_E_INTERNAL, "not a CAM method");
     }
     free(w);
     free(tmp);
+    free(An);
+    free(Gn);
     return rc ? rc : check_finite(e, method, layer, map, (size_t)(N * hw));
 }
 
@@ -626,8 +663,8 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out,
     gcam_status rc;
     if (e->n_layers == 1) {
         int L = e->layers[0];
-        const gc_tensor *At = gc_ctx_value(e->ctx, L);
-        if ((rc = alloc_map(e, out, method, L, At->shape.d[0], 1, At->shape.d[2], At->shape.d[3]))) return rc;
+        const gc_layer_view *lv = &e->views[0];
+        if ((rc = alloc_map(e, out, method, L, lv->N, 1, lv->h, lv->w))) return rc;
         if ((rc = layer_map(e, method, L, out->raw, G ? G[0] : NULL))) {
             gcam_map_free(out);
             return rc;
@@ -639,8 +676,8 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out,
     memset(out->raw, 0, (size_t)(e->N * HW) * sizeof(float));
     float *up = gc_malloc2((size_t)HW, sizeof(float));
     for (int l = 0; l < e->n_layers && !rc; l++) {
-        const gc_tensor *At = gc_ctx_value(e->ctx, e->layers[l]);
-        int64_t hw = At->shape.d[2] * At->shape.d[3];
+        const gc_layer_view *lv = &e->views[l];
+        int64_t hw = lv->h * lv->w;
         float *lm = gc_malloc2((size_t)(e->N * hw), sizeof(float));
         if (!lm || !up) {
             free(lm);
@@ -650,7 +687,7 @@ static gcam_status cam_map(gcam_explainer *e, gcam_method method, gcam_map *out,
         rc = layer_map(e, method, e->layers[l], lm, G ? G[l] : NULL);
         for (int64_t b = 0; b < e->N && !rc; b++) {
             gc_minmax01(lm + b * hw, lm + b * hw, (size_t)hw);
-            gc_resize_bilinear(up, e->H, e->W, lm + b * hw, At->shape.d[2], At->shape.d[3]);
+            gc_resize_bilinear(up, e->H, e->W, lm + b * hw, lv->h, lv->w);
             for (int64_t i = 0; i < HW; i++) out->raw[b * HW + i] += up[i] / (float)e->n_layers;
         }
         free(lm);
