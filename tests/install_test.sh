@@ -51,4 +51,25 @@ cmake -S "$work/cmake-consumer" -B "$work/cmake-consumer/build" -DCMAKE_PREFIX_P
 cmake --build "$work/cmake-consumer/build" > "$work/cmake-build.log"
 LD_LIBRARY_PATH=$libdir "$work/cmake-consumer/build/consumer"
 "$prefix/bin/gradcam" --version
+# the Python package: where Debian's python3 looks under the prefix, finding the installed library by
+# itself (no GRADCAM_LIBRARY); then pip offline (Debian's setuptools) into a venv
+src=$(cd "$(dirname "$0")/.." && pwd)
+pydir=$(ls -d "$prefix"/lib/python3*/dist-packages)
+[ -f "$pydir/gradcam/_libpath.txt" ] || { echo "FAIL: the Python package is not installed under $prefix"; exit 1; }
+check_py='import sys, gradcam, numpy as np
+m = gradcam.Model(sys.argv[1]); e = gradcam.Explainer(m, input_shape=(1, 3, 128, 128), n_threads=1)
+e.forward(np.zeros((1, 3, 128, 128), np.float32)); mp = e.explain("gradcam", target=0)
+assert mp.normalized.shape == (1, 1, 128, 128), mp.normalized.shape
+r = gradcam.explain(sys.argv[1], sys.argv[2], methods=["gradcam"]); assert not r.failed and r.files
+print("python", gradcam.__version__, gradcam._lib.path)'
+(unset GRADCAM_LIBRARY; cd "$work" && PYTHONPATH=$pydir /usr/bin/python3 -c "$check_py" \
+    "$src/examples/demo/shapes_cnn.onnx" "$src/examples/demo/images/demo_1.png") | grep -q "python .*$prefix" \
+  || { echo "FAIL: the installed package does not import, or not with the installed library"; exit 1; }
+/usr/bin/python3 -m venv --system-site-packages "$work/venv"
+cp -r "$src/python" "$work/pysrc" && rm -rf "$work/pysrc/build" "$work/pysrc"/*.egg-info
+"$work/venv/bin/pip" install -q --no-build-isolation --no-index "$work/pysrc" > "$work/pip.log" 2>&1 \
+  || { echo "FAIL: pip install --no-build-isolation ./python"; cat "$work/pip.log"; exit 1; }
+(cd "$work" && GRADCAM_LIBRARY=$libdir/libgradcam_tool.so "$work/venv/bin/python" -c "$check_py" \
+    "$src/examples/demo/shapes_cnn.onnx" "$src/examples/demo/images/demo_1.png") | grep -q "^python " \
+  || { echo "FAIL: the pip-installed package does not import"; exit 1; }
 echo "install test: 1 passed, 0 failed"
