@@ -266,6 +266,9 @@ typedef enum gcam_method {
     GCAM_GRAD_X_INPUT,       /* "gradient-x-input" (pixel space) */
     GCAM_SMOOTHGRAD,         /* "smoothgrad": Smilkov et al., averaged over noisy inputs (pixel space) */
     GCAM_INTEGRATED_GRADIENTS, /* "integrated-gradients": Sundararajan et al. (pixel space) */
+    GCAM_ATTENTION_ROLLOUT,  /* "attention-rollout": Abnar & Zuidema 2020, transformers with global
+                                attention (a map on the token grid; class-agnostic) */
+    GCAM_GRAD_ROLLOUT,       /* "grad-rollout": gradient-weighted rollout, Chefer et al. 2021 */
     GCAM_METHOD_COUNT
 } gcam_method;
 

@@ -61,6 +61,7 @@ static int numeric(const char *path, const char *layer) {
         ok = 1;
         for (int meth = 0; meth < GCAM_METHOD_COUNT; meth++) {
             if (meth == GCAM_CAM || meth == GCAM_SCORECAM || meth == GCAM_ABLATIONCAM) continue; /* no gradient */
+            if (meth == GCAM_ATTENTION_ROLLOUT || meth == GCAM_GRAD_ROLLOUT) continue;           /* transformers only */
             rc = gcam_explain(e, (gcam_method)meth, &t, &map);
             printf("%s: %s: %s\n", gcam_method_name((gcam_method)meth), gcam_status_str(rc), rc ? gcam_explainer_error(e) : "");
             if (meth == GCAM_GRADCAM && (rc != GCAM_E_NUMERIC || map.raw || map.normalized)) ok = 0;

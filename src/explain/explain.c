@@ -208,8 +208,17 @@ static int auto_token_layer(gcam_explainer *e, const gcam_ctx *c, int *step) {
             }
         if (n->op != GC_OP_LayerNormalization || n->out[0] < 0) continue;
         gc_layer_view lv;
-        char why[256];
-        if (layer_view(e, gc_ctx_value(c, n->out[0]), &lv, why, sizeof why)) continue;
+        char why[300];
+        const gc_tensor *t = gc_ctx_value(c, n->out[0]);
+        if (layer_view(e, t, &lv, why, sizeof why)) {
+            if (t->shape.ndim == 3 && mix[n->out[0]] && (e->o.tokens_h > 0 || e->o.skip_tokens > 0)) {
+                /* the grid was given and does not fit the transformer's tokens: said, not skipped */
+                gc_fail(&e->err, GCAM_E_ARG, "the automatic layer '%s': %s", vname(e, n->out[0]), why);
+                best = -3;
+                break;
+            }
+            continue;
+        }
         if (lv.kind == GC_LV_NHWC || (lv.kind == GC_LV_TOKENS && mix[n->out[0]])) {
             best = n->out[0];
             *step = s;
@@ -218,6 +227,57 @@ static int auto_token_layer(gcam_explainer *e, const gcam_ctx *c, int *step) {
     free(anc);
     free(mix);
     return best;
+}
+
+/* The global attention maps on the way to the score (rollout): Softmax outputs (N * heads, T, T) or
+ * (N, heads, T, T) whose T tokens form a grid over the input (after special tokens) and which a
+ * MatMul with another activation reads (attention @ V). Windowed attention (Swin: a leading
+ * dimension of N * windows) is not global and is left out. Their count, or -1 out of memory. */
+static int find_attention(gcam_explainer *e, const gcam_ctx *c) {
+    const gc_model *m = e->m;
+    uint8_t *anc = calloc((size_t)m->n_values + 1, 1);
+    int *found = gc_malloc2((size_t)gc_ctx_num_steps(c) + 1, sizeof(int)), n = 0;
+    if (!anc || !found) {
+        free(anc);
+        free(found);
+        return -1;
+    }
+    anc[e->score] = 1;
+    int64_t T0 = -1;
+    for (int s = gc_ctx_num_steps(c) - 1; s >= 0; s--) {
+        const gc_node *nd = &m->nodes[gc_ctx_step_node(c, s)];
+        int hit = 0;
+        for (int j = 0; j < nd->n_out; j++) hit |= nd->out[j] >= 0 && anc[nd->out[j]];
+        if (!hit) continue;
+        for (int k = 0; k < nd->n_in; k++)
+            if (nd->in[k] >= 0 && gc_ctx_is_activation(c, nd->in[k])) anc[nd->in[k]] = 1;
+        if (nd->op != GC_OP_Softmax || nd->out[0] < 0) continue;
+        int v = nd->out[0];
+        const gc_shape *sh = &gc_ctx_value(c, v)->shape;
+        int64_t T = sh->ndim >= 3 ? sh->d[sh->ndim - 1] : -1;
+        int lead_ok = (sh->ndim == 4 && sh->d[0] == e->N) || (sh->ndim == 3 && e->N > 0 && sh->d[0] % e->N == 0);
+        if (!lead_ok || T < 2 || sh->d[sh->ndim - 2] != T || (T0 >= 0 && T != T0)) continue;
+        int reads = 0; /* attention @ V */
+        for (int t = s + 1; t < gc_ctx_num_steps(c) && !reads; t++) {
+            const gc_node *u = &m->nodes[gc_ctx_step_node(c, t)];
+            reads = u->op == GC_OP_MatMul && u->n_in == 2 && u->in[0] == v && u->in[1] >= 0 && gc_ctx_is_activation(c, u->in[1]);
+        }
+        gc_tensor tok = {.dtype = GC_F32, .shape = {.ndim = 3, .d = {e->N, T, 1}}};
+        char why[300];
+        if (!reads || layer_view(e, &tok, &e->attn_grid, why, sizeof why)) continue;
+        T0 = T;
+        found[n++] = v;
+    }
+    free(anc);
+    e->attn = gc_malloc2((size_t)n + 1, sizeof(int));
+    if (!e->attn) {
+        free(found);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) e->attn[i] = found[n - 1 - i]; /* step order */
+    e->n_attn = n;
+    free(found);
+    return n;
 }
 
 /* ---- a detector's automatic layers ----
@@ -358,6 +418,7 @@ void gcam_explainer_free(gcam_explainer *e) {
     free(e->feed_work_dims);
     free(e->layers);
     free(e->views);
+    free(e->attn);
     free(e->seed);
     free(e->baseline);
     free(e->saved_act);
@@ -411,16 +472,27 @@ const char *gcam_explainer_score_name(const gcam_explainer *e) { return e && e->
  * (their gradients are kept, and so are their values: Ablation-CAM re-runs the steps after them)
  * and, when full, to the input as well. */
 static gcam_status plan_ctx(gcam_explainer *e, const gcam_feed *shapes, int n_shapes, int full, gcam_ctx **out) {
-    const char **names = gc_malloc2((size_t)e->n_layers + 1, sizeof *names);
-    if (!names) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
-    int nn = 0;
+    /* full: also the input's gradient, and the attention maps kept and differentiated (rollout) */
+    size_t na = full ? (size_t)e->n_attn : 0;
+    const char **names = gc_malloc2((size_t)e->n_layers + 1 + na, sizeof *names);
+    const char **keep = gc_malloc2(3 + na, sizeof *keep);
+    if (!names || !keep) {
+        free(names);
+        free(keep);
+        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    }
+    int nn = 0, nk = 3;
     if (full) names[nn++] = vname(e, e->input);
     for (int i = 0; i < e->n_layers; i++) names[nn++] = vname(e, e->layers[i]);
-    const char *keep[3] = {vname(e, e->score), vname(e, e->output), vname(e, e->input)};
-    gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 3,
+    keep[0] = vname(e, e->score);
+    keep[1] = vname(e, e->output);
+    keep[2] = vname(e, e->input);
+    for (size_t i = 0; i < na; i++) names[nn++] = keep[nk++] = vname(e, e->attn[i]);
+    gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = nk,
                            .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
     gcam_status rc = gcam_ctx_create(out, (const gcam_model *)(const void *)e->m, shapes, n_shapes, &co);
     free(names);
+    free(keep);
     if (rc) {
         gc_fail(&e->err, rc, "%s", gcam_ctx_error(*out));
         gcam_ctx_free(*out);
@@ -555,9 +627,9 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     }
     if (e->n_layers == 0) {
         int s4 = -1, st = -1, v = auto_layer(e, probe, &s4), vt = auto_token_layer(e, probe, &st);
-        if (vt == -2) {
+        if (vt == -2 || vt == -3) {
             gcam_ctx_free(probe);
-            return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+            return vt == -3 ? e->err.code : gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
         }
         if (vt >= 0 && st > s4) v = vt; /* a transformer after (or without) the convolutions */
         if (v >= 0) e->layers[e->n_layers++] = v;
@@ -569,6 +641,10 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
             gcam_ctx_free(probe);
             return gc_fail(&e->err, GCAM_E_INTERNAL, "automatic layer '%s': %s", vname(e, e->layers[l]), why);
         }
+    }
+    if (find_attention(e, probe) < 0) {
+        gcam_ctx_free(probe);
+        return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     }
     gcam_ctx_free(probe);
 

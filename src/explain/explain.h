@@ -48,6 +48,11 @@ struct gcam_explainer {
     int n_layers;
     int *layers;                /* value indices of the target layers */
     gc_layer_view *views;       /* (n_layers) how each is read as maps */
+    /* attention rollout: the global attention Softmax outputs on the way to the score, step order,
+     * (N * heads, T, T) or (N, heads, T, T), kept and differentiated in the full plan */
+    int n_attn;
+    int *attn;
+    gc_layer_view attn_grid;    /* T tokens read as a grid (TOKENS kind; K = 1) */
     int nhwc;                   /* input laid out (N, H, W, C) */
     int64_t N, C, H, W;
     size_t x_numel;

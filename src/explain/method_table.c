@@ -29,6 +29,9 @@ static const gc_method_info g_methods[] = {
     [GCAM_SMOOTHGRAD] = PIXEL("smoothgrad", "SmoothGrad", "SmoothGrad", GCAM_RULE_STANDARD),
     [GCAM_INTEGRATED_GRADIENTS] = PIXEL("integrated-gradients", "Integrated Gradients", "Integrated Gradients",
                                         GCAM_RULE_STANDARD),
+    /* maps on the token grid, drawn as CAM maps; from the attention Softmax outputs, not a layer */
+    [GCAM_ATTENTION_ROLLOUT] = CAM_NOGRAD("attention-rollout", "Attention Rollout", "Attention Rollout"),
+    [GCAM_GRAD_ROLLOUT] = {"grad-rollout", "Gradient Attention Rollout", "Grad Rollout", 1, 1, GCAM_RULE_STANDARD, 0},
 };
 #undef CAM_GRAD
 #undef CAM_NOGRAD
@@ -56,6 +59,7 @@ int gcam_method_from_name(const char *name) {
         {"gradcampp", GCAM_GRADCAMPP},         {"gradcamplusplus", GCAM_GRADCAMPP}, {"guidedbackprop", GCAM_GUIDED_BACKPROP},
         {"gbp", GCAM_GUIDED_BACKPROP},         {"guided-grad-cam", GCAM_GUIDED_GRADCAM},
         {"guidedgradcam", GCAM_GUIDED_GRADCAM}, {"saliency", GCAM_GRADIENT},        {"ig", GCAM_INTEGRATED_GRADIENTS},
+        {"rollout", GCAM_ATTENTION_ROLLOUT},   {"gradient-rollout", GCAM_GRAD_ROLLOUT},
     };
     for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
         if (strcasecmp(name, aliases[i].alias) == 0) return (int)aliases[i].m;

@@ -811,6 +811,86 @@ static gcam_status pixel_map(gcam_explainer *e, gcam_method method, const gcam_t
     return finish_map(e, out);
 }
 
+/* ---- attention rollout (docs/methods.md, "Transformers") ---- */
+
+/* One sample's layer matrix into M (T, T), double: the heads' mean of the attention A, or (grad) of
+ * ReLU(G ⊙ A). a, g: the Softmax output and its gradient, (N * heads, T, T) or (N, heads, T, T). */
+static void head_mean(double *M, const float *a, const float *g, int64_t b, int64_t heads, int64_t T) {
+    size_t TT = (size_t)(T * T);
+    memset(M, 0, TT * sizeof(double));
+    for (int64_t h = 0; h < heads; h++) {
+        size_t off = (size_t)(b * heads + h) * TT;
+        for (size_t i = 0; i < TT; i++) {
+            double v = g ? (double)g[off + i] * a[off + i] : a[off + i];
+            M[i] += (g && v < 0 ? 0 : v) / (double)heads;
+        }
+    }
+}
+
+/* R <- (R + M R) (grad: Chefer et al.) or R <- Ã R with Ã = rows-normalised (0.5 M + 0.5 I) (Abnar &
+ * Zuidema); tmp (T, T) scratch. */
+static void rollout_step(double *R, double *M, double *tmp, int64_t T, int grad) {
+    if (!grad)
+        for (int64_t i = 0; i < T; i++) {
+            double sum = 0;
+            for (int64_t j = 0; j < T; j++) sum += (M[i * T + j] = 0.5 * M[i * T + j] + (i == j ? 0.5 : 0));
+            for (int64_t j = 0; j < T && sum > 0; j++) M[i * T + j] /= sum;
+        }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)T, (int)T, 1.0, M, (int)T, R, (int)T, 0.0, tmp,
+                (int)T);
+    for (int64_t i = 0; i < T * T; i++) R[i] = grad ? R[i] + tmp[i] : tmp[i];
+}
+
+static gcam_status rollout_map(gcam_explainer *e, gcam_method method, gcam_map *out) {
+    int grad = method == GCAM_GRAD_ROLLOUT;
+    if (e->n_attn == 0)
+        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "%s needs global attention (Softmax outputs (N x heads, T, T) whose "
+                       "T tokens form a grid over the input, read by a MatMul) on the way to '%s'; this model has none",
+                       gcam_method_name(method), vname(e, e->score));
+    gcam_status rc = gc_explainer_need_input_grad(e); /* the full plan keeps the attention maps */
+    if (rc) return rc;
+    if (grad) {
+        const char **want = gc_malloc2((size_t)e->n_attn, sizeof *want);
+        if (!want) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        for (int l = 0; l < e->n_attn; l++) want[l] = vname(e, e->attn[l]);
+        rc = gcam_ctx_backward(e->ctx, e->seed, GCAM_RULE_STANDARD, want, e->n_attn);
+        free(want);
+        if (rc) return gc_fail(&e->err, rc, "%s", gcam_ctx_error(e->ctx));
+    }
+    const gc_layer_view *g = &e->attn_grid;
+    const gc_shape *sh = &gc_ctx_value(e->ctx, e->attn[0])->shape;
+    int64_t T = sh->d[sh->ndim - 1], heads = sh->ndim == 4 ? sh->d[1] : sh->d[0] / e->N, hw = g->h * g->w;
+    if ((rc = alloc_map(e, out, method, e->attn[e->n_attn - 1], e->N, 1, g->h, g->w))) return rc;
+    size_t TT = (size_t)(T * T);
+    double *R = gc_malloc2(TT, sizeof(double)), *M = gc_malloc2(TT, sizeof(double)), *tmp = gc_malloc2(TT, sizeof(double));
+    if (!R || !M || !tmp) rc = gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+    for (int64_t b = 0; b < e->N && !rc; b++) {
+        for (size_t i = 0; i < TT; i++) R[i] = i % (size_t)(T + 1) == 0; /* identity */
+        for (int l = 0; l < e->n_attn; l++) {
+            const float *a = gc_ctx_value(e->ctx, e->attn[l])->data;
+            const float *ga = grad ? gc_ctx_gradient(e->ctx, e->attn[l])->data : NULL;
+            head_mean(M, a, ga, b, heads, T);
+            rollout_step(R, M, tmp, T, grad);
+        }
+        /* the class token's row over the grid's tokens; without special tokens, every row's mean */
+        for (int64_t p = 0; p < hw; p++) {
+            double v = 0;
+            if (g->skip > 0) v = R[g->skip + p];
+            else
+                for (int64_t i = 0; i < T; i++) v += R[i * T + p] / (double)T;
+            out->raw[b * hw + p] = (float)v;
+        }
+    }
+    free(R);
+    free(M);
+    free(tmp);
+    if (rc) {
+        gcam_map_free(out);
+        return rc;
+    }
+    return finish_map(e, out);
+}
+
 gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_target *target, gcam_map *out) {
     if (!e || !out || !target) return GCAM_E_ARG;
     memset(out, 0, sizeof *out);
@@ -820,6 +900,7 @@ gcam_status gcam_explain(gcam_explainer *e, gcam_method method, const gcam_targe
     if ((unsigned)method >= GCAM_METHOD_COUNT) return gc_fail(&e->err, GCAM_E_ARG, "unknown method %d", (int)method);
     gcam_status rc = build_seed(e, target);
     if (rc) return rc;
+    if (method == GCAM_ATTENTION_ROLLOUT || method == GCAM_GRAD_ROLLOUT) return rollout_map(e, method, out);
     if (gcam_method_is_cam(method)) return cam_map(e, method, out, NULL);
     if ((rc = gc_explainer_need_input_grad(e))) return rc;
     return pixel_map(e, method, target, out);
