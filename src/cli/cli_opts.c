@@ -228,7 +228,9 @@ int cli_set_task(void *opts, const char *name, const char *val) {
     if (strcmp(val, "classify") == 0) b->task = CLI_TASK_CLASSIFY;
     else if (strcmp(val, "detect") == 0) b->task = CLI_TASK_DETECT;
     else if (strcmp(val, "segment") == 0) b->task = CLI_TASK_SEGMENT;
-    else return cli_usage_error("%s: '%s' is not classify, detect or segment", name, val);
+    else if (strcmp(val, "caption") == 0) b->task = CLI_TASK_CAPTION;
+    else if (strcmp(val, "vqa") == 0) b->task = CLI_TASK_VQA;
+    else return cli_usage_error("%s: '%s' is not classify, detect, segment, caption or vqa", name, val);
     return 0;
 }
 

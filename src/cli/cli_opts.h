@@ -48,7 +48,7 @@ int cli_parse_options(int argc, char **argv, const cli_row *table, void *opts, i
 /* The table's sections, options and text, as the help shows them. */
 void cli_print_options(const cli_row *table);
 
-enum { CLI_TASK_CLASSIFY = 0, CLI_TASK_DETECT = 1, CLI_TASK_SEGMENT = 2 };
+enum { CLI_TASK_CLASSIFY = 0, CLI_TASK_DETECT = 1, CLI_TASK_SEGMENT = 2, CLI_TASK_CAPTION = 3, CLI_TASK_VQA = 4 };
 #define CLI_MAX_DETECTIONS 1000 /* --max-detections */
 
 /* What explain and eval both take: a command's options struct begins with one, and the shared

@@ -276,8 +276,10 @@ static int parse_options(int argc, char **argv, ev_opts *o) {
         o->methods[2] = GCAM_GUIDED_GRADCAM;
         o->n_methods = 3;
     }
-    if (o->base.task == CLI_TASK_SEGMENT)
-        return cli_usage_error("--task segment: eval takes classifiers and detectors (classify, detect), not yet segmentation");
+    if (o->base.task != CLI_TASK_CLASSIFY && o->base.task != CLI_TASK_DETECT)
+        return cli_usage_error("--task %s: eval takes classifiers and detectors (classify, detect), not yet %s",
+                               o->base.task == CLI_TASK_SEGMENT ? "segment" : o->base.task == CLI_TASK_CAPTION ? "caption" : "vqa",
+                               o->base.task == CLI_TASK_SEGMENT ? "segmentation" : "text tasks");
     if ((rc = cli_det_finish(&o->base)) || o->base.task != CLI_TASK_DETECT) return rc;
     /* detect: class discrimination and deletion / insertion do not apply (docs/evaluation.md) */
     if (o->metrics_named & (EV_M_DISCR | EV_M_FAITH))

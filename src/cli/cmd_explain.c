@@ -161,6 +161,21 @@ static int ex_mask(void *opts, const char *name, const char *val) {
     o->mask_path = val;
     return 0;
 }
+static int ex_text(void *opts, const char *name, const char *val) {
+    EXO;
+    if (strcmp(name, "--caption") == 0) o->caption = val;
+    else if (strcmp(name, "--question") == 0) o->question = val;
+    else o->vocab_path = val;
+    return 0;
+}
+static int ex_max_words(void *opts, const char *name, const char *val) {
+    EXO;
+    int64_t k;
+    if (cli_parse_i64(val, &k) || k < 1 || k > EX_MAX_LIST - 1)
+        return cli_usage_error("%s: '%s' is not a number from 1 to %d", name, val, EX_MAX_LIST - 1);
+    o->max_words = (int)k;
+    return 0;
+}
 static int ex_box(void *opts, const char *name, const char *val) {
     EXO;
     char buf[256], *tok, *save = NULL;
@@ -215,6 +230,14 @@ static const cli_row g_explain_rows[] = {
     CLI_OPT("--mask", "FILE.png", "a PNG file", ex_mask,
             "segment: explain one segment, the output's pixels where this picture-sized mask\n"
             "is not 0 (class: --class, else the one predicted most inside)"),
+    CLI_SECTION_ROW("Captions and visual questions (--task caption | vqa, docs/captioning.md):"),
+    CLI_OPT("--caption", "TEXT", "a caption", ex_text,
+            "caption: explain this caption (teacher-forced): each word's log-probability at its\n"
+            "step and the whole caption's; without it, the model's greedy caption is explained"),
+    CLI_OPT("--question", "TEXT", "a question", ex_text, "vqa: the question; its top answers (-k) are explained"),
+    CLI_OPT("--vocab", "FILE", "a file", ex_text, "the text's vocabulary: one token per line, line i = id i\n"
+            "(<bos>, <eos>, <unk> by name; --labels names a VQA model's answers)"),
+    CLI_OPT("--max-words", "N", "a number", ex_max_words, "greedy captions: at most N words (default 16)"),
     CLI_SECTION_ROW("Images are turned into model inputs as follows:"),
     CLI_INCLUDE_ROW(cli_pre_rows),
     CLI_SECTION_ROW("Output:"),
@@ -292,13 +315,15 @@ int ex_parse_options(int argc, char **argv, ex_opts *o, int tool) {
     if (!o->model) return cli_usage_error("explain: no MODEL given");
     if (tool && o->n_inputs) return cli_usage_error("'%s': options only (the inputs come one by one)", o->inputs[0]);
     if (!tool && !o->n_inputs) return cli_usage_error("explain: no INPUT given (an image, a .npy file or a folder)");
+    if ((o->caption || (!o->question && o->vocab_path)) && o->base.task == CLI_TASK_CLASSIFY) o->base.task = CLI_TASK_CAPTION;
+    if (o->question && o->base.task == CLI_TASK_CLASSIFY) o->base.task = CLI_TASK_VQA;
     if (o->methods_all) {
         o->n_methods = 0;
         for (int m = 0; m < GCAM_METHOD_COUNT; m++) o->methods[o->n_methods++] = (gcam_method)m;
     } else if (!o->n_methods) {
         /* a detection, a segment or a region is one instance: HiResCAM's element-wise weights keep
          * to it where Grad-CAM's channel means light every object of the class (docs/methods.md) */
-        int instance = o->base.task != CLI_TASK_CLASSIFY;
+        int instance = o->base.task == CLI_TASK_DETECT || o->base.task == CLI_TASK_SEGMENT;
         for (int i = 0; i < o->n_targets; i++) instance |= o->targets[i].kind == GCAM_TARGET_REGION;
         o->methods[0] = instance ? GCAM_HIRESCAM : GCAM_GRADCAM;
         o->methods[1] = GCAM_GUIDED_BACKPROP;
@@ -306,6 +331,18 @@ int ex_parse_options(int argc, char **argv, ex_opts *o, int tool) {
         o->n_methods = 3;
     }
     if (o->n_targets && o->n_classes) return cli_usage_error("give either --class or --target, not both");
+    if (o->caption && o->base.task != CLI_TASK_CAPTION) return cli_usage_error("--caption needs --task caption");
+    if (o->question && o->base.task != CLI_TASK_VQA) return cli_usage_error("--question needs --task vqa");
+    if (o->base.task == CLI_TASK_VQA && !o->question) return cli_usage_error("--task vqa needs --question TEXT");
+    if (o->max_words && (o->base.task != CLI_TASK_CAPTION || o->caption))
+        return cli_usage_error("--max-words is for the greedy captions of --task caption");
+    if (o->base.task == CLI_TASK_CAPTION) {
+        if (o->n_targets || o->n_classes)
+            return cli_usage_error("--task caption explains the caption's words: --%s does not apply",
+                                   o->n_targets ? "target" : "class");
+        o->probability = 1; /* a word's log-probability, after the LogSoftmax, as the paper explains it */
+    }
+    if (o->vocab_path && !ex_text_task(o)) return cli_usage_error("--vocab needs --task caption or vqa");
     if ((rc = cli_det_finish(&o->base))) return rc;
     if (o->base.task == CLI_TASK_DETECT) {
         if (o->n_targets) return cli_usage_error("--task detect explains detections: --target does not apply");
@@ -510,6 +547,7 @@ static int first_scores(ex_run *R, const gcam_tensor_view *sv) {
     const ex_opts *o = R->o;
     R->score_ndim = sv->ndim;
     memcpy(R->score_dims, sv->dims, sizeof R->score_dims);
+    if (o->base.task == CLI_TASK_CAPTION) return 0; /* (checked per input: its length varies) */
     if (o->base.task == CLI_TASK_DETECT) return first_detections(R, sv);
     if (o->base.task == CLI_TASK_SEGMENT) {
         if (sv->ndim != 4)
@@ -610,6 +648,7 @@ static void one_free(const ex_opts *o, ex_one *s) {
     free(s->order);
     free(s->dets);
     free(s->seg_masks);
+    ex_text_free_one(s);
     gc_buf_free(&s->jb);
     ex_panels_free(&s->panels);
     for (int w = 0; w < s->n_warn; w++) free(s->warnings[w]);
@@ -732,7 +771,10 @@ static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
         s->feeds[1 + f] = (gcam_feed){.name = R->feeds[f].name, .dtype = R->feeds[f].t.dtype,
                                       .ndim = R->feeds[f].t.shape.ndim, .dims = R->feeds[f].dims, .data = R->feeds[f].t.data};
     s->nf = 1 + R->n_feeds;
-    if (R->e && R->e_ndim == s->ndim && memcmp(R->e_dims, s->dims, sizeof(int64_t) * (size_t)s->ndim) == 0) return 0;
+    if (ex_text_task(o)) ex_text_feed(R, s);
+    if (R->e && R->e_ndim == s->ndim && memcmp(R->e_dims, s->dims, sizeof(int64_t) * (size_t)s->ndim) == 0 &&
+        (!ex_text_task(o) || R->e_text_len == s->n_tokens))
+        return 0;
     gcam_explainer_free(R->e);
     R->e = NULL;
     const char **layers = o->n_layers ? (const char **)o->layers : NULL;
@@ -759,6 +801,7 @@ static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
     }
     R->e_ndim = s->ndim;
     memcpy(R->e_dims, s->dims, sizeof(int64_t) * (size_t)s->ndim);
+    R->e_text_len = s->n_tokens;
     if (!R->first_done && first_explainer(R)) return EX_STOP + 1;
     return 0;
 }
@@ -972,8 +1015,9 @@ static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
             return EX_STOP + frc;
         }
         R->first_done = 1;
-    } else if (o->base.task == CLI_TASK_DETECT) {
-        /* the layout was found on the first input: a shape change is checked by the decoder */
+    } else if (o->base.task == CLI_TASK_DETECT || o->base.task == CLI_TASK_CAPTION) {
+        /* the layout was found on the first input: a shape change is checked by the decoder; a
+         * caption's output is checked against its length by ex_caption_scores */
     } else if (o->base.task == CLI_TASK_SEGMENT && (sv.ndim != 4 || sv.dims[1] != R->K)) {
         gc_fail(err, GCAM_E_SHAPE, "%s: the output is not (N, %lld, H, W) for this input", in->path, (long long)R->K);
         return EX_FAILED;
@@ -984,6 +1028,7 @@ static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
     }
     if (o->base.task == CLI_TASK_DETECT) return one_detect(R, s, &sv, err);
     if (o->base.task == CLI_TASK_SEGMENT) return one_segment(R, s, &sv, err);
+    if (o->base.task == CLI_TASK_CAPTION) return ex_caption_scores(R, s, &sv, err);
     if (class_scores(R, &sv, &s->cscore, &s->cprob) || !(s->order = malloc(sizeof *s->order * (size_t)R->K))) {
         gc_fail(err, GCAM_E_NOMEM, "out of memory");
         return EX_FAILED;
@@ -1008,6 +1053,10 @@ static int one_predict(ex_run *R, ex_one *s, gc_err *err) {
 /* 4. What to explain: the --target specs, or classes (--class, else the top k). */
 static void one_items(ex_run *R, ex_one *s) {
     const ex_opts *o = R->o;
+    if (o->base.task == CLI_TASK_CAPTION) {
+        ex_text_items(R, s);
+        return;
+    }
     if (o->base.task == CLI_TASK_SEGMENT) {
         for (int j = 0; j < s->n_segs; j++) {
             ex_item *it = &s->items[s->n_items++];
@@ -1103,6 +1152,7 @@ static void one_items(ex_run *R, ex_one *s) {
                      lb ? " \xC2\xB7 " : "", lb ? lb : "", s->cscore[it->cls], 100 * s->cprob[it->cls]);
         }
     }
+    if (o->base.task == CLI_TASK_VQA) ex_text_items(R, s); /* the answers, nested in the record */
 }
 
 /* 6. One item x method: the map (computed now or with the batch), its JSON, files and panel. */
@@ -1180,14 +1230,17 @@ static int one_maps(ex_run *R, ex_one *s, gc_err *err) {
         }
         if (s->items[it_i].det >= 0) ex_det_begin(R, s, &s->items[it_i]);
         if (s->items[it_i].seg >= 0) ex_seg_begin(R, s, &s->items[it_i]);
+        if (s->items[it_i].text) ex_text_item_begin(R, s, &s->items[it_i]);
         for (int mi = 0; mi < o->n_methods; mi++) {
             int r = one_map(R, s, it_i, mi, err);
             if (r) return r;
         }
         if (s->items[it_i].det >= 0 || s->items[it_i].seg >= 0) ex_det_end(s);
+        if (s->items[it_i].text) ex_text_item_end(R, s, &s->items[it_i]);
     }
     s->first_panel_of_item[s->n_items] = s->panels.n;
     gc_json_end_array(&s->j);
+    if (ex_text_task(o)) ex_text_json_close(R, s);
     if (s->n_warn) {
         gc_json_key(&s->j, "warnings");
         gc_json_begin_array(&s->j);
@@ -1217,7 +1270,9 @@ int ex_explain_input(ex_run *R, ex_input *in, gc_err *err) {
         gc_fail(err, GCAM_E_IO, "%s: %s", in->path, in->problem);
         goto done;
     }
-    if ((r = one_load(R, s, err)) || (r = one_explainer(R, s, err)) || (r = one_predict(R, s, err))) goto done;
+    if ((r = one_load(R, s, err)) || (ex_text_task(o) && (r = ex_text_tokens(R, s, err))) ||
+        (r = one_explainer(R, s, err)) || (r = one_predict(R, s, err)))
+        goto done;
     one_items(R, s);
     if ((r = ex_input_json(R, s, err)) || (r = one_maps(R, s, err)) || (!R->no_report && (r = ex_report_input(R, s, err))))
         goto done;
@@ -1233,6 +1288,9 @@ int ex_explain_input(ex_run *R, ex_input *in, gc_err *err) {
     if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1) && o->base.task == CLI_TASK_DETECT) {
         prog_msg(&R->prog, "[%d/%d] %s: %lld detection%s, %d map%s", R->prog.done + 1, R->prog.total, in->path,
                  (long long)s->n_dets, s->n_dets == 1 ? "" : "s", s->n_maps, s->n_maps == 1 ? "" : "s");
+    } else if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1) && o->base.task == CLI_TASK_CAPTION) {
+        prog_msg(&R->prog, "[%d/%d] %s: %s, %d map%s", R->prog.done + 1, R->prog.total, in->path, s->text_note, s->n_maps,
+                 s->n_maps == 1 ? "" : "s");
     } else if (!o->base.quiet && !(R->prog.tty && R->prog.total > 1) && o->base.task == CLI_TASK_SEGMENT) {
         prog_msg(&R->prog, "[%d/%d] %s: %d segment%s, %d map%s", R->prog.done + 1, R->prog.total, in->path, s->n_segs,
                  s->n_segs == 1 ? "" : "s", s->n_maps, s->n_maps == 1 ? "" : "s");
@@ -1309,10 +1367,11 @@ int ex_prepare_model(ex_run *R) {
     /* classes and labels checked now when the output's class axis is fixed in the model */
     gcam_tensor_info oi;
     int have = o->output ? gcam_model_find_tensor(R->m, o->output, &oi) == GCAM_OK : gcam_model_output(R->m, 0, &oi) == GCAM_OK;
-    if (o->base.task == CLI_TASK_CLASSIFY && have && oi.ndim >= 2 && oi.dims[1] > 0 &&
+    if ((o->base.task == CLI_TASK_CLASSIFY || o->base.task == CLI_TASK_VQA) && have && oi.ndim >= 2 && oi.dims[1] > 0 &&
         (exit_code = resolve_classes(R, oi.dims[1], oi.name)))
         return exit_code;
-    return load_feeds(R);
+    if ((exit_code = load_feeds(R))) return exit_code;
+    return ex_text_task(o) ? ex_text_prepare(R) : 0;
 }
 
 /* The inputs (folders searched), their file stems, and the output folder (never over an input). */
@@ -1387,6 +1446,7 @@ void ex_run_free(ex_run *R) {
     free(R->layer_names);
     if (R->labels != (const char **)gc_imagenet_labels) free(R->labels);
     free(R->labels_owned);
+    ex_text_free_run(R);
 }
 
 void ex_opts_free(ex_opts *o) {

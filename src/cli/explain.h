@@ -47,6 +47,10 @@ typedef struct ex_opts {
     int have_box;
     float box[4];                /* --box x0,y0,x1,y1 in picture pixels */
     const char *mask_path;       /* --mask FILE.png (segment): the picture's pixels, nonzero = in */
+    const char *caption;         /* --caption TEXT (caption: explain this one, not the greedy one) */
+    const char *question;        /* --question TEXT (vqa) */
+    const char *vocab_path;      /* --vocab FILE */
+    int max_words;               /* --max-words (greedy captions; default 16) */
     const char *feed_names[32], *feed_paths[32];
     int n_feeds;
     char *owned[4 * EX_MAX_LIST + 64]; /* copies the pointers above point into */
@@ -97,6 +101,13 @@ typedef struct ex_run {
     cli_progress prog;
     char **written;              /* files written for the current input: removed if it fails */
     int n_written, cap_written;
+    /* --task caption / vqa (explain_text.c) */
+    char **vocab;                /* (n_vocab) tokens, id = line */
+    int64_t n_vocab;
+    char *vocab_buf;
+    int64_t tok_bos, tok_eos, tok_unk; /* ids, or -1 */
+    const char *text_name;       /* the model's integer input the text is fed to */
+    int64_t e_text_len;          /* the explainer was planned for this many tokens */
     /* the command as a library (tool.c, gradcam_tool.h) */
     int m_borrowed;              /* m is the caller's: not freed */
     gcam_status load_status;     /* the model's load (ex_prepare_model) */
@@ -113,6 +124,8 @@ typedef struct ex_item {
     gcam_target t;
     int64_t cls;                 /* the class (labels, scores), or -1 */
     int det;                     /* --task detect: the detection (s->dets), else -1 */
+    int text;                    /* --task caption / vqa: a word, the whole caption or an answer */
+    int word;                    /* caption: the word (1..n), 0: the whole caption */
     int seg;                     /* --task segment: the segment (s->seg_*), else -1 */
     char tag[96];                /* file-name tag: c281, r3-0-0-8-8, e0-5 */
     char title[400];
@@ -167,6 +180,13 @@ typedef struct ex_one {
     gc_json j;
     ex_panels panels;                 /* the report row's pictures */
     int first_panel_of_item[EX_MAX_LIST + 1];
+    int64_t *tokens;                  /* caption / vqa: the text fed, (1, n_tokens) ids */
+    int64_t n_tokens, text_dims[2];
+    int n_words;                      /* caption: tokens 1..n_words are words (0 is <bos>) */
+    int generated;                    /* caption: by greedy decoding (else --caption) */
+    double *word_logprob;             /* (n_words + 1) log p of each word at its step; [0]: their sum */
+    float *caption_weights;           /* the whole caption's target: 1 at each word's (step, id) */
+    char text_note[600];              /* the caption or question, for the report */
     int pend_file[8];                 /* memory mode: files of the record being written, listed */
     const char *pend_key[8];          /* with their keys in its "png" / "url" object (ex_flush_files) */
     int n_pend;
@@ -194,6 +214,22 @@ int ex_explain_input(ex_run *R, ex_input *in, gc_err *err);
 int ex_picture_input(ex_run *R, ex_one *s, gc_err *err);
 void ex_run_free(ex_run *R);
 void ex_opts_free(ex_opts *o);
+
+/* explain_text.c: --task caption / vqa */
+int ex_text_prepare(ex_run *R);                                  /* vocabulary, text input; exit code */
+int ex_text_tokens(ex_run *R, ex_one *s, gc_err *err);           /* s->tokens (greedy for captions) */
+void ex_text_feed(const ex_run *R, ex_one *s);                   /* s->feeds[s->nf++] */
+int ex_caption_scores(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *err);
+void ex_text_items(ex_run *R, ex_one *s);
+void ex_text_json_head(ex_run *R, ex_one *s);                    /* "caption": {..., "words": [ / "answers": [ */
+void ex_text_item_begin(ex_run *R, ex_one *s, const ex_item *it);
+void ex_text_item_end(ex_run *R, ex_one *s, const ex_item *it);
+void ex_text_json_close(ex_run *R, ex_one *s);
+void ex_text_free_run(ex_run *R);
+void ex_text_free_one(ex_one *s);
+static inline int ex_text_task(const ex_opts *o) {
+    return o->base.task == CLI_TASK_CAPTION || o->base.task == CLI_TASK_VQA;
+}
 
 /* explain_output.c: the files of the current input */
 int ex_one_oom(const ex_one *s, gc_err *err);

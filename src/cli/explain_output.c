@@ -262,6 +262,11 @@ int ex_input_json(ex_run *R, ex_one *s, gc_err *err) {
         if ((rc = out_png(R, s, "input_image", name, &s->seen, err))) return EX_FAILED;
         ex_flush_files(R, s);
     }
+    if (R->o->base.task == CLI_TASK_CAPTION || R->o->base.task == CLI_TASK_VQA) ex_text_json_head(R, s);
+    if (R->o->base.task == CLI_TASK_CAPTION) { /* the words' records, each with its maps */
+        if (s->seen.px && (rc = gc_image_thumbnail(&s->thumb_seen, &s->seen, 448, err))) return EX_FAILED;
+        return 0;
+    }
     if (R->o->base.task == CLI_TASK_SEGMENT) {
         gc_json_key(&s->j, "segments");
         gc_json_begin_array(&s->j); /* closed after the maps */
@@ -292,7 +297,7 @@ int ex_input_json(ex_run *R, ex_one *s, gc_err *err) {
         gc_json_end_object(&s->j);
     }
     gc_json_end_array(&s->j);
-    gc_json_key(&s->j, "maps");
+    gc_json_key(&s->j, R->o->base.task == CLI_TASK_VQA ? "answers" : "maps"); /* (vqa: an answer's record each) */
     gc_json_begin_array(&s->j);
 
     if (s->seen.px && (rc = gc_image_thumbnail(&s->thumb_seen, &s->seen, 448, err))) return EX_FAILED;
@@ -616,11 +621,13 @@ int ex_report_input(ex_run *R, ex_one *s, gc_err *err) {
                                       .img = s->panels.v[q].img.px ? &s->panels.v[q].img : NULL};
         rows[it_i] = (gc_report_row){.title = s->items[it_i].title, .panels = rp + a, .n_panels = b - a};
     }
-    gc_report_input ri = {.path = in->path, .note = s->note[0] ? s->note : NULL, .preds = preds, .n_preds = np,
+    char note[900];
+    snprintf(note, sizeof note, "%s%s%s", s->note, s->note[0] && s->text_note[0] ? "; " : "", s->text_note);
+    gc_report_input ri = {.path = in->path, .note = note[0] ? note : NULL, .preds = preds, .n_preds = np,
                           .rows = rows, .n_rows = s->n_items, .warnings = (const char *const *)s->warnings,
                           .n_warnings = s->n_warn};
     gc_report_det *dets = NULL;
-    char note[256];
+    char dnote[256];
     if (R->o->base.task == CLI_TASK_DETECT) {
         const gcam_detect_options *dop = &R->o->base.det;
         dets = calloc((size_t)s->n_dets + 1, sizeof *dets);
@@ -635,16 +642,16 @@ int ex_report_input(ex_run *R, ex_one *s, gc_err *err) {
                                       .score = s->dets[i].score, .x0 = b[0], .y0 = b[1], .x1 = b[2], .y1 = b[3]};
         }
         if (R->o->have_box)
-            snprintf(note, sizeof note, "%s output; the candidate best overlapping the box %g,%g,%g,%g",
+            snprintf(dnote, sizeof dnote, "%s output; the candidate best overlapping the box %g,%g,%g,%g",
                      gcam_det_layout_name(s->det_layout), R->o->box[0], R->o->box[1], R->o->box[2], R->o->box[3]);
         else
-            snprintf(note, sizeof note, "%s output; score >= %g, class-wise NMS at IoU %g, at most %d detections",
+            snprintf(dnote, sizeof dnote, "%s output; score >= %g, class-wise NMS at IoU %g, at most %d detections",
                      gcam_det_layout_name(s->det_layout), dop->score_threshold, dop->iou_threshold, dop->max_detections);
         ri.dets_shown = 1;
         ri.dets = dets;
         ri.n_dets = (int)s->n_dets;
         ri.picture = s->have_geom ? &s->orig : &s->seen;
-        ri.dets_note = note;
+        ri.dets_note = dnote;
     }
     gcam_status rc = gc_report_add(&R->report, &ri, err);
     free(dets);
@@ -721,9 +728,13 @@ static void write_results_head(ex_run *R, gc_json *j) {
     gc_json_int(j, (int64_t)o->base.seed);
     gc_json_key(j, "box_threshold");
     gc_json_number(j, 0.15);
-    if (o->base.task == CLI_TASK_SEGMENT) {
+    if (o->base.task == CLI_TASK_SEGMENT || ex_text_task(o)) {
         gc_json_key(j, "task");
-        gc_json_string(j, "segment");
+        gc_json_string(j, o->base.task == CLI_TASK_SEGMENT ? "segment" : o->base.task == CLI_TASK_CAPTION ? "caption" : "vqa");
+    }
+    if (ex_text_task(o)) {
+        gc_json_key(j, "vocab");
+        gc_json_string(j, o->vocab_path);
     }
     if (o->base.task == CLI_TASK_DETECT) { /* (classification's record is as it was before tasks) */
         gc_json_key(j, "task");
@@ -765,7 +776,10 @@ int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err) {
     snprintf(title, sizeof title, "gradcam: %s", base ? base + 1 : o->model);
     const char *keys[] = {"model", "inputs", "methods", "explained"};
     const char *vals[] = {o->model, inputs_s, methods,
-                          o->base.task == CLI_TASK_DETECT    ? "each detection's score, as the output gives it"
+                          o->base.task == CLI_TASK_CAPTION ? "each word's log-probability at its step (after the LogSoftmax), "
+                                                             "and the whole caption's"
+                          : o->base.task == CLI_TASK_VQA   ? "the answer's score (before the softmax)"
+                          : o->base.task == CLI_TASK_DETECT    ? "each detection's score, as the output gives it"
                           : o->base.task == CLI_TASK_SEGMENT ? "each segment: its class's scores summed over its pixels"
                           : o->probability          ? "the probability after the final Softmax/Sigmoid"
                                                     : "the class score (before any final Softmax/Sigmoid)"};

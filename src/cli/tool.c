@@ -34,6 +34,7 @@ static const struct {
     {"--output", NULL, 1},      {"--target", NULL, 1},       {"--probability", NULL, 0},    {"--colormap", NULL, 1},
     {"--alpha", NULL, 1},       {"--npy", NULL, 0},          {"--box", NULL, 1},            {"--score-threshold", NULL, 1},
     {"--iou-threshold", NULL, 1}, {"--max-detections", NULL, 1}, {"--seed", NULL, 1},
+    {"--caption", NULL, 1},     {"--question", NULL, 1},     {"--max-words", NULL, 1}, /* (text, not files) */
 };
 #define N_REQUEST_OPTS ((int)(sizeof g_request_opts / sizeof g_request_opts[0]))
 

@@ -95,7 +95,11 @@ static int auto_layer(gcam_explainer *e, const gcam_ctx *c, int *step) {
             int v = n->out[j];
             if (v < 0 || !anc[v] || v == e->score) continue;
             const gc_tensor *t = gc_ctx_value(c, v);
-            if (t->dtype == GC_F32 && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1) {
+            /* maps over the picture: (N, C, h, w) with the input's aspect, to within a cell (not a
+             * recurrent layer's (L, dirs, N, hidden)) */
+            int64_t off = t->shape.ndim == 4 ? t->shape.d[2] * e->W - t->shape.d[3] * e->H : 0;
+            if (t->dtype == GC_F32 && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1 &&
+                (off < 0 ? -off : off) <= e->H + e->W) {
                 best = v;
                 *step = s;
                 break;
