@@ -152,6 +152,7 @@ PROTOTYPES = {
     "gcam_explainer_num_layers": (I, [P]),
     "gcam_explainer_layer": (CS, [P, I]),
     "gcam_explainer_score_name": (CS, [P]),
+    "gcam_explainer_layer_check": (S, [P, CS, ctypes.c_char_p, ctypes.c_size_t]),
     "gcam_explainer_forward": (S, [P, ctypes.POINTER(Feed), I]),
     "gcam_explainer_scores": (S, [P, ctypes.POINTER(TensorView)]),
     "gcam_explain": (S, [P, I, ctypes.POINTER(Target), ctypes.POINTER(Map)]),

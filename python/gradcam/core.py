@@ -610,6 +610,15 @@ class Explainer:
         self.layers = [_lib.text(lib.gcam_explainer_layer(e, i)) for i in range(lib.gcam_explainer_num_layers(e))]
         self.score_name = _lib.text(lib.gcam_explainer_score_name(e))
 
+    def layer_check(self, name):
+        """How the tensor (or node) `name` would be read as a CAM layer: (True, "tokens: 1 special + a
+        14x14 grid of 768 channels"), or (False, the reason)."""
+        if self._e is None:
+            raise Error("state", "the explainer is closed")
+        how = ctypes.create_string_buffer(300)
+        rc = lib.gcam_explainer_layer_check(self._e, str(name).encode(), how, len(how))
+        return rc == 0, how.value.decode("utf-8", "replace")
+
     @staticmethod
     def _shapes(model, input_shape):
         """{input name: shape} for every input whose shape is known."""

@@ -35,6 +35,7 @@ static const struct {
     {"--alpha", NULL, 1},       {"--npy", NULL, 0},          {"--box", NULL, 1},            {"--score-threshold", NULL, 1},
     {"--iou-threshold", NULL, 1}, {"--max-detections", NULL, 1}, {"--seed", NULL, 1},
     {"--caption", NULL, 1},     {"--question", NULL, 1},     {"--max-words", NULL, 1}, /* (text, not files) */
+    {"--detections", NULL, 1},
 };
 #define N_REQUEST_OPTS ((int)(sizeof g_request_opts / sizeof g_request_opts[0]))
 

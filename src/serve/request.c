@@ -22,6 +22,7 @@ static const struct {
     {"seed", "--seed", 0},      {"box", "--box", 0},
     {"detections", "--detections", 0}, {"score_threshold", "--score-threshold", 0},
     {"iou_threshold", "--iou-threshold", 0}, {"max_detections", "--max-detections", 0},
+    {"caption", "--caption", 0}, {"question", "--question", 0}, {"max_words", "--max-words", 0},
 };
 
 enum { MAX_ARGS = 64, MAX_VALUE = 4096 };
@@ -95,8 +96,8 @@ static enum MHD_Result one_arg(void *cls, enum MHD_ValueKind kind, const char *k
     }
     return fail(q, 400,
                 "unknown query parameter '%s' (known: model, methods, k, classes, layer, target, output, probability, "
-                "colormap, alpha, npy, seed, box, detections, score_threshold, iou_threshold, max_detections, inline, "
-                "name)",
+                "colormap, alpha, npy, seed, box, detections, score_threshold, iou_threshold, max_detections, caption, "
+                "question, max_words, inline, name)",
                 key);
 }
 
