@@ -137,7 +137,9 @@ typedef struct gc_opdef {
     /* resize.c */                                                                                 \
     X(Pad) X(Resize) X(Upsample)                                                                   \
     /* rnn.c */                                                                                    \
-    X(LSTM) X(GRU) X(RNN)
+    X(LSTM) X(GRU) X(RNN)                                                                          \
+    /* scatter.c, einsum.c */                                                                      \
+    X(ScatterND) X(Einsum)
 
 typedef enum gc_op_id {
 #define GC_X_ENUM(name) GC_OP_##name,

@@ -42,7 +42,8 @@ static_assert(GC_ARRAY_LEN(g_ops) == GC_OP_COUNT, "registry table out of step wi
     X(Cast, 1, 1, 1, 1) X(Constant, 0, 0, 1, 1) X(ConstantOfShape, 1, 1, 1, 1) X(Range, 3, 3, 1, 1)  \
     X(Size, 1, 1, 1, 1)                                                                            \
     X(Pad, 2, 4, 1, 1) X(Resize, 1, 4, 1, 1) X(Upsample, 2, 2, 1, 1)                                \
-    X(LSTM, 3, 8, 0, 3) X(GRU, 3, 6, 0, 2) X(RNN, 3, 6, 0, 2)
+    X(LSTM, 3, 8, 0, 3) X(GRU, 3, 6, 0, 2) X(RNN, 3, 6, 0, 2)                                      \
+    X(ScatterND, 3, 3, 1, 1) X(Einsum, 1, V, 1, 1)
 
 #define GC_X_ARITY(name, a, b, c, d) [GC_OP_##name] = {a, b, c, d},
 static const gc_arity g_arity[GC_OP_COUNT] = {GC_ARITY_LIST(GC_X_ARITY)};
