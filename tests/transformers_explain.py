@@ -1,5 +1,5 @@
 """Transformers explained like the CNNs (issue #20), against PyTorch: small ViT, DeiT-style (class and
-distillation tokens) and channel-last (Swin-like) models with seeded weights, exported here.
+distillation tokens), channel-last and Swin models with seeded weights, exported here.
 
 - `gradcam info`: the automatic layer is the last block's first norm (ViT, DeiT) or the channel-last
   norm; the CAM layer kinds are listed.
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer
 
 FAILS = []
@@ -85,9 +86,12 @@ def models():
     nn.init.normal_(vit.heads.head.weight, std=0.2)  # (zeros by default: every score would be 0)
     deit = DeiTLike().eval()
     cl = ChannelLast().eval()
+    swin = SwinTransformer(patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4],
+                           num_classes=10).eval()
     return [("vit", vit, vit.encoder.layers[-1].ln_1, 1, (4, 4)),
             ("deit", deit, deit.blocks[-1].ln_1, 2, (4, 4)),
-            ("channel_last", cl, cl.norm, None, (16, 16))]
+            ("channel_last", cl, cl.norm, None, (16, 16)),
+            ("swin", swin, swin.norm, None, (8, 8))]
 
 
 def reshape_transform(t, skip, grid):
@@ -183,9 +187,12 @@ def run_model(cli, work, name, model, layer, skip, grid):
     np.save(xp, x)
     c, A, G, attn, gx = torch_reference(model, layer, x, skip, grid)
     info = subprocess.run([cli, "info", path], capture_output=True, text=True, timeout=120).stdout
-    want = {"vit": "encoder_layer_1/ln_1/", "deit": "blocks/blocks.1/ln_1/", "channel_last": "/norm/"}[name]
+    # (torchvision's Swin permutes its final norm to (N, C, H, W) right after: that tensor, the same values)
+    want = {"vit": ["encoder_layer_1/ln_1/"], "deit": ["blocks/blocks.1/ln_1/"], "channel_last": ["/norm/"],
+            "swin": ["/norm/LayerNorm", "/permute/Transpose_output_0"]}[name]
     line = [ln for ln in info.splitlines() if ln.startswith("default explanation layer")]
-    check(line and want in line[0], "%s: automatic layer is the last block's first norm (%r)" % (name, line))
+    check(line and any(w in line[0] for w in want), "%s: the automatic layer (last block's first norm, or the "
+          "final channel-last norm): %r" % (name, line))
     check(("tokens (N, T, C)" if skip else "channel-last maps") in info, "%s: info lists the layer kind" % name)
     methods = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "gradient", "guided-backprop"]
     if skip:
