@@ -3,7 +3,7 @@ distillation tokens), channel-last and Swin models with seeded weights, exported
 
 - `gradcam info`: the automatic layer is the last block's first norm (ViT, DeiT) or the channel-last
   norm; the CAM layer kinds are listed.
-- Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM and LayerCAM on the token layer against the formulas on
+- Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM and Ablation-CAM on the token layer against the formulas on
   pytorch-grad-cam's reshape_transform of the hooked activations and gradients: within 1e-3 of the
   map's maximum.
 - Attention rollout and its gradient variant against the papers' formulas on the attention maps
@@ -149,6 +149,37 @@ def torch_reference(model, layer, x, skip, grid):
     return c, A, G, attn, xt.grad[0].double().numpy()
 
 
+def ablation_ref(model, layer, x, c, skip, grid):
+    """Ablation-CAM (Desai & Ramaswamy): channel k of the layer zeroed at every grid position (the
+    special tokens kept), w_k = (y - y_k) / y, map = ReLU(sum_k w_k A_k)."""
+    st = {}
+
+    def hook(mod, i, o):
+        st["a"] = o.detach().clone()
+        if "k" in st:
+            o = o.clone()
+            if skip is None:
+                o[..., st["k"]] = 0
+            else:
+                o[:, skip:, st["k"]] = 0
+            return o
+        return None
+
+    h = layer.register_forward_hook(hook)
+    xt = torch.from_numpy(x)
+    try:
+        with torch.no_grad():
+            y = float(model(xt)[0, c])
+            A = reshape_transform(st["a"], skip, grid)[0].double().numpy()
+            w = np.zeros(A.shape[0])
+            for k in range(A.shape[0]):
+                st["k"] = k
+                w[k] = (y - float(model(xt)[0, c])) / y
+    finally:
+        h.remove()
+    return np.maximum((w[:, None, None] * A).sum(0), 0)
+
+
 def rollout_refs(attn, skip, grid):
     if not attn:
         return {}
@@ -194,7 +225,7 @@ def run_model(cli, work, name, model, layer, skip, grid):
     check(line and any(w in line[0] for w in want), "%s: the automatic layer (last block's first norm, or the "
           "final channel-last norm): %r" % (name, line))
     check(("tokens (N, T, C)" if skip else "channel-last maps") in info, "%s: info lists the layer kind" % name)
-    methods = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "gradient", "guided-backprop"]
+    methods = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "ablationcam", "gradient", "guided-backprop"]
     if skip:
         methods += ["attention-rollout", "grad-rollout"]
     out = os.path.join(work, name + "_out")
@@ -204,6 +235,7 @@ def run_model(cli, work, name, model, layer, skip, grid):
     maps = {m["method"]: np.load(os.path.join(out, m["npy"])) for m in
             json.load(open(os.path.join(out, "results.json")))["inputs"][0]["maps"]}
     refs = cam_refs(A, G)
+    refs["ablationcam"] = ablation_ref(model, layer, x, c, skip, grid)
     refs.update(rollout_refs(attn, skip or 0, grid))
     for k, ref in refs.items():
         tol = 1e-4 if "rollout" in k else 1e-3

@@ -781,7 +781,7 @@ static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
     int pixel_space = 0; /* (planned from the start: every input's maps then come from one plan) */
     for (int i = 0; i < o->n_methods; i++) /* (rollout reads the attention maps that plan keeps) */
         pixel_space |= !gcam_method_is_cam(o->methods[i]) || o->methods[i] == GCAM_ATTENTION_ROLLOUT ||
-                       o->methods[i] == GCAM_GRAD_ROLLOUT;
+                       o->methods[i] == GCAM_GRAD_ROLLOUT || o->methods[i] == GCAM_ABLATIONCAM;
     gcam_explain_options eo = {.output = o->output, .layers = layers, .n_layers = o->n_layers,
                                .explain_probability = o->probability, .n_threads = o->base.threads,
                                .max_memory = o->base.max_memory, .noise_seed = o->base.seed,

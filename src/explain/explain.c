@@ -233,6 +233,29 @@ static int auto_token_layer(gcam_explainer *e, const gcam_ctx *c, int *step) {
     return best;
 }
 
+/* The values the steps after each layer read from before it (Ablation-CAM re-runs only those
+ * steps), the layers and graph inputs left out: into e->cross. Their count, or -1 out of memory. */
+static int find_crossings(gcam_explainer *e, const gcam_ctx *c) {
+    for (int l = 0; l < e->n_layers; l++) {
+        int *cr = NULL, n = 0;
+        if (gc_ctx_crossing_values(c, gc_ctx_first_step_after(c, e->layers[l]), &cr, &n)) return -1;
+        int *grown = realloc(e->cross, sizeof *grown * ((size_t)e->n_cross + (size_t)n + 1));
+        if (!grown) {
+            free(cr);
+            return -1;
+        }
+        e->cross = grown;
+        for (int i = 0; i < n; i++) {
+            int v = cr[i], dup = e->m->values[v].is_input;
+            for (int k = 0; k < e->n_layers; k++) dup |= e->layers[k] == v;
+            for (int k = 0; k < e->n_cross; k++) dup |= e->cross[k] == v;
+            if (!dup) e->cross[e->n_cross++] = v;
+        }
+        free(cr);
+    }
+    return e->n_cross;
+}
+
 /* The global attention maps on the way to the score (rollout): Softmax outputs (N * heads, T, T) or
  * (N, heads, T, T) whose T tokens form a grid over the input (after special tokens) and which a
  * MatMul with another activation reads (attention @ V). Windowed attention (Swin: a leading
@@ -423,6 +446,7 @@ void gcam_explainer_free(gcam_explainer *e) {
     free(e->layers);
     free(e->views);
     free(e->attn);
+    free(e->cross);
     free(e->seed);
     free(e->baseline);
     free(e->saved_act);
@@ -477,9 +501,9 @@ const char *gcam_explainer_score_name(const gcam_explainer *e) { return e && e->
  * and, when full, to the input as well. */
 static gcam_status plan_ctx(gcam_explainer *e, const gcam_feed *shapes, int n_shapes, int full, gcam_ctx **out) {
     /* full: also the input's gradient, and the attention maps kept and differentiated (rollout) */
-    size_t na = full ? (size_t)e->n_attn : 0;
+    size_t na = full ? (size_t)e->n_attn : 0, nc = full ? (size_t)e->n_cross : 0;
     const char **names = gc_malloc2((size_t)e->n_layers + 1 + na, sizeof *names);
-    const char **keep = gc_malloc2(3 + na, sizeof *keep);
+    const char **keep = gc_malloc2(3 + na + nc, sizeof *keep);
     if (!names || !keep) {
         free(names);
         free(keep);
@@ -492,6 +516,7 @@ static gcam_status plan_ctx(gcam_explainer *e, const gcam_feed *shapes, int n_sh
     keep[1] = vname(e, e->output);
     keep[2] = vname(e, e->input);
     for (size_t i = 0; i < na; i++) names[nn++] = keep[nk++] = vname(e, e->attn[i]);
+    for (size_t i = 0; i < nc; i++) keep[nk++] = vname(e, e->cross[i]);
     gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = nk,
                            .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
     gcam_status rc = gcam_ctx_create(out, (const gcam_model *)(const void *)e->m, shapes, n_shapes, &co);
@@ -646,7 +671,7 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
             return gc_fail(&e->err, GCAM_E_INTERNAL, "automatic layer '%s': %s", vname(e, e->layers[l]), why);
         }
     }
-    if (find_attention(e, probe) < 0) {
+    if (find_crossings(e, probe) < 0 || find_attention(e, probe) < 0) {
         gcam_ctx_free(probe);
         return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
     }

@@ -53,6 +53,10 @@ struct gcam_explainer {
     int n_attn;
     int *attn;
     gc_layer_view attn_grid;    /* T tokens read as a grid (TOKENS kind; K = 1) */
+    /* Ablation-CAM: values the steps after a layer read from before it (a transformer block's
+     * residual stream), kept intact by the full plan so that only those steps re-run */
+    int n_cross;
+    int *cross;
     int nhwc;                   /* input laid out (N, H, W, C) */
     int64_t N, C, H, W;
     size_t x_numel;

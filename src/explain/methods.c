@@ -498,15 +498,23 @@ static gcam_status ablation_weights(gcam_explainer *e, int layer, float *w, int6
     int first = gc_ctx_first_step_after(c, layer);
     /* every value the tail reads from before it must still be intact: kept until the end */
     int *cross = NULL, n_cross = 0;
-    if (gc_ctx_crossing_values(c, first, &cross, &n_cross)) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
-    for (int i = 0; i < n_cross; i++) {
-        int v = cross[i];
-        if (v == layer || gc_ctx_is_kept(c, v)) continue;
+    for (int pass = 0; pass < 2; pass++) {
+        if (gc_ctx_crossing_values(c, first, &cross, &n_cross)) return gc_fail(&e->err, GCAM_E_NOMEM, "out of memory");
+        int broken = -1;
+        for (int i = 0; i < n_cross && broken < 0; i++)
+            if (cross[i] != layer && !gc_ctx_is_kept(c, cross[i]) && !e->m->values[cross[i]].is_input) broken = cross[i];
         free(cross);
-        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "Ablation-CAM: the layers after '%s' also read '%s' (a skip "
-                       "connection around it); choose a layer after that join", vname(e, layer), vname(e, v));
+        if (broken < 0) break;
+        if (pass || e->ctx_full)
+            return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "Ablation-CAM: the layers after '%s' also read '%s' (a skip "
+                           "connection around it), which the plan could not keep", vname(e, layer), vname(e, broken));
+        /* the full plan keeps what crosses the layer (a transformer block's residual stream) */
+        gcam_status rc = gc_explainer_need_input_grad(e);
+        if (rc) return rc;
+        c = e->ctx;
+        A = gc_ctx_value(c, layer)->data;
+        first = gc_ctx_first_step_after(c, layer);
     }
-    free(cross);
     double *y = gc_malloc2((size_t)N, sizeof(double)), *yk = gc_malloc2((size_t)N, sizeof(double));
     float *saved = gc_malloc2(n, sizeof(float));
     gcam_status rc = GCAM_OK;
