@@ -15,7 +15,6 @@ output within 1e-4 of the reference's max |value|, and the input gradient of the
 them (GELU, softmax, LayerNorm; Swin v2's ReLU only sees constant tables): no kink can flip
 between float32 and float64. Exits 1 on any failure."""
 import copy
-import ctypes as C
 import os
 import sys
 import time
@@ -24,77 +23,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from engine_ctypes import Engine  # noqa: E402
+
 OUT_TOL, GRAD_TOL = 1e-4, 1e-3
-MAXD = 8
-
-
-class Feed(C.Structure):
-    _fields_ = [("name", C.c_char_p), ("dtype", C.c_int), ("ndim", C.c_int), ("dims", C.POINTER(C.c_int64)),
-                ("data", C.c_void_p)]
-
-
-class View(C.Structure):
-    _fields_ = [("name", C.c_char_p), ("dtype", C.c_int), ("ndim", C.c_int), ("dims", C.c_int64 * MAXD),
-                ("numel", C.c_size_t), ("data", C.c_void_p)]
-
-
-class CtxOptions(C.Structure):
-    _fields_ = [("n_threads", C.c_int), ("max_memory", C.c_size_t), ("keep", C.POINTER(C.c_char_p)),
-                ("n_keep", C.c_int), ("seed", C.c_char_p), ("grad_of", C.POINTER(C.c_char_p)),
-                ("n_grad_of", C.c_int), ("const_int_inputs", C.c_int)]
-
-
-class Engine:
-    """libgradcam through ctypes: load, forward, backward from a seed, gradients (as rnn_parity.py)."""
-
-    def __init__(self, path):
-        lib = C.CDLL(path)
-        lib.gcam_model_load.argtypes = [C.POINTER(C.c_void_p), C.c_char_p, C.c_void_p]
-        lib.gcam_model_error.restype = C.c_char_p
-        lib.gcam_model_error.argtypes = [C.c_void_p]
-        lib.gcam_model_free.argtypes = [C.c_void_p]
-        lib.gcam_ctx_create.argtypes = [C.POINTER(C.c_void_p), C.c_void_p, C.POINTER(Feed), C.c_int,
-                                        C.POINTER(CtxOptions)]
-        lib.gcam_ctx_error.restype = C.c_char_p
-        lib.gcam_ctx_error.argtypes = [C.c_void_p]
-        lib.gcam_ctx_free.argtypes = [C.c_void_p]
-        lib.gcam_ctx_run.argtypes = [C.c_void_p, C.POINTER(Feed), C.c_int]
-        lib.gcam_ctx_output.argtypes = [C.c_void_p, C.c_int, C.POINTER(View)]
-        lib.gcam_ctx_backward.argtypes = [C.c_void_p, C.POINTER(C.c_float), C.c_int, C.c_void_p, C.c_int]
-        lib.gcam_ctx_grad.argtypes = [C.c_void_p, C.c_char_p, C.POINTER(View)]
-        self.lib = lib
-
-    @staticmethod
-    def _view(v):
-        shape = tuple(v.dims[i] for i in range(v.ndim))
-        buf = (C.c_float * v.numel).from_address(v.data)
-        return np.ctypeslib.as_array(buf).reshape(shape).copy()
-
-    def run(self, onnx_path, x, seed_of):
-        """Forward on x (input "x"), backward from seed_of(output); returns (output, d output / d x)."""
-        lib, m, c = self.lib, C.c_void_p(), C.c_void_p()
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        dims = (C.c_int64 * x.ndim)(*x.shape)
-        feeds = (Feed * 1)(Feed(b"x", 1, x.ndim, dims, x.ctypes.data))
-        names = (C.c_char_p * 1)(b"x")
-        opts = CtxOptions(n_threads=2, seed=b"out", grad_of=names, n_grad_of=1)
-        try:
-            if lib.gcam_model_load(C.byref(m), onnx_path.encode(), None):
-                raise RuntimeError("load: %s" % lib.gcam_model_error(m).decode())
-            if lib.gcam_ctx_create(C.byref(c), m, feeds, 1, C.byref(opts)) or lib.gcam_ctx_run(c, feeds, 1):
-                raise RuntimeError("run: %s" % lib.gcam_ctx_error(c).decode())
-            v = View()
-            lib.gcam_ctx_output(c, 0, C.byref(v))
-            out = self._view(v)
-            g = np.ascontiguousarray(seed_of(out), dtype=np.float32)
-            if lib.gcam_ctx_backward(c, g.ctypes.data_as(C.POINTER(C.c_float)), 0, None, 0):
-                raise RuntimeError("backward: %s" % lib.gcam_ctx_error(c).decode())
-            if lib.gcam_ctx_grad(c, b"x", C.byref(v)):
-                raise RuntimeError("grad: %s" % lib.gcam_ctx_error(c).decode())
-            return out, self._view(v)
-        finally:
-            lib.gcam_ctx_free(c)
-            lib.gcam_model_free(m)
 
 
 class Attention(nn.Module):
@@ -203,7 +135,8 @@ def check(eng, label, path, model, x, opset, needs):
         s[0, top] = 1
         return s
 
-    got_out, got_grad = eng.run(path, x.numpy(), seed)
+    got_out, grads = eng.run(path, {"x": x.numpy()}, "out", seed, ["x"])
+    got_grad = grads["x"]
     eo, eg = rel(got_out, out.detach().numpy()), rel(got_grad, xd.grad.numpy())
     ok = eo <= OUT_TOL and eg <= GRAD_TOL and n_op > 0
     print("%-4s %-44s opset %d  %3d x %-9s out %.1e  input grad %.1e" % ("ok" if ok else "FAIL", label, opset, n_op,
