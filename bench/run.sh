@@ -254,5 +254,11 @@ if [ "$DOC" = none ]; then
 else
     "$PY" "$SRC/bench/report.py" "$RES" "$META" --doc "$DOC"
 fi
+# every word of a caption (issue #19): the demo captioner, one forward and a backward per word against
+# PyTorch's hook-and-backward loop, turn by turn; the ratio and PASS/FAIL (<= 0.3)
+if [ $SMOKE = 0 ]; then
+    GRADCAM_LIBRARY=$BUILD/libgradcam_tool.so PYTHONPATH=$SRC/python "$PY" "$SRC/bench/bench_caption.py" --threads "$THREADS" \
+        --check | tee "$OUT/caption.txt" || echo "bench: caption row FAILED (see above)"
+fi
 # gradcam serve, requests/s and latency at 1, 2, 4 workers (docs/performance.md, "gradcam serve"): BENCH_SERVE=1
 if [ "${BENCH_SERVE:-0}" = 1 ]; then "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" demo "$SRC/examples/demo/shapes_cnn.onnx" "$SRC/examples/demo/images/demo_1.png" -- --labels "$SRC/examples/demo/labels.txt" --preprocess raw | tee "$OUT/serve.md"; fi
