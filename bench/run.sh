@@ -260,5 +260,11 @@ if [ $SMOKE = 0 ]; then
     GRADCAM_LIBRARY=$BUILD/libgradcam_tool.so PYTHONPATH=$SRC/python "$PY" "$SRC/bench/bench_caption.py" --threads "$THREADS" \
         --check | tee "$OUT/caption.txt" || echo "bench: caption row FAILED (see above)"
 fi
+# transformers (issue #20): vit_b_16 and swin_t, Grad-CAM at the automatic token layer against gradcam's
+# forward and PyTorch's hook-and-backward; BENCH_TRANSFORMERS=0 skips them
+if [ $SMOKE = 0 ] && [ "${BENCH_TRANSFORMERS:-1}" = 1 ]; then
+    GRADCAM_LIBRARY=$BUILD/libgradcam_tool.so PYTHONPATH=$SRC/python "$PY" "$SRC/bench/bench_transformers.py" "$BUILD" \
+        --threads "$THREADS" | tee "$OUT/transformers.md" || echo "bench: transformer rows FAILED (see above)"
+fi
 # gradcam serve, requests/s and latency at 1, 2, 4 workers (docs/performance.md, "gradcam serve"): BENCH_SERVE=1
 if [ "${BENCH_SERVE:-0}" = 1 ]; then "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" demo "$SRC/examples/demo/shapes_cnn.onnx" "$SRC/examples/demo/images/demo_1.png" -- --labels "$SRC/examples/demo/labels.txt" --preprocess raw | tee "$OUT/serve.md"; fi
