@@ -380,6 +380,13 @@ static void prog_msg(cli_progress *p, const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
+void ex_failure_line(char *out, size_t n, const char *path, const char *why) {
+    /* error texts from the library usually start with the file name already */
+    size_t pl = strlen(path);
+    if (strncmp(why, path, pl) == 0 && why[pl] == ':') snprintf(out, n, "%s", why);
+    else snprintf(out, n, "%s: %s", path, why);
+}
+
 static int add_failure(ex_run *R, const char *path, const char *why) {
     char **f = realloc(R->failures, sizeof *f * (size_t)(R->n_failures + 1));
     if (!f) return -1;
@@ -394,9 +401,7 @@ static int add_failure(ex_run *R, const char *path, const char *why) {
         free(pc);
         return -1;
     }
-    /* error texts from the library usually start with the file name already */
-    if (strncmp(why, path, strlen(path)) == 0 && why[strlen(path)] == ':') snprintf(s, n, "%s", why);
-    else snprintf(s, n, "%s: %s", path, why);
+    ex_failure_line(s, n, path, why);
     R->failures[R->n_failures] = s;
     R->failure_paths[R->n_failures++] = pc;
     return 0;
@@ -762,16 +767,25 @@ static int one_load(ex_run *R, ex_one *s, gc_err *err) {
     return 0;
 }
 
-/* 2. The explainer for this input's shape (kept while the shape stays). */
-static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
-    const ex_opts *o = R->o;
-    gcam_status rc = GCAM_OK;
+void ex_input_feeds(const ex_run *R, ex_one *s) {
     s->feeds[0] = (gcam_feed){.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = s->ndim, .dims = s->dims, .data = s->x};
     for (int f = 0; f < R->n_feeds; f++)
         s->feeds[1 + f] = (gcam_feed){.name = R->feeds[f].name, .dtype = R->feeds[f].t.dtype,
                                       .ndim = R->feeds[f].t.shape.ndim, .dims = R->feeds[f].dims, .data = R->feeds[f].t.data};
     s->nf = 1 + R->n_feeds;
-    if (ex_text_task(o)) ex_text_feed(R, s);
+    if (ex_text_task(R->o)) { /* the text's ids, (1, n_tokens) */
+        s->text_dims[0] = 1;
+        s->text_dims[1] = s->n_tokens;
+        s->feeds[s->nf++] = (gcam_feed){.name = R->text_name, .dtype = GCAM_INT64, .ndim = 2, .dims = s->text_dims,
+                                        .data = s->tokens};
+    }
+}
+
+/* 2. The explainer for this input's shape (kept while the shape stays). */
+static int one_explainer(ex_run *R, ex_one *s, gc_err *err) {
+    const ex_opts *o = R->o;
+    gcam_status rc = GCAM_OK;
+    ex_input_feeds(R, s);
     if (R->e && R->e_ndim == s->ndim && memcmp(R->e_dims, s->dims, sizeof(int64_t) * (size_t)s->ndim) == 0 &&
         (!ex_text_task(o) || R->e_text_len == s->n_tokens))
         return 0;

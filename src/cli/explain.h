@@ -160,7 +160,7 @@ typedef struct ex_one {
     int64_t dims[GCAM_MAX_DIMS];
     int ndim;
     char note[256];                   /* how the input was made, for the report */
-    gcam_feed feeds[33];              /* the input, then the --feed tensors */
+    gcam_feed feeds[34];              /* the input, the --feed tensors (32 at most), the text's ids */
     int nf;
     double *cscore, *cprob;           /* (K) class scores and probabilities */
     int64_t *order, n_top;            /* classes by score; how many are listed */
@@ -210,6 +210,10 @@ void ex_det_box(const ex_one *s, const gcam_detection *d, double b[4]);
 int ex_parse_options(int argc, char **argv, ex_opts *o, int tool);
 int ex_prepare_model(ex_run *R);
 int ex_explain_input(ex_run *R, ex_input *in, gc_err *err);
+/* s->feeds, s->nf: the input, the --feed tensors, the text's ids (caption / vqa) */
+void ex_input_feeds(const ex_run *R, ex_one *s);
+/* "path: why", unless why starts with the path already */
+void ex_failure_line(char *out, size_t n, const char *path, const char *why);
 /* s->in's picture (or s->orig, when set) as the model's input: s->xbuf, dims, ndim, seen, geom */
 int ex_picture_input(ex_run *R, ex_one *s, gc_err *err);
 void ex_run_free(ex_run *R);
@@ -218,7 +222,6 @@ void ex_opts_free(ex_opts *o);
 /* explain_text.c: --task caption / vqa */
 int ex_text_prepare(ex_run *R);                                  /* vocabulary, text input; exit code */
 int ex_text_tokens(ex_run *R, ex_one *s, gc_err *err);           /* s->tokens (greedy for captions) */
-void ex_text_feed(const ex_run *R, ex_one *s);                   /* s->feeds[s->nf++] */
 int ex_caption_scores(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *err);
 void ex_text_items(ex_run *R, ex_one *s);
 void ex_text_json_head(ex_run *R, ex_one *s);                    /* "caption": {..., "words": [ / "answers": [ */

@@ -144,15 +144,9 @@ int ex_text_prepare(ex_run *R) {
  * (ties to the lower id) into *next. */
 static int greedy_step(ex_run *R, ex_one *s, int64_t *next, gc_err *err) {
     const ex_opts *o = R->o;
-    gcam_feed f[34];
-    int nf = 0;
-    f[nf++] = (gcam_feed){.name = R->in0.name, .dtype = GCAM_FLOAT32, .ndim = s->ndim, .dims = s->dims, .data = s->x};
-    for (int i = 0; i < R->n_feeds; i++)
-        f[nf++] = (gcam_feed){.name = R->feeds[i].name, .dtype = R->feeds[i].t.dtype, .ndim = R->feeds[i].t.shape.ndim,
-                              .dims = R->feeds[i].dims, .data = R->feeds[i].t.data};
-    s->text_dims[0] = 1;
-    s->text_dims[1] = s->n_tokens;
-    f[nf++] = (gcam_feed){.name = R->text_name, .dtype = GCAM_INT64, .ndim = 2, .dims = s->text_dims, .data = s->tokens};
+    ex_input_feeds(R, s);
+    const gcam_feed *f = s->feeds;
+    int nf = s->nf;
     gcam_ctx *c = NULL;
     gcam_ctx_options co = {.n_threads = o->base.threads, .max_memory = o->base.max_memory};
     gcam_status rc = gcam_ctx_create(&c, R->m, f, nf, &co);
@@ -183,6 +177,14 @@ static int greedy_step(ex_run *R, ex_one *s, int64_t *next, gc_err *err) {
     }
     *next = best;
     return 0;
+}
+
+/* The text fed, as words (a caption's <bos> left out). */
+static void words_text(const ex_run *R, const ex_one *s, gc_buf *b) {
+    for (int64_t t = R->o->base.task == CLI_TASK_VQA ? 0 : 1; t < s->n_tokens; t++) {
+        if (b->n) gc_buf_puts(b, " ");
+        gc_buf_puts(b, R->vocab[s->tokens[t]]);
+    }
 }
 
 int ex_text_tokens(ex_run *R, ex_one *s, gc_err *err) {
@@ -225,20 +227,13 @@ int ex_text_tokens(ex_run *R, ex_one *s, gc_err *err) {
         }
     }
     free(ids);
-    size_t u = (size_t)snprintf(s->text_note, sizeof s->text_note, "%s: \"", o->base.task == CLI_TASK_VQA ? "question"
-                                                                             : s->generated ? "caption (greedy)" : "caption");
-    for (int64_t t = o->base.task == CLI_TASK_VQA ? 0 : 1; t < s->n_tokens && u < sizeof s->text_note; t++)
-        u += (size_t)snprintf(s->text_note + u, sizeof s->text_note - u, "%s%s", t > (o->base.task != CLI_TASK_VQA) ? " " : "",
-                              R->vocab[s->tokens[t]]);
-    if (u < sizeof s->text_note) snprintf(s->text_note + u, sizeof s->text_note - u, "\"");
+    gc_buf words = {0};
+    words_text(R, s, &words);
+    if (words.oom) return ex_one_oom(s, err);
+    snprintf(s->text_note, sizeof s->text_note, "%s: \"%s\"",
+             o->base.task == CLI_TASK_VQA ? "question" : s->generated ? "caption (greedy)" : "caption", words.p ? words.p : "");
+    gc_buf_free(&words);
     return 0;
-}
-
-void ex_text_feed(const ex_run *R, ex_one *s) {
-    s->text_dims[0] = 1;
-    s->text_dims[1] = s->n_tokens;
-    s->feeds[s->nf++] = (gcam_feed){.name = R->text_name, .dtype = GCAM_INT64, .ndim = 2, .dims = s->text_dims,
-                                    .data = s->tokens};
 }
 
 /* The caption's log-probabilities (the explained output itself: after the LogSoftmax). */
@@ -296,10 +291,7 @@ void ex_text_items(ex_run *R, ex_one *s) {
 void ex_text_json_head(ex_run *R, ex_one *s) {
     gc_json *j = &s->j;
     gc_buf text = {0};
-    for (int64_t t = R->o->base.task == CLI_TASK_VQA ? 0 : 1; t < s->n_tokens; t++) {
-        if (text.n) gc_buf_puts(&text, " ");
-        gc_buf_puts(&text, R->vocab[s->tokens[t]]);
-    }
+    words_text(R, s, &text);
     if (text.oom) s->jb.oom = 1;
     if (R->o->base.task == CLI_TASK_VQA) {
         gc_json_key(j, "question");

@@ -311,11 +311,8 @@ static gcam_status run_input(gcam_tool *t, const gcam_tool_request *rq, ex_input
         gc_buf_free(&rec);
         ex_mem_files_free(R);
         const char *why = err.msg[0] ? err.msg : "failed (no reason recorded)";
-        /* library texts usually begin with the path already */
-        size_t pl = strlen(in->path);
         char line[1400];
-        if (strncmp(why, in->path, pl) == 0 && why[pl] == ':') snprintf(line, sizeof line, "%s", why);
-        else snprintf(line, sizeof line, "%s: %s", in->path, why);
+        ex_failure_line(line, sizeof line, in->path, why);
         res->record = failure_record(rq->path ? rq->path : in->path, line);
         res->failed = 1;
         res->exit_code = cli_status_exit(err.code ? err.code : GCAM_E_FORMAT);
