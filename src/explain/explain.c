@@ -609,7 +609,8 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     /* the explained input: an image batch, (N, C, H, W) or (N, H, W, C) */
     const gc_tensor *x = gc_ctx_value(probe, e->input);
     if (x->dtype != GC_F32 || x->shape.ndim != 4) {
-        char a[128];
+        char a[128] = "of no known shape"; /* (an input no step reads is not bound: its shape is not set) */
+        if (x->dtype != GCAM_UNDEFINED && x->shape.ndim >= 0 && x->shape.ndim <= GC_MAX_DIMS) gc_shape_str(&x->shape, a, sizeof a);
         gcam_ctx_free(probe);
         return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the first input '%s' must be a float32 image batch (4-D); it is %s %s",
                        vname(e, e->input), gc_dtype_name(x->dtype), gc_shape_str(&x->shape, a, sizeof a));
