@@ -26,3 +26,6 @@ target_compile_options(test_api PRIVATE ${GCAM_WARN})
 add_test(NAME test_api COMMAND test_api ${CMAKE_SOURCE_DIR}/examples/demo/shapes_cnn.onnx
          ${CMAKE_CURRENT_BINARY_DIR}/many_inputs.onnx)
 set_tests_properties(test_api PROPERTIES FIXTURES_REQUIRED many_inputs)
+add_test(NAME valgrind_api COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/valgrind_run.sh $<TARGET_FILE:test_api>
+         ${CMAKE_SOURCE_DIR}/examples/demo/shapes_cnn.onnx ${CMAKE_CURRENT_BINARY_DIR}/many_inputs.onnx)
+set_tests_properties(valgrind_api PROPERTIES FIXTURES_REQUIRED many_inputs TIMEOUT 300)

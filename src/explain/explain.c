@@ -609,11 +609,11 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
     /* the explained input: an image batch, (N, C, H, W) or (N, H, W, C) */
     const gc_tensor *x = gc_ctx_value(probe, e->input);
     if (x->dtype != GC_F32 || x->shape.ndim != 4) {
-        char a[128] = "of no known shape"; /* (an input no step reads is not bound: its shape is not set) */
-        if (x->dtype != GCAM_UNDEFINED && x->shape.ndim >= 0 && x->shape.ndim <= GC_MAX_DIMS) gc_shape_str(&x->shape, a, sizeof a);
+        char a[128]; /* x lives in the probe: say what it is before freeing it */
+        gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the first input '%s' must be a float32 image batch (4-D); it is %s %s",
+                vname(e, e->input), gc_dtype_name(x->dtype), gc_shape_str(&x->shape, a, sizeof a));
         gcam_ctx_free(probe);
-        return gc_fail(&e->err, GCAM_E_UNSUPPORTED, "the first input '%s' must be a float32 image batch (4-D); it is %s %s",
-                       vname(e, e->input), gc_dtype_name(x->dtype), gc_shape_str(&x->shape, a, sizeof a));
+        return GCAM_E_UNSUPPORTED;
     }
     e->x_numel = (size_t)gc_numel(x);
     int64_t c1 = x->shape.d[1], c3 = x->shape.d[3];
@@ -639,11 +639,12 @@ gcam_status gcam_explainer_create(gcam_explainer **out, const gcam_model *pm, co
         const gc_tensor *t = gc_ctx_value(probe, v);
         char why[300] = "it is not an activation (a weight, or an input)";
         if (!gc_ctx_is_activation(probe, v) || layer_view(e, t, &e->views[e->n_layers], why, sizeof why)) {
-            char a[128];
+            char a[128]; /* t lives in the probe: the message first */
+            gc_fail(&e->err, GCAM_E_ARG, "layer '%s' (%s %s) cannot be a CAM layer: %s; a layer is maps "
+                    "(N, C, H, W) or (N, H, W, C), or tokens (N, T, C)", vname(e, v), gc_dtype_name(t->dtype),
+                    gc_shape_str(&t->shape, a, sizeof a), why);
             gcam_ctx_free(probe);
-            return gc_fail(&e->err, GCAM_E_ARG, "layer '%s' (%s %s) cannot be a CAM layer: %s; a layer is maps "
-                           "(N, C, H, W) or (N, H, W, C), or tokens (N, T, C)", vname(e, v), gc_dtype_name(t->dtype),
-                           gc_shape_str(&t->shape, a, sizeof a), why);
+            return GCAM_E_ARG;
         }
         e->layers[e->n_layers++] = v;
     }
