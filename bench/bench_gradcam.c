@@ -6,7 +6,8 @@
  * Each row is run once as a warm-up (Score-CAM: one forward), then R times (with --budget, a row
  * whose warm-up shows R runs would take longer than SECONDS gets fewer, at least K, default 3); printed as a tab-separated line
  *   RESULT  NAME  N  ROW  MEDIAN_MS  MIN_MS  MAX_MS  RUNS
- * and, at the end, RSS  NAME  N  PEAK_MIB (getrusage of this process), then the same as markdown
+ * and, at the end, RSS  NAME  N  PEAK_MIB (getrusage of this process), with the forward row also
+ * PLANNED  NAME  N  BYTES (gcam_ctx_planned_bytes: its planned activations), then the same as markdown
  * table rows. A row times what a user waits for: an explanation row is forward + choosing the
  * class (argmax of the scores) + the map(s), raw, upsampled and normalised, as PyTorch's side
  * (bench/bench_torch.py) does. --smoke: 1 run, no warm-up (keeps the code from rotting, in ctest). */
@@ -269,12 +270,14 @@ int main(int argc, char **argv) {
     gcam_model *m = ld.m;
 
     /* forward only: an inference context (no gradient plan), freed before the explainer */
+    size_t planned = 0;
     if (want[ROW_FORWARD]) {
         gcam_ctx *c = NULL;
         if (gcam_ctx_create(&c, m, &in, 1, &(gcam_ctx_options){.n_threads = threads})) {
             fprintf(stderr, "%s\n", gcam_ctx_error(c));
             return 1;
         }
+        planned = gcam_ctx_planned_bytes(c);
         fwd f = {.c = c, .in = &in};
         if (time_row(do_forward, &f, !smoke, runs, budget, min_runs, t, &res[ROW_FORWARD])) return 1;
         gcam_ctx_free(c);
@@ -316,6 +319,7 @@ int main(int argc, char **argv) {
             printf("RESULT\t%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t%d\n", name, batch, row_names[r], res[r].med, res[r].min,
                    res[r].max, res[r].runs);
     printf("RSS\t%s\t%d\t%.1f\n", name, batch, rss);
+    if (want[ROW_FORWARD]) printf("PLANNED\t%s\t%d\t%zu\n", name, batch, planned);
     for (int r = 0; r < ROW_COUNT; r++)
         if (res[r].done)
             printf("| %s | %d | %s | %.1f ms [%.1f–%.1f] | %d runs |\n", name, batch, row_names[r], res[r].med,

@@ -4,6 +4,10 @@ against PyTorch's hook-and-backward, turn by turn, and gradcam's Grad-CAM agains
 
     GRADCAM_LIBRARY=build/libgradcam_tool.so PYTHONPATH=python \\
         /usr/bin/python3 bench/bench_transformers.py BUILD_DIR [--runs 5] [--threads 2] [--models vit_b_16,swin_t]
+    /usr/bin/python3 bench/bench_transformers.py export NAME OUTDIR
+        the same model into OUTDIR/NAME.onnx with a dynamic batch axis (input "input", output "logits"),
+        for the rows against ONNX Runtime at batch 1 and 8 (bench/bench_ort.py); nothing is done when
+        OUTDIR/NAME.stamp matches the versions.
 
 Models: torchvision's, random seeded weights (ViT's head, zeros by default, drawn), exported at opset
 17 into BUILD_DIR/bench/models unless there already. gradcam: Model + Explainer (the automatic
@@ -27,7 +31,6 @@ import torchvision  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "python"))
-import gradcam  # noqa: E402
 
 
 def torch_model(name):
@@ -52,7 +55,31 @@ def export(name, m, path):
                           opset_version=17)
 
 
+def export_dynamic(name, outdir):
+    """torch_model(name) at opset 17 with a dynamic batch axis (the rows against ONNX Runtime run
+    batch 8 too), written to a temporary file and renamed into place; a stamp skips a re-export."""
+    os.makedirs(outdir, exist_ok=True)
+    path, st = (os.path.join(outdir, name + e) for e in (".onnx", ".stamp"))
+    h = "dynamic-batch export 1 torch %s torchvision %s" % (torch.__version__, torchvision.__version__)
+    if os.path.exists(path) and os.path.exists(st):
+        with open(st) as f:
+            if f.read().strip() == h:
+                return
+    import warnings
+    warnings.filterwarnings("ignore")  # the tracer's notes on Python values in shapes
+    m = torch_model(name)
+    torch.onnx.export(m, torch.randn(1, 3, 224, 224), path + ".tmp", input_names=["input"], output_names=["logits"],
+                      opset_version=17, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    os.replace(path + ".tmp", path)
+    with open(st, "w") as f:
+        f.write(h + "\n")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "export":
+        export_dynamic(sys.argv[2], sys.argv[3])
+        return
+    import gradcam  # (not for the export: that needs no library)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build")
     ap.add_argument("--runs", type=int, default=5)
