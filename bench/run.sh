@@ -1,5 +1,5 @@
 #!/bin/sh
-# gradcam vs PyTorch, side by side (issues #6 and #18): `make bench`, or bench/run.sh BUILD_DIR [--smoke].
+# gradcam vs PyTorch, side by side (issues #6 and #18), and vs ONNX Runtime (issue #23): `make bench`, or bench/run.sh BUILD_DIR [--smoke].
 #
 # Environment (all optional):
 #   BENCH_MODELS          models (default: resnet50 vgg16 mobilenet_v2 densenet121 efficientnet_b0;
@@ -25,6 +25,22 @@
 #                         same weights, BENCH_RUNS runs, both sides' detections and layers checked equal
 #   BENCH_DOC             where to write the report (default docs/performance.md for the full default
 #                         set, BUILD_DIR/bench/performance.md for a subset; "none": do not write)
+#   BENCH_ORT             0: skip the rows against ONNX Runtime (default 1; issue #23, bench/bench_ort.py):
+#                         onnxruntime-node (bench/ort/package.json) installed into BUILD_DIR/bench/ort by
+#                         `npm ci --ignore-scripts` (node and npm from deps/bench-packages.txt when
+#                         missing); per model and batch, ONNX Runtime's forward (bench/ort/ort_bench.js)
+#                         beside gradcam's forward, Grad-CAM and Guided Backprop, turn by turn
+#                         (bench/lockstep.py), and the ratios; then the cold start of resnet50 and
+#                         vit_b_16 (`gradcam info` time and peak RSS, a forward's peak RSS). Written as
+#                         the section "gradcam vs ONNX Runtime" of docs/performance.md when the run is full
+#                         (default models, batch "1 8", BENCH_RUNS >= 10), else BUILD_DIR/bench/ort.md
+#                         (BENCH_DOC: there instead; "none": nowhere). BENCH_RUNS, BENCH_BATCH,
+#                         BENCH_THREADS, BENCH_SIZE, BENCH_ROW_BUDGET and BENCH_MIN_RUNS apply
+#   BENCH_ORT_MODELS      its models (default: resnet50 mobilenet_v2 efficientnet_b0 densenet121 vgg16
+#                         vit_b_16 swin_t when BENCH_MODELS is unset, else BENCH_MODELS)
+#   BENCH_ORT_BLAS_UNSET  1: the ONNX Runtime rows once more with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+#                         unset on both sides, written as a labelled subsection of the same file
+#                         (default 0)
 # --smoke: mobilenet_v2, 64x64, batch 1, one run of every row but Score-CAM, both sides, and one run
 # of each detection row (unless BENCH_DETECT=0); checks that the table rows come out with a ratio
 # (tests/bench.cmake runs it in ctest); writes no report.
@@ -124,6 +140,51 @@ pair() {
         --threads "$THREADS" --budget "$BUDGET" --rows "$rows" "$@" $FLAG
 }
 
+# onnxruntime-node into $OUT/ort (node and npm from deps/bench-packages.txt when missing), then the
+# rows against ONNX Runtime (bench/bench_ort.py) and, with BENCH_ORT_BLAS_UNSET=1, again with OpenBLAS's
+# CPU settings unset
+ort_rows() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        pk=$(grep -v '^\s*#' "$SRC/deps/bench-packages.txt" | tr '\n' ' ')
+        if [ "$(id -u)" != 0 ]; then
+            echo "bench: node and npm are needed for the ONNX Runtime rows; run as root: apt-get install -y $pk" >&2
+            return 1
+        fi
+        echo "bench: installing $pk"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pk || return 1
+    fi
+    d=$OUT/ort
+    mkdir -p "$d"
+    # (its postinstall would download GPU providers and fails offline: the CPU library is in the package)
+    if ! cmp -s "$SRC/bench/ort/package-lock.json" "$d/package-lock.json" || [ ! -d "$d/node_modules/onnxruntime-node" ]; then
+        echo "bench: installing onnxruntime-node into $d (npm ci --ignore-scripts) ..."
+        cp "$SRC/bench/ort/package.json" "$SRC/bench/ort/package-lock.json" "$d/" &&
+            (cd "$d" && npm ci --ignore-scripts --no-audit --no-fund >"$d/npm.log" 2>&1) ||
+            { cat "$d/npm.log" >&2; rm -f "$d/package-lock.json"; return 1; }
+    fi
+    NODE_PATH=$d/node_modules node -e "require('onnxruntime-node')" ||
+        { echo "bench: onnxruntime-node does not load from $d/node_modules" >&2; return 1; }
+    ORT_ALL="resnet50 mobilenet_v2 efficientnet_b0 densenet121 vgg16 vit_b_16 swin_t"
+    om=${BENCH_ORT_MODELS:-${BENCH_MODELS:-$ORT_ALL}}
+    [ "$om" = none ] && return 0
+    if [ -n "${BENCH_DOC+x}" ]; then odoc=$BENCH_DOC
+    elif [ "$om" = "$ORT_ALL" ] && [ "$BATCHES" = "1 8" ] && [ "$RUNS" -ge 10 ]; then odoc=$SRC/docs/performance.md
+    else odoc=$OUT/ort.md; fi
+    set -- "$PY" "$SRC/bench/bench_ort.py" "$BUILD" --node-modules "$d/node_modules" --models "$om" \
+        --batches "$BATCHES" --runs "$RUNS" --threads "$THREADS" --budget "$BUDGET" --min-runs "$MIN_RUNS" \
+        --size "$SIZE" --doc "$odoc"
+    # (the exit status through the pipe to tee: sh has no pipefail)
+    rm -f "$d/failed"
+    { "$@" --command "$CMD" || echo $? >"$d/failed"; } | tee "$OUT/ort.txt"
+    [ ! -e "$d/failed" ] || { rm -f "$d/failed"; return 1; }
+    if [ "${BENCH_ORT_BLAS_UNSET:-0}" = 1 ]; then
+        { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@" --section ort-unset \
+            --label "with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (OpenBLAS picks its kernels for this CPU)" \
+            --command "$CMD" || echo $? >"$d/failed"; } | tee "$OUT/ort-unset.txt"
+        [ ! -e "$d/failed" ] || { rm -f "$d/failed"; return 1; }
+    fi
+}
+
 T0=$(date +%s)
 for m in $MODELS; do
     "$PY" "$SRC/bench/bench_torch.py" export "$m" "$MODELDIR" $([ $SMOKE = 1 ] && echo --dyn-hw)
@@ -205,7 +266,7 @@ fi
 
 # the exact command, as typed
 CMD=""
-for v in BENCH_MODELS BENCH_BATCH BENCH_RUNS BENCH_ROW_BUDGET BENCH_MIN_RUNS BENCH_SCORECAM_MODELS BENCH_SCORECAM_RUNS BENCH_THREADS BENCH_SIZE BENCH_DETECT BENCH_DOC; do
+for v in BENCH_MODELS BENCH_BATCH BENCH_RUNS BENCH_ROW_BUDGET BENCH_MIN_RUNS BENCH_SCORECAM_MODELS BENCH_SCORECAM_RUNS BENCH_THREADS BENCH_SIZE BENCH_DETECT BENCH_DOC BENCH_ORT BENCH_ORT_MODELS BENCH_ORT_BLAS_UNSET BENCH_TRANSFORMERS; do
     eval "isset=\${$v+x}"
     [ -n "$isset" ] && eval "CMD=\"\${CMD}$v='\$$v' \""
 done
@@ -265,6 +326,10 @@ fi
 if [ $SMOKE = 0 ] && [ "${BENCH_TRANSFORMERS:-1}" = 1 ]; then
     GRADCAM_LIBRARY=$BUILD/libgradcam_tool.so PYTHONPATH=$SRC/python "$PY" "$SRC/bench/bench_transformers.py" "$BUILD" \
         --threads "$THREADS" | tee "$OUT/transformers.md" || echo "bench: transformer rows FAILED (see above)"
+fi
+# gradcam vs ONNX Runtime (issue #23): BENCH_ORT=0 skips it
+if [ $SMOKE = 0 ] && [ "${BENCH_ORT:-1}" != 0 ]; then
+    ort_rows || echo "bench: ONNX Runtime rows FAILED (see above)"
 fi
 # gradcam serve, requests/s and latency at 1, 2, 4 workers (docs/performance.md, "gradcam serve"): BENCH_SERVE=1
 if [ "${BENCH_SERVE:-0}" = 1 ]; then "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" demo "$SRC/examples/demo/shapes_cnn.onnx" "$SRC/examples/demo/images/demo_1.png" -- --labels "$SRC/examples/demo/labels.txt" --preprocess raw | tee "$OUT/serve.md"; fi
