@@ -3,7 +3,7 @@
 
   bench_ort.py BUILD_DIR --node-modules DIR [--models "resnet50 ..."] [--batches "1 8"] [--runs R]
                [--threads T] [--budget SECONDS] [--min-runs K] [--size S] [--cold-runs C]
-               [--doc FILE|none] [--section ort|ort-unset] [--label TEXT] [--command TEXT]
+               [--doc FILE|none] [--section ort|ort-unset] [--label TEXT] [--command TEXT] [--from-results]
 
 Rows, per model and batch, each a pair of processes run turn by turn by bench/lockstep.py (one side
 runs while the other waits, alternating run by run; the side going first alternating from pair to
@@ -20,7 +20,9 @@ median wall time of C runs after one untimed run (the file in the page cache) an
 RSS of one forward (bench_gradcam --rows forward --smoke: load, an inference context, one forward)
 against the file's size + the planned activations (gcam_ctx_planned_bytes, printed by the driver)
 + 30 MiB.
-Prints a markdown table and the targets; with --doc, writes them into FILE between
+Order: the cold start, then batch by batch (every model's batch-1 rows first). Each finished row is
+saved to BUILD/bench/ort/results.json; --from-results makes the table from it without measuring (an
+interrupted run). Prints a markdown table and the targets; with --doc, writes them into FILE between
 <!-- SECTION:begin --> and <!-- SECTION:end --> (appended at the end if they are not there yet).
 """
 import argparse
@@ -211,6 +213,8 @@ def main():
     ap.add_argument("--section", default="ort")
     ap.add_argument("--label", default="")
     ap.add_argument("--command", default="")
+    ap.add_argument("--from-results", action="store_true",
+                    help="no measuring: the table of the last run from BUILD/bench/ort/results.json")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     os.makedirs(os.path.join(build, "bench", "ort"), exist_ok=True)
@@ -222,22 +226,39 @@ def main():
     t0 = time.time()
     models = a.models.split()
     batches = [int(b) for b in a.batches.split()]
-    paths = {m: model_path(build, m) for m in models}
-    rows, flip = [], 0
-    for m in models:
-        for b in batches:
-            print("bench ort: %s batch %d: %s (%d runs) ..." % (m, b, ",".join(GROUPS), a.runs), flush=True)
-            res = {}
-            for g in GROUPS:
-                res[g] = pair(a, build, paths[m], m, b, g, flip == 0, env)
-                flip = 1 - flip
-            rows.append(((m, b), res))
-            print("bench ort:   %d s so far" % (time.time() - t0), flush=True)
-    colds = []
-    for m in ("resnet50", "vit_b_16"):
-        if m in models:
-            print("bench ort: %s cold start ..." % m, flush=True)
-            colds.append((m, cold(a, build, m, paths[m], env)))
+    saved = os.path.join(build, "bench", "ort", "results.json")
+    if a.from_results:  # the table of an earlier (perhaps interrupted) run, from what it saved
+        with open(saved) as f:
+            st = json.load(f)
+        rows = [((r[0], r[1]), r[2]) for r in st["rows"]]
+        colds, started, load_before = [tuple(c) for c in st["colds"]], st["started"], st["load_before"]
+        load_after, minutes = st["load_after"], st["minutes"]
+    else:
+        paths = {m: model_path(build, m) for m in models}
+        rows, colds, flip = [], [], 0
+
+        def save():  # after every row: an interrupted run still has its table (--from-results)
+            with open(saved + ".tmp", "w") as f:
+                json.dump({"rows": [[k[0], k[1], v] for k, v in rows], "colds": colds, "started": started,
+                           "load_before": load_before, "load_after": open("/proc/loadavg").read().split()[:3],
+                           "minutes": (time.time() - t0 + 59) // 60}, f)
+            os.replace(saved + ".tmp", saved)
+
+        for m in ("resnet50", "vit_b_16"):  # first: cheap, and gradcam alone
+            if m in models:
+                print("bench ort: %s cold start ..." % m, flush=True)
+                colds.append((m, cold(a, build, m, paths[m], env)))
+                save()
+        for b in batches:  # batch-major: the batch-1 rows of every model come first
+            for m in models:
+                print("bench ort: %s batch %d: %s (%d runs) ..." % (m, b, ",".join(GROUPS), a.runs), flush=True)
+                res = {}
+                for g in GROUPS:
+                    res[g] = pair(a, build, paths[m], m, b, g, flip == 0, env)
+                    flip = 1 - flip
+                rows.append(((m, b), res))
+                save()
+                print("bench ort:   %d s so far" % (time.time() - t0), flush=True)
     tab, checks = table(rows)
     ctab, citems = cold_table(colds) if colds else ("", [])
     tgt = targets(checks, citems)
@@ -249,14 +270,15 @@ def main():
     print(tgt)
     if a.doc == "none":
         return
-    load_after = open("/proc/loadavg").read().split()[:3]
+    if not a.from_results:
+        load_after, minutes = open("/proc/loadavg").read().split()[:3], (time.time() - t0 + 59) // 60
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     title = "## gradcam vs ONNX Runtime" if a.section == "ort" else "### gradcam vs ONNX Runtime, %s" % a.label
     lines = [
         title, "",
         "Generated by `bench/bench_ort.py` (`make bench`, unless BENCH_ORT=0); re-running it rewrites only this section.%s"
         % (" " + a.label[0].upper() + a.label[1:] + "." if a.label else ""), "",
-        "- Date: %s (%d min); command: `%s`" % (started, (time.time() - t0 + 59) // 60, a.command or "bench/bench_ort.py"),
+        "- Date: %s (%d min); command: `%s`" % (started, minutes, a.command or "bench/bench_ort.py"),
         "- CPU: %s, %d logical cores; load average before / after: %s / %s" % (
             cpu, os.cpu_count(), " ".join(load_before), " ".join(load_after)),
         "- OPENBLAS_CORETYPE=%s, OPENBLAS_L2_SIZE=%s; %d threads each side" % (
