@@ -281,8 +281,12 @@ def main():
         "- Date: %s (%d min); command: `%s`" % (started, minutes, a.command or "bench/bench_ort.py"),
         "- CPU: %s, %d logical cores; load average before / after: %s / %s" % (
             cpu, os.cpu_count(), " ".join(load_before), " ".join(load_after)),
-        "- OPENBLAS_CORETYPE=%s, OPENBLAS_L2_SIZE=%s; %d threads each side" % (
-            os.environ.get("OPENBLAS_CORETYPE", "unset"), os.environ.get("OPENBLAS_L2_SIZE", "unset"), a.threads),
+        "- OPENBLAS_CORETYPE=%s, OPENBLAS_L2_SIZE=%s; %d threads each side; OMP_WAIT_POLICY=%s%s" % (
+            os.environ.get("OPENBLAS_CORETYPE", "unset"), os.environ.get("OPENBLAS_L2_SIZE", "unset"), a.threads,
+            os.environ.get("OMP_WAIT_POLICY", "unset"),
+            " (gradcam's OpenMP threads sleep between parallel regions; ORT's intra-op threads likewise, "
+            "`session.intra_op.allow_spinning` 0)" if os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" else
+            " (both sides' threads spin a while between parallel regions, each library's default)"),
         "- ONNX Runtime %s (npm `onnxruntime-node`, its bundled CPU library), node %s: one InferenceSession, CPU "
         "provider, intraOpNumThreads %d, interOpNumThreads 1, sequential execution, graphOptimizationLevel all; a run "
         "is `await session.run(feeds)` (`bench/ort/ort_bench.js`). gradcam through `include/gradcam.h` "

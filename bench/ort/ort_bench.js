@@ -15,6 +15,8 @@
 //   RESULT  NAME  N  forward  MEDIAN_MS  MIN_MS  MAX_MS  RUNS
 //   RSS  NAME  N  PEAK_MIB          (the process's peak RSS: node itself included)
 //   RSS_BASE  NAME  N  MIB          (the RSS once node and ONNX Runtime are loaded, before the session)
+// With OMP_WAIT_POLICY=passive (gradcam's OpenMP threads sleep instead of spinning between parallel
+// regions), ORT's intra-op threads do not spin either (session.intra_op.allow_spinning = 0).
 // Turn by turn with gradcam's side (bench/lockstep.py sets BENCH_TURN_FDS=R,W): before each warm-up
 // and timed run, and once at start-up before any heavy work, one byte to W gives the machine back and
 // one byte read from R waits for the next turn, as bench_torch.py's turn() does.
@@ -108,13 +110,17 @@ async function main() {
     turn(); // nothing heavy before the first turn
     const ort = require('onnxruntime-node');
     const base = process.memoryUsage().rss / 1048576;
-    const session = await ort.InferenceSession.create(o.path, {
+    const opts = {
         executionProviders: ['cpu'],
         intraOpNumThreads: o.threads,
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
-    });
+    };
+    // gradcam's OpenMP threads sleep between parallel regions under OMP_WAIT_POLICY=passive: ORT's
+    // intra-op threads then do the same (no spinning), so both sides wait alike
+    if (/^passive$/i.test(process.env.OMP_WAIT_POLICY || '')) opts.extra = { session: { intra_op: { allow_spinning: '0' } } };
+    const session = await ort.InferenceSession.create(o.path, opts);
     if (session.inputNames.length !== 1) die(o.name + ': ' + session.inputNames.length + ' inputs; the bench feeds one');
     const meta = session.inputMetadata[0];
     const shape = inputShape(meta, o);
@@ -143,9 +149,8 @@ async function main() {
     await session.release();
     const m = median(t);
     const rss = process.resourceUsage().maxRSS / 1024; // kilobytes
-    process.stdout.write(['RESULT', o.name, o.batch, 'forward', m.med.toFixed(3), m.min.toFixed(3), m.max.toFixed(3), m.runs].join('\t') + '\n');
-    process.stdout.write(['RSS', o.name, o.batch, rss.toFixed(1)].join('\t') + '\n');
-    process.stdout.write(['RSS_BASE', o.name, o.batch, base.toFixed(1)].join('\t') + '\n');
+    fs.writeSync(1, [['RESULT', o.name, o.batch, 'forward', m.med.toFixed(3), m.min.toFixed(3), m.max.toFixed(3), m.runs],
+        ['RSS', o.name, o.batch, rss.toFixed(1)], ['RSS_BASE', o.name, o.batch, base.toFixed(1)]].map((l) => l.join('\t') + '\n').join(''));
 }
 
 main().catch((e) => die(String(e && e.message ? e.message : e)));
