@@ -22,7 +22,9 @@ against the file's size + the planned activations (gcam_ctx_planned_bytes, print
 + 30 MiB.
 Order: the cold start, then batch by batch (every model's batch-1 rows first). Each finished row is
 saved to BUILD/bench/ort/results.json; --from-results makes the table from it without measuring (an
-interrupted run). Prints a markdown table and the targets; with --doc, writes them into FILE between
+interrupted run). BENCH_CLOCK=cpu in the environment: both drivers time with the process's CPU time
+(with --threads 1, the work done whatever else runs on a busy machine; labelled). Prints a markdown
+table and the targets; with --doc, writes them into FILE between
 <!-- SECTION:begin --> and <!-- SECTION:end --> (appended at the end if they are not there yet).
 """
 import argparse
@@ -120,7 +122,7 @@ def verdict(r, lim):
 
 def table(rows):
     out = ["| model | batch | ORT forward | gradcam forward | gradcam Grad-CAM | gradcam Guided Backprop | "
-           "forward / ORT (≤ 1.0) | Grad-CAM / ORT fwd (≤ 1.15) | GBP / ORT fwd (≤ 2.5) | peak RSS ORT (node alone) | "
+           "forward / ORT (≤ 1.0) (of the minima) | Grad-CAM / ORT fwd (≤ 1.15) (minima) | GBP / ORT fwd (≤ 2.5) (minima) | peak RSS ORT (node alone) | "
            "peak RSS gradcam |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     checks = {g: [] for g in GROUPS}
@@ -130,7 +132,7 @@ def table(rows):
             o, c = res[g]
             cells.append("%s ms (%d)" % (fmt_ms(c[g][0]), c[g][3]))
             r = c[g][0] / o["forward"][0]
-            ratios.append(verdict(r, LIMIT[g]))
+            ratios.append("%s (%.2f)" % (verdict(r, LIMIT[g]), c[g][1] / o["forward"][1]))
             checks[g].append(("%s b%d" % (name, batch), r))
         ort = res["forward"][0]["forward"]
         ort_rss = max(res[g][0]["RSS"] for g in GROUPS)
@@ -287,6 +289,9 @@ def main():
             " (gradcam's OpenMP threads sleep between parallel regions; ORT's intra-op threads likewise, "
             "`session.intra_op.allow_spinning` 0)" if os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" else
             " (both sides' threads spin a while between parallel regions, each library's default)"),
+        "- Clock: %s" % ("each process's CPU time, every thread (BENCH_CLOCK=cpu, on both sides): the work done, "
+                         "whatever else runs; not the time a user waits" if os.environ.get("BENCH_CLOCK") == "cpu"
+                         else "wall time (what a user waits for)"),
         "- ONNX Runtime %s (npm `onnxruntime-node`, its bundled CPU library), node %s: one InferenceSession, CPU "
         "provider, intraOpNumThreads %d, interOpNumThreads 1, sequential execution, graphOptimizationLevel all; a run "
         "is `await session.run(feeds)` (`bench/ort/ort_bench.js`). gradcam through `include/gradcam.h` "
@@ -299,7 +304,9 @@ def main():
         "- Turn by turn: each row is a pair of processes, ONNX Runtime's forward beside one gradcam row, run by "
         "`bench/lockstep.py` (one side runs while the other waits, alternating run by run; the side going first "
         "alternating from pair to pair), so each ratio divides by the ORT forward measured in the same seconds "
-        "(the ORT forward column is the one beside gradcam's forward). Medians of %d runs after one warm-up "
+        "(the ORT forward column is the one beside gradcam's forward). A ratio divides the medians (the targets "
+        "are checked on them); in brackets the ratio of the two sides' fastest runs, the least disturbed by other "
+        "work on a busy machine. Medians of %d runs after one warm-up "
         "(run count in brackets; a row whose warm-up shows it would take over %.0f s gets fewer, at least %d). "
         "Peak RSS: `ru_maxrss`, the largest over a side's three processes; ONNX Runtime's includes node itself "
         "(its RSS once node and ONNX Runtime are loaded, before the session, in brackets)." % (

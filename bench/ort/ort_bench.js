@@ -101,7 +101,14 @@ function median(t) {
     return { med: n % 2 ? s[(n - 1) / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]), min: s[0], max: s[n - 1], runs: n };
 }
 
+// BENCH_CLOCK=cpu: the process's CPU time (every thread, as bench_util.h's now()) instead of wall time, for
+// A/B comparisons on a busy machine (with --threads 1 it is the work done, whatever else runs)
+const cpuClock = process.env.BENCH_CLOCK === 'cpu';
 function nowMs() {
+    if (cpuClock) {
+        const u = process.cpuUsage();
+        return (u.user + u.system) / 1e3;
+    }
     return Number(process.hrtime.bigint()) / 1e6;
 }
 
