@@ -35,7 +35,12 @@
 #                         the section "gradcam vs ONNX Runtime" of docs/performance.md when the run is full
 #                         (default models, batch "1 8", BENCH_RUNS >= 10), else BUILD_DIR/bench/ort.md
 #                         (BENCH_DOC: there instead; "none": nowhere). BENCH_RUNS, BENCH_BATCH,
-#                         BENCH_THREADS, BENCH_SIZE, BENCH_ROW_BUDGET and BENCH_MIN_RUNS apply
+#                         BENCH_THREADS, BENCH_SIZE, BENCH_ROW_BUDGET and BENCH_MIN_RUNS apply.
+#                         OMP_WAIT_POLICY=passive: gradcam's OpenMP threads sleep between parallel
+#                         regions and ORT's intra-op threads do not spin either (on a machine loaded by
+#                         other work, spinning threads made gradcam's timings a measure of the scheduler:
+#                         docs/performance.md); BENCH_CLOCK=cpu: both sides time CPU time (with
+#                         BENCH_THREADS=1, the work done whatever else runs; labelled)
 #   BENCH_ORT_MODELS      its models (default: resnet50 mobilenet_v2 efficientnet_b0 densenet121 vgg16
 #                         vit_b_16 swin_t when BENCH_MODELS is unset, else BENCH_MODELS)
 #   BENCH_ORT_BLAS_UNSET  1: the ONNX Runtime rows once more with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
