@@ -19,7 +19,7 @@ Cold start (resnet50 and vit_b_16 when listed; gradcam alone, no other side): `g
 median wall time of C runs after one untimed run (the file in the page cache) and its peak RSS; peak
 RSS of one forward (bench_gradcam --rows forward --smoke: load, an inference context, one forward)
 against the file's size + the planned activations (gcam_ctx_planned_bytes, printed by the driver)
-+ 30 MiB.
++ 30 MiB (--cold-runs 0: no cold start).
 Order: the cold start, then batch by batch (every model's batch-1 rows first). Each finished row is
 saved to BUILD/bench/ort/results.json; --from-results makes the table from it without measuring (an
 interrupted run). BENCH_CLOCK=cpu in the environment: both drivers time with the process's CPU time
@@ -247,7 +247,7 @@ def main():
             os.replace(saved + ".tmp", saved)
 
         for m in ("resnet50", "vit_b_16"):  # first: cheap, and gradcam alone
-            if m in models:
+            if m in models and a.cold_runs > 0:
                 print("bench ort: %s cold start ..." % m, flush=True)
                 colds.append((m, cold(a, build, m, paths[m], env)))
                 save()
@@ -314,7 +314,8 @@ def main():
         "- Cold start: gradcam alone (no other side), the file in the page cache: `gradcam info MODEL` (median of "
         "%d runs after one untimed run; peak RSS of those runs) and one forward's peak RSS (`bench_gradcam --rows "
         "forward --smoke`: load, an inference context, one forward) against the file's size + the activations "
-        "the context planned (`gcam_ctx_planned_bytes`) + 30 MiB. MiB throughout." % a.cold_runs,
+        "the context planned (`gcam_ctx_planned_bytes`) + 30 MiB. MiB throughout." % a.cold_runs
+        if colds else "- Cold start: not measured in this run.",
         "", tab, "",
     ]
     if ctab:
