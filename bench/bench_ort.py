@@ -30,6 +30,7 @@ table and the targets; with --doc, writes them into FILE between
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -189,8 +190,8 @@ def write_doc(doc, section, body):
         old = ""
     if begin in old and end in old:
         new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
-    elif section != "ort" and "<!-- ort:end -->" in old:  # the labelled extra run right after the main one
-        k = old.index("<!-- ort:end -->") + len("<!-- ort:end -->")
+    elif section != "ort" and "<!-- ort:end -->" in old:  # a labelled extra run after the last one so far
+        k = max(m.end() for m in re.finditer(r"<!-- ort(-[a-z0-9]+)?:end -->", old))
         new = old[:k] + "\n\n" + block + old[k:]
     else:
         new = old.rstrip("\n") + ("\n\n" if old else "") + block + "\n"
