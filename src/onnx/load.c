@@ -195,8 +195,8 @@ static gcam_status place_raw(gc_tensor *out, int *placed, const raw_src *rs, int
                              gc_load *L, int to_model, const char *what, gc_err *err) {
     *placed = PLACED_MALLOC;
     size_t align = as_is_align(t, out->dtype);
-    if (align && to_model && L && L->m) {
-        if (rs->in_map && rs->len && (uintptr_t)rs->p % align == 0) {
+    if (align && to_model && L && L->m && rs->len) { /* (an empty tensor gets its own byte below) */
+        if (rs->in_map && (uintptr_t)rs->p % align == 0) {
             out->data = (void *)(uintptr_t)rs->p; /* read-only: the mapping is PROT_READ */
             *placed = PLACED_MAP;
             L->m->bytes_mapped += rs->len;
@@ -204,10 +204,10 @@ static gcam_status place_raw(gc_tensor *out, int *placed, const raw_src *rs, int
         }
         void *dst = gc_load_arena(L, rs->len, err);
         if (!dst) return err->code;
-        if (rs->len && rs->fd >= 0) { /* not through the mapping: its pages are not faulted in */
+        if (rs->fd >= 0) { /* not through the mapping: its pages are not faulted in */
             gcam_status rc = gc_pread_full(rs->fd, dst, rs->len, rs->off, what, err);
             if (rc) return rc;
-        } else if (rs->len) {
+        } else {
             memcpy(dst, rs->p, rs->len);
         }
         out->data = dst;
