@@ -68,6 +68,9 @@ def planned_bytes(lib_path, model, shape):
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--planned":  # a child's job: see planned_in_child
+        print(planned_bytes(sys.argv[2], sys.argv[3], [1, 3, 224, 224]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--baseline")
@@ -101,7 +104,10 @@ def main():
             if rc:
                 raise SystemExit(f"{s}: gradcam run {name} failed ({rc})")
             rss_run[s] = rss
-        plan = planned_bytes(os.path.join(sides[0][1], "libgradcam.so"), model, [1, 3, 224, 224])
+        # in a process of its own: a model loaded here would grow this process, and a child's
+        # ru_maxrss starts from the size of the process it was forked from
+        plan = int(subprocess.run([sys.executable, __file__, "--planned", os.path.join(sides[0][1], "libgradcam.so"),
+                                   model], capture_output=True, text=True, check=True).stdout)
         bound = size + plan + SLACK
         for s, _ in sides:
             med = statistics.median(info[s])
