@@ -112,9 +112,13 @@ typedef struct gcam_load_options {
 /* Loads an ONNX model file. External data files are resolved relative to the model's folder and
  * must stay inside it (no "..", no absolute path, no symbolic link leading out, regular files only).
  * *out is set even on failure (unless out is NULL or memory ran out) so that gcam_model_error()
- * can say why; free it with gcam_model_free() in both cases. opts may be NULL. */
+ * can say why; free it with gcam_model_free() in both cases. opts may be NULL.
+ * The file (and its external data files) are mapped read-only, not read: weights stored aligned
+ * for their type are used where they lie. While the model lives, replace such a file by renaming a
+ * new one into place, never by rewriting or truncating it (a mapped page past a new end faults). */
 gcam_status gcam_model_load(gcam_model **out, const char *path, const gcam_load_options *opts);
-/* The same from memory; base_dir (may be NULL) is where external data files are looked for. */
+/* The same from memory; base_dir (may be NULL) is where external data files are looked for. The
+ * weights are copied: data may be freed as soon as this returns. */
 gcam_status gcam_model_load_memory(gcam_model **out, const void *data, size_t size,
                                    const char *base_dir, const gcam_load_options *opts);
 const char *gcam_model_error(const gcam_model *m);

@@ -54,17 +54,9 @@ gcam_status gcam_model_load(gcam_model **out, const char *path, const gcam_load_
     if (!*out) return GCAM_E_NOMEM;
     gc_model *m = &(*out)->m;
     if (!path) return gc_fail(&m->err, GCAM_E_ARG, "no model path");
-    uint8_t *buf = NULL;
-    size_t size = 0;
-    gcam_status rc = gc_read_file(path, &buf, &size, (size_t)2 << 30, &m->err);
-    if (rc) return rc;
     char *dircopy = gc_strdup(path);
-    if (!dircopy) {
-        free(buf);
-        return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");
-    }
-    rc = gc_onnx_load(m, buf, size, dirname(dircopy));
-    free(buf);
+    if (!dircopy) return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");
+    gcam_status rc = gc_onnx_load_file(m, path, dirname(dircopy));
     free(dircopy);
     rc = finish_load(*out, opts, rc);
     if (rc && m->err.msg[0] && strncmp(m->err.msg, path, strlen(path)) != 0) {

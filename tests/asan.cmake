@@ -1,7 +1,7 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer: a second configuration (-DGCAM_SANITIZE=ON) in
 # BUILD/build-asan, built and run by tests/run_asan.sh: the op unit tests, the ONNX conformance
-# suite, the malformed-input suites and the threads test, with every sanitizer report fatal
-# (ASAN_OPTIONS=detect_leaks=1:abort_on_error=1, UBSAN_OPTIONS=halt_on_error=1).
+# suite, the malformed-input suites, the threads test and the loader's tests, with every sanitizer
+# report fatal (ASAN_OPTIONS=detect_leaks=1:abort_on_error=1, UBSAN_OPTIONS=halt_on_error=1).
 if(GCAM_SANITIZE)
   return()
 endif()
@@ -13,5 +13,6 @@ add_test(NAME asan_ops COMMAND ${RUN_ASAN} ops ${ASAN_BUILD})
 add_test(NAME asan_conformance COMMAND ${RUN_ASAN} conformance ${ASAN_BUILD})
 add_test(NAME asan_malformed COMMAND ${RUN_ASAN} malformed ${CMAKE_SOURCE_DIR} ${ASAN_BUILD})
 add_test(NAME asan_threads COMMAND ${RUN_ASAN} threads ${CMAKE_SOURCE_DIR} ${ASAN_BUILD})
-set_tests_properties(asan_ops asan_conformance asan_malformed asan_threads
+add_test(NAME asan_load COMMAND ${RUN_ASAN} load ${CMAKE_SOURCE_DIR} ${ASAN_BUILD})
+set_tests_properties(asan_ops asan_conformance asan_malformed asan_threads asan_load
                      PROPERTIES FIXTURES_REQUIRED asan TIMEOUT 1200)

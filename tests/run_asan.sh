@@ -7,6 +7,7 @@
 #   run_asan.sh conformance ASAN_BUILD_DIR       the ONNX backend test data
 #   run_asan.sh malformed SRC_DIR ASAN_BUILD_DIR tests/test_malformed_inputs.py + test_malformed_models.py
 #   run_asan.sh threads SRC_DIR ASAN_BUILD_DIR   tests/test_threads.c
+#   run_asan.sh load SRC_DIR ASAN_BUILD_DIR      tests/test_load_map.c and tests/test_load_wire.py
 # LeakSanitizer uses tests/lsan.supp (see there for what it hides and why).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +26,7 @@ case "$cmd" in
       cmake -S "$src" -B "$b" -DGCAM_SANITIZE=ON -DGCAM_WERROR=ON >"$b/configure.log" 2>&1 ||
         { cat "$b/configure.log"; exit 1; }
     fi
-    targets="gradcam_cli test_onnx_conformance malformed_driver test_threads"
+    targets="gradcam_cli test_onnx_conformance malformed_driver test_threads test_load_map"
     for f in "$src"/tests/test_ops_*.c; do targets="$targets $(basename "$f" .c)"; done
     # shellcheck disable=SC2086
     cmake --build "$b" -j "${ASAN_BUILD_JOBS:-2}" --target $targets >"$b/build.log" 2>&1 ||
@@ -56,5 +57,10 @@ case "$cmd" in
     src=$2 b=$3
     /usr/bin/python3 "$src/tests/threads_model.py" "$b/tests/threads_cnn.onnx"
     exec "$b/tests/test_threads" "$b/tests/threads_cnn.onnx" ;;
-  *) sed -n '2,11p' "$0" >&2; exit 2 ;;
+  load)
+    src=$2 b=$3
+    /usr/bin/python3 "$src/tests/load_map_models.py" "$b/tests/asan-load/map"
+    "$b/tests/test_load_map" "$b/tests/asan-load/map"
+    /usr/bin/python3 "$src/tests/test_load_wire.py" "$b/gradcam" "$b/tests/asan-load/wire" ;;
+  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac

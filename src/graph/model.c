@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <sys/mman.h>
 
 #include "../ops/ops.h"
 
@@ -92,7 +93,7 @@ void gc_model_destroy(gc_model *m) {
     free(m->nodes);
     for (int i = 0; i < m->n_values; i++) {
         free(m->values[i].name);
-        free(m->values[i].const_data);
+        if (!m->values[i].const_in_region) free(m->values[i].const_data);
         for (int d = 0; d < GC_MAX_DIMS; d++) free(m->values[i].dim_names[d]);
     }
     free(m->values);
@@ -108,6 +109,35 @@ void gc_model_destroy(gc_model *m) {
     }
     free(m->node_in_names);
     free(m->node_out_names);
+    for (int i = 0; i < m->n_regions; i++)
+        if (m->regions[i].size) munmap(m->regions[i].base, m->regions[i].size);
+    free(m->regions);
+}
+
+int gc_model_add_region(gc_model *m, void *base, size_t size) {
+    if (m->n_regions == m->cap_regions) {
+        int cap = m->cap_regions ? m->cap_regions * 2 : 8;
+        if (cap > (1 << 24)) return -1;
+        gc_region *r = realloc(m->regions, (size_t)cap * sizeof *r);
+        if (!r) return -1;
+        m->regions = r;
+        m->cap_regions = cap;
+    }
+    m->regions[m->n_regions++] = (gc_region){.base = base, .size = size};
+    return 0;
+}
+
+gc_region *gc_model_region(gc_model *m, const void *base) {
+    for (int i = m->n_regions - 1; i >= 0; i--) /* the newest first: the loader asks about those */
+        if (m->regions[i].base == base) return &m->regions[i];
+    return NULL;
+}
+
+void gc_model_drop_region(gc_model *m, const void *base) {
+    gc_region *r = gc_model_region(m, base);
+    if (!r) return;
+    if (r->size) munmap(r->base, r->size);
+    *r = m->regions[--m->n_regions];
 }
 
 /* Kahn's algorithm; nodes are permuted in place and value producers renumbered. */

@@ -16,6 +16,13 @@ int gc_model_add_value(gc_model *m, const char *name);
  * unsupported one), parses attributes and folds nodes whose inputs are all constant. */
 gcam_status gc_model_finish(gc_model *m, int allow_unsupported);
 void gc_model_destroy(gc_model *m);
+/* Hands a mapping (mmap) to the model, unmapped with it; -1 on allocation failure (the caller
+ * still owns it then). */
+int gc_model_add_region(gc_model *m, void *base, size_t size);
+/* The region that starts at base: its entry (NULL if none), to shrink or drop it. */
+gc_region *gc_model_region(gc_model *m, const void *base);
+/* Unmaps the region that starts at base and forgets it. */
+void gc_model_drop_region(gc_model *m, const void *base);
 
 /* Runs one node on given tensors: infers output shapes, allocates outputs (malloc) and runs the
  * forward kernel. ins[i] NULL for omitted inputs; ins[i]->data may be NULL only for inputs whose

@@ -76,6 +76,9 @@ typedef struct gc_value {
     /* Constant data known at load (initialisers, Constant nodes, and values folded from them).
      * Owned by the model. NULL for activations. */
     void *const_data;
+    /* const_data lies in one of the model's regions (its file's mapping, an external data
+     * window, the arena of copies): read-only, not freed on its own. */
+    int const_in_region;
 } gc_value;
 
 typedef struct gc_node {
@@ -97,6 +100,12 @@ typedef struct gc_node {
     void *kcache;
 } gc_node;
 
+/* Memory the model maps and unmaps as a whole (munmap in gc_model_destroy). */
+typedef struct gc_region {
+    void *base;
+    size_t size;
+} gc_region;
+
 typedef struct gc_model {
     gc_err err;
     int opset;                 /* default domain */
@@ -116,6 +125,12 @@ typedef struct gc_model {
     int n_unsupported;
     /* Names handed out through the public API (node inputs/outputs as const char **). */
     const char ***node_in_names, ***node_out_names;
+    gc_region *regions;
+    int n_regions, cap_regions;
+    /* What the load did with the constants' bytes: pointed into the file's mapping (or an
+     * external data file's), copied as they are (not aligned for their type in the file, or loaded
+     * from memory), converted to another type (allocated). Tests check that weights are not copied. */
+    size_t bytes_mapped, bytes_copied, bytes_converted;
 } gc_model;
 
 /* Attribute look-ups; return the default when the attribute is absent. */

@@ -3,14 +3,16 @@
 #include "onnx.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
+#include <stdalign.h>
 #include <stdlib.h>
-#include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../graph/model.h"
 #include "onnx.pb-c.h"
+#include "source.h"
+#include "wire.h"
 
 /* Largest file we read: protobuf itself cannot represent messages above 2 GiB. */
 #define GC_MAX_MODEL_BYTES ((size_t)2 << 30)
@@ -18,30 +20,18 @@
 gcam_status gc_read_file(const char *path, uint8_t **data, size_t *size, size_t max_bytes, gc_err *err) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return gc_fail(err, GCAM_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return gc_fail(err, GCAM_E_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
-        return gc_fail(err, GCAM_E_LIMIT, "%s: file of %lld bytes is larger than the %zu allowed", path,
-                       (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
+    int fd;
+    size_t n;
+    gcam_status rc = gc_open_regular(path, max_bytes, &fd, &n, err);
+    if (rc) return rc;
     uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return gc_fail(err, GCAM_E_NOMEM, "%s: out of memory reading %zu bytes", path, n);
-    }
-    if (fread(buf, 1, n, f) != n) {
+    if (!buf) rc = gc_fail(err, GCAM_E_NOMEM, "%s: out of memory reading %zu bytes", path, n);
+    else if (n && gc_pread_full(fd, buf, n, 0, path, err)) rc = gc_fail(err, GCAM_E_IO, "%s: read error", path);
+    close(fd);
+    if (rc) {
         free(buf);
-        fclose(f);
-        return gc_fail(err, GCAM_E_IO, "%s: read error", path);
+        return rc;
     }
-    fclose(f);
     *data = buf;
     *size = n;
     return GCAM_OK;
@@ -149,107 +139,174 @@ static int safe_relative_path(const char *loc) {
     return 1;
 }
 
-/* *out = the real path of base_dir/loc (malloc'ed), refused unless it lies inside base_dir's real
- * path once every symbolic link is resolved: the text check above cannot see a link in the folder
- * (or a linked sub-folder) that points anywhere on the machine. */
-static gcam_status resolve_inside(char **out, const char *base_dir, const char *loc, const char *what, gc_err *err) {
-    *out = NULL;
-    size_t plen = strlen(base_dir) + strlen(loc) + 2;
-    char *path = malloc(plen);
-    if (!path) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
-    snprintf(path, plen, "%s/%s", base_dir, loc);
-    char *rbase = realpath(base_dir, NULL);
-    if (!rbase) {
-        gc_fail(err, GCAM_E_IO, "%s: the model's folder '%s': %s", what, base_dir, strerror(errno));
-        free(path);
-        return err->code;
-    }
-    char *rpath = realpath(path, NULL);
-    if (!rpath) {
-        gc_fail(err, GCAM_E_IO, "%s: external data file '%s': %s", what, path, strerror(errno));
-        free(path);
-        free(rbase);
-        return err->code;
-    }
-    size_t nb = strlen(rbase);
-    if (nb && rbase[nb - 1] == '/') nb--; /* the root folder: everything is inside */
-    int inside = strncmp(rpath, rbase, nb) == 0 && rpath[nb] == '/';
-    free(path);
-    free(rbase);
-    if (!inside) {
-        free(rpath);
-        /* the link's target is not shown: the message may reach whoever supplied the model */
-        return gc_fail(err, GCAM_E_FORMAT, "%s: external data location '%s' points outside the model's folder "
-                       "(through a symbolic link)", what, loc);
-    }
-    *out = rpath;
-    return GCAM_OK;
-}
-
-static gcam_status read_external(uint8_t **buf, size_t want, const Onnx__TensorProto *tp,
-                                 const char *base_dir, const char *what, gc_err *err) {
-    const char *loc = NULL;
-    int64_t offset = 0, length = -1;
+/* The external data's location, offset and length (-1: not given) from its key/value pairs. */
+static gcam_status external_fields(const Onnx__TensorProto *tp, const char **loc, int64_t *offset, int64_t *length,
+                                   const char *what, gc_err *err) {
+    *loc = NULL;
+    *offset = 0;
+    *length = -1;
     for (size_t i = 0; i < tp->n_external_data; i++) {
         const Onnx__StringStringEntryProto *kv = tp->external_data[i];
         if (!kv || !kv->key || !kv->value) continue;
         char *end = NULL;
-        if (strcmp(kv->key, "location") == 0) loc = kv->value;
+        if (strcmp(kv->key, "location") == 0) *loc = kv->value;
         else if (strcmp(kv->key, "offset") == 0) {
             errno = 0;
-            offset = strtoll(kv->value, &end, 10);
-            if (errno || !end || *end || offset < 0)
+            *offset = strtoll(kv->value, &end, 10);
+            if (errno || !end || *end || *offset < 0)
                 return gc_fail(err, GCAM_E_FORMAT, "%s: external data offset '%s' is not a valid number", what, kv->value);
         } else if (strcmp(kv->key, "length") == 0) {
             errno = 0;
-            length = strtoll(kv->value, &end, 10);
-            if (errno || !end || *end || length < 0)
+            *length = strtoll(kv->value, &end, 10);
+            if (errno || !end || *end || *length < 0)
                 return gc_fail(err, GCAM_E_FORMAT, "%s: external data length '%s' is not a valid number", what, kv->value);
         }
     }
+    return GCAM_OK;
+}
+
+/* A tensor's raw little-endian bytes, wherever they are. */
+typedef struct raw_src {
+    const uint8_t *p; /* len bytes */
+    size_t len;
+    int fd;           /* the file that holds them, read at off for copies (-1: copied from p) */
+    uint64_t off;
+    int in_map;       /* p lies in a mapping a tensor may point into */
+} raw_src;
+
+enum { PLACED_MALLOC, PLACED_ARENA, PLACED_MAP };
+
+/* The alignment raw bytes of ONNX type t need to be used as they are for dtype dt; 0 when they must
+ * be converted (other widths, booleans normalised to 0/1, a big-endian host). */
+static size_t as_is_align(int32_t t, gc_dtype dt) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (t == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && dt == GC_F32) return alignof(float);
+    if ((t == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || t == ONNX__TENSOR_PROTO__DATA_TYPE__UINT64) && dt == GC_I64)
+        return alignof(int64_t);
+#endif
+    (void)t;
+    (void)dt;
+    return 0;
+}
+
+/* out->data from raw bytes: pointing into the mapping when they are aligned and need no conversion,
+ * else copied into the arena (a model's constant) or converted into a malloc'ed buffer. */
+static gcam_status place_raw(gc_tensor *out, int *placed, const raw_src *rs, int32_t t, int64_t n, size_t bytes,
+                             gc_load *L, int to_model, const char *what, gc_err *err) {
+    *placed = PLACED_MALLOC;
+    size_t align = as_is_align(t, out->dtype);
+    if (align && to_model && L && L->m && rs->len) { /* (an empty tensor gets its own byte below) */
+        if (rs->in_map && (uintptr_t)rs->p % align == 0) {
+            out->data = (void *)(uintptr_t)rs->p; /* read-only: the mapping is PROT_READ */
+            *placed = PLACED_MAP;
+            L->m->bytes_mapped += rs->len;
+            return GCAM_OK;
+        }
+        void *dst = gc_load_arena(L, rs->len, err);
+        if (!dst) return err->code;
+        if (rs->fd >= 0) { /* not through the mapping: its pages are not faulted in */
+            gcam_status rc = gc_pread_full(rs->fd, dst, rs->len, rs->off, what, err);
+            if (rc) return rc;
+        } else {
+            memcpy(dst, rs->p, rs->len);
+        }
+        out->data = dst;
+        *placed = PLACED_ARENA;
+        L->m->bytes_copied += rs->len;
+        return GCAM_OK;
+    }
+    if (!(out->data = malloc(bytes ? bytes : 1)))
+        return gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
+    convert_raw(out->data, out->dtype, rs->p, t, n);
+    if (to_model && L && L->m) L->m->bytes_converted += bytes;
+    gc_load_drop_pages(L, rs->p, rs->len);
+    return GCAM_OK;
+}
+
+/* Raw bytes in an external data file: checked, mapped, placed; the mapping is kept when the tensor
+ * points into it. */
+static gcam_status place_external(gc_tensor *out, int *placed, const Onnx__TensorProto *tp, int64_t n, size_t bytes,
+                                  size_t want, gc_load *L, int to_model, const char *what, gc_err *err) {
+    const char *loc;
+    int64_t offset, length;
+    gcam_status rc = external_fields(tp, &loc, &offset, &length, what, err);
+    if (rc) return rc;
     if (!loc) return gc_fail(err, GCAM_E_FORMAT, "%s: external data without a 'location'", what);
-    if (!base_dir) return gc_fail(err, GCAM_E_IO, "%s: external data '%s' but the model was loaded from memory without a base folder", what, loc);
+    if (!L || !L->base_dir)
+        return gc_fail(err, GCAM_E_IO, "%s: external data '%s' but the model was loaded from memory without a base folder", what, loc);
     if (!safe_relative_path(loc))
         return gc_fail(err, GCAM_E_FORMAT, "%s: external data location '%s' points outside the model's folder", what, loc);
     if (length >= 0 && (uint64_t)length != want)
         return gc_fail(err, GCAM_E_FORMAT, "%s: external data length %lld does not match the %zu bytes its dims need", what, (long long)length, want);
-    char *path = NULL;
-    gcam_status rc = resolve_inside(&path, base_dir, loc, what, err);
-    if (rc) return rc;
-    /* O_NOFOLLOW: the resolved path has no link left; O_NONBLOCK: a FIFO must not hang the load
-     * (fstat then refuses it) */
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
-    if (!f) {
-        gc_fail(err, GCAM_E_IO, "%s: external data file '%s': %s", what, path, strerror(errno));
-        if (fd >= 0) close(fd);
-        free(path);
-        return err->code;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = gc_fail(err, GCAM_E_IO, "%s: external data '%s' is not a regular file", what, path);
-    } else if ((uint64_t)offset > (uint64_t)st.st_size || (uint64_t)st.st_size - (uint64_t)offset < want) {
-        rc = gc_fail(err, GCAM_E_FORMAT, "%s: external data '%s' has %lld bytes; offset %lld + %zu bytes runs past its end",
-                     what, path, (long long)st.st_size, (long long)offset, want);
-    } else {
-        *buf = malloc(want ? want : 1);
-        if (!*buf) rc = gc_fail(err, GCAM_E_NOMEM, "out of memory");
-        else if (fseeko(f, (off_t)offset, SEEK_SET) != 0 || fread(*buf, 1, want, f) != want) {
-            free(*buf);
-            *buf = NULL;
-            rc = gc_fail(err, GCAM_E_IO, "%s: read error in external data '%s'", what, path);
-        }
-    }
-    fclose(f);
-    free(path);
+    gc_ext x;
+    if ((rc = gc_ext_open(&x, L->base_dir, loc, (uint64_t)offset, want, what, err))) return rc; /* checks the file's size first */
+    raw_src rs = {.p = x.p, .len = want, .fd = x.fd, .off = (uint64_t)offset, .in_map = 1};
+    rc = place_raw(out, placed, &rs, tp->data_type, n, bytes, L, to_model, what, err);
+    if (!rc && *placed == PLACED_MAP && (rc = gc_ext_keep(&x, L->m, err))) out->data = NULL;
+    gc_ext_close(&x);
     return rc;
 }
 
-/* TensorProto -> gc_tensor (data malloc'ed, converted to F32 / I64 / BOOL). */
-static gcam_status convert_tensor(gc_tensor *out, const Onnx__TensorProto *tp, const char *base_dir,
-                                  const char *what, gc_err *err) {
+/* The payload index of a TensorProto's marker (the last one), or -1 (see wire.h). */
+static int64_t payload_index(const Onnx__TensorProto *tp) {
+    int64_t idx = -1;
+    for (unsigned i = 0; i < tp->base.n_unknown_fields; i++) {
+        const ProtobufCMessageUnknownField *u = &tp->base.unknown_fields[i];
+        uint64_t v;
+        if (u->tag == GC_WIRE_MARKER_FIELD && u->wire_type == PROTOBUF_C_WIRE_TYPE_VARINT && u->data &&
+            gc_wire_varint(u->data, u->len, &v) && v < INT64_MAX)
+            idx = (int64_t)v;
+    }
+    return idx;
+}
+
+/* The typed fields (float_data, int64_data, ...) -> out->data (malloc'ed). */
+static gcam_status typed_data(gc_tensor *out, const Onnx__TensorProto *tp, int64_t n, size_t bytes, const char *what,
+                              gc_err *err) {
+    int32_t t = tp->data_type;
+    size_t have;
+    switch (t) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: have = tp->n_float_data; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: have = tp->n_double_data; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: have = tp->n_int64_data; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: have = tp->n_uint64_data; break;
+    default: have = tp->n_int32_data; break;
+    }
+    if (have != (size_t)n)
+        return gc_fail(err, GCAM_E_FORMAT, "%s: holds %zu values but dims %s need %lld", what, have,
+                       gc_shape_str(&out->shape, (char[96]){0}, 96), (long long)n);
+    if (!(out->data = malloc(bytes ? bytes : 1)))
+        return gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
+    for (int64_t e = 0; e < n; e++) {
+        switch (t) {
+        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: ((float *)out->data)[e] = tp->float_data[e]; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: ((float *)out->data)[e] = (float)tp->double_data[e]; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
+            ((float *)out->data)[e] = half_to_float((uint16_t)tp->int32_data[e]);
+            break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16:
+            ((float *)out->data)[e] = bf16_to_float((uint16_t)tp->int32_data[e]);
+            break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: ((int64_t *)out->data)[e] = tp->int64_data[e]; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+            ((int64_t *)out->data)[e] = (int64_t)tp->uint64_data[e];
+            break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: ((uint8_t *)out->data)[e] = tp->int32_data[e] != 0; break;
+        default: ((int64_t *)out->data)[e] = tp->int32_data[e]; break;
+        }
+    }
+    return GCAM_OK;
+}
+
+/* TensorProto -> gc_tensor, converted to F32 / I64 / BOOL. With to_model (an initialiser of L's
+ * model) the data may lie in one of the model's regions (*in_region set; not to be freed), else it
+ * is malloc'ed. */
+static gcam_status convert_tensor(gc_tensor *out, int *in_region, const Onnx__TensorProto *tp, gc_load *L,
+                                  int to_model, const char *what, gc_err *err) {
     memset(out, 0, sizeof *out);
+    *in_region = 0;
     if (tp->n_dims > GC_MAX_DIMS)
         return gc_fail(err, GCAM_E_UNSUPPORTED, "%s: %zu dimensions (at most %d supported)", what, tp->n_dims, GC_MAX_DIMS);
     out->shape.ndim = (int)tp->n_dims;
@@ -269,63 +326,34 @@ static gcam_status convert_tensor(gc_tensor *out, const Onnx__TensorProto *tp, c
         return gc_fail(err, GCAM_E_FORMAT, "%s: element count overflows", what);
     /* The data's presence and size are checked before the buffer is allocated: a tiny file must
      * not make us allocate what its dims claim. */
-    gcam_status rc = GCAM_OK;
+    gcam_status rc;
     int32_t t = tp->data_type;
+    int placed = PLACED_MALLOC, from_file = 0;
+    int64_t pi = L && L->sk ? payload_index(tp) : -1;
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-        uint8_t *buf = NULL;
-        rc = read_external(&buf, raw_bytes, tp, base_dir, what, err); /* checks the file's size first */
-        if (!rc && !(out->data = malloc(bytes ? bytes : 1)))
-            rc = gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
-        if (!rc) convert_raw(out->data, out->dtype, buf, t, n);
-        free(buf);
-    } else if (tp->has_raw_data) {
-        if (tp->raw_data.len != raw_bytes)
+        rc = place_external(out, &placed, tp, n, bytes, raw_bytes, L, to_model, what, err);
+    } else if (pi >= 0 || tp->has_raw_data) {
+        raw_src rs = {.p = tp->raw_data.data, .len = tp->raw_data.len, .fd = -1};
+        if (pi >= 0) {
+            if ((uint64_t)pi >= L->sk->n_pl) return gc_fail(err, GCAM_E_INTERNAL, "%s: raw_data lost", what);
+            const gc_payload *pl = &L->sk->pl[pi];
+            rs = (raw_src){.p = L->base + pl->off, .len = pl->len, .fd = L->fd, .off = pl->off, .in_map = L->borrow};
+            from_file = 1;
+        }
+        if (rs.len != raw_bytes)
             rc = gc_fail(err, GCAM_E_FORMAT, "%s: raw_data holds %zu bytes but dims %s of %s need %zu", what,
-                         tp->raw_data.len, gc_shape_str(&out->shape, (char[96]){0}, 96), elem_type_name(t), raw_bytes);
-        else if (!(out->data = malloc(bytes ? bytes : 1)))
-            rc = gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
-        else convert_raw(out->data, out->dtype, tp->raw_data.data, t, n);
+                         rs.len, gc_shape_str(&out->shape, (char[96]){0}, 96), elem_type_name(t), raw_bytes);
+        else rc = place_raw(out, &placed, &rs, t, n, bytes, L, to_model, what, err);
     } else {
-        size_t have;
-        switch (t) {
-        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: have = tp->n_float_data; break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: have = tp->n_double_data; break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: have = tp->n_int64_data; break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
-        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: have = tp->n_uint64_data; break;
-        default: have = tp->n_int32_data; break;
-        }
-        if (have != (size_t)n) {
-            rc = gc_fail(err, GCAM_E_FORMAT, "%s: holds %zu values but dims %s need %lld", what, have,
-                         gc_shape_str(&out->shape, (char[96]){0}, 96), (long long)n);
-        } else if (!(out->data = malloc(bytes ? bytes : 1))) {
-            rc = gc_fail(err, GCAM_E_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
-        } else {
-            for (int64_t e = 0; e < n; e++) {
-                switch (t) {
-                case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: ((float *)out->data)[e] = tp->float_data[e]; break;
-                case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: ((float *)out->data)[e] = (float)tp->double_data[e]; break;
-                case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
-                    ((float *)out->data)[e] = half_to_float((uint16_t)tp->int32_data[e]);
-                    break;
-                case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16:
-                    ((float *)out->data)[e] = bf16_to_float((uint16_t)tp->int32_data[e]);
-                    break;
-                case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: ((int64_t *)out->data)[e] = tp->int64_data[e]; break;
-                case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
-                case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
-                    ((int64_t *)out->data)[e] = (int64_t)tp->uint64_data[e];
-                    break;
-                case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: ((uint8_t *)out->data)[e] = tp->int32_data[e] != 0; break;
-                default: ((int64_t *)out->data)[e] = tp->int32_data[e]; break;
-                }
-            }
-        }
+        rc = typed_data(out, tp, n, bytes, what, err);
     }
-    if (rc) {
+    if (!rc && placed != PLACED_MALLOC) {
+        if (placed == PLACED_MAP && from_file) L->borrowed += raw_bytes;
+        *in_region = 1;
+    } else if (rc && placed == PLACED_MALLOC) {
         free(out->data);
-        out->data = NULL;
     }
+    if (rc) out->data = NULL;
     return rc;
 }
 
@@ -333,13 +361,14 @@ gcam_status gc_onnx_read_tensor_pb(gc_tensor *out, const uint8_t *data, size_t s
                                    gc_err *err) {
     Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, size, data);
     if (!tp) return gc_fail(err, GCAM_E_FORMAT, "%s: not a valid TensorProto (truncated or corrupt protobuf)", what);
-    gcam_status rc = convert_tensor(out, tp, NULL, what, err);
+    int in_region;
+    gcam_status rc = convert_tensor(out, &in_region, tp, NULL, 0, what, err);
     onnx__tensor_proto__free_unpacked(tp, NULL);
     return rc;
 }
 
-static gcam_status convert_attr(gc_attr *a, const Onnx__AttributeProto *ap, const char *base_dir,
-                                const char *node_desc, gc_err *err) {
+static gcam_status convert_attr(gc_attr *a, const Onnx__AttributeProto *ap, gc_load *L, const char *node_desc,
+                                gc_err *err) {
     memset(a, 0, sizeof *a);
     a->name = gc_strdup(ap->name ? ap->name : "");
     if (!a->name) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
@@ -393,7 +422,8 @@ static gcam_status convert_attr(gc_attr *a, const Onnx__AttributeProto *ap, cons
         if (!ap->t) return gc_fail(err, GCAM_E_FORMAT, "%s: attribute '%s' has no tensor", node_desc, a->name);
         char what[512];
         snprintf(what, sizeof what, "%s: attribute '%s'", node_desc, a->name);
-        return convert_tensor(&a->t, ap->t, base_dir, what, err);
+        int in_region; /* an attribute's tensor is its own (malloc'ed): never in a region */
+        return convert_tensor(&a->t, &in_region, ap->t, L, 0, what, err);
     }
     default:
         a->type = GC_ATTR_GRAPH; /* graphs, sparse tensors, type protos: the op will refuse them */
@@ -441,7 +471,7 @@ static void load_header(gc_model *m, const Onnx__ModelProto *mp) {
 }
 
 /* Initialisers: the model's constant values. */
-static gcam_status load_initializers(gc_model *m, const Onnx__GraphProto *g, const char *base_dir) {
+static gcam_status load_initializers(gc_model *m, const Onnx__GraphProto *g, gc_load *L) {
     gc_err *err = &m->err;
     gcam_status rc;
     for (size_t i = 0; i < g->n_initializer; i++) {
@@ -459,11 +489,13 @@ static gcam_status load_initializers(gc_model *m, const Onnx__GraphProto *g, con
         char what[300];
         snprintf(what, sizeof what, "initialiser '%s'", tp->name);
         gc_tensor t;
-        if ((rc = convert_tensor(&t, tp, base_dir, what, err))) return rc;
+        int in_region;
+        if ((rc = convert_tensor(&t, &in_region, tp, L, 1, what, err))) return rc;
         gc_value *v = &m->values[vi];
         v->dtype = t.dtype;
         v->shape = t.shape;
         v->const_data = t.data;
+        v->const_in_region = in_region;
     }
     if (g->n_sparse_initializer) {
         return gc_fail(err, GCAM_E_UNSUPPORTED, "sparse initialisers are not supported");
@@ -558,7 +590,7 @@ static gcam_status load_node_outputs(gc_model *m, const Onnx__GraphProto *g) {
 }
 
 /* Nodes, second pass: inputs bound to their values, and attributes. */
-static gcam_status load_node_inputs(gc_model *m, const Onnx__GraphProto *g, const char *base_dir) {
+static gcam_status load_node_inputs(gc_model *m, const Onnx__GraphProto *g, gc_load *L) {
     gc_err *err = &m->err;
     gcam_status rc;
     for (size_t ni = 0; ni < g->n_node; ni++) {
@@ -585,7 +617,7 @@ static gcam_status load_node_inputs(gc_model *m, const Onnx__GraphProto *g, cons
         snprintf(desc, sizeof desc, "node '%s' (%s)", n->name, n->op_type);
         for (size_t i = 0; i < np->n_attribute; i++) {
             if (!np->attribute[i]) continue;
-            rc = convert_attr(&n->attrs[n->n_attrs], np->attribute[i], base_dir, desc, err);
+            rc = convert_attr(&n->attrs[n->n_attrs], np->attribute[i], L, desc, err);
             n->n_attrs++;
             if (rc) return rc;
         }
@@ -617,21 +649,67 @@ static gcam_status load_outputs(gc_model *m, const Onnx__GraphProto *g) {
     return GCAM_OK;
 }
 
-gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const char *base_dir) {
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, size, data);
-    if (!mp) return gc_fail(&m->err, GCAM_E_FORMAT, "not a valid ONNX model (truncated or corrupt protobuf)");
-    const Onnx__GraphProto *g = mp->graph;
-    gcam_status rc = GCAM_OK;
-    if (!g) {
+/* The skeleton unpacked by protobuf-c, then the IR; tensors read their payloads through L. */
+static gcam_status load_model(gc_load *L) {
+    gc_model *m = L->m;
+    gc_skeleton sk;
+    gcam_status rc = gc_wire_skeleton(&sk, L->base, L->size, &m->err);
+    if (rc) return rc;
+    L->sk = &sk;
+    L->copy_hint = sk.pl_bytes + 64 * sk.n_pl; /* no overflow: n_pl <= file size */
+    static const uint8_t empty[1];
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, sk.size, sk.data ? sk.data : empty);
+    free(sk.data); /* protobuf-c copied what it keeps */
+    sk.data = NULL;
+    const Onnx__GraphProto *g = mp ? mp->graph : NULL;
+    if (!mp) {
+        rc = gc_fail(&m->err, GCAM_E_FORMAT, "not a valid ONNX model (truncated or corrupt protobuf)");
+    } else if (!g) {
         rc = gc_fail(&m->err, GCAM_E_FORMAT, "the model has no graph");
     } else {
         load_header(m, mp);
-        rc = load_initializers(m, g, base_dir);
+        rc = load_initializers(m, g, L);
         if (!rc) rc = load_inputs(m, g);
         if (!rc) rc = load_node_outputs(m, g);
-        if (!rc) rc = load_node_inputs(m, g, base_dir);
+        if (!rc) rc = load_node_inputs(m, g, L);
         if (!rc) rc = load_outputs(m, g);
     }
-    onnx__model_proto__free_unpacked(mp, NULL);
+    if (mp) onnx__model_proto__free_unpacked(mp, NULL);
+    gc_load_arena_seal(L);
+    gc_wire_skeleton_free(&sk);
+    L->sk = NULL;
+    return rc;
+}
+
+gcam_status gc_onnx_load(gc_model *m, const uint8_t *data, size_t size, const char *base_dir) {
+    /* the caller's buffer may go once we return: every payload is copied */
+    gc_load L = {.m = m, .base_dir = base_dir, .base = data, .size = size, .fd = -1};
+    return load_model(&L);
+}
+
+gcam_status gc_onnx_load_file(gc_model *m, const char *path, const char *base_dir) {
+    int fd;
+    size_t size;
+    gcam_status rc = gc_open_regular(path, GC_MAX_MODEL_BYTES, &fd, &size, &m->err);
+    if (rc) return rc;
+    void *base = NULL;
+    if (size) {
+        /* read-only: nothing may write into the weights; private: a change to the file by someone
+         * else is not ours to see (until the page is read) */
+        base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (base == MAP_FAILED) {
+            close(fd);
+            return gc_fail(&m->err, GCAM_E_IO, "%s: cannot map the file: %s", path, strerror(errno));
+        }
+        if (gc_model_add_region(m, base, size)) {
+            munmap(base, size);
+            close(fd);
+            return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");
+        }
+    }
+    gc_load L = {.m = m, .base_dir = base_dir, .base = base, .size = size, .fd = fd, .borrow = 1};
+    rc = load_model(&L);
+    close(fd);
+    if (base && !L.borrowed) gc_model_drop_region(m, base); /* no tensor points into it */
     return rc;
 }
