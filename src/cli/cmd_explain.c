@@ -1462,6 +1462,7 @@ void ex_run_free(ex_run *R) {
     free(R->failures);
     free(R->failure_paths);
     gc_buf_free(&R->inputs_json);
+    if (R->inputs_spill) fclose(R->inputs_spill);
     free(R->score_name);
     free(R->layer_names);
     if (R->labels != (const char **)gc_imagenet_labels) free(R->labels);

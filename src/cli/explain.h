@@ -97,6 +97,8 @@ typedef struct ex_run {
     /* outputs */
     gc_buf inputs_json;
     gc_json ij;
+    FILE *inputs_spill;          /* inputs_json moved out as the run goes (unlinked; ex_spill_inputs) */
+    int spill_errno;             /* a write to it failed */
     gc_report report;
     int report_open;
     int report_link;             /* report.html links the PNG files (gc_report_mode LINK) */
@@ -270,6 +272,8 @@ void ex_describe(ex_run *R, gc_buf *b);
 
 /* explain_output.c: the run's files */
 int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err);
+/* results.json's input records so far moved to a file, so memory stays flat on large runs */
+void ex_spill_inputs(ex_run *R);
 /* --report MODE (an option setter, cli_opts.h) */
 int ex_report_opt(void *opts, const char *name, const char *val);
 int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err);

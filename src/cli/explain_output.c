@@ -2,6 +2,7 @@
  * overlays, pixel-space pictures, .npy maps, results.json record and report.html section; for the
  * run results.json, report.html and the summary line. A failed input's files are removed
  * (ex_end_input_files), so a batch leaves no half-written input behind. */
+#include <errno.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -664,6 +665,7 @@ static int link_det_picture(ex_run *R, ex_one *s, gc_report_input *ri, char *nam
 /* 7. The input's section of report.html. */
 int ex_report_input(ex_run *R, ex_one *s, gc_err *err) {
     ex_input *in = s->in;
+    ex_spill_inputs(R); /* the records of the inputs before this one */
     gc_report_pred preds[64];
     int np = 0;
     for (int64_t a = 0; a < s->n_top && np < 64; a++) {
@@ -688,7 +690,8 @@ int ex_report_input(ex_run *R, ex_one *s, gc_err *err) {
                                       .file_w = v->file_w, .file_h = v->file_h, .box_caption = v->box_caption,
                                       .box_drawn = v->box_drawn, .box = {v->box[0], v->box[1], v->box[2], v->box[3]}};
         }
-        rows[it_i] = (gc_report_row){.title = s->items[it_i].title, .panels = rp + a, .n_panels = b - a};
+        rows[it_i] = (gc_report_row){.title = s->items[it_i].title, .cls = s->items[it_i].cls,
+                                     .label = ex_label_of(R, s->items[it_i].cls), .panels = rp + a, .n_panels = b - a};
     }
     char note[900];
     snprintf(note, sizeof note, "%s%s%s", s->note, s->note[0] && s->text_note[0] ? "; " : "", s->text_note);
@@ -877,6 +880,45 @@ int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err) {
     return 0;
 }
 
+void ex_spill_inputs(ex_run *R) {
+    gc_buf *b = &R->inputs_json;
+    if (b->n < (1u << 16) || b->oom || R->spill_errno) return; /* (small runs stay in memory) */
+    if (!R->inputs_spill) { /* beside results.json (same disk), unlinked at once: nothing left behind */
+        char path[4200];
+        snprintf(path, sizeof path, "%s/results.json.inputs-XXXXXX", R->o->base.out);
+        int fd = mkstemp(path);
+        if (fd < 0) return; /* then they stay in memory */
+        unlink(path);
+        if (!(R->inputs_spill = fdopen(fd, "w+b"))) {
+            close(fd);
+            return;
+        }
+    }
+    if (fwrite(b->p, 1, b->n, R->inputs_spill) != b->n) R->spill_errno = errno ? errno : EIO;
+    gc_buf_clear(b);
+}
+
+/* results.json: doc with a \1 where the inputs' array goes (the spilled part, then the rest). */
+static gcam_status write_results_file(ex_run *R, const char *path, const gc_buf *doc, gc_err *err) {
+    const char *at = memchr(doc->p, 1, doc->n);
+    if (!at) return gc_fail(err, GCAM_E_STATE, "%s: could not be built (internal error)", path);
+    gc_afile a;
+    gcam_status rc = gc_afile_open(&a, path, err);
+    if (rc) return rc;
+    gc_afile_write(&a, doc->p, (size_t)(at - doc->p));
+    if (R->inputs_spill) {
+        char chunk[1 << 16];
+        size_t n;
+        if (fflush(R->inputs_spill) != 0 || fseek(R->inputs_spill, 0, SEEK_SET) != 0) a.failed = errno ? errno : EIO;
+        while (!a.failed && (n = fread(chunk, 1, sizeof chunk, R->inputs_spill)) > 0) gc_afile_write(&a, chunk, n);
+        if (ferror(R->inputs_spill) && !a.failed) a.failed = EIO;
+    }
+    if (R->spill_errno && !a.failed) a.failed = R->spill_errno;
+    gc_afile_write(&a, R->inputs_json.p ? R->inputs_json.p : "[]", R->inputs_json.p ? R->inputs_json.n : 2);
+    gc_afile_write(&a, at + 1, doc->n - (size_t)(at + 1 - doc->p));
+    return gc_afile_commit(&a, err);
+}
+
 /* results.json (when anything was explained), then report.html completed or dropped. */
 int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err) {
     const ex_opts *o = R->o;
@@ -893,7 +935,7 @@ int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err) {
         gc_json_init(&j, &doc, 2);
         write_results_head(R, &j);
         gc_json_key(&j, "inputs");
-        gc_json_raw(&j, R->inputs_json.p ? R->inputs_json.p : "[]");
+        gc_json_raw(&j, "\1"); /* the records, copied in by write_results_file */
         gc_json_key(&j, "failures");
         gc_json_begin_array(&j);
         for (int i = 0; i < R->n_failures; i++) {
@@ -912,10 +954,12 @@ int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err) {
             exit_code = cli_fail(1, "%s: could not be built (%s)", path, j.bad || R->ij.bad ? "internal error" : "out of memory");
         else if (ex_inputs_contains_file(list, path))
             exit_code = cli_usage_error("%s is an input: choose another --out", path);
-        else if (gc_write_file_atomic(path, doc.p, doc.n, err))
+        else if (write_results_file(R, path, &doc, err))
             exit_code = cli_fail(1, "%s", err->msg);
         gc_buf_free(&doc);
     }
+    if (R->inputs_spill) fclose(R->inputs_spill);
+    R->inputs_spill = NULL;
     if (R->report_open) {
         R->report_open = 0;
         if (gc_report_finish(&R->report, (const char *const *)R->failures, R->n_failures, err) && !exit_code)

@@ -236,6 +236,8 @@ gcam_status gc_report_finish(gc_report *r, const char *const *failures, int n_fa
     gc_afile_write_buf(&r->file, b);
     gc_buf_free(b);
     gc_buf_free(&r->tmp);
+    gc_buf_free(&r->tpl);
+    gc_buf_free(&r->strs);
     gc_report_link_free(r);
     return gc_afile_commit(&r->file, err);
 }
@@ -244,5 +246,7 @@ void gc_report_abort(gc_report *r) {
     gc_afile_abort(&r->file);
     gc_buf_free(&r->buf);
     gc_buf_free(&r->tmp);
+    gc_buf_free(&r->tpl);
+    gc_buf_free(&r->strs);
     gc_report_link_free(r);
 }

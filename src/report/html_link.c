@@ -1,18 +1,21 @@
 /* report.html, linked mode: for large runs. The pictures are the PNG files beside the page (named
  * relatively, so the folder can be moved); each input is one compact record of a JSON table
  * streamed into the page as it is explained (a few hundred bytes: repeated strings such as labels,
- * titles and file-name suffixes are written once, then referred to by number); a small script
+ * titles and file-name templates are written once and referred to by number); a small script
  * shows one page of inputs at a time (only that page's DOM is built, its images load lazily).
  *
- * A record (JSON array; "ref" is a string written in full the first time it is met, later its
- * number in the order of first appearance; null: none):
+ * The table comes in batches of up to 256 records: a <script type="application/json"
+ * class="gc-s"> array of the strings first met in the batch (numbered on from the previous
+ * batches'), then a class="gc-r" array of its records. A record ("ref": a string's number, or
+ * null for none; records never hold a ref's string itself, so any record decodes alone):
  *   [path, stem (null: the file name without extension), note ref, [warning ref...] | null,
  *    [class, label ref, score, probability, ...] (four per prediction),
- *    [[row title, [title ref, file, caption ref, box | null, width, height], ...], ...],
- *    detections | null]
- * file: a ref to the part after the stem, or [full name], or null; box: [x0, y0, x1, y1, flags]
- * (inclusive; flags 1: said in the caption, 2: drawn over the picture); width and height are left
- * out when they are the row's previous panel's; detections:
+ *    [[row title, panel, ...], ...], detections | null]
+ * row title: a string, or [class, label ref, rest] for "class CLS · LABEL" + rest;
+ * panel: a template ref, or [template ref, box], or [title, file, caption, width, height] (long form);
+ * template: "TITLE\2FILE\2CAPTION\2WIDTH\2HEIGHT", FILE "=" + the part after the stem (the row's
+ * class as \1 in "_c\1_"), "!" + a full name, or "" for none; box: [x0, y0, x1, y1, flags]
+ * (inclusive; flags 1: said in the caption, 2: drawn over the picture); detections:
  * [note ref, file, picture width, picture height, then per detection class, label ref, score,
  * x0, y0, x1, y1]. */
 #include <math.h>
@@ -53,22 +56,28 @@ static uint32_t str_hash(const char *s) {
     return h;
 }
 
-/* The string's number, or -1 when new (then it is added while there is room). -2: out of memory. */
-static int str_ref(gc_report_strings *t, const char *s) {
+/* The string's number; *is_new when it was not met before (or not kept: past the cap). -1: out of
+ * memory. */
+static int32_t str_ref(gc_report_strings *t, const char *s, int *is_new) {
+    *is_new = 1;
     if (!t->s) {
         t->cap = 2 * GC_REPORT_MAX_STRINGS; /* at most half full */
         t->s = calloc((size_t)t->cap, sizeof *t->s);
         t->id = calloc((size_t)t->cap, sizeof *t->id);
-        if (!t->s || !t->id) return -2;
+        if (!t->s || !t->id) return -1;
     }
     uint32_t i = str_hash(s) & (uint32_t)(t->cap - 1);
     for (; t->s[i]; i = (i + 1) & (uint32_t)(t->cap - 1))
-        if (strcmp(t->s[i], s) == 0) return t->id[i];
+        if (strcmp(t->s[i], s) == 0) {
+            *is_new = 0;
+            return t->id[i];
+        }
     if (t->n < GC_REPORT_MAX_STRINGS) {
-        if (!(t->s[i] = gc_strdup(s))) return -2;
-        t->id[i] = t->n++;
+        if (!(t->s[i] = gc_strdup(s))) return -1;
+        t->id[i] = t->next;
+        t->n++;
     }
-    return -1;
+    return t->next++;
 }
 
 void gc_report_link_free(gc_report *r) {
@@ -81,31 +90,41 @@ void gc_report_link_free(gc_report *r) {
 
 /* ---- the record's pieces ----------------------------------------------------------------------- */
 
-/* A JSON string safe inside <script>: "<" as \u003c, so no "</script" can end the table early. */
-static void put_str(gc_report *r, const char *s) {
+/* s as a JSON string safe inside <script> into b: "<" as \u003c, so no "</script" ends a table. */
+static void put_str_to(gc_report *r, gc_buf *b, const char *s) {
     gc_buf_clear(&r->tmp);
     gc_json_escape(&r->tmp, s);
     if (r->tmp.oom) {
-        r->buf.oom = 1;
+        b->oom = 1;
         return;
     }
     const char *p = r->tmp.p;
     for (const char *q; (q = strchr(p, '<')); p = q + 1) {
-        gc_buf_put(&r->buf, p, (size_t)(q - p));
-        gc_buf_puts(&r->buf, "\\u003c");
+        gc_buf_put(b, p, (size_t)(q - p));
+        gc_buf_puts(b, "\\u003c");
     }
-    gc_buf_puts(&r->buf, p);
+    gc_buf_puts(b, p);
 }
 
+static void put_str(gc_report *r, const char *s) { put_str_to(r, &r->buf, s); }
+
+/* A string by its number (new ones go to the batch's strings), null for none. */
 static void put_ref(gc_report *r, const char *s) {
     if (!s) {
         gc_buf_puts(&r->buf, "null");
         return;
     }
-    int id = str_ref(&r->strings, s);
-    if (id == -2) r->buf.oom = 1;
-    else if (id >= 0) gc_buf_printf(&r->buf, "%d", id);
-    else put_str(r, s);
+    int is_new;
+    int32_t id = str_ref(&r->strings, s, &is_new);
+    if (id < 0) {
+        r->buf.oom = 1;
+        return;
+    }
+    if (is_new) {
+        if (r->strs.n) gc_buf_puts(&r->strs, ",");
+        put_str_to(r, &r->strs, s);
+    }
+    gc_buf_printf(&r->buf, "%d", (int)id);
 }
 
 /* A number with `decimals` decimals, or 4 significant digits (decimals < 0), as the embedded page
@@ -140,24 +159,65 @@ static void put_stem(gc_report *r, const char *path, const char *stem) {
     else put_str(r, stem);
 }
 
-/* [title, file, caption, box] and the picture's width and height when they differ from the
- * previous panel's (prev, NULL for a row's first). */
-static void put_panel(gc_report *r, const char *stem, const gc_report_panel *p, const gc_report_panel *prev) {
-    gc_buf *b = &r->buf;
-    gc_buf_puts(b, "[");
-    put_ref(r, p->title);
-    gc_buf_puts(b, ",");
-    put_file(r, stem, p->file);
-    gc_buf_puts(b, ",");
-    put_ref(r, p->caption);
+/* A panel: its template (title, file, caption, size: the same for every input of a run, so written
+ * once) and its box, or the long form when a piece holds the template's separators. */
+static void put_panel(gc_report *r, const char *stem, const gc_report_panel *p, int64_t cls) {
+    gc_buf *b = &r->buf, *t = &r->tpl;
+    size_t n = stem ? strlen(stem) : 0;
+    const char *pieces[] = {p->title ? p->title : "", p->file ? p->file : "", p->caption ? p->caption : ""};
+    int plain = 1;
+    for (int i = 0; i < 3; i++) plain &= !strchr(pieces[i], 1) && !strchr(pieces[i], 2);
     int flags = (p->box_caption ? 1 : 0) | (p->box_drawn ? 2 : 0);
+    if (flags) gc_buf_puts(b, "[");
+    if (plain) {
+        gc_buf_clear(t);
+        gc_buf_printf(t, "%s\2", pieces[0]);
+        if (!p->file) {
+        } else if (n && strncmp(p->file, stem, n) == 0) { /* after the stem, the class as \1 */
+            char tag[32];
+            int tn = snprintf(tag, sizeof tag, "_c%lld_", (long long)cls);
+            const char *at = cls >= 0 ? strstr(p->file + n, tag) : NULL;
+            if (at) gc_buf_printf(t, "=%.*s_c\1_%s", (int)(at - p->file - n), p->file + n, at + tn);
+            else gc_buf_printf(t, "=%s", p->file + n);
+        } else {
+            gc_buf_printf(t, "!%s", p->file);
+        }
+        gc_buf_printf(t, "\2%s\2%lld\2%lld", pieces[2], (long long)p->file_w, (long long)p->file_h);
+        if (t->oom) b->oom = 1;
+        else put_ref(r, t->p);
+    } else {
+        gc_buf_puts(b, "[");
+        put_str(r, p->title);
+        gc_buf_puts(b, ",");
+        put_str(r, p->file);
+        gc_buf_puts(b, ",");
+        put_str(r, p->caption);
+        gc_buf_printf(b, ",%lld,%lld]", (long long)p->file_w, (long long)p->file_h);
+    }
     if (flags)
-        gc_buf_printf(b, ",[%lld,%lld,%lld,%lld,%d]", (long long)p->box[0], (long long)p->box[1], (long long)p->box[2],
+        gc_buf_printf(b, ",[%lld,%lld,%lld,%lld,%d]]", (long long)p->box[0], (long long)p->box[1], (long long)p->box[2],
                       (long long)p->box[3], flags);
-    else gc_buf_puts(b, ",null");
-    if (!prev || prev->file_w != p->file_w || prev->file_h != p->file_h)
-        gc_buf_printf(b, ",%lld,%lld", (long long)p->file_w, (long long)p->file_h);
-    gc_buf_puts(b, "]");
+}
+
+/* A row's title: [class, label ref, the rest] when it begins "class CLS · LABEL" (or "class CLS"
+ * without a label), else in full. */
+static void put_row_title(gc_report *r, const gc_report_row *row) {
+    gc_buf *t = &r->tpl;
+    gc_buf_clear(t);
+    if (row->cls >= 0) {
+        gc_buf_printf(t, "class %lld", (long long)row->cls);
+        if (row->label) gc_buf_printf(t, " \xC2\xB7 %s", row->label);
+    }
+    if (row->cls < 0 || t->oom || strncmp(row->title, t->p, t->n) != 0) {
+        put_str(r, row->title);
+        return;
+    }
+    const char *rest = row->title + t->n;
+    gc_buf_printf(&r->buf, "[%lld,", (long long)row->cls);
+    put_ref(r, row->label);
+    gc_buf_puts(&r->buf, ",");
+    put_str(r, rest);
+    gc_buf_puts(&r->buf, "]");
 }
 
 static void put_dets(gc_report *r, const gc_report_input *in) {
@@ -188,12 +248,28 @@ void gc_report_link_begin(gc_report *r, const char *title, const char *const *ke
                           int n_summary) {
     gc_report_put_head(r, title, LINK_CSS, keys, values, n_summary);
     gc_buf_puts(&r->buf, LINK_BODY);
-    gc_buf_puts(&r->buf, "<script type=\"application/json\" id=\"gc-data\">[\n");
+}
+
+/* The batch's new strings, then its records, as two JSON arrays (<script> elements of classes
+ * gc-s and gc-r): records only refer to strings of this or earlier batches. */
+static void flush_batch(gc_report *r) {
+    if (!r->batch) return;
+    static const char S[] = "<script type=\"application/json\" class=\"gc-s\">[";
+    static const char R[] = "]</script>\n<script type=\"application/json\" class=\"gc-r\">[\n";
+    static const char E[] = "\n]</script>\n";
+    gc_afile_write(&r->file, S, sizeof S - 1);
+    gc_afile_write_buf(&r->file, &r->strs);
+    gc_afile_write(&r->file, R, sizeof R - 1);
+    gc_afile_write_buf(&r->file, &r->buf);
+    gc_afile_write(&r->file, E, sizeof E - 1);
+    r->batch = 0;
 }
 
 gcam_status gc_report_link_add(gc_report *r, const gc_report_input *in, gc_err *err) {
     gc_buf *b = &r->buf;
-    if (r->n_inputs > 1) gc_buf_puts(b, ",\n");
+    if (r->batch == 0) gc_afile_write_buf(&r->file, b); /* (the page's head, the first time) */
+    size_t at = b->n, at_strs = r->strs.n;
+    if (r->batch) gc_buf_puts(b, ",\n");
     gc_buf_puts(b, "[");
     put_str(r, in->path);
     gc_buf_puts(b, ",");
@@ -219,10 +295,10 @@ gcam_status gc_report_link_add(gc_report *r, const gc_report_input *in, gc_err *
     for (int i = 0; i < in->n_rows; i++) {
         const gc_report_row *row = &in->rows[i];
         gc_buf_puts(b, i ? ",[" : "[");
-        put_str(r, row->title); /* (mostly unique: with the class's score) */
+        put_row_title(r, row);
         for (int p = 0; p < row->n_panels; p++) {
             gc_buf_puts(b, ",");
-            put_panel(r, in->stem, &row->panels[p], p ? &row->panels[p - 1] : NULL);
+            put_panel(r, in->stem, &row->panels[p], row->cls);
         }
         gc_buf_puts(b, "]");
     }
@@ -230,28 +306,40 @@ gcam_status gc_report_link_add(gc_report *r, const gc_report_input *in, gc_err *
     if (in->dets_shown) put_dets(r, in);
     else gc_buf_puts(b, "null");
     gc_buf_puts(b, "]");
-    if (b->oom) {
-        gc_buf_clear(b);
+    if (b->oom || r->strs.oom) {
+        b->n = at; /* (the report is dropped: its strings' numbers no longer match) */
+        r->strs.n = at_strs;
         return gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", in->path);
     }
-    gc_afile_write_buf(&r->file, b);
+    if (++r->batch >= 256 || b->n >= (1u << 16)) flush_batch(r); /* bounded memory */
     return GCAM_OK;
 }
 
 void gc_report_link_end(gc_report *r) {
-    gc_buf_puts(&r->buf, "\n]</script>\n");
+    if (r->batch) flush_batch(r);
+    else gc_afile_write_buf(&r->file, &r->buf); /* (the head, when no input came) */
 }
 
 /* Shows the table a page at a time: decodes the records (strings written once are numbered in
  * order of appearance, as str_ref numbers them), builds the current page's sections like the
  * embedded page's, pages with the buttons, the page number or the arrow keys, and finds by file name
- * or class. data-ready on <html> and window.gcReadyMs mark the first page shown (the bench). */
+ * or class (the top prediction's, the explained ones'). data-ready on <html> and window.gcReadyMs mark the first page shown (the bench). */
 static const char LINK_SCRIPT[] =
     "(function () {\n"
     "'use strict';\n"
     "var T = [];\n"
-    "function S(v) { if (typeof v === 'string') { T.push(v); return v; } return typeof v === 'number' ? T[v] : null; }\n"
-    "function F(v, stem) { return v == null ? null : Array.isArray(v) ? v[0] : stem + S(v); }\n"
+    "function S(v) { return v == null ? null : T[v]; }\n"
+    "function F(v, stem) { return v == null ? null : Array.isArray(v) ? v[0] : stem + T[v]; }\n"
+    "var TPL = {};\n"
+    "function panel(tpl, stem, cls, box) {\n"
+    "  var t = TPL[tpl];\n"
+    "  if (!t) {\n"
+    "    var v = tpl.split('\\u0002');\n"
+    "    t = TPL[tpl] = {title: v[0], file: v[1], cap: v[2] || null, w: +v[3], h: +v[4]};\n"
+    "  }\n"
+    "  var f = t.file.charAt(0) === '=' ? stem + t.file.slice(1).replace('\\u0001', cls) : t.file.charAt(0) === '!' ? t.file.slice(1) : null;\n"
+    "  return {title: t.title, file: f, cap: t.cap, w: t.w, h: t.h, box: box};\n"
+    "}\n"
     "function decode(a) {\n"
     "  var path = a[0], stem = a[1];\n"
     "  if (stem == null) {\n"
@@ -260,16 +348,20 @@ static const char LINK_SCRIPT[] =
     "  }\n"
     "  var r = {path: path, note: S(a[2]), warns: (a[3] || []).map(S), preds: [], rows: [], det: null}, i, k;\n"
     "  var p = a[4], keys = [path];\n"
-    "  for (i = 0; i + 3 < p.length; i += 4) {\n"
-    "    r.preds.push({cls: p[i], label: S(p[i + 1]), score: p[i + 2], prob: p[i + 3]});\n"
-    "    keys.push('class ' + p[i] + ' ' + (r.preds[r.preds.length - 1].label || ''));\n"
-    "  }\n"
+    "  for (i = 0; i + 3 < p.length; i += 4) r.preds.push({cls: p[i], label: S(p[i + 1]), score: p[i + 2], prob: p[i + 3]});\n"
+    "  if (r.preds.length) keys.push('class ' + r.preds[0].cls + ' \\u00b7 ' + (r.preds[0].label || '')); /* the top one */\n"
     "  for (i = 0; i < a[5].length; i++) {\n"
-    "    var row = a[5][i], t = row[0], ps = [], w = 0, h = 0;\n"
+    "    var row = a[5][i], t = row[0], cls = null, ps = [];\n"
+    "    if (Array.isArray(t)) {\n"
+    "      cls = t[0];\n"
+    "      var lb = S(t[1]);\n"
+    "      t = 'class ' + cls + (lb != null ? ' \\u00b7 ' + lb : '') + t[2];\n"
+    "    }\n"
     "    for (k = 1; k < row.length; k++) {\n"
     "      var q = row[k];\n"
-    "      if (q.length > 4) { w = q[4]; h = q[5]; }\n"
-    "      ps.push({title: S(q[0]), file: F(q[1], stem), cap: S(q[2]), box: q[3], w: w, h: h});\n"
+    "      if (!Array.isArray(q)) ps.push(panel(S(q), stem, cls, null));\n"
+    "      else if (q.length === 2) ps.push(panel(S(q[0]), stem, cls, q[1]));\n"
+    "      else ps.push({title: q[0], file: q[1], cap: q[2], w: q[3], h: q[4], box: null});\n"
     "    }\n"
     "    r.rows.push({title: t, panels: ps});\n"
     "    keys.push(t || '');\n"
@@ -411,14 +503,25 @@ static const char LINK_SCRIPT[] =
     "  });\n"
     "  return s;\n"
     "}\n"
-    "var ALL = JSON.parse(document.getElementById('gc-data').textContent).map(decode);\n"
+    "/* the tables, parsed; a record is decoded when shown or searched */\n"
+    "var RAW = [], ALL = [], i0;\n"
+    "Array.prototype.forEach.call(document.querySelectorAll('script.gc-s'), function (e) {\n"
+    "  Array.prototype.push.apply(T, JSON.parse(e.textContent));\n"
+    "});\n"
+    "Array.prototype.forEach.call(document.querySelectorAll('script.gc-r'), function (e) {\n"
+    "  var a = JSON.parse(e.textContent);\n"
+    "  for (var i = 0; i < a.length; i++) RAW.push(a[i]);\n"
+    "});\n"
+    "for (i0 = 0; i0 < RAW.length; i0++) ALL.push(i0);\n"
+    "var DEC = new Array(RAW.length), KEYS = null;\n"
+    "function rec(i) { return DEC[i] || (DEC[i] = decode(RAW[i])); }\n"
     "var list = ALL, page = 0, size = 50;\n"
     "function $(id) { return document.getElementById(id); }\n"
     "function pages() { return Math.max(1, Math.ceil(list.length / size)); }\n"
     "function show(p, scroll) {\n"
     "  page = Math.min(Math.max(0, p | 0), pages() - 1);\n"
     "  var a = page * size, b = Math.min(list.length, a + size), frag = document.createDocumentFragment();\n"
-    "  for (var i = a; i < b; i++) frag.appendChild(section(list[i]));\n"
+    "  for (var i = a; i < b; i++) frag.appendChild(section(rec(list[i])));\n"
     "  $('gc-inputs').replaceChildren(frag);\n"
     "  $('gc-page').value = page + 1;\n"
     "  $('gc-page').max = pages();\n"
@@ -436,10 +539,12 @@ static const char LINK_SCRIPT[] =
     "$('gc-next').onclick = function () { show(page + 1, 1); };\n"
     "$('gc-last').onclick = function () { show(pages() - 1, 1); };\n"
     "$('gc-page').onchange = function () { show(parseInt(this.value, 10) - 1, 1); };\n"
+    "$('gc-page').onkeydown = function (e) { if (e.key === 'Enter') show(parseInt(this.value, 10) - 1, 1); };\n"
     "$('gc-size').onchange = function () { var first = page * size; size = parseInt(this.value, 10) || 50; show(Math.floor(first / size), 1); };\n"
     "$('gc-find').oninput = function () {\n"
     "  var q = this.value.trim().toLowerCase();\n"
-    "  list = q ? ALL.filter(function (r) { return r.key.indexOf(q) >= 0; }) : ALL;\n"
+    "  if (q && !KEYS) KEYS = RAW.map(function (x, i) { return rec(i).key; });\n"
+    "  list = q ? ALL.filter(function (i) { return KEYS[i].indexOf(q) >= 0; }) : ALL;\n"
     "  show(0, 0);\n"
     "};\n"
     "document.addEventListener('keydown', function (e) {\n"

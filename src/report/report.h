@@ -128,6 +128,8 @@ typedef struct gc_report_panel {
 
 typedef struct gc_report_row {
     const char *title;      /* "class 281 · tabby" */
+    int64_t cls;            /* the class explained, or -1 (a linked report names it once for the */
+    const char *label;      /* row's title and files: "class CLS · LABEL...", "..._cCLS_...") */
     const gc_report_panel *panels;
     int n_panels;
 } gc_report_row;
@@ -168,14 +170,15 @@ typedef struct gc_report_input {
 typedef enum { GC_REPORT_EMBED = 0, GC_REPORT_LINK = 1 } gc_report_mode;
 
 /* Strings a linked report writes once and then refers to by number (labels, titles, file-name
- * suffixes): at most GC_REPORT_MAX_STRINGS, so memory stays bounded; later new strings are
- * written out in full each time. */
+ * suffixes): at most GC_REPORT_MAX_STRINGS are remembered, so memory stays bounded; past that,
+ * new strings are written again each time they are met. */
 #define GC_REPORT_MAX_STRINGS 4096
 
 typedef struct gc_report_strings {
     char **s;               /* (cap) the strings by slot, NULL: free slot */
     int32_t *id;            /* (cap) their numbers, in the order written */
-    int cap, n;
+    int cap, n;             /* slots, strings kept */
+    int32_t next;           /* the next string's number (past the cap, strings are numbered, not kept) */
 } gc_report_strings;
 
 /* Streams report.html: one section (embedded) or one record (linked) per input as it is
@@ -184,7 +187,9 @@ typedef struct gc_report_strings {
 typedef struct gc_report {
     gc_afile file;
     gc_buf buf;
-    gc_buf tmp;             /* scratch (escaping) */
+    gc_buf tmp, tpl;        /* scratch (escaping, a panel's template) */
+    gc_buf strs;            /* linked mode: the strings new in the batch of records in buf */
+    int batch;              /* records in buf */
     int mode;               /* gc_report_mode */
     int n_inputs;
     int64_t panel_px;       /* displayed panel width in CSS pixels */
