@@ -373,24 +373,24 @@ static void test_linked_page(const char *dir, const gc_image *img) {
         snprintf(label, sizeof label, "label %d", i);
         CHECK(gc_report_add(&r, &in, &err) == GCAM_OK, "linked add %d: %s", i, err.msg);
     }
-    CHECK(r.strings.n == GC_REPORT_MAX_STRINGS && r.strings.next == 4 + 3 * GC_REPORT_MAX_STRINGS &&
+    CHECK(r.strings.n == GC_REPORT_MAX_STRINGS && r.strings.next == 5 + 3 * GC_REPORT_MAX_STRINGS &&
               r.buf.cap <= (1u << 17) && r.strs.cap <= (1u << 17),
           "bounded memory: %d strings kept, buffers %zu %zu", r.strings.n, r.buf.cap, r.strs.cap);
     CHECK(gc_report_finish(&r, NULL, 0, &err) == GCAM_OK, "linked finish: %s", err.msg);
     char *html = slurp(path);
     CHECK(html && !strstr(html, "data:image") && !strstr(html, "cat</script>"), "linked page: no inline picture, '<' escaped");
-    CHECK(html && strstr(html, "<script type=\"application/json\" class=\"gc-s\">[\"n\",\"cat\\u003c/script>\","
+    CHECK(html && strstr(html, "<script type=\"application/json\" class=\"gc-s\">[\"d/\",\"n\",\"cat\\u003c/script>\","
                                "\"Grad-CAM\\u0002=_c\\u0001_gradcam_overlay.png\\u0002layer l\\u0002100\\u000250\","
                                "\"Other\\u0002!elsewhere.png\\u0002\\u0002100\\u000250\",\"label 0\","),
-          "the first batch's strings: note, label, panel templates: %s", html ? strstr(html, "gc-s") : "");
+          "the first batch's strings: folder, note, label, panel templates: %s", html ? strstr(html, "gc-s") : "");
     CHECK(html && strstr(html, "]</script>\n<script type=\"application/json\" class=\"gc-r\">[\n"
-                               "[\"d/a.png\",null,0,null,[3,1,2.5,0.75],[[[3,1,\" (score 2.5)\"],[2,[1,2,5,6,3]],3,"
+                               "[0,\"a.png\",null,1,null,[3,2,2.5,0.75],[[[3,2,\" (score 2.5)\"],[3,[1,2,5,6,3]],4,"
                                "[\"T\",\"a_input.png\",\"x\\u0002y\",10,20]]],null],\n"
-                               "[\"d/b\\u003c1>.png\",\"a\",0,null,[3,1,2.5,0.75],[[[3,1,\" (score 2.5)\"],[2,[1,2,5,6,3]],3,"),
-          "records: strings by number, the stem derived or written, the class's templates, the long form");
+                               "[0,\"b\\u003c1>.png\",\"a\",1,null,[3,2,2.5,0.75],[[[3,2,\" (score 2.5)\"],[3,[1,2,5,6,3]],4,"),
+          "records: strings by number, the folder once, the stem derived or written, the class's templates, the long form");
     snprintf(label, sizeof label, ",\"label %d\"]</script>", 3 * GC_REPORT_MAX_STRINGS - 1);
     CHECK(html && strstr(html, label), "past the cap, new strings are still numbered");
-    snprintf(label, sizeof label, "[\"d/a.png\",null,0,null,[3,%d,2.5,0.75],[],null]\n]", 3 + 3 * GC_REPORT_MAX_STRINGS);
+    snprintf(label, sizeof label, "[0,\"a.png\",null,1,null,[3,%d,2.5,0.75],[],null]\n]", 4 + 3 * GC_REPORT_MAX_STRINGS);
     CHECK(html && strstr(html, label), "the last record");
     CHECK(html && strstr(html, "</script>\n<footer>") && strstr(html, "id=\"gc-pager\"") && strstr(html, "</html>\n"),
           "the tables closed, the pager, the page complete");

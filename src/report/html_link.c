@@ -8,7 +8,8 @@
  * class="gc-s"> array of the strings first met in the batch (numbered on from the previous
  * batches'), then a class="gc-r" array of its records. A record ("ref": a string's number, or
  * null for none; records never hold a ref's string itself, so any record decodes alone):
- *   [path, stem (null: the file name without extension), note ref, [warning ref...] | null,
+ *   [folder ref (the path up to its last '/', or null), file name, stem (null: the file name
+ *    without extension), note ref, [warning ref...] | null,
  *    [class, label ref, score, probability, ...] (four per prediction),
  *    [[row title, panel, ...], ...], detections | null]
  * row title: a string, or [class, label ref, rest] for "class CLS · LABEL" + rest;
@@ -270,8 +271,18 @@ gcam_status gc_report_link_add(gc_report *r, const gc_report_input *in, gc_err *
     if (r->batch == 0) gc_afile_write_buf(&r->file, b); /* (the page's head, the first time) */
     size_t at = b->n, at_strs = r->strs.n;
     if (r->batch) gc_buf_puts(b, ",\n");
+    const char *slash = strrchr(in->path, '/'); /* the folder written once, the file name each time */
     gc_buf_puts(b, "[");
-    put_str(r, in->path);
+    if (slash) {
+        gc_buf_clear(&r->tpl);
+        gc_buf_put(&r->tpl, in->path, (size_t)(slash + 1 - in->path));
+        if (r->tpl.oom) b->oom = 1;
+        else put_ref(r, r->tpl.p);
+    } else {
+        gc_buf_puts(b, "null");
+    }
+    gc_buf_puts(b, ",");
+    put_str(r, slash ? slash + 1 : in->path);
     gc_buf_puts(b, ",");
     put_stem(r, in->path, in->stem);
     gc_buf_puts(b, ",");
@@ -341,7 +352,9 @@ static const char LINK_SCRIPT[] =
     "  var f = t.file.charAt(0) === '=' ? stem + t.file.slice(1).replace('\\u0001', cls) : t.file.charAt(0) === '!' ? t.file.slice(1) : null;\n"
     "  return {title: t.title, file: f, cap: t.cap, w: t.w, h: t.h, box: box};\n"
     "}\n"
-    "function decode(a) {\n"
+    "function decode(a0) {\n"
+    "  var a = a0.slice(1);\n"
+    "  a[0] = (S(a0[0]) || '') + a[0]; /* the folder, then the file name */\n"
     "  var path = a[0], stem = a[1];\n"
     "  if (stem == null) {\n"
     "    var b = path.slice(path.lastIndexOf('/') + 1), d = b.lastIndexOf('.');\n"
