@@ -17,7 +17,10 @@ named with HTML specials, top-2, Grad-CAM / Guided Backprop / Guided Grad-CAM (-
     number field (typed, Enter) page as they should, the left arrow back; Find narrows to the file
     with specials, and to the inputs explaining a class; the failure listed; no console error;
   - the folder moved elsewhere: the page still shows its pictures (relative names);
-  - a 4-input run with --report auto is embedded as before: every picture a data: URI, no script.
+  - a 4-input run with --report auto is embedded as before: every picture a data: URI, no script;
+  - the bundled detector and segmenter with --report link: every picture decodes; detections listed
+    and boxed on STEM_picture.png, each row's box drawn over the model input; segments' tinted views
+    from STEM_TAG_segment.png.
 """
 import json
 import os
@@ -197,6 +200,53 @@ def browse(d, page, res, out, n_inputs):
     check(not logs, "no console error: %r" % logs[:3])
 
 
+SMALL = """
+return Array.from(document.querySelectorAll('section.input')).map(s => ({
+  dets: s.querySelectorAll('table.dets tbody tr').length,
+  rects: s.querySelectorAll('.det svg rect').length,
+  det_img: s.querySelector('.det img') ? s.querySelector('.det img').getAttribute('src') : null,
+  rows: Array.from(s.querySelectorAll('div.row')).map(r => {
+    const f = r.querySelector('figure');
+    return [f.querySelector('img').getAttribute('src'), !!f.querySelector('.box')];
+  }),
+}));
+"""
+
+
+def detect_segment(d, gradcam, work):
+    """The bundled detector and segmenter, linked: their own pictures written and shown."""
+    ex = os.path.join(HERE, "..", "examples")
+    for task, model in (("detect", "detect/shapes_detector.onnx"), ("segment", "segment/shapes_segmenter.onnx")):
+        out = os.path.join(work, "link_" + task)
+        shutil.rmtree(out, ignore_errors=True)
+        p = subprocess.run([gradcam, "explain", os.path.join(ex, model), os.path.join(ex, task, "images"), "--task", task,
+                            "--labels", os.path.join(ex, task, "labels.txt"), "-o", out, "-q", "--report", "link"],
+                           capture_output=True, text=True)
+        if not check(p.returncode == 0, "%s, --report link: exit 0 (%r)" % (task, p.stderr)):
+            continue
+        res = json.load(open(os.path.join(out, "results.json"), encoding="utf-8"))
+        d.get("file://" + os.path.join(out, "report.html"))
+        WebDriverWait(d, 60).until(lambda d: d.execute_script("return document.documentElement.getAttribute('data-ready')"))
+        im = d.execute_async_script(IMAGES)
+        check(im["n"] > 0 and not im["bad"], "%s: every image decoded (%d; not: %r)" % (task, im["n"], im["bad"][:3]))
+        secs = d.execute_script(SMALL)
+        check(len(secs) == len(res["inputs"]) == 4, "%s: 4 sections" % task)
+        for sec, rec in zip(secs, res["inputs"]):
+            stem = os.path.basename(rec["input_image"])[:-len("_input.png")]
+            if task == "detect":
+                n = len(rec["detections"])
+                check(sec["dets"] == sec["rects"] == n and sec["det_img"] == stem + "_picture.png",
+                      "detect: %d detections listed and boxed on %s: %r" % (n, stem + "_picture.png", sec))
+                check(len(sec["rows"]) == n and all(r[0] == rec["input_image"] and r[1] for r in sec["rows"]),
+                      "detect: each row's model input with the detection's box drawn: %r" % sec["rows"])
+            else:
+                check(len(sec["rows"]) == len(rec["segments"]) > 0 and
+                      all(r[0].startswith(stem + "_") and r[0].endswith("_segment.png") for r in sec["rows"]),
+                      "segment: each row's tinted view from STEM_TAG_segment.png: %r" % sec["rows"])
+    logs = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    check(not logs, "detect, segment: no console error: %r" % logs[:3])
+
+
 def main():
     if len(sys.argv) < 3:
         sys.stderr.write(__doc__)
@@ -263,6 +313,7 @@ def main():
         wait_page(d, 2)
         im = d.execute_async_script(IMAGES)
         check(im["n"] == 500 and not im["bad"], "moved folder, page 2 from the URL: images decoded (not: %r)" % im["bad"][:3])
+        detect_segment(d, gradcam, work)
     finally:
         d.quit()
         shutil.rmtree(profile, ignore_errors=True)
