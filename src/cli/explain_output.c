@@ -305,6 +305,12 @@ int ex_input_json(ex_run *R, ex_one *s, gc_err *err) {
     return 0;
 }
 
+/* The report panels' own pictures are needed only by an embedded report.html (a linked one shows
+ * the files, memory mode has no report): skipping them spares a photo's downscaling per map. */
+static int panel_pictures(const ex_run *R) {
+    return !R->no_report && !R->report_link;
+}
+
 /* A CAM-family map's files: heat map, overlay (or the heat map alone), the photo, the box. */
 static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *base, ex_panel *pn, gc_err *err) {
     const ex_opts *o = R->o;
@@ -361,7 +367,7 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
                 snprintf(pp->file, sizeof pp->file, "%s", name);
                 pp->file_w = po.w;
                 pp->file_h = po.h;
-                rc = gc_image_thumbnail(&pp->img, &po, 448, err);
+                if (panel_pictures(R)) rc = gc_image_thumbnail(&pp->img, &po, 448, err);
             }
         }
         gc_image_free(&po);
@@ -413,7 +419,7 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
         gc_json_key(&s->j, "box");
         gc_json_null(&s->j);
     }
-    rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
+    if (panel_pictures(R)) rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
     gc_image_free(&ov);
     if (rc) return EX_FAILED;
 
@@ -438,7 +444,8 @@ static int one_pixel_files(ex_run *R, ex_one *s, const char *base, ex_panel *pn,
     snprintf(pn->file, sizeof pn->file, "%s", name);
     pn->file_w = im.w;
     pn->file_h = im.h;
-    if (rc || (rc = out_png(R, s, "image", name, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
+    if (rc || (rc = out_png(R, s, "image", name, &im, err)) ||
+        (panel_pictures(R) && (rc = gc_image_thumbnail(&pn->img, &im, 448, err)))) {
         gc_image_free(&im);
         return EX_FAILED;
     }
