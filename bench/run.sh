@@ -46,6 +46,9 @@
 #   BENCH_ORT_BLAS_UNSET  1: the ONNX Runtime rows once more with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
 #                         unset on both sides, written as a labelled subsection of the same file
 #                         (default 0)
+#   BENCH_REPORT          0: skip the report.html rows (default 1): bench/bench_report.py, a linked
+#                         page of 10 000 inputs opened in headless Chromium, and the command's peak
+#                         RSS at 4 and 1000 inputs of a tiny model
 # --smoke: mobilenet_v2, 64x64, batch 1, one run of every row but Score-CAM, both sides, and one run
 # of each detection row (unless BENCH_DETECT=0); checks that the table rows come out with a ratio
 # (tests/bench.cmake runs it in ctest); writes no report.
@@ -338,3 +341,8 @@ if [ $SMOKE = 0 ] && [ "${BENCH_ORT:-1}" != 0 ]; then
 fi
 # gradcam serve, requests/s and latency at 1, 2, 4 workers (docs/performance.md, "gradcam serve"): BENCH_SERVE=1
 if [ "${BENCH_SERVE:-0}" = 1 ]; then "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" demo "$SRC/examples/demo/shapes_cnn.onnx" "$SRC/examples/demo/images/demo_1.png" -- --labels "$SRC/examples/demo/labels.txt" --preprocess raw | tee "$OUT/serve.md"; fi
+# report.html of 10 000 inputs (linked) opened in headless Chromium, bytes per input, the command's
+# peak RSS at 4 and 1000 inputs (docs/performance.md, "Large runs: report.html"): BENCH_REPORT=0 skips
+if [ $SMOKE = 0 ] && [ "${BENCH_REPORT:-1}" = 1 ]; then
+    "$PY" "$SRC/bench/bench_report.py" "$BUILD" | tee "$OUT/report.md" || echo "bench: report rows FAILED (see above)"
+fi

@@ -2,7 +2,7 @@
 # test that keeps them from rotting: both sides (C API driver and PyTorch script) and the report,
 # one run of every row on mobilenet_v2 at 64x64 (exported once, dynamic size, into build/bench/smoke)
 # and of each detection row (bench_detect and bench/bench_detect_torch.py on the demo detector).
-foreach(b bench_gradcam bench_backward bench_detect)
+foreach(b bench_gradcam bench_backward bench_detect bench_report)
   add_executable(${b} ${CMAKE_SOURCE_DIR}/bench/${b}.c)
   set_target_properties(${b} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
   target_link_libraries(${b} PRIVATE gradcam_app)

@@ -20,3 +20,11 @@ add_test(NAME report_chromium
          COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_report_chromium.py $<TARGET_FILE:gradcam_cli>
                  ${GCAM_CLI_WORK})
 set_tests_properties(report_chromium PROPERTIES FIXTURES_REQUIRED cli_models TIMEOUT 900)
+
+# Large runs (issue #23): a linked report.html of 1000 inputs of a tiny model in headless Chromium
+# (Selenium, chromium-driver): paging by keyboard, pictures from relative files, bytes per input,
+# peak RSS flat; a small run still embedded.
+add_test(NAME report_link
+         COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/report_link.py $<TARGET_FILE:gradcam_cli>
+                 ${CMAKE_CURRENT_BINARY_DIR}/report_link)
+set_tests_properties(report_link PROPERTIES TIMEOUT 1200)

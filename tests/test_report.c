@@ -264,6 +264,8 @@ static char *slurp(const char *path) {
     return b.p;
 }
 
+static void test_linked_page(const char *dir, const gc_image *img);
+
 static void test_files_and_report(void) {
     char dir[] = "/tmp/gcam-report-test-XXXXXX";
     if (!mkdtemp(dir)) {
@@ -310,10 +312,12 @@ static void test_files_and_report(void) {
     gc_report r;
     snprintf(path, sizeof path, "%s/report.html", dir);
     const char *keys[] = {"model"}, *vals[] = {"m<1>.onnx"};
-    CHECK(gc_report_begin(&r, path, "t & <t>", keys, vals, 1, &err) == GCAM_OK, "report begin: %s", err.msg);
+    CHECK(gc_report_begin(&r, path, GC_REPORT_EMBED, "t & <t>", keys, vals, 1, &err) == GCAM_OK, "report begin: %s",
+          err.msg);
     gc_report_pred preds[2] = {{.index = 3, .label = "cat \"x\"", .score = 2.5, .probability = 0.75},
                                {.index = 1, .label = NULL, .score = 1, .probability = NAN}};
-    gc_report_panel panels[2] = {{.title = "Grad-CAM", .caption = "layer <l>", .img = &img}, {.title = "none"}};
+    gc_report_panel panels[2] = {{.title = "Grad-CAM", .caption = "layer <l>", .img = &img, .box_caption = 1, .box = {1, 2, 5, 6}},
+                                 {.title = "none"}};
     gc_report_row row = {.title = "class 3 · cat", .panels = panels, .n_panels = 2};
     const char *warn[] = {"w&"};
     gc_report_input in = {.path = "a/<b>.png", .note = "n", .preds = preds, .n_preds = 2, .rows = &row, .n_rows = 1,
@@ -325,16 +329,72 @@ static void test_files_and_report(void) {
     char *html = slurp(path);
     CHECK(html && strstr(html, "<title>t &amp; &lt;t&gt;</title>") && strstr(html, "m&lt;1&gt;.onnx") &&
               strstr(html, "<h2>a/&lt;b&gt;.png</h2>") && strstr(html, "cat &quot;x&quot;") &&
-              strstr(html, "layer &lt;l&gt;") && strstr(html, "x.jpg: bad &lt;data&gt;") && strstr(html, "w&amp;") &&
+              strstr(html, "layer &lt;l&gt;; box x 1..5, y 2..6</small>") && strstr(html, "x.jpg: bad &lt;data&gt;") && strstr(html, "w&amp;") &&
               strstr(html, "src=\"data:image/png;base64,iVBORw0KGgo") && strstr(html, "</html>\n") &&
-              !strstr(html, "http"),
+              !strstr(html, "http") && !strstr(html, "<script"),
           "page content escaped and complete");
     free(html);
     CHECK(count_entries(dir) == 2, "no temporary files left (%d entries)", count_entries(dir));
+    test_linked_page(dir, &img);
+    CHECK(count_entries(dir) == 3, "no temporary files left (%d entries)", count_entries(dir));
     free(img.px);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0, "cleanup");
+}
+
+/* A linked page: records in JSON tables, strings written once then numbered, pictures named
+ * by file (templates, the row's class as \1), nothing inline; memory bounded over many inputs. */
+static void test_linked_page(const char *dir, const gc_image *img) {
+    char path[512];
+    gc_err err;
+    gc_err_clear(&err);
+    gc_report r;
+    snprintf(path, sizeof path, "%s/linked.html", dir);
+    const char *keys[] = {"model"}, *vals[] = {"m"};
+    CHECK(gc_report_begin(&r, path, GC_REPORT_LINK, "t", keys, vals, 1, &err) == GCAM_OK, "linked begin: %s", err.msg);
+    gc_report_pred preds[1] = {{.index = 3, .label = "cat</script>", .score = 2.5, .probability = 0.75}};
+    gc_report_panel panels[3] = {{.title = "Grad-CAM", .caption = "layer l", .img = img, .file = "a_c3_gradcam_overlay.png",
+                                  .file_w = 100, .file_h = 50, .box_caption = 1, .box_drawn = 1, .box = {1, 2, 5, 6}},
+                                 {.title = "Other", .file = "elsewhere.png", .file_w = 100, .file_h = 50},
+                                 {.title = "T", .caption = "x\x02y", .file = "a_input.png", .file_w = 10, .file_h = 20}};
+    gc_report_row row = {.title = "class 3 \xC2\xB7 cat</script> (score 2.5)", .cls = 3, .label = "cat</script>",
+                         .panels = panels, .n_panels = 3};
+    gc_report_input in = {.path = "d/a.png", .stem = "a", .note = "n", .preds = preds, .n_preds = 1, .rows = &row, .n_rows = 1};
+    CHECK(gc_report_add(&r, &in, &err) == GCAM_OK, "linked add: %s", err.msg);
+    in.path = "d/b<1>.png"; /* another stem than the file name's: written out */
+    CHECK(gc_report_add(&r, &in, &err) == GCAM_OK, "linked add 2: %s", err.msg);
+    /* many inputs, each with a new label: the page streams, the kept strings stop at their cap */
+    char label[64];
+    preds[0].label = label;
+    in.n_rows = 0;
+    in.path = "d/a.png";
+    for (int i = 0; i < 3 * GC_REPORT_MAX_STRINGS; i++) {
+        snprintf(label, sizeof label, "label %d", i);
+        CHECK(gc_report_add(&r, &in, &err) == GCAM_OK, "linked add %d: %s", i, err.msg);
+    }
+    CHECK(r.strings.n == GC_REPORT_MAX_STRINGS && r.strings.next == 5 + 3 * GC_REPORT_MAX_STRINGS &&
+              r.buf.cap <= (1u << 17) && r.strs.cap <= (1u << 17),
+          "bounded memory: %d strings kept, buffers %zu %zu", r.strings.n, r.buf.cap, r.strs.cap);
+    CHECK(gc_report_finish(&r, NULL, 0, &err) == GCAM_OK, "linked finish: %s", err.msg);
+    char *html = slurp(path);
+    CHECK(html && !strstr(html, "data:image") && !strstr(html, "cat</script>"), "linked page: no inline picture, '<' escaped");
+    CHECK(html && strstr(html, "<script type=\"application/json\" class=\"gc-s\">[\"d/\",\"n\",\"cat\\u003c/script>\","
+                               "\"Grad-CAM\\u0002=_c\\u0001_gradcam_overlay.png\\u0002layer l\\u0002100\\u000250\","
+                               "\"Other\\u0002!elsewhere.png\\u0002\\u0002100\\u000250\",\"label 0\","),
+          "the first batch's strings: folder, note, label, panel templates: %s", html ? strstr(html, "gc-s") : "");
+    CHECK(html && strstr(html, "]</script>\n<script type=\"application/json\" class=\"gc-r\">[\n"
+                               "[0,\"a.png\",null,1,null,[3,2,2.5,0.75],[[[3,2,\" (score 2.5)\"],[3,[1,2,5,6,3]],4,"
+                               "[\"T\",\"a_input.png\",\"x\\u0002y\",10,20]]],null],\n"
+                               "[0,\"b\\u003c1>.png\",\"a\",1,null,[3,2,2.5,0.75],[[[3,2,\" (score 2.5)\"],[3,[1,2,5,6,3]],4,"),
+          "records: strings by number, the folder once, the stem derived or written, the class's templates, the long form");
+    snprintf(label, sizeof label, ",\"label %d\"]</script>", 3 * GC_REPORT_MAX_STRINGS - 1);
+    CHECK(html && strstr(html, label), "past the cap, new strings are still numbered");
+    snprintf(label, sizeof label, "[0,\"a.png\",null,1,null,[3,%d,2.5,0.75],[],null]\n]", 4 + 3 * GC_REPORT_MAX_STRINGS);
+    CHECK(html && strstr(html, label), "the last record");
+    CHECK(html && strstr(html, "</script>\n<footer>") && strstr(html, "id=\"gc-pager\"") && strstr(html, "</html>\n"),
+          "the tables closed, the pager, the page complete");
+    free(html);
 }
 
 int main(void) {

@@ -247,6 +247,10 @@ static const cli_row g_explain_rows[] = {
     CLI_OPT("--colormap", "NAME", "a colour map name", ex_colormap, "jet | viridis | inferno | turbo | gray (default jet)"),
     CLI_OPT("--alpha", "A", "a number", ex_alpha, "heat map opacity on overlays, 0..1 (default 0.5)"),
     CLI_FLAG("--npy", ex_npy, "also write every raw map (before upsampling and normalisation) as .npy"),
+    CLI_OPT("--report", "MODE", "a report mode", ex_report_opt,
+            "report.html's pictures: embed (inline: one self-contained page) | link (the PNG\n"
+            "files beside it, relative: a page of inputs at a time) | auto (default: embed up\n"
+            "to 20 inputs)"),
     CLI_FLAG("-q|--quiet", cli_set_quiet, "no progress and no summary (errors are still printed)"),
     CLI_SECTION_ROW("Running:"),
     CLI_OPT("--feed", "NAME=FILE.npy", "NAME=FILE.npy", ex_feed_opt, "a further model input; repeatable"),
@@ -264,7 +268,8 @@ static void print_explain_help(void) {
         "input as is, with or without the batch axis) or a folder (searched recursively for .png, .jpg and\n"
         ".jpeg files, in sorted order). For every input and explained class it writes heat maps, overlays\n"
         "and pixel-space maps into the output folder, with results.json (predictions, maps, localisation\n"
-        "boxes) and report.html (one self-contained page, readable offline).\n\n");
+        "boxes) and report.html (readable offline: self-contained for up to 20 inputs, else linking the\n"
+        "PNG files beside it, see --report).\n\n");
     cli_print_options(g_explain_rows);
     printf(
         "\n"
@@ -276,6 +281,7 @@ static void print_explain_help(void) {
         "  STEM_cC_METHOD.png              pixel-space maps (guided-backprop, guided-gradcam, ...)\n"
         "  STEM_cC_METHOD.npy              raw maps (--npy)\n"
         "  results.json, report.html\n"
+        "  STEM_TAG_segment.png, STEM_picture.png   a linked report's segment and detection pictures\n"
         "(regions and elements are tagged rC-y0-x0-y1-x1 and eI-J-..., detections dI by rank; 'gradcam++' is\n"
         "written 'gradcampp')\n\n"
         "Examples:\n"
@@ -1456,6 +1462,7 @@ void ex_run_free(ex_run *R) {
     free(R->failures);
     free(R->failure_paths);
     gc_buf_free(&R->inputs_json);
+    if (R->inputs_spill) fclose(R->inputs_spill);
     free(R->score_name);
     free(R->layer_names);
     if (R->labels != (const char **)gc_imagenet_labels) free(R->labels);

@@ -51,6 +51,7 @@ typedef struct ex_opts {
     const char *question;        /* --question TEXT (vqa) */
     const char *vocab_path;      /* --vocab FILE */
     int max_words;               /* --max-words (greedy captions; default 16) */
+    int report_mode;             /* --report: EX_REPORT_AUTO, _EMBED or _LINK */
     const char *feed_names[32], *feed_paths[32];
     int n_feeds;
     char *owned[4 * EX_MAX_LIST + 64]; /* copies the pointers above point into */
@@ -58,6 +59,11 @@ typedef struct ex_opts {
 } ex_opts;
 
 enum { PROB_SOFTMAX, PROB_SIGMOID, PROB_IDENTITY, PROB_EXP };
+
+/* --report: report.html's pictures inline or linked; auto embeds runs of at most
+ * EX_REPORT_EMBED_MAX inputs (a few MB of PNGs: ~300 KB an input at top-2, 3 methods). */
+enum { EX_REPORT_AUTO, EX_REPORT_EMBED, EX_REPORT_LINK };
+#define EX_REPORT_EMBED_MAX 20
 
 typedef struct ex_feed {
     const char *name;
@@ -91,8 +97,11 @@ typedef struct ex_run {
     /* outputs */
     gc_buf inputs_json;
     gc_json ij;
+    FILE *inputs_spill;          /* inputs_json moved out as the run goes (unlinked; ex_spill_inputs) */
+    int spill_errno;             /* a write to it failed */
     gc_report report;
     int report_open;
+    int report_link;             /* report.html links the PNG files (gc_report_mode LINK) */
     char **failures;             /* "path: reason" */
     char **failure_paths;
     int n_failures;
@@ -136,6 +145,10 @@ typedef struct ex_panel {
     char title[96];
     char caption[600];
     gc_image img;
+    char file[1100];             /* the output file showing img (a linked report's picture), or "" */
+    int64_t file_w, file_h;      /* its pixels */
+    int box_caption, box_drawn;  /* a box said in the caption / drawn on img (gc_report_panel) */
+    int64_t box[4];              /* x0, y0, x1, y1 inclusive, in the file's pixels */
 } ex_panel;
 
 typedef struct ex_panels {
@@ -259,6 +272,10 @@ void ex_describe(ex_run *R, gc_buf *b);
 
 /* explain_output.c: the run's files */
 int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err);
+/* results.json's input records so far moved to a file, so memory stays flat on large runs */
+void ex_spill_inputs(ex_run *R);
+/* --report MODE (an option setter, cli_opts.h) */
+int ex_report_opt(void *opts, const char *name, const char *val);
 int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err);
 int ex_summary(const ex_run *R, const ex_inputs *list, int exit_code, double t0);
 

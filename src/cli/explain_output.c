@@ -2,6 +2,7 @@
  * overlays, pixel-space pictures, .npy maps, results.json record and report.html section; for the
  * run results.json, report.html and the summary line. A failed input's files are removed
  * (ex_end_input_files), so a batch leaves no half-written input behind. */
+#include <errno.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -304,6 +305,12 @@ int ex_input_json(ex_run *R, ex_one *s, gc_err *err) {
     return 0;
 }
 
+/* The report panels' own pictures are needed only by an embedded report.html (a linked one shows
+ * the files, memory mode has no report): skipping them spares a photo's downscaling per map. */
+static int panel_pictures(const ex_run *R) {
+    return !R->no_report && !R->report_link;
+}
+
 /* A CAM-family map's files: heat map, overlay (or the heat map alone), the photo, the box. */
 static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *base, ex_panel *pn, gc_err *err) {
     const ex_opts *o = R->o;
@@ -323,8 +330,12 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
     int found = gc_localize_box(s->map.upsampled, s->map.H, s->map.W, 0.15f, &box, &area);
     if (found < 0) return ex_one_oom(s, err);
     gc_image ov = {0};
+    snprintf(pn->file, sizeof pn->file, "%s", name); /* the heat map, unless there is an overlay */
+    pn->file_w = s->map.W;
+    pn->file_h = s->map.H;
     if (s->seen.px && s->seen.w == s->map.W && s->seen.h == s->map.H) {
         snprintf(name, sizeof name, "%s_overlay.png", base);
+        snprintf(pn->file, sizeof pn->file, "%s", name);
         if ((rc = gc_overlay(&ov, &s->seen, heat, (gc_colormap_id)o->cmap, o->alpha, err)) ||
             (rc = out_png(R, s, "overlay", name, &ov, err))) {
             gc_image_free(&ov);
@@ -353,7 +364,10 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
                 pn = &s->panels.v[s->panels.n - 2]; /* realloc may have moved it */
                 snprintf(pp->title, sizeof pp->title, "Grad-CAM on the photo");
                 snprintf(pp->caption, sizeof pp->caption, "%lldx%lld", (long long)s->orig.w, (long long)s->orig.h);
-                rc = gc_image_thumbnail(&pp->img, &po, 448, err);
+                snprintf(pp->file, sizeof pp->file, "%s", name);
+                pp->file_w = po.w;
+                pp->file_h = po.h;
+                if (panel_pictures(R)) rc = gc_image_thumbnail(&pp->img, &po, 448, err);
             }
         }
         gc_image_free(&po);
@@ -362,7 +376,7 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
             return EX_FAILED;
         }
     }
-    size_t cu = (size_t)snprintf(pn->caption, sizeof pn->caption, "layer %s", s->map.layer ? s->map.layer : "?");
+    snprintf(pn->caption, sizeof pn->caption, "layer %s", s->map.layer ? s->map.layer : "?");
     if (found) {
         gc_json_key(&s->j, "box");
         gc_json_begin_object(&s->j);
@@ -389,9 +403,13 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
             py1 = py1 < py0 ? py0 : py1 >= s->orig.h ? s->orig.h - 1 : py1;
             json_box(&s->j, "box_photo", px0, py0, px1, py1);
         }
-        if (cu < sizeof pn->caption)
-            snprintf(pn->caption + cu, sizeof pn->caption - cu, "; box x %lld..%lld, y %lld..%lld",
-                     (long long)box.x0, (long long)box.x1 - 1, (long long)box.y0, (long long)box.y1 - 1);
+        /* the report says it after the caption (and a linked one draws it over the picture) */
+        pn->box_caption = 1;
+        pn->box_drawn = meth == GCAM_GRADCAM;
+        pn->box[0] = box.x0;
+        pn->box[1] = box.y0;
+        pn->box[2] = box.x1 - 1;
+        pn->box[3] = box.y1 - 1;
         if (meth == GCAM_GRADCAM) {
             static const uint8_t green[3] = {0, 230, 64};
             int th = (int)(s->map.W / 112 > 1 ? s->map.W / 112 : 1);
@@ -401,7 +419,7 @@ static int one_cam_files(ex_run *R, ex_one *s, gcam_method meth, const char *bas
         gc_json_key(&s->j, "box");
         gc_json_null(&s->j);
     }
-    rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
+    if (panel_pictures(R)) rc = gc_image_thumbnail(&pn->img, &ov, 448, err);
     gc_image_free(&ov);
     if (rc) return EX_FAILED;
 
@@ -423,7 +441,11 @@ static int one_pixel_files(ex_run *R, ex_one *s, const char *base, ex_panel *pn,
     for (size_t q = 0; q < rn; q++) scaled[q] = amax > 0 && isfinite(amax) ? s->map.raw[q] / amax : s->map.raw[q];
     rc = gc_pixelmap_image(&im, scaled, s->map.c, s->map.h, s->map.w, err);
     free(scaled);
-    if (rc || (rc = out_png(R, s, "image", name, &im, err)) || (rc = gc_image_thumbnail(&pn->img, &im, 448, err))) {
+    snprintf(pn->file, sizeof pn->file, "%s", name);
+    pn->file_w = im.w;
+    pn->file_h = im.h;
+    if (rc || (rc = out_png(R, s, "image", name, &im, err)) ||
+        (panel_pictures(R) && (rc = gc_image_thumbnail(&pn->img, &im, 448, err)))) {
         gc_image_free(&im);
         return EX_FAILED;
     }
@@ -601,9 +623,56 @@ void ex_det_end(ex_one *s) {
     gc_json_end_object(&s->j);
 }
 
+/* A linked report's file for a row's first panel (made in cmd_explain.c, it names none): the
+ * model's view (a detection's box drawn over it by the page), or for a segment its tinted view,
+ * written as STEM_TAG_segment.png (no other output shows it). */
+static int link_first_panel(ex_run *R, ex_one *s, const ex_item *it, ex_panel *pn, gc_err *err) {
+    if (it->seg >= 0) {
+        snprintf(pn->file, sizeof pn->file, "%s_%s_segment.png", s->in->stem, it->tag);
+        pn->file_w = pn->img.w;
+        pn->file_h = pn->img.h;
+        return out_png(R, s, NULL, pn->file, &pn->img, err) ? EX_FAILED : 0;
+    }
+    snprintf(pn->file, sizeof pn->file, "%s_input.png", s->in->stem);
+    pn->file_w = s->seen.w;
+    pn->file_h = s->seen.h;
+    if (it->det >= 0) { /* the detection's box in the view's pixels (as draw_det draws it) */
+        const gcam_detection *d = &s->dets[it->det];
+        double b[4] = {d->x0, d->y0, d->x1, d->y1};
+        for (int i = 0; i < 4; i++) b[i] = fmin(fmax(b[i], -1e9), 1e9);
+        pn->box_drawn = 1;
+        pn->box[0] = (int64_t)floor(b[0]);
+        pn->box[1] = (int64_t)floor(b[1]);
+        pn->box[2] = (int64_t)ceil(b[2]) - 1;
+        pn->box[3] = (int64_t)ceil(b[3]) - 1;
+    }
+    return 0;
+}
+
+/* A linked report's detection picture: the model's view as written, or the photo (at most 896
+ * pixels a side: the page shows it no larger) as STEM_picture.png. */
+static int link_det_picture(ex_run *R, ex_one *s, gc_report_input *ri, char *name, size_t n, gc_err *err) {
+    ri->picture = NULL;
+    ri->picture_w = s->have_geom ? s->orig.w : s->seen.w;
+    ri->picture_h = s->have_geom ? s->orig.h : s->seen.h;
+    if (!s->have_geom) {
+        if (s->seen.px) snprintf(name, n, "%s_input.png", s->in->stem);
+        ri->picture_file = s->seen.px ? name : NULL;
+        return 0;
+    }
+    gc_image th = {0};
+    snprintf(name, n, "%s_picture.png", s->in->stem);
+    gcam_status rc = gc_image_thumbnail(&th, &s->orig, 896, err);
+    if (!rc) rc = out_png(R, s, NULL, name, &th, err);
+    gc_image_free(&th);
+    ri->picture_file = name;
+    return rc ? EX_FAILED : 0;
+}
+
 /* 7. The input's section of report.html. */
 int ex_report_input(ex_run *R, ex_one *s, gc_err *err) {
     ex_input *in = s->in;
+    ex_spill_inputs(R); /* the records of the inputs before this one */
     gc_report_pred preds[64];
     int np = 0;
     for (int64_t a = 0; a < s->n_top && np < 64; a++) {
@@ -616,18 +685,28 @@ int ex_report_input(ex_run *R, ex_one *s, gc_err *err) {
     for (int it_i = 0; it_i < s->n_items; it_i++) {
         int a = s->first_panel_of_item[it_i], b = s->first_panel_of_item[it_i + 1];
         qsort(s->panels.v + a, (size_t)(b - a), sizeof *s->panels.v, cmp_panel);
-        for (int q = a; q < b; q++)
-            rp[q] = (gc_report_panel){.title = s->panels.v[q].title, .caption = s->panels.v[q].caption[0] ? s->panels.v[q].caption : NULL,
-                                      .img = s->panels.v[q].img.px ? &s->panels.v[q].img : NULL};
-        rows[it_i] = (gc_report_row){.title = s->items[it_i].title, .panels = rp + a, .n_panels = b - a};
+        if (R->report_link && a < b && s->panels.v[a].order == 0 && !s->panels.v[a].file[0] &&
+            link_first_panel(R, s, &s->items[it_i], &s->panels.v[a], err)) {
+            free(rp);
+            return EX_FAILED;
+        }
+        for (int q = a; q < b; q++) {
+            const ex_panel *v = &s->panels.v[q];
+            rp[q] = (gc_report_panel){.title = v->title, .caption = v->caption[0] ? v->caption : NULL,
+                                      .img = v->img.px ? &v->img : NULL, .file = v->file[0] ? v->file : NULL,
+                                      .file_w = v->file_w, .file_h = v->file_h, .box_caption = v->box_caption,
+                                      .box_drawn = v->box_drawn, .box = {v->box[0], v->box[1], v->box[2], v->box[3]}};
+        }
+        rows[it_i] = (gc_report_row){.title = s->items[it_i].title, .cls = s->items[it_i].cls,
+                                     .label = ex_label_of(R, s->items[it_i].cls), .panels = rp + a, .n_panels = b - a};
     }
     char note[900];
     snprintf(note, sizeof note, "%s%s%s", s->note, s->note[0] && s->text_note[0] ? "; " : "", s->text_note);
-    gc_report_input ri = {.path = in->path, .note = note[0] ? note : NULL, .preds = preds, .n_preds = np,
+    gc_report_input ri = {.path = in->path, .stem = in->stem, .note = note[0] ? note : NULL, .preds = preds, .n_preds = np,
                           .rows = rows, .n_rows = s->n_items, .warnings = (const char *const *)s->warnings,
                           .n_warnings = s->n_warn};
     gc_report_det *dets = NULL;
-    char dnote[256];
+    char dnote[256], pic_name[1100];
     if (R->o->base.task == CLI_TASK_DETECT) {
         const gcam_detect_options *dop = &R->o->base.det;
         dets = calloc((size_t)s->n_dets + 1, sizeof *dets);
@@ -652,6 +731,11 @@ int ex_report_input(ex_run *R, ex_one *s, gc_err *err) {
         ri.n_dets = (int)s->n_dets;
         ri.picture = s->have_geom ? &s->orig : &s->seen;
         ri.dets_note = dnote;
+        if (R->report_link && link_det_picture(R, s, &ri, pic_name, sizeof pic_name, err)) {
+            free(dets);
+            free(rp);
+            return EX_FAILED;
+        }
     }
     gcam_status rc = gc_report_add(&R->report, &ri, err);
     free(dets);
@@ -762,6 +846,16 @@ void ex_describe(ex_run *R, gc_buf *b) {
     if (j.bad) b->oom = 1;
 }
 
+int ex_report_opt(void *opts, const char *name, const char *val) {
+    ex_opts *o = opts;
+    (void)name;
+    if (strcmp(val, "auto") == 0) o->report_mode = EX_REPORT_AUTO;
+    else if (strcmp(val, "embed") == 0) o->report_mode = EX_REPORT_EMBED;
+    else if (strcmp(val, "link") == 0) o->report_mode = EX_REPORT_LINK;
+    else return cli_usage_error("--report: '%s' is not auto, embed or link", val);
+    return 0;
+}
+
 /* report.html begun (written as the inputs are explained), and the inputs' JSON array. */
 int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err) {
     const ex_opts *o = R->o;
@@ -783,12 +877,53 @@ int ex_open_report(ex_run *R, const ex_inputs *list, gc_err *err) {
                           : o->base.task == CLI_TASK_SEGMENT ? "each segment: its class's scores summed over its pixels"
                           : o->probability          ? "the probability after the final Softmax/Sigmoid"
                                                     : "the class score (before any final Softmax/Sigmoid)"};
-    if (gc_report_begin(&R->report, path, title, keys, vals, 4, err)) return cli_fail(1, "%s", err->msg);
+    R->report_link = o->report_mode == EX_REPORT_LINK || (o->report_mode == EX_REPORT_AUTO && list->n > EX_REPORT_EMBED_MAX);
+    if (gc_report_begin(&R->report, path, R->report_link ? GC_REPORT_LINK : GC_REPORT_EMBED, title, keys, vals, 4, err))
+        return cli_fail(1, "%s", err->msg);
     R->report_open = 1;
     gc_json_init(&R->ij, &R->inputs_json, 2);
     R->ij.base = 1;
     gc_json_begin_array(&R->ij);
     return 0;
+}
+
+void ex_spill_inputs(ex_run *R) {
+    gc_buf *b = &R->inputs_json;
+    if (b->n < (1u << 16) || b->oom || R->spill_errno) return; /* (small runs stay in memory) */
+    if (!R->inputs_spill) { /* beside results.json (same disk), unlinked at once: nothing left behind */
+        char path[4200];
+        snprintf(path, sizeof path, "%s/results.json.inputs-XXXXXX", R->o->base.out);
+        int fd = mkstemp(path);
+        if (fd < 0) return; /* then they stay in memory */
+        unlink(path);
+        if (!(R->inputs_spill = fdopen(fd, "w+b"))) {
+            close(fd);
+            return;
+        }
+    }
+    if (fwrite(b->p, 1, b->n, R->inputs_spill) != b->n) R->spill_errno = errno ? errno : EIO;
+    gc_buf_clear(b);
+}
+
+/* results.json: doc with a \1 where the inputs' array goes (the spilled part, then the rest). */
+static gcam_status write_results_file(ex_run *R, const char *path, const gc_buf *doc, gc_err *err) {
+    const char *at = memchr(doc->p, 1, doc->n);
+    if (!at) return gc_fail(err, GCAM_E_STATE, "%s: could not be built (internal error)", path);
+    gc_afile a;
+    gcam_status rc = gc_afile_open(&a, path, err);
+    if (rc) return rc;
+    gc_afile_write(&a, doc->p, (size_t)(at - doc->p));
+    if (R->inputs_spill) {
+        char chunk[1 << 16];
+        size_t n;
+        if (fflush(R->inputs_spill) != 0 || fseek(R->inputs_spill, 0, SEEK_SET) != 0) a.failed = errno ? errno : EIO;
+        while (!a.failed && (n = fread(chunk, 1, sizeof chunk, R->inputs_spill)) > 0) gc_afile_write(&a, chunk, n);
+        if (ferror(R->inputs_spill) && !a.failed) a.failed = EIO;
+    }
+    if (R->spill_errno && !a.failed) a.failed = R->spill_errno;
+    gc_afile_write(&a, R->inputs_json.p ? R->inputs_json.p : "[]", R->inputs_json.p ? R->inputs_json.n : 2);
+    gc_afile_write(&a, at + 1, doc->n - (size_t)(at + 1 - doc->p));
+    return gc_afile_commit(&a, err);
 }
 
 /* results.json (when anything was explained), then report.html completed or dropped. */
@@ -807,7 +942,7 @@ int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err) {
         gc_json_init(&j, &doc, 2);
         write_results_head(R, &j);
         gc_json_key(&j, "inputs");
-        gc_json_raw(&j, R->inputs_json.p ? R->inputs_json.p : "[]");
+        gc_json_raw(&j, "\1"); /* the records, copied in by write_results_file */
         gc_json_key(&j, "failures");
         gc_json_begin_array(&j);
         for (int i = 0; i < R->n_failures; i++) {
@@ -826,10 +961,12 @@ int ex_write_results(ex_run *R, const ex_inputs *list, gc_err *err) {
             exit_code = cli_fail(1, "%s: could not be built (%s)", path, j.bad || R->ij.bad ? "internal error" : "out of memory");
         else if (ex_inputs_contains_file(list, path))
             exit_code = cli_usage_error("%s is an input: choose another --out", path);
-        else if (gc_write_file_atomic(path, doc.p, doc.n, err))
+        else if (write_results_file(R, path, &doc, err))
             exit_code = cli_fail(1, "%s", err->msg);
         gc_buf_free(&doc);
     }
+    if (R->inputs_spill) fclose(R->inputs_spill);
+    R->inputs_spill = NULL;
     if (R->report_open) {
         R->report_open = 0;
         if (gc_report_finish(&R->report, (const char *const *)R->failures, R->n_failures, err) && !exit_code)

@@ -1,5 +1,6 @@
-/* report.html: one self-contained page (images inline as base64 PNG data URIs, no script, no
- * external resource), streamed input by input and renamed into place at the end. */
+/* report.html, streamed input by input and renamed into place at the end. Embedded mode (here):
+ * one self-contained page, images inline as base64 PNG data URIs, no script, no external
+ * resource. Linked mode: html_link.c (the head, the failures and the footer are shared). */
 #include "report.h"
 
 static const char PAGE_HEAD[] =
@@ -32,18 +33,14 @@ static const char PAGE_HEAD[] =
     ".det{position:relative;display:inline-block;max-width:100%;width:var(--pic);border:1px solid #c8c8c8}\n"
     ".det img{width:100%;height:auto;display:block;border:0}\n"
     ".det svg{position:absolute;left:0;top:0;width:100%;height:100%}\n"
-    "footer{margin-top:2rem;color:#777;font-size:.8rem}\n"
-    "</style>\n";
+    "footer{margin-top:2rem;color:#777;font-size:.8rem}\n";
 
-gcam_status gc_report_begin(gc_report *r, const char *path, const char *title, const char *const *keys,
-                            const char *const *values, int n_summary, gc_err *err) {
-    memset(r, 0, sizeof *r);
-    r->panel_px = 224;
-    gcam_status rc = gc_afile_open(&r->file, path, err);
-    if (rc) return rc;
+void gc_report_put_head(gc_report *r, const char *title, const char *extra_css, const char *const *keys,
+                        const char *const *values, int n_summary) {
     gc_buf *b = &r->buf;
     gc_buf_puts(b, PAGE_HEAD);
-    gc_buf_puts(b, "<title>");
+    if (extra_css) gc_buf_puts(b, extra_css);
+    gc_buf_puts(b, "</style>\n<title>");
     gc_html_escape(b, title);
     gc_buf_printf(b, "</title>\n</head>\n<body style=\"--panel:%lldpx\">\n<h1>", (long long)r->panel_px);
     gc_html_escape(b, title);
@@ -56,7 +53,18 @@ gcam_status gc_report_begin(gc_report *r, const char *path, const char *title, c
         gc_buf_puts(b, "</dd>\n");
     }
     gc_buf_puts(b, "</dl>\n");
-    gc_afile_write_buf(&r->file, b);
+}
+
+gcam_status gc_report_begin(gc_report *r, const char *path, gc_report_mode mode, const char *title,
+                            const char *const *keys, const char *const *values, int n_summary, gc_err *err) {
+    memset(r, 0, sizeof *r);
+    r->panel_px = 224;
+    r->mode = mode == GC_REPORT_LINK ? GC_REPORT_LINK : GC_REPORT_EMBED;
+    gcam_status rc = gc_afile_open(&r->file, path, err);
+    if (rc) return rc;
+    if (r->mode == GC_REPORT_LINK) gc_report_link_begin(r, title, keys, values, n_summary);
+    else gc_report_put_head(r, title, NULL, keys, values, n_summary);
+    gc_afile_write_buf(&r->file, &r->buf);
     return GCAM_OK;
 }
 
@@ -78,9 +86,12 @@ static gcam_status put_panel(gc_report *r, const gc_report_panel *p, gc_err *err
     }
     gc_buf_puts(b, "<figcaption>");
     gc_html_escape(b, p->title);
-    if (p->caption) {
+    if (p->caption || p->box_caption) {
         gc_buf_puts(b, "<small>");
-        gc_html_escape(b, p->caption);
+        if (p->caption) gc_html_escape(b, p->caption);
+        if (p->box_caption)
+            gc_buf_printf(b, "%sbox x %lld..%lld, y %lld..%lld", p->caption ? "; " : "", (long long)p->box[0],
+                          (long long)p->box[2], (long long)p->box[1], (long long)p->box[3]);
         gc_buf_puts(b, "</small>");
     }
     gc_buf_puts(b, "</figcaption></figure>\n");
@@ -143,6 +154,7 @@ static gcam_status put_detections(gc_report *r, const gc_report_input *in, gc_er
 gcam_status gc_report_add(gc_report *r, const gc_report_input *in, gc_err *err) {
     gc_buf *b = &r->buf;
     r->n_inputs++;
+    if (r->mode == GC_REPORT_LINK) return gc_report_link_add(r, in, err);
     gc_buf_puts(b, "<section class=\"input\">\n<h2>");
     gc_html_escape(b, in->path);
     gc_buf_puts(b, "</h2>\n");
@@ -198,7 +210,7 @@ gcam_status gc_report_add(gc_report *r, const gc_report_input *in, gc_err *err) 
     return GCAM_OK;
 }
 
-gcam_status gc_report_finish(gc_report *r, const char *const *failures, int n_failures, gc_err *err) {
+void gc_report_put_tail(gc_report *r, const char *const *failures, int n_failures) {
     gc_buf *b = &r->buf;
     if (n_failures > 0) {
         gc_buf_printf(b, "<section class=\"failures\">\n<h2>Failed inputs (%d)</h2>\n<ul>\n", n_failures);
@@ -212,14 +224,29 @@ gcam_status gc_report_finish(gc_report *r, const char *const *failures, int n_fa
     if (r->n_inputs == 0 && n_failures == 0) gc_buf_puts(b, "<p class=\"note\">No inputs.</p>\n");
     gc_buf_puts(b, "<footer>Written by gradcam " GCAM_VERSION_STRING
                    ". Heat maps are min-max normalised per map; the box on Grad-CAM panels is the largest "
-                   "connected region above 15% of the map's maximum (Selvaraju et al., section 4.1).</footer>\n"
-                   "</body>\n</html>\n");
+                   "connected region above 15% of the map's maximum (Selvaraju et al., section 4.1).</footer>\n");
+}
+
+gcam_status gc_report_finish(gc_report *r, const char *const *failures, int n_failures, gc_err *err) {
+    gc_buf *b = &r->buf;
+    if (r->mode == GC_REPORT_LINK) gc_report_link_end(r);
+    gc_report_put_tail(r, failures, n_failures);
+    if (r->mode == GC_REPORT_LINK) gc_report_link_script(r);
+    gc_buf_puts(b, "</body>\n</html>\n");
     gc_afile_write_buf(&r->file, b);
     gc_buf_free(b);
+    gc_buf_free(&r->tmp);
+    gc_buf_free(&r->tpl);
+    gc_buf_free(&r->strs);
+    gc_report_link_free(r);
     return gc_afile_commit(&r->file, err);
 }
 
 void gc_report_abort(gc_report *r) {
     gc_afile_abort(&r->file);
     gc_buf_free(&r->buf);
+    gc_buf_free(&r->tmp);
+    gc_buf_free(&r->tpl);
+    gc_buf_free(&r->strs);
+    gc_report_link_free(r);
 }

@@ -115,12 +115,21 @@ typedef struct gc_report_pred {
 
 typedef struct gc_report_panel {
     const char *title;      /* "Grad-CAM" */
-    const char *caption;    /* a second line (layer, box), or NULL */
-    const gc_image *img;
+    const char *caption;    /* a second line (layer), or NULL */
+    const gc_image *img;    /* embedded mode: the picture shown */
+    /* linked mode: the picture's file beside report.html, and its size in pixels */
+    const char *file;
+    int64_t file_w, file_h;
+    /* a localisation box, x0, y0, x1, y1 inclusive, in the file's pixels (box_caption: said after
+     * the caption; box_drawn: drawn over the linked picture, embedded pictures have it drawn in) */
+    int box_caption, box_drawn;
+    int64_t box[4];
 } gc_report_panel;
 
 typedef struct gc_report_row {
     const char *title;      /* "class 281 · tabby" */
+    int64_t cls;            /* the class explained, or -1 (a linked report names it once for the */
+    const char *label;      /* row's title and files: "class CLS · LABEL...", "..._cCLS_...") */
     const gc_report_panel *panels;
     int n_panels;
 } gc_report_row;
@@ -135,6 +144,7 @@ typedef struct gc_report_det {
 
 typedef struct gc_report_input {
     const char *path;
+    const char *stem;       /* linked mode: the files' common prefix (file names are STEM + a suffix) */
     const char *note;       /* "224x224 model input from a 640x480 photo", or NULL */
     const gc_report_pred *preds;
     int n_preds;
@@ -144,6 +154,8 @@ typedef struct gc_report_input {
     const gc_report_det *dets;
     int n_dets;
     const gc_image *picture; /* NULL: no picture (a tensor input) */
+    const char *picture_file; /* linked mode: the picture's file, of any size, showing the */
+    int64_t picture_w, picture_h; /* picture_w x picture_h pixels the boxes are given in */
     const char *dets_note;   /* the thresholds, said above the table */
     const gc_report_row *rows;
     int n_rows;
@@ -151,21 +163,60 @@ typedef struct gc_report_input {
     int n_warnings;
 } gc_report_input;
 
-/* Streams report.html: one section per input as it is explained, so memory stays bounded on large
- * batches; the page appears under its name only at gc_report_finish. */
+/* How report.html shows the pictures. EMBED: every picture inline (a data: URI), the page stands
+ * alone, no script; for small runs (its size grows by the PNGs' bytes). LINK: the pictures are the
+ * PNG files beside the page, named relatively (the folder can be moved); the inputs are a compact
+ * table in the page (a few hundred bytes each) that a script shows a page at a time. */
+typedef enum { GC_REPORT_EMBED = 0, GC_REPORT_LINK = 1 } gc_report_mode;
+
+/* Strings a linked report writes once and then refers to by number (labels, titles, file-name
+ * suffixes): at most GC_REPORT_MAX_STRINGS are remembered, so memory stays bounded; past that,
+ * new strings are written again each time they are met. */
+#define GC_REPORT_MAX_STRINGS 4096
+
+typedef struct gc_report_strings {
+    char **s;               /* (cap) the strings by slot, NULL: free slot */
+    int32_t *id;            /* (cap) their numbers, in the order written */
+    int cap, n;             /* slots, strings kept */
+    int32_t next;           /* the next string's number (past the cap, strings are numbered, not kept) */
+} gc_report_strings;
+
+/* Streams report.html: one section (embedded) or one record (linked) per input as it is
+ * explained, so memory stays bounded on large batches; the page appears under its name only at
+ * gc_report_finish. */
 typedef struct gc_report {
     gc_afile file;
     gc_buf buf;
+    gc_buf tmp, tpl;        /* scratch (escaping, a panel's template) */
+    gc_buf strs;            /* linked mode: the strings new in the batch of records in buf */
+    int batch;              /* records in buf */
+    int mode;               /* gc_report_mode */
     int n_inputs;
     int64_t panel_px;       /* displayed panel width in CSS pixels */
+    gc_report_strings strings; /* linked mode */
 } gc_report;
 
 /* summary: key/value lines shown under the title (model, methods...), n_summary pairs. */
-gcam_status gc_report_begin(gc_report *r, const char *path, const char *title, const char *const *summary_keys,
-                            const char *const *summary_values, int n_summary, gc_err *err);
+gcam_status gc_report_begin(gc_report *r, const char *path, gc_report_mode mode, const char *title,
+                            const char *const *summary_keys, const char *const *summary_values, int n_summary,
+                            gc_err *err);
 gcam_status gc_report_add(gc_report *r, const gc_report_input *in, gc_err *err);
 /* failures: "path: reason" lines listed at the end. */
 gcam_status gc_report_finish(gc_report *r, const char *const *failures, int n_failures, gc_err *err);
 void gc_report_abort(gc_report *r);
+
+/* The page's head up to and including <body>, the title and the summary (html.c, both modes). */
+void gc_report_put_head(gc_report *r, const char *title, const char *extra_css, const char *const *keys,
+                        const char *const *values, int n_summary);
+/* The failures' list and the footer (html.c, both modes). */
+void gc_report_put_tail(gc_report *r, const char *const *failures, int n_failures);
+/* Linked mode (html_link.c): the start of the data table, an input's record, the table's end and
+ * the script that shows it. */
+void gc_report_link_begin(gc_report *r, const char *title, const char *const *keys, const char *const *values,
+                          int n_summary);
+gcam_status gc_report_link_add(gc_report *r, const gc_report_input *in, gc_err *err);
+void gc_report_link_end(gc_report *r);
+void gc_report_link_script(gc_report *r);
+void gc_report_link_free(gc_report *r);
 
 #endif
