@@ -2,8 +2,8 @@
  * CPU has them: a CPU without them cannot run those paths, so they are listed as not run, never
  * failed), against a double-precision reference: shapes with M, N, K = 1, odd sizes and every edge
  * of the 8 x 48 / 4 x 24 / 4 x 16 tiles and the 256-deep K blocks, both transposes, strides past
- * the matrices' widths, alpha and beta (beta = 0 must not read C: C starts as NaN), A packed ahead
- * with a fused Relu (M or N under 4 always packed: unpacked, those go to cblas_sgemm). Tolerance, per element: (K + 2) * 2^-23 * (|alpha| sum_k |a_ik b_kj| +
+ * the matrices' widths, alpha and beta (beta = 0 must not read C: C starts as NaN), the fused
+ * Relu (M or N under 4 go to cblas_sgemm: checked the same way). Tolerance, per element: (K + 2) * 2^-23 * (|alpha| sum_k |a_ik b_kj| +
  * |beta c_ij|) * 2 (the standard bound gamma_K for a sum of K products, with room for the alpha
  * and beta roundings). Also: one and two threads give bit-identical results (each element is
  * summed by one thread in one order), and the knobs map onto the paths (gc_sg_isa). */
@@ -30,9 +30,9 @@ static mat mat_rand(int64_t rows, int64_t cols, int64_t pad) {
 /* op(X)[i][k] */
 static double at(const mat *x, int t, int64_t i, int64_t k) { return t ? x->p[k * x->ld + i] : x->p[i * x->ld + k]; }
 
-/* One case: C = alpha op(A) op(B) + beta C on path isa, threads nt; packed: A packed ahead (ta
- * then taken by the packing). Returns the result (caller frees) for the thread comparison. */
-static float *run_case(int isa, int nt, int packed, int relu, int ta, int tb, int64_t M, int64_t N, int64_t K,
+/* One case: C = alpha op(A) op(B) + beta C (then Relu) on path isa, threads nt. Returns the
+ * result (caller frees) for the thread comparison. */
+static float *run_case(int isa, int nt, int relu, int ta, int tb, int64_t M, int64_t N, int64_t K,
                        float alpha, float beta, uint64_t seed) {
     oc_seed(seed);
     const int64_t pad = (M + N + K) % 3; /* strides past the widths */
@@ -43,14 +43,7 @@ static float *run_case(int isa, int nt, int packed, int relu, int ta, int tb, in
         for (int64_t i = 0; i < M * C.ld; i++) C.p[i] = NAN; /* must not be read */
     float *c0 = malloc((size_t)(M * C.ld + 1) * sizeof(float));
     memcpy(c0, C.p, (size_t)(M * C.ld + 1) * sizeof(float));
-    float *pa = NULL;
-    if (packed) {
-        pa = malloc(gc_sg_packed_floats(isa, M, K) * sizeof(float) + 1);
-        gc_sg_pack_a(isa, pa, ta, M, K, A.p, A.ld);
-        gc_sg_gemm_packed(isa, nt, pa, tb, M, N, K, alpha, B.p, B.ld, beta, C.p, C.ld, relu);
-    } else {
-        gc_sg_gemm(isa, nt, ta, tb, M, N, K, alpha, A.p, A.ld, B.p, B.ld, beta, C.p, C.ld);
-    }
+    gc_sg_gemm_relu(isa, nt, ta, tb, M, N, K, alpha, A.p, A.ld, B.p, B.ld, beta, C.p, C.ld, relu);
     int bad = 0;
     double worst = 0.0;
     for (int64_t i = 0; i < M && bad < 3; i++)
@@ -70,7 +63,7 @@ static float *run_case(int isa, int nt, int packed, int relu, int ta, int tb, in
                 if (bad++ == 0)
                     printf("  %s %s ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g relu=%d nt=%d: C[%lld][%lld] = %.9g, "
                            "want %.9g (tol %.3g)\n",
-                           gc_sg_isa_name(isa), packed ? "packed" : "unpacked", ta, tb, (long long)M, (long long)N,
+                           gc_sg_isa_name(isa), "gemm", ta, tb, (long long)M, (long long)N,
                            (long long)K, alpha, beta, relu, nt, (long long)i, (long long)j, got, want, tol);
             }
             if (tol > 0 && err / tol > worst) worst = err / tol;
@@ -80,14 +73,13 @@ static float *run_case(int isa, int nt, int packed, int relu, int ta, int tb, in
         for (int64_t j = N; j < C.ld; j++)
             if (memcmp(&C.p[i * C.ld + j], &c0[i * C.ld + j], sizeof(float))) bad++;
     oc_check(bad == 0, "%s %s ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g: %d bad", gc_sg_isa_name(isa),
-             packed ? "packed" : "unpacked", ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta, bad);
+             relu ? "relu" : "gemm", ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta, bad);
     float *out = malloc((size_t)(M * N + 1) * sizeof(float));
     for (int64_t i = 0; i < M; i++) memcpy(out + i * N, C.p + i * C.ld, (size_t)N * sizeof(float));
     free(A.p);
     free(B.p);
     free(C.p);
     free(c0);
-    free(pa);
     return out;
 }
 
@@ -104,33 +96,30 @@ static void test_path(int isa) {
             const int64_t K = Ks[(im + 2 * in) % (sizeof Ks / sizeof *Ks)];
             const int ta = (int)(im + in) & 1, tb = (int)(im / 2 + in) & 1;
             const float *x = ab[(im * 3 + in) % (sizeof ab / sizeof *ab)];
-            /* packed: M or N under 4 goes to cblas_sgemm unpacked (GEMV-like), so those run packed */
-            const int packed = Ms[im] < 4 || Ns[in] < 4 || (im + in) % 3 == 0;
-            free(run_case(isa, 1, packed, packed && (in & 1), ta, tb, Ms[im], Ns[in], K, x[0], x[1], 100 + im * 31 + in));
+            free(run_case(isa, 1, (im + in) % 3 == 0, ta, tb, Ms[im], Ns[in], K, x[0], x[1], 100 + im * 31 + in));
             n++;
         }
-    /* every K with a few shapes, packed (with and without Relu) and unpacked */
+    /* every K with a few shapes, with and without Relu */
     for (size_t ik = 0; ik < sizeof Ks / sizeof *Ks; ik++)
-        for (int packed = 0; packed < 2; packed++) {
-            free(run_case(isa, 1, packed, packed && (ik & 1), (int)ik & 1, packed, 17, 49, Ks[ik], 1.0f,
-                          packed ? 1.0f : 0.0f, 7 + ik));
-            free(run_case(isa, 1, packed, 0, 0, 0, 64, 130, Ks[ik], 1.0f, 0.0f, 9 + ik));
+        for (int relu = 0; relu < 2; relu++) {
+            free(run_case(isa, 1, relu, (int)ik & 1, relu, 17, 49, Ks[ik], 1.0f, relu ? 1.0f : 0.0f, 7 + ik));
+            free(run_case(isa, 1, relu, 0, 0, 64, 130, Ks[ik], 1.0f, 0.0f, 9 + ik));
             n += 2;
         }
     /* K = 0 and alpha = 0: C = beta C */
-    free(run_case(isa, 1, 0, 0, 0, 0, 5, 9, 0, 1.0f, 0.5f, 3));
-    free(run_case(isa, 1, 0, 0, 1, 1, 5, 9, 4, 0.0f, 2.0f, 4));
+    free(run_case(isa, 1, 0, 0, 0, 5, 9, 0, 1.0f, 0.5f, 3));
+    free(run_case(isa, 1, 1, 1, 1, 5, 9, 4, 0.0f, 2.0f, 4));
     /* threads: one and two give the same bits (strip split and panel split) */
     static const int64_t big[][3] = {{64, 3136, 64}, {512, 49, 300}, {96, 200, 520}};
     for (int s = 0; s < 3; s++)
-        for (int packed = 0; packed < 2; packed++) {
+        for (int ta = 0; ta < 2; ta++) {
             const int64_t M = big[s][0], N = big[s][1], K = big[s][2];
-            float *r1 = run_case(isa, 1, packed, packed, 0, s == 2, M, N, K, 1.0f, 1.0f, 55 + s);
-            float *r2 = run_case(isa, 2, packed, packed, 0, s == 2, M, N, K, 1.0f, 1.0f, 55 + s);
-            float *r3 = run_case(isa, 2, packed, packed, 0, s == 2, M, N, K, 1.0f, 1.0f, 55 + s);
+            float *r1 = run_case(isa, 1, ta, ta, s == 2, M, N, K, 1.0f, 1.0f, 55 + s);
+            float *r2 = run_case(isa, 2, ta, ta, s == 2, M, N, K, 1.0f, 1.0f, 55 + s);
+            float *r3 = run_case(isa, 2, ta, ta, s == 2, M, N, K, 1.0f, 1.0f, 55 + s);
             oc_check(!memcmp(r1, r2, (size_t)(M * N) * sizeof(float)) && !memcmp(r2, r3, (size_t)(M * N) * sizeof(float)),
-                     "%s %lldx%lldx%lld packed=%d: 1 and 2 threads, two runs: bit-identical", gc_sg_isa_name(isa),
-                     (long long)M, (long long)N, (long long)K, packed);
+                     "%s %lldx%lldx%lld ta=%d: 1 and 2 threads, two runs: bit-identical", gc_sg_isa_name(isa),
+                     (long long)M, (long long)N, (long long)K, ta);
             free(r1);
             free(r2);
             free(r3);
@@ -160,7 +149,7 @@ static void test_knobs(void) {
     oc_check(t.isa == 0, "GCAM_ISA=sse9: unset");
     unsetenv("GCAM_ISA");
     /* blas path: gc_sg_gemm is cblas */
-    free(run_case(GC_ISA_BLAS, 2, 0, 0, 1, 0, 33, 70, 100, 1.0f, 0.5f, 77));
+    free(run_case(GC_ISA_BLAS, 2, 1, 1, 0, 33, 70, 100, 1.0f, 0.5f, 77));
 }
 
 int main(void) {

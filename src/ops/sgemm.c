@@ -1,23 +1,26 @@
 /* gradcam's own SGEMM: see sgemm.h for the contract.
  *
- * Layout (the GotoBLAS / BLIS scheme, written from the papers' description): C is cut into
- * strips of nr columns (nv vectors of vl lanes) and panels of mr rows. K runs in blocks of at most
- * SG_KC. op(A) is packed per K block into mr-row panels (element (i, k) at k mr + i, rows past M
- * zero), once per call or once per model for constant weights (gc_sg_pack_a); op(B) is packed
- * strip by strip (kc x nr, zero columns past N) into a buffer on the thread's stack that stays in
- * L1 while every panel of A streams past it. A micro-kernel keeps an mr x nr tile of C in
- * registers over one K block: per k, nv vector loads of B and mr broadcasts of A.
+ * Layout (the GotoBLAS / BLIS scheme, written from the papers' description; MLAS read for its
+ * register tiles): C is cut into strips of nr columns (nv vectors of vl lanes) and panels of mr
+ * rows; K runs in blocks of at most SG_KC. op(B) is packed strip by strip (kb x nr, zero columns
+ * past N) into a buffer on the thread's stack that stays in L1 while every panel of A streams past
+ * it. A micro-kernel keeps an mr x nr tile of C in registers over one K block: per k, nv vector
+ * loads of B and mr broadcasts of A.
  *  - AVX-512F: mr 8, 1..3 zmm (16..48 columns): 24 accumulators of 32 registers;
  *  - AVX2 + FMA: mr 4, 1..3 ymm (8..24 columns): 12 accumulators of 16;
  *  - portable C: mr 4, 16 columns (the compiler's baseline vectors).
- * The last strip takes as many vectors as its columns need. The kernels live in functions built
- * with __attribute__((target(...))) so the library needs no -mavx flags; the path is chosen at
- * run time (gc_sg_isa). Tiles cut by M or N are computed whole into a local tile with the same
- * kernel and copied out by the scalar epilogue, which performs the same operations as the vector
- * epilogue (multiply, add; the build's C17 mode does not contract them into FMAs): edge tiles
- * round exactly as full ones.
- * Threads: whole strips per thread (or whole panels when the strips are few); the packed A is
- * shared, packed by all threads first. Every element is summed by one thread in one order. */
+ * op(A) is read where it is (mr row pointers, or mr consecutive floats per k for a transposed A):
+ * packing A into panels, per call or once per model for constant weights, measured no faster
+ * (resnet50 forward within noise; a 2048 x 49 x 512 product 148 GF/s in place vs 127 packed), so
+ * only a last panel of fewer than mr rows is packed, on the stack, with zero rows. The last strip
+ * takes as many vectors as its columns need. The kernels live in functions built with
+ * __attribute__((target(...))) so the library needs no -mavx flags; the path is chosen at run time
+ * (gc_sg_isa). Tiles cut by M or N are computed whole into a local tile by the same kernel and
+ * copied out by the scalar epilogue, which performs the same operations as the vector epilogue
+ * (multiply, add; the build's C17 mode does not contract them into FMAs): edge tiles round
+ * exactly as full ones.
+ * Threads: whole strips per thread (or whole panels when the strips are few). Every element is
+ * summed by one thread in one order. */
 #include "sgemm.h"
 
 #include "kutil.h"
@@ -46,12 +49,15 @@ typedef struct sg_epi {
     int relu;
 } sg_epi;
 
-/* acc (mr, nv vl) over kc: a packed panel (kc, mr), b a packed strip (kc, nv vl), c (mr rows, ldc) */
-typedef void (*sg_kern)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, const sg_epi *e);
+/* acc (mr, nv vl) over kc, b a packed strip (kc, nv vl), c (mr rows, ldc); a: a packed panel
+ * (kc, mr) (the kernels of kern[1]), or (kern[0]) op(A)'s rows where they are: element (i, k)
+ * at a[i rsa + k csa] (ta = 0: rsa = lda, csa = 1; ta = 1: rsa = 1, csa = lda) */
+typedef void (*sg_kern)(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                        int64_t ldc, const sg_epi *e);
 
 typedef struct sg_def {
     int mr, vl, nvmax;
-    sg_kern kern[4]; /* kern[nv], nv = 1..nvmax */
+    sg_kern kern[2][4]; /* kern[packed][nv], nv = 1..nvmax */
 } sg_def;
 
 /* The scalar epilogue: the vector ones' operations in the same order. */
@@ -64,13 +70,13 @@ static inline float sg_epi1(float acc, const float *c, const sg_epi *e) {
 
 /* ---------------------------------------------------------------- micro-kernels */
 
-/* portable C: mr 4, 16 columns */
-static void sg_kern_c(int64_t kc, const float *restrict a, const float *restrict b, float *c, int64_t ldc,
-                      const sg_epi *e) {
+/* portable C: mr 4, 16 columns (packed panels: rsa 1, csa 4) */
+static void sg_kern_c(int64_t kc, const float *restrict a, int64_t rsa, int64_t csa, const float *restrict b,
+                      float *c, int64_t ldc, const sg_epi *e) {
     float acc[4][16] = {{0}};
-    for (int64_t k = 0; k < kc; k++, a += 4, b += 16)
+    for (int64_t k = 0; k < kc; k++, a += csa, b += 16)
         for (int i = 0; i < 4; i++) {
-            const float ai = a[i];
+            const float ai = a[i * rsa];
             for (int j = 0; j < 16; j++) acc[i][j] += ai * b[j];
         }
     for (int i = 0; i < 4; i++)
@@ -92,20 +98,24 @@ SG_T512 SG_AI __m512 sg_e512(__m512 acc, const float *c, const sg_epi *e) {
     return t;
 }
 
-SG_T512 SG_AI void sg_k512(const int nv, int64_t kc, const float *restrict a, const float *restrict b, float *c,
-                           int64_t ldc, const sg_epi *e) {
+SG_T512 SG_AI void sg_k512(const int nv, const int packed, int64_t kc, const float *restrict a, int64_t rsa,
+                           int64_t csa, const float *restrict b, float *c, int64_t ldc, const sg_epi *e) {
     __m512 acc[8][3];
+    const float *ar[8]; /* unpacked: the rows of op(A) */
+    int64_t o = 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) ar[i] = a + i * rsa;
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
 #pragma GCC unroll 3
         for (int v = 0; v < 3; v++) acc[i][v] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, a += 8, b += 16 * nv) {
+    for (int64_t k = 0; k < kc; k++, a += 8, o += csa, b += 16 * nv) {
         __m512 bv[3];
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++) bv[v] = _mm512_load_ps(b + 16 * v);
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(packed ? a[i] : ar[i][o]);
 #pragma GCC unroll 3
             for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
@@ -118,14 +128,29 @@ SG_T512 SG_AI void sg_k512(const int nv, int64_t kc, const float *restrict a, co
             _mm512_storeu_ps(p, sg_e512(acc[i][v], p, e));
         }
 }
-SG_T512 static void sg_k512_1(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, const sg_epi *e) {
-    sg_k512(1, kc, a, b, c, ldc, e);
+SG_T512 static void sg_k512_01(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(1, 0, kc, a, rsa, csa, b, c, ldc, e);
 }
-SG_T512 static void sg_k512_2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, const sg_epi *e) {
-    sg_k512(2, kc, a, b, c, ldc, e);
+SG_T512 static void sg_k512_02(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(2, 0, kc, a, rsa, csa, b, c, ldc, e);
 }
-SG_T512 static void sg_k512_3(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, const sg_epi *e) {
-    sg_k512(3, kc, a, b, c, ldc, e);
+SG_T512 static void sg_k512_03(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(3, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_11(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(1, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_12(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(2, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_13(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(3, 1, kc, a, rsa, csa, b, c, ldc, e);
 }
 
 SG_T256 SG_AI __m256 sg_e256(__m256 acc, const float *c, const sg_epi *e) {
@@ -138,20 +163,24 @@ SG_T256 SG_AI __m256 sg_e256(__m256 acc, const float *c, const sg_epi *e) {
     return t;
 }
 
-SG_T256 SG_AI void sg_k256(const int nv, int64_t kc, const float *restrict a, const float *restrict b, float *c,
-                           int64_t ldc, const sg_epi *e) {
+SG_T256 SG_AI void sg_k256(const int nv, const int packed, int64_t kc, const float *restrict a, int64_t rsa,
+                           int64_t csa, const float *restrict b, float *c, int64_t ldc, const sg_epi *e) {
     __m256 acc[4][3];
+    const float *ar[4]; /* unpacked: the rows of op(A) */
+    int64_t o = 0;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) ar[i] = a + i * rsa;
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
 #pragma GCC unroll 3
         for (int v = 0; v < 3; v++) acc[i][v] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, a += 4, b += 8 * nv) {
+    for (int64_t k = 0; k < kc; k++, a += 4, o += csa, b += 8 * nv) {
         __m256 bv[3];
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++) bv[v] = _mm256_load_ps(b + 8 * v);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
+            const __m256 ai = _mm256_broadcast_ss(packed ? a + i : ar[i] + o);
 #pragma GCC unroll 3
             for (int v = 0; v < nv; v++) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
         }
@@ -164,22 +193,37 @@ SG_T256 SG_AI void sg_k256(const int nv, int64_t kc, const float *restrict a, co
             _mm256_storeu_ps(p, sg_e256(acc[i][v], p, e));
         }
 }
-SG_T256 static void sg_k256_1(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, const sg_epi *e) {
-    sg_k256(1, kc, a, b, c, ldc, e);
+SG_T256 static void sg_k256_01(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(1, 0, kc, a, rsa, csa, b, c, ldc, e);
 }
-SG_T256 static void sg_k256_2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, const sg_epi *e) {
-    sg_k256(2, kc, a, b, c, ldc, e);
+SG_T256 static void sg_k256_02(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(2, 0, kc, a, rsa, csa, b, c, ldc, e);
 }
-SG_T256 static void sg_k256_3(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, const sg_epi *e) {
-    sg_k256(3, kc, a, b, c, ldc, e);
+SG_T256 static void sg_k256_03(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(3, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_11(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(1, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_12(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(2, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_13(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(3, 1, kc, a, rsa, csa, b, c, ldc, e);
 }
 #endif
 
 static const sg_def sg_defs[4] = {
-    [GC_ISA_GENERIC] = {4, 16, 1, {NULL, sg_kern_c, NULL, NULL}},
+    [GC_ISA_GENERIC] = {4, 16, 1, {{NULL, sg_kern_c}, {NULL, sg_kern_c}}},
 #if SG_X86
-    [GC_ISA_AVX2] = {4, 8, 3, {NULL, sg_k256_1, sg_k256_2, sg_k256_3}},
-    [GC_ISA_AVX512] = {8, 16, 3, {NULL, sg_k512_1, sg_k512_2, sg_k512_3}},
+    [GC_ISA_AVX2] = {4, 8, 3, {{NULL, sg_k256_01, sg_k256_02, sg_k256_03}, {NULL, sg_k256_11, sg_k256_12, sg_k256_13}}},
+    [GC_ISA_AVX512] = {8, 16, 3, {{NULL, sg_k512_01, sg_k512_02, sg_k512_03}, {NULL, sg_k512_11, sg_k512_12, sg_k512_13}}},
 #endif
 };
 
@@ -214,42 +258,21 @@ static int64_t sg_kc(int64_t K) {
     return nb ? (K + nb - 1) / nb : 1;
 }
 
-static int64_t sg_rows_padded(const sg_def *d, int64_t M) { return (M + d->mr - 1) / d->mr * d->mr; }
-
-size_t gc_sg_packed_floats(int isa, int64_t M, int64_t K) {
-    if (isa <= GC_ISA_BLAS || isa > GC_ISA_AVX512 || !sg_defs[isa].mr) return 0;
-    return (size_t)sg_rows_padded(&sg_defs[isa], M) * (size_t)K;
-}
-
-/* Panel p (rows p mr ..) of op(A), every K block, into its places in dst. */
-static void sg_pack_panel(const sg_def *d, float *dst, int64_t p, int ta, int64_t M, int64_t K, const float *A,
-                          int64_t lda) {
-    const int mr = d->mr;
-    const int64_t Mp = sg_rows_padded(d, M), kc = sg_kc(K), i0 = p * mr, mi = GC_MIN(mr, M - i0);
-    for (int64_t p0 = 0; p0 < K; p0 += kc) {
-        const int64_t kb = GC_MIN(kc, K - p0);
-        float *q = dst + p0 * Mp + i0 * kb; /* (kb, mr) */
-        if (ta) {
-            for (int64_t k = 0; k < kb; k++) {
-                const float *s = A + (p0 + k) * lda + i0;
-                for (int64_t i = 0; i < mr; i++) q[k * mr + i] = i < mi ? s[i] : 0.0f;
-            }
-        } else {
-            for (int64_t i = 0; i < mr; i++) {
-                const float *s = A + (i0 + i) * lda + p0;
-                if (i < mi)
-                    for (int64_t k = 0; k < kb; k++) q[k * mr + i] = s[k];
-                else
-                    for (int64_t k = 0; k < kb; k++) q[k * mr + i] = 0.0f;
-            }
+/* q (kb, mr) <- op(A) rows i0 .. i0 + mi - 1, columns p0 .. p0 + kb - 1; zeros in rows mi .. mr - 1 */
+static void sg_pack_rows(float *restrict q, int mr, int ta, const float *A, int64_t lda, int64_t i0, int64_t mi,
+                         int64_t p0, int64_t kb) {
+    if (ta) {
+        for (int64_t k = 0; k < kb; k++) {
+            const float *s = A + (p0 + k) * lda + i0;
+            for (int64_t i = 0; i < mr; i++) q[k * mr + i] = i < mi ? s[i] : 0.0f;
         }
+        return;
     }
-}
-
-void gc_sg_pack_a(int isa, float *dst, int ta, int64_t M, int64_t K, const float *A, int64_t lda) {
-    if (!gc_sg_packed_floats(isa, M, K)) return;
-    const sg_def *d = &sg_defs[isa];
-    for (int64_t p = 0; p < sg_rows_padded(d, M) / d->mr; p++) sg_pack_panel(d, dst, p, ta, M, K, A, lda);
+    /* k outer: mr row streams read in step, the panel written in order */
+    const float *r[SG_MR_MAX];
+    for (int64_t i = 0; i < mr; i++) r[i] = i < mi ? A + (i0 + i) * lda + p0 : NULL;
+    for (int64_t k = 0; k < kb; k++)
+        for (int64_t i = 0; i < mr; i++) q[k * mr + i] = r[i] ? r[i][k] : 0.0f;
 }
 
 /* bs (kb, w) <- op(B) rows p0 .. p0 + kb - 1, columns j0 .. j0 + nc - 1, zeros in columns nc .. w - 1 */
@@ -277,8 +300,9 @@ static void sg_pack_b(float *restrict bs, int64_t w, int tb, const float *B, int
 
 typedef struct sg_job {
     const sg_def *d;
-    const float *pa; /* packed op(A) */
-    int tb;
+    const float *A; /* op(A) read where it is, but for a last panel of fewer than mr rows */
+    int64_t lda;
+    int ta, tb;
     int64_t M, N, K, ldb, ldc;
     const float *B;
     float *C;
@@ -289,15 +313,15 @@ typedef struct sg_job {
 static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_t q1) {
     const sg_def *d = j->d;
     const int mr = d->mr;
-    const int64_t nr = (int64_t)d->vl * d->nvmax, Mp = sg_rows_padded(d, j->M), kc = sg_kc(j->K);
+    const int64_t nr = (int64_t)d->vl * d->nvmax, kc = sg_kc(j->K);
     float bs[SG_KC * SG_NR_MAX] __attribute__((aligned(64))); /* (kb, w): the strip of op(B) */
     float tile[SG_MR_MAX * SG_NR_MAX] __attribute__((aligned(64)));
+    float ap[SG_KC * SG_MR_MAX] __attribute__((aligned(64))); /* (kb, mr): an unpacked A's last panel */
     const sg_epi raw = {1.0f, 0.0f, 0};
     for (int64_t s = s0; s < s1; s++) {
         const int64_t j0 = s * nr, nc = GC_MIN(nr, j->N - j0);
         const int nv = (int)((nc + d->vl - 1) / d->vl);
         const int64_t w = (int64_t)nv * d->vl;
-        const sg_kern kern = d->kern[nv];
         for (int64_t p0 = 0; p0 < j->K; p0 += kc) {
             const int64_t kb = GC_MIN(kc, j->K - p0);
             sg_pack_b(bs, w, j->tb, j->B, j->ldb, p0, kb, j0, nc);
@@ -306,13 +330,23 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
             if (p0 + kb < j->K) e.relu = 0;
             for (int64_t q = q0; q < q1; q++) {
                 const int64_t i0 = q * mr, mi = GC_MIN(mr, j->M - i0);
-                const float *a = j->pa + p0 * Mp + i0 * kb;
+                const float *a = ap;
+                int64_t rsa = 1, csa = mr;
+                sg_kern kern = d->kern[1][nv];
+                if (mi == mr) { /* op(A)'s rows where they are */
+                    a = j->ta ? j->A + p0 * j->lda + i0 : j->A + i0 * j->lda + p0;
+                    rsa = j->ta ? 1 : j->lda;
+                    csa = j->ta ? j->lda : 1;
+                    kern = d->kern[0][nv];
+                } else { /* the last rows: packed here with zeros past M (never read past A) */
+                    sg_pack_rows(ap, mr, j->ta, j->A, j->lda, i0, mi, p0, kb);
+                }
                 float *c = j->C + i0 * j->ldc + j0;
                 if (mi == mr && nc == w) {
-                    kern(kb, a, bs, c, j->ldc, &e);
+                    kern(kb, a, rsa, csa, bs, c, j->ldc, &e);
                     continue;
                 }
-                kern(kb, a, bs, tile, w, &raw);
+                kern(kb, a, rsa, csa, bs, tile, w, &raw);
                 for (int64_t i = 0; i < mi; i++)
                     for (int64_t jj = 0; jj < nc; jj++)
                         c[i * j->ldc + jj] = sg_epi1(tile[i * w + jj], c + i * j->ldc + jj, &e);
@@ -328,21 +362,16 @@ static void sg_scale(int64_t M, int64_t N, float beta, float *C, int64_t ldc, in
         for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = sg_epi1(0.0f, C + i * ldc + jj, &e);
 }
 
-/* The job over nt threads (the packed A ready), or when pack_ta >= 0, packing op(A) (pack_ta is
- * ta, pack_A its source) into the job's pa by all the threads first. */
-static void sg_run(sg_job *j, int nt, int pack_ta, const float *pack_A, int64_t lda) {
+/* The job over nt threads. */
+static void sg_run(const sg_job *j, int nt) {
     const sg_def *d = j->d;
-    const int64_t nr = (int64_t)d->vl * d->nvmax, ns = (j->N + nr - 1) / nr, np = sg_rows_padded(d, j->M) / d->mr;
+    const int64_t nr = (int64_t)d->vl * d->nvmax, ns = (j->N + nr - 1) / nr, np = (j->M + d->mr - 1) / d->mr;
     if (nt < 2 || (double)j->M * (double)j->N * (double)j->K < SG_PAR_MIN || ns * np < 2) nt = 1;
     /* strips per thread when there are plenty (each packs only its own B), else panels */
     const int by_strip = ns >= 4 * (int64_t)nt || ns >= np;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = omp_get_thread_num(), n = omp_get_num_threads();
-        if (pack_ta >= 0) {
-#pragma omp for schedule(static)
-            for (int64_t p = 0; p < np; p++) sg_pack_panel(d, (float *)j->pa, p, pack_ta, j->M, j->K, pack_A, lda);
-        } /* the for's barrier: the packed A is complete */
         const int64_t L = by_strip ? ns : np, a0 = L * t / n, a1 = L * (t + 1) / n;
         if (a1 > a0) {
             if (by_strip) sg_tiles(j, a0, a1, 0, np);
@@ -358,28 +387,22 @@ static int sg_trivial(int64_t M, int64_t N, int64_t K, float alpha, float beta, 
     return 1;
 }
 
-void gc_sg_gemm(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const size_t pf = gc_sg_packed_floats(isa, M, K);
+void gc_sg_gemm_relu(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int relu) {
     /* a matrix-vector product (a batch-1 classifier): OpenBLAS's GEMV reads B once, no packing */
-    if (!pf || M < SG_MIN_SIDE || N < SG_MIN_SIDE) {
+    if (isa <= GC_ISA_BLAS || isa > GC_ISA_AVX512 || !sg_defs[isa].mr || M < SG_MIN_SIDE || N < SG_MIN_SIDE) {
         gc_sgemm(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (relu) /* while C is still in cache */
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = C[i * ldc + jj] < 0.0f ? 0.0f : C[i * ldc + jj];
         return;
     }
-    if (sg_trivial(M, N, K, alpha, beta, C, ldc, 0)) return;
-    float *pa = gc_malloc2(pf, sizeof(float));
-    if (!pa) { /* no memory to pack into: OpenBLAS packs into its own buffers */
-        gc_sgemm(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    sg_job j = {&sg_defs[isa], pa, tb, M, N, K, ldb, ldc, B, C, {alpha, beta, 0}};
-    sg_run(&j, GC_MAX(1, nt), ta, A, lda);
-    free(pa);
+    if (sg_trivial(M, N, K, alpha, beta, C, ldc, relu)) return;
+    const sg_job j = {&sg_defs[isa], A, lda, ta, tb, M, N, K, ldb, ldc, B, C, {alpha, beta, relu}};
+    sg_run(&j, GC_MAX(1, nt));
 }
 
-void gc_sg_gemm_packed(int isa, int nt, const float *pa, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int relu) {
-    if (sg_trivial(M, N, K, alpha, beta, C, ldc, relu)) return;
-    sg_job j = {&sg_defs[isa], pa, tb, M, N, K, ldb, ldc, B, C, {alpha, beta, relu}};
-    sg_run(&j, GC_MAX(1, nt), -1, NULL, 0);
+void gc_sg_gemm(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    gc_sg_gemm_relu(isa, nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
 }

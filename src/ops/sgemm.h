@@ -1,7 +1,6 @@
 /* gradcam's own SGEMM (src/ops/sgemm.c): row-major C (M, N) = alpha op(A) op(B) + beta C with
- * micro-kernels picked at run time by what the CPU has (AVX-512F, AVX2 + FMA, portable C), and
- * A optionally packed once ahead (a model's constant weights). Used by conv.c and gemm.c where
- * it measured faster than cblas_sgemm; GCAM_NO_SGEMM=1 sends every call back to cblas_sgemm,
+ * micro-kernels picked at run time by what the CPU has (AVX-512F, AVX2 + FMA, portable C). Used
+ * by conv.c and gemm.c; GCAM_NO_SGEMM=1 sends every call back to cblas_sgemm,
  * GCAM_ISA=avx512|avx2|generic forces a lower path (tests run each path on any AVX-512 CPU).
  *
  * Results: each element of C is summed by one thread in a fixed order (K in fixed blocks, each
@@ -26,19 +25,15 @@ int gc_sg_isa(const gc_tuning *t);
 /* The name of a path ("blas", "generic", "avx2", "avx512"). */
 const char *gc_sg_isa_name(int isa);
 
-/* Floats of A (M, K) packed for path isa (0 for GC_ISA_BLAS: nothing to pack). */
-size_t gc_sg_packed_floats(int isa, int64_t M, int64_t K);
-/* dst (gc_sg_packed_floats) <- op(A) (M, K): ta = 0: A (M, K) row stride lda; ta = 1: A (K, M). */
-void gc_sg_pack_a(int isa, float *dst, int ta, int64_t M, int64_t K, const float *A, int64_t lda);
-
 /* C (M, N; row stride ldc) = alpha op(A) op(B) + beta C, threads split over nt (1: the caller's
- * thread only, e.g. inside its own parallel region). isa GC_ISA_BLAS: gc_sgemm (cblas_sgemm). A
- * that cannot be packed (no memory) falls back to gc_sgemm too. beta = 0: C is not read. */
+ * thread only, e.g. inside its own parallel region): ta = 0: A (M, K) row stride lda, else A
+ * (K, M); tb likewise for B (K, N). isa GC_ISA_BLAS, or M or N under 4 (GEMV-like): gc_sgemm
+ * (cblas_sgemm). beta = 0: C is not read. */
 void gc_sg_gemm(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* The same with A packed ahead by gc_sg_pack_a on the same isa (never GC_ISA_BLAS); relu: then
- * max(., 0) on every element written (NaN propagates, as Relu). */
-void gc_sg_gemm_packed(int isa, int nt, const float *pa, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int relu);
+/* The same, then with relu max(., 0) on every element of C (NaN propagates, as Relu): in the
+ * kernels' last write of each tile, or (cblas) a pass right after. */
+void gc_sg_gemm_relu(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int relu);
 
 #endif
