@@ -249,10 +249,10 @@ const char *gc_sg_isa_name(int isa) {
     return isa >= 0 && isa < 4 ? names[isa] : "?";
 }
 
-/* ---------------------------------------------------------------- packing */
+/* ---------------------------------------------------------------- blocks and packing */
 
 /* K block size: blocks of equal size (the last may be shorter), at most SG_KC. A function of K
- * alone, so a panel packed ahead and a call agree. */
+ * alone: the order of every element's sum does not depend on the split over threads. */
 static int64_t sg_kc(int64_t K) {
     const int64_t nb = (K + SG_KC - 1) / SG_KC;
     return nb ? (K + nb - 1) / nb : 1;
