@@ -7,11 +7,16 @@
 typedef struct setting {
     const char *env;
     size_t offset;
-    int is_size; /* size_t (a byte count) rather than an on/off int */
+    int kind; /* K_ON_OFF: an int, 1 when set and not "0"; K_SIZE: a size_t (a byte count);
+                 K_ISA: an int, the index of a name in isa_names (0 when unset or unknown) */
     size_t def;
 } setting;
+enum { K_ON_OFF, K_SIZE, K_ISA };
 
-#define ON_OFF(env, field) {env, offsetof(gc_tuning, field), 0, 0}
+/* GCAM_ISA's values: the GC_ISA_* numbers of src/ops/sgemm.h (1 generic, 2 avx2, 3 avx512) */
+static const char *const isa_names[] = {"", "generic", "avx2", "avx512"};
+
+#define ON_OFF(env, field) {env, offsetof(gc_tuning, field), K_ON_OFF, 0}
 static const setting g_settings[] = {
     ON_OFF("GCAM_NO_FUSION", no_fusion),
     ON_OFF("GCAM_NO_ADD_FUSION", no_add_fusion),
@@ -19,7 +24,9 @@ static const setting g_settings[] = {
     ON_OFF("GCAM_NO_WINOGRAD4", no_winograd4),
     ON_OFF("GCAM_NO_DW_GATHER", no_dw_gather),
     ON_OFF("GCAM_PROFILE", profile),
-    {"GCAM_TAIL_BATCH_MIN_BYTES", offsetof(gc_tuning, tail_batch_min_bytes), 1, (size_t)16 << 20},
+    ON_OFF("GCAM_NO_SGEMM", no_sgemm),
+    {"GCAM_ISA", offsetof(gc_tuning, isa), K_ISA, 0},
+    {"GCAM_TAIL_BATCH_MIN_BYTES", offsetof(gc_tuning, tail_batch_min_bytes), K_SIZE, (size_t)16 << 20},
 };
 #undef ON_OFF
 
@@ -37,7 +44,12 @@ static void fill(gc_tuning *t, int from_env) {
         const setting *s = &g_settings[i];
         const char *v = from_env ? getenv(s->env) : NULL;
         char *field = (char *)t + s->offset;
-        if (s->is_size) {
+        if (s->kind == K_ISA) {
+            int isa = 0;
+            for (int j = 1; v && j < (int)(sizeof isa_names / sizeof *isa_names); j++)
+                if (strcmp(v, isa_names[j]) == 0) isa = j;
+            memcpy(field, &isa, sizeof isa);
+        } else if (s->kind == K_SIZE) {
             size_t n = s->def;
             if (v && *v) {
                 char *end = NULL;

@@ -488,7 +488,8 @@ static void test_conv_winograd(void) {
 /* GCAM_NO_WINOGRAD4 for the contexts (and harness runs) created from now on. */
 static void set_no_winograd4(int on) {
     gc_tuning t;
-    gc_tuning_defaults(&t);
+    gc_tuning_set_default(NULL);
+    gc_tuning_get(&t); /* the environment's other knobs (GCAM_ISA in the sgemm.cmake variants) */
     t.no_winograd4 = on;
     gc_tuning_set_default(on ? &t : NULL);
 }

@@ -5,7 +5,7 @@
  * Conv reads its image X and writes columns in Y's space; ConvTranspose is the adjoint, its
  * image is Y and its columns live in X's space. Strategy per case:
  *  - pointwise (all kernel extents 1, strides 1, no padding, same spatial size): no lowering; per
- *    (batch, group) one cblas_sgemm on the channel-major layout: Conv Y = W.X, ConvT Y = W^T.X.
+ *    (batch, group) one GEMM on the channel-major layout: Conv Y = W.X, ConvT Y = W^T.X.
  *    Backward: Conv dX += W^T.dY, ConvT dX += W.dY (beta = 1 accumulates into the gradient).
  *  - depthwise (one input channel per group and at most DW_MAX_MULT outputs per group, e.g.
  *    MobileNet/EfficientNet): a direct loop per channel, no GEMM. 1-D/2-D: the channel is copied
@@ -18,6 +18,8 @@
  *    Conv forward = im2col + sgemm W.col; Conv backward = sgemm W^T.dY + col2im added into dX;
  *    ConvT forward = sgemm W^T.X + col2im into Y; ConvT backward = im2col(dY) + sgemm W.col
  *    added into dX.
+ * GEMMs: src/ops/sgemm.c's kernels for the CPU (a fused Relu in their last write), or
+ * cblas_sgemm with GCAM_NO_SGEMM=1; isa below is the context's path (gc_sg_isa).
  * Bias: Y is prefilled with it and the GEMMs accumulate into Y (beta = 1), so no extra pass.
  * Threads: with multi-threaded OpenBLAS, OpenBLAS threads the GEMMs and OpenMP the im2col rows,
  * col2im channels and depthwise channels. With single-threaded OpenBLAS (one thread pool for the
@@ -26,6 +28,7 @@
  * order, whatever thread that is: results are bit-identical from run to run.
  * Backward reads only W (bw_in = W): X and Y need not be kept alive. */
 #include "kutil.h"
+#include "sgemm.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -780,8 +783,9 @@ static void add_res(float *y, const float *res, int64_t n, int relu, int nth) {
  * tile by tile. When OpenBLAS runs single-threaded and the scratch has a slot per thread, the
  * threads take whole tiles (lowering + a single-threaded GEMM each: one parallel region, no
  * barrier per tile); otherwise each tile is lowered by all threads, then a threaded GEMM. */
-static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, const float *img, int64_t cimg,
-                         float beta, const conv_geom *g, float *scratch, size_t scratch_size, int relu, int nth) {
+static void lowered_gemm(float *out, int64_t ldo, const float *A, int isa, int64_t Mo,
+                         const float *img, int64_t cimg, float beta, const conv_geom *g, float *scratch,
+                         size_t scratch_size, int relu, int nth) {
     const lowering *lw = &g->lw;
     const int64_t cL = lw->col[lw->nsp - 1], kcol = cimg * lw->ksz;
     const int64_t slots = (int64_t)(scratch_size / ((size_t)g->tile_floats * sizeof(float)));
@@ -794,9 +798,7 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, co
             for (int64_t ti = 0; ti < g->ntiles; ti++) {
                 const int64_t r0 = ti * g->tile_rows, nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
                 im2col(c, img, cimg, lw, r0, nr, 1);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mo, (int)Pt, (int)kcol, 1.0f, A,
-                            (int)kcol, c, (int)Pt, beta, out + r0 * cL, (int)ldo);
-                if (relu) relu_rows(out + r0 * cL, Mo, Pt, ldo);
+                gc_sg_gemm_relu(isa, 1, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, c, Pt, beta, out + r0 * cL, ldo, relu);
             }
         }
         return;
@@ -804,8 +806,7 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int64_t Mo, co
     for (int64_t r0 = 0; r0 < g->rows; r0 += g->tile_rows) {
         const int64_t nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
         im2col(scratch, img, cimg, lw, r0, nr, nth);
-        gc_sgemm(nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo);
-        if (relu) relu_rows(out + r0 * cL, Mo, Pt, ldo);
+        gc_sg_gemm_relu(isa, nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo, relu);
     }
 }
 
@@ -1113,7 +1114,7 @@ WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t 
 CV_CLONES
 static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                      int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
-                     int relu, float *scratch, int nth) {
+                     int relu, float *scratch, int isa, int nth) {
     static const int perm[4] = {3, 1, 2, 0};
     const int64_t th = (OH + 1) / 2, tw = (OW + 1) / 2, T = th * tw, NT = N * T, MC = Ci * Co;
     const int64_t slot = 16 * (Ci + Co) * blk; /* the scratch holds nth slots of blk tiles */
@@ -1156,9 +1157,8 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
             /* 16 GEMMs: Mt[e] (Co, nb) = U_e (Co, Ci) . V[e] (Ci, nb) */
             for (int e = 0; e < 16; e++) {
                 const float *A = bw ? U + (int64_t)(perm[e / 4] * 4 + perm[e % 4]) * MC : U + (int64_t)e * MC;
-                cblas_sgemm(CblasRowMajor, bw ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)Co, (int)nb, (int)Ci,
-                            1.0f, A, bw ? (int)Co : (int)Ci, V + (int64_t)e * Ci * B, (int)B, 0.0f,
-                            Mt + (int64_t)e * Co * B, (int)B);
+                gc_sg_gemm(isa, 1, bw, 0, Co, nb, Ci, 1.0f, A, bw ? Co : Ci, V + (int64_t)e * Ci * B, B, 0.0f,
+                           Mt + (int64_t)e * Co * B, B);
             }
             /* output transform: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], over whole sub-blocks of tiles,
              * then each run's outputs: rows 2 ty, 2 ty + 1 (the second may be below the map) */
@@ -1436,7 +1436,7 @@ WG_INLINE void w4_out_row(float *restrict p, float (*restrict q)[W4_SUB], int64_
 CV_CLONES
 static void w4_run(float *out, const float *in, const float *U4, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                    int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk, int relu,
-                   float *scratch, int nth) {
+                   float *scratch, int isa, int nth) {
     const int64_t th = (OH + 3) / 4, tw = (OW + 3) / 4, T = th * tw, NT = N * T, MC = Ci * Co;
     const int64_t slot = 36 * ((Ci + Co) * blk + 2 * W4_PAD); /* nth slots of blk tiles in the scratch */
     /* a block for every thread when the tiles are few */
@@ -1476,8 +1476,7 @@ static void w4_run(float *out, const float *in, const float *U4, int64_t N, int6
                     w4_in_tiles(V, ev, B, in, Ci, IH, IW, pt, pl, rs + first[s], first[s + 1] - first[s]);
             /* 36 GEMMs: Mt[e] (Co, nb) = U4[e] (Co, Ci) . V[e] (Ci, nb) */
             for (int e = 0; e < 36; e++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)nb, (int)Ci, 1.0f,
-                            U4 + (int64_t)e * MC, (int)Ci, V + e * ev, (int)B, 0.0f, Mt + e * em, (int)B);
+                gc_sg_gemm(isa, 1, 0, 0, Co, nb, Ci, 1.0f, U4 + (int64_t)e * MC, Ci, V + e * ev, B, 0.0f, Mt + e * em, B);
             /* output transform: A^T m A over whole sub-blocks of tiles, bias, Relu, then each run's
              * outputs: rows 4 ty .. 4 ty + 3 (those below the map skipped) */
             const int64_t es = em;
@@ -1543,6 +1542,7 @@ static gcam_status conv_forward(gc_kctx *k) {
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NM = g.N * g.M, cL = lw->col[L], ksz = lw->ksz;
     const int relu = k->fuse.relu; /* a following Relu fused in (plan.c) */
+    const int isa = gc_sg_isa(gc_ktune(k)); /* sgemm.c's path (or cblas_sgemm) */
     const float *res = k->fuse.res ? k->fuse.res->data : NULL; /* (N, M, ys...): a following Add fused in, before the Relu */
     if (g.N == 0) return GCAM_OK;
     if (res && k->fuse.res->shape.ndim != k->out[0]->shape.ndim)
@@ -1591,14 +1591,14 @@ static gcam_status conv_forward(gc_kctx *k) {
         const float *U4 = w4_ready(k, &g, nth); /* NULL: F(2x2) or im2col below */
         if (U4) {
             w4_run(y, x, U4, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                   w4_block(&g), relu && !res, col, nth);
+                   w4_block(&g), relu && !res, col, isa, nth);
             if (res) add_res(y, res, NM * g.ysz, relu, nth);
             return GCAM_OK;
         }
         const float *U = wino_ready(k, &g, nth); /* NULL: im2col below */
         if (U) {
             wino_run(y, x, U, 0, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                     wino_block(&g), relu && !res, col, nth);
+                     wino_block(&g), relu && !res, col, isa, nth);
             if (res) add_res(y, res, NM * g.ysz, relu, nth);
             return GCAM_OK;
         }
@@ -1609,7 +1609,7 @@ static gcam_status conv_forward(gc_kctx *k) {
         const int64_t HW = g.xsz, NHW = g.N * HW;
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(xs, x, g.N, g.C, HW, nth);
-        gc_sgemm(nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
+        gc_sg_gemm(isa, nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
         unbatch_columns(y, ys, g.N, g.M, HW, b, res, relu, 0, nth);
         return GCAM_OK;
     }
@@ -1625,11 +1625,9 @@ static gcam_status conv_forward(gc_kctx *k) {
             const float *xg = x + (n * g.C + gr * g.Cg) * g.xsz; /* (Cg, xsz) */
             float *yg = y + (n * g.M + gr * g.Mg) * g.ysz;       /* (Mg, ysz) */
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
-            if (!g.transpose)
-                gc_sgemm(1, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
-            else
-                gc_sgemm(1, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
-            if (relu) relu_rows(yg, g.Mg, g.ysz, g.ysz); /* still in cache */
+            /* the Relu in the GEMM's last write (sgemm.c), or right after it while in cache (cblas) */
+            gc_sg_gemm_relu(isa, 1, g.transpose, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.transpose ? g.Mg : g.Cg, xg, g.xsz,
+                            beta, yg, g.ysz, relu);
         }
         return GCAM_OK;
     }
@@ -1639,21 +1637,18 @@ static gcam_status conv_forward(gc_kctx *k) {
             float *yg = y + (n * g.M + gr * g.Mg) * g.ysz;       /* (Mg, ysz) */
             const float *wg = w + gr * g.Mg * g.Cg * ksz;         /* Conv (Mg, Cg*ksz), ConvT (Cg, Mg*ksz) */
             if (g.path == PATH_POINTWISE) {
-                if (!g.transpose)
-                    gc_sgemm(nth, 0, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Cg, xg, g.xsz, beta, yg, g.ysz);
-                else
-                    gc_sgemm(nth, 1, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.Mg, xg, g.xsz, beta, yg, g.ysz);
-                if (relu) relu_rows(yg, g.Mg, g.ysz, g.ysz);
+                gc_sg_gemm_relu(isa, nth, g.transpose, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.transpose ? g.Mg : g.Cg, xg,
+                                g.xsz, beta, yg, g.ysz, relu);
                 continue;
             }
             if (!g.transpose) {
-                lowered_gemm(yg, g.ysz, wg, g.Mg, xg, g.Cg, beta, &g, col, k->scratch_size, relu, nth);
+                lowered_gemm(yg, g.ysz, wg, isa, g.Mg, xg, g.Cg, beta, &g, col, k->scratch_size, relu, nth);
                 continue;
             }
             /* col2im scatters across tile borders: tiles in turn, each with all threads */
             for (int64_t r0 = 0; r0 < g.rows; r0 += g.tile_rows) {
                 int64_t nr = GC_MIN(g.tile_rows, g.rows - r0), Pt = nr * cL;
-                gc_sgemm(nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
+                gc_sg_gemm(isa, nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
                 col2im(yg, col, g.Mg, lw, r0, nr, nth);
             }
             if (relu) relu_rows(yg, g.Mg, g.ysz, g.ysz);
@@ -1674,6 +1669,7 @@ static gcam_status conv_backward(gc_kctx *k) {
     const lowering *lw = &g.lw;
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NC = g.N * g.C, cL = lw->col[L], ksz = lw->ksz;
+    const int isa = gc_sg_isa(gc_ktune(k)); /* sgemm.c's path (or cblas_sgemm) */
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;
         const int64_t planes = dw_planes(k, q);
@@ -1737,7 +1733,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         const float *U = wino_ready(k, &g, nth);
         if (U) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
             wino_run(gx, gy, U, 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1], 2 - lw->p[0],
-                     2 - lw->p[1], NULL, wino_block(&g), 0, col, nth);
+                     2 - lw->p[1], NULL, wino_block(&g), 0, col, isa, nth);
             return GCAM_OK;
         }
     }
@@ -1747,7 +1743,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         const int64_t HW = g.xsz, NHW = g.N * HW;
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(ys, gy, g.N, g.M, HW, nth);
-        gc_sgemm(nth, 1, 0, g.C, NHW, g.M, 1.0f, w, g.C, ys, NHW, 0.0f, xs, NHW);
+        gc_sg_gemm(isa, nth, 1, 0, g.C, NHW, g.M, 1.0f, w, g.C, ys, NHW, 0.0f, xs, NHW);
         unbatch_columns(gx, xs, g.N, g.C, HW, NULL, NULL, 0, 1, nth);
         return GCAM_OK;
     }
@@ -1760,9 +1756,9 @@ static gcam_status conv_backward(gc_kctx *k) {
             const float *gyg = gy + (n * g.M + gr * g.Mg) * g.ysz; /* (Mg, ysz) */
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
             if (!g.transpose)
-                gc_sgemm(1, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                gc_sg_gemm(isa, 1, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
             else
-                gc_sgemm(1, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                gc_sg_gemm(isa, 1, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
         }
         return GCAM_OK;
     }
@@ -1773,18 +1769,18 @@ static gcam_status conv_backward(gc_kctx *k) {
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
             if (g.path == PATH_POINTWISE) {
                 if (!g.transpose)
-                    gc_sgemm(nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sg_gemm(isa, nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
                 else
-                    gc_sgemm(nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sg_gemm(isa, nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
                 continue;
             }
             if (g.transpose) {
-                lowered_gemm(gxg, g.xsz, wg, g.Cg, gyg, g.Mg, 1.0f, &g, col, k->scratch_size, 0, nth);
+                lowered_gemm(gxg, g.xsz, wg, isa, g.Cg, gyg, g.Mg, 1.0f, &g, col, k->scratch_size, 0, nth);
                 continue;
             }
             for (int64_t r0 = 0; r0 < g.rows; r0 += g.tile_rows) {
                 int64_t nr = GC_MIN(g.tile_rows, g.rows - r0), Pt = nr * cL;
-                gc_sgemm(nth, 1, 0, kcol, Pt, g.Mg, 1.0f, wg, kcol, gyg + r0 * cL, g.ysz, 0.0f, col, Pt);
+                gc_sg_gemm(isa, nth, 1, 0, kcol, Pt, g.Mg, 1.0f, wg, kcol, gyg + r0 * cL, g.ysz, 0.0f, col, Pt);
                 col2im(gxg, col, g.Cg, lw, r0, nr, nth);
             }
         }

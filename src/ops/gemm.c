@@ -6,8 +6,11 @@
  * broadcast). When B is a single matrix and A has one per output batch (a linear layer on
  * (batch..., M, K)), the batch folds into one (batch*M, K) GEMM; otherwise one GEMM per batch.
  * Backward accumulates with beta = 1 in batch order: deterministic, even under broadcasting.
+ * GEMMs: src/ops/sgemm.c's kernels (GCAM_NO_SGEMM=1: cblas_sgemm; a GEMV-like product, M or N
+ * under 4, e.g. a batch-1 classifier, goes to cblas_sgemm either way).
  * Threads: OpenBLAS's own, or (single-threaded OpenBLAS) an OpenMP split of each GEMM. */
 #include "kutil.h"
+#include "sgemm.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -103,7 +106,7 @@ static gcam_status gemm_forward(gc_kctx *k) {
     const float *a = k->in[0]->data, *b = k->in[1]->data;          /* A (M, K) or (K, M); B (K, N) or (N, K) */
     const gc_tensor *ct = k->n_in > 2 ? k->in[2] : NULL;
     float *y = k->out[0]->data;                                     /* (M, N) */
-    const int nth = GC_MAX(1, k->nthreads);
+    const int nth = GC_MAX(1, k->nthreads), isa = gc_sg_isa(gc_ktune(k));
     float bb = 0.0f;
     if (ct && p->beta != 0.0f) {
         const float *c = ct->data, beta = p->beta;
@@ -118,7 +121,7 @@ static gcam_status gemm_forward(gc_kctx *k) {
         if (bb == 0.0f) memset(y, 0, (size_t)(g.M * g.N) * sizeof(float));
         return GCAM_OK;
     }
-    gc_sgemm(nth, p->transA, p->transB, g.M, g.N, g.K, p->alpha, a, p->transA ? g.M : g.K, b, p->transB ? g.K : g.N, bb,
+    gc_sg_gemm(isa, nth, p->transA, p->transB, g.M, g.N, g.K, p->alpha, a, p->transA ? g.M : g.K, b, p->transB ? g.K : g.N, bb,
              y, g.N);
     return GCAM_OK;
 }
@@ -152,23 +155,24 @@ static gcam_status gemm_backward(gc_kctx *k) {
     if (!k->gout[0] || g.M == 0 || g.N == 0) return GCAM_OK;
     const float *gy = k->gout[0]->data; /* (M, N) */
     const int M = (int)g.M, N = (int)g.N, K = (int)g.K, nth = GC_MAX(1, k->nthreads);
+    const int isa = gc_sg_isa(gc_ktune(k));
     const int lda = p->transA ? M : K, ldb = p->transB ? K : N;
     if (k->gin[0] && K > 0) {
         const float *b = k->in[1]->data;
         float *ga = k->gin[0]->data;
         if (!p->transA) { /* dA (M, K) += alpha dY B'^T */
             if (!sparse_dA(ga, gy, b, M, N, K, p->transB ? ldb : 1, p->transB ? 1 : ldb, p->alpha))
-                gc_sgemm(nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
+                gc_sg_gemm(isa, nth, 0, !p->transB, M, K, N, p->alpha, gy, N, b, ldb, 1.0f, ga, K);
         } else /* dA (K, M) += alpha B' dY^T */
-            gc_sgemm(nth, p->transB, 1, K, M, N, p->alpha, b, ldb, gy, N, 1.0f, ga, M);
+            gc_sg_gemm(isa, nth, p->transB, 1, K, M, N, p->alpha, b, ldb, gy, N, 1.0f, ga, M);
     }
     if (k->gin[1] && K > 0) {
         const float *a = k->in[0]->data;
         float *gb = k->gin[1]->data;
         if (!p->transB) /* dB (K, N) += alpha A'^T dY */
-            gc_sgemm(nth, !p->transA, 0, K, N, M, p->alpha, a, lda, gy, N, 1.0f, gb, N);
+            gc_sg_gemm(isa, nth, !p->transA, 0, K, N, M, p->alpha, a, lda, gy, N, 1.0f, gb, N);
         else /* dB (N, K) += alpha dY^T A' */
-            gc_sgemm(nth, 1, p->transA, N, K, M, p->alpha, gy, N, a, lda, 1.0f, gb, K);
+            gc_sg_gemm(isa, nth, 1, p->transA, N, K, M, p->alpha, gy, N, a, lda, 1.0f, gb, K);
     }
     if (k->n_in > 2 && k->gin[2]) { /* dC += beta * dY summed over C's broadcast axes, in row order */
         float *gc = k->gin[2]->data;
@@ -267,18 +271,19 @@ static gcam_status mm_forward(gc_kctx *k) {
     const float *a = k->in[0]->data, *b = k->in[1]->data; /* A (..., M, K), B (..., K, N) */
     float *y = k->out[0]->data;                            /* (batch..., M, N) */
     const int M = (int)g.M, N = (int)g.N, K = (int)g.K, nth = GC_MAX(1, k->nthreads);
+    const int isa = gc_sg_isa(gc_ktune(k));
     if (g.nb == 0 || M == 0 || N == 0) return GCAM_OK;
     if (K == 0) {
         memset(y, 0, (size_t)(g.nb * g.M * g.N) * sizeof(float));
         return GCAM_OK;
     }
     if (g.fold) {
-        gc_sgemm(nth, 0, 0, g.nb * g.M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
+        gc_sg_gemm(isa, nth, 0, 0, g.nb * g.M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         return GCAM_OK;
     }
     mm_iter it = {{0}, 0, 0};
     for (int64_t i = 0; i < g.nb; i++, mm_next(&it, &g))
-        gc_sgemm(nth, 0, 0, M, N, K, 1.0f, a + it.oa * g.M * g.K, K, b + it.ob * g.K * g.N, N, 0.0f,
+        gc_sg_gemm(isa, nth, 0, 0, M, N, K, 1.0f, a + it.oa * g.M * g.K, K, b + it.ob * g.K * g.N, N, 0.0f,
                  y + i * g.M * g.N, N);
     return GCAM_OK;
 }
@@ -290,24 +295,25 @@ static gcam_status mm_backward(gc_kctx *k) {
     if (!k->gout[0] || g.nb == 0 || g.M == 0 || g.N == 0 || g.K == 0) return GCAM_OK;
     const float *gy = k->gout[0]->data; /* (batch..., M, N) */
     const int M = (int)g.M, N = (int)g.N, K = (int)g.K, nth = GC_MAX(1, k->nthreads);
+    const int isa = gc_sg_isa(gc_ktune(k));
     float *ga = k->gin[0] ? k->gin[0]->data : NULL, *gb = k->gin[1] ? k->gin[1]->data : NULL;
     const float *a = ga || gb ? k->in[0]->data : NULL, *b = ga || gb ? k->in[1]->data : NULL;
     if (g.fold) {
         const int R = (int)(g.nb * g.M);
         if (ga && !sparse_dA(ga, gy, b, R, N, K, 1, N, 1.0f)) /* dA (R, K) += dY (R, N) B^T */
-            gc_sgemm(nth, 0, 1, R, K, N, 1.0f, gy, N, b, N, 1.0f, ga, K);
+            gc_sg_gemm(isa, nth, 0, 1, R, K, N, 1.0f, gy, N, b, N, 1.0f, ga, K);
         if (gb) /* dB (K, N) += A^T (K, R) dY (R, N) */
-            gc_sgemm(nth, 1, 0, K, N, R, 1.0f, a, K, gy, N, 1.0f, gb, N);
+            gc_sg_gemm(isa, nth, 1, 0, K, N, R, 1.0f, a, K, gy, N, 1.0f, gb, N);
         return GCAM_OK;
     }
     mm_iter it = {{0}, 0, 0};
     for (int64_t i = 0; i < g.nb; i++, mm_next(&it, &g)) {
         const float *gyi = gy + i * g.M * g.N;
         if (ga && !sparse_dA(ga + it.oa * g.M * g.K, gyi, b + it.ob * g.K * g.N, M, N, K, 1, N, 1.0f))
-            gc_sgemm(nth, 0, 1, M, K, N, 1.0f, gyi, N, b + it.ob * g.K * g.N, N, 1.0f, ga + it.oa * g.M * g.K,
+            gc_sg_gemm(isa, nth, 0, 1, M, K, N, 1.0f, gyi, N, b + it.ob * g.K * g.N, N, 1.0f, ga + it.oa * g.M * g.K,
                      K);
         if (gb)
-            gc_sgemm(nth, 1, 0, K, N, M, 1.0f, a + it.oa * g.M * g.K, K, gyi, N, 1.0f, gb + it.ob * g.K * g.N,
+            gc_sg_gemm(isa, nth, 1, 0, K, N, M, 1.0f, a + it.oa * g.M * g.K, K, gyi, N, 1.0f, gb + it.ob * g.K * g.N,
                      N);
     }
     return GCAM_OK;

@@ -1,0 +1,408 @@
+/* gradcam's own SGEMM: see sgemm.h for the contract.
+ *
+ * Layout (the GotoBLAS / BLIS scheme, written from the papers' description; MLAS read for its
+ * register tiles): C is cut into strips of nr columns (nv vectors of vl lanes) and panels of mr
+ * rows; K runs in blocks of at most SG_KC. op(B) is packed strip by strip (kb x nr, zero columns
+ * past N) into a buffer on the thread's stack that stays in L1 while every panel of A streams past
+ * it. A micro-kernel keeps an mr x nr tile of C in registers over one K block: per k, nv vector
+ * loads of B and mr broadcasts of A.
+ *  - AVX-512F: mr 8, 1..3 zmm (16..48 columns): 24 accumulators of 32 registers;
+ *  - AVX2 + FMA: mr 4, 1..3 ymm (8..24 columns): 12 accumulators of 16;
+ *  - portable C: mr 4, 16 columns (the compiler's baseline vectors).
+ * op(A) is read where it is (mr row pointers, or mr consecutive floats per k for a transposed A):
+ * packing A into panels, per call or once per model for constant weights, measured no faster
+ * (resnet50 forward within noise; a 2048 x 49 x 512 product 148 GF/s in place vs 127 packed), so
+ * only a last panel of fewer than mr rows is packed, on the stack, with zero rows. The last strip
+ * takes as many vectors as its columns need. The kernels live in functions built with
+ * __attribute__((target(...))) so the library needs no -mavx flags; the path is chosen at run time
+ * (gc_sg_isa). Tiles cut by M or N are computed whole into a local tile by the same kernel and
+ * copied out by the scalar epilogue, which performs the same operations as the vector epilogue
+ * (multiply, add; the build's C17 mode does not contract them into FMAs): edge tiles round
+ * exactly as full ones.
+ * Threads: whole strips per thread (or whole panels when the strips are few). Every element is
+ * summed by one thread in one order. */
+#include "sgemm.h"
+
+#include "kutil.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SG_X86 1
+#include <immintrin.h>
+#else
+#define SG_X86 0
+#endif
+
+#define SG_KC 256           /* K block: a strip of B (SG_KC x 48 floats, 48 KB at most) stays in L1 */
+#define SG_NR_MAX 48        /* widest strip of any path */
+#define SG_MR_MAX 8
+#define SG_MIN_SIDE 4       /* M or N below this: cblas_sgemm (GEMV-like: most of a tile would be padding) */
+#define SG_PAR_MIN 1e6      /* multiply-adds below which one thread does the GEMM */
+#define SG_AI static inline __attribute__((always_inline))
+
+/* What every tile's write does: C = alpha acc + beta C (beta 0: C not read), then Relu. */
+typedef struct sg_epi {
+    float alpha, beta;
+    int relu;
+} sg_epi;
+
+/* acc (mr, nv vl) over kc, b a packed strip (kc, nv vl), c (mr rows, ldc); a: a packed panel
+ * (kc, mr) (the kernels of kern[1]), or (kern[0]) op(A)'s rows where they are: element (i, k)
+ * at a[i rsa + k csa] (ta = 0: rsa = lda, csa = 1; ta = 1: rsa = 1, csa = lda) */
+typedef void (*sg_kern)(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                        int64_t ldc, const sg_epi *e);
+
+typedef struct sg_def {
+    int mr, vl, nvmax;
+    sg_kern kern[2][4]; /* kern[packed][nv], nv = 1..nvmax */
+} sg_def;
+
+/* The scalar epilogue: the vector ones' operations in the same order. */
+static inline float sg_epi1(float acc, const float *c, const sg_epi *e) {
+    float t = e->alpha == 1.0f ? acc : acc * e->alpha;
+    if (e->beta != 0.0f) t = e->beta == 1.0f ? *c + t : *c * e->beta + t;
+    if (e->relu) t = t < 0.0f ? 0.0f : t;
+    return t;
+}
+
+/* ---------------------------------------------------------------- micro-kernels */
+
+/* portable C: mr 4, 16 columns (packed panels: rsa 1, csa 4) */
+static void sg_kern_c(int64_t kc, const float *restrict a, int64_t rsa, int64_t csa, const float *restrict b,
+                      float *c, int64_t ldc, const sg_epi *e) {
+    float acc[4][16] = {{0}};
+    for (int64_t k = 0; k < kc; k++, a += csa, b += 16)
+        for (int i = 0; i < 4; i++) {
+            const float ai = a[i * rsa];
+            for (int j = 0; j < 16; j++) acc[i][j] += ai * b[j];
+        }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 16; j++) c[i * ldc + j] = sg_epi1(acc[i][j], c + i * ldc + j, e);
+}
+
+#if SG_X86
+#define SG_T512 __attribute__((target("avx512f")))
+#define SG_T256 __attribute__((target("avx2,fma")))
+
+SG_T512 SG_AI __m512 sg_e512(__m512 acc, const float *c, const sg_epi *e) {
+    __m512 t = e->alpha == 1.0f ? acc : _mm512_mul_ps(acc, _mm512_set1_ps(e->alpha));
+    if (e->beta != 0.0f) {
+        const __m512 cv = _mm512_loadu_ps(c);
+        t = e->beta == 1.0f ? _mm512_add_ps(cv, t) : _mm512_add_ps(_mm512_mul_ps(cv, _mm512_set1_ps(e->beta)), t);
+    }
+    /* max(0, t) returns t when t is NaN (the second operand): NaN propagates, as Relu */
+    if (e->relu) t = _mm512_max_ps(_mm512_setzero_ps(), t);
+    return t;
+}
+
+SG_T512 SG_AI void sg_k512(const int nv, const int packed, int64_t kc, const float *restrict a, int64_t rsa,
+                           int64_t csa, const float *restrict b, float *c, int64_t ldc, const sg_epi *e) {
+    __m512 acc[8][3];
+    const float *ar[8]; /* unpacked: the rows of op(A) */
+    int64_t o = 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) ar[i] = a + i * rsa;
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += 8, o += csa, b += 16 * nv) {
+        __m512 bv[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) bv[v] = _mm512_load_ps(b + 16 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            const __m512 ai = _mm512_set1_ps(packed ? a[i] : ar[i][o]);
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) {
+            float *p = c + i * ldc + 16 * v;
+            _mm512_storeu_ps(p, sg_e512(acc[i][v], p, e));
+        }
+}
+SG_T512 static void sg_k512_01(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(1, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_02(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(2, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_03(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(3, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_11(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(1, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_12(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(2, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T512 static void sg_k512_13(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k512(3, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+
+SG_T256 SG_AI __m256 sg_e256(__m256 acc, const float *c, const sg_epi *e) {
+    __m256 t = e->alpha == 1.0f ? acc : _mm256_mul_ps(acc, _mm256_set1_ps(e->alpha));
+    if (e->beta != 0.0f) {
+        const __m256 cv = _mm256_loadu_ps(c);
+        t = e->beta == 1.0f ? _mm256_add_ps(cv, t) : _mm256_add_ps(_mm256_mul_ps(cv, _mm256_set1_ps(e->beta)), t);
+    }
+    if (e->relu) t = _mm256_max_ps(_mm256_setzero_ps(), t);
+    return t;
+}
+
+SG_T256 SG_AI void sg_k256(const int nv, const int packed, int64_t kc, const float *restrict a, int64_t rsa,
+                           int64_t csa, const float *restrict b, float *c, int64_t ldc, const sg_epi *e) {
+    __m256 acc[4][3];
+    const float *ar[4]; /* unpacked: the rows of op(A) */
+    int64_t o = 0;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) ar[i] = a + i * rsa;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += 4, o += csa, b += 8 * nv) {
+        __m256 bv[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) bv[v] = _mm256_load_ps(b + 8 * v);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const __m256 ai = _mm256_broadcast_ss(packed ? a + i : ar[i] + o);
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) {
+            float *p = c + i * ldc + 8 * v;
+            _mm256_storeu_ps(p, sg_e256(acc[i][v], p, e));
+        }
+}
+SG_T256 static void sg_k256_01(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(1, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_02(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(2, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_03(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(3, 0, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_11(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(1, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_12(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(2, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+SG_T256 static void sg_k256_13(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
+                             int64_t ldc, const sg_epi *e) {
+    sg_k256(3, 1, kc, a, rsa, csa, b, c, ldc, e);
+}
+#endif
+
+static const sg_def sg_defs[4] = {
+    [GC_ISA_GENERIC] = {4, 16, 1, {{NULL, sg_kern_c}, {NULL, sg_kern_c}}},
+#if SG_X86
+    [GC_ISA_AVX2] = {4, 8, 3, {{NULL, sg_k256_01, sg_k256_02, sg_k256_03}, {NULL, sg_k256_11, sg_k256_12, sg_k256_13}}},
+    [GC_ISA_AVX512] = {8, 16, 3, {{NULL, sg_k512_01, sg_k512_02, sg_k512_03}, {NULL, sg_k512_11, sg_k512_12, sg_k512_13}}},
+#endif
+};
+
+/* ---------------------------------------------------------------- dispatch */
+
+int gc_sg_cpu_isa(void) {
+#if SG_X86
+    if (__builtin_cpu_supports("avx512f")) return GC_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GC_ISA_AVX2;
+#endif
+    return GC_ISA_GENERIC;
+}
+
+int gc_sg_isa(const gc_tuning *t) {
+    if (t && t->no_sgemm) return GC_ISA_BLAS;
+    const int best = gc_sg_cpu_isa();
+    if (t && t->isa > 0) return GC_MIN(t->isa, best);
+    return best == GC_ISA_GENERIC ? GC_ISA_BLAS : best;
+}
+
+const char *gc_sg_isa_name(int isa) {
+    static const char *names[4] = {"blas", "generic", "avx2", "avx512"};
+    return isa >= 0 && isa < 4 ? names[isa] : "?";
+}
+
+/* ---------------------------------------------------------------- blocks and packing */
+
+/* K block size: blocks of equal size (the last may be shorter), at most SG_KC. A function of K
+ * alone: the order of every element's sum does not depend on the split over threads. */
+static int64_t sg_kc(int64_t K) {
+    const int64_t nb = (K + SG_KC - 1) / SG_KC;
+    return nb ? (K + nb - 1) / nb : 1;
+}
+
+/* q (kb, mr) <- op(A) rows i0 .. i0 + mi - 1, columns p0 .. p0 + kb - 1; zeros in rows mi .. mr - 1 */
+static void sg_pack_rows(float *restrict q, int mr, int ta, const float *A, int64_t lda, int64_t i0, int64_t mi,
+                         int64_t p0, int64_t kb) {
+    if (ta) {
+        for (int64_t k = 0; k < kb; k++) {
+            const float *s = A + (p0 + k) * lda + i0;
+            for (int64_t i = 0; i < mr; i++) q[k * mr + i] = i < mi ? s[i] : 0.0f;
+        }
+        return;
+    }
+    /* k outer: mr row streams read in step, the panel written in order */
+    const float *r[SG_MR_MAX];
+    for (int64_t i = 0; i < mr; i++) r[i] = i < mi ? A + (i0 + i) * lda + p0 : NULL;
+    for (int64_t k = 0; k < kb; k++)
+        for (int64_t i = 0; i < mr; i++) q[k * mr + i] = r[i] ? r[i][k] : 0.0f;
+}
+
+/* bs (kb, w) <- op(B) rows p0 .. p0 + kb - 1, columns j0 .. j0 + nc - 1, zeros in columns nc .. w - 1 */
+static void sg_pack_b(float *restrict bs, int64_t w, int tb, const float *B, int64_t ldb, int64_t p0, int64_t kb,
+                      int64_t j0, int64_t nc) {
+    if (!tb) {
+        for (int64_t k = 0; k < kb; k++) {
+            const float *s = B + (p0 + k) * ldb + j0;
+            float *q = bs + k * w;
+            memcpy(q, s, (size_t)nc * sizeof(float));
+            for (int64_t j = nc; j < w; j++) q[j] = 0.0f;
+        }
+        return;
+    }
+    for (int64_t j = 0; j < w; j++) {
+        const float *s = B + (j0 + j) * ldb + p0;
+        if (j < nc)
+            for (int64_t k = 0; k < kb; k++) bs[k * w + j] = s[k];
+        else
+            for (int64_t k = 0; k < kb; k++) bs[k * w + j] = 0.0f;
+    }
+}
+
+/* ---------------------------------------------------------------- the loops */
+
+typedef struct sg_job {
+    const sg_def *d;
+    const float *A; /* op(A) read where it is, but for a last panel of fewer than mr rows */
+    int64_t lda;
+    int ta, tb;
+    int64_t M, N, K, ldb, ldc;
+    const float *B;
+    float *C;
+    sg_epi e;
+} sg_job;
+
+/* Strips s0 .. s1 - 1 against panels p0 .. p1 - 1. */
+static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_t q1) {
+    const sg_def *d = j->d;
+    const int mr = d->mr;
+    const int64_t nr = (int64_t)d->vl * d->nvmax, kc = sg_kc(j->K);
+    float bs[SG_KC * SG_NR_MAX] __attribute__((aligned(64))); /* (kb, w): the strip of op(B) */
+    float tile[SG_MR_MAX * SG_NR_MAX] __attribute__((aligned(64)));
+    float ap[SG_KC * SG_MR_MAX] __attribute__((aligned(64))); /* (kb, mr): an unpacked A's last panel */
+    const sg_epi raw = {1.0f, 0.0f, 0};
+    for (int64_t s = s0; s < s1; s++) {
+        const int64_t j0 = s * nr, nc = GC_MIN(nr, j->N - j0);
+        const int nv = (int)((nc + d->vl - 1) / d->vl);
+        const int64_t w = (int64_t)nv * d->vl;
+        for (int64_t p0 = 0; p0 < j->K; p0 += kc) {
+            const int64_t kb = GC_MIN(kc, j->K - p0);
+            sg_pack_b(bs, w, j->tb, j->B, j->ldb, p0, kb, j0, nc);
+            sg_epi e = j->e; /* the first block applies beta, the last one the Relu */
+            if (p0 > 0) e.beta = 1.0f;
+            if (p0 + kb < j->K) e.relu = 0;
+            for (int64_t q = q0; q < q1; q++) {
+                const int64_t i0 = q * mr, mi = GC_MIN(mr, j->M - i0);
+                const float *a = ap;
+                int64_t rsa = 1, csa = mr;
+                sg_kern kern = d->kern[1][nv];
+                if (mi == mr) { /* op(A)'s rows where they are */
+                    a = j->ta ? j->A + p0 * j->lda + i0 : j->A + i0 * j->lda + p0;
+                    rsa = j->ta ? 1 : j->lda;
+                    csa = j->ta ? j->lda : 1;
+                    kern = d->kern[0][nv];
+                } else { /* the last rows: packed here with zeros past M (never read past A) */
+                    sg_pack_rows(ap, mr, j->ta, j->A, j->lda, i0, mi, p0, kb);
+                }
+                float *c = j->C + i0 * j->ldc + j0;
+                if (mi == mr && nc == w) {
+                    kern(kb, a, rsa, csa, bs, c, j->ldc, &e);
+                    continue;
+                }
+                kern(kb, a, rsa, csa, bs, tile, w, &raw);
+                for (int64_t i = 0; i < mi; i++)
+                    for (int64_t jj = 0; jj < nc; jj++)
+                        c[i * j->ldc + jj] = sg_epi1(tile[i * w + jj], c + i * j->ldc + jj, &e);
+            }
+        }
+    }
+}
+
+/* C = beta C (then Relu) where there is nothing to multiply (K = 0 or alpha = 0) */
+static void sg_scale(int64_t M, int64_t N, float beta, float *C, int64_t ldc, int relu) {
+    const sg_epi e = {0.0f, beta, relu};
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = sg_epi1(0.0f, C + i * ldc + jj, &e);
+}
+
+/* The job over nt threads. */
+static void sg_run(const sg_job *j, int nt) {
+    const sg_def *d = j->d;
+    const int64_t nr = (int64_t)d->vl * d->nvmax, ns = (j->N + nr - 1) / nr, np = (j->M + d->mr - 1) / d->mr;
+    if (nt < 2 || (double)j->M * (double)j->N * (double)j->K < SG_PAR_MIN || ns * np < 2) nt = 1;
+    /* strips per thread when there are plenty (each packs only its own B), else panels */
+    const int by_strip = ns >= 4 * (int64_t)nt || ns >= np;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        const int64_t L = by_strip ? ns : np, a0 = L * t / n, a1 = L * (t + 1) / n;
+        if (a1 > a0) {
+            if (by_strip) sg_tiles(j, a0, a1, 0, np);
+            else sg_tiles(j, 0, ns, a0, a1);
+        }
+    }
+}
+
+static int sg_trivial(int64_t M, int64_t N, int64_t K, float alpha, float beta, float *C, int64_t ldc, int relu) {
+    if (M <= 0 || N <= 0) return 1;
+    if (K > 0 && alpha != 0.0f) return 0;
+    sg_scale(M, N, beta, C, ldc, relu);
+    return 1;
+}
+
+void gc_sg_gemm_relu(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int relu) {
+    /* a matrix-vector product (a batch-1 classifier): OpenBLAS's GEMV reads B once, no packing */
+    if (isa <= GC_ISA_BLAS || isa > GC_ISA_AVX512 || !sg_defs[isa].mr || M < SG_MIN_SIDE || N < SG_MIN_SIDE) {
+        gc_sgemm(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (relu) /* while C is still in cache */
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = C[i * ldc + jj] < 0.0f ? 0.0f : C[i * ldc + jj];
+        return;
+    }
+    if (sg_trivial(M, N, K, alpha, beta, C, ldc, relu)) return;
+    const sg_job j = {&sg_defs[isa], A, lda, ta, tb, M, N, K, ldb, ldc, B, C, {alpha, beta, relu}};
+    sg_run(&j, GC_MAX(1, nt));
+}
+
+void gc_sg_gemm(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    gc_sg_gemm_relu(isa, nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
+}
