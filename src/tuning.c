@@ -19,6 +19,8 @@ static const setting g_settings[] = {
     ON_OFF("GCAM_NO_WINOGRAD4", no_winograd4),
     ON_OFF("GCAM_NO_DW_GATHER", no_dw_gather),
     ON_OFF("GCAM_PROFILE", profile),
+    ON_OFF("GCAM_NO_AVX512", no_avx512),
+    ON_OFF("GCAM_NO_AVX2", no_avx2),
     {"GCAM_TAIL_BATCH_MIN_BYTES", offsetof(gc_tuning, tail_batch_min_bytes), 1, (size_t)16 << 20},
 };
 #undef ON_OFF

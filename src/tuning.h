@@ -15,6 +15,8 @@ typedef struct gc_tuning {
     int no_winograd4;            /* GCAM_NO_WINOGRAD4: Winograd F(2x2) only, never F(4x4) */
     int no_dw_gather;            /* GCAM_NO_DW_GATHER: stride-1 depthwise data gradient as a scatter */
     int profile;                 /* GCAM_PROFILE: time per op type, printed when the context is freed */
+    int no_avx512;               /* GCAM_NO_AVX512: kernels with per-ISA paths (src/ops/isa.h) use AVX2 at most */
+    int no_avx2;                 /* GCAM_NO_AVX2: ... and the portable (x86-64-v2) path only */
     size_t tail_batch_min_bytes; /* GCAM_TAIL_BATCH_MIN_BYTES: weight bytes after the layer from which
                                     gcam_explain_many batches targets (default 16 MiB) */
 } gc_tuning;

@@ -220,6 +220,97 @@ static void fuse_silu(fuse_state *f) {
     }
 }
 
+/* The step that reads v, when exactly one forward step does (uses[v] == 1), after step `from`. */
+static int sole_reader(const fuse_state *f, int v, int from) {
+    const gcam_ctx *c = f->p->c;
+    const gc_model *m = f->p->m;
+    if (v < 0 || f->uses[v] != 1) return -1;
+    for (int t = from + 1; t < f->p->F; t++) {
+        const gc_node *n = &m->nodes[c->steps[t].node];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] == v) return t;
+    }
+    return -1;
+}
+
+/* The float value of a one-element constant (weights, folded values) at input k of step s's node;
+ * 0 when it is not one. */
+static int scalar_in(const fuse_state *f, int s, int k, float *val) {
+    const gcam_ctx *c = f->p->c;
+    const gc_node *n = &f->p->m->nodes[c->steps[s].node];
+    int v = n->in[k];
+    if (v < 0 || (c->vkind[v] != GC_V_CONST && c->vkind[v] != GC_V_FOLDED) || c->vals[v].dtype != GC_F32 ||
+        !c->vals[v].data || gc_numel(&c->vals[v]) != 1)
+        return 0;
+    *val = *(const float *)c->vals[v].data;
+    return 1;
+}
+
+/* A step of op `op` with two inputs and one output where input 1 - k is v and input k a scalar
+ * constant (either order); its output, or -1. */
+static int scalar_step(const fuse_state *f, int s, int op, int v, float *val, int commutes) {
+    const gcam_ctx *c = f->p->c;
+    const gc_node *n = s >= 0 ? &f->p->m->nodes[c->steps[s].node] : NULL;
+    if (!n || n->op != op || n->n_in != 2 || n->n_out != 1 || c->steps[s].fused) return -1;
+    if (n->in[0] == v && scalar_in(f, s, 1, val)) return n->out[0];
+    if (commutes && n->in[1] == v && scalar_in(f, s, 0, val)) return n->out[0];
+    return -1;
+}
+
+/* An intermediate of the GELU chain: read once, by the chain, and not wanted after the run. */
+static int chain_value(const fuse_state *f, int v, const gc_shape *shape) {
+    const gcam_ctx *c = f->p->c;
+    return v >= 0 && f->uses[v] == 1 && c->vkind[v] == GC_V_RUNTIME && c->vals[v].dtype == GC_F32 && !c->kept[v] &&
+           !f->p->m->values[v].is_output && v != c->seed && f->p->fused_from[v] < 0 &&
+           gc_shape_eq(&c->vals[v].shape, shape);
+}
+
+/* GELU as PyTorch exports nn.GELU (ViT's and Swin's MLPs): Div(x, c0) -> Erf -> Add(c1) ->
+ * Mul(x, .) -> Mul(c2), five passes over the MLP's widest tensor, computed by the Erf's step in
+ * one (k.fuse.gelu_x: the same float operations, so the same result). Only where no backward
+ * passes (inference, a Grad-CAM plan's layers before its target); the other four steps are
+ * skipped and the four intermediates get no buffer. */
+static void fuse_gelu(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int *bstep_of = p->bstep_of;
+    for (int s = 0; s < p->F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Erf || n->n_in != 1 || n->n_out != 1 || c->steps[s].fused || bstep_of[s] >= 0) continue;
+        const int d = n->in[0], e = n->out[0], sd = d >= 0 ? f->prod_step[d] : -1;
+        if (sd < 0 || bstep_of[sd] >= 0) continue;
+        const gc_node *dn = &m->nodes[c->steps[sd].node];
+        float c0, c1, c2;
+        const int x = dn->n_in == 2 ? dn->in[0] : -1;
+        if (x < 0 || scalar_step(f, sd, GC_OP_Div, x, &c0, 0) != d) continue;
+        const gc_shape *xs = &c->vals[x].shape;
+        if (c->vkind[x] != GC_V_RUNTIME || c->vals[x].dtype != GC_F32 || !chain_value(f, d, xs) || !chain_value(f, e, xs))
+            continue;
+        const int sa = sole_reader(f, e, s), a = scalar_step(f, sa, GC_OP_Add, e, &c1, 1);
+        const int sm = sole_reader(f, a, sa);
+        if (!chain_value(f, a, xs) || sm < 0 || c->steps[sm].fused) continue;
+        const gc_node *mn = &m->nodes[c->steps[sm].node];
+        if (mn->op != GC_OP_Mul || mn->n_in != 2 || mn->n_out != 1 ||
+            !((mn->in[0] == x && mn->in[1] == a) || (mn->in[0] == a && mn->in[1] == x)))
+            continue;
+        const int mv = mn->out[0], sh = sole_reader(f, mv, sm), y = scalar_step(f, sh, GC_OP_Mul, mv, &c2, 1);
+        if (!chain_value(f, mv, xs) || y < 0 || c->vkind[y] != GC_V_RUNTIME || p->fused_from[y] >= 0 ||
+            !gc_shape_eq(&c->vals[y].shape, xs) || bstep_of[sa] >= 0 || bstep_of[sm] >= 0 || bstep_of[sh] >= 0)
+            continue;
+        gc_kfuse *fu = &c->steps[s].k.fuse;
+        fu->gelu_x = &c->vals[x];
+        fu->gelu_y = &c->vals[y];
+        fu->gelu_c[0] = c0;
+        fu->gelu_c[1] = c1;
+        fu->gelu_c[2] = c2;
+        c->steps[sd].fused = c->steps[sa].fused = c->steps[sm].fused = c->steps[sh].fused = 1;
+        p->first[d] = p->first[e] = p->first[a] = p->first[mv] = -1; /* no buffers */
+        p->first[y] = s;                                             /* written at the Erf's step */
+        if (p->last[x] < s) p->last[x] = s;
+    }
+}
+
 gcam_status gc_fuse(gc_planner *p) {
     gcam_ctx *c = p->c;
     const gc_model *m = p->m;
@@ -243,6 +334,7 @@ gcam_status gc_fuse(gc_planner *p) {
     if (!c->tune.no_add_fusion) fuse_add(&f);
     fuse_concat(&f);
     fuse_silu(&f);
+    fuse_gelu(&f);
     free(f.uses);
     free(f.prod_step);
     return GCAM_OK;

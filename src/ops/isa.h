@@ -1,0 +1,37 @@
+/* Kernels compiled for several instruction sets and picked per call: one body (an always-inline
+ * function written as plain loops that GCC vectorises), instantiated three times by GC_ISA_FN:
+ * the build's baseline (x86-64-v2), AVX2+FMA (x86-64-v3) and AVX-512 (x86-64-v4, 512-bit vectors).
+ * gc_kisa(k) says which one a kernel may use: the best the CPU (and OS) has, capped by the tuning
+ * knobs GCAM_NO_AVX512 / GCAM_NO_AVX2, so tests run every path on any machine that has it.
+ *
+ * The build is ISO C (-std=c17: no FMA contraction), and bodies keep a fixed order of operations
+ * (reductions in explicit lanes), so the three instances give bit-identical results. */
+#ifndef GC_OPS_ISA_H
+#define GC_OPS_ISA_H
+
+#include "ops.h"
+
+enum { GC_ISA_BASE = 0, GC_ISA_AVX2 = 1, GC_ISA_AVX512 = 2 };
+
+/* The instruction set kernel k may use (GC_ISA_*). */
+int gc_kisa(const gc_kctx *k);
+/* The CPU's best, whatever the knobs say (tests: which paths exist here). */
+int gc_cpu_isa(void);
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GC_ISA_T2 __attribute__((target("arch=x86-64-v3")))
+#define GC_ISA_T3 __attribute__((target("arch=x86-64-v4,prefer-vector-width=512")))
+#else
+#define GC_ISA_T2
+#define GC_ISA_T3
+#endif
+#define GC_INLINE static inline __attribute__((always_inline))
+
+/* static void name(int isa, params): calls body(args) compiled for that instruction set. */
+#define GC_ISA_FN(name, body, params, args)                                                        \
+    static void name##_i0 params { body args; }                                                    \
+    GC_ISA_T2 static void name##_i1 params { body args; }                                          \
+    GC_ISA_T3 static void name##_i2 params { body args; }                                          \
+    static void (*const name##_tab[3]) params = {name##_i0, name##_i1, name##_i2};
+
+#endif
