@@ -11,6 +11,8 @@
 
 #include "ops.h"
 
+#include <string.h>
+
 enum { GC_ISA_BASE = 0, GC_ISA_AVX2 = 1, GC_ISA_AVX512 = 2 };
 
 /* The instruction set kernel k may use (GC_ISA_*). */
@@ -26,6 +28,16 @@ int gc_cpu_isa(void);
 #define GC_ISA_T3
 #endif
 #define GC_INLINE static inline __attribute__((always_inline))
+
+/* 4 floats as one value (GCC's vector extension, native on every path; wider ones get lowered
+ * to scalar compares on the narrower paths), for loops GCC would not vectorise itself (a max with
+ * NaN detection). Macros: a function returning a vector draws -Wpsabi. */
+typedef float gc_f4 __attribute__((vector_size(16)));
+typedef int32_t gc_i4 __attribute__((vector_size(16)));
+#define GC_F4_LOAD(v, p) memcpy(&(v), (p), sizeof(gc_f4))
+#define GC_F4_SET(x) ((gc_f4){x, x, x, x})
+/* m ? a : b lane by lane (m: all ones or zero, as comparisons give) */
+#define GC_F4_SEL(m, a, b) ((gc_f4)(((gc_i4)(a) & (m)) | ((gc_i4)(b) & ~(m))))
 
 /* static void name(int isa, params): calls body(args) compiled for that instruction set. */
 #define GC_ISA_FN(name, body, params, args)                                                        \
