@@ -535,6 +535,19 @@ GC_INLINE void gelu_rows(float *restrict y, const float *restrict x, int64_t n, 
 GC_ISA_FN(gelu_rows_isa, gelu_rows, (float *restrict y, const float *restrict x, int64_t n, float c0, float c1,
                                      float c2), (y, x, n, c0, c1, c2))
 
+/* The same after x = (Linear's output) + b, b (C) along rows of C: the unfused Add's rounding. */
+GC_INLINE void gelu_bias_rows(float *restrict y, const float *restrict x, const float *restrict b, int64_t rows,
+                              int64_t C, float c0, float c1, float c2) {
+    for (int64_t r = 0; r < rows; r++, x += C, y += C)
+        for (int64_t j = 0; j < C; j++) {
+            const float v = x[j] + b[j];
+            y[j] = (v * (erf_fast(v / c0) + c1)) * c2;
+        }
+}
+GC_ISA_FN(gelu_bias_isa, gelu_bias_rows, (float *restrict y, const float *restrict x, const float *restrict b,
+                                          int64_t rows, int64_t C, float c0, float c1, float c2),
+          (y, x, b, rows, C, c0, c1, c2))
+
 static gcam_status gelu_forward(gc_kctx *k, int nt) {
     const gc_tensor *xt = k->fuse.gelu_x;
     gc_tensor *yt = k->fuse.gelu_y;
@@ -545,6 +558,16 @@ static gcam_status gelu_forward(gc_kctx *k, int nt) {
     float *y = yt->data;       /* (n) */
     const float *c = k->fuse.gelu_c;
     const int isa = gc_kisa(k);
+    if (k->fuse.gelu_b) { /* rows of C, a row's share of the work split as above */
+        const gc_tensor *bt = k->fuse.gelu_b;
+        const int64_t C = gc_numel(bt), rows = C > 0 ? n / C : 0, per = GC_MAX(1, ACT_CHUNK / GC_MAX(C, 1));
+        if (bt->dtype != GC_F32 || C <= 0 || rows * C != n) return gc_kfail(k, GCAM_E_INTERNAL, "fused bias not supported here");
+        const float *b = bt->data; /* (C) */
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int64_t r = 0; r < rows; r += per)
+            gelu_bias_isa_tab[isa](y + r * C, x + r * C, b, GC_MIN(per, rows - r), C, c[0], c[1], c[2]);
+        return GCAM_OK;
+    }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t ch = 0; ch < nchunks; ch++) {
         int64_t lo = ch * ACT_CHUNK;

@@ -64,6 +64,8 @@ typedef struct gc_kfuse {
                                       out[0] then have no buffers */
     gc_tensor *gelu_y;
     float gelu_c[3];
+    const gc_tensor *gelu_b;       /* NULL, or a bias over gelu_x's last axis added first (the
+                                      Linear's bias Add before the GELU fused in too) */
 } gc_kfuse;
 
 typedef struct gc_kctx {
