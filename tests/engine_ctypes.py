@@ -50,7 +50,8 @@ class Engine:
 
     def run(self, onnx_path, feeds, seed_name, seed_grad, grad_of):
         """Forward on feeds {name: array}, backward from seed_grad (an array, or a function of the
-        output); returns (output 0, {name: grad})."""
+        output); returns (output 0, {name: grad}). seed_name None: an inference context (no backward
+        planned, so every forward fusion applies); returns (output 0, {})."""
         lib, m, c = self.lib, C.c_void_p(), C.c_void_p()
         keep = []
         arr = (Feed * len(feeds))()
@@ -60,7 +61,8 @@ class Engine:
             keep += [a, dims]
             arr[i] = Feed(name.encode(), 2 if a.dtype == np.int64 else 1, a.ndim, dims, a.ctypes.data)
         names = (C.c_char_p * len(grad_of))(*[g.encode() for g in grad_of])
-        opts = CtxOptions(n_threads=2, seed=seed_name.encode(), grad_of=names, n_grad_of=len(grad_of))
+        opts = (CtxOptions(n_threads=2) if seed_name is None else
+                CtxOptions(n_threads=2, seed=seed_name.encode(), grad_of=names, n_grad_of=len(grad_of)))
         try:
             if lib.gcam_model_load(C.byref(m), onnx_path.encode(), None):
                 raise RuntimeError("load: %s" % lib.gcam_model_error(m).decode())
@@ -69,6 +71,8 @@ class Engine:
             v = View()
             lib.gcam_ctx_output(c, 0, C.byref(v))
             out = self._view(v)
+            if seed_name is None:
+                return out, {}
             g = np.ascontiguousarray(seed_grad(out) if callable(seed_grad) else seed_grad, dtype=np.float32)
             if lib.gcam_ctx_backward(c, g.ctypes.data_as(C.POINTER(C.c_float)), 0, None, 0):
                 raise RuntimeError("backward: %s" % lib.gcam_ctx_error(c).decode())

@@ -1,7 +1,9 @@
 /* Tests of the element-wise families: act.c (unary) and binary.c (broadcasting). */
 #include "opcheck.h"
+#include "ops/isa.h"
 
 #include <math.h>
+#include <string.h>
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -1010,6 +1012,81 @@ static void test_transcendental_accuracy(void) {
     }
 }
 
+/* The per-instruction-set paths a test can force on this CPU: cap 0 = the best, 1 = AVX2 at most,
+ * 2 = portable only (isa.h); returns 0 when cap asks for more than the CPU has. */
+static int set_isa_cap(int cap) {
+    gc_tuning t;
+    gc_tuning_defaults(&t);
+    t.isa = cap >= 2 ? 1 : cap >= 1 ? 2 : 0; /* GCAM_ISA: generic, avx2 */
+    gc_tuning_set_default(&t);
+    return cap == 0 || (cap == 1 && gc_cpu_isa() >= GC_KISA_AVX2) || cap == 2;
+}
+
+/* |got - want| in units of the float spacing at want (want rounded to float). */
+static double ulp_err(float got, double want) {
+    float wf = (float)want;
+    double sp = (double)nextafterf(fabsf(wf), INFINITY) - (double)fabsf(wf);
+    return fabs((double)got - want) / sp;
+}
+
+/* Erf's polynomial (act.c) against erf in double over a sweep of every float from 0 to 4.5 (every
+ * 61st bit pattern, both signs: denormals, the branch at 0.921875, the clamp at 4), on every
+ * instruction-set path the CPU has: within 1.5 ulp, and the paths bit-identical. Then +-0, +-inf,
+ * NaN. (A stride-1 sweep, run once by hand, gave the same maximum.) */
+static void test_erf_accuracy(void) {
+    const float top = 4.5f;
+    uint32_t ub;
+    memcpy(&ub, &top, 4);
+    const int64_t N = 2 * (int64_t)((ub + 60) / 61) + 6;
+    gc_tensor in[1] = {oc_tensor(GC_F32, 1, &N)};
+    float *x = in[0].data, *first = malloc((size_t)N * sizeof(float));
+    int64_t m = 0;
+    for (uint32_t u = 0; u < ub; u += 61) {
+        float v;
+        memcpy(&v, &u, 4);
+        x[m++] = v;
+        x[m++] = -v;
+    }
+    const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 0.921875f};
+    for (int i = 0; i < 6; i++) x[m++] = sp[i];
+    for (int cap = 0; cap < 3 && first; cap++) {
+        if (!set_isa_cap(cap)) continue;
+        gc_node *n = oc_node("Erf", 13, 1, 1);
+        gc_tensor out[1];
+        if (oc_check(fwd(n, in, 1, out, 1) == GCAM_OK, "Erf sweep (isa cap %d)", cap)) {
+            const float *y = out[0].data;
+            double worst = 0;
+            int64_t at = 0;
+            for (int64_t i = 0; i < N - 6; i++) {
+                double e = ulp_err(y[i], erf((double)x[i]));
+                if (e > worst) worst = e, at = i;
+            }
+            oc_check(worst <= 1.5, "Erf within 1.5 ulp of erf in double (isa cap %d): %.2f ulp at %.9g", cap, worst,
+                     (double)x[at]);
+            const float *z = y + N - 6;
+            oc_check(z[0] == 0.0f && !signbit(z[0]) && z[1] == 0.0f && signbit(z[1]) && z[2] == 1.0f && z[3] == -1.0f &&
+                         isnan(z[4]) && fabs(z[5] - erf(0.921875)) < 1e-7,
+                     "Erf at +-0, +-inf, NaN, the branch point (isa cap %d): %g %g %g %g %g %g", cap, z[0], z[1], z[2],
+                     z[3], z[4], z[5]);
+            if (cap == 0) memcpy(first, y, (size_t)N * sizeof(float));
+            else oc_check(memcmp(first, y, (size_t)(N - 6) * sizeof(float)) == 0,
+                          "Erf bit-identical on every instruction-set path (isa cap %d)", cap);
+        }
+        free_all(out, 1);
+        oc_node_free(n);
+        gc_tensor g[1] = {oc_rand(1, (int64_t[]){300}, -3.0f, 3.0f)}; /* the backward's path too */
+        n = oc_node("Erf", 13, 1, 1);
+        char label[64];
+        snprintf(label, sizeof label, "Erf gradcheck (isa cap %d)", cap);
+        oc_gradcheck(label, n, g, 1, 0, 1, 1, 1e-3, 5e-3, 300);
+        oc_node_free(n);
+        free_all(g, 1);
+    }
+    gc_tuning_set_default(NULL);
+    free(first);
+    free_all(in, 1);
+}
+
 static void test_dropout(void) {
     int64_t d[] = {2, 3};
     const float x[] = {1, -2, 3, -4, 5, -6};
@@ -1102,6 +1179,7 @@ int main(void) {
     test_unary_forward();
     test_unary_gradcheck();
     test_transcendental_accuracy();
+    test_erf_accuracy();
     test_clip_inputs();
     test_rules();
     test_prelu();

@@ -893,6 +893,58 @@ static void test_softmax(void) {
     oc_tensor_free(&x);
 }
 
+/* Contiguous rows (attention's Softmax over the last axis) on every instruction-set path the CPU
+ * has (isa.h): lengths around the 8- and 16-lane blocks, rows holding -inf (a 0 there), NaN (a NaN
+ * row) and +inf (NaN, as inf - inf), against double; the paths bit-identical. */
+static void test_softmax_rows(void) {
+    static const int64_t lens[] = {1, 5, 7, 8, 9, 16, 17, 31, 64, 197};
+    for (int is_log = 0; is_log < 2; is_log++)
+        for (size_t li = 0; li < GC_ARRAY_LEN(lens); li++) {
+            const int64_t R = 6, A = lens[li], n = R * A;
+            gc_tensor x = oc_rand(2, I64(R, A), -30, 30);
+            float *xv = x.data, *first = malloc((size_t)n * sizeof(float));
+            xv[1 * A + A / 2] = -INFINITY;        /* row 1: a masked entry */
+            xv[2 * A + (A - 1)] = NAN;            /* row 2: NaN */
+            xv[3 * A + A / 3] = INFINITY;         /* row 3: +inf */
+            double *ref = calloc((size_t)n, sizeof(double));
+            ref_softmax(ref, xv, (int64_t[]){R, A}, 2, 1, 0, is_log);
+            for (int cap = 0; cap < 3 && first && ref; cap++) {
+                gc_tuning t;
+                gc_tuning_defaults(&t);
+                t.isa = cap >= 2 ? 1 : cap >= 1 ? 2 : 0; /* GCAM_ISA: generic, avx2 */
+                gc_tuning_set_default(&t);
+                char label[96];
+                snprintf(label, sizeof label, "%s rows of %lld (isa cap %d)", is_log ? "LogSoftmax" : "Softmax",
+                         (long long)A, cap);
+                gc_node *nd = oc_node(is_log ? "LogSoftmax" : "Softmax", 13, 1, 1);
+                gc_tensor y;
+                gc_err err = {0};
+                if (oc_check(oc_forward(nd, &x, 1, 0, &y, 1, &err) == GCAM_OK, "%s: %s", label, err.msg)) {
+                    float *yv = y.data;
+                    if (cap == 0) memcpy(first, yv, (size_t)n * sizeof(float));
+                    else oc_check(memcmp(first, yv, (size_t)n * sizeof(float)) == 0, "%s: bit-identical to the best path", label);
+                    int special = 1;
+                    for (int64_t a = 0; a < A; a++) {
+                        special &= isnan(yv[2 * A + a]) && isnan(yv[3 * A + a]);
+                        if (a == A / 2 && A > 1) special &= is_log ? yv[A + a] == -INFINITY : yv[A + a] == 0.0f;
+                    }
+                    oc_check(special, "%s: NaN rows, +inf rows, -inf entries", label);
+                    yv[A + A / 2] = 0.0f; /* checked above */
+                    ref[A + A / 2] = 0.0;
+                    close_d(label, yv, ref, A, 1e-6, 1e-5);                    /* row 0 */
+                    if (A > 1) close_d(label, yv + A, ref + A, A, 1e-6, 1e-5); /* row 1 */
+                    close_d(label, yv + 4 * A, ref + 4 * A, 2 * A, 1e-6, 1e-5); /* rows 4, 5 */
+                    oc_tensor_free(&y);
+                }
+                oc_node_free(nd);
+            }
+            gc_tuning_set_default(NULL);
+            free(ref);
+            free(first);
+            oc_tensor_free(&x);
+        }
+}
+
 /* =========================================================================================== */
 /* Reductions                                                                                  */
 
@@ -1249,6 +1301,7 @@ int main(void) {
     test_layernorm();
     test_lrn();
     test_softmax();
+    test_softmax_rows();
     test_reduce_grid();
     test_reduce_special();
     test_argmax();

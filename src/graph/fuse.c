@@ -220,6 +220,178 @@ static void fuse_silu(fuse_state *f) {
     }
 }
 
+/* The step that reads v, when exactly one forward step does (uses[v] == 1), after step `from`. */
+static int sole_reader(const fuse_state *f, int v, int from) {
+    const gcam_ctx *c = f->p->c;
+    const gc_model *m = f->p->m;
+    if (v < 0 || f->uses[v] != 1) return -1;
+    for (int t = from + 1; t < f->p->F; t++) {
+        const gc_node *n = &m->nodes[c->steps[t].node];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] == v) return t;
+    }
+    return -1;
+}
+
+/* The float value of a one-element constant (weights, folded values) at input k of step s's node;
+ * 0 when it is not one. */
+static int scalar_in(const fuse_state *f, int s, int k, float *val) {
+    const gcam_ctx *c = f->p->c;
+    const gc_node *n = &f->p->m->nodes[c->steps[s].node];
+    int v = n->in[k];
+    if (v < 0 || (c->vkind[v] != GC_V_CONST && c->vkind[v] != GC_V_FOLDED) || c->vals[v].dtype != GC_F32 ||
+        !c->vals[v].data || gc_numel(&c->vals[v]) != 1)
+        return 0;
+    *val = *(const float *)c->vals[v].data;
+    return 1;
+}
+
+/* A step of op `op` with two inputs and one output where input 1 - k is v and input k a scalar
+ * constant (either order); its output, or -1. */
+static int scalar_step(const fuse_state *f, int s, int op, int v, float *val, int commutes) {
+    const gcam_ctx *c = f->p->c;
+    const gc_node *n = s >= 0 ? &f->p->m->nodes[c->steps[s].node] : NULL;
+    if (!n || n->op != op || n->n_in != 2 || n->n_out != 1 || c->steps[s].fused) return -1;
+    if (n->in[0] == v && scalar_in(f, s, 1, val)) return n->out[0];
+    if (commutes && n->in[1] == v && scalar_in(f, s, 0, val)) return n->out[0];
+    return -1;
+}
+
+/* An intermediate of the GELU chain: read once, by the chain, and not wanted after the run. */
+static int chain_value(const fuse_state *f, int v, const gc_shape *shape) {
+    const gcam_ctx *c = f->p->c;
+    return v >= 0 && f->uses[v] == 1 && c->vkind[v] == GC_V_RUNTIME && c->vals[v].dtype == GC_F32 && !c->kept[v] &&
+           !f->p->m->values[v].is_output && v != c->seed && f->p->fused_from[v] < 0 &&
+           gc_shape_eq(&c->vals[v].shape, shape);
+}
+
+/* Step s is Add(a, b) (either order) of a float activation *mm of shape xs and a constant *b of
+ * xs's last extent (a Linear's bias): 1, else 0. */
+static int bias_add(const fuse_state *f, int s, const gc_shape *xs, int *mm, int *b) {
+    const gcam_ctx *c = f->p->c;
+    const gc_node *n = &f->p->m->nodes[c->steps[s].node];
+    if (n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || xs->ndim < 1) return 0;
+    for (int i = 0; i < 2; i++) {
+        const int a = n->in[i], w = n->in[1 - i];
+        if (a < 0 || w < 0 || c->vkind[a] != GC_V_RUNTIME || c->vals[a].dtype != GC_F32 ||
+            !gc_shape_eq(&c->vals[a].shape, xs) || (c->vkind[w] != GC_V_CONST && c->vkind[w] != GC_V_FOLDED) ||
+            c->vals[w].dtype != GC_F32 || !c->vals[w].data || gc_numel(&c->vals[w]) != xs->d[xs->ndim - 1])
+            continue;
+        const gc_shape *ws = &c->vals[w].shape; /* (C), or (1, .., C) */
+        int ok = ws->ndim >= 1 && ws->ndim <= xs->ndim;
+        for (int k = 0; ok && k + 1 < ws->ndim; k++) ok = ws->d[k] == 1;
+        if (!ok) continue;
+        *mm = a;
+        *b = w;
+        return 1;
+    }
+    return 0;
+}
+
+/* GELU as PyTorch exports nn.GELU (ViT's and Swin's MLPs): Div(x, c0) -> Erf -> Add(c1) ->
+ * Mul(x, .) -> Mul(c2), five passes over the MLP's widest tensor, computed by the Erf's step in
+ * one (k.fuse.gelu_x: the same float operations, so the same result), and with it the Add of
+ * the Linear's bias before it (k.fuse.gelu_b) when only the chain reads its output. Only where no
+ * backward passes (inference, a Grad-CAM plan's layers before its target); the other steps are
+ * skipped and the intermediates get no buffer. */
+static void fuse_gelu(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int *bstep_of = p->bstep_of;
+    for (int s = 0; s < p->F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        if (n->op != GC_OP_Erf || n->n_in != 1 || n->n_out != 1 || c->steps[s].fused || bstep_of[s] >= 0) continue;
+        const int d = n->in[0], e = n->out[0], sd = d >= 0 ? f->prod_step[d] : -1;
+        if (sd < 0 || bstep_of[sd] >= 0) continue;
+        const gc_node *dn = &m->nodes[c->steps[sd].node];
+        float c0, c1, c2;
+        const int x = dn->n_in == 2 ? dn->in[0] : -1;
+        if (x < 0 || scalar_step(f, sd, GC_OP_Div, x, &c0, 0) != d) continue;
+        const gc_shape *xs = &c->vals[x].shape;
+        if (c->vkind[x] != GC_V_RUNTIME || c->vals[x].dtype != GC_F32 || !chain_value(f, d, xs) || !chain_value(f, e, xs))
+            continue;
+        const int sa = sole_reader(f, e, s), a = scalar_step(f, sa, GC_OP_Add, e, &c1, 1);
+        const int sm = sole_reader(f, a, sa);
+        if (!chain_value(f, a, xs) || sm < 0 || c->steps[sm].fused) continue;
+        const gc_node *mn = &m->nodes[c->steps[sm].node];
+        if (mn->op != GC_OP_Mul || mn->n_in != 2 || mn->n_out != 1 ||
+            !((mn->in[0] == x && mn->in[1] == a) || (mn->in[0] == a && mn->in[1] == x)))
+            continue;
+        const int mv = mn->out[0], sh = sole_reader(f, mv, sm), y = scalar_step(f, sh, GC_OP_Mul, mv, &c2, 1);
+        if (!chain_value(f, mv, xs) || y < 0 || c->vkind[y] != GC_V_RUNTIME || p->fused_from[y] >= 0 ||
+            !gc_shape_eq(&c->vals[y].shape, xs) || bstep_of[sa] >= 0 || bstep_of[sm] >= 0 || bstep_of[sh] >= 0)
+            continue;
+        gc_kfuse *fu = &c->steps[s].k.fuse;
+        const int sb = f->prod_step[x];
+        int mm = -1, b = -1; /* x = mm + b, a Linear's bias Add: fused in too */
+        if (f->uses[x] == 2 && !c->kept[x] && !m->values[x].is_output && x != c->seed && p->fused_from[x] < 0 &&
+            bstep_of[sb] < 0 && !c->steps[sb].fused && bias_add(f, sb, xs, &mm, &b)) {
+            c->steps[sb].fused = 1;
+            p->first[x] = -1;
+            if (p->last[mm] < s) p->last[mm] = s;
+            fu->gelu_b = &c->vals[b];
+        }
+        fu->gelu_x = &c->vals[mm >= 0 ? mm : x];
+        fu->gelu_y = &c->vals[y];
+        fu->gelu_c[0] = c0;
+        fu->gelu_c[1] = c1;
+        fu->gelu_c[2] = c2;
+        c->steps[sd].fused = c->steps[sa].fused = c->steps[sm].fused = c->steps[sh].fused = 1;
+        p->first[d] = p->first[e] = p->first[a] = p->first[mv] = -1; /* no buffers */
+        p->first[y] = s;                                             /* written at the Erf's step */
+        if (p->last[x] < s) p->last[x] = s;
+    }
+}
+
+/* A Transpose that moves only axes of extent 1 (ViT's (1, T, C) <-> (T, 1, C)): its output is
+ * its input's bytes. */
+static int transpose_keeps_bytes(const gc_node *n, const gc_shape *in) {
+    const int64_t *perm;
+    size_t np = gc_attr_ints(n, "perm", &perm);
+    int last = -1;
+    if (np && (size_t)in->ndim != np) return 0;
+    for (int i = 0; i < in->ndim; i++) {
+        int a = np ? (int)perm[i] : in->ndim - 1 - i;
+        if (a < 0) a += in->ndim;
+        if (a < 0 || a >= in->ndim) return 0;
+        if (in->d[a] == 1) continue;
+        if (a < last) return 0;
+        last = a;
+    }
+    return 1;
+}
+
+/* Ops whose output is their input's bytes under another shape (Reshape, Flatten, Squeeze,
+ * Unsqueeze, Identity, and a Transpose of unit axes) share its buffer instead of copying it: the
+ * step is skipped and the root buffer lives as long as the view. Not where the explainer may
+ * write into either value (kept ones: Score-CAM's perturbed layer would leak into the other), nor
+ * for graph inputs (bound per run). Their backward steps still run (they read no forward data). */
+static void fuse_views(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    int *fused_from = p->fused_from;
+    for (int s = 0; s < p->F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        const int op = n->op;
+        if (c->steps[s].fused || n->n_in < 1 || n->n_out < 1 || n->in[0] < 0 || n->out[0] < 0) continue;
+        if (op != GC_OP_Reshape && op != GC_OP_Flatten && op != GC_OP_Squeeze && op != GC_OP_Unsqueeze &&
+            op != GC_OP_Identity && op != GC_OP_Transpose)
+            continue;
+        const int v = n->in[0], y = n->out[0];
+        const int r = fused_from[v] >= 0 ? fused_from[v] : v; /* the buffer's owner */
+        if (c->vkind[v] != GC_V_RUNTIME || c->vkind[y] != GC_V_RUNTIME || f->prod_step[v] < 0 || p->first[r] < 0 ||
+            p->first[y] < 0 || fused_from[y] >= 0 || c->kept[v] || c->kept[y] || v == c->seed || y == c->seed ||
+            c->vals[v].dtype != c->vals[y].dtype || gc_numel(&c->vals[v]) != gc_numel(&c->vals[y]))
+            continue;
+        if (op == GC_OP_Transpose && !transpose_keeps_bytes(n, &c->vals[v].shape)) continue;
+        c->steps[s].fused = 1;
+        fused_from[y] = r;
+        if (p->last[r] < p->last[y]) p->last[r] = p->last[y];
+    }
+}
+
 gcam_status gc_fuse(gc_planner *p) {
     gcam_ctx *c = p->c;
     const gc_model *m = p->m;
@@ -243,6 +415,8 @@ gcam_status gc_fuse(gc_planner *p) {
     if (!c->tune.no_add_fusion) fuse_add(&f);
     fuse_concat(&f);
     fuse_silu(&f);
+    fuse_gelu(&f);
+    fuse_views(&f);
     free(f.uses);
     free(f.prod_step);
     return GCAM_OK;

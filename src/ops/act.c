@@ -12,6 +12,7 @@
  *                                                      the forward input, so the max clip too)
  */
 #include "kutil.h"
+#include "isa.h"
 
 #include <math.h>
 
@@ -30,6 +31,7 @@ typedef struct act_args {
     float alpha, beta, gamma, lo, hi;
     gc_rule rule;
     int assign; /* backward into a fresh gx: '=' (only bw functions of unary_def.bw_assigns) */
+    int isa;    /* GC_ISA_*: the instruction set the kernel may use (isa.h) */
 } act_args;
 
 typedef void (*fw_f32)(float *y, const float *x, int64_t n, const act_args *a);
@@ -56,7 +58,7 @@ typedef struct unary_def {
 
 static act_args args_of(const gc_kctx *k) {
     const act_params *p = k->params;
-    act_args a = {1.0f, 0.0f, 1.0f, -INFINITY, INFINITY, k->rule, 0};
+    act_args a = {1.0f, 0.0f, 1.0f, -INFINITY, INFINITY, k->rule, 0, gc_kisa(k)};
     if (p) {
         a.alpha = p->alpha;
         a.beta = p->beta;
@@ -87,6 +89,8 @@ static gcam_status unary_infer(gc_kctx *k, const unary_def *d) {
     return same_infer(k, 1, d->i64 != 0, 0);
 }
 
+static gcam_status gelu_forward(gc_kctx *k, int nt);
+
 static gcam_status unary_forward(gc_kctx *k, const unary_def *d) {
     const act_args a = args_of(k);
     const int64_t n = gc_numel(k->in[0]), nchunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;
@@ -97,6 +101,7 @@ static gcam_status unary_forward(gc_kctx *k, const unary_def *d) {
         d->i64(y, x, n, &a); /* int64 tensors are small shape computations */
         return GCAM_OK;
     }
+    if (k->fuse.gelu_x) return gelu_forward(k, nt);
     float *y = k->out[0]->data;
     const float *x = k->in[0]->data;
     if (k->fuse.mul) { /* SiLU: the Mul x * f(x) fused in (plan.c); the Mul's output is fuse.mul */
@@ -155,7 +160,7 @@ static void pass_bw(float *gx, const float *gy, const float *v, int64_t n, const
 
 /* c ? a : b on the bit patterns. With a plain select GCC sinks the work feeding it into one
  * branch, where -ftrapping-math (the default) then forbids vectorising the loop. */
-static inline float bsel(int c, float a, float b) {
+GC_INLINE float bsel(int c, float a, float b) {
     uint32_t m = 0u - (uint32_t)(c != 0), ua, ub, r;
     float f;
     memcpy(&ua, &a, 4);
@@ -169,7 +174,7 @@ static inline float bsel(int c, float a, float b) {
  * expf polynomial for e^r, and 2^n applied in two halves so both ends of the range (n = 128,
  * denormal results down to -103.97) come out right. Measured <= 1.35 ulp; 0 below -103.97,
  * inf above 88.72, NaN stays NaN. */
-static inline float exp_fast(float x) {
+GC_INLINE float exp_fast(float x) {
     const float hi = 88.7228393554688f, lo = -103.972084045410f;
     const int over = x > hi, under = x < lo;
     /* adding 1.5 * 2^23 rounds to an integer n, which then sits in t's low mantissa bits */
@@ -472,14 +477,105 @@ UNARY_OP(Tanh, tanh, 1, NULL, NULL, FROM_OUT)
 /* ------------------------------------------------------------------------------------------ */
 /* Erf: dy/dx = 2/sqrt(pi) e^(-x^2)                                                              */
 
-static void erf_fw(float *y, const float *x, int64_t n, const act_args *a) {
-    for (int64_t i = 0; i < n; i++) y[i] = erff(x[i]);
+/* erf(x) without a libm call, so loops over it vectorise: below |x| = 0.921875, x + x S(x^2)
+ * (S = erf(x)/x - 1, degree 5: the final add rounds once, near x); above, 1 - e^Q(|x|) with Q a
+ * degree-8 fit of log erfc on [0.921875, 4] (|x| clamped to 4, where erf rounds to 1). The
+ * coefficients are weighted least-squares (Lawson) fits in double; against erf in double the
+ * result is within 1.5 ulp over every float (test_ops_elem checks a sweep). erf(-0) = -0,
+ * +-inf gives +-1, NaN stays NaN. */
+GC_INLINE float erf_fast(float x) {
+    const float a = fabsf(x), t = x * x;
+    float s = -5.990851787e-04f;
+    s = s * t + 4.993179813e-03f;
+    s = s * t - 2.676661685e-02f;
+    s = s * t + 1.128181592e-01f;
+    s = s * t - 3.761249483e-01f;
+    s = s * t + 1.283791512e-01f;
+    const float small = x + x * s;
+    const float c = bsel(a > 4.0f, 4.0f, a); /* NaN stays NaN */
+    float q = -4.377796756e-07f;
+    q = q * c - 1.547503052e-05f;
+    q = q * c + 4.035897146e-04f;
+    q = q * c - 4.076232202e-03f;
+    q = q * c + 2.494118735e-02f;
+    q = q * c - 1.080700383e-01f;
+    q = q * c - 6.334986091e-01f;
+    q = q * c - 1.129453540e+00f;
+    q = q * c + 1.640031551e-04f;
+    const float big = 1.0f - exp_fast(q);
+    return bsel(a < 0.921875f, small, bsel(x < 0.0f, -big, big));
 }
-static void erf_bw(float *gx, const float *gy, const float *x, int64_t n, const act_args *a) {
+
+GC_INLINE void erf_rows(float *restrict y, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = erf_fast(x[i]);
+}
+GC_ISA_FN(erf_rows_isa, erf_rows, (float *restrict y, const float *restrict x, int64_t n), (y, x, n))
+
+GC_INLINE void erf_bw_rows(float *restrict gx, const float *restrict gy, const float *restrict x, int64_t n,
+                           int assign) {
     const float c = 1.12837916709551257f; /* 2 / sqrt(pi) */
-    for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * c * exp_fast(-x[i] * x[i]);
+    if (assign)
+        for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * c * exp_fast(-x[i] * x[i]);
+    else
+        for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * c * exp_fast(-x[i] * x[i]);
 }
-UNARY_OP(Erf, erf, 9, NULL, NULL, FROM_IN)
+GC_ISA_FN(erf_bw_isa, erf_bw_rows, (float *restrict gx, const float *restrict gy, const float *restrict x, int64_t n,
+                                    int assign), (gx, gy, x, n, assign))
+
+static void erf_fw(float *y, const float *x, int64_t n, const act_args *a) { erf_rows_isa_tab[a->isa](y, x, n); }
+static void erf_bw(float *gx, const float *gy, const float *x, int64_t n, const act_args *a) {
+    erf_bw_isa_tab[a->isa](gx, gy, x, n, a->assign);
+}
+
+/* GELU as exported (x / c0, Erf, + c1, times x, times c2): the same float operations in the same
+ * order as the five unfused steps, so the result is bit-identical to theirs. */
+GC_INLINE void gelu_rows(float *restrict y, const float *restrict x, int64_t n, float c0, float c1, float c2) {
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * (erf_fast(x[i] / c0) + c1)) * c2;
+}
+GC_ISA_FN(gelu_rows_isa, gelu_rows, (float *restrict y, const float *restrict x, int64_t n, float c0, float c1,
+                                     float c2), (y, x, n, c0, c1, c2))
+
+/* The same after x = (Linear's output) + b, b (C) along rows of C: the unfused Add's rounding. */
+GC_INLINE void gelu_bias_rows(float *restrict y, const float *restrict x, const float *restrict b, int64_t rows,
+                              int64_t C, float c0, float c1, float c2) {
+    for (int64_t r = 0; r < rows; r++, x += C, y += C)
+        for (int64_t j = 0; j < C; j++) {
+            const float v = x[j] + b[j];
+            y[j] = (v * (erf_fast(v / c0) + c1)) * c2;
+        }
+}
+GC_ISA_FN(gelu_bias_isa, gelu_bias_rows, (float *restrict y, const float *restrict x, const float *restrict b,
+                                          int64_t rows, int64_t C, float c0, float c1, float c2),
+          (y, x, b, rows, C, c0, c1, c2))
+
+static gcam_status gelu_forward(gc_kctx *k, int nt) {
+    const gc_tensor *xt = k->fuse.gelu_x;
+    gc_tensor *yt = k->fuse.gelu_y;
+    const int64_t n = gc_numel(xt), nchunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;
+    if (!yt || xt->dtype != GC_F32 || yt->dtype != GC_F32 || gc_numel(yt) != n)
+        return gc_kfail(k, GCAM_E_INTERNAL, "fused GELU not supported here");
+    const float *x = xt->data; /* (n) */
+    float *y = yt->data;       /* (n) */
+    const float *c = k->fuse.gelu_c;
+    const int isa = gc_kisa(k);
+    if (k->fuse.gelu_b) { /* rows of C, a row's share of the work split as above */
+        const gc_tensor *bt = k->fuse.gelu_b;
+        const int64_t C = gc_numel(bt), rows = C > 0 ? n / C : 0, per = GC_MAX(1, ACT_CHUNK / GC_MAX(C, 1));
+        if (bt->dtype != GC_F32 || C <= 0 || rows * C != n) return gc_kfail(k, GCAM_E_INTERNAL, "fused bias not supported here");
+        const float *b = bt->data; /* (C) */
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int64_t r = 0; r < rows; r += per)
+            gelu_bias_isa_tab[isa](y + r * C, x + r * C, b, GC_MIN(per, rows - r), C, c[0], c[1], c[2]);
+        return GCAM_OK;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t ch = 0; ch < nchunks; ch++) {
+        int64_t lo = ch * ACT_CHUNK;
+        gelu_rows_isa_tab[isa](y + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo), c[0], c[1], c[2]);
+    }
+    return GCAM_OK;
+}
+UNARY_OP_A(Erf, erf, 9, NULL, NULL, FROM_IN, 1)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Softplus: y = ln(1 + e^x); dy/dx = sigmoid(x) = 1 - e^-y, so backward reads the output     */

@@ -2,6 +2,7 @@
  * LRN, Softmax and LogSoftmax. Statistics are accumulated in double (two passes: mean, then
  * squared deviations) so forward and backward agree closely with finite differences. */
 #include "kutil.h"
+#include "isa.h"
 
 #include <math.h>
 
@@ -579,7 +580,7 @@ static gcam_status sm_infer(gc_kctx *k) {
  * ln 2 and a degree-7 Taylor polynomial (~1e-7 relative), branch-free and clamped through the
  * integer bits so that loops over it vectorise (libm's expf does not). Results below ~1e-38
  * flush to 0; exp(-inf) = 0; NaN stays NaN. */
-static inline float exp_neg(float x) {
+GC_INLINE float exp_neg(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
     u = u < 0xC2C80000u ? u : 0xC2C80000u; /* x < -100 (as sign-magnitude bits) -> -100 */
@@ -613,44 +614,56 @@ static inline float max_step(float b, float v) {
     return c ? v : b;
 }
 
-/* Max of a contiguous run, 8 lanes. */
-static float max_lanes(const float *x, int64_t n) {
-    float m[8];
-    for (int l = 0; l < 8; l++) m[l] = -INFINITY;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) m[l] = max_step(m[l], x[i + l]);
-    float r = -INFINITY;
-    for (int l = 0; l < 8; l++) r = max_step(r, m[l]);
-    for (; i < n; i++) r = max_step(r, x[i]);
-    return r;
-}
-
-/* Sum of a contiguous run with 8 float lanes (vectorisable), combined in double. */
-static double sum_lanes(const float *x, int64_t n) {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += x[i + l];
+/* Contiguous group: y (A) from x (A); y holds the exponentials in between. Max, then exponentials
+ * and their sum in one pass, in 16 float lanes (a fixed order whatever the vector width: every
+ * instruction-set path gives the same bits), combined in double. A NaN anywhere makes the row NaN. */
+GC_INLINE void sm_row_body(float *restrict y, const float *restrict x, int64_t A, int is_log) {
+    float acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = 0.0f;
+    gc_f4 m0 = GC_F4_SET(-INFINITY), m1 = m0, v0, v1;
+    gc_i4 nan = {0};
+    int64_t a = 0;
+    for (; a + 8 <= A; a += 8) { /* (vector types: GCC leaves this loop scalar otherwise) */
+        GC_F4_LOAD(v0, x + a);
+        GC_F4_LOAD(v1, x + a + 4);
+        m0 = GC_F4_SEL(v0 > m0, v0, m0);
+        m1 = GC_F4_SEL(v1 > m1, v1, m1);
+        nan |= (v0 != v0) | (v1 != v1);
+    }
+    float m = -INFINITY;
+    int bad = 0;
+    for (; a < A; a++) {
+        m = x[a] > m ? x[a] : m;
+        bad |= x[a] != x[a];
+    }
+    for (int l = 0; l < 4; l++) {
+        m = m0[l] > m ? m0[l] : m;
+        m = m1[l] > m ? m1[l] : m;
+        bad |= nan[l] != 0;
+    }
+    if (bad) m = NAN;
+    for (a = 0; a + 16 <= A; a += 16)
+        for (int l = 0; l < 16; l++) {
+            const float e = exp_neg(x[a + l] - m);
+            y[a + l] = e;
+            acc[l] += e;
+        }
     double s = 0;
-    for (; i < n; i++) s += x[i];
-    for (int l = 0; l < 8; l++) s += acc[l];
-    return s;
-}
-
-/* Contiguous group: y (A) from x (A); y holds the exponentials in between. */
-static void sm_row(float *restrict y, const float *restrict x, int64_t A, int is_log) {
-    float m = max_lanes(x, A);
-    for (int64_t a = 0; a < A; a++) y[a] = exp_neg(x[a] - m);
-    double s = sum_lanes(y, A);
+    for (; a < A; a++) {
+        y[a] = exp_neg(x[a] - m);
+        s += y[a];
+    }
+    for (int l = 0; l < 16; l++) s += acc[l];
     if (is_log) {
         float ls = (float)log(s); /* (x - m) - log s: adding m to log s first would round at large m */
-        for (int64_t a = 0; a < A; a++) y[a] = (x[a] - m) - ls;
+        for (a = 0; a < A; a++) y[a] = (x[a] - m) - ls;
     } else {
         float inv = (float)(1.0 / s);
-        for (int64_t a = 0; a < A; a++) y[a] *= inv;
+        for (a = 0; a < A; a++) y[a] *= inv;
     }
 }
+GC_ISA_FN(sm_row_isa, sm_row_body, (float *restrict y, const float *restrict x, int64_t A, int is_log),
+          (y, x, A, is_log))
 
 /* nb <= SM_BLK strided groups: y, x point at (o, 0, i0); element a of group j at a * I + j. */
 static void sm_block(float *restrict y, const float *restrict x, int64_t A, int64_t I, int nb, int is_log) {
@@ -683,8 +696,9 @@ static gcam_status sm_run(gc_kctx *k, int is_log) {
     int nt = gc_kthreads(k);
     if (O * A * I == 0) return GCAM_OK;
     if (I == 1) {
+        void (*row)(float *restrict, const float *restrict, int64_t, int) = sm_row_isa_tab[gc_kisa(k)];
 #pragma omp parallel for num_threads(nt) schedule(static) if (O * A > 16384)
-        for (int64_t o = 0; o < O; o++) sm_row(y + o * A, x + o * A, A, is_log);
+        for (int64_t o = 0; o < O; o++) row(y + o * A, x + o * A, A, is_log);
     } else {
         int64_t nblk = (I + SM_BLK - 1) / SM_BLK;
 #pragma omp parallel for num_threads(nt) schedule(static) if (O * A * I > 16384)

@@ -58,6 +58,14 @@ typedef struct gc_kfuse {
     uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
     const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before relu: a
                                       following Add fused in, in steps no backward passes */
+    const gc_tensor *gelu_x;       /* Erf forward: GELU fused in, in steps no backward passes:
+                                      gelu_y = (x * (erf(x / c[0]) + c[1])) * c[2], the exported
+                                      Div, Erf, Add, Mul, Mul in one pass (fuse.c); in[0] and
+                                      out[0] then have no buffers */
+    gc_tensor *gelu_y;
+    float gelu_c[3];
+    const gc_tensor *gelu_b;       /* NULL, or a bias over gelu_x's last axis added first (the
+                                      Linear's bias Add before the GELU fused in too) */
 } gc_kfuse;
 
 typedef struct gc_kctx {
