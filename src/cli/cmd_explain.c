@@ -263,12 +263,12 @@ static const cli_row g_explain_rows[] = {
     CLI_OPT("--feed", "NAME=FILE.npy", "NAME=FILE.npy", ex_feed_opt, "a further model input; repeatable"),
     CLI_OPT("--threads", "N", "a number", cli_set_threads_opt, "worker threads (default: one per CPU the process may use)"),
     CLI_OPT("--batch", "N|auto", "a batch size", ex_batch_opt,
-            "inputs of one shape run through the model together, up to N at a time (auto: 8;\n"
-            "default 1: one by one). Only when the model's batch axis is dynamic, for --task\n"
-            "classify without --feed or --target, and methods computed per sample (the gradient\n"
-            "CAMs but the Eigen-CAMs and CAM, the gradient pixel maps but SmoothGrad and\n"
-            "Integrated Gradients); otherwise one by one. Faster per input (less so at batch 1's\n"
-            "best); maps and scores equal one by one's within float rounding (docs/performance.md)"),
+            "run up to N inputs of one shape through the model together (auto: 8;\n"
+            "default 1: one by one). Only for a dynamic batch axis, --task classify\n"
+            "without --feed or --target, and methods computed per sample (the gradient\n"
+            "CAMs but the Eigen-CAMs and CAM; the gradient pixel maps but SmoothGrad and\n"
+            "Integrated Gradients); else one by one. Scores and maps equal one by one's\n"
+            "within float rounding (docs/performance.md)"),
     CLI_OPT("--max-memory", "BYTES", "a size in bytes", cli_set_max_memory,
             "cap on the memory planned per model run, and on constants\n"
             "computed at load; suffixes K, M, G (default 8G)"),
