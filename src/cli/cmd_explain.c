@@ -506,6 +506,9 @@ static gcam_status render_tensor(gc_image *out, const float *x, int64_t C, int64
 static int first_explainer(ex_run *R) {
     const ex_opts *o = R->o;
     gcam_explainer *e = R->e;
+    /* (again when the first prediction did not come: a batch that went back one by one re-plans) */
+    free(R->score_name);
+    free(R->layer_names);
     R->score_name = gc_strdup(gcam_explainer_score_name(e));
     gc_buf ln = {0};
     for (int i = 0; i < gcam_explainer_num_layers(e); i++) {
