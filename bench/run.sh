@@ -23,6 +23,9 @@
 #                         (--task detect's default) and Grad-CAM: gradcam's bench/bench_detect.c
 #                         against a pytorch-grad-cam-style loop (bench/bench_detect_torch.py), the
 #                         same weights, BENCH_RUNS runs, both sides' detections and layers checked equal
+#   BENCH_COMMAND         0: skip the command's row (default 1): `gradcam explain` on a folder of 16 .npy
+#                         inputs against the API's Grad-CAM per input, resnet50 (bench/bench_command.py;
+#                         BENCH_COMMAND_RUNS turns, default 5; BENCH_COMMAND_CLOCK wall (default) or cpu)
 #   BENCH_DOC             where to write the report (default docs/performance.md for the full default
 #                         set, BUILD_DIR/bench/performance.md for a subset; "none": do not write)
 #   BENCH_ORT             0: skip the rows against ONNX Runtime (default 1; issue #23, bench/bench_ort.py):
@@ -322,6 +325,12 @@ if [ "$DOC" = none ]; then
     "$PY" "$SRC/bench/report.py" "$RES" "$META"
 else
     "$PY" "$SRC/bench/report.py" "$RES" "$META" --doc "$DOC"
+fi
+# the command's cost per input on a folder of 16 .npy inputs against the API's (issue #23), one by one
+# and --batch 8; BENCH_COMMAND=0 skips it
+if [ $SMOKE = 0 ] && [ "${BENCH_COMMAND:-1}" = 1 ]; then
+    "$PY" "$SRC/bench/bench_command.py" "$BUILD" --threads "$THREADS" --runs "${BENCH_COMMAND_RUNS:-5}" \
+        --clock "${BENCH_COMMAND_CLOCK:-wall}" | tee "$OUT/command.md" || echo "bench: command row FAILED (see above)"
 fi
 # every word of a caption (issue #19): the demo captioner, one forward and a backward per word against
 # PyTorch's hook-and-backward loop, turn by turn; the ratio and PASS/FAIL (<= 0.3)

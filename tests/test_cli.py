@@ -799,6 +799,162 @@ def test_layouts(fx, work):
     check(p.returncode == 3 and "5 labels for the 1000 classes" in p.stderr, "--labels of the wrong length: exit 3 (%r)" % p.stderr)
 
 
+def make_npy_folder(fx, work):
+    """A folder of r18 inputs: tensors with and without the batch axis, a picture, a sub-folder, and
+    inputs that fail (a corrupt .npy, a wrong shape, a NaN tensor); hidden and other files skipped."""
+    d = os.path.join(work, "npy_folder")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "sub"))
+    g = np.random.default_rng(23)
+    x = lambda *s: g.standard_normal(s).astype(np.float32)
+    np.save(os.path.join(d, "a.npy"), x(3, 224, 224))
+    np.save(os.path.join(d, "b.npy"), x(1, 3, 224, 224))
+    synthetic_image(80, 60, 3).save(os.path.join(d, "c.png"))
+    np.save(os.path.join(d, "sub", "d.npy"), x(1, 3, 224, 224))
+    np.save(os.path.join(d, "f.npy"), x(1, 3, 224, 224))
+    with open(os.path.join(d, "bad.npy"), "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00garbage")
+    np.save(os.path.join(d, "e.npy"), x(1, 3, 32, 32))  # the wrong size for r18's fixed 224x224
+    nan = x(1, 3, 224, 224)
+    nan[0, 1, 100:110, 100:110] = np.nan
+    np.save(os.path.join(d, "g_nan.npy"), nan)
+    np.save(os.path.join(d, ".hidden.npy"), x(1, 3, 224, 224))
+    with open(os.path.join(d, "notes.txt"), "w") as f:
+        f.write("not an input\n")
+    return d
+
+
+def test_npy_folders(fx, work):
+    d = make_npy_folder(fx, work)
+    out = os.path.join(work, "npy_folder_out")
+    shutil.rmtree(out, ignore_errors=True)
+    r18 = os.path.join(fx, "r18.onnx")
+    p = run(["explain", r18, d, "-m", "gradcam", "--npy", "-o", out])
+    check(p.returncode == 3, "a folder with bad .npy files: exit 3 (%d: %s)" % (p.returncode, p.stderr[-300:]))
+    res = load_results(out)
+    paths = [os.path.relpath(i["path"], d) for i in res["inputs"]]
+    check(paths == ["a.npy", "b.npy", "c.png", "f.npy", "sub/d.npy"],
+          "pictures and tensors in one list, sorted by path: %r" % paths)
+    check([i["kind"] for i in res["inputs"]] == ["tensor", "tensor", "image", "tensor", "tensor"], "kinds")
+    fails = [os.path.relpath(f["path"], d) for f in res["failures"]]
+    check(fails == ["bad.npy", "e.npy", "g_nan.npy"], "each bad .npy is its own failure record: %r" % fails)
+    check(all(i["input_shape"] == [1, 3, 224, 224] for i in res["inputs"]), "input shapes")
+    # a tensor from a folder is explained as the same file given alone
+    one = os.path.join(work, "npy_folder_one")
+    shutil.rmtree(one, ignore_errors=True)
+    p = run(["explain", r18, os.path.join(d, "b.npy"), "-m", "gradcam", "--npy", "-o", one, "-q"])
+    if check(p.returncode == 0, "b.npy alone: exit 0 (%s)" % p.stderr[-300:]):
+        m = [f for f in os.listdir(one) if f.endswith(".npy")]
+        check(len(m) == 1 and open(os.path.join(one, m[0]), "rb").read() == open(os.path.join(out, m[0]), "rb").read(),
+              "b.npy's raw map from the folder run equals the run of the file alone, bit for bit")
+    # a folder of tensors only
+    only = os.path.join(work, "npy_only")
+    shutil.rmtree(only, ignore_errors=True)
+    os.makedirs(only)
+    for f in ("a.npy", "b.npy"):
+        shutil.copy(os.path.join(d, f), only)
+    out2 = os.path.join(work, "npy_only_out")
+    shutil.rmtree(out2, ignore_errors=True)
+    p = run(["explain", r18, only, "-m", "gradcam", "-o", out2, "-q"])
+    check(p.returncode == 0 and len(load_results(out2)["inputs"]) == 2, "a folder of .npy files only: exit 0, 2 inputs")
+    empty = os.path.join(work, "npy_empty")
+    shutil.rmtree(empty, ignore_errors=True)
+    os.makedirs(empty)
+    p = run(["explain", r18, empty, "-o", out2 + "_e"])
+    check(p.returncode == 3 and "no .png, .jpg, .jpeg or .npy file" in p.stderr, "an empty folder: %r" % p.stderr[-200:])
+
+
+def compare_runs(a, b, tol):
+    """Two runs' results.json (without the options) and files: the same records, names and failures;
+    scores and raw maps within the tolerances tol = (scores, CAM maps, pixel maps: share of elements
+    off by more than 1e-3 of the map's max); PNGs of the same size. Returns (exact, worst figures)."""
+    ra, rb = load_results(a), load_results(b)
+    worst = {"score": 0.0, "cam": 0.0, "pixel_off": 0.0}
+    check([f["path"] for f in ra["failures"]] == [f["path"] for f in rb["failures"]] and
+          [f["error"] for f in ra["failures"]] == [f["error"] for f in rb["failures"]], "the same failures, the same errors")
+    check(len(ra["inputs"]) == len(rb["inputs"]), "the same inputs")
+    for ia, ib in zip(ra["inputs"], rb["inputs"]):
+        check([q["index"] for q in ia["predictions"]] == [q["index"] for q in ib["predictions"]], "%s: the same classes" % ia["path"])
+        for qa, qb in zip(ia["predictions"], ib["predictions"]):
+            worst["score"] = max(worst["score"], abs(qa["score"] - qb["score"]) / max(abs(qa["score"]), 1e-30))
+        strip = lambda i: [{k: v for k, v in m.items() if k not in ("box",)} for m in i["maps"]]
+        check(strip(ia) == strip(ib), "%s: the same maps and files named" % ia["path"])
+    fa, fb = sorted(os.listdir(a)), sorted(os.listdir(b))
+    check(fa == fb, "the same files")
+    exact = True
+    for f in fa:
+        if f in ("results.json", "report.html"):
+            continue
+        ba, bb = open(os.path.join(a, f), "rb").read(), open(os.path.join(b, f), "rb").read()
+        exact &= ba == bb
+        if f.endswith(".png"):
+            check(png_size(os.path.join(a, f)) == png_size(os.path.join(b, f)), "%s: the same size" % f)
+        elif f.endswith(".npy"):
+            x, y = np.load(os.path.join(a, f)).astype(np.float64), np.load(os.path.join(b, f)).astype(np.float64)
+            scale = max(np.abs(x).max(), 1e-30)
+            if "_gradcam" in f or "_hirescam" in f:
+                worst["cam"] = max(worst["cam"], float(np.abs(x - y).max() / scale))
+            else:
+                worst["pixel_off"] = max(worst["pixel_off"], float((np.abs(x - y) > 1e-3 * scale).mean()))
+    check(worst["score"] <= tol[0] and worst["cam"] <= tol[1] and worst["pixel_off"] <= tol[2],
+          "batched vs one by one within (scores %g, CAM maps %g of max, pixel maps %g of elements off by > 1e-3 of "
+          "max): %r" % (tol + (worst,)))
+    return exact, worst
+
+
+def test_batching(fx, work):
+    """--batch: the same records, files and failures as one by one; maps within float rounding (the
+    engine's batched convolutions sum in another order: Winograd tile blocks across images, 1x1
+    convolutions of small maps as one GEMM). Tolerances: scores 1e-5 relative, CAM maps 1e-4 of their
+    max, pixel-space maps (ReLU kinks flip under rounding) at most 1% of elements off by more than
+    1e-3 of their max. A model with a fixed batch axis runs one by one: bit for bit."""
+    d = make_npy_folder(fx, work)
+    r18 = os.path.join(fx, "r18.onnx")
+    # the whole folder (a NaN input sends its batch back one by one) and its inputs but the NaN one
+    # (one batch of 5: the picture, 4 tensors with and without the batch axis; 2 failed loads)
+    some = [os.path.join(d, f) for f in ("a.npy", "b.npy", "bad.npy", "c.png", "e.npy", "f.npy", "sub/d.npy")]
+    outs = {}
+    for key, inputs, b in (("1", [d], "1"), ("3", [d], "3"), ("some1", some, "1"), ("auto", some, "auto")):
+        out = os.path.join(work, "batch_%s" % key)
+        shutil.rmtree(out, ignore_errors=True)
+        p = run(["explain", r18] + inputs + ["-m", "gradcam,guided-backprop", "-k", "2", "--npy", "--batch", b, "-o", out])
+        check(p.returncode == 3, "--batch %s: exit 3 for the bad inputs (%d: %s)" % (b, p.returncode, p.stderr[-300:]))
+        check(no_temp_files(out), "--batch %s: no temporary files" % b)
+        outs[key] = out
+    for a, b in (("1", "3"), ("some1", "auto")):
+        exact, worst = compare_runs(outs[a], outs[b], (1e-5, 1e-4, 1e-2))
+        print("   --batch %s vs one by one: files bit for bit: %s; worst %r" % (b, exact, worst))
+    # the NaN input's failure does not spoil its batch: the others explained, it fails alone
+    res = load_results(outs["3"])
+    check(len(res["inputs"]) == 5 and any("g_nan.npy" in f["path"] for f in res["failures"]),
+          "a NaN input inside a batch fails alone")
+    # methods not computed per sample: one by one, said once
+    out = os.path.join(work, "batch_smooth")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run(["explain", r18, os.path.join(d, "a.npy"), os.path.join(d, "b.npy"), "-m", "smoothgrad", "--batch", "2",
+             "-o", out])
+    check(p.returncode == 0 and "inputs run one by one (a method asked for is not computed per sample)" in p.stderr,
+          "smoothgrad: one by one, with a note: %r" % p.stderr[-300:])
+    # a fixed batch axis: one by one, every file as without --batch
+    small = os.path.join(fx, "small.onnx")
+    sd = os.path.join(work, "small_npy")
+    shutil.rmtree(sd, ignore_errors=True)
+    os.makedirs(sd)
+    g = np.random.default_rng(5)
+    for i in range(3):
+        np.save(os.path.join(sd, "s%d.npy" % i), g.standard_normal((1, 3, 32, 32)).astype(np.float32))
+    so = {}
+    for b in ("1", "4"):
+        so[b] = os.path.join(work, "small_batch_%s" % b)
+        shutil.rmtree(so[b], ignore_errors=True)
+        p = run(["explain", small, sd, "--npy", "--batch", b, "-o", so[b]])
+        check(p.returncode == 0, "static batch, --batch %s: exit 0 (%s)" % (b, p.stderr[-300:]))
+    check("inputs run one by one (the model's batch axis is fixed)" in p.stderr, "static batch: the note: %r" % p.stderr[-300:])
+    exact, _ = compare_runs(so["1"], so["4"], (0, 0, 0))
+    check(exact, "static batch: every file bit for bit as without --batch")
+    check(run(["explain", small, sd, "--batch", "0"]).returncode == 2, "--batch 0: usage error")
+
+
 def test_info(fx, work):
     p = run(["info", os.path.join(fx, "r18.onnx")])
     check(p.returncode == 0 and "default explanation layer: /layer4/layer4.1/relu_1/Relu_output_0" in p.stdout,
@@ -820,7 +976,8 @@ def main():
     fx = make_fixtures(work)
     torch.set_num_threads(1)
     tests = [test_usage, test_bad_model_and_input, test_info, test_parity, test_image, test_batch, test_progress,
-             test_clobber, test_names_and_json, test_targets, test_probability_and_feeds, test_all_methods, test_layouts]
+             test_clobber, test_names_and_json, test_targets, test_probability_and_feeds, test_all_methods, test_layouts,
+             test_npy_folders, test_batching]
     for t in tests:
         if only and t.__name__[5:] not in only:
             continue

@@ -30,8 +30,10 @@ static int ends_with_ci(const char *s, const char *suffix) {
     return n >= k && strcasecmp(s + n - k, suffix) == 0;
 }
 
-static int is_image_name(const char *name) {
-    return ends_with_ci(name, ".png") || ends_with_ci(name, ".jpg") || ends_with_ci(name, ".jpeg");
+/* What a folder walk takes: pictures and .npy tensors alike (one sorted list, a mixed folder too). */
+static int is_input_name(const char *name) {
+    return ends_with_ci(name, ".png") || ends_with_ci(name, ".jpg") || ends_with_ci(name, ".jpeg") ||
+           ends_with_ci(name, ".npy");
 }
 
 static int push(ex_inputs *l, char *path, const char *problem) {
@@ -117,7 +119,7 @@ static int walk(str_list *files, const char *dir, const struct stat *skip, int d
         if (S_ISDIR(st.st_mode)) {
             if (!(skip && st.st_dev == skip->st_dev && st.st_ino == skip->st_ino)) rc = walk(files, p, skip, depth + 1);
             free(p);
-        } else if (is_image_name(de->d_name) && (S_ISREG(st.st_mode) || (S_ISLNK(st.st_mode) && stat(p, &st) == 0 &&
+        } else if (is_input_name(de->d_name) && (S_ISREG(st.st_mode) || (S_ISLNK(st.st_mode) && stat(p, &st) == 0 &&
                                                                            S_ISREG(st.st_mode)))) {
             rc = str_push(files, p);
         } else {

@@ -22,9 +22,9 @@ typedef struct ex_inputs {
     int n, cap;
 } ex_inputs;
 
-/* Adds each argument: a file as is, a folder walked recursively (only .png/.jpg/.jpeg files,
- * hidden entries and the folder skip_dir (the output folder, if it exists) left out, sorted by
- * path). A path that does not exist becomes an input with `problem` set. -1 when out of memory. */
+/* Adds each argument: a file as is, a folder walked recursively (only .png/.jpg/.jpeg and .npy
+ * files, pictures and tensors in one list sorted by path (strcmp order), hidden entries and the
+ * folder skip_dir (the output folder, if it exists) left out). A path that does not exist becomes an input with `problem` set. -1 when out of memory. */
 int ex_inputs_collect(ex_inputs *l, char *const *args, int n_args, const char *skip_dir);
 /* Adds an input held in memory (the tool): name stands for its path in messages and records. */
 int ex_inputs_add_memory(ex_inputs *l, const char *name, const void *data, size_t size, int is_npy);

@@ -10,6 +10,11 @@
 #include <unistd.h>
 
 #include <png.h>
+#include <zlib.h> /* Z_RLE */
+
+static int g_write_fsync = 1;
+void gc_set_write_fsync(int on) { g_write_fsync = on; }
+int gc_write_fsync(void) { return g_write_fsync; }
 
 typedef struct penc {
     uint8_t *buf; /* the encoded bytes so far; on the heap because setjmp is in play */
@@ -93,7 +98,12 @@ static gcam_status encode(const gc_image *img, uint8_t **data, size_t *size, con
             png_set_write_fn(png, e, penc_write, penc_flush);
             png_set_IHDR(png, info, (png_uint_32)img->w, (png_uint_32)img->h, 8, PNG_COLOR_TYPE_RGB,
                          PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-            png_set_compression_level(png, 3); /* ~2.5x faster than 6 for ~12% more bytes */
+            /* the Sub filter on every row and zlib's run-length strategy: 4x less CPU than level 3 with
+             * libpng's adaptive filter choice (30 -> 7 ms per input of resnet50's Grad-CAM files and
+             * report panels, 5 PNGs of 224x224), for ~6% more bytes on heat maps and overlays */
+            png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB);
+            png_set_compression_strategy(png, Z_RLE);
+            png_set_compression_level(png, 6);
             png_write_info(png, info);
             png_write_image(png, e->rows);
             png_write_end(png, NULL);
@@ -151,7 +161,7 @@ gcam_status gc_image_write_png(const char *path, const gc_image *img, gc_err *er
             off += (size_t)n;
         }
     }
-    if (!e && fsync(fd) != 0) e = errno;
+    if (!e && g_write_fsync && fsync(fd) != 0) e = errno;
     if (close(fd) != 0 && !e) e = errno;
     if (!e && rename(tmp, path) != 0) e = errno;
     if (e) {

@@ -38,6 +38,11 @@ void gc_image_free(gc_image *img);
 
 /* Writes an RGB8 PNG through a temporary file renamed into place (no partial file on failure). */
 gcam_status gc_image_write_png(const char *path, const gc_image *img, gc_err *err);
+/* Whether gc_image_write_png and gc_npy_write fsync each file before its rename (default 1). A
+ * process writing many files sets 0 once, before any thread writes, and syncs the folder itself
+ * before the file that says the run is complete (gradcam explain: syncfs before results.json). */
+void gc_set_write_fsync(int on);
+int gc_write_fsync(void);
 /* Encodes an RGB8 PNG into a malloc'ed buffer (for embedding in HTML). */
 gcam_status gc_image_encode_png(const gc_image *img, uint8_t **data, size_t *size, gc_err *err);
 

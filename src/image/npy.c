@@ -5,6 +5,7 @@
  * validated before anything is allocated from it. */
 #define _POSIX_C_SOURCE 200809L
 #include "npy.h"
+#include "image.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -529,7 +530,7 @@ gcam_status gc_npy_write(const char *path, const gc_tensor *t, gc_err *err) {
     }
     gcam_status st = write_all(f, t, nbytes, gc_dtype_size(t->dtype), hdr, total);
     int e = errno;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    if (fflush(f) != 0 || (gc_write_fsync() && fsync(fileno(f)) != 0)) {
         e = errno;
         st = GCAM_E_IO;
     }
