@@ -256,11 +256,46 @@ def run_model(cli, work, name, model, layer, skip, grid):
               "%s: a grid that does not fit is one line (%r)" % (name, p.stderr.strip()))
 
 
+def run_eval(cli, work, name):
+    """`gradcam eval` on a token model: every method scored at the automatic token layer, and the
+    sanity check's property of rollout (it reads only the attention maps, so randomising the head
+    leaves it unchanged: Spearman exactly 1), where Grad-CAM (through the head) moves."""
+    from PIL import Image
+    d = os.path.join(work, name + "_eval")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "img"))
+    rng = np.random.default_rng(5)
+    rows = ["image,class,x0,y0,x1,y1"]
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(os.path.join(d, "img", "p%d.png" % i))
+        rows.append("p%d.png,%d,8,8,40,40" % (i, i))
+    with open(os.path.join(d, "boxes.csv"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+    methods = ["gradcam", "layercam", "guided-backprop", "attention-rollout"]
+    p = subprocess.run([cli, "eval", os.path.join(work, name + ".onnx"), "--images", os.path.join(d, "img"),
+                        "--boxes", os.path.join(d, "boxes.csv"), "-m", ",".join(methods), "--preprocess", "raw",
+                        "--steps", "5", "--sanity-depths", "1", "--threads", "1", "-o", os.path.join(d, "out")],
+                       capture_output=True, text=True, timeout=300)
+    if not check(p.returncode == 0, "%s: eval exits 0 (%s)" % (name, p.stderr.strip()[-300:])):
+        return
+    ev = json.load(open(os.path.join(d, "out", "eval.json")))
+    got = {m["method"]: m for m in ev["methods"]}
+    check(sorted(got) == sorted(methods) and all(got[m]["localisation"]["images"] == 3 for m in methods),
+          "%s: eval scores every method on the 3 pictures (%s)" % (name, sorted(got)))
+    check("ln_1" in json.dumps(ev["layers"]), "%s: eval's layer is the token layer (%s)" % (name, ev["layers"]))
+    sp = {m: got[m]["sanity"][0]["spearman"] for m in ("attention-rollout", "gradcam")}
+    check(sp["attention-rollout"] == 1.0 and sp["gradcam"] < 0.9,
+          "%s: head randomised: rollout unchanged (Spearman %r), Grad-CAM moved (%r)" % (name, sp["attention-rollout"],
+                                                                                     sp["gradcam"]))
+
+
 def main():
     cli, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
     for name, model, layer, skip, grid in models():
         run_model(cli, work, name, model, layer, skip, grid)
+        if name == "vit":
+            run_eval(cli, work, name)
     print("transformers_explain: %d passed, %d failed" % (COUNT[0] - len(FAILS), len(FAILS)))
     sys.exit(1 if FAILS else 0)
 
