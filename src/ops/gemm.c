@@ -126,6 +126,21 @@ static gcam_status gemm_forward(gc_kctx *k) {
     return GCAM_OK;
 }
 
+/* d (K) += alpha sum_j g[j] B[kk, j], B's row kk contiguous at bt + kk * es: a column walk of B per
+ * nonzero (stride es) costs a cache line an element, so a dense row is K dot products instead, summed
+ * in 8 lanes (a fixed order: the same bits from run to run). */
+static void sparse_dA_dots(float *d, const float *g, const float *bt, int64_t N, int64_t K, int64_t es, float alpha) {
+    for (int64_t kk = 0; kk < K; kk++) {
+        const float *r = bt + kk * es; /* (N) */
+        float acc[8] = {0};
+        int64_t j = 0;
+        for (; j + 8 <= N; j += 8)
+            for (int l = 0; l < 8; l++) acc[l] += g[j + l] * r[j + l];
+        for (int l = 0; j < N; j++, l++) acc[l] += g[j] * r[j];
+        d[kk] += alpha * (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+    }
+}
+
 /* dA (M, K) += alpha dY (M, N) Bt, Bt (N, K) with row j at bt + j * rs and element stride es: one axpy
  * per nonzero of dY. A class target's dY is one-hot, and reading the one row it selects instead of the
  * whole weight matrix (5 MB for a 1000 x 1280 classifier) is what a batch-1 backward costs otherwise.
@@ -136,14 +151,22 @@ static int sparse_dA(float *ga, const float *gy, const float *bt, int64_t M, int
     int64_t nnz = 0, lim = M * N / 8;
     for (int64_t i = 0; i < M * N; i++)
         if (gy[i] != 0.0f && ++nnz > lim) return 0; /* NaN counts as nonzero, so it still propagates */
-    for (int64_t i = 0; i < M; i++)
+    for (int64_t i = 0; i < M; i++) {
+        const float *g = gy + i * N;
+        float *d = ga + i * K;
+        int64_t nz = 0;
+        for (int64_t j = 0; j < N; j++) nz += g[j] != 0.0f;
+        if (rs == 1 && es != 1 && nz * 16 >= N) { /* a dense row of a row-sparse dY (ViT's class token) */
+            sparse_dA_dots(d, g, bt, N, K, es, alpha);
+            continue;
+        }
         for (int64_t j = 0; j < N; j++) {
-            if (gy[i * N + j] == 0.0f) continue;
-            const float s = alpha * gy[i * N + j];
+            if (g[j] == 0.0f) continue;
+            const float s = alpha * g[j];
             const float *r = bt + j * rs;
-            float *d = ga + i * K;
             for (int64_t kk = 0; kk < K; kk++) d[kk] += s * r[kk * es];
         }
+    }
     return 1;
 }
 
