@@ -128,30 +128,13 @@ SG_T512 SG_AI void sg_k512(const int nv, const int packed, int64_t kc, const flo
             _mm512_storeu_ps(p, sg_e512(acc[i][v], p, e));
         }
 }
-SG_T512 static void sg_k512_01(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k512(1, 0, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T512 static void sg_k512_02(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k512(2, 0, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T512 static void sg_k512_03(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k512(3, 0, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T512 static void sg_k512_11(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k512(1, 1, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T512 static void sg_k512_12(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k512(2, 1, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T512 static void sg_k512_13(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k512(3, 1, kc, a, rsa, csa, b, c, ldc, e);
-}
+/* the kernels for 1-3 vectors of columns, A read in place (0x) or packed (1x) */
+#define SG_K512(P, NV) SG_T512 static void sg_k512_##P##NV(int64_t kc, const float *a, int64_t rsa, int64_t csa, \
+                                                          const float *b, float *c, int64_t ldc, const sg_epi *e) { \
+        sg_k512(NV, P, kc, a, rsa, csa, b, c, ldc, e); \
+    }
+SG_K512(0, 1) SG_K512(0, 2) SG_K512(0, 3) SG_K512(1, 1) SG_K512(1, 2) SG_K512(1, 3)
+#undef SG_K512
 
 SG_T256 SG_AI __m256 sg_e256(__m256 acc, const float *c, const sg_epi *e) {
     __m256 t = e->alpha == 1.0f ? acc : _mm256_mul_ps(acc, _mm256_set1_ps(e->alpha));
@@ -193,30 +176,13 @@ SG_T256 SG_AI void sg_k256(const int nv, const int packed, int64_t kc, const flo
             _mm256_storeu_ps(p, sg_e256(acc[i][v], p, e));
         }
 }
-SG_T256 static void sg_k256_01(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k256(1, 0, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T256 static void sg_k256_02(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k256(2, 0, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T256 static void sg_k256_03(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k256(3, 0, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T256 static void sg_k256_11(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k256(1, 1, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T256 static void sg_k256_12(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k256(2, 1, kc, a, rsa, csa, b, c, ldc, e);
-}
-SG_T256 static void sg_k256_13(int64_t kc, const float *a, int64_t rsa, int64_t csa, const float *b, float *c,
-                             int64_t ldc, const sg_epi *e) {
-    sg_k256(3, 1, kc, a, rsa, csa, b, c, ldc, e);
-}
+/* the kernels for 1-3 vectors of columns, A read in place (0x) or packed (1x) */
+#define SG_K256(P, NV) SG_T256 static void sg_k256_##P##NV(int64_t kc, const float *a, int64_t rsa, int64_t csa, \
+                                                          const float *b, float *c, int64_t ldc, const sg_epi *e) { \
+        sg_k256(NV, P, kc, a, rsa, csa, b, c, ldc, e); \
+    }
+SG_K256(0, 1) SG_K256(0, 2) SG_K256(0, 3) SG_K256(1, 1) SG_K256(1, 2) SG_K256(1, 3)
+#undef SG_K256
 #endif
 
 static const sg_def sg_defs[4] = {
