@@ -282,7 +282,7 @@ def _as_bytes(source):
 
 
 def list_inputs(paths, out_dir=None):
-    """The inputs `gradcam explain` takes for these paths (folders walked for .png/.jpg/.jpeg, sorted;
+    """The inputs `gradcam explain` takes for these paths (folders walked for .png/.jpg/.jpeg/.npy, sorted by path;
     out_dir skipped) and the stem naming each one's output files: [(path, stem), ...]."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

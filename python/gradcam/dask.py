@@ -138,7 +138,7 @@ def explain_images(paths, model_path, methods=("gradcam", "guided-backprop", "gu
         raise ValueError("give the output folder as out_dir=, not as an option")
     inputs = _tool.list_inputs([paths] if isinstance(paths, (str, os.PathLike)) else list(paths), out_dir)
     if not inputs:
-        raise ValueError("no inputs: the paths given hold no .png, .jpg or .jpeg file")
+        raise ValueError("no inputs: the paths given hold no .png, .jpg, .jpeg or .npy file")
     # the options are checked here, once, before anything is sent (the model is not loaded for it)
     _check_options(model_path, argv)
     os.makedirs(out_dir, exist_ok=True)
