@@ -5,6 +5,7 @@
  * marked "node:" below (same attributes and shapes, random data); the lead's conformance test
  * runs their exact data. */
 #include "opcheck.h"
+#include "ops/isa.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -358,6 +359,121 @@ static void test_conv_variants(void) {
          .k = {3, 3, 2}, .auto_pad = "SAME_LOWER", .bias = 1, .want = {4, 5, 3}},
     };
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_conv(&cases[i], 1);
+}
+
+/* The per-instruction-set paths a test can force on this CPU: cap 0 = the best, 1 = AVX2 at most,
+ * 2 = portable only (isa.h); returns 0 when cap asks for more than the CPU has (not run). The
+ * environment's other knobs stay (GCAM_ISA in the sgemm.cmake variants caps the best further). */
+static int set_isa_cap(int cap) {
+    gc_tuning t;
+    gc_tuning_set_default(NULL);
+    gc_tuning_get(&t);
+    if (cap >= 1) t.isa = cap >= 2 ? 1 : 2; /* GCAM_ISA: generic, avx2 */
+    gc_tuning_set_default(&t);
+    return cap == 0 || (cap == 1 && gc_cpu_isa() >= GC_KISA_AVX2) || cap == 2;
+}
+
+/* One depthwise case on every instruction-set path (cap 0..2) the CPU has: forward against the
+ * double reference, and forward and backward bit-identical to the portable path's (same products
+ * and sums in the same order, no FMA); 1 thread for one path, 2 for the others. */
+static void check_dw_paths(const cv_case *c, int *ran) {
+    char label[256];
+    int64_t pb[2], out[2], xd[4] = {c->N, c->C, c->in[0], c->in[1]}, wd[4] = {c->M, 1, c->k[0], c->k[1]};
+    int64_t bd[1] = {c->M}, yd[4];
+    ref_geom(c, pb, out);
+    yd[0] = c->N;
+    yd[1] = c->M;
+    yd[2] = out[0];
+    yd[3] = out[1];
+    gc_tensor in[3];
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(4, xd, -1, 1);
+    in[1] = oc_rand(4, wd, -1, 1);
+    if (c->bias) in[2] = oc_rand(1, bd, -1, 1);
+    const int n_in = c->bias ? 3 : 2;
+    const int64_t ny = prod(yd, 4), nx = prod(xd, 4), per_ch = ny / (c->N * c->M);
+    double *ry = calloc((size_t)ny, sizeof(double));
+    float *ryf = malloc((size_t)ny * sizeof(float)), *y2 = malloc((size_t)ny * sizeof(float));
+    float *gx2 = malloc((size_t)nx * sizeof(float));
+    if (c->bias)
+        for (int64_t i = 0; i < ny; i++) ry[i] = ((float *)in[2].data)[(i / per_ch) % c->M];
+    ref_run(c, pb, out, 0, in[0].data, in[1].data, ry, NULL, NULL);
+    for (int64_t i = 0; i < ny; i++) ryf[i] = (float)ry[i];
+    const double yscale = max_abs_d(ry, ny);
+    gc_node *n = cv_node(c);
+    gc_tensor y = oc_tensor(GC_F32, 4, yd), gy = oc_rand(4, yd, -1, 1), gx = oc_tensor(GC_F32, 4, xd);
+    gc_err err = {0};
+    /* infer first (the node's parameters), with W constant as a planner sees it */
+    gc_tensor tmp;
+    if (oc_check(oc_forward(n, in, n_in, 6u, &tmp, 1, &err) == GCAM_OK, "%s: infer: %s", c->label, err.msg)) {
+        oc_tensor_free(&tmp);
+        for (int cap = 2; cap >= 0; cap--) {
+            if (!set_isa_cap(cap)) continue;
+            ran[cap]++;
+            const int nt = cap == 1 ? 1 : 2;
+            snprintf(label, sizeof label, "%s (isa cap %d, %d threads)", c->label, cap, nt);
+            gcam_status st = run_op_opts(n, in, n_in, &y, NULL, NULL, 0, 0, 6u, nt, 0, &err);
+            if (!oc_check(st == GCAM_OK, "%s: forward: %s", label, err.msg)) continue;
+            oc_close(label, y.data, ryf, ny, 1e-5 * yscale, 1e-5);
+            memset(gx.data, 0, (size_t)nx * sizeof(float));
+            st = run_op_opts(n, in, n_in, &y, &gy, &gx, 1, 0, 6u, nt, 0, &err);
+            if (!oc_check(st == GCAM_OK, "%s: backward: %s", label, err.msg)) continue;
+            if (cap == 2) { /* the portable path: the others must match it bit for bit */
+                memcpy(y2, y.data, (size_t)ny * sizeof(float));
+                memcpy(gx2, gx.data, (size_t)nx * sizeof(float));
+                continue;
+            }
+            oc_check(!memcmp(y.data, y2, (size_t)ny * sizeof(float)), "%s: forward bit-identical to the portable path",
+                     label);
+            oc_check(!memcmp(gx.data, gx2, (size_t)nx * sizeof(float)),
+                     "%s: backward bit-identical to the portable path", label);
+        }
+    }
+    set_isa_cap(0);
+    oc_tensor_free(&y);
+    oc_tensor_free(&gy);
+    oc_tensor_free(&gx);
+    oc_node_free(n);
+    free(ry);
+    free(ryf);
+    free(y2);
+    free(gx2);
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
+/* dwconv.c's direct kernels (K x K, K = 3, 5, 7, strides 1 and 2) and the plane loops beside them:
+ * paddings from none to past the kernel, asymmetric, maps 1 wide or tall, widths around the vector
+ * lengths (8, 16) and their multiples, more row blocks than one (4 rows each) and leftovers,
+ * multiplier 2, bias or not; a dilated case (the plane loops) to compare with. The full check
+ * (backward against the naive VJP, without scratch, finite differences) runs on a few of them. */
+static void test_conv_depthwise_paths(void) {
+    static const int64_t sizes[][2] = {{1, 1}, {1, 9}, {9, 1},  {2, 3},   {5, 7},  {7, 7},  {8, 8},
+                                       {14, 14}, {9, 16}, {17, 17}, {12, 33}, {6, 40}, {3, 112}};
+    int ran[3] = {0, 0, 0}, count = 0;
+    for (int64_t K = 3; K <= 7; K += 2)
+        for (int64_t S = 1; S <= 2; S++)
+            for (int pv = 0; pv < 4; pv++)
+                for (size_t si = 0; si < GC_ARRAY_LEN(sizes); si++) {
+                    const int64_t h = K / 2;
+                    /* same, none, asymmetric (top/left short by one), past the kernel */
+                    const int64_t pads[4][4] = {{h, h, h, h}, {0, 0, 0, 0}, {h - 1, h, h, h - 1}, {K, 1, 0, K + 1}};
+                    cv_case c = {.nsp = 2, .N = 1 + (int)(si % 2), .C = 3, .M = 3 * (1 + (int)(si % 3 == 2)), .G = 3,
+                                 .in = {sizes[si][0], sizes[si][1]}, .k = {K, K}, .s = {S, S}, .has_pads = 1,
+                                 .bias = (int)((si + pv) % 2)};
+                    memcpy(c.pads, pads[pv], sizeof pads[pv]);
+                    if (c.in[0] + c.pads[0] + c.pads[2] < K || c.in[1] + c.pads[1] + c.pads[3] < K) continue;
+                    char label[96];
+                    snprintf(label, sizeof label, "depthwise %lldx%lld s%lld pads %d on %lldx%lld", (long long)K,
+                             (long long)K, (long long)S, pv, (long long)c.in[0], (long long)c.in[1]);
+                    c.label = label;
+                    check_dw_paths(&c, ran);
+                    if (count++ % 17 == 0) check_conv(&c, 0);
+                }
+    const cv_case dil = {.label = "depthwise 3x3 d2 (plane loops)", .nsp = 2, .N = 1, .C = 4, .M = 4, .G = 4,
+                         .in = {13, 19}, .k = {3, 3}, .d = {2, 2}, .pads = {2, 2, 2, 2}, .has_pads = 1, .bias = 1};
+    check_dw_paths(&dil, ran);
+    printf("depthwise paths: %d cases on the best path, %d on AVX2, %d portable%s\n", ran[0], ran[1], ran[2],
+           gc_cpu_isa() >= GC_KISA_AVX2 ? "" : " (no AVX2 on this CPU: its path not run)");
 }
 
 static void test_convtranspose_variants(void) {
@@ -974,6 +1090,7 @@ static void test_big_gemms(int max_elems) {
 int main(void) {
     oc_seed(12345);
     test_conv_variants();
+    test_conv_depthwise_paths();
     test_convtranspose_variants();
     test_conv_tiled(99);
     test_conv_pointwise_batched();

@@ -8,10 +8,12 @@
  *    (batch, group) one GEMM on the channel-major layout: Conv Y = W.X, ConvT Y = W^T.X.
  *    Backward: Conv dX += W^T.dY, ConvT dX += W.dY (beta = 1 accumulates into the gradient).
  *  - depthwise (one input channel per group and at most DW_MAX_MULT outputs per group, e.g.
- *    MobileNet/EfficientNet): a direct loop per channel, no GEMM. 1-D/2-D: the channel is copied
+ *    MobileNet/EfficientNet): a direct loop per channel, no GEMM. Conv forward with a square 3x3,
+ *    5x5 or 7x7 kernel, stride 1 or 2 and no dilation, on AVX2 or AVX-512: dwconv.c's kernels,
+ *    straight from the input. Otherwise 1-D/2-D: the channel is copied
  *    into a zero-bordered plane in per-thread scratch, so the loops need no bounds: 3x3 kernels
  *    take all 9 taps in one pass per output row, other widths one fused pass per kernel row
- *    (stride-1 loops also get an AVX2 clone). 3-D (or no scratch): one pass per kernel tap
+ *    (stride-1 loops on the CPU's instruction set, isa.h). 3-D (or no scratch): one pass per kernel tap
  *    over the tap's valid range. Conv forward gathers, its backward scatters; ConvTranspose
  *    forward scatters, its backward gathers.
  *  - general: per (batch, group), in tiles of column rows sized to the scratch budget:
@@ -27,6 +29,8 @@
  * to threads (a scratch slot each). Every output element is summed by one thread in a fixed
  * order, whatever thread that is: results are bit-identical from run to run.
  * Backward reads only W (bw_in = W): X and Y need not be kept alive. */
+#include "dwconv.h"
+#include "isa.h"
 #include "kutil.h"
 #include "sgemm.h"
 
@@ -72,6 +76,8 @@ typedef struct dw_plane {
     int64_t H, W, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp;
     int64_t Hq, Wq; /* stride 1: the backward's plane of dY with a border (see conv_backward) */
     int64_t floats; /* per-thread plane (Hp, Wp), rounded up to 16 floats (64 bytes) */
+    int isa;        /* the plane loops' instruction-set path (gc_kisa) */
+    int direct;     /* Conv forward: dwconv.c's kernels read the input in place (no plane) */
 } dw_plane;
 
 typedef struct conv_geom {
@@ -311,7 +317,13 @@ static gcam_status conv_plan(gc_kctx *k, conv_geom *g) {
     if (pointwise) g->path = PATH_POINTWISE;
     else if (g->Cg == 1 && g->Mg <= DW_MAX_MULT) g->path = PATH_DEPTHWISE;
     else g->path = PATH_GEMM;
-    if (g->path == PATH_DEPTHWISE && nsp <= 2 && lw->k[nsp - 1] <= DW_TAPS) conv_dw_plane(g);
+    if (g->path == PATH_DEPTHWISE && nsp <= 2 && lw->k[nsp - 1] <= DW_TAPS) {
+        dw_plane *q = &g->pl;
+        conv_dw_plane(g);
+        q->isa = gc_kisa(k);
+        q->direct = q->ok && !g->transpose &&
+                    gc_dw2d_ok(q->kh, q->kw, q->sh, q->sw, q->dh, q->dw, q->H, q->W, q->pt, q->pl, q->isa);
+    }
     int64_t per_row;
     if (gc_mul_i64(&per_row, kcol, lw->col[nsp - 1]) || per_row > INT64_MAX / 8)
         return gc_kfail(k, GCAM_E_LIMIT, "im2col row size overflows");
@@ -551,8 +563,8 @@ static void col2im(float *restrict img, const float *restrict col, int64_t Cc, c
 /* d[x] += sum_t w[t] * s[x*st + off[t]] over x in [x0, x1), all kn taps in range: one pass
  * instead of kn. Inlined with constant kn (and stride 1 or 2), so the tap loop unrolls and x
  * vectorises. */
-static inline void row_taps_k(float *restrict d, const float *restrict s, const float *w, const int64_t *off,
-                              int64_t x0, int64_t x1, const int64_t st, const int kn) {
+GC_INLINE void row_taps_k(float *restrict d, const float *restrict s, const float *w, const int64_t *off,
+                          int64_t x0, int64_t x1, const int64_t st, const int kn) {
     for (int64_t x = x0; x < x1; x++) {
         float acc = d[x];
         for (int t = 0; t < kn; t++) acc += w[t] * s[x * st + off[t]];
@@ -664,8 +676,8 @@ static void plane_store_add(float *restrict img, const float *restrict P, const 
 }
 
 /* d[x] (+)= all 9 taps of a 3x3 kernel over rows r0..r2 in one pass (constant stride st). */
-static inline void row_3x3(float *restrict d, const float *r0, const float *r1, const float *r2, const float *w,
-                           const int64_t *off, int64_t n, const int64_t st) {
+GC_INLINE void row_3x3(float *restrict d, const float *r0, const float *r1, const float *r2, const float *w,
+                       const int64_t *off, int64_t n, const int64_t st) {
     const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
     const int64_t o0 = off[0], o1 = off[1], o2 = off[2];
     for (int64_t x = 0; x < n; x++) {
@@ -677,8 +689,8 @@ static inline void row_3x3(float *restrict d, const float *r0, const float *r1, 
 
 /* col (OH, OW) (init: = bias, else +=) taps of the padded plane P: 3x3 in one pass per output
  * row, other kernels one fused pass per kernel row. */
-static inline void plane_gather_st(float *restrict col, const float *restrict P, const float *w,
-                                   const dw_plane *q, int init, float bias, const int64_t st) {
+GC_INLINE void plane_gather_st(float *restrict col, const float *restrict P, const float *w, const dw_plane *q,
+                               int init, float bias, const int64_t st) {
     int64_t off[DW_TAPS];
     for (int64_t t = 0; t < q->kw; t++) off[t] = t * q->dw;
     for (int64_t oy = 0; oy < q->OH; oy++) {
@@ -699,16 +711,38 @@ static inline void plane_gather_st(float *restrict col, const float *restrict P,
         }
     }
 }
-/* Stride 1 gets the AVX2 clone; strided reads measured slower with 256-bit shuffles than SSE. */
-CV_CLONES static void plane_gather_s1(float *restrict col, const float *restrict P, const float *w,
-                                      const dw_plane *q, int init, float bias) {
+GC_INLINE void plane_gather_s1_body(float *restrict col, const float *restrict P, const float *w, const dw_plane *q,
+                                    int init, float bias) {
     plane_gather_st(col, P, w, q, init, bias, 1);
+}
+/* Stride 1 on the plane's instruction-set path (q->isa: 16 lanes on AVX-512; the backward's
+ * data-gradient gather runs here too); strided reads measured slower with 256-bit shuffles than
+ * SSE, so stride 2 stays on the baseline. */
+GC_ISA_FN(plane_gather_s1_isa, plane_gather_s1_body,
+          (float *restrict col, const float *restrict P, const float *w, const dw_plane *q, int init, float bias),
+          (col, P, w, q, init, bias))
+static void plane_gather_s1(float *restrict col, const float *restrict P, const float *w, const dw_plane *q,
+                            int init, float bias) {
+    plane_gather_s1_isa_tab[q->isa](col, P, w, q, init, bias);
 }
 static void plane_gather(float *restrict col, const float *restrict P, const float *w, const dw_plane *q, int init,
                          float bias) {
     if (q->sw == 1) plane_gather_s1(col, P, w, q, init, bias);
     else if (q->sw == 2) plane_gather_st(col, P, w, q, init, bias, 2);
     else plane_gather_st(col, P, w, q, init, bias, q->sw);
+}
+
+/* Conv forward of one channel: yc (OH, OW) = bias + taps of xc (H, W), with dwconv.c's kernels
+ * straight from xc when they take the shape (bit-identical), else through the padded plane P. */
+static void dw_forward_channel(float *restrict yc, const float *restrict xc, float *restrict P, const float *w,
+                               const dw_plane *q, float bias) {
+    if (q->direct) {
+        const gc_dw2d g = {q->H, q->W, q->OH, q->OW, q->kw, q->sw, q->pt, q->pl};
+        gc_dw2d_forward(yc, xc, w, bias, &g, q->isa);
+        return;
+    }
+    plane_load(P, xc, q);
+    plane_gather(yc, P, w, q, 1, bias);
 }
 
 /* P (Hp, Wp) += taps of col (OH, OW) scattered back (the adjoint of plane_gather). */
@@ -1562,8 +1596,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                 float *yc = y + nm * g.ysz, bv = b ? b[m] : 0.0f;
                 if (!g.transpose) {
                     if (P) {
-                        plane_load(P, xc, q);
-                        plane_gather(yc, P, wm, q, 1, bv);
+                        dw_forward_channel(yc, xc, P, wm, q, bv);
                     } else {
                         dw_gather(yc, xc, wm, lw, 1, bv);
                     }
