@@ -745,10 +745,16 @@ static void test_clip_inputs(void) {
 }
 
 /* The Relu / ReLU6 backward rules, checked mask by mask. */
-static void test_rules(void) {
-    const int64_t d[] = {8};
-    const float x[] = {-1.0f, -0.5f, 0.5f, 2.0f, 3.0f, 7.0f, 0.25f, -3.0f};
-    const float g[] = {1.0f, -1.0f, 1.0f, -1.0f, 2.0f, 3.0f, -2.0f, -4.0f};
+static int set_isa_cap(int cap);
+
+/* The rules over 8 values tiled 37 times (vector bodies and tails), on the path set_isa_cap chose. */
+enum { RN = 8 * 37 };
+static void test_rules_on(int cap) {
+    const int64_t d[] = {RN};
+    const float x8[] = {-1.0f, -0.5f, 0.5f, 2.0f, 3.0f, 7.0f, 0.25f, -3.0f};
+    const float g8[] = {1.0f, -1.0f, 1.0f, -1.0f, 2.0f, 3.0f, -2.0f, -4.0f};
+    float x[RN], g[RN];
+    for (int i = 0; i < RN; i++) x[i] = x8[i % 8], g[i] = g8[(i + i / 8) % 8];
     for (int op = 0; op < 3; op++) { /* Relu, Clip(0, 6) opset 6, Clip(0, 6) opset 13 */
         for (int r = 0; r < 3; r++) {
             gc_tensor in[3], out[1], gout[1] = {ft(1, d, g)}, gin[3];
@@ -765,8 +771,8 @@ static void test_rules(void) {
             }
             memset(gin, 0, sizeof gin);
             gin[0] = oc_tensor(GC_F32, 1, d);
-            float want[8];
-            for (int i = 0; i < 8; i++) {
+            float want[RN];
+            for (int i = 0; i < RN; i++) {
                 int pos = x[i] > 0 && (op == 0 || x[i] < 6);
                 want[i] = r == GC_RULE_STANDARD ? (pos ? g[i] : 0)
                         : r == GC_RULE_GUIDED ? (pos && g[i] > 0 ? g[i] : 0)
@@ -776,8 +782,9 @@ static void test_rules(void) {
             if (oc_check(run_direct(n, in, n_in, op == 2 ? 6 : 0, out, 1, gout, gin, (gc_rule)r, 1) == GCAM_OK,
                          "rule run")) {
                 char label[64];
-                snprintf(label, sizeof label, "%s rule %d", op == 0 ? "Relu" : op == 1 ? "Clip-6" : "Clip-13", r);
-                check_f32(label, &gin[0], want, 8);
+                const char *name = op == 0 ? "Relu" : op == 1 ? "Clip-6" : "Clip-13";
+                snprintf(label, sizeof label, "%s rule %d (isa cap %d)", name, r, cap);
+                check_f32(label, &gin[0], want, RN);
             }
             oc_node_free(n);
             free_all(in, n_in);
@@ -792,10 +799,13 @@ static void test_rules(void) {
         gc_node *n = oc_node("Clip", 6, 1, 1);
         oc_attr_f(n, "min", -2.0f);
         oc_attr_f(n, "max", 2.5f);
-        float want[8];
-        for (int i = 0; i < 8; i++) want[i] = (x[i] > -2 && x[i] < 2.5f) ? g[i] : 0;
-        if (oc_check(run_direct(n, in, 1, 0, out, 1, gout, gin, GC_RULE_GUIDED, 1) == GCAM_OK, "Clip(-2,2.5) guided"))
-            check_f32("Clip(-2, 2.5) GUIDED = STANDARD", &gin[0], want, 8);
+        float want[RN], wy[RN];
+        for (int i = 0; i < RN; i++) want[i] = (x[i] > -2 && x[i] < 2.5f) ? g[i] : 0;
+        for (int i = 0; i < RN; i++) wy[i] = x[i] < -2.0f ? -2.0f : x[i] > 2.5f ? 2.5f : x[i];
+        if (oc_check(run_direct(n, in, 1, 0, out, 1, gout, gin, GC_RULE_GUIDED, 1) == GCAM_OK, "Clip(-2,2.5) guided")) {
+            check_f32("Clip(-2, 2.5) GUIDED = STANDARD", &gin[0], want, RN);
+            oc_check(!memcmp(out[0].data, wy, sizeof wy), "Clip(-2, 2.5) forward exact (isa cap %d)", cap);
+        }
         oc_node_free(n);
         free_all(in, 1);
         free_all(out, 1);
@@ -806,14 +816,20 @@ static void test_rules(void) {
     {
         gc_tensor in[1] = {ft(1, d, x)}, out[1], gout[1] = {none()}, gin[1] = {oc_tensor(GC_F32, 1, d)};
         gc_node *n = oc_node("Relu", 14, 1, 1);
-        float zero[8] = {0};
+        float zero[RN] = {0};
         if (oc_check(run_direct(n, in, 1, 0, out, 1, gout, gin, GC_RULE_STANDARD, 1) == GCAM_OK, "Relu no gout"))
-            check_f32("Relu with gout NULL adds nothing", &gin[0], zero, 8);
+            check_f32("Relu with gout NULL adds nothing", &gin[0], zero, RN);
         oc_node_free(n);
         free_all(in, 1);
         free_all(out, 1);
         free_all(gin, 1);
     }
+}
+/* On every instruction-set path the CPU has (Clip's kernels are built per path). */
+static void test_rules(void) {
+    for (int cap = 0; cap < 3; cap++)
+        if (set_isa_cap(cap)) test_rules_on(cap);
+    gc_tuning_set_default(NULL);
 }
 
 static void test_prelu(void) {
@@ -970,7 +986,7 @@ static void test_unary_forward(void) {
 
 /* Exp, Sigmoid and Tanh use their own vectorisable exp: sweep the whole float range against
  * double precision (relative 3-4e-7 = a few ulp; absolute 1e-44 for denormal results). */
-static void test_transcendental_accuracy(void) {
+static void test_transcendental_accuracy_on(int cap, float **first) {
     static const struct {
         const char *op;
         float lo, hi;
@@ -997,8 +1013,14 @@ static void test_transcendental_accuracy(void) {
             oc_check(y[0] == want[0] && y[1] == want[1], "%s at -inf/inf: %g %g", c[k].op, y[0], y[1]);
             y[0] = y[1] = want[0] = want[1] = 0.0f; /* checked: inf - inf would poison oc_close */
             char label[64];
-            snprintf(label, sizeof label, "%s accuracy sweep", c[k].op);
+            snprintf(label, sizeof label, "%s accuracy sweep (isa cap %d)", c[k].op, cap);
             oc_close(label, y, want, N, 1e-44, c[k].rtol);
+            /* the paths bit-identical (exp_fast's operations in one order everywhere) */
+            const size_t bytes = (size_t)N * sizeof(float);
+            if (!first[k] && (first[k] = malloc(bytes))) memcpy(first[k], y, bytes);
+            else if (first[k])
+                oc_check(!memcmp(first[k], y, bytes), "%s bit-identical on every path (isa cap %d)",
+                         c[k].op, cap);
             float nan_in = NAN;
             gc_tensor tn[1] = {ft(1, (int64_t[]){1}, &nan_in)}, on[1];
             if (fwd(n, tn, 1, on, 1) == GCAM_OK) oc_check(isnan(((float *)on[0].data)[0]), "%s(NaN) is NaN", c[k].op);
@@ -1020,6 +1042,81 @@ static int set_isa_cap(int cap) {
     t.isa = cap >= 2 ? 1 : cap >= 1 ? 2 : 0; /* GCAM_ISA: generic, avx2 */
     gc_tuning_set_default(&t);
     return cap == 0 || (cap == 1 && gc_cpu_isa() >= GC_KISA_AVX2) || cap == 2;
+}
+
+/* Exp, Sigmoid and Tanh on every instruction-set path the CPU has (built per path in act.c). */
+static void test_transcendental_accuracy(void) {
+    float *first[3] = {NULL, NULL, NULL};
+    for (int cap = 0; cap < 3; cap++)
+        if (set_isa_cap(cap)) test_transcendental_accuracy_on(cap, first);
+    gc_tuning_set_default(NULL);
+    for (int k = 0; k < 3; k++) free(first[k]);
+}
+
+/* Sigmoid with its Mul fused (SiLU: k.fuse.mul, and k.fuse.silu when only the product is kept) on
+ * every instruction-set path: the product bit-identical to Sigmoid then Mul, the fused VJP
+ * (assigned into a fresh gradient, or added) against double, and the paths bit-identical. */
+static void test_silu_paths(void) {
+    enum { SN = 1001 }; /* vector bodies and a tail on every path */
+    const int64_t d[] = {SN};
+    gc_tensor x = oc_rand(1, d, -12.0f, 12.0f), sg = oc_tensor(GC_F32, 1, d), m = oc_tensor(GC_F32, 1, d);
+    gc_tensor gm = oc_rand(1, d, -1.0f, 1.0f), gx = oc_tensor(GC_F32, 1, d);
+    float *fx = x.data, *fs = sg.data, *fm = m.data, *fgm = gm.data, *fgx = gx.data;
+    static float ref_m[SN], first_gx[2][SN], want[SN];
+    for (int i = 0; i < SN; i++) {
+        const double xv = fx[i], sv = 1.0 / (1.0 + exp(-xv));
+        want[i] = (float)(fgm[i] * (sv + xv * sv * (1.0 - sv)));
+    }
+    gc_node *n = oc_node("Sigmoid", 13, 1, 1);
+    int have_ref = 0;
+    for (int cap = 2; cap >= 0; cap--) {
+        if (!set_isa_cap(cap)) continue;
+        gc_tuning t;
+        gc_tuning_get(&t);
+        gc_err err = {0};
+        gc_kctx k;
+        memset(&k, 0, sizeof k);
+        k.node = n;
+        k.n_in = k.n_out = 1;
+        k.in[0] = &x;
+        k.out[0] = &sg;
+        k.nthreads = 2;
+        k.tune = &t;
+        k.err = &err;
+        if (!have_ref) { /* Sigmoid alone (portable path), then the Mul as its own step would */
+            if (!oc_check(gc_def_Sigmoid.forward(&k) == GCAM_OK, "Sigmoid forward")) break;
+            for (int i = 0; i < SN; i++) ref_m[i] = fx[i] * fs[i];
+            have_ref = 1;
+        }
+        k.fuse.mul = &m;
+        for (int silu = 0; silu < 2; silu++) {
+            k.fuse.silu = silu;
+            memset(fm, 0, sizeof ref_m);
+            if (oc_check(gc_def_Sigmoid.forward(&k) == GCAM_OK, "SiLU forward (isa cap %d)", cap))
+                oc_check(!memcmp(fm, ref_m, sizeof ref_m), "SiLU product (silu %d) bit-identical to Sigmoid then Mul "
+                         "(isa cap %d)", silu, cap);
+        }
+        k.fuse.silu = 1;
+        k.gout[0] = &gm;
+        k.gin[0] = &gx;
+        for (int fresh = 1; fresh >= 0; fresh--) {
+            k.gin_fresh = (uint64_t)fresh;
+            for (int i = 0; i < SN; i++) fgx[i] = fresh ? NAN : 0.0f; /* fresh: garbage, assigned over */
+            char label[64];
+            snprintf(label, sizeof label, "SiLU backward (fresh %d, isa cap %d)", fresh, cap);
+            if (!oc_check(gc_def_Sigmoid.backward(&k) == GCAM_OK, "%s", label)) continue;
+            oc_close(label, fgx, want, SN, 1e-6, 1e-5);
+            if (cap == 2) memcpy(first_gx[fresh], fgx, sizeof want);
+            else oc_check(!memcmp(first_gx[fresh], fgx, sizeof want), "%s: bit-identical to the portable path", label);
+        }
+    }
+    gc_tuning_set_default(NULL);
+    oc_node_free(n);
+    oc_tensor_free(&x);
+    oc_tensor_free(&sg);
+    oc_tensor_free(&m);
+    oc_tensor_free(&gm);
+    oc_tensor_free(&gx);
 }
 
 /* |got - want| in units of the float spacing at want (want rounded to float). */
@@ -1179,6 +1276,7 @@ int main(void) {
     test_unary_forward();
     test_unary_gradcheck();
     test_transcendental_accuracy();
+    test_silu_paths();
     test_erf_accuracy();
     test_clip_inputs();
     test_rules();

@@ -48,8 +48,8 @@ typedef struct unary_def {
     int from;   /* what bw reads: FROM_IN, FROM_OUT or FROM_NONE */
     /* Sigmoid only: y = f(x) and m = x * y in one pass (a following Mul fused in: SiLU); y is
      * NULL when only m is kept (k.fuse.silu), and then silu_bw applies the pair's whole VJP */
-    void (*f32_mul)(float *y, float *m, const float *x, int64_t n);
-    void (*silu_bw)(float *gx, const float *gm, const float *x, int64_t n, int assign);
+    void (*f32_mul)(float *y, float *m, const float *x, int64_t n, int isa);
+    void (*silu_bw)(float *gx, const float *gm, const float *x, int64_t n, int assign, int isa);
     int bw_assigns; /* bw honours act_args.assign; else a fresh gx is zeroed chunk by chunk first */
 } unary_def;
 
@@ -112,7 +112,7 @@ static gcam_status unary_forward(gc_kctx *k, const unary_def *d) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t lo = c * ACT_CHUNK;
-            d->f32_mul(y ? y + lo : NULL, m + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo));
+            d->f32_mul(y ? y + lo : NULL, m + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo), a.isa);
         }
         return GCAM_OK;
     }
@@ -139,7 +139,7 @@ static gcam_status unary_backward(gc_kctx *k, const unary_def *d) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t lo = c * ACT_CHUNK;
-            d->silu_bw(gx + lo, gy + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo), fresh);
+            d->silu_bw(gx + lo, gy + lo, x + lo, GC_MIN(ACT_CHUNK, n - lo), fresh, a.isa);
         }
         return GCAM_OK;
     }
@@ -201,7 +201,7 @@ GC_INLINE float exp_fast(float x) {
 }
 
 /* tanh: the Cephes odd polynomial below |x| = 0.625, 1 - 2 / (e^2|x| + 1) above (<= 2.2 ulp). */
-static inline float tanh_fast(float x) {
+GC_INLINE float tanh_fast(float x) {
     float ax = fabsf(x), z = x * x;
     float ps = -5.70498872745e-3f;
     ps = ps * z + 2.06390887954e-2f;
@@ -365,51 +365,64 @@ UNARY_OP(ThresholdedRelu, thresholdedrelu, 10, thresholdedrelu_parse, NULL, FROM
 /* ------------------------------------------------------------------------------------------ */
 /* Sigmoid: y = 1 / (1 + e^-x); dy/dx = y (1 - y)                                              */
 
-GC_CLONES /* exp_fast is compute bound: 8 lanes where the CPU has them (EfficientNet's SiLU) */
-static void sigmoid_fw(float *y, const float *x, int64_t n, const act_args *a) {
-    for (int64_t i = 0; i < n; i++) {
-        float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e); /* no overflow for large |x| */
-        y[i] = bsel(x[i] >= 0.0f, r, e * r);
-    }
+/* The loops below are built per instruction set (GC_ISA_FN, act_args.isa): exp_fast is compute
+ * bound, so 16 lanes on AVX-512 (EfficientNet's SiLU and SE gates; Guided Backprop contexts keep
+ * them unfused). The same operations on every path: bit-identical. */
+GC_INLINE float sigmoid1(float x) {
+    float e = exp_fast(-fabsf(x)), r = 1.0f / (1.0f + e); /* no overflow for large |x| */
+    return bsel(x >= 0.0f, r, e * r);
 }
-static void sigmoid_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
+GC_INLINE void sigmoid_rows(float *restrict y, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = sigmoid1(x[i]);
+}
+GC_ISA_FN(sigmoid_isa, sigmoid_rows, (float *restrict y, const float *restrict x, int64_t n), (y, x, n))
+static void sigmoid_fw(float *y, const float *x, int64_t n, const act_args *a) { sigmoid_isa_tab[a->isa](y, x, n); }
+GC_INLINE void sigmoid_bw_rows(float *restrict gx, const float *restrict gy, const float *restrict y, int64_t n) {
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * y[i] * (1.0f - y[i]);
+}
+GC_ISA_FN(sigmoid_bw_isa, sigmoid_bw_rows, (float *restrict gx, const float *restrict gy, const float *restrict y,
+                                            int64_t n), (gx, gy, y, n))
+static void sigmoid_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
+    sigmoid_bw_isa_tab[a->isa](gx, gy, y, n);
 }
 /* SiLU (EfficientNet): y = sigmoid(x) and m = x * y, bit-identical to Sigmoid then Mul; y NULL:
  * m only (two loops, so each vectorises without a test per element) */
-GC_CLONES
-static void sigmoid_mul_fw(float *y, float *m, const float *x, int64_t n) {
+GC_INLINE void sigmoid_mul_rows(float *restrict y, float *restrict m, const float *restrict x, int64_t n) {
     if (!y) {
-        for (int64_t i = 0; i < n; i++) {
-            float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
-            m[i] = x[i] * bsel(x[i] >= 0.0f, r, e * r);
-        }
+        for (int64_t i = 0; i < n; i++) m[i] = x[i] * sigmoid1(x[i]);
         return;
     }
     for (int64_t i = 0; i < n; i++) {
-        float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
-        float s = bsel(x[i] >= 0.0f, r, e * r);
+        const float s = sigmoid1(x[i]);
         y[i] = s;
         m[i] = x[i] * s;
     }
 }
+GC_ISA_FN(sigmoid_mul_isa, sigmoid_mul_rows, (float *restrict y, float *restrict m, const float *restrict x, int64_t n),
+          (y, m, x, n))
+static void sigmoid_mul_fw(float *y, float *m, const float *x, int64_t n, int isa) {
+    sigmoid_mul_isa_tab[isa](y, m, x, n);
+}
 /* d(x s(x))/dx = s + x s (1 - s) = s (1 + x (1 - s)): one pass over gm and x instead of the
  * Mul's VJP (gx += gm s, gs = gm x) and the Sigmoid's (gx += gs s (1 - s)) over three tensors */
-GC_CLONES
-static void silu_bw(float *gx, const float *gm, const float *x, int64_t n, int assign) {
+GC_INLINE void silu_bw_rows(float *restrict gx, const float *restrict gm, const float *restrict x, int64_t n,
+                            int assign) {
     if (assign) {
         for (int64_t i = 0; i < n; i++) {
-            float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
-            float s = bsel(x[i] >= 0.0f, r, e * r);
+            const float s = sigmoid1(x[i]);
             gx[i] = gm[i] * (s * (1.0f + x[i] * (1.0f - s)));
         }
         return;
     }
     for (int64_t i = 0; i < n; i++) {
-        float e = exp_fast(-fabsf(x[i])), r = 1.0f / (1.0f + e);
-        float s = bsel(x[i] >= 0.0f, r, e * r);
+        const float s = sigmoid1(x[i]);
         gx[i] += gm[i] * (s * (1.0f + x[i] * (1.0f - s)));
     }
+}
+GC_ISA_FN(silu_bw_isa, silu_bw_rows, (float *restrict gx, const float *restrict gm, const float *restrict x, int64_t n,
+                                      int assign), (gx, gm, x, n, assign))
+static void silu_bw(float *gx, const float *gm, const float *x, int64_t n, int assign, int isa) {
+    silu_bw_isa_tab[isa](gx, gm, x, n, assign);
 }
 static const unary_def sigmoid_def = {sigmoid_fw, NULL, sigmoid_bw, FROM_OUT, sigmoid_mul_fw, silu_bw, 0};
 static gcam_status Sigmoid_infer(gc_kctx *k) { return unary_infer(k, &sigmoid_def); }
@@ -465,10 +478,11 @@ UNARY_OP(HardSwish, hardswish, 14, NULL, NULL, FROM_IN)
 /* ------------------------------------------------------------------------------------------ */
 /* Tanh: dy/dx = 1 - y^2                                                                        */
 
-GC_CLONES
-static void tanh_fw(float *y, const float *x, int64_t n, const act_args *a) {
+GC_INLINE void tanh_rows(float *restrict y, const float *restrict x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = tanh_fast(x[i]);
 }
+GC_ISA_FN(tanh_isa, tanh_rows, (float *restrict y, const float *restrict x, int64_t n), (y, x, n))
+static void tanh_fw(float *y, const float *x, int64_t n, const act_args *a) { tanh_isa_tab[a->isa](y, x, n); }
 static void tanh_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (1.0f - y[i] * y[i]);
 }
@@ -837,21 +851,27 @@ static act_args clip_args(const gc_kctx *k) {
     return a;
 }
 
-static void clip_fw(float *y, const float *x, int64_t n, const act_args *a) {
-    const float lo = a->lo, hi = a->hi;
+/* Per instruction set (GC_ISA_FN): memory bound once the data leave L1, but MobileNet's
+ * ReLU6 maps (56x56x144: 1.8 MB) fit in L2, where 16 lanes read faster than 4. */
+GC_INLINE void clip_rows(float *restrict y, const float *restrict x, int64_t n, float lo, float hi) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i] < lo ? lo : x[i]; /* NaN propagates */
         y[i] = v > hi ? hi : v;
     }
 }
-static void clip_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
-    const float lo = a->lo, hi = a->hi;
-    gc_rule rule = lo == 0.0f ? a->rule : GC_RULE_STANDARD; /* the rules apply to ReLU6-style */
+GC_ISA_FN(clip_isa, clip_rows, (float *restrict y, const float *restrict x, int64_t n, float lo, float hi),
+          (y, x, n, lo, hi))
+static void clip_fw(float *y, const float *x, int64_t n, const act_args *a) {
+    clip_isa_tab[a->isa](y, x, n, a->lo, a->hi);
+}
+/* & not &&, as gc_relu_vjp_axpy: selects GCC if-converts and vectorises */
+GC_INLINE void clip_bw_rows(float *restrict gx, const float *restrict gy, const float *restrict y, int64_t n,
+                            float lo, float hi, gc_rule rule) {
     switch (rule) {
     case GC_RULE_GUIDED:
         for (int64_t i = 0; i < n; i++) {
             const float g = gy[i];
-            gx[i] += (y[i] > lo && y[i] < hi && g > 0.0f) ? g : 0.0f;
+            gx[i] += ((y[i] > lo) & (y[i] < hi) & (g > 0.0f)) ? g : 0.0f;
         }
         break;
     case GC_RULE_DECONV: /* ignores the forward entirely, max clip included */
@@ -863,10 +883,16 @@ static void clip_bw(float *gx, const float *gy, const float *y, int64_t n, const
     default:
         for (int64_t i = 0; i < n; i++) {
             const float g = gy[i];
-            gx[i] += (y[i] > lo && y[i] < hi) ? g : 0.0f;
+            gx[i] += ((y[i] > lo) & (y[i] < hi)) ? g : 0.0f;
         }
         break;
     }
+}
+GC_ISA_FN(clip_bw_isa, clip_bw_rows, (float *restrict gx, const float *restrict gy, const float *restrict y, int64_t n,
+                                      float lo, float hi, gc_rule rule), (gx, gy, y, n, lo, hi, rule))
+static void clip_bw(float *gx, const float *gy, const float *y, int64_t n, const act_args *a) {
+    const gc_rule rule = a->lo == 0.0f ? a->rule : GC_RULE_STANDARD; /* the rules apply to ReLU6-style */
+    clip_bw_isa_tab[a->isa](gx, gy, y, n, a->lo, a->hi, rule);
 }
 
 static gcam_status Clip_forward(gc_kctx *k) {
