@@ -592,6 +592,76 @@ static void test_global_pools(void) {
     }
 }
 
+/* GlobalAveragePool's per-instruction-set sums (pool.c): planes around the 8- and 32-lane blocks
+ * and past a 4096 block, on every path the CPU has (a path it lacks runs as the best it has):
+ * against double, bit-identical across the paths, 1 and 2 threads alike; the backward too. */
+static void test_gap_paths(void) {
+    static const int64_t planes_hw[][2] = {{1, 1},   {1, 7},   {7, 7},   {4, 8},   {5, 7},
+                                           {1, 33},  {14, 14}, {65, 65}, {112, 112}};
+    for (size_t s = 0; s < GC_ARRAY_LEN(planes_hw); s++) {
+        const int64_t d[4] = {2, 37, planes_hw[s][0], planes_hw[s][1]}, np = 74, plane = d[2] * d[3];
+        gc_tensor x = oc_rand(4, d, -1, 1), gy = oc_rand(4, (int64_t[]){2, 37, 1, 1}, -1, 1);
+        const float *xs = x.data;
+        float *want = calloc((size_t)np, sizeof(float)), *first = calloc((size_t)np, sizeof(float));
+        float *gfirst = calloc((size_t)(np * plane), sizeof(float));
+        for (int64_t p = 0; p < np; p++) {
+            double acc = 0;
+            for (int64_t i = 0; i < plane; i++) acc += xs[p * plane + i];
+            want[p] = (float)(acc / (double)plane);
+        }
+        for (int cap = 0; cap < 3; cap++) {
+            gc_tuning t;
+            gc_tuning_defaults(&t);
+            t.isa = cap >= 2 ? 1 : cap >= 1 ? 2 : 0; /* GCAM_ISA: generic, avx2 */
+            gc_tuning_set_default(&t);
+            char label[96];
+            snprintf(label, sizeof label, "GlobalAveragePool %lldx%lld (isa cap %d)", (long long)d[2], (long long)d[3],
+                     cap);
+            gc_node *n = oc_node("GlobalAveragePool", 12, 1, 1);
+            gc_tensor y;
+            gc_err err = {0};
+            if (oc_check(oc_forward(n, &x, 1, 0, &y, 1, &err) == GCAM_OK, "%s: %s", label, err.msg)) {
+                oc_close(label, y.data, want, np, 1e-6, 1e-5);
+                if (cap == 0) memcpy(first, y.data, (size_t)np * sizeof(float));
+                else oc_check(!memcmp(first, y.data, (size_t)np * sizeof(float)), "%s: bit-identical to the best path",
+                              label);
+                /* the backward: dX = dY / plane spread over each plane, added */
+                const gc_opdef *od = gc_op_get(n->op);
+                gc_tensor gx = oc_tensor(GC_F32, 4, d);
+                gc_kctx k;
+                memset(&k, 0, sizeof k);
+                k.node = n;
+                k.n_in = k.n_out = 1;
+                k.in[0] = &x;
+                k.out[0] = &y;
+                k.gout[0] = &gy;
+                k.gin[0] = &gx;
+                k.nthreads = 2;
+                k.tune = &t;
+                k.err = &err;
+                if (oc_check(od->backward(&k) == GCAM_OK, "%s: backward", label)) {
+                    const float *g = gx.data, *gv = gy.data;
+                    int ok = 1;
+                    for (int64_t i = 0; i < np * plane && ok; i++) ok = g[i] == gv[i / plane] / (float)plane;
+                    oc_check(ok, "%s: backward exact", label);
+                    if (cap == 0) memcpy(gfirst, g, (size_t)(np * plane) * sizeof(float));
+                    else oc_check(!memcmp(gfirst, g, (size_t)(np * plane) * sizeof(float)),
+                                  "%s: backward bit-identical to the best path", label);
+                }
+                oc_tensor_free(&gx);
+                oc_tensor_free(&y);
+            }
+            oc_node_free(n);
+        }
+        gc_tuning_set_default(NULL);
+        free(want);
+        free(first);
+        free(gfirst);
+        oc_tensor_free(&x);
+        oc_tensor_free(&gy);
+    }
+}
+
 /* =========================================================================================== */
 /* Normalisations                                                                              */
 
@@ -1296,6 +1366,7 @@ int main(void) {
     test_nan();
     test_pool_errors();
     test_global_pools();
+    test_gap_paths();
     test_batchnorm();
     test_instancenorm();
     test_layernorm();

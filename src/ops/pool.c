@@ -4,30 +4,15 @@
  * Windowed pools run on (planes, D, H, W) with planes = N * C; lower spatial ranks get leading
  * unit extents (kernel 1, stride 1, no padding), so one kernel serves every rank. Each plane is
  * independent, which is what the threads split: backward scatters stay deterministic. */
+#include "isa.h"
 #include "kutil.h"
 
 #include <math.h>
+#include <omp.h>
 
 #define POOL_SP 3 /* spatial ranks handled by the windowed pools */
 
 enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
-
-/* Sum of a contiguous run: 8 float lanes (vectorisable), flushed to double every block so long
- * runs keep their precision. Fixed order: deterministic. */
-static double sum_f32(const float *x, int64_t n) {
-    double total = 0;
-    int64_t i = 0;
-    while (i < n) {
-        int64_t end = GC_MIN(n, i + 4096);
-        float acc[8] = {0};
-        for (; i + 8 <= end; i += 8)
-            for (int l = 0; l < 8; l++) acc[l] += x[i + l];
-        for (; i < end; i++) acc[0] += x[i];
-        total += ((double)acc[0] + acc[1]) + ((double)acc[2] + acc[3]) + ((double)acc[4] + acc[5]) +
-                 ((double)acc[6] + acc[7]);
-    }
-    return total;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Windowed pools: attributes and geometry                                                     */
@@ -565,16 +550,107 @@ static void global_dims(const gc_shape *s, int64_t *planes, int64_t *plane) {
     for (int i = 2; i < s->ndim; i++) *plane *= s->d[i];
 }
 
+/* The mean of each of np planes x (np, plane) into y (np), per instruction set. The sums, the same
+ * on every path (bit-identical), per block of 4096 floats: 32 lanes (lane l adds x[i + l]: enough
+ * chains to hide the adds' latency), folded into 8 as t[l] = (a[l] + a[l+16]) + (a[l+8] + a[l+24]),
+ * which take the tail (8 at a time, then one each) and are summed in double (long planes keep
+ * their precision). The portable path in GCC vectors of 4, the others in intrinsics: written as
+ * arrays, GCC scalarised the fold, which dominates EfficientNet's 7x7 planes. */
+GC_INLINE double gap_tail(const float *restrict x, int64_t i, int64_t m, float *t) {
+    for (; i + 8 <= m; i += 8)
+        for (int l = 0; l < 8; l++) t[l] += x[i + l];
+    for (int l = 0; l < m - i; l++) t[l] += x[i + l];
+    return ((double)t[0] + t[1]) + ((double)t[2] + t[3]) + ((double)t[4] + t[5]) + ((double)t[6] + t[7]);
+}
+static void gap_rows_c(float *restrict y, const float *restrict x, int64_t np, int64_t plane) {
+    for (int64_t p = 0; p < np; p++, x += plane) {
+        double total = 0;
+        for (int64_t b0 = 0; b0 < plane; b0 += 4096) {
+            const int64_t m = GC_MIN(4096, plane - b0);
+            const float *xb = x + b0;
+            gc_f4 a0 = {0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, v0, v1, lo, hi;
+            int64_t i = 0;
+            /* two loads at a time: with all eight first, GCC ran out of registers and spilled an accumulator */
+            for (; i + 32 <= m; i += 32) {
+                GC_F4_LOAD(v0, xb + i);
+                GC_F4_LOAD(v1, xb + i + 4);
+                a0 += v0;
+                a1 += v1;
+                GC_F4_LOAD(v0, xb + i + 8);
+                GC_F4_LOAD(v1, xb + i + 12);
+                a2 += v0;
+                a3 += v1;
+                GC_F4_LOAD(v0, xb + i + 16);
+                GC_F4_LOAD(v1, xb + i + 20);
+                a4 += v0;
+                a5 += v1;
+                GC_F4_LOAD(v0, xb + i + 24);
+                GC_F4_LOAD(v1, xb + i + 28);
+                a6 += v0;
+                a7 += v1;
+            }
+            float t[8];
+            lo = (a0 + a4) + (a2 + a6);
+            hi = (a1 + a5) + (a3 + a7);
+            memcpy(t, &lo, sizeof lo);
+            memcpy(t + 4, &hi, sizeof hi);
+            total += gap_tail(xb, i, m, t);
+        }
+        y[p] = (float)(total / (double)plane);
+    }
+}
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+GC_ISA_T2 static void gap_rows_avx2(float *restrict y, const float *restrict x, int64_t np, int64_t plane) {
+    for (int64_t p = 0; p < np; p++, x += plane) {
+        double total = 0;
+        for (int64_t b0 = 0; b0 < plane; b0 += 4096) {
+            const int64_t m = GC_MIN(4096, plane - b0);
+            const float *xb = x + b0;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            int64_t i = 0;
+            for (; i + 32 <= m; i += 32) {
+                a0 = _mm256_add_ps(a0, _mm256_loadu_ps(xb + i));
+                a1 = _mm256_add_ps(a1, _mm256_loadu_ps(xb + i + 8));
+                a2 = _mm256_add_ps(a2, _mm256_loadu_ps(xb + i + 16));
+                a3 = _mm256_add_ps(a3, _mm256_loadu_ps(xb + i + 24));
+            }
+            float t[8];
+            _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+            total += gap_tail(xb, i, m, t);
+        }
+        y[p] = (float)(total / (double)plane);
+    }
+}
+/* AVX-512 takes the AVX2 loop: measured faster (99 vs 117 us over EfficientNet's SE shapes) */
+static void (*const gap_rows_tab[3])(float *restrict, const float *restrict, int64_t, int64_t) = {
+    gap_rows_c, gap_rows_avx2, gap_rows_avx2};
+#else
+static void (*const gap_rows_tab[3])(float *restrict, const float *restrict, int64_t, int64_t) = {
+    gap_rows_c, gap_rows_c, gap_rows_c};
+#endif
+
 static gcam_status gap_forward(gc_kctx *k) {
     int64_t planes, plane;
     global_dims(&k->in[0]->shape, &planes, &plane);
     const float *x = k->in[0]->data; /* (planes, plane) */
     float *y = k->out[0]->data;      /* (planes) */
-    int nt = gc_kthreads(k);
-#pragma omp parallel for num_threads(nt) schedule(static) if (planes * plane > 65536)
-    for (int64_t pl = 0; pl < planes; pl++) y[pl] = (float)(sum_f32(x + pl * plane, plane) / (double)plane);
+    const int nt = planes * plane > 65536 ? (int)GC_MIN(gc_kthreads(k), planes) : 1, isa = gc_kisa(k);
+    /* contiguous ranges of planes per thread, one call each */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int64_t p0 = planes * t / T, p1 = planes * (t + 1) / T;
+        gap_rows_tab[isa](y + p0, x + p0 * plane, p1 - p0, plane);
+    }
     return GCAM_OK;
 }
+
+/* d (n) += v: 16 lanes on AVX-512 (per instruction set; the same sums on every path) */
+GC_INLINE void gap_bw_row(float *restrict d, float v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] += v;
+}
+GC_ISA_FN(gap_bw_isa, gap_bw_row, (float *restrict d, float v, int64_t n), (d, v, n))
 
 static gcam_status gap_backward(gc_kctx *k) {
     if (!k->gin[0] || !k->gout[0]) return GCAM_OK;
@@ -583,12 +659,9 @@ static gcam_status gap_backward(gc_kctx *k) {
     const float *gy = k->gout[0]->data; /* (planes) */
     float *gx = k->gin[0]->data;        /* (planes, plane) */
     int nt = gc_kthreads(k);
+    const int isa = gc_kisa(k);
 #pragma omp parallel for num_threads(nt) schedule(static) if (planes * plane > 65536)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float v = gy[pl] / (float)plane;
-        float *d = gx + pl * plane;
-        for (int64_t i = 0; i < plane; i++) d[i] += v;
-    }
+    for (int64_t pl = 0; pl < planes; pl++) gap_bw_isa_tab[isa](gx + pl * plane, gy[pl] / (float)plane, plane);
     return GCAM_OK;
 }
 
