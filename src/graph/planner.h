@@ -17,6 +17,8 @@ typedef struct gc_planner {
     int *step_of;           /* (n_nodes) forward step of a node */
     int *bstep_of;          /* (F) backward step of a forward step, -1: none */
     int *fused_from;        /* (n_values) shares that value's buffer (a fused output), -1: its own */
+    int *gshare;            /* (n_values) its gradient shares that value's gradient buffer (an Add's
+                               input, whose gradient is its output's: fuse.c), -1: its own */
     /* per backward step, -1 when none: the fused Relu output whose gradient it reads instead of its
      * own output's (.fuse_relu_bw); the fused SiLU Mul's output; the fused Concat's backward step */
     int *bw_relu, *bw_silu, *bw_cat;

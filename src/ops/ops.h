@@ -57,7 +57,8 @@ typedef struct gc_kfuse {
                                       Concat inputs' gradients (NULL: not wanted) */
     uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
     const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before relu: a
-                                      following Add fused in, in steps no backward passes */
+                                      following Add fused in (out[0] then holds the Add's output;
+                                      no backward reads the Conv's own) */
     const gc_tensor *gelu_x;       /* Erf forward: GELU fused in, in steps no backward passes:
                                       gelu_y = (x * (erf(x / c[0]) + c[1])) * c[2], the exported
                                       Div, Erf, Add, Mul, Mul in one pass (fuse.c); in[0] and
