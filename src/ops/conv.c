@@ -1103,7 +1103,8 @@ WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t 
 
 /* out (N, Co, OH, OW) (= bias + or +=) the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel
  * (y, x) reads input rows y - pt .. y - pt + 2 (outside: zeros). bw = 0: U[e] (Co, Ci) as stored
- * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C). Tiles of all images are blocked together
+ * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C), added into out; bw = 2: the same
+ * assigned (a data gradient written first here: every element is written once). Tiles of all images are blocked together
  * (small late maps still fill a block); each thread owns whole blocks, so every output element is
  * written by one thread in a fixed order. The transforms go channel by channel over the block's
  * runs (wino_runs): with tile rows of WG_ROWS_IN tiles or more, the input row by row (contiguous
@@ -1197,10 +1198,10 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                             for (int64_t x = 0; x < GC_MIN(2, OH - y0) * OW; x += 16)
                                 __builtin_prefetch(p + OH * OW - x0 + x, 1, 3);
                         if (rows_out) {
-                            wino_out_row(p, Q[0] + j, Q[1] + j, q->n, OW - x0, bw);
-                            if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + j, Q[3] + j, q->n, OW - x0, bw);
+                            wino_out_row(p, Q[0] + j, Q[1] + j, q->n, OW - x0, bw == 1);
+                            if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + j, Q[3] + j, q->n, OW - x0, bw == 1);
                         } else
-                            wino_out_tiles(p, OW, Q, j, q->n, OW - x0, OH - y0, bw);
+                            wino_out_tiles(p, OW, Q, j, q->n, OW - x0, OH - y0, bw == 1);
                     }
                 }
             }
@@ -1670,6 +1671,11 @@ static gcam_status conv_backward(gc_kctx *k) {
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NC = g.N * g.C, cL = lw->col[L], ksz = lw->ksz;
     const int isa = gc_sg_isa(gc_ktune(k)); /* sgemm.c's path (or cblas_sgemm) */
+    /* dX written first here (planner's gin_fresh): the GEMM and Winograd paths assign it, the
+     * others accumulate onto zeros they write themselves */
+    const int fresh = (int)(k->gin_fresh & 1);
+    if (fresh && !(g.path == PATH_POINTWISE && !pw_batched_floats(&g)) && !wino_ready(k, &g, nth))
+        memset(gx, 0, (size_t)(NC * g.xsz) * sizeof(float));
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;
         const int64_t planes = dw_planes(k, q);
@@ -1732,8 +1738,8 @@ static gcam_status conv_backward(gc_kctx *k) {
     {
         const float *U = wino_ready(k, &g, nth);
         if (U) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
-            wino_run(gx, gy, U, 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1], 2 - lw->p[0],
-                     2 - lw->p[1], NULL, wino_block(&g), 0, col, isa, nth);
+            wino_run(gx, gy, U, fresh ? 2 : 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1],
+                     2 - lw->p[0], 2 - lw->p[1], NULL, wino_block(&g), 0, col, isa, nth);
             return GCAM_OK;
         }
     }
@@ -1748,6 +1754,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         return GCAM_OK;
     }
     const int64_t kcol = g.cimg * ksz;
+    const float beta = fresh ? 0.0f : 1.0f; /* the pointwise GEMMs: dX = or += */
     if (g.path == PATH_POINTWISE && pointwise_by_image(&g, nth)) {
 #pragma omp parallel for num_threads(nth) schedule(dynamic)
         for (int64_t ng = 0; ng < g.N * g.G; ng++) {
@@ -1756,9 +1763,9 @@ static gcam_status conv_backward(gc_kctx *k) {
             const float *gyg = gy + (n * g.M + gr * g.Mg) * g.ysz; /* (Mg, ysz) */
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
             if (!g.transpose)
-                gc_sg_gemm(isa, 1, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                gc_sg_gemm(isa, 1, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, beta, gxg, g.xsz);
             else
-                gc_sg_gemm(isa, 1, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                gc_sg_gemm(isa, 1, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, beta, gxg, g.xsz);
         }
         return GCAM_OK;
     }
@@ -1769,9 +1776,9 @@ static gcam_status conv_backward(gc_kctx *k) {
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
             if (g.path == PATH_POINTWISE) {
                 if (!g.transpose)
-                    gc_sg_gemm(isa, nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sg_gemm(isa, nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, beta, gxg, g.xsz);
                 else
-                    gc_sg_gemm(isa, nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sg_gemm(isa, nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, beta, gxg, g.xsz);
                 continue;
             }
             if (g.transpose) {
@@ -1788,12 +1795,13 @@ static gcam_status conv_backward(gc_kctx *k) {
     return GCAM_OK;
 }
 
-/* Backward reads only W (bit 1) and the shapes; only X gets a gradient. */
+/* Backward reads only W (bit 1) and the shapes; only X gets a gradient, assigned when fresh. */
 const gc_opdef gc_def_Conv = {.name = "Conv", .min_opset = 1, .parse = conv_parse, .infer = conv_infer,
                               .scratch_bytes = conv_scratch, .forward = conv_forward,
                               .bscratch_bytes = conv_bscratch, .backward = conv_backward,
-                              .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1};
+                              .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1, .bw_assign = 1};
 const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose", .min_opset = 1, .parse = convt_parse,
                                        .infer = conv_infer, .scratch_bytes = conv_scratch,
                                        .forward = conv_forward, .bscratch_bytes = conv_bscratch,
-                                       .backward = conv_backward, .bw_in = 1u << 1, .diff_in = 1u << 0};
+                                       .backward = conv_backward, .bw_in = 1u << 1, .diff_in = 1u << 0,
+                                       .bw_assign = 1};
