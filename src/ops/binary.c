@@ -468,7 +468,7 @@ static gcam_status add_backward(gc_kctx *k) {
         const int64_t lo = c * ADD_CHUNK, len = GC_MIN(ADD_CHUNK, n - lo);
         const float *s = gy + lo, *yc = y ? y + lo : NULL;
         if (shared && yc) { /* the same select as below, written once: the same values */
-            gc_relu_vjp_axpy(gy + lo, s, yc, len, 1.0f, rule, 1);
+            gc_relu_vjp_inplace(gy + lo, yc, len, rule);
             yc = NULL;
         }
         for (int i = 0; i < 2; i++) {
