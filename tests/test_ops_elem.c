@@ -1367,7 +1367,7 @@ static int gs_shared(const gcam_ctx *c, const char *a, const char *b) {
 }
 
 static void test_add_grad_sharing(void) {
-    static const char *const want[GS_NMODELS][2] = {{"x", "r1"}, {"x", NULL}, {"x", NULL}, {"x", NULL}, {"x", NULL}};
+    static const char *const want[GS_NMODELS][2] = {{"x", "c1"}, {"x", NULL}, {"x", NULL}, {"x", NULL}, {"x", NULL}};
     static const int nwant[GS_NMODELS] = {2, 1, 1, 1, 1};
     float x[144], seed[4];
     for (int i = 0; i < 144; i++) x[i] = (float)(oc_urand() * 2 - 1);
@@ -1402,6 +1402,8 @@ static void test_add_grad_sharing(void) {
                                  "residual: the block's join shares both operands' gradients");
                         oc_check(gs_shared(a, "c3", "r3") != gs_shared(a, "r2", "r3"),
                                  "residual: the second join shares one operand's");
+                        oc_check(!a->grads[gc_model_find_value(a->m, "r1")].data,
+                                 "residual: Relu -> Conv: the Conv's backward writes the Relu's input gradient");
                         break;
                     case GS_SELF: oc_check(!gs_shared(a, "c1", "r1"), "Add(a, a) does not share"); break;
                     case GS_CHAIN:

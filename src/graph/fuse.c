@@ -401,6 +401,39 @@ static void fuse_views(fuse_state *f) {
     }
 }
 
+/* A Relu whose output only a Conv reads, as that Conv's input (ResNet's and DenseNet's Conv -> Relu
+ * -> Conv), with the two backward steps adjacent: the Conv's backward applies the Relu's VJP to
+ * its dX while writing it (reading the Relu's output, its own input, which the Relu's backward
+ * kept) into the Relu's input gradient (k.fuse.relu_dx); the Relu's backward step is skipped and
+ * its output's gradient gets no buffer: a pass over memory and a buffer less per pair, the same
+ * values. */
+static void fuse_relu_dx(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int T = p->F + 1; /* a backward step's time: T + its index */
+    if (!p->has_bw) return;
+    for (int s = 0; s < p->F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        const int rb = p->bstep_of[s];
+        if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1 || rb < 1 || c->bsteps[rb].fused) continue;
+        const int v = n->in[0], r = n->out[0], cs = sole_reader(f, r, s), cb = rb - 1;
+        if (v < 0 || r < 0 || cs < 0 || p->bstep_of[cs] != cb || c->bsteps[cb].fused || p->bw_relu_dx[cb] >= 0)
+            continue;
+        const gc_node *cn = &m->nodes[c->steps[cs].node];
+        int only0 = cn->n_in >= 1 && cn->in[0] == r;
+        for (int k = 1; k < cn->n_in; k++) only0 &= cn->in[k] != r;
+        if (!gc_op_get(cn->op)->fuse_relu_dx || !only0 || !p->gneed[r] || !p->gneed[v] || r == c->seed ||
+            p->gshare[v] >= 0 || p->gfirst[r] != T + cb || p->glast[r] != T + rb || p->gfirst[v] != T + rb ||
+            !gc_shape_eq(&c->vals[v].shape, &c->vals[r].shape))
+            continue;
+        c->bsteps[rb].fused = 1;
+        p->bw_relu_dx[cb] = v;
+        p->gneed[r] = 0;
+        p->gfirst[v] = T + cb;
+    }
+}
+
 /* The earliest time on the timeline at which a backward step other than ab may write v's
  * gradient: the backward steps of v's other readers; a fused one's a step early (a fused Concat's
  * inputs are written by the BatchNormalization's step just before the Concat's; a fused SiLU
@@ -491,6 +524,7 @@ gcam_status gc_fuse(gc_planner *p) {
     fuse_silu(&f);
     fuse_gelu(&f);
     fuse_views(&f);
+    fuse_relu_dx(&f);
     if (!c->tune.no_add_fusion) fuse_add_grads(&f);
     free(f.uses);
     free(f.prod_step);

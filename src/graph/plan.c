@@ -269,6 +269,7 @@ static void planner_free(gc_planner *p) {
     free(p->bw_relu);
     free(p->bw_silu);
     free(p->bw_cat);
+    free(p->bw_relu_dx);
 }
 
 /* The working arrays, the backward sets, and the timeline's length. */
@@ -296,11 +297,13 @@ static gcam_status planner_init(gc_planner *p, gcam_ctx *c) {
     p->bw_relu = gc_malloc2((size_t)p->B + 1, sizeof(int));
     p->bw_silu = gc_malloc2((size_t)p->B + 1, sizeof(int));
     p->bw_cat = gc_malloc2((size_t)p->B + 1, sizeof(int));
-    if (!p->bw_relu || !p->bw_silu || !p->bw_cat) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    p->bw_relu_dx = gc_malloc2((size_t)p->B + 1, sizeof(int));
+    if (!p->bw_relu || !p->bw_silu || !p->bw_cat || !p->bw_relu_dx)
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     for (int v = 0; v < m->n_values; v++)
         p->first[v] = p->last[v] = p->gfirst[v] = p->glast[v] = p->fused_from[v] = p->gshare[v] = -1;
     for (int s = 0; s < p->F; s++) p->bstep_of[s] = -1;
-    for (int b = 0; b < p->B; b++) p->bw_relu[b] = p->bw_silu[b] = p->bw_cat[b] = -1;
+    for (int b = 0; b < p->B; b++) p->bw_relu[b] = p->bw_silu[b] = p->bw_cat[b] = p->bw_relu_dx[b] = -1;
     return GCAM_OK;
 }
 
@@ -413,6 +416,11 @@ static gcam_status plan_backward_kctx(gc_planner *p, int b, gc_alloc *a) {
     fill_kctx(c, &bst->k, n);
     for (int k = 0; k < n->n_in; k++)
         if (n->in[k] >= 0 && p->gneed[n->in[k]] && (d->diff_in & (UINT64_C(1) << k))) bst->k.gin[k] = &c->grads[n->in[k]];
+    const int rdx = p->bw_relu_dx[b]; /* the Relu before it fused in: its input's gradient out */
+    if (rdx >= 0) {
+        bst->k.gin[0] = &c->grads[rdx];
+        bst->k.fuse.relu_dx = 1;
+    }
     for (int j = 0; j < n->n_out; j++)
         if (n->out[j] >= 0 && p->gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];
     if (p->bw_relu[b] >= 0) { /* the fused Relu's VJP first: its output's gradient in */
@@ -437,11 +445,11 @@ static gcam_status plan_backward_kctx(gc_planner *p, int b, gc_alloc *a) {
     bst->zero = gc_malloc2((size_t)n->n_in + (cn ? (size_t)cn->n_in : 0) + 1, sizeof(int));
     if (!bst->zero) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     for (int k = 0; k < n->n_in; k++) {
-        int v = n->in[k];
+        int v = k == 0 && rdx >= 0 ? rdx : n->in[k];
         /* a shared gradient (fuse.c's fuse_add_grads) already holds its value: neither zeroed nor assigned */
         if (v < 0 || !bst->k.gin[k] || p->gfirst[v] != F + 1 + b || p->gshare[v] >= 0) continue;
         int n_at = 0;
-        for (int j = 0; j < n->n_in; j++) n_at += n->in[j] == v && bst->k.gin[j];
+        for (int j = 0; j < n->n_in; j++) n_at += (j == 0 && rdx >= 0 ? rdx : n->in[j]) == v && bst->k.gin[j];
         const int assign = d->bw_assign && !bst->fused && n_at == 1 && bst->k.gout[0];
         first_write(bst, v, assign, k, &bst->k.gin_fresh);
     }

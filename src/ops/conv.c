@@ -1660,7 +1660,7 @@ static gcam_status conv_forward(gc_kctx *k) {
 
 /* ---------------------------------------------------------------- backward (dX only) */
 
-static gcam_status conv_backward(gc_kctx *k) {
+static gcam_status conv_backward_dx(gc_kctx *k) {
     conv_geom g;
     gcam_status st = conv_setup(k, &g);
     if (st) return st;
@@ -1795,11 +1795,28 @@ static gcam_status conv_backward(gc_kctx *k) {
     return GCAM_OK;
 }
 
-/* Backward reads only W (bit 1) and the shapes; only X gets a gradient, assigned when fresh. */
+/* dX, then with k.fuse.relu_dx the VJP of the Relu whose output X is (fuse.c's fuse_relu_dx) in
+ * place, in chunks over the threads: the Relu's own backward's selects, so the same values. */
+static gcam_status conv_backward(gc_kctx *k) {
+    gcam_status st = conv_backward_dx(k);
+    if (st || !k->fuse.relu_dx || !k->gin[0] || !k->gout[0]) return st;
+    float *gx = k->gin[0]->data;            /* (N, C, xs...) */
+    const float *y = k->in[0]->data;        /* the Relu's output, (N, C, xs...) */
+    const int64_t n = gc_numel(k->in[0]), chunk = 16384, nch = (n + chunk - 1) / chunk;
+    const gc_rule rule = k->rule;
+    const int nt = n > 65536 ? GC_MAX(1, k->nthreads) : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t c = 0; c < nch; c++) gc_relu_vjp_inplace(gx + c * chunk, y + c * chunk, GC_MIN(chunk, n - c * chunk), rule);
+    return GCAM_OK;
+}
+
+/* Backward reads only W (bit 1) and the shapes (and X with fuse.relu_dx); only X gets a gradient,
+ * assigned when fresh. */
 const gc_opdef gc_def_Conv = {.name = "Conv", .min_opset = 1, .parse = conv_parse, .infer = conv_infer,
                               .scratch_bytes = conv_scratch, .forward = conv_forward,
                               .bscratch_bytes = conv_bscratch, .backward = conv_backward,
-                              .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1, .bw_assign = 1};
+                              .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1, .bw_assign = 1,
+                              .fuse_relu_dx = 1};
 const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose", .min_opset = 1, .parse = convt_parse,
                                        .infer = conv_infer, .scratch_bytes = conv_scratch,
                                        .forward = conv_forward, .bscratch_bytes = conv_bscratch,
