@@ -423,7 +423,10 @@ static void fuse_relu_dx(fuse_state *f) {
         const gc_node *cn = &m->nodes[c->steps[cs].node];
         int only0 = cn->n_in >= 1 && cn->in[0] == r;
         for (int k = 1; k < cn->n_in; k++) only0 &= cn->in[k] != r;
+        /* not for kept values, as the other fusions: a kept tensor's steps stay as they are (the
+         * backward node count, tests' forced kinks) */
         if (!gc_op_get(cn->op)->fuse_relu_dx || !only0 || !p->gneed[r] || !p->gneed[v] || r == c->seed ||
+            c->kept[v] || c->kept[r] ||
             p->gshare[v] >= 0 || p->gfirst[r] != T + cb || p->glast[r] != T + rb || p->gfirst[v] != T + rb ||
             !gc_shape_eq(&c->vals[v].shape, &c->vals[r].shape))
             continue;
