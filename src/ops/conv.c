@@ -1104,9 +1104,9 @@ WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t 
 /* out (N, Co, OH, OW) (= bias + or +=) the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel
  * (y, x) reads input rows y - pt .. y - pt + 2 (outside: zeros). bw = 0: U[e] (Co, Ci) as stored
  * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C), added into out; bw = 2: the same
- * assigned (a data gradient written first here: every element is written once). Tiles of all images are blocked together
- * (small late maps still fill a block); each thread owns whole blocks, so every output element is
- * written by one thread in a fixed order. The transforms go channel by channel over the block's
+ * assigned (a data gradient written first here: every element is written once). Tiles of all
+ * images are blocked together (small late maps still fill a block); each thread owns whole
+ * blocks, so every output element is written by one thread in a fixed order. The transforms go channel by channel over the block's
  * runs (wino_runs): with tile rows of WG_ROWS_IN tiles or more, the input row by row (contiguous
  * loads and stores, vectorised), else tile by tile a sub-block at a time; the output always a
  * sub-block at a time, then written row by row (WG_ROWS_OUT tiles or more) or tile by tile. The
@@ -1806,7 +1806,8 @@ static gcam_status conv_backward(gc_kctx *k) {
     const gc_rule rule = k->rule;
     const int nt = n > 65536 ? GC_MAX(1, k->nthreads) : 1;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t c = 0; c < nch; c++) gc_relu_vjp_inplace(gx + c * chunk, y + c * chunk, GC_MIN(chunk, n - c * chunk), rule);
+    for (int64_t c = 0; c < nch; c++)
+        gc_relu_vjp_inplace(gx + c * chunk, y + c * chunk, GC_MIN(chunk, n - c * chunk), rule);
     return GCAM_OK;
 }
 
