@@ -1103,15 +1103,15 @@ WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t 
 
 /* out (N, Co, OH, OW) (= bias + or +=) the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel
  * (y, x) reads input rows y - pt .. y - pt + 2 (outside: zeros). bw = 0: U[e] (Co, Ci) as stored
- * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C), added into out; bw = 2: the same
- * assigned (a data gradient written first here: every element is written once). Tiles of all
- * images are blocked together (small late maps still fill a block); each thread owns whole
- * blocks, so every output element is written by one thread in a fixed order. The transforms go channel by channel over the block's
+ * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C). Tiles of all images are blocked together
+ * (small late maps still fill a block); each thread owns whole blocks, so every output element is
+ * written by one thread in a fixed order. The transforms go channel by channel over the block's
  * runs (wino_runs): with tile rows of WG_ROWS_IN tiles or more, the input row by row (contiguous
  * loads and stores, vectorised), else tile by tile a sub-block at a time; the output always a
  * sub-block at a time, then written row by row (WG_ROWS_OUT tiles or more) or tile by tile. The
  * next channel's rows are prefetched (their planes are far apart). The same additions in the same
- * order on every path: the results do not depend on the path. */
+ * order on every path: the results do not depend on the path. The backward adds into out (bw = 1)
+ * or, a data gradient written first here, assigns it (bw = 2: every element is written once). */
 CV_CLONES
 static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                      int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
