@@ -140,6 +140,8 @@ static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, con
 }
 /* run_op with a thread count and a fused Relu (forward: k.fuse.relu, as the planner sets it). */
 static const gc_tensor *fused_res; /* forward: k.fuse.res (a following Add fused in), NULL: none */
+static uint64_t bw_fresh;          /* backward: k.gin_fresh (dX written first: assigned, not added) */
+static int bw_relu_dx;             /* backward: k.fuse.relu_dx (X is a Relu's output: its VJP applied) */
 static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
                                int backward, int no_scratch, uint64_t const_in, int nthreads, int relu, gc_err *err) {
     const gc_opdef *d = gc_op_get(n->op);
@@ -157,10 +159,12 @@ static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y
     k.tune = &tune;
     k.fuse.relu = relu;
     k.fuse.res = backward ? NULL : fused_res;
+    k.gin_fresh = backward ? bw_fresh : 0;
+    k.fuse.relu_dx = backward ? bw_relu_dx : 0;
     k.const_in = const_in;
     for (int i = 0; i < n_in; i++) {
         sh[i] = in[i];
-        if (backward && !(d->bw_in & (1u << i))) sh[i].data = NULL;
+        if (backward && !(d->bw_in & (1u << i)) && !(i == 0 && bw_relu_dx)) sh[i].data = NULL;
         k.in[i] = in[i].dtype ? &sh[i] : NULL;
     }
     if (backward) yy.data = NULL;
@@ -245,6 +249,36 @@ static void check_conv(const cv_case *c, int gradcheck) {
             snprintf(label, sizeof label, "%s: backward vs naive", c->label);
             if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
                 oc_close(label, gx.data, rdxf, nx, 1e-5 * max_abs_d(rdx, nx), 1e-5);
+            /* written first (gin_fresh): assigned over garbage, every path */
+            double *rdx0 = calloc((size_t)nx, sizeof(double));
+            gc_tensor gx3 = oc_tensor(GC_F32, ns + 2, xd);
+            ref_run(c, pb, out, 1, NULL, in[1].data, NULL, gy.data, rdx0);
+            for (int64_t i = 0; i < nx; i++) rdxf[i] = (float)rdx0[i], ((float *)gx3.data)[i] = NAN;
+            bw_fresh = 1;
+            st = run_op(n, in, n_in, &y, &gy, &gx3, 1, 0, 6u, &err);
+            bw_fresh = 0;
+            snprintf(label, sizeof label, "%s: backward written first", c->label);
+            if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                oc_close(label, gx3.data, rdxf, nx, 1e-5 * max_abs_d(rdx0, nx), 1e-5);
+            /* with the Relu before it fused in (X as that Relu's output): dX where X > 0, else 0 */
+            if (!c->transpose) {
+                for (int64_t i = 0; i < nx; i++) {
+                    const float xv = ((float *)in[0].data)[i];
+                    rdx0[i] = xv > 0.0f ? rdx0[i] : 0.0;
+                    rdxf[i] = (float)rdx0[i], ((float *)gx3.data)[i] = NAN;
+                }
+                bw_fresh = 1;
+                bw_relu_dx = 1;
+                st = run_op(n, in, n_in, &y, &gy, &gx3, 1, 0, 6u, &err);
+                bw_fresh = 0;
+                bw_relu_dx = 0;
+                snprintf(label, sizeof label, "%s: backward with the Relu's VJP", c->label);
+                if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                    oc_close(label, gx3.data, rdxf, nx, 1e-5 * max_abs_d(rdx0, nx), 1e-5);
+            }
+            free(rdx0);
+            oc_tensor_free(&gx3);
+            for (int64_t i = 0; i < nx; i++) rdxf[i] = (float)rdx[i];
             if (direct) { /* the same without scratch: the bounds-checked depthwise loops */
                 st = run_op(n, in, n_in, &y, NULL, NULL, 0, 1, 6u, &err);
                 snprintf(label, sizeof label, "%s: forward without scratch", c->label);

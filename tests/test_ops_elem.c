@@ -1,8 +1,11 @@
 /* Tests of the element-wise families: act.c (unary) and binary.c (broadcasting). */
 #include "opcheck.h"
+#include "graph/plan.h"
 #include "ops/isa.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -1265,6 +1268,265 @@ static void test_masks(void) {
     oc_check(gc_op_get(gc_op_find("Equal"))->backward == NULL, "Equal has no backward");
 }
 
+/* ---- Add's gradient sharing (src/graph/fuse.c, fuse_add_grads) ------------------------------ */
+
+/* Small ONNX models written here (protobuf wire format by hand: varints and length-delimited
+ * fields), planned and run through the API, so that the planner's decisions are exercised. */
+typedef struct pbuf {
+    uint8_t *b;
+    size_t n, cap;
+} pbuf;
+static void pb_put(pbuf *p, const void *d, size_t n) {
+    if (p->n + n > p->cap) {
+        p->cap = (p->n + n) * 2 + 64;
+        p->b = realloc(p->b, p->cap);
+    }
+    memcpy(p->b + p->n, d, n);
+    p->n += n;
+}
+static void pb_varint(pbuf *p, uint64_t v) {
+    uint8_t t[10];
+    size_t n = 0;
+    do {
+        t[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    pb_put(p, t, n);
+}
+static void pb_int(pbuf *p, int field, uint64_t v) {
+    pb_varint(p, (uint64_t)field << 3);
+    pb_varint(p, v);
+}
+static void pb_bytes(pbuf *p, int field, const void *d, size_t n) {
+    pb_varint(p, (uint64_t)field << 3 | 2);
+    pb_varint(p, n);
+    pb_put(p, d, n);
+}
+static void pb_str(pbuf *p, int field, const char *s) { pb_bytes(p, field, s, strlen(s)); }
+static void pb_msg(pbuf *p, int field, pbuf *m) { /* appends m and frees it */
+    pb_bytes(p, field, m->b, m->n);
+    free(m->b);
+    *m = (pbuf){0};
+}
+
+/* NodeProto: op, inputs and outputs ("a,b"), an optional int attribute list "pads" of 4 */
+static void gs_node(pbuf *g, const char *op, const char *ins, const char *outs, int pads) {
+    pbuf n = {0};
+    char buf[256];
+    for (int io = 0; io < 2; io++) {
+        snprintf(buf, sizeof buf, "%s", io ? outs : ins);
+        for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) pb_str(&n, io ? 2 : 1, t);
+    }
+    snprintf(buf, sizeof buf, "%s_%s", op, outs);
+    pb_str(&n, 3, buf);
+    pb_str(&n, 4, op);
+    if (pads) {
+        pbuf a = {0};
+        pb_str(&a, 1, "pads");
+        for (int i = 0; i < 4; i++) pb_int(&a, 8, (uint64_t)pads);
+        pb_int(&a, 20, 7); /* INTS */
+        pb_msg(&n, 5, &a);
+    }
+    pb_msg(g, 1, &n);
+}
+/* TensorProto initialiser: float32 random in [-1, 1) */
+static void gs_init(pbuf *g, const char *name, int nd, const int64_t *d) {
+    pbuf t = {0};
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) pb_int(&t, 1, (uint64_t)d[i]), n *= d[i];
+    pb_int(&t, 2, 1);
+    pb_str(&t, 8, name);
+    float *v = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) v[i] = (float)(oc_urand() * 2 - 1);
+    pb_bytes(&t, 9, v, (size_t)n * sizeof(float));
+    free(v);
+    pb_msg(g, 5, &t);
+}
+/* ValueInfoProto of a float32 tensor (field 11: graph input, 12: output) */
+static void gs_io(pbuf *g, int field, const char *name, int nd, const int64_t *d) {
+    pbuf shape = {0}, tt = {0}, ty = {0}, vi = {0};
+    for (int i = 0; i < nd; i++) {
+        pbuf dim = {0};
+        pb_int(&dim, 1, (uint64_t)d[i]);
+        pb_msg(&shape, 1, &dim);
+    }
+    pb_int(&tt, 1, 1);
+    pb_msg(&tt, 2, &shape);
+    pb_msg(&ty, 1, &tt);
+    pb_str(&vi, 1, name);
+    pb_msg(&vi, 2, &ty);
+    pb_msg(g, field, &vi);
+}
+
+/* The models: x (1, 4, 6, 6) in, y (1, 4, 1, 1) out (a GlobalAveragePool), 4-channel Convs. */
+enum { GS_RESNET, GS_SELF, GS_BROADCAST, GS_INPUT, GS_CHAIN, GS_NMODELS };
+static const char *const gs_names[GS_NMODELS] = {"residual chain", "Add(a, a)", "broadcast Add", "input in Add",
+                                                 "Add of an Add"};
+static gcam_model *gs_model(int which) {
+    static const int64_t xd[4] = {1, 4, 6, 6}, yd[4] = {1, 4, 1, 1}, w3[4] = {4, 4, 3, 3}, w1[4] = {4, 4, 1, 1},
+                         bd[1] = {4};
+    pbuf g = {0}, m = {0}, op = {0};
+    gs_init(&g, "W1", 4, w3);
+    gs_init(&g, "B1", 1, bd);
+    gs_init(&g, "W2", 4, w1);
+    gs_init(&g, "B2", 1, bd);
+    gs_init(&g, "W3", 4, w3);
+    switch (which) {
+    case GS_RESNET: /* a bottleneck-like block (its input also read by its first Conv), then a join whose
+                       operand's other reader is the joined Conv itself (only one operand may share) */
+        gs_node(&g, "Conv", "x,W1,B1", "c0", 1);
+        gs_node(&g, "Relu", "c0", "r0", 0);
+        gs_node(&g, "Conv", "r0,W2,B2", "c1", 0);
+        gs_node(&g, "Relu", "c1", "r1", 0);
+        gs_node(&g, "Conv", "r1,W3", "c2", 1);
+        gs_node(&g, "Add", "c2,r0", "a1", 0);
+        gs_node(&g, "Relu", "a1", "r2", 0);
+        gs_node(&g, "Conv", "r2,W2,B2", "c3", 0);
+        gs_node(&g, "Add", "r2,c3", "a2", 0);
+        gs_node(&g, "Relu", "a2", "r3", 0);
+        gs_node(&g, "GlobalAveragePool", "r3", "y", 0);
+        break;
+    case GS_SELF:
+        gs_node(&g, "Conv", "x,W1,B1", "c1", 1);
+        gs_node(&g, "Add", "c1,c1", "a1", 0);
+        gs_node(&g, "Relu", "a1", "r1", 0);
+        gs_node(&g, "GlobalAveragePool", "r1", "y", 0);
+        break;
+    case GS_BROADCAST: /* (1,4,6,6) + (1,4,1,1): only the full-shape operand may share */
+        gs_node(&g, "Conv", "x,W1,B1", "c1", 1);
+        gs_node(&g, "GlobalAveragePool", "c1", "p1", 0);
+        gs_node(&g, "Add", "c1,p1", "a1", 0);
+        gs_node(&g, "Relu", "a1", "r1", 0);
+        gs_node(&g, "GlobalAveragePool", "r1", "y", 0);
+        break;
+    case GS_CHAIN: /* (a + q) + d: both of the outer Add's operands share; d is still in use (its other
+                      reader q comes later in the backward) when the inner Add runs, so its operands must not */
+        gs_node(&g, "Conv", "x,W1,B1", "d", 1);
+        gs_node(&g, "Conv", "d,W2,B2", "q", 0);
+        gs_node(&g, "Conv", "x,W3", "a", 1);
+        gs_node(&g, "Add", "a,q", "c", 0);
+        gs_node(&g, "Add", "c,d", "e", 0);
+        gs_node(&g, "GlobalAveragePool", "e", "y", 0);
+        break;
+    default: /* the graph input itself joins, its gradient wanted */
+        gs_node(&g, "Conv", "x,W1,B1", "c1", 1);
+        gs_node(&g, "Add", "x,c1", "a1", 0);
+        gs_node(&g, "Relu", "a1", "r1", 0);
+        gs_node(&g, "Conv", "r1,W2,B2", "c2", 0);
+        gs_node(&g, "Add", "c2,r1", "a2", 0);
+        gs_node(&g, "GlobalAveragePool", "a2", "y", 0);
+        break;
+    }
+    pb_str(&g, 2, "g");
+    gs_io(&g, 11, "x", 4, xd);
+    gs_io(&g, 12, "y", 4, yd);
+    pb_int(&m, 1, 7);
+    pb_str(&op, 1, "");
+    pb_int(&op, 2, 13);
+    pb_msg(&m, 8, &op);
+    pb_msg(&m, 7, &g);
+    gcam_model *model = NULL;
+    if (gcam_model_load_memory(&model, m.b, m.n, NULL, NULL) != GCAM_OK) {
+        oc_check(0, "gradient sharing: model %s does not load: %s", gs_names[which], gcam_model_error(model));
+        gcam_model_free(model);
+        model = NULL;
+    }
+    free(m.b);
+    return model;
+}
+
+/* Gradients of x and of the listed activations, two backward passes after one forward, under
+ * the knobs given; returns the context (caller frees) with the second pass's gradients. */
+static gcam_ctx *gs_run(gcam_model *m, const gc_tuning *tune, int nth, gcam_rule rule, const char *const *want,
+                        int nw, const float *x, const float *seed) {
+    static const int64_t xd[4] = {1, 4, 6, 6};
+    gcam_feed f = {.name = "x", .dtype = GCAM_FLOAT32, .ndim = 4, .dims = xd, .data = x};
+    gcam_ctx_options o = {.n_threads = nth, .seed = "y", .grad_of = want, .n_grad_of = nw};
+    gcam_ctx *c = NULL;
+    gc_tuning_set_default(tune);
+    gcam_status st = gcam_ctx_create(&c, m, &f, 1, &o);
+    gc_tuning_set_default(NULL);
+    for (int pass = 0; pass < 2 && st == GCAM_OK; pass++) {
+        st = gcam_ctx_run(c, &f, 1);
+        if (!st) st = gcam_ctx_backward(c, seed, rule, want, nw);
+    }
+    if (!oc_check(st == GCAM_OK, "gradient sharing: run: %s", gcam_ctx_error(c))) {
+        gcam_ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Whether the gradients of values a and b are one buffer in context c. */
+static int gs_shared(const gcam_ctx *c, const char *a, const char *b) {
+    int va = gc_model_find_value(c->m, a), vb = gc_model_find_value(c->m, b);
+    return va >= 0 && vb >= 0 && c->grads && c->grads[va].data && c->grads[va].data == c->grads[vb].data;
+}
+
+static void test_add_grad_sharing(void) {
+    /* only the input's gradient: a wanted tensor is kept, and kept tensors are not fused */
+    static const char *const want[GS_NMODELS][2] = {{"x", NULL}, {"x", NULL}, {"x", NULL}, {"x", NULL}, {"x", NULL}};
+    static const int nwant[GS_NMODELS] = {1, 1, 1, 1, 1};
+    float x[144], seed[4];
+    for (int i = 0; i < 144; i++) x[i] = (float)(oc_urand() * 2 - 1);
+    for (int i = 0; i < 4; i++) seed[i] = (float)(oc_urand() * 2 - 1);
+    gc_tuning on, off;
+    gc_tuning_defaults(&on);
+    gc_tuning_defaults(&off);
+    off.no_fusion = 1;
+    for (int which = 0; which < GS_NMODELS; which++) {
+        gcam_model *m = gs_model(which);
+        if (!m) continue;
+        for (int r = 0; r < 3; r++)
+            for (int nth = 1; nth <= 2; nth++) {
+                gcam_ctx *a = gs_run(m, &on, nth, (gcam_rule)r, want[which], nwant[which], x, seed);
+                gcam_ctx *b = gs_run(m, &off, nth, (gcam_rule)r, want[which], nwant[which], x, seed);
+                for (int w = 0; a && b && w < nwant[which]; w++) {
+                    gcam_tensor_view ga, gb;
+                    if (!oc_check(!gcam_ctx_grad(a, want[which][w], &ga) && !gcam_ctx_grad(b, want[which][w], &gb),
+                                  "gradient sharing: %s: no gradient of %s", gs_names[which], want[which][w]))
+                        continue;
+                    /* the same VJPs; the forward may round the fused Add differently (a kink flip is
+                     * out of reach at these sizes: the backward would then differ by O(1)) */
+                    char label[128];
+                    snprintf(label, sizeof label, "gradient sharing: %s, rule %d, %d threads, grad of %s",
+                             gs_names[which], r, nth, want[which][w]);
+                    oc_close(label, ga.data, gb.data, (int64_t)ga.numel, 1e-6, 1e-5);
+                }
+                if (a && r == 0 && nth == 1) { /* what the planner shared */
+                    switch (which) {
+                    case GS_RESNET:
+                        oc_check(gs_shared(a, "c2", "r3") && gs_shared(a, "r0", "r3") && gs_shared(a, "r2", "r3"),
+                                 "residual: the block's join shares both operands' gradients");
+                        oc_check(gs_shared(a, "c3", "r3") != gs_shared(a, "r2", "r3"),
+                                 "residual: the second join shares one operand's");
+                        oc_check(!a->grads[gc_model_find_value(a->m, "r1")].data,
+                                 "residual: Relu -> Conv: the Conv's backward writes the Relu's input gradient");
+                        break;
+                    case GS_SELF: oc_check(!gs_shared(a, "c1", "r1"), "Add(a, a) does not share"); break;
+                    case GS_CHAIN:
+                        oc_check(gs_shared(a, "c", "e") && gs_shared(a, "d", "e") && !gs_shared(a, "a", "e") &&
+                                     !gs_shared(a, "q", "e") && !gs_shared(a, "a", "q"),
+                                 "Add of an Add: the outer shares, the inner not while d is in use");
+                        break;
+                    case GS_BROADCAST:
+                        oc_check(gs_shared(a, "c1", "a1") && !gs_shared(a, "p1", "a1"),
+                                 "broadcast Add: the full operand only shares");
+                        break;
+                    default:
+                        oc_check(gs_shared(a, "c2", "a2") && !gs_shared(a, "r1", "a2"), "input Add: inner join");
+                        oc_check(gs_shared(a, "x", "r1") && !gs_shared(a, "c1", "r1"),
+                                 "input Add: the input's gradient shares");
+                        break;
+                    }
+                }
+                gcam_ctx_free(a);
+                gcam_ctx_free(b);
+            }
+        gcam_model_free(m);
+    }
+}
+
 int main(void) {
     oc_seed(12345);
     test_binary_forward_small();
@@ -1283,6 +1545,7 @@ int main(void) {
     test_prelu();
     test_dropout();
     test_masks();
+    test_add_grad_sharing();
     printf("%d passed, %d failed\n", oc_checks - oc_failures, oc_failures);
     return oc_failures != 0;
 }

@@ -3,6 +3,7 @@
  * lifetimes and the backward plan alone, and records what it fused in the kernels' k.fuse. */
 #include "planner.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 #include "model.h"
@@ -63,12 +64,20 @@ static void fuse_relu(fuse_state *f) {
 }
 
 /* An Add joining a convolution's output with a tensor computed before that convolution
- * (ResNet's and MobileNetV2's residual joins), where no backward passes (inference, and a
- * Grad-CAM-only plan's layers before its target): the Conv adds the other operand itself
+ * (ResNet's and MobileNetV2's residual joins): the Conv adds the other operand itself
  * (k.fuse.res: into the bias fill its GEMMs accumulate onto, or the pass that writes its output
  * anyway), then the Add's fused Relu; the Add's step is skipped and its output (and that
  * Relu's) shares the Conv's buffer: one pass over memory (two reads, a write) less per join.
- * Of two Conv operands, the later one takes the Add (the other is then already computed). */
+ * Of two Conv operands, the later one takes the Add (the other is then already computed).
+ * Also where a backward passes (add_fusable_bw): the buffer then holds the Add's (or its Relu's)
+ * output, which is what their backward reads, and nothing reads the Conv's own output. */
+/* With a backward planned through the Conv cn or the Add n (whose input i cn computes): neither's
+ * backward may read the Conv's output, which the fused pair overwrites with the sum. The Add's
+ * (and its Relu's) backward read at most the Add's output, the shared buffer's final value. */
+static int add_fusable_bw(const gc_node *cn, const gc_node *n, int i) {
+    return !(gc_op_get(cn->op)->bw_out & 1) && !(gc_op_get(n->op)->bw_in >> i & 1);
+}
+
 static void fuse_add(fuse_state *f) {
     gc_planner *p = f->p;
     gcam_ctx *c = p->c;
@@ -78,7 +87,7 @@ static void fuse_add(fuse_state *f) {
     int *fused_from = p->fused_from, *last = p->last;
     for (int s = 0; s < F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
-        if (n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || bstep_of[s] >= 0 || c->steps[s].fused) continue;
+        if (n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || c->steps[s].fused) continue;
         const int ao = n->out[0];
         if (ao < 0 || c->vkind[ao] != GC_V_RUNTIME || c->vals[ao].dtype != GC_F32 || fused_from[ao] >= 0) continue;
         int pick = -1;
@@ -89,7 +98,7 @@ static void fuse_add(fuse_state *f) {
             const gc_step *cst = &c->steps[cs];
             const gc_node *cn = &m->nodes[cst->node];
             if (cn->op != GC_OP_Conv || cn->n_out != 1 || cst->fused || cst->k.fuse.relu || cst->k.fuse.res ||
-                bstep_of[cs] >= 0)
+                ((bstep_of[cs] >= 0 || bstep_of[s] >= 0) && !add_fusable_bw(cn, n, i)))
                 continue;
             if (uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
                 m->values[v].is_output || v == c->seed || fused_from[v] >= 0)
@@ -392,6 +401,107 @@ static void fuse_views(fuse_state *f) {
     }
 }
 
+/* A Relu whose output only a Conv reads, as that Conv's input (ResNet's and DenseNet's Conv -> Relu
+ * -> Conv), with the two backward steps adjacent: the Conv's backward applies the Relu's VJP to
+ * its dX while writing it (reading the Relu's output, its own input, which the Relu's backward
+ * kept) into the Relu's input gradient (k.fuse.relu_dx); the Relu's backward step is skipped and
+ * its output's gradient gets no buffer: a pass over memory and a buffer less per pair, the same
+ * values. */
+static void fuse_relu_dx(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int T = p->F + 1; /* a backward step's time: T + its index */
+    if (!p->has_bw) return;
+    for (int s = 0; s < p->F; s++) {
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        const int rb = p->bstep_of[s];
+        if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1 || rb < 1 || c->bsteps[rb].fused) continue;
+        const int v = n->in[0], r = n->out[0], cs = sole_reader(f, r, s), cb = rb - 1;
+        if (v < 0 || r < 0 || cs < 0 || p->bstep_of[cs] != cb || c->bsteps[cb].fused || p->bw_relu_dx[cb] >= 0)
+            continue;
+        const gc_node *cn = &m->nodes[c->steps[cs].node];
+        int only0 = cn->n_in >= 1 && cn->in[0] == r;
+        for (int k = 1; k < cn->n_in; k++) only0 &= cn->in[k] != r;
+        /* not for kept values, as the other fusions: a kept tensor's steps stay as they are (the
+         * backward node count, tests' forced kinks) */
+        if (!gc_op_get(cn->op)->fuse_relu_dx || !only0 || !p->gneed[r] || !p->gneed[v] || r == c->seed ||
+            c->kept[v] || c->kept[r] ||
+            p->gshare[v] >= 0 || p->gfirst[r] != T + cb || p->glast[r] != T + rb || p->gfirst[v] != T + rb ||
+            !gc_shape_eq(&c->vals[v].shape, &c->vals[r].shape))
+            continue;
+        c->bsteps[rb].fused = 1;
+        p->bw_relu_dx[cb] = v;
+        p->gneed[r] = 0;
+        p->gfirst[v] = T + cb;
+    }
+}
+
+/* The earliest time on the timeline at which a backward step other than ab may write v's
+ * gradient: the backward steps of v's other readers; a fused one's a step early (a fused Concat's
+ * inputs are written by the BatchNormalization's step just before the Concat's; a fused SiLU
+ * Mul's by the Sigmoid's, after it); INT_MAX: none. */
+static int other_grad_writes(const gc_planner *p, int v, int ab) {
+    const gcam_ctx *c = p->c;
+    int t = INT_MAX;
+    for (int b = 0; b < c->n_bsteps; b++) {
+        const gc_node *n = &p->m->nodes[c->bsteps[b].node];
+        const uint64_t diff = gc_op_get(n->op)->diff_in;
+        const int tb = p->F + 1 + b - (c->bsteps[b].fused ? 1 : 0);
+        for (int k = 0; b != ab && k < n->n_in; k++)
+            if (n->in[k] == v && (diff >> k & 1) && tb < t) t = tb;
+    }
+    return t;
+}
+
+/* Whether a value other than gy that shares root's gradient buffer is still in use at time t. */
+static int grad_buffer_busy(const gc_planner *p, int root, int gy, int t) {
+    for (int v = 0; v < p->m->n_values; v++)
+        if (v != gy && (v == root || p->gshare[v] == root) && p->glast[v] >= t) return 1;
+    return 0;
+}
+
+/* An Add's VJP is the identity: the gradient of an input of the output's shape that the Add's
+ * backward writes first is its output's gradient (through the Add's fused Relu: that Relu's VJP of
+ * it), so it shares that buffer (p->gshare) instead of being copied into its own, when the output's
+ * gradient is not read after the Add's backward and no other value in that buffer is still in use.
+ * Both inputs share it when neither input's other readers add into it before the other's last use
+ * (ResNet: the block's last Conv output, read only by the Add, and the block input, whose other
+ * reader, the block's first Conv, comes later in the backward): the Add's backward is then the
+ * Relu's VJP in place, or nothing. The kernel sees gin == gout (add_backward). Same values: the
+ * VJP written once and copied instead of computed twice. */
+static void fuse_add_grads(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    if (!p->has_bw) return;
+    for (int s = p->F - 1; s >= 0; s--) { /* backward order: a shared buffer passes down a chain of joins */
+        const gc_node *n = &m->nodes[c->steps[s].node];
+        const int ab = p->bstep_of[s];
+        if (ab < 0 || n->op != GC_OP_Add || n->n_in != 2 || n->n_out != 1 || n->out[0] < 0 || c->bsteps[ab].fused)
+            continue;
+        const int t = p->F + 1 + ab, gy = p->bw_relu[ab] >= 0 ? p->bw_relu[ab] : n->out[0];
+        if (!p->gneed[gy] || p->gfirst[gy] < 0 || p->gfirst[gy] >= t || p->glast[gy] != t) continue;
+        const int root = p->gshare[gy] >= 0 ? p->gshare[gy] : gy;
+        if (grad_buffer_busy(p, root, gy, t)) continue;
+        int in[2], ni = 0;
+        for (int i = 0; i < 2; i++) {
+            const int v = n->in[i];
+            if (v < 0 || v == n->in[1 - i] || v == gy || !p->gneed[v] || p->gfirst[v] != t || p->gshare[v] >= 0 ||
+                !gc_shape_eq(&c->vals[v].shape, &c->vals[n->out[0]].shape))
+                continue;
+            in[ni++] = v;
+        }
+        if (ni == 2 && !(other_grad_writes(p, in[1], ab) > p->glast[in[0]] &&
+                         other_grad_writes(p, in[0], ab) > p->glast[in[1]]))
+            ni = 1;
+        for (int i = 0; i < ni; i++) p->gshare[in[i]] = root;
+    }
+    /* a shared buffer lives as long as the last of its values */
+    for (int v = 0; v < m->n_values; v++)
+        if (p->gshare[v] >= 0 && p->glast[p->gshare[v]] < p->glast[v]) p->glast[p->gshare[v]] = p->glast[v];
+}
+
 gcam_status gc_fuse(gc_planner *p) {
     gcam_ctx *c = p->c;
     const gc_model *m = p->m;
@@ -417,6 +527,8 @@ gcam_status gc_fuse(gc_planner *p) {
     fuse_silu(&f);
     fuse_gelu(&f);
     fuse_views(&f);
+    fuse_relu_dx(&f);
+    if (!c->tune.no_add_fusion) fuse_add_grads(&f);
     free(f.uses);
     free(f.prod_step);
     return GCAM_OK;

@@ -265,9 +265,11 @@ static void planner_free(gc_planner *p) {
     free(p->step_of);
     free(p->bstep_of);
     free(p->fused_from);
+    free(p->gshare);
     free(p->bw_relu);
     free(p->bw_silu);
     free(p->bw_cat);
+    free(p->bw_relu_dx);
 }
 
 /* The working arrays, the backward sets, and the timeline's length. */
@@ -280,11 +282,12 @@ static gcam_status planner_init(gc_planner *p, gcam_ctx *c) {
     p->gfirst = gc_malloc2(V, sizeof(int));
     p->glast = gc_malloc2(V, sizeof(int));
     p->fused_from = gc_malloc2(V, sizeof(int));
+    p->gshare = gc_malloc2(V, sizeof(int));
     p->gneed = calloc(V, 1);
     p->active = calloc(F, 1);
     p->step_of = gc_malloc2((size_t)m->n_nodes + 1, sizeof(int));
     p->bstep_of = gc_malloc2(F, sizeof(int));
-    if (!p->first || !p->last || !p->gfirst || !p->glast || !p->fused_from || !p->gneed || !p->active ||
+    if (!p->first || !p->last || !p->gfirst || !p->glast || !p->fused_from || !p->gshare || !p->gneed || !p->active ||
         !p->step_of || !p->bstep_of)
         return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     gcam_status rc = p->has_bw ? plan_backward_sets(c, p->gneed, p->active, p->step_of) : GCAM_OK;
@@ -294,10 +297,13 @@ static gcam_status planner_init(gc_planner *p, gcam_ctx *c) {
     p->bw_relu = gc_malloc2((size_t)p->B + 1, sizeof(int));
     p->bw_silu = gc_malloc2((size_t)p->B + 1, sizeof(int));
     p->bw_cat = gc_malloc2((size_t)p->B + 1, sizeof(int));
-    if (!p->bw_relu || !p->bw_silu || !p->bw_cat) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
-    for (int v = 0; v < m->n_values; v++) p->first[v] = p->last[v] = p->gfirst[v] = p->glast[v] = p->fused_from[v] = -1;
+    p->bw_relu_dx = gc_malloc2((size_t)p->B + 1, sizeof(int));
+    if (!p->bw_relu || !p->bw_silu || !p->bw_cat || !p->bw_relu_dx)
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    for (int v = 0; v < m->n_values; v++)
+        p->first[v] = p->last[v] = p->gfirst[v] = p->glast[v] = p->fused_from[v] = p->gshare[v] = -1;
     for (int s = 0; s < p->F; s++) p->bstep_of[s] = -1;
-    for (int b = 0; b < p->B; b++) p->bw_relu[b] = p->bw_silu[b] = p->bw_cat[b] = -1;
+    for (int b = 0; b < p->B; b++) p->bw_relu[b] = p->bw_silu[b] = p->bw_cat[b] = p->bw_relu_dx[b] = -1;
     return GCAM_OK;
 }
 
@@ -410,6 +416,11 @@ static gcam_status plan_backward_kctx(gc_planner *p, int b, gc_alloc *a) {
     fill_kctx(c, &bst->k, n);
     for (int k = 0; k < n->n_in; k++)
         if (n->in[k] >= 0 && p->gneed[n->in[k]] && (d->diff_in & (UINT64_C(1) << k))) bst->k.gin[k] = &c->grads[n->in[k]];
+    const int rdx = p->bw_relu_dx[b]; /* the Relu before it fused in: its input's gradient out */
+    if (rdx >= 0) {
+        bst->k.gin[0] = &c->grads[rdx];
+        bst->k.fuse.relu_dx = 1;
+    }
     for (int j = 0; j < n->n_out; j++)
         if (n->out[j] >= 0 && p->gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];
     if (p->bw_relu[b] >= 0) { /* the fused Relu's VJP first: its output's gradient in */
@@ -434,10 +445,11 @@ static gcam_status plan_backward_kctx(gc_planner *p, int b, gc_alloc *a) {
     bst->zero = gc_malloc2((size_t)n->n_in + (cn ? (size_t)cn->n_in : 0) + 1, sizeof(int));
     if (!bst->zero) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     for (int k = 0; k < n->n_in; k++) {
-        int v = n->in[k];
-        if (v < 0 || !bst->k.gin[k] || p->gfirst[v] != F + 1 + b) continue;
+        int v = k == 0 && rdx >= 0 ? rdx : n->in[k];
+        /* a shared gradient (fuse.c's fuse_add_grads) already holds its value: neither zeroed nor assigned */
+        if (v < 0 || !bst->k.gin[k] || p->gfirst[v] != F + 1 + b || p->gshare[v] >= 0) continue;
         int n_at = 0;
-        for (int j = 0; j < n->n_in; j++) n_at += n->in[j] == v && bst->k.gin[j];
+        for (int j = 0; j < n->n_in; j++) n_at += (j == 0 && rdx >= 0 ? rdx : n->in[j]) == v && bst->k.gin[j];
         const int assign = d->bw_assign && !bst->fused && n_at == 1 && bst->k.gout[0];
         first_write(bst, v, assign, k, &bst->k.gin_fresh);
     }
@@ -462,6 +474,7 @@ static gcam_status plan_backward_buffers(gc_planner *p, gc_alloc *a) {
         if (!p->gneed[v] || p->gfirst[v] < 0) continue;
         c->grads[v].dtype = GC_F32;
         c->grads[v].shape = c->vals[v].shape;
+        if (p->gshare[v] >= 0) continue; /* bound to its root's buffer in plan_arena */
         int ok = 0;
         size_t bytes = gc_tensor_bytes(GC_F32, &c->vals[v].shape, &ok);
         if (!ok || gc_alloc_reserve(a, bytes, p->gfirst[v], p->glast[v], &c->grads[v].data))
@@ -488,6 +501,8 @@ static gcam_status plan_arena(gc_planner *p, gc_alloc *a) {
     gc_alloc_bind(a, c->arena);
     for (int v = 0; v < p->m->n_values; v++)
         if (p->fused_from[v] >= 0) c->vals[v].data = c->vals[p->fused_from[v]].data;
+    for (int v = 0; c->grads && v < p->m->n_values; v++)
+        if (p->gshare[v] >= 0) c->grads[v].data = c->grads[p->gshare[v]].data;
     /* aux pointers were planned on the forward kctx; backward reads them from the same place */
     for (int b = 0; b < c->n_bsteps; b++) c->bsteps[b].k.aux = c->steps[c->bsteps[b].fstep].k.aux;
     return GCAM_OK;

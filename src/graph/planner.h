@@ -17,13 +17,17 @@ typedef struct gc_planner {
     int *step_of;           /* (n_nodes) forward step of a node */
     int *bstep_of;          /* (F) backward step of a forward step, -1: none */
     int *fused_from;        /* (n_values) shares that value's buffer (a fused output), -1: its own */
+    int *gshare;            /* (n_values) its gradient shares that value's gradient buffer (an Add's
+                               input, whose gradient is its output's: fuse.c), -1: its own */
     /* per backward step, -1 when none: the fused Relu output whose gradient it reads instead of its
      * own output's (.fuse_relu_bw); the fused SiLU Mul's output; the fused Concat's backward step */
     int *bw_relu, *bw_silu, *bw_cat;
+    int *bw_relu_dx;        /* per backward step: the input gradient it writes instead of in[0]'s (the
+                               Relu before it, whose VJP it applies: .fuse_relu_dx), -1: none */
 } gc_planner;
 
 /* The fusions, in this order (each is one pass over the forward steps; they mark steps fused,
- * set the producers' k.fuse, and adjust lifetimes, gneed and the bw_ maps). None runs with
+ * set the producers' k.fuse, and adjust lifetimes, gneed, gshare and the bw_ maps). None runs with
  * tune.no_fusion; the Add's also not with tune.no_add_fusion. */
 gcam_status gc_fuse(gc_planner *p);
 

@@ -451,19 +451,30 @@ static gcam_status add_backward(gc_kctx *k) {
     }
     if (!g[0] && !g[1]) return GCAM_OK;
     /* (n) each: gy the output's gradient (with a fused Relu: that Relu's output gradient, and y
-     * its output, the shared buffer); gin = or += gy, or the Relu's VJP of it */
-    const float *gy = k->gout[0]->data, *y = k->fuse.relu ? k->out[0]->data : NULL;
+     * its output, the shared buffer); gin = or += gy, or the Relu's VJP of it. An input's gradient
+     * may be gy's very buffer (the planner's fuse_add_grads): gy then becomes the VJP in place
+     * first (with a fused Relu; else it already is the gradient), and the other input copies it. */
+    float *gy = k->gout[0]->data;
+    const float *y = k->fuse.relu ? k->out[0]->data : NULL;
+    const int shared = g[0] == gy || g[1] == gy;
+    for (int i = 0; i < 2; i++)
+        if (g[i] == gy) g[i] = NULL;
+    if (!y && !g[0] && !g[1]) return GCAM_OK; /* both share it: nothing to do */
     const int64_t n = gc_numel(k->out[0]), nch = (n + ADD_CHUNK - 1) / ADD_CHUNK;
     const gc_rule rule = k->rule;
     const int nt = n > 65536 ? gc_kthreads(k) : 1;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t c = 0; c < nch; c++) {
         const int64_t lo = c * ADD_CHUNK, len = GC_MIN(ADD_CHUNK, n - lo);
+        const float *s = gy + lo, *yc = y ? y + lo : NULL;
+        if (shared && yc) { /* the same select as below, written once: the same values */
+            gc_relu_vjp_inplace(gy + lo, yc, len, rule);
+            yc = NULL;
+        }
         for (int i = 0; i < 2; i++) {
             if (!g[i]) continue;
             float *d = g[i] + lo;
-            const float *s = gy + lo;
-            if (y) gc_relu_vjp_axpy(d, s, y + lo, len, 1.0f, rule, fresh[i]);
+            if (yc) gc_relu_vjp_axpy(d, s, yc, len, 1.0f, rule, fresh[i]);
             else if (fresh[i]) memcpy(d, s, (size_t)len * sizeof(float));
             else
                 for (int64_t j = 0; j < len; j++) d[j] += s[j];

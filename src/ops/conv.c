@@ -1144,7 +1144,8 @@ WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t 
  * loads and stores, vectorised), else tile by tile a sub-block at a time; the output always a
  * sub-block at a time, then written row by row (WG_ROWS_OUT tiles or more) or tile by tile. The
  * next channel's rows are prefetched (their planes are far apart). The same additions in the same
- * order on every path: the results do not depend on the path. */
+ * order on every path: the results do not depend on the path. The backward adds into out (bw = 1)
+ * or, a data gradient written first here, assigns it (bw = 2: every element is written once). */
 CV_CLONES
 static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                      int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
@@ -1231,10 +1232,10 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                             for (int64_t x = 0; x < GC_MIN(2, OH - y0) * OW; x += 16)
                                 __builtin_prefetch(p + OH * OW - x0 + x, 1, 3);
                         if (rows_out) {
-                            wino_out_row(p, Q[0] + j, Q[1] + j, q->n, OW - x0, bw);
-                            if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + j, Q[3] + j, q->n, OW - x0, bw);
+                            wino_out_row(p, Q[0] + j, Q[1] + j, q->n, OW - x0, bw == 1);
+                            if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + j, Q[3] + j, q->n, OW - x0, bw == 1);
                         } else
-                            wino_out_tiles(p, OW, Q, j, q->n, OW - x0, OH - y0, bw);
+                            wino_out_tiles(p, OW, Q, j, q->n, OW - x0, OH - y0, bw == 1);
                     }
                 }
             }
@@ -1692,7 +1693,7 @@ static gcam_status conv_forward(gc_kctx *k) {
 
 /* ---------------------------------------------------------------- backward (dX only) */
 
-static gcam_status conv_backward(gc_kctx *k) {
+static gcam_status conv_backward_dx(gc_kctx *k) {
     conv_geom g;
     gcam_status st = conv_setup(k, &g);
     if (st) return st;
@@ -1703,6 +1704,11 @@ static gcam_status conv_backward(gc_kctx *k) {
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NC = g.N * g.C, cL = lw->col[L], ksz = lw->ksz;
     const int isa = gc_sg_isa(gc_ktune(k)); /* sgemm.c's path (or cblas_sgemm) */
+    /* dX written first here (planner's gin_fresh): the GEMM and Winograd paths assign it, the
+     * others accumulate onto zeros they write themselves */
+    const int fresh = (int)(k->gin_fresh & 1);
+    if (fresh && !(g.path == PATH_POINTWISE && !pw_batched_floats(&g)) && !wino_ready(k, &g, nth))
+        memset(gx, 0, (size_t)(NC * g.xsz) * sizeof(float));
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;
         const int64_t planes = dw_planes(k, q);
@@ -1765,8 +1771,8 @@ static gcam_status conv_backward(gc_kctx *k) {
     {
         const float *U = wino_ready(k, &g, nth);
         if (U) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
-            wino_run(gx, gy, U, 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1], 2 - lw->p[0],
-                     2 - lw->p[1], NULL, wino_block(&g), 0, col, isa, nth);
+            wino_run(gx, gy, U, fresh ? 2 : 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1],
+                     2 - lw->p[0], 2 - lw->p[1], NULL, wino_block(&g), 0, col, isa, nth);
             return GCAM_OK;
         }
     }
@@ -1781,6 +1787,7 @@ static gcam_status conv_backward(gc_kctx *k) {
         return GCAM_OK;
     }
     const int64_t kcol = g.cimg * ksz;
+    const float beta = fresh ? 0.0f : 1.0f; /* the pointwise GEMMs: dX = or += */
     if (g.path == PATH_POINTWISE && pointwise_by_image(&g, nth)) {
 #pragma omp parallel for num_threads(nth) schedule(dynamic)
         for (int64_t ng = 0; ng < g.N * g.G; ng++) {
@@ -1789,9 +1796,9 @@ static gcam_status conv_backward(gc_kctx *k) {
             const float *gyg = gy + (n * g.M + gr * g.Mg) * g.ysz; /* (Mg, ysz) */
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
             if (!g.transpose)
-                gc_sg_gemm(isa, 1, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                gc_sg_gemm(isa, 1, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, beta, gxg, g.xsz);
             else
-                gc_sg_gemm(isa, 1, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                gc_sg_gemm(isa, 1, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, beta, gxg, g.xsz);
         }
         return GCAM_OK;
     }
@@ -1802,9 +1809,9 @@ static gcam_status conv_backward(gc_kctx *k) {
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
             if (g.path == PATH_POINTWISE) {
                 if (!g.transpose)
-                    gc_sg_gemm(isa, nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sg_gemm(isa, nth, 1, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Cg, gyg, g.ysz, beta, gxg, g.xsz);
                 else
-                    gc_sg_gemm(isa, nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, 1.0f, gxg, g.xsz);
+                    gc_sg_gemm(isa, nth, 0, 0, g.Cg, g.xsz, g.Mg, 1.0f, wg, g.Mg, gyg, g.ysz, beta, gxg, g.xsz);
                 continue;
             }
             if (g.transpose) {
@@ -1821,12 +1828,31 @@ static gcam_status conv_backward(gc_kctx *k) {
     return GCAM_OK;
 }
 
-/* Backward reads only W (bit 1) and the shapes; only X gets a gradient. */
+/* dX, then with k.fuse.relu_dx the VJP of the Relu whose output X is (fuse.c's fuse_relu_dx) in
+ * place, in chunks over the threads: the Relu's own backward's selects, so the same values. */
+static gcam_status conv_backward(gc_kctx *k) {
+    gcam_status st = conv_backward_dx(k);
+    if (st || !k->fuse.relu_dx || !k->gin[0] || !k->gout[0]) return st;
+    float *gx = k->gin[0]->data;            /* (N, C, xs...) */
+    const float *y = k->in[0]->data;        /* the Relu's output, (N, C, xs...) */
+    const int64_t n = gc_numel(k->in[0]), chunk = 16384, nch = (n + chunk - 1) / chunk;
+    const gc_rule rule = k->rule;
+    const int nt = n > 65536 ? GC_MAX(1, k->nthreads) : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t c = 0; c < nch; c++)
+        gc_relu_vjp_inplace(gx + c * chunk, y + c * chunk, GC_MIN(chunk, n - c * chunk), rule);
+    return GCAM_OK;
+}
+
+/* Backward reads only W (bit 1) and the shapes (and X with fuse.relu_dx); only X gets a gradient,
+ * assigned when fresh. */
 const gc_opdef gc_def_Conv = {.name = "Conv", .min_opset = 1, .parse = conv_parse, .infer = conv_infer,
                               .scratch_bytes = conv_scratch, .forward = conv_forward,
                               .bscratch_bytes = conv_bscratch, .backward = conv_backward,
-                              .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1};
+                              .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1, .bw_assign = 1,
+                              .fuse_relu_dx = 1};
 const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose", .min_opset = 1, .parse = convt_parse,
                                        .infer = conv_infer, .scratch_bytes = conv_scratch,
                                        .forward = conv_forward, .bscratch_bytes = conv_bscratch,
-                                       .backward = conv_backward, .bw_in = 1u << 1, .diff_in = 1u << 0};
+                                       .backward = conv_backward, .bw_in = 1u << 1, .diff_in = 1u << 0,
+                                       .bw_assign = 1};

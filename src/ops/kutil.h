@@ -57,6 +57,23 @@ static inline void gc_relu_vjp_axpy(float *gx, const float *gy, const float *y, 
 }
 #undef GC_RELU_VJP_LOOP
 
+/* g (n) = Relu's VJP at output y (n) of g itself, in place (an Add's gradient shared with its
+ * inputs', fuse.c): gc_relu_vjp_axpy's selects with a = 1, the same values. Its own loop because
+ * gx == gy defeats the vectoriser's overlap check there (a scalar loop). */
+#define GC_RELU_VJP_INPLACE(sel)                                                                   \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+        const float v = g[i];                                                                      \
+        g[i] = sel ? v : 0.0f;                                                                     \
+    }
+static inline void gc_relu_vjp_inplace(float *restrict g, const float *restrict y, int64_t n, gc_rule rule) {
+    switch (rule) {
+    case GC_RULE_GUIDED: GC_RELU_VJP_INPLACE((y[i] > 0.0f) & (v > 0.0f)) break;
+    case GC_RULE_DECONV: GC_RELU_VJP_INPLACE(v > 0.0f) break;
+    default: GC_RELU_VJP_INPLACE(y[i] > 0.0f) break;
+    }
+}
+#undef GC_RELU_VJP_INPLACE
+
 /* Threads a kernel may use (at least 1). */
 static inline int gc_kthreads(const gc_kctx *k) { return k->nthreads > 0 ? k->nthreads : 1; }
 

@@ -56,8 +56,12 @@ typedef struct gc_kfuse {
                                       the gradient goes straight into these n_cat tensors, the fused
                                       Concat inputs' gradients (NULL: not wanted) */
     uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
+    int relu_dx;                   /* Conv backward (.fuse_relu_dx): in[0] is a Relu's output read
+                                      only here; gin[0] is that Relu's input gradient: the kernel
+                                      applies the Relu's VJP (under k->rule, at in[0]) to dX */
     const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before relu: a
-                                      following Add fused in, in steps no backward passes */
+                                      following Add fused in (out[0] then holds the Add's output;
+                                      no backward reads the Conv's own) */
     const gc_tensor *gelu_x;       /* Erf forward: GELU fused in, in steps no backward passes:
                                       gelu_y = (x * (erf(x / c[0]) + c[1])) * c[2], the exported
                                       Div, Erf, Add, Mul, Mul in one pass (fuse.c); in[0] and
@@ -113,6 +117,7 @@ typedef struct gc_opdef {
     int fuse_relu_bw;              /* backward honours k->fuse.relu too: gout[0] is the fused Relu's
                                       output gradient, out[0] its output; the kernel applies the
                                       Relu's VJP under k->rule first (plan.c skips the Relu's step) */
+    int fuse_relu_dx;              /* backward honours k->fuse.relu_dx (reading in[0] then) */
 } gc_opdef;
 
 /* Every input (variadic ops: Concat, Sum, Max...). */
