@@ -799,9 +799,10 @@ static void fill_bias(float *y, const float *b, const float *res, int64_t NM, in
 }
 
 /* out (Mo, colsz; row stride ldo) (beta 0: =, 1: +=) A (Mo, cimg*ksz) . im2col(img (cimg, imgsz)),
- * then the epilogue ep (its res laid out as out), tile by tile. When OpenBLAS runs single-threaded and the scratch has a slot per thread, the
- * threads take whole tiles (lowering + a single-threaded GEMM each: one parallel region, no
- * barrier per tile); otherwise each tile is lowered by all threads, then a threaded GEMM. */
+ * then the epilogue ep (its res laid out as out), tile by tile. When OpenBLAS runs single-threaded
+ * and the scratch has a slot per thread, the threads take whole tiles (lowering + a single-threaded
+ * GEMM each: one parallel region, no barrier per tile); otherwise each tile is lowered by all
+ * threads, then a threaded GEMM. */
 static void lowered_gemm_epi(float *out, int64_t ldo, const float *A, int isa, int64_t Mo, const float *img,
                              int64_t cimg, float beta, const conv_geom *g, float *scratch, size_t scratch_size,
                              const gc_sg_epi *ep, int nth) {
