@@ -20,6 +20,7 @@ static const char *const isa_names[] = {"", "generic", "avx2", "avx512"};
 static const setting g_settings[] = {
     ON_OFF("GCAM_NO_FUSION", no_fusion),
     ON_OFF("GCAM_NO_ADD_FUSION", no_add_fusion),
+    ON_OFF("GCAM_NO_ACT_FUSION", no_act_fusion),
     ON_OFF("GCAM_NO_WINOGRAD", no_winograd),
     ON_OFF("GCAM_NO_WINOGRAD4", no_winograd4),
     ON_OFF("GCAM_NO_DW_GATHER", no_dw_gather),

@@ -11,6 +11,7 @@
 typedef struct gc_tuning {
     int no_fusion;               /* GCAM_NO_FUSION: every op on its own (no Relu, Add, Concat, SiLU fusion) */
     int no_add_fusion;           /* GCAM_NO_ADD_FUSION: residual Adds not fused into their Conv */
+    int no_act_fusion;           /* GCAM_NO_ACT_FUSION: Clips and SiLUs not fused into their Conv */
     int no_winograd;             /* GCAM_NO_WINOGRAD: im2col for every 3x3 convolution */
     int no_winograd4;            /* GCAM_NO_WINOGRAD4: Winograd F(2x2) only, never F(4x4) */
     int no_dw_gather;            /* GCAM_NO_DW_GATHER: stride-1 depthwise data gradient as a scatter */

@@ -142,6 +142,8 @@ static gcam_status run_op(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, con
 static const gc_tensor *fused_res; /* forward: k.fuse.res (a following Add fused in), NULL: none */
 static uint64_t bw_fresh;          /* backward: k.gin_fresh (dX written first: assigned, not added) */
 static int bw_relu_dx;             /* backward: k.fuse.relu_dx (X is a Relu's output: its VJP applied) */
+static int fused_act;              /* forward: k.fuse.act (a following Clip or SiLU fused in), and its bounds */
+static float fused_lo, fused_hi;
 static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y, const gc_tensor *gy, gc_tensor *gx,
                                int backward, int no_scratch, uint64_t const_in, int nthreads, int relu, gc_err *err) {
     const gc_opdef *d = gc_op_get(n->op);
@@ -161,6 +163,9 @@ static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y
     k.fuse.res = backward ? NULL : fused_res;
     k.gin_fresh = backward ? bw_fresh : 0;
     k.fuse.relu_dx = backward ? bw_relu_dx : 0;
+    k.fuse.act = backward ? 0 : fused_act;
+    k.fuse.act_lo = fused_lo;
+    k.fuse.act_hi = fused_hi;
     k.const_in = const_in;
     for (int i = 0; i < n_in; i++) {
         sh[i] = in[i];
@@ -806,6 +811,81 @@ static void check_fused_add(const cv_case *c) {
     for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
 }
 
+/* The fused activations (k.fuse.relu, k.fuse.act: a Clip's clamp, a SiLU) with and without a fused
+ * Add, on every forward path (the cases of test_conv_fused_add): the output must be, bit for bit,
+ * kmath.h's gc_act1 (the standalone Clip / Sigmoid + Mul kernels' function) of the same path's
+ * output without the activation, which itself meets the naive sum (+ bias + res) at 1e-5. */
+static void check_fused_act(const cv_case *c) {
+    static const struct {
+        int relu, act;
+        float lo, hi;
+        const char *name;
+    } acts[] = {{1, 0, 0.0f, INFINITY, "Relu"}, {0, GC_ACT_CLAMP, 0.0f, 6.0f, "Clip [0, 6]"},
+                {0, GC_ACT_CLAMP, -0.5f, 0.75f, "Clip [-0.5, 0.75]"}, {0, GC_ACT_CLAMP, 0.25f, 0.25f, "Clip [0.25, 0.25]"},
+                {0, GC_ACT_SILU, 0.0f, 0.0f, "SiLU"}};
+    char label[256];
+    const int ns = c->nsp;
+    int64_t pb[3], out[3], xd[5] = {c->N, c->C}, wd[5] = {c->M, c->C / c->G}, bd[1] = {c->M}, yd[5] = {c->N, c->M};
+    ref_geom(c, pb, out);
+    for (int i = 0; i < ns; i++) {
+        xd[2 + i] = c->in[i];
+        wd[2 + i] = c->k[i];
+        yd[2 + i] = out[i];
+    }
+    const int64_t ny = prod(yd, ns + 2), per_ch = ny / (c->N * c->M);
+    gc_tensor in[3];
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(ns + 2, xd, -1, 1);
+    in[1] = oc_rand(ns + 2, wd, -1, 1);
+    if (c->bias) in[2] = oc_rand(1, bd, -1, 1);
+    gc_tensor res = oc_rand(ns + 2, yd, -2, 2);
+    const int n_in = c->bias ? 3 : 2;
+    gc_node *n = cv_node(c);
+    gc_tensor y = oc_tensor(GC_F32, ns + 2, yd), plain = oc_tensor(GC_F32, ns + 2, yd);
+    gc_err err = {0};
+    oc_check(gc_op_get(n->op)->parse(n, &err) == GCAM_OK, "%s: parse: %s", c->label, err.msg);
+    double *ry = calloc((size_t)ny, sizeof(double));
+    float *ryf = malloc((size_t)ny * sizeof(float));
+    for (int with_res = 0; with_res < 2; with_res++) {
+        for (int64_t i = 0; i < ny; i++)
+            ry[i] = (with_res ? (double)((float *)res.data)[i] : 0.0) +
+                    (c->bias ? ((float *)in[2].data)[(i / per_ch) % c->M] : 0.0);
+        ref_run(c, pb, out, 0, in[0].data, in[1].data, ry, NULL, NULL);
+        for (int64_t i = 0; i < ny; i++) ryf[i] = (float)ry[i];
+        const double yscale = max_abs_d(ry, ny);
+        for (int nth = 1; nth <= 2; nth++) {
+            fused_res = with_res ? &res : NULL;
+            gcam_status st = run_op_opts(n, in, n_in, &plain, NULL, NULL, 0, 0, 6u, nth, 0, &err);
+            snprintf(label, sizeof label, "%s: %s%d thread(s), no activation", c->label, with_res ? "fused Add, " : "",
+                     nth);
+            if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                oc_close(label, plain.data, ryf, ny, 1e-5 * yscale, 1e-5);
+            for (size_t a = 0; a < GC_ARRAY_LEN(acts); a++) {
+                fused_act = acts[a].act, fused_lo = acts[a].lo, fused_hi = acts[a].hi;
+                st = run_op_opts(n, in, n_in, &y, NULL, NULL, 0, 0, 6u, nth, acts[a].relu, &err);
+                fused_act = 0;
+                int bad = 0;
+                const float *py = y.data, *pp = plain.data;
+                for (int64_t i = 0; i < ny && st == GCAM_OK; i++) {
+                    const float want = gc_act1(pp[i], acts[a].relu ? GC_ACT_CLAMP : acts[a].act, acts[a].lo, acts[a].hi);
+                    bad += memcmp(&py[i], &want, sizeof want) != 0;
+                }
+                oc_check(st == GCAM_OK && bad == 0, "%s: %s%d thread(s), fused %s: %d elements not the standalone "
+                         "activation's bits (%s)", c->label, with_res ? "fused Add, " : "", nth, acts[a].name, bad,
+                         err.msg);
+            }
+            fused_res = NULL;
+        }
+    }
+    oc_tensor_free(&y);
+    oc_tensor_free(&plain);
+    oc_tensor_free(&res);
+    oc_node_free(n);
+    free(ry);
+    free(ryf);
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
 static void test_conv_fused_add(void) {
     const cv_case cases[] = {
         {.label = "fused add pointwise by image 20x20 n4", .nsp = 2, .N = 4, .C = 32, .M = 48, .G = 1,
@@ -826,6 +906,7 @@ static void test_conv_fused_add(void) {
          .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1},
     };
     for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_fused_add(&cases[i]);
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) check_fused_act(&cases[i]);
 }
 
 /* Bias given as an omitted third input; attribute and shape errors are reported, not crashed on. */

@@ -6,7 +6,8 @@
  * Relu (M or N under 4 go to cblas_sgemm: checked the same way). Tolerance, per element: (K + 2) * 2^-23 * (|alpha| sum_k |a_ik b_kj| +
  * |beta c_ij|) * 2 (the standard bound gamma_K for a sum of K products, with room for the alpha
  * and beta roundings). Also: one and two threads give bit-identical results (each element is
- * summed by one thread in one order), and the knobs map onto the paths (gc_sg_isa). */
+ * summed by one thread in one order), and the knobs map onto the paths (gc_sg_isa). The epilogue
+ * (gc_sg_epi: bias, residual, clamp, SiLU) on every path, cblas included: see test_epi. */
 #include "opcheck.h"
 #include "ops/sgemm.h"
 
@@ -128,6 +129,137 @@ static void test_path(int isa) {
     printf("%s: %d cases, %d failed\n", gc_sg_isa_name(isa), n + 2, oc_failures - before);
 }
 
+/* ---- the epilogue (gc_sg_epi): bias per row, a residual operand, then clamp or SiLU */
+
+static const char *act_name(int act) { return act == GC_ACT_CLAMP ? "clamp" : act == GC_ACT_SILU ? "silu" : "none"; }
+
+/* C = alpha op(A) op(B) + beta C + bias + res, then act, on path isa: checked (1) against a double
+ * reference before the activation (the GEMM tolerance above, plus |bias| + |res| roundings), and
+ * (2) bit for bit against the same call without the activation followed by kmath.h's scalar
+ * gc_act1 (what the standalone Clip / Sigmoid + Mul kernels compute): the fused activation must be
+ * that function on every path. Returns the result (caller frees). */
+static float *run_epi(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                      int use_bias, int use_res, int act, float lo, float hi, uint64_t seed) {
+    oc_seed(seed);
+    const int64_t pad = (M + 2 * N + K) % 3;
+    mat A = ta ? mat_rand(K, M, pad) : mat_rand(M, K, pad);
+    mat B = tb ? mat_rand(N, K, pad) : mat_rand(K, N, pad);
+    mat C = mat_rand(M, N, pad), R = mat_rand(M, N, (pad + 1) % 3), bias = mat_rand(1, M, 0);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < M * C.ld; i++) C.p[i] = NAN; /* must not be read */
+    const size_t cb = (size_t)(M * C.ld + 1) * sizeof(float);
+    float *c0 = malloc(cb), *plain = malloc(cb);
+    memcpy(c0, C.p, cb);
+    memcpy(plain, C.p, cb);
+    gc_sg_epi e = {use_bias ? bias.p : NULL, use_res ? R.p : NULL, R.ld, act, lo, hi};
+    gc_sg_gemm_epi(isa, nt, ta, tb, M, N, K, alpha, A.p, A.ld, B.p, B.ld, beta, C.p, C.ld, &e);
+    e.act = GC_ACT_NONE;
+    gc_sg_gemm_epi(isa, nt, ta, tb, M, N, K, alpha, A.p, A.ld, B.p, B.ld, beta, plain, C.ld, &e);
+    int bad = 0, diff = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0.0, mag = 0.0;
+            for (int64_t k = 0; k < K; k++) {
+                const double p = at(&A, ta, i, k) * (tb ? B.p[j * B.ld + k] : B.p[k * B.ld + j]);
+                s += p;
+                mag += fabs(p);
+            }
+            const double cij = beta == 0.0f ? 0.0 : c0[i * C.ld + j];
+            const double bi = use_bias ? bias.p[i] : 0.0, rij = use_res ? R.p[i * R.ld + j] : 0.0;
+            const double want = alpha * s + beta * cij + bi + rij;
+            const double tol = (double)(K + 4) * ldexp(1.0, -23) *
+                                   (fabs(alpha) * mag + fabs(beta * cij) + fabs(bi) + fabs(rij)) * 2.0 + 1e-30;
+            const float got = plain[i * C.ld + j], fused = C.p[i * C.ld + j], ref = gc_act1(got, act, lo, hi);
+            if (!(fabs(got - want) <= tol) && bad++ == 0)
+                printf("  %s epi M=%lld N=%lld K=%lld bias=%d res=%d: [%lld][%lld] = %.9g, want %.9g (tol %.3g)\n",
+                       gc_sg_isa_name(isa), (long long)M, (long long)N, (long long)K, use_bias, use_res, (long long)i,
+                       (long long)j, got, want, tol);
+            if (memcmp(&fused, &ref, sizeof fused) && diff++ == 0)
+                printf("  %s epi %s M=%lld N=%lld K=%lld: [%lld][%lld] fused %.9g, act of the plain GEMM %.9g\n",
+                       gc_sg_isa_name(isa), act_name(act), (long long)M, (long long)N, (long long)K, (long long)i,
+                       (long long)j, fused, ref);
+        }
+    for (int64_t i = 0; i < M; i++) /* the padding between rows stays as it was */
+        for (int64_t j = N; j < C.ld; j++)
+            if (memcmp(&C.p[i * C.ld + j], &c0[i * C.ld + j], sizeof(float))) bad++;
+    oc_check(bad == 0 && diff == 0,
+             "%s epi ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g bias=%d res=%d %s [%g, %g] nt=%d: %d off the "
+             "reference, %d not the standalone activation's bits",
+             gc_sg_isa_name(isa), ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta, use_bias, use_res,
+             act_name(act), lo, hi, nt, bad, diff);
+    float *out = malloc((size_t)(M * N + 1) * sizeof(float));
+    for (int64_t i = 0; i < M; i++) memcpy(out + i * N, C.p + i * C.ld, (size_t)N * sizeof(float));
+    free(A.p), free(B.p), free(C.p), free(R.p), free(bias.p), free(c0), free(plain);
+    return out;
+}
+
+/* Values exactly at the bounds, just inside and outside, NaN and infinities through a clamp:
+ * C = 1 . b (K = 1: exact) + bias 0, so the epilogue sees b itself; the result must be act.c's
+ * Clip of it, bit for bit (NaN stays NaN). */
+static void run_bounds(int isa, int64_t M, int64_t N, float lo, float hi) {
+    float *A = malloc((size_t)M * sizeof(float)), *B = malloc((size_t)N * sizeof(float));
+    float *C = malloc((size_t)(M * N) * sizeof(float)), *bias = calloc((size_t)M, sizeof(float));
+    for (int64_t i = 0; i < M; i++) A[i] = 1.0f;
+    const float special[] = {lo, hi, NAN, nextafterf(lo, -INFINITY), nextafterf(lo, INFINITY),
+                             nextafterf(hi, -INFINITY), nextafterf(hi, INFINITY), INFINITY, -INFINITY, 0.0f};
+    oc_seed((uint64_t)(M * 1000 + N));
+    for (int64_t j = 0; j < N; j++)
+        B[j] = j < (int64_t)(sizeof special / sizeof *special) ? special[j] : (float)(oc_urand() * 16.0 - 8.0);
+    const gc_sg_epi e = {bias, NULL, 0, GC_ACT_CLAMP, lo, hi};
+    gc_sg_gemm_epi(isa, 1, 0, 0, M, N, 1, 1.0f, A, 1, B, N, 0.0f, C, N, &e);
+    int bad = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float want = B[j] < lo ? lo : B[j]; /* act.c's clip_fw */
+            want = want > hi ? hi : want;
+            const float got = C[i * N + j];
+            if (isnan(want) ? !isnan(got) : memcmp(&got, &want, sizeof got)) bad++;
+        }
+    oc_check(bad == 0, "%s clamp [%g, %g] at and around its bounds, NaN, inf (M=%lld N=%lld): %d wrong",
+             gc_sg_isa_name(isa), lo, hi, (long long)M, (long long)N, bad);
+    free(A), free(B), free(C), free(bias);
+}
+
+static void test_epi(int isa) {
+    static const int64_t shapes[][3] = {{1, 9, 5},   {3, 70, 20},  {8, 48, 64},  {9, 49, 257},
+                                        {17, 97, 9}, {64, 130, 600}, {33, 16, 256}, {5, 25, 300}};
+    static const struct {
+        int act;
+        float lo, hi;
+    } acts[] = {{GC_ACT_NONE, 0, 0}, {GC_ACT_CLAMP, 0.0f, INFINITY}, {GC_ACT_CLAMP, 0.0f, 6.0f},
+                {GC_ACT_CLAMP, -0.25f, 0.5f}, {GC_ACT_SILU, 0, 0}};
+    const int before = oc_failures;
+    int n = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++)
+            for (int br = 0; br < 4; br++) {
+                const int ta = (int)(s + a) & 1, tb = (int)(s / 2 + br) & 1;
+                const float beta = (s + br) % 3 == 0 ? 1.0f : 0.0f, alpha = a == 3 ? 0.5f : 1.0f;
+                free(run_epi(isa, 1, ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], alpha, beta, br & 1, br >> 1,
+                             acts[a].act, acts[a].lo, acts[a].hi, 300 + s * 17 + a * 5 + (size_t)br));
+                n++;
+            }
+    /* K = 0: C = beta C, then the epilogue */
+    free(run_epi(isa, 1, 0, 0, 6, 20, 0, 1.0f, 0.5f, 1, 1, GC_ACT_SILU, 0, 0, 11));
+    free(run_epi(isa, 1, 0, 0, 6, 20, 0, 1.0f, 0.0f, 1, 1, GC_ACT_CLAMP, 0.0f, 6.0f, 12));
+    /* bounds, on full tiles and on edge tiles (and M, N under 4: cblas plus the pass) */
+    run_bounds(isa, 16, 96, 0.0f, INFINITY);
+    run_bounds(isa, 9, 50, 0.0f, 6.0f);
+    run_bounds(isa, 3, 13, -1.0f, 1.0f);
+    run_bounds(isa, 8, 2, 0.0f, 6.0f);
+    n += 6;
+    /* threads: bit-identical for 1 and 2 */
+    for (size_t a = 1; a < sizeof acts / sizeof *acts; a++) {
+        float *r1 = run_epi(isa, 1, 0, 0, 96, 3136, 64, 1.0f, 0.0f, 1, 1, acts[a].act, acts[a].lo, acts[a].hi, 900);
+        float *r2 = run_epi(isa, 2, 0, 0, 96, 3136, 64, 1.0f, 0.0f, 1, 1, acts[a].act, acts[a].lo, acts[a].hi, 900);
+        oc_check(!memcmp(r1, r2, (size_t)96 * 3136 * sizeof(float)), "%s epi %s: 1 and 2 threads bit-identical",
+                 gc_sg_isa_name(isa), act_name(acts[a].act));
+        free(r1), free(r2);
+        n += 2;
+    }
+    printf("%s epilogue: %d cases, %d failed\n", gc_sg_isa_name(isa), n, oc_failures - before);
+}
+
 static void test_knobs(void) {
     gc_tuning t;
     gc_tuning_defaults(&t);
@@ -160,7 +292,9 @@ int main(void) {
             continue;
         }
         test_path(isa);
+        test_epi(isa);
     }
+    test_epi(GC_ISA_BLAS); /* cblas_sgemm, then the epilogue in a pass */
     test_knobs();
     printf("%d passed, %d failed\n", oc_checks - oc_failures, oc_failures);
     return oc_failures != 0;

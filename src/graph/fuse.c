@@ -4,6 +4,7 @@
 #include "planner.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "model.h"
@@ -15,12 +16,36 @@ typedef struct fuse_state {
     int *prod_step; /* (n_values) forward step that computes it, -1: none */
 } fuse_state;
 
+static int scalar_in(const fuse_state *f, int s, int k, float *val);
+
+/* The bounds of step s's Clip when they are constants (attributes before opset 11, else inputs 1
+ * and 2, each optional: +-inf without one, as act.c reads them) with lo <= hi: 1, else 0. */
+static int clip_bounds(const fuse_state *f, int s, float *lo, float *hi) {
+    const gc_node *n = &f->p->m->nodes[f->p->c->steps[s].node];
+    const char *names[2] = {"min", "max"};
+    float v[2] = {-INFINITY, INFINITY};
+    for (int i = 0; i < 2; i++) {
+        const gc_attr *at = gc_attr_find(n, names[i]);
+        if (at) v[i] = gc_attr_float(n, names[i], v[i]);
+        if (n->n_in > i + 1 && n->in[i + 1] >= 0 && (at || !scalar_in(f, s, i + 1, &v[i]))) return 0;
+    }
+    if (!(v[0] <= v[1])) return 0; /* NaN or lo > hi (every output hi): left to Clip */
+    *lo = v[0];
+    *hi = v[1];
+    return 1;
+}
+
 /* Relu fused into its producer (an op with .fuse_relu: Conv, BatchNormalization, Add) when
  * nothing else reads the producer's output: the producer writes max(y, 0) and the Relu's output
  * shares its buffer, which saves a pass over memory and a buffer per pair (ResNet, VGG,
  * DenseNet). The Relu's backward still runs (it reads its output, i.e. the shared buffer; the
  * lifetimes already keep that buffer), unless the producer applies it (below); the
- * producers' backward otherwise reads only weights (Add: nothing). */
+ * producers' backward otherwise reads only weights (Add: nothing).
+ * A Clip with constant bounds (MobileNetV2's ReLU6) the same way into a producer whose .fuse_act
+ * has GC_ACT_CLAMP (Conv): the producer writes the clamp (k.fuse.act, kmath.h's gc_clamp, Clip's
+ * own function) and the Clip's backward step still runs, reading its output, the shared buffer
+ * (lo < y < hi there is lo < x < hi, the gradient PyTorch's hardtanh passes), under k->rule as
+ * before: the Clip's step keeps its rule. Saves a pass over memory after every such Conv. */
 static void fuse_relu(fuse_state *f) {
     gc_planner *p = f->p;
     gcam_ctx *c = p->c;
@@ -32,7 +57,10 @@ static void fuse_relu(fuse_state *f) {
     const int has_bw = p->has_bw;
     for (int s = 0; s < F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
-        if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1) continue;
+        const int clip = n->op == GC_OP_Clip;
+        float lo = 0.0f, hi = INFINITY;
+        if ((n->op != GC_OP_Relu && !clip) || n->n_in < 1 || n->n_out < 1) continue;
+        if (clip && (c->tune.no_act_fusion || !clip_bounds(f, s, &lo, &hi))) continue;
         int v = n->in[0], r = n->out[0];
         if (v < 0 || r < 0 || prod_step[v] < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME ||
             c->vkind[r] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] || m->values[v].is_output ||
@@ -40,7 +68,18 @@ static void fuse_relu(fuse_state *f) {
             continue;
         gc_step *ps = &c->steps[prod_step[v]];
         const gc_node *pn = &m->nodes[ps->node];
-        if (!gc_op_get(pn->op)->fuse_relu || pn->n_out != 1) continue;
+        if (pn->n_out != 1 || ps->k.fuse.relu || ps->k.fuse.act) continue;
+        if (clip) {
+            if (!(gc_op_get(pn->op)->fuse_act & (1u << GC_ACT_CLAMP))) continue;
+            ps->k.fuse.act = GC_ACT_CLAMP;
+            ps->k.fuse.act_lo = lo;
+            ps->k.fuse.act_hi = hi;
+            c->steps[s].fused = 1;
+            fused_from[r] = v;
+            if (last[v] < last[r]) last[v] = last[r];
+            continue; /* its backward stays a step of its own */
+        }
+        if (!gc_op_get(pn->op)->fuse_relu) continue;
         ps->k.fuse.relu = 1;
         c->steps[s].fused = 1;
         fused_from[r] = v;
@@ -98,7 +137,7 @@ static void fuse_add(fuse_state *f) {
             const gc_step *cst = &c->steps[cs];
             const gc_node *cn = &m->nodes[cst->node];
             if (cn->op != GC_OP_Conv || cn->n_out != 1 || cst->fused || cst->k.fuse.relu || cst->k.fuse.res ||
-                ((bstep_of[cs] >= 0 || bstep_of[s] >= 0) && !add_fusable_bw(cn, n, i)))
+                cst->k.fuse.act || ((bstep_of[cs] >= 0 || bstep_of[s] >= 0) && !add_fusable_bw(cn, n, i)))
                 continue;
             if (uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] ||
                 m->values[v].is_output || v == c->seed || fused_from[v] >= 0)
@@ -226,6 +265,42 @@ static void fuse_silu(fuse_state *f) {
             if (glast[y] < F + 1 + sb) glast[y] = F + 1 + sb;  /* ... and the Mul's output gradient */
             if (gfirst[x] == F + 1 + mb) gfirst[x] = F + 1 + sb; /* x's gradient is first written there */
         }
+    }
+}
+
+/* A SiLU (a Sigmoid + Mul pair that fuse_silu joined, k.fuse.silu) of a Conv's output, where no
+ * backward passes (inference, a Grad-CAM plan's layers before its target): the Conv writes
+ * x sigmoid(x) in its last write (k.fuse.act GC_ACT_SILU: kmath.h's function, the Sigmoid's own,
+ * so the same bits) and the pair's output shares the Conv's buffer; the Sigmoid's step is skipped
+ * too. EfficientNet: one pass over memory less after each expansion and depthwise Conv. Not with a
+ * backward: SiLU's VJP reads the pre-activation, which this overwrites. */
+static void fuse_conv_silu(fuse_state *f) {
+    gc_planner *p = f->p;
+    gcam_ctx *c = p->c;
+    const gc_model *m = p->m;
+    const int *uses = f->uses, *prod_step = f->prod_step, *bstep_of = p->bstep_of;
+    int *fused_from = p->fused_from, *last = p->last;
+    for (int s = 0; s + 1 < p->F; s++) {
+        gc_step *st = &c->steps[s];
+        const gc_node *n = &m->nodes[st->node];
+        if (n->op != GC_OP_Sigmoid || !st->k.fuse.silu || !st->k.fuse.mul || st->fused || !c->steps[s + 1].fused ||
+            bstep_of[s] >= 0 || bstep_of[s + 1] >= 0)
+            continue;
+        const int x = n->in[0], y = (int)(st->k.fuse.mul - c->vals); /* fuse_silu: the Mul is step s + 1 */
+        const int cs = x >= 0 ? prod_step[x] : -1;
+        if (cs < 0 || y < 0 || y >= m->n_values || uses[x] != 2 || c->vkind[x] != GC_V_RUNTIME ||
+            c->vals[x].dtype != GC_F32 || c->kept[x] || m->values[x].is_output || x == c->seed ||
+            fused_from[x] >= 0 || fused_from[y] >= 0 || c->vkind[y] != GC_V_RUNTIME)
+            continue;
+        gc_step *cst = &c->steps[cs];
+        const gc_node *cn = &m->nodes[cst->node];
+        if (!(gc_op_get(cn->op)->fuse_act & (1u << GC_ACT_SILU)) || cn->n_out != 1 || cst->fused ||
+            cst->k.fuse.relu || cst->k.fuse.act || bstep_of[cs] >= 0)
+            continue;
+        cst->k.fuse.act = GC_ACT_SILU;
+        st->fused = 1;
+        fused_from[y] = x;
+        if (last[x] < last[y]) last[x] = last[y];
     }
 }
 
@@ -525,6 +600,7 @@ gcam_status gc_fuse(gc_planner *p) {
     if (!c->tune.no_add_fusion) fuse_add(&f);
     fuse_concat(&f);
     fuse_silu(&f);
+    if (!c->tune.no_act_fusion) fuse_conv_silu(&f);
     fuse_gelu(&f);
     fuse_views(&f);
     fuse_relu_dx(&f);

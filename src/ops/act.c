@@ -13,6 +13,7 @@
  */
 #include "kutil.h"
 #include "isa.h"
+#include "kmath.h"
 
 #include <math.h>
 
@@ -158,47 +159,10 @@ static void pass_bw(float *gx, const float *gy, const float *v, int64_t n, const
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i];
 }
 
-/* c ? a : b on the bit patterns. With a plain select GCC sinks the work feeding it into one
- * branch, where -ftrapping-math (the default) then forbids vectorising the loop. */
-GC_INLINE float bsel(int c, float a, float b) {
-    uint32_t m = 0u - (uint32_t)(c != 0), ua, ub, r;
-    float f;
-    memcpy(&ua, &a, 4);
-    memcpy(&ub, &b, 4);
-    r = (ua & m) | (ub & ~m);
-    memcpy(&f, &r, 4);
-    return f;
-}
-
-/* e^x without a libm call, so loops over it vectorise: x = n ln2 + r (Cody-Waite), the Cephes
- * expf polynomial for e^r, and 2^n applied in two halves so both ends of the range (n = 128,
- * denormal results down to -103.97) come out right. Measured <= 1.35 ulp; 0 below -103.97,
- * inf above 88.72, NaN stays NaN. */
-GC_INLINE float exp_fast(float x) {
-    const float hi = 88.7228393554688f, lo = -103.972084045410f;
-    const int over = x > hi, under = x < lo;
-    /* adding 1.5 * 2^23 rounds to an integer n, which then sits in t's low mantissa bits */
-    float t = x * 1.44269504088896341f + 12582912.0f, n = t - 12582912.0f, r, p, s1, s2;
-    r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    uint32_t tb, b1, b2;
-    memcpy(&tb, &t, 4);
-    int32_t ni = (int32_t)(tb - 0x4B400000u), n1 = ni >> 1, n2 = ni - n1;
-    b1 = (uint32_t)(n1 + 127) << 23;
-    b2 = (uint32_t)(n2 + 127) << 23;
-    memcpy(&s1, &b1, 4);
-    memcpy(&s2, &b2, 4);
-    float y = p * s1 * s2; /* garbage when out of range: replaced below */
-    y = bsel(over, INFINITY, y);
-    return bsel(under, 0.0f, y);
-}
+/* The select on bit patterns and e^x live in kmath.h, shared with the activations fused into
+ * Conv's writes (sgemm.c's epilogue, conv.c), which must give these kernels' bits. */
+GC_INLINE float bsel(int c, float a, float b) { return gc_bsel(c, a, b); }
+GC_INLINE float exp_fast(float x) { return gc_exp_fast(x); }
 
 /* tanh: the Cephes odd polynomial below |x| = 0.625, 1 - 2 / (e^2|x| + 1) above (<= 2.2 ulp). */
 GC_INLINE float tanh_fast(float x) {

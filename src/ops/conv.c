@@ -20,9 +20,13 @@
  *    Conv forward = im2col + sgemm W.col; Conv backward = sgemm W^T.dY + col2im added into dX;
  *    ConvT forward = sgemm W^T.X + col2im into Y; ConvT backward = im2col(dY) + sgemm W.col
  *    added into dX.
- * GEMMs: src/ops/sgemm.c's kernels for the CPU (a fused Relu in their last write), or
- * cblas_sgemm with GCAM_NO_SGEMM=1; isa below is the context's path (gc_sg_isa).
- * Bias: Y is prefilled with it and the GEMMs accumulate into Y (beta = 1), so no extra pass.
+ * GEMMs: src/ops/sgemm.c's kernels for the CPU, or cblas_sgemm with GCAM_NO_SGEMM=1; isa below is
+ * the context's path (gc_sg_isa).
+ * Bias, a fused Add's operand (k.fuse.res) and the fused activation (a Relu, a Clip's clamp, a
+ * SiLU: kmath.h) go into the last write of every path: the GEMMs' epilogue (sgemm.h gc_sg_epi),
+ * Winograd's output transform, the depthwise rows while in cache (the bias as their first
+ * value), so no pass over Y before or after; only col2im (ConvTranspose) adds into Y prefilled
+ * with the bias.
  * Threads: with multi-threaded OpenBLAS, OpenBLAS threads the GEMMs and OpenMP the im2col rows,
  * col2im channels and depthwise channels. With single-threaded OpenBLAS (one thread pool for the
  * whole context) GEMMs are split over OpenMP threads, and the im2col+GEMM loops give whole tiles
@@ -417,6 +421,46 @@ static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, 
     }
 }
 
+/* act (GC_ACT_*, kmath.h) of y + res over n floats (res may be NULL): the fused activation of a
+ * write that has no GEMM epilogue (depthwise rows, the batched pointwise copy, Winograd with a
+ * fused Add), the same function as sgemm.c's epilogue and act.c's kernels. One loop per case, so
+ * each vectorises (SiLU's exp is compute bound). */
+static inline __attribute__((always_inline)) void epi_seq(float *restrict y, const float *restrict res, int64_t n,
+                                                          int act, float lo, float hi) {
+    if (res) {
+        if (act == GC_ACT_CLAMP)
+            for (int64_t i = 0; i < n; i++) y[i] = gc_clamp(y[i] + res[i], lo, hi);
+        else if (act == GC_ACT_SILU)
+            for (int64_t i = 0; i < n; i++) y[i] = gc_silu_fast(y[i] + res[i]);
+        else
+            for (int64_t i = 0; i < n; i++) y[i] = y[i] + res[i];
+    } else if (act == GC_ACT_CLAMP) {
+        for (int64_t i = 0; i < n; i++) y[i] = gc_clamp(y[i], lo, hi);
+    } else if (act == GC_ACT_SILU) {
+        for (int64_t i = 0; i < n; i++) y[i] = gc_silu_fast(y[i]);
+    }
+}
+/* epi_seq for callers built for the baseline ISA (8 lanes where the CPU has them) */
+CV_CLONES static void epi_row(float *y, const float *res, int64_t n, const gc_sg_epi *e) {
+    epi_seq(y, res, n, e->act, e->lo, e->hi);
+}
+
+/* The forward's unbatch: dst (N, C, HW) = act(src (C, N*HW) + bias[c] + res (N, C, HW)), bias
+ * and res may be NULL (the GEMM epilogue's order of operations). */
+static void unbatch_epi(float *dst, const float *src, int64_t N, int64_t C, int64_t HW, const float *bias,
+                        const gc_sg_epi *e, int nth) {
+    const int64_t NHW = N * HW;
+#pragma omp parallel for num_threads(nth) schedule(static) if (C * NHW > CV_OMP_MIN)
+    for (int64_t nc = 0; nc < N * C; nc++) {
+        const int64_t n = nc / C, c = nc % C;
+        const float *s = src + c * NHW + n * HW;
+        float *d = dst + nc * HW;
+        const float bv = bias ? bias[c] : 0.0f;
+        for (int64_t i = 0; i < HW; i++) d[i] = s[i] + bv;
+        if (e->res || e->act) epi_row(d, e->res ? e->res + nc * HW : NULL, HW, e);
+    }
+}
+
 static int w4_eligible(const gc_kctx *k, const conv_geom *g);
 static int64_t w4_slot_floats(const conv_geom *g);
 
@@ -773,15 +817,6 @@ static int64_t dw_planes(const gc_kctx *k, const dw_plane *q) {
     return (int64_t)(k->scratch_size / ((size_t)q->floats * sizeof(float)));
 }
 
-/* p (rows, cols; row stride ld) = max(p, 0): a fused Relu (k->fuse.relu), applied while the
- * block is still in cache. As Relu: NaN propagates. */
-static void relu_rows(float *p, int64_t rows, int64_t cols, int64_t ld) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *q = p + r * ld;
-        for (int64_t i = 0; i < cols; i++) q[i] = q[i] < 0.0f ? 0.0f : q[i];
-    }
-}
-
 /* y (N*M, ysz) = bias per channel (0 without bias) + res (N*M, ysz; may be NULL: a fused Add's
  * other operand, so the GEMM accumulates onto it). */
 static void fill_bias(float *y, const float *b, const float *res, int64_t NM, int64_t M, int64_t ysz, int nth) {
@@ -797,29 +832,14 @@ static void fill_bias(float *y, const float *b, const float *res, int64_t NM, in
     }
 }
 
-/* y (n) = max(y + res, 0) with relu, else y + res: a fused Add after a path that has no place
- * for it in a pass of its own (Winograd: ResNet-18/34's 3x3 before the join). As Relu: NaN
- * propagates. */
-static inline void add_res_seq(float *restrict y, const float *restrict res, int64_t n, int relu) {
-    for (int64_t i = 0; i < n; i++) {
-        float t = y[i] + res[i];
-        y[i] = relu && t < 0.0f ? 0.0f : t;
-    }
-}
-static void add_res(float *y, const float *res, int64_t n, int relu, int nth) {
-    const int64_t chunk = 4096; /* floats: whole chunks per thread */
-#pragma omp parallel for num_threads(nth) schedule(static) if (n > CV_OMP_MIN)
-    for (int64_t i = 0; i < n; i += chunk) add_res_seq(y + i, res + i, GC_MIN(chunk, n - i), relu);
-}
-
-
 /* out (Mo, colsz; row stride ldo) (beta 0: =, 1: +=) A (Mo, cimg*ksz) . im2col(img (cimg, imgsz)),
- * tile by tile. When OpenBLAS runs single-threaded and the scratch has a slot per thread, the
- * threads take whole tiles (lowering + a single-threaded GEMM each: one parallel region, no
- * barrier per tile); otherwise each tile is lowered by all threads, then a threaded GEMM. */
-static void lowered_gemm(float *out, int64_t ldo, const float *A, int isa, int64_t Mo,
-                         const float *img, int64_t cimg, float beta, const conv_geom *g, float *scratch,
-                         size_t scratch_size, int relu, int nth) {
+ * then the epilogue ep (its res laid out as out), tile by tile. When OpenBLAS runs single-threaded
+ * and the scratch has a slot per thread, the threads take whole tiles (lowering + a single-threaded
+ * GEMM each: one parallel region, no barrier per tile); otherwise each tile is lowered by all
+ * threads, then a threaded GEMM. */
+static void lowered_gemm_epi(float *out, int64_t ldo, const float *A, int isa, int64_t Mo, const float *img,
+                             int64_t cimg, float beta, const conv_geom *g, float *scratch, size_t scratch_size,
+                             const gc_sg_epi *ep, int nth) {
     const lowering *lw = &g->lw;
     const int64_t cL = lw->col[lw->nsp - 1], kcol = cimg * lw->ksz;
     const int64_t slots = (int64_t)(scratch_size / ((size_t)g->tile_floats * sizeof(float)));
@@ -832,7 +852,9 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int isa, int64
             for (int64_t ti = 0; ti < g->ntiles; ti++) {
                 const int64_t r0 = ti * g->tile_rows, nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
                 im2col(c, img, cimg, lw, r0, nr, 1);
-                gc_sg_gemm_relu(isa, 1, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, c, Pt, beta, out + r0 * cL, ldo, relu);
+                gc_sg_epi e = *ep; /* res (Mo, ldr) from out's element (0, 0): the tile's columns */
+                if (e.res) e.res += r0 * cL;
+                gc_sg_gemm_epi(isa, 1, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, c, Pt, beta, out + r0 * cL, ldo, &e);
             }
         }
         return;
@@ -840,8 +862,16 @@ static void lowered_gemm(float *out, int64_t ldo, const float *A, int isa, int64
     for (int64_t r0 = 0; r0 < g->rows; r0 += g->tile_rows) {
         const int64_t nr = GC_MIN(g->tile_rows, g->rows - r0), Pt = nr * cL;
         im2col(scratch, img, cimg, lw, r0, nr, nth);
-        gc_sg_gemm_relu(isa, nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo, relu);
+        gc_sg_epi e = *ep;
+        if (e.res) e.res += r0 * cL;
+        gc_sg_gemm_epi(isa, nth, 0, 0, Mo, Pt, kcol, 1.0f, A, kcol, scratch, Pt, beta, out + r0 * cL, ldo, &e);
     }
+}
+/* lowered_gemm_epi with a Relu or nothing (the backward's call) */
+static void lowered_gemm(float *out, int64_t ldo, const float *A, int isa, int64_t Mo, const float *img, int64_t cimg,
+                         float beta, const conv_geom *g, float *scratch, size_t scratch_size, int relu, int nth) {
+    const gc_sg_epi e = {.act = relu ? GC_ACT_CLAMP : GC_ACT_NONE, .lo = 0.0f, .hi = INFINITY};
+    lowered_gemm_epi(out, ldo, A, isa, Mo, img, cimg, beta, g, scratch, scratch_size, &e, nth);
 }
 
 /* Pointwise convolutions of a batch (or of many groups): one single-threaded GEMM per (image,
@@ -1149,7 +1179,7 @@ WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t 
 CV_CLONES
 static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                      int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
-                     int relu, float *scratch, int isa, int nth) {
+                     const gc_sg_epi *ep, float *scratch, int isa, int nth) {
     static const int perm[4] = {3, 1, 2, 0};
     const int64_t th = (OH + 1) / 2, tw = (OW + 1) / 2, T = th * tw, NT = N * T, MC = Ci * Co;
     const int64_t slot = 16 * (Ci + Co) * blk; /* the scratch holds nth slots of blk tiles */
@@ -1157,6 +1187,9 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
     const int64_t B = GC_MIN(blk, GC_MAX(WG_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
     const int64_t nblk = (NT + B - 1) / B;
     const int rows_in = tw >= WG_ROWS_IN, rows_out = tw >= WG_ROWS_OUT;
+    const float *res = ep ? ep->res : NULL; /* (N, Co, OH, OW): added after the write, then act */
+    const int act = ep ? ep->act : GC_ACT_NONE, qact = res ? GC_ACT_NONE : act;
+    const float lo = ep ? ep->lo : 0.0f, hi = ep ? ep->hi : 0.0f;
 #pragma omp parallel num_threads(nth)
     {
         float *V = scratch + (int64_t)omp_get_thread_num() * slot; /* (16, Ci, B) */
@@ -1218,12 +1251,11 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                             Q[u * 2][j] = r[j] + r[WG_SUB + j] + r[2 * WG_SUB + j];
                             Q[u * 2 + 1][j] = r[WG_SUB + j] - r[2 * WG_SUB + j] - r[3 * WG_SUB + j];
                         }
-                    if (!bw) /* forward: the bias, and a fused Relu (NaN propagates, as Relu) */
-                        for (int e = 0; e < 4; e++)
-                            for (int64_t j = 0; j < nt; j++) {
-                                float t = bv + Q[e][j];
-                                Q[e][j] = relu && t < 0.0f ? 0.0f : t;
-                            }
+                    if (!bw) /* forward: the bias, and the fused activation unless a fused Add comes first */
+                        for (int e = 0; e < 4; e++) {
+                            for (int64_t j = 0; j < nt; j++) Q[e][j] = bv + Q[e][j];
+                            epi_seq(Q[e], NULL, nt, qact, lo, hi);
+                        }
                     for (int i = first[s]; i < first[s + 1]; i++) {
                         const wg_run *q = &rs[i];
                         const int64_t y0 = q->ty * 2, x0 = q->tx * 2, j = q->j0 - j00;
@@ -1236,6 +1268,9 @@ static void wino_run(float *out, const float *in, const float *U, int bw, int64_
                             if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + j, Q[3] + j, q->n, OW - x0, bw == 1);
                         } else
                             wino_out_tiles(p, OW, Q, j, q->n, OW - x0, OH - y0, bw == 1);
+                        if (res) /* the fused Add on the rows just written (in cache), then act */
+                            for (int64_t u = 0; u < GC_MIN(2, OH - y0); u++)
+                                epi_seq(p + u * OW, res + (p - out) + u * OW, GC_MIN(2 * q->n, OW - x0), act, lo, hi);
                     }
                 }
             }
@@ -1470,14 +1505,17 @@ WG_INLINE void w4_out_row(float *restrict p, float (*restrict q)[W4_SUB], int64_
  * row by row (W4_ROWS_OUT tiles a row or more) or tile by tile. */
 CV_CLONES
 static void w4_run(float *out, const float *in, const float *U4, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
-                   int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk, int relu,
-                   float *scratch, int isa, int nth) {
+                   int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
+                   const gc_sg_epi *ep, float *scratch, int isa, int nth) {
     const int64_t th = (OH + 3) / 4, tw = (OW + 3) / 4, T = th * tw, NT = N * T, MC = Ci * Co;
     const int64_t slot = 36 * ((Ci + Co) * blk + 2 * W4_PAD); /* nth slots of blk tiles in the scratch */
     /* a block for every thread when the tiles are few */
     const int64_t B = GC_MIN(blk, GC_MAX(W4_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
     const int64_t nblk = (NT + B - 1) / B;
     const int rows_in = tw >= W4_ROWS_IN, rows_out = tw >= W4_ROWS_OUT;
+    const float *res = ep ? ep->res : NULL; /* (N, Co, OH, OW): added after the write, then act */
+    const int act = ep ? ep->act : GC_ACT_NONE, qact = res ? GC_ACT_NONE : act;
+    const float lo = ep ? ep->lo : 0.0f, hi = ep ? ep->hi : 0.0f;
 #pragma omp parallel num_threads(nth)
     {
         const int64_t ev = Ci * B + W4_PAD, em = Co * B + W4_PAD;    /* V[e] and M[e] strides */
@@ -1535,11 +1573,9 @@ static void w4_run(float *out, const float *in, const float *U4, int64_t N, int6
                             const float *r = &R[i * 6][j];
                             float y[4];
                             w4_at(y, r[0], r[W4_SUB], r[2 * W4_SUB], r[3 * W4_SUB], r[4 * W4_SUB], r[5 * W4_SUB]);
-                            for (int l = 0; l < 4; l++) {
-                                const float t = bv + y[l];
-                                Q[i * 4 + l][j] = relu && t < 0.0f ? 0.0f : t;
-                            }
+                            for (int l = 0; l < 4; l++) Q[i * 4 + l][j] = bv + y[l];
                         }
+                    for (int e = 0; e < 16; e++) epi_seq(Q[e], NULL, nt, qact, lo, hi);
                     for (int i = first[s]; i < first[s + 1]; i++) {
                         const wg_run *q = &rs[i];
                         const int64_t y0 = q->ty * 4, x0 = q->tx * 4, j = q->j0 - j00, ny = GC_MIN(4, OH - y0);
@@ -1550,13 +1586,16 @@ static void w4_run(float *out, const float *in, const float *U4, int64_t N, int6
                                     __builtin_prefetch(p + OH * OW + u * OW + x, 1, 3);
                         if (rows_out) {
                             for (int64_t u = 0; u < ny; u++) w4_out_row(p + u * OW, Q + u * 4, j, q->n, OW - x0);
-                            continue;
+                        } else {
+                            for (int64_t t = 0; t < q->n; t++) { /* tile by tile */
+                                const int64_t nx = GC_MIN(4, OW - x0 - 4 * t);
+                                for (int64_t u = 0; u < ny; u++)
+                                    for (int64_t v = 0; v < nx; v++) p[u * OW + 4 * t + v] = Q[u * 4 + v][j + t];
+                            }
                         }
-                        for (int64_t t = 0; t < q->n; t++) { /* tile by tile */
-                            const int64_t nx = GC_MIN(4, OW - x0 - 4 * t);
+                        if (res) /* the fused Add on the rows just written (in cache), then act */
                             for (int64_t u = 0; u < ny; u++)
-                                for (int64_t v = 0; v < nx; v++) p[u * OW + 4 * t + v] = Q[u * 4 + v][j + t];
-                        }
+                                epi_seq(p + u * OW, res + (p - out) + u * OW, GC_MIN(4 * q->n, OW - x0), act, lo, hi);
                     }
                 }
             }
@@ -1565,6 +1604,15 @@ static void w4_run(float *out, const float *in, const float *U4, int64_t N, int6
 }
 
 /* ---------------------------------------------------------------- forward */
+
+/* The epilogue of image n, group gr's GEMM: its rows' bias and its block of res (ep: the whole
+ * output's). */
+static gc_sg_epi group_epi(const gc_sg_epi *ep, const float *b, int64_t n, int64_t gr, const conv_geom *g) {
+    gc_sg_epi e = *ep;
+    e.bias = b ? b + gr * g->Mg : NULL;
+    if (e.res) e.res += (n * g->M + gr * g->Mg) * g->ysz;
+    return e;
+}
 
 static gcam_status conv_forward(gc_kctx *k) {
     conv_geom g;
@@ -1576,12 +1624,15 @@ static gcam_status conv_forward(gc_kctx *k) {
     const lowering *lw = &g.lw;
     const int nth = GC_MAX(1, k->nthreads), L = lw->nsp - 1;
     const int64_t NM = g.N * g.M, cL = lw->col[L], ksz = lw->ksz;
-    const int relu = k->fuse.relu; /* a following Relu fused in (plan.c) */
     const int isa = gc_sg_isa(gc_ktune(k)); /* sgemm.c's path (or cblas_sgemm) */
-    const float *res = k->fuse.res ? k->fuse.res->data : NULL; /* (N, M, ys...): a following Add fused in, before the Relu */
+    const float *res = k->fuse.res ? k->fuse.res->data : NULL; /* (N, M, ys...): a following Add fused in, before the activation */
     if (g.N == 0) return GCAM_OK;
     if (res && k->fuse.res->shape.ndim != k->out[0]->shape.ndim)
         return gc_kfail(k, GCAM_E_INTERNAL, "fused Add operand of another rank");
+    /* what every path does after the convolution's sum (and the bias): + res, then the fused
+     * activation (a Relu, a Clip's clamp or a SiLU; plan.c); the bias only where a GEMM writes Y */
+    gc_sg_epi ep = {.res = res, .ldr = g.ysz, .act = k->fuse.act, .lo = k->fuse.act_lo, .hi = k->fuse.act_hi};
+    if (k->fuse.relu) ep.act = GC_ACT_CLAMP, ep.lo = 0.0f, ep.hi = INFINITY;
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;
         /* as many threads as the scratch holds planes for (none: the bounds-checked loops) */
@@ -1601,8 +1652,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_gather(yc, xc, wm, lw, 1, bv);
                     }
-                    if (res) add_res_seq(yc, res + nm * g.ysz, g.ysz, relu);
-                    else if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
+                    if (res || ep.act) epi_row(yc, res ? res + nm * g.ysz : NULL, g.ysz, &ep);
                 } else {
                     for (int64_t i = 0; i < g.ysz; i++) yc[i] = bv;
                     if (P) {
@@ -1612,8 +1662,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_scatter(yc, xc, wm, lw);
                     }
-                    if (res) add_res_seq(yc, res + nm * g.ysz, g.ysz, relu);
-                    else if (relu) relu_rows(yc, 1, g.ysz, g.ysz);
+                    if (res || ep.act) epi_row(yc, res ? res + nm * g.ysz : NULL, g.ysz, &ep);
                 }
             }
         }
@@ -1625,31 +1674,31 @@ static gcam_status conv_forward(gc_kctx *k) {
         const float *U4 = w4_ready(k, &g, nth); /* NULL: F(2x2) or im2col below */
         if (U4) {
             w4_run(y, x, U4, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                   w4_block(&g), relu && !res, col, isa, nth);
-            if (res) add_res(y, res, NM * g.ysz, relu, nth);
+                   w4_block(&g), &ep, col, isa, nth);
             return GCAM_OK;
         }
         const float *U = wino_ready(k, &g, nth); /* NULL: im2col below */
         if (U) {
             wino_run(y, x, U, 0, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
-                     wino_block(&g), relu && !res, col, isa, nth);
-            if (res) add_res(y, res, NM * g.ysz, relu, nth);
+                     wino_block(&g), &ep, col, isa, nth);
             return GCAM_OK;
         }
     }
     const int64_t pwb = pw_batched_floats(&g);
     if (pwb && k->scratch_size >= (size_t)pwb * sizeof(float)) {
-        /* one GEMM for the batch: Ys (M, N*HW) = W (M, C) . Xs (C, N*HW), then Y with bias (+ Relu) */
+        /* one GEMM for the batch: Ys (M, N*HW) = W (M, C) . Xs (C, N*HW), then Y with bias, res, act */
         const int64_t HW = g.xsz, NHW = g.N * HW;
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(xs, x, g.N, g.C, HW, nth);
         gc_sg_gemm(isa, nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
-        unbatch_columns(y, ys, g.N, g.M, HW, b, res, relu, 0, nth);
+        unbatch_epi(y, ys, g.N, g.M, HW, b, &ep, nth);
         return GCAM_OK;
     }
-    /* the GEMMs accumulate onto the bias (and a fused Add's operand); col2im (ConvTranspose) adds */
-    if (b || res || g.transpose) fill_bias(y, b, res, NM, g.M, g.ysz, nth);
-    const float beta = b || res ? 1.0f : 0.0f;
+    /* col2im (ConvTranspose) adds into Y filled with the bias (and a fused Add's operand); the
+     * GEMMs that write Y add those in their epilogue instead (no pass over Y before them) */
+    const int col2im_path = g.transpose && g.path == PATH_GEMM;
+    if (col2im_path) fill_bias(y, b, res, NM, g.M, g.ysz, nth);
+    const float beta = 0.0f;
     const int64_t kcol = g.cimg * ksz;
     if (g.path == PATH_POINTWISE && pointwise_by_image(&g, nth)) {
         /* whole (image, group) GEMMs per thread: balanced, and no thin slices of a small map */
@@ -1659,9 +1708,10 @@ static gcam_status conv_forward(gc_kctx *k) {
             const float *xg = x + (n * g.C + gr * g.Cg) * g.xsz; /* (Cg, xsz) */
             float *yg = y + (n * g.M + gr * g.Mg) * g.ysz;       /* (Mg, ysz) */
             const float *wg = w + gr * g.Mg * g.Cg * ksz;
-            /* the Relu in the GEMM's last write (sgemm.c), or right after it while in cache (cblas) */
-            gc_sg_gemm_relu(isa, 1, g.transpose, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.transpose ? g.Mg : g.Cg, xg, g.xsz,
-                            beta, yg, g.ysz, relu);
+            /* bias, res, act in the GEMM's last write (sgemm.c), or right after it while in cache (cblas) */
+            const gc_sg_epi e = group_epi(&ep, b, n, gr, &g);
+            gc_sg_gemm_epi(isa, 1, g.transpose, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.transpose ? g.Mg : g.Cg, xg, g.xsz,
+                           beta, yg, g.ysz, &e);
         }
         return GCAM_OK;
     }
@@ -1670,13 +1720,14 @@ static gcam_status conv_forward(gc_kctx *k) {
             const float *xg = x + (n * g.C + gr * g.Cg) * g.xsz; /* (Cg, xsz) */
             float *yg = y + (n * g.M + gr * g.Mg) * g.ysz;       /* (Mg, ysz) */
             const float *wg = w + gr * g.Mg * g.Cg * ksz;         /* Conv (Mg, Cg*ksz), ConvT (Cg, Mg*ksz) */
+            const gc_sg_epi e = group_epi(&ep, b, n, gr, &g);
             if (g.path == PATH_POINTWISE) {
-                gc_sg_gemm_relu(isa, nth, g.transpose, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.transpose ? g.Mg : g.Cg, xg,
-                                g.xsz, beta, yg, g.ysz, relu);
+                gc_sg_gemm_epi(isa, nth, g.transpose, 0, g.Mg, g.ysz, g.Cg, 1.0f, wg, g.transpose ? g.Mg : g.Cg, xg,
+                               g.xsz, beta, yg, g.ysz, &e);
                 continue;
             }
             if (!g.transpose) {
-                lowered_gemm(yg, g.ysz, wg, isa, g.Mg, xg, g.Cg, beta, &g, col, k->scratch_size, relu, nth);
+                lowered_gemm_epi(yg, g.ysz, wg, isa, g.Mg, xg, g.Cg, beta, &g, col, k->scratch_size, &e, nth);
                 continue;
             }
             /* col2im scatters across tile borders: tiles in turn, each with all threads */
@@ -1685,7 +1736,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                 gc_sg_gemm(isa, nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
                 col2im(yg, col, g.Mg, lw, r0, nr, nth);
             }
-            if (relu) relu_rows(yg, g.Mg, g.ysz, g.ysz);
+            if (ep.act) epi_row(yg, NULL, g.Mg * g.ysz, &ep); /* res came with the bias fill */
         }
     }
     return GCAM_OK;
@@ -1850,7 +1901,7 @@ const gc_opdef gc_def_Conv = {.name = "Conv", .min_opset = 1, .parse = conv_pars
                               .scratch_bytes = conv_scratch, .forward = conv_forward,
                               .bscratch_bytes = conv_bscratch, .backward = conv_backward,
                               .bw_in = 1u << 1, .diff_in = 1u << 0, .fuse_relu = 1, .bw_assign = 1,
-                              .fuse_relu_dx = 1};
+                              .fuse_relu_dx = 1, .fuse_act = (1u << GC_ACT_CLAMP) | (1u << GC_ACT_SILU)};
 const gc_opdef gc_def_ConvTranspose = {.name = "ConvTranspose", .min_opset = 1, .parse = convt_parse,
                                        .infer = conv_infer, .scratch_bytes = conv_scratch,
                                        .forward = conv_forward, .bscratch_bytes = conv_bscratch,

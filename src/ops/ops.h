@@ -28,6 +28,7 @@
 
 #include "../ir/ir.h"
 #include "../tuning.h"
+#include "kmath.h"
 
 #define GC_MAX_IO 64 /* Concat in DenseNet-201 takes 49 inputs */
 
@@ -62,6 +63,13 @@ typedef struct gc_kfuse {
     const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before relu: a
                                       following Add fused in (out[0] then holds the Add's output;
                                       no backward reads the Conv's own) */
+    int act;                       /* forward, ops whose .fuse_act has bit act (Conv): applied to out[0]
+                                      after res, with relu 0: GC_ACT_CLAMP (kmath.h), a following Clip
+                                      with constant bounds act_lo <= act_hi fused in (its backward
+                                      step still runs, reading its output: the shared buffer), or
+                                      GC_ACT_SILU, a following Sigmoid + Mul fused in, in steps no
+                                      backward passes (its VJP would need the pre-activation) */
+    float act_lo, act_hi;
     const gc_tensor *gelu_x;       /* Erf forward: GELU fused in, in steps no backward passes:
                                       gelu_y = (x * (erf(x / c[0]) + c[1])) * c[2], the exported
                                       Div, Erf, Add, Mul, Mul in one pass (fuse.c); in[0] and
@@ -114,6 +122,8 @@ typedef struct gc_opdef {
                                       unless .fuse_relu_bw and fuse.relu: then it is the Relu's output) */
     int fuse_concat;               /* forward honours k->fuse.cat_in (and backward never reads in[0]) */
     int bw_assign;                 /* backward honours k->gin_fresh (else fresh buffers are zeroed) */
+    unsigned fuse_act;             /* bit a: forward honours k->fuse.act == a (GC_ACT_*); backward never
+                                      reads out[0] */
     int fuse_relu_bw;              /* backward honours k->fuse.relu too: gout[0] is the fused Relu's
                                       output gradient, out[0] its output; the kernel applies the
                                       Relu's VJP under k->rule first (plan.c skips the Relu's step) */

@@ -19,6 +19,10 @@
  * copied out by the scalar epilogue, which performs the same operations as the vector epilogue
  * (multiply, add; the build's C17 mode does not contract them into FMAs): edge tiles round
  * exactly as full ones.
+ * The last K block's write applies the epilogue (sgemm.h gc_sg_epi): row bias, residual, clamp in
+ * registers, SiLU over the tile just stored (kmath.h's scalar function, vectorised by the compiler
+ * in each kernel's instruction set): conv.c's bias prefill pass, residual prefill and the
+ * standalone Relu/Clip/SiLU passes after a Conv go away.
  * Threads: whole strips per thread (or whole panels when the strips are few). Every element is
  * summed by one thread in one order. */
 #include "sgemm.h"
@@ -43,10 +47,15 @@
 #define SG_PAR_MIN 1e6      /* multiply-adds below which one thread does the GEMM */
 #define SG_AI static inline __attribute__((always_inline))
 
-/* What every tile's write does: C = alpha acc + beta C (beta 0: C not read), then Relu. */
+/* What a tile's write does: C = alpha acc + beta C (beta 0: C not read), then gc_sg_epi's steps
+ * (sgemm.h) with bias and res already moved to the tile's first row and element. */
 typedef struct sg_epi {
     float alpha, beta;
-    int relu;
+    const float *bias; /* (mr): the tile's rows, or NULL */
+    const float *res;  /* the tile's element (0, 0), rows ldr apart, or NULL */
+    int64_t ldr;
+    int act;
+    float lo, hi;
 } sg_epi;
 
 /* acc (mr, nv vl) over kc, b a packed strip (kc, nv vl), c (mr rows, ldc); a: a packed panel
@@ -60,12 +69,20 @@ typedef struct sg_def {
     sg_kern kern[2][4]; /* kern[packed][nv], nv = 1..nvmax */
 } sg_def;
 
-/* The scalar epilogue: the vector ones' operations in the same order. */
-static inline float sg_epi1(float acc, const float *c, const sg_epi *e) {
+/* The scalar epilogue of the tile's element (i, j): the vector ones' operations in the same order. */
+static inline float sg_epi1(float acc, const float *c, const sg_epi *e, int64_t i, int64_t j) {
     float t = e->alpha == 1.0f ? acc : acc * e->alpha;
     if (e->beta != 0.0f) t = e->beta == 1.0f ? *c + t : *c * e->beta + t;
-    if (e->relu) t = t < 0.0f ? 0.0f : t;
-    return t;
+    if (e->bias) t = t + e->bias[i];
+    if (e->res) t = t + e->res[i * e->ldr + j];
+    return gc_act1(t, e->act, e->lo, e->hi);
+}
+
+/* SiLU over n floats of a tile just stored (still in L1): a plain loop over kmath.h's scalar
+ * function, which the compiler vectorises for the calling kernel's instruction set; exp is too
+ * long to keep 24 accumulators live through it in registers. */
+SG_AI void sg_silu_row(float *p, int64_t n) {
+    for (int64_t j = 0; j < n; j++) p[j] = gc_silu_fast(p[j]);
 }
 
 /* ---------------------------------------------------------------- micro-kernels */
@@ -80,21 +97,25 @@ static void sg_kern_c(int64_t kc, const float *restrict a, int64_t rsa, int64_t 
             for (int j = 0; j < 16; j++) acc[i][j] += ai * b[j];
         }
     for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 16; j++) c[i * ldc + j] = sg_epi1(acc[i][j], c + i * ldc + j, e);
+        for (int j = 0; j < 16; j++) c[i * ldc + j] = sg_epi1(acc[i][j], c + i * ldc + j, e, i, j);
 }
 
 #if SG_X86
 #define SG_T512 __attribute__((target("avx512f")))
 #define SG_T256 __attribute__((target("avx2,fma")))
 
-SG_T512 SG_AI __m512 sg_e512(__m512 acc, const float *c, const sg_epi *e) {
+SG_T512 SG_AI __m512 sg_e512(__m512 acc, const float *c, const sg_epi *e, int i, int j) {
     __m512 t = e->alpha == 1.0f ? acc : _mm512_mul_ps(acc, _mm512_set1_ps(e->alpha));
     if (e->beta != 0.0f) {
         const __m512 cv = _mm512_loadu_ps(c);
         t = e->beta == 1.0f ? _mm512_add_ps(cv, t) : _mm512_add_ps(_mm512_mul_ps(cv, _mm512_set1_ps(e->beta)), t);
     }
-    /* max(0, t) returns t when t is NaN (the second operand): NaN propagates, as Relu */
-    if (e->relu) t = _mm512_max_ps(_mm512_setzero_ps(), t);
+    if (e->bias) t = _mm512_add_ps(t, _mm512_set1_ps(e->bias[i]));
+    if (e->res) t = _mm512_add_ps(t, _mm512_loadu_ps(e->res + i * e->ldr + j));
+    /* max(lo, t) and min(hi, t) return t when t is NaN or equal to the bound (the second
+     * operand): gc_clamp's selects, so NaN propagates, as Relu and Clip */
+    if (e->act == GC_ACT_CLAMP)
+        t = _mm512_min_ps(_mm512_set1_ps(e->hi), _mm512_max_ps(_mm512_set1_ps(e->lo), t));
     return t;
 }
 
@@ -125,8 +146,11 @@ SG_T512 SG_AI void sg_k512(const int nv, const int packed, int64_t kc, const flo
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++) {
             float *p = c + i * ldc + 16 * v;
-            _mm512_storeu_ps(p, sg_e512(acc[i][v], p, e));
+            _mm512_storeu_ps(p, sg_e512(acc[i][v], p, e, i, 16 * v));
         }
+    if (e->act == GC_ACT_SILU)
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) sg_silu_row(c + i * ldc, 16 * nv);
 }
 /* the kernels for 1-3 vectors of columns, A read in place (0x) or packed (1x) */
 #define SG_K512(P, NV) SG_T512 static void sg_k512_##P##NV(int64_t kc, const float *a, int64_t rsa, int64_t csa, \
@@ -136,13 +160,16 @@ SG_T512 SG_AI void sg_k512(const int nv, const int packed, int64_t kc, const flo
 SG_K512(0, 1) SG_K512(0, 2) SG_K512(0, 3) SG_K512(1, 1) SG_K512(1, 2) SG_K512(1, 3)
 #undef SG_K512
 
-SG_T256 SG_AI __m256 sg_e256(__m256 acc, const float *c, const sg_epi *e) {
+SG_T256 SG_AI __m256 sg_e256(__m256 acc, const float *c, const sg_epi *e, int i, int j) {
     __m256 t = e->alpha == 1.0f ? acc : _mm256_mul_ps(acc, _mm256_set1_ps(e->alpha));
     if (e->beta != 0.0f) {
         const __m256 cv = _mm256_loadu_ps(c);
         t = e->beta == 1.0f ? _mm256_add_ps(cv, t) : _mm256_add_ps(_mm256_mul_ps(cv, _mm256_set1_ps(e->beta)), t);
     }
-    if (e->relu) t = _mm256_max_ps(_mm256_setzero_ps(), t);
+    if (e->bias) t = _mm256_add_ps(t, _mm256_set1_ps(e->bias[i]));
+    if (e->res) t = _mm256_add_ps(t, _mm256_loadu_ps(e->res + i * e->ldr + j));
+    if (e->act == GC_ACT_CLAMP) /* gc_clamp's selects, as in sg_e512 */
+        t = _mm256_min_ps(_mm256_set1_ps(e->hi), _mm256_max_ps(_mm256_set1_ps(e->lo), t));
     return t;
 }
 
@@ -173,8 +200,11 @@ SG_T256 SG_AI void sg_k256(const int nv, const int packed, int64_t kc, const flo
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++) {
             float *p = c + i * ldc + 8 * v;
-            _mm256_storeu_ps(p, sg_e256(acc[i][v], p, e));
+            _mm256_storeu_ps(p, sg_e256(acc[i][v], p, e, i, 8 * v));
         }
+    if (e->act == GC_ACT_SILU)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) sg_silu_row(c + i * ldc, 8 * nv);
 }
 /* the kernels for 1-3 vectors of columns, A read in place (0x) or packed (1x) */
 #define SG_K256(P, NV) SG_T256 static void sg_k256_##P##NV(int64_t kc, const float *a, int64_t rsa, int64_t csa, \
@@ -283,7 +313,7 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
     float bs[SG_KC * SG_NR_MAX] __attribute__((aligned(64))); /* (kb, w): the strip of op(B) */
     float tile[SG_MR_MAX * SG_NR_MAX] __attribute__((aligned(64)));
     float ap[SG_KC * SG_MR_MAX] __attribute__((aligned(64))); /* (kb, mr): an unpacked A's last panel */
-    const sg_epi raw = {1.0f, 0.0f, 0};
+    const sg_epi raw = {1.0f, 0.0f, NULL, NULL, 0, GC_ACT_NONE, 0.0f, 0.0f};
     for (int64_t s = s0; s < s1; s++) {
         const int64_t j0 = s * nr, nc = GC_MIN(nr, j->N - j0);
         const int nv = (int)((nc + d->vl - 1) / d->vl);
@@ -291,9 +321,10 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
         for (int64_t p0 = 0; p0 < j->K; p0 += kc) {
             const int64_t kb = GC_MIN(kc, j->K - p0);
             sg_pack_b(bs, w, j->tb, j->B, j->ldb, p0, kb, j0, nc);
-            sg_epi e = j->e; /* the first block applies beta, the last one the Relu */
+            sg_epi e = j->e; /* the first block applies beta, the last one bias, res and activation */
             if (p0 > 0) e.beta = 1.0f;
-            if (p0 + kb < j->K) e.relu = 0;
+            if (p0 + kb < j->K) e.bias = NULL, e.res = NULL, e.act = GC_ACT_NONE;
+            const float *bias0 = e.bias, *res0 = e.res;
             for (int64_t q = q0; q < q1; q++) {
                 const int64_t i0 = q * mr, mi = GC_MIN(mr, j->M - i0);
                 const float *a = ap;
@@ -308,6 +339,8 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
                     sg_pack_rows(ap, mr, j->ta, j->A, j->lda, i0, mi, p0, kb);
                 }
                 float *c = j->C + i0 * j->ldc + j0;
+                e.bias = bias0 ? bias0 + i0 : NULL;
+                e.res = res0 ? res0 + i0 * e.ldr + j0 : NULL;
                 if (mi == mr && nc == w) {
                     kern(kb, a, rsa, csa, bs, c, j->ldc, &e);
                     continue;
@@ -315,17 +348,19 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
                 kern(kb, a, rsa, csa, bs, tile, w, &raw);
                 for (int64_t i = 0; i < mi; i++)
                     for (int64_t jj = 0; jj < nc; jj++)
-                        c[i * j->ldc + jj] = sg_epi1(tile[i * w + jj], c + i * j->ldc + jj, &e);
+                        c[i * j->ldc + jj] = sg_epi1(tile[i * w + jj], c + i * j->ldc + jj, &e, i, jj);
             }
         }
     }
 }
 
-/* C = beta C (then Relu) where there is nothing to multiply (K = 0 or alpha = 0) */
-static void sg_scale(int64_t M, int64_t N, float beta, float *C, int64_t ldc, int relu) {
-    const sg_epi e = {0.0f, beta, relu};
+/* C = beta C, then the epilogue, where there is nothing to multiply (K = 0 or alpha = 0) */
+static void sg_scale(int64_t M, int64_t N, float beta, float *C, int64_t ldc, const sg_epi *epi) {
+    sg_epi e = *epi;
+    e.alpha = 0.0f;
+    e.beta = beta;
     for (int64_t i = 0; i < M; i++)
-        for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = sg_epi1(0.0f, C + i * ldc + jj, &e);
+        for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = sg_epi1(0.0f, C + i * ldc + jj, &e, i, jj);
 }
 
 /* The job over nt threads. */
@@ -346,29 +381,52 @@ static void sg_run(const sg_job *j, int nt) {
     }
 }
 
-static int sg_trivial(int64_t M, int64_t N, int64_t K, float alpha, float beta, float *C, int64_t ldc, int relu) {
-    if (M <= 0 || N <= 0) return 1;
-    if (K > 0 && alpha != 0.0f) return 0;
-    sg_scale(M, N, beta, C, ldc, relu);
-    return 1;
+/* The public epilogue as the tiles' (bias and res from C's element (0, 0); NULL: none). */
+static sg_epi sg_epi_of(float alpha, float beta, const gc_sg_epi *p) {
+    sg_epi e = {alpha, beta, NULL, NULL, 0, GC_ACT_NONE, 0.0f, 0.0f};
+    if (p) {
+        e.bias = p->bias;
+        e.res = p->res;
+        e.ldr = p->ldr;
+        e.act = p->act;
+        e.lo = p->lo;
+        e.hi = p->hi;
+    }
+    return e;
+}
+
+void gc_sg_gemm_epi(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const gc_sg_epi *epi) {
+    if (M <= 0 || N <= 0) return;
+    const sg_epi e = sg_epi_of(alpha, beta, epi);
+    const int post = e.bias || e.res || e.act != GC_ACT_NONE;
+    /* a matrix-vector product (a batch-1 classifier): OpenBLAS's GEMV reads B once, no packing */
+    if (isa <= GC_ISA_BLAS || isa > GC_ISA_AVX512 || !sg_defs[isa].mr || M < SG_MIN_SIDE || N < SG_MIN_SIDE) {
+        gc_sgemm(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (post) { /* while C is still in cache: C is now alpha AB + beta C, so the epilogue adds to it */
+            sg_epi q = e;
+            q.alpha = 1.0f;
+            q.beta = 0.0f;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = sg_epi1(C[i * ldc + jj], NULL, &q, i, jj);
+        }
+        return;
+    }
+    if (K <= 0 || alpha == 0.0f) {
+        sg_scale(M, N, beta, C, ldc, &e);
+        return;
+    }
+    const sg_job j = {&sg_defs[isa], A, lda, ta, tb, M, N, K, ldb, ldc, B, C, e};
+    sg_run(&j, GC_MAX(1, nt));
 }
 
 void gc_sg_gemm_relu(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int relu) {
-    /* a matrix-vector product (a batch-1 classifier): OpenBLAS's GEMV reads B once, no packing */
-    if (isa <= GC_ISA_BLAS || isa > GC_ISA_AVX512 || !sg_defs[isa].mr || M < SG_MIN_SIDE || N < SG_MIN_SIDE) {
-        gc_sgemm(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        if (relu) /* while C is still in cache */
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t jj = 0; jj < N; jj++) C[i * ldc + jj] = C[i * ldc + jj] < 0.0f ? 0.0f : C[i * ldc + jj];
-        return;
-    }
-    if (sg_trivial(M, N, K, alpha, beta, C, ldc, relu)) return;
-    const sg_job j = {&sg_defs[isa], A, lda, ta, tb, M, N, K, ldb, ldc, B, C, {alpha, beta, relu}};
-    sg_run(&j, GC_MAX(1, nt));
+    const gc_sg_epi r = {.act = GC_ACT_CLAMP, .lo = 0.0f, .hi = INFINITY};
+    gc_sg_gemm_epi(isa, nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, relu ? &r : NULL);
 }
 
 void gc_sg_gemm(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    gc_sg_gemm_relu(isa, nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
+    gc_sg_gemm_epi(isa, nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "../tuning.h"
+#include "kmath.h"
 
 enum { GC_ISA_BLAS = 0, GC_ISA_GENERIC = 1, GC_ISA_AVX2 = 2, GC_ISA_AVX512 = 3 };
 
@@ -31,8 +32,24 @@ const char *gc_sg_isa_name(int isa);
  * (cblas_sgemm). beta = 0: C is not read. */
 void gc_sg_gemm(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* The same, then with relu max(., 0) on every element of C (NaN propagates, as Relu): in the
- * kernels' last write of each tile, or (cblas) a pass right after. */
+/* What the GEMM's last write of each element does after alpha op(A) op(B) + beta C, in this order
+ * (NULL epilogue: nothing): t += bias[i] (row i of C); t += res[i, j]; then the activation. On the
+ * kernels' paths in the tile's last write while it is in registers (SiLU: over the tile just
+ * stored, in L1); on the cblas path in a pass right after, with the same operations, so every
+ * path gives the same semantics (and the same bits as the standalone ops on the same values:
+ * kmath.h). */
+typedef struct gc_sg_epi {
+    const float *bias; /* (M), or NULL */
+    const float *res;  /* (M, N; row stride ldr), or NULL: e.g. a fused residual Add's operand */
+    int64_t ldr;
+    int act;           /* GC_ACT_NONE, GC_ACT_CLAMP: gc_clamp(t, lo, hi) (Relu: lo 0, hi +inf; NaN
+                          propagates), GC_ACT_SILU: gc_silu_fast(t) */
+    float lo, hi;
+} gc_sg_epi;
+
+void gc_sg_gemm_epi(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const gc_sg_epi *epi);
+/* gc_sg_gemm_epi with relu: a clamp to [0, +inf], else none */
 void gc_sg_gemm_relu(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int relu);
 
