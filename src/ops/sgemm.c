@@ -27,6 +27,7 @@
  * summed by one thread in one order. */
 #include "sgemm.h"
 
+#include "isa.h"
 #include "kutil.h"
 
 #include <omp.h>
@@ -225,12 +226,11 @@ static const sg_def sg_defs[4] = {
 
 /* ---------------------------------------------------------------- dispatch */
 
+/* One detection for every kernel (isa.c): x86-64-v4 / v3 cover what these kernels' targets need
+ * (avx512f; avx2 + fma), so the GEMMs and the element kernels always take the same level. */
 int gc_sg_cpu_isa(void) {
-#if SG_X86
-    if (__builtin_cpu_supports("avx512f")) return GC_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GC_ISA_AVX2;
-#endif
-    return GC_ISA_GENERIC;
+    const int v = gc_cpu_isa();
+    return v == GC_KISA_AVX512 ? GC_ISA_AVX512 : v == GC_KISA_AVX2 ? GC_ISA_AVX2 : GC_ISA_GENERIC;
 }
 
 int gc_sg_isa(const gc_tuning *t) {
