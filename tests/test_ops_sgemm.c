@@ -248,8 +248,10 @@ static void test_epi(int isa) {
     run_bounds(isa, 3, 13, -1.0f, 1.0f);
     run_bounds(isa, 8, 2, 0.0f, 6.0f);
     n += 6;
-    /* threads: bit-identical for 1 and 2 */
-    for (size_t a = 1; a < sizeof acts / sizeof *acts; a++) {
+    /* threads: bit-identical for 1 and 2 on sgemm.c's own paths. Not on cblas_sgemm's: its order of
+     * summation is OpenBLAS's and may follow its threading (the ASan build's differed); its
+     * epilogue is checked against the double reference above. */
+    for (size_t a = 1; isa != GC_ISA_BLAS && a < sizeof acts / sizeof *acts; a++) {
         float *r1 = run_epi(isa, 1, 0, 0, 96, 3136, 64, 1.0f, 0.0f, 1, 1, acts[a].act, acts[a].lo, acts[a].hi, 900);
         float *r2 = run_epi(isa, 2, 0, 0, 96, 3136, 64, 1.0f, 0.0f, 1, 1, acts[a].act, acts[a].lo, acts[a].hi, 900);
         oc_check(!memcmp(r1, r2, (size_t)96 * 3136 * sizeof(float)), "%s epi %s: 1 and 2 threads bit-identical",
