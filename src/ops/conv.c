@@ -390,34 +390,19 @@ static void batch_columns(float *dst, const float *src, int64_t N, int64_t C, in
             memcpy(dst + (c * N + n) * HW, src + (n * C + c) * HW, (size_t)HW * sizeof(float));
 }
 
-/* The inverse of batch_columns: dst (N, C, HW) from src (C, N*HW); add: dst +=, else dst = src +
- * bias[c] (bias may be NULL) + res (N, C, HW; may be NULL), then max(., 0) with relu (NaN
- * propagates, as Relu). */
-static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, int64_t HW, const float *bias,
-                            const float *res, int relu, int add, int nth) {
+/* The inverse of batch_columns: dst (N, C, HW) = src (C, N*HW), or += with add (the backward's
+ * data gradient: assigned where written first, else added). The forward's is unbatch_epi. */
+static void unbatch_columns(float *dst, const float *src, int64_t N, int64_t C, int64_t HW, int add, int nth) {
     const int64_t NHW = N * HW;
 #pragma omp parallel for num_threads(nth) schedule(static) if (C * NHW > CV_OMP_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         const int64_t n = nc / C, c = nc % C;
         const float *s = src + c * NHW + n * HW;
         float *d = dst + nc * HW;
-        if (add) {
+        if (add)
             for (int64_t i = 0; i < HW; i++) d[i] += s[i];
-            continue;
-        }
-        const float bv = bias ? bias[c] : 0.0f;
-        if (res) {
-            const float *r = res + nc * HW;
-            for (int64_t i = 0; i < HW; i++) {
-                float t = s[i] + bv + r[i];
-                d[i] = relu && t < 0.0f ? 0.0f : t;
-            }
-            continue;
-        }
-        for (int64_t i = 0; i < HW; i++) {
-            float t = s[i] + bv;
-            d[i] = relu && t < 0.0f ? 0.0f : t;
-        }
+        else
+            memcpy(d, s, (size_t)HW * sizeof(float));
     }
 }
 
@@ -1758,7 +1743,7 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
     /* dX written first here (planner's gin_fresh): the GEMM and Winograd paths assign it, the
      * others accumulate onto zeros they write themselves */
     const int fresh = (int)(k->gin_fresh & 1);
-    if (fresh && !(g.path == PATH_POINTWISE && !pw_batched_floats(&g)) && !wino_ready(k, &g, nth))
+    if (fresh && g.path != PATH_POINTWISE && !wino_ready(k, &g, nth))
         memset(gx, 0, (size_t)(NC * g.xsz) * sizeof(float));
     if (g.path == PATH_DEPTHWISE) {
         const dw_plane *q = &g.pl;
@@ -1829,12 +1814,12 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
     }
     const int64_t pwb = pw_batched_floats(&g);
     if (pwb && k->scratch_size >= (size_t)pwb * sizeof(float)) {
-        /* one GEMM for the batch: Xs (C, N*HW) = W^T (C, M) . dYs (M, N*HW), added into dX */
+        /* one GEMM for the batch: Xs (C, N*HW) = W^T (C, M) . dYs (M, N*HW), into dX (= or +=) */
         const int64_t HW = g.xsz, NHW = g.N * HW;
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(ys, gy, g.N, g.M, HW, nth);
         gc_sg_gemm(isa, nth, 1, 0, g.C, NHW, g.M, 1.0f, w, g.C, ys, NHW, 0.0f, xs, NHW);
-        unbatch_columns(gx, xs, g.N, g.C, HW, NULL, NULL, 0, 1, nth);
+        unbatch_columns(gx, xs, g.N, g.C, HW, !fresh, nth);
         return GCAM_OK;
     }
     const int64_t kcol = g.cimg * ksz;
