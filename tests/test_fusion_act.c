@@ -3,7 +3,8 @@
  * (GCAM_NO_FUSION) and with only these two off (GCAM_NO_ACT_FUSION), on the model
  * tests/fusion_act_model.py writes (every Conv path: im2col, depthwise, pointwise, Winograd, a
  * fused residual Add before a standalone Clip). Three plans: inference; input gradient (the SiLUs
- * then stay separate, the Clips are fused and their backward reads the shared buffer); a Grad-CAM
+ * then stay separate, the Clips are fused and their backward reads the shared buffer, or, for a
+ * Clip that only a Conv reads, runs inside that Conv's backward: k.fuse.relu_dx 2); a Grad-CAM
  * plan whose gradients stop at an inner layer (the SiLUs before it fused). Checks, per plan:
  *  - how many Conv steps apply a clamp or a SiLU (the fusions took place where they should);
  *  - forward outputs bit-identical to both unfused runs (the fused write is kmath.h's function of

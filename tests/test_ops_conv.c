@@ -163,6 +163,8 @@ static gcam_status run_op_opts(gc_node *n, gc_tensor *in, int n_in, gc_tensor *y
     k.fuse.res = backward ? NULL : fused_res;
     k.gin_fresh = backward ? bw_fresh : 0;
     k.fuse.relu_dx = backward ? bw_relu_dx : 0;
+    k.fuse.dx_lo = fused_lo; /* relu_dx 2: the Clip's bounds */
+    k.fuse.dx_hi = fused_hi;
     k.fuse.act = backward ? 0 : fused_act;
     k.fuse.act_lo = fused_lo;
     k.fuse.act_hi = fused_hi;
@@ -265,6 +267,24 @@ static void check_conv(const cv_case *c, int gradcheck) {
             snprintf(label, sizeof label, "%s: backward written first", c->label);
             if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
                 oc_close(label, gx3.data, rdxf, nx, 1e-5 * max_abs_d(rdx0, nx), 1e-5);
+            /* with a Clip [-0.5, 0.5] before it fused in (X as that Clip's output; lo != 0: the
+             * standard rule): dX where -0.5 < X < 0.5, else 0; then the Relu's below */
+            if (!c->transpose) {
+                for (int64_t i = 0; i < nx; i++) {
+                    const float xv = ((float *)in[0].data)[i];
+                    rdxf[i] = xv > -0.5f && xv < 0.5f ? (float)rdx0[i] : 0.0f;
+                    ((float *)gx3.data)[i] = NAN;
+                }
+                bw_fresh = 1;
+                bw_relu_dx = 2;
+                fused_lo = -0.5f, fused_hi = 0.5f;
+                st = run_op(n, in, n_in, &y, &gy, &gx3, 1, 0, 6u, &err);
+                bw_fresh = 0;
+                bw_relu_dx = 0;
+                snprintf(label, sizeof label, "%s: backward with a Clip's VJP", c->label);
+                if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
+                    oc_close(label, gx3.data, rdxf, nx, 1e-5 * max_abs_d(rdx0, nx), 1e-5);
+            }
             /* with the Relu before it fused in (X as that Relu's output): dX where X > 0, else 0 */
             if (!c->transpose) {
                 for (int64_t i = 0; i < nx; i++) {
@@ -466,6 +486,19 @@ static void check_dw_paths(const cv_case *c, int *ran) {
                      label);
             oc_check(!memcmp(gx.data, gx2, (size_t)nx * sizeof(float)),
                      "%s: backward bit-identical to the portable path", label);
+        }
+        /* written first (gin_fresh, over NaNs; stride 1 with one output per group takes dwconv.c's
+         * kernels on dY): bit-identical to the portable path's onto zeros */
+        for (int cap = 2; cap >= 0; cap--) {
+            if (!set_isa_cap(cap)) continue;
+            snprintf(label, sizeof label, "%s (isa cap %d, 2 threads)", c->label, cap);
+            for (int64_t i = 0; i < nx; i++) ((float *)gx.data)[i] = NAN;
+            bw_fresh = 1;
+            gcam_status st = run_op_opts(n, in, n_in, &y, &gy, &gx, 1, 0, 6u, 2, 0, &err);
+            bw_fresh = 0;
+            if (!oc_check(st == GCAM_OK, "%s: backward written first: %s", label, err.msg)) continue;
+            oc_check(!memcmp(gx.data, gx2, (size_t)nx * sizeof(float)),
+                     "%s: backward written first bit-identical to the portable path's onto zeros", label);
         }
     }
     set_isa_cap(0);

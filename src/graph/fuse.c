@@ -476,8 +476,9 @@ static void fuse_views(fuse_state *f) {
     }
 }
 
-/* A Relu whose output only a Conv reads, as that Conv's input (ResNet's and DenseNet's Conv -> Relu
- * -> Conv), with the two backward steps adjacent: the Conv's backward applies the Relu's VJP to
+/* A Relu (or a Clip with constant bounds: MobileNetV2's ReLU6, knob no_act_fusion) whose output
+ * only a Conv reads, as that Conv's input (ResNet's and DenseNet's Conv -> Relu -> Conv), with the
+ * two backward steps adjacent: the Conv's backward applies the Relu's VJP to
  * its dX while writing it (reading the Relu's output, its own input, which the Relu's backward
  * kept) into the Relu's input gradient (k.fuse.relu_dx); the Relu's backward step is skipped and
  * its output's gradient gets no buffer: a pass over memory and a buffer less per pair, the same
@@ -491,7 +492,10 @@ static void fuse_relu_dx(fuse_state *f) {
     for (int s = 0; s < p->F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
         const int rb = p->bstep_of[s];
-        if (n->op != GC_OP_Relu || n->n_in < 1 || n->n_out < 1 || rb < 1 || c->bsteps[rb].fused) continue;
+        float lo = 0.0f, hi = INFINITY;
+        const int clip = n->op == GC_OP_Clip;
+        if ((n->op != GC_OP_Relu && !clip) || n->n_in < 1 || n->n_out < 1 || rb < 1 || c->bsteps[rb].fused) continue;
+        if (clip && (c->tune.no_act_fusion || !clip_bounds(f, s, &lo, &hi))) continue;
         const int v = n->in[0], r = n->out[0], cs = sole_reader(f, r, s), cb = rb - 1;
         if (v < 0 || r < 0 || cs < 0 || p->bstep_of[cs] != cb || c->bsteps[cb].fused || p->bw_relu_dx[cb] >= 0)
             continue;
@@ -507,6 +511,9 @@ static void fuse_relu_dx(fuse_state *f) {
             continue;
         c->bsteps[rb].fused = 1;
         p->bw_relu_dx[cb] = v;
+        p->bw_dx_clip[cb] = clip;
+        p->bw_dx_lo[cb] = lo;
+        p->bw_dx_hi[cb] = hi;
         p->gneed[r] = 0;
         p->gfirst[v] = T + cb;
     }

@@ -270,6 +270,9 @@ static void planner_free(gc_planner *p) {
     free(p->bw_silu);
     free(p->bw_cat);
     free(p->bw_relu_dx);
+    free(p->bw_dx_clip);
+    free(p->bw_dx_lo);
+    free(p->bw_dx_hi);
 }
 
 /* The working arrays, the backward sets, and the timeline's length. */
@@ -298,7 +301,10 @@ static gcam_status planner_init(gc_planner *p, gcam_ctx *c) {
     p->bw_silu = gc_malloc2((size_t)p->B + 1, sizeof(int));
     p->bw_cat = gc_malloc2((size_t)p->B + 1, sizeof(int));
     p->bw_relu_dx = gc_malloc2((size_t)p->B + 1, sizeof(int));
-    if (!p->bw_relu || !p->bw_silu || !p->bw_cat || !p->bw_relu_dx)
+    p->bw_dx_clip = gc_calloc2((size_t)p->B + 1, sizeof(int));
+    p->bw_dx_lo = gc_calloc2((size_t)p->B + 1, sizeof(float));
+    p->bw_dx_hi = gc_calloc2((size_t)p->B + 1, sizeof(float));
+    if (!p->bw_relu || !p->bw_silu || !p->bw_cat || !p->bw_relu_dx || !p->bw_dx_clip || !p->bw_dx_lo || !p->bw_dx_hi)
         return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     for (int v = 0; v < m->n_values; v++)
         p->first[v] = p->last[v] = p->gfirst[v] = p->glast[v] = p->fused_from[v] = p->gshare[v] = -1;
@@ -419,7 +425,9 @@ static gcam_status plan_backward_kctx(gc_planner *p, int b, gc_alloc *a) {
     const int rdx = p->bw_relu_dx[b]; /* the Relu before it fused in: its input's gradient out */
     if (rdx >= 0) {
         bst->k.gin[0] = &c->grads[rdx];
-        bst->k.fuse.relu_dx = 1;
+        bst->k.fuse.relu_dx = p->bw_dx_clip[b] ? 2 : 1;
+        bst->k.fuse.dx_lo = p->bw_dx_lo[b];
+        bst->k.fuse.dx_hi = p->bw_dx_hi[b];
     }
     for (int j = 0; j < n->n_out; j++)
         if (n->out[j] >= 0 && p->gneed[n->out[j]]) bst->k.gout[j] = &c->grads[n->out[j]];

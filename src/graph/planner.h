@@ -24,6 +24,8 @@ typedef struct gc_planner {
     int *bw_relu, *bw_silu, *bw_cat;
     int *bw_relu_dx;        /* per backward step: the input gradient it writes instead of in[0]'s (the
                                Relu before it, whose VJP it applies: .fuse_relu_dx), -1: none */
+    int *bw_dx_clip;        /* per backward step with bw_relu_dx: 1: that op is a Clip with constant */
+    float *bw_dx_lo, *bw_dx_hi; /* bounds bw_dx_lo <= bw_dx_hi (not a Relu) */
 } gc_planner;
 
 /* The fusions, in this order (each is one pass over the forward steps; they mark steps fused,

@@ -1743,16 +1743,23 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
     /* dX written first here (planner's gin_fresh): the GEMM and Winograd paths assign it, the
      * others accumulate onto zeros they write themselves */
     const int fresh = (int)(k->gin_fresh & 1);
-    if (fresh && g.path != PATH_POINTWISE && !wino_ready(k, &g, nth))
+    const dw_plane *q = &g.pl;
+    const int64_t planes = g.path == PATH_DEPTHWISE ? dw_planes(k, q) : 0;
+    /* Stride 1 (EfficientNet's and MobileNet's non-reducing layers): dX is the correlation of
+     * dY, padded by the kernel's extent, with the flipped kernel, i.e. the forward's gather
+     * (all taps of an output row in one pass) instead of one scatter pass per tap. */
+    const int gather = g.path == PATH_DEPTHWISE && dw_bw_gather(k) && planes && !g.transpose && q->sh == 1 &&
+                       q->sw == 1 && ksz <= DW_FLIP_MAX;
+    /* ... and, written first with one output per group, dwconv.c's forward kernels on dY itself
+     * (padding k - 1 - p, bias 0): no plane copy, no zeroing; 0 + the same sum in the same order
+     * as the plane gather onto zeros, so the same bits */
+    const int bdirect = gather && fresh && g.Mg == 1 && q->pt < q->kh && q->pl < q->kw &&
+                        gc_dw2d_ok(q->kh, q->kw, 1, 1, q->dh, q->dw, q->OH, q->OW, q->kh - 1 - q->pt,
+                                   q->kw - 1 - q->pl, q->isa);
+    if (fresh && g.path != PATH_POINTWISE && !bdirect && !wino_ready(k, &g, nth))
         memset(gx, 0, (size_t)(NC * g.xsz) * sizeof(float));
     if (g.path == PATH_DEPTHWISE) {
-        const dw_plane *q = &g.pl;
-        const int64_t planes = dw_planes(k, q);
         const int nt = (int)GC_MAX(1, GC_MIN(nth, planes));
-        /* Stride 1 (EfficientNet's and MobileNet's non-reducing layers): dX is the correlation of
-         * dY, padded by the kernel's extent, with the flipped kernel, i.e. the forward's gather
-         * (all taps of an output row in one pass) instead of one scatter pass per tap. */
-        const int gather = dw_bw_gather(k) && planes && !g.transpose && q->sh == 1 && q->sw == 1 && ksz <= DW_FLIP_MAX;
         dw_plane qg = *q; /* the gather: outputs (H, W) from Q's rows pt.., columns pl.. */
         qg.OH = q->H;
         qg.OW = q->W;
@@ -1762,9 +1769,17 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
 #pragma omp parallel num_threads(nt) if (NC * g.Mg * g.ysz * ksz > CV_OMP_MIN)
         {
             float *P = planes ? (float *)k->scratch + (int64_t)omp_get_thread_num() * q->floats : NULL;
-            if (gather) memset(P, 0, (size_t)(q->Hq * q->Wq) * sizeof(float)); /* the border stays 0 */
+            if (gather && !bdirect) memset(P, 0, (size_t)(q->Hq * q->Wq) * sizeof(float)); /* the border stays 0 */
 #pragma omp for schedule(dynamic)
             for (int64_t nc = 0; nc < NC; nc++) {
+                if (bdirect) { /* gx (H, W) from dY (OH, OW) */
+                    const gc_dw2d dg = {q->OH, q->OW, q->H, q->W, q->kw, 1, q->kh - 1 - q->pt, q->kw - 1 - q->pl};
+                    const float *wm = w + (nc % g.C) * ksz;
+                    float wf[DW_FLIP_MAX]; /* the kernel rotated by 180 degrees */
+                    for (int64_t t = 0; t < ksz; t++) wf[t] = wm[ksz - 1 - t];
+                    gc_dw2d_forward(gx + nc * g.xsz, gy + nc * g.ysz, wf, 0.0f, &dg, q->isa);
+                    continue;
+                }
                 if (gather) {
                     const int64_t n = nc / g.C, c = nc % g.C;
                     float *gxc = gx + nc * g.xsz; /* (H, W) */
@@ -1864,8 +1879,9 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
     return GCAM_OK;
 }
 
-/* dX, then with k.fuse.relu_dx the VJP of the Relu whose output X is (fuse.c's fuse_relu_dx) in
- * place, in chunks over the threads: the Relu's own backward's selects, so the same values. */
+/* dX, then with k.fuse.relu_dx the VJP of the Relu (or Clip) whose output X is (fuse.c's
+ * fuse_relu_dx) in place, in chunks over the threads: that op's own backward's selects, so the
+ * same values. */
 static gcam_status conv_backward(gc_kctx *k) {
     gcam_status st = conv_backward_dx(k);
     if (st || !k->fuse.relu_dx || !k->gin[0] || !k->gout[0]) return st;
@@ -1874,9 +1890,14 @@ static gcam_status conv_backward(gc_kctx *k) {
     const int64_t n = gc_numel(k->in[0]), chunk = 16384, nch = (n + chunk - 1) / chunk;
     const gc_rule rule = k->rule;
     const int nt = n > 65536 ? GC_MAX(1, k->nthreads) : 1;
+    const int clip = k->fuse.relu_dx == 2;
+    const float lo = k->fuse.dx_lo, hi = k->fuse.dx_hi;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t c = 0; c < nch; c++)
-        gc_relu_vjp_inplace(gx + c * chunk, y + c * chunk, GC_MIN(chunk, n - c * chunk), rule);
+    for (int64_t c = 0; c < nch; c++) {
+        const int64_t o = c * chunk, len = GC_MIN(chunk, n - o);
+        if (clip) gc_clip_vjp_inplace(gx + o, y + o, len, lo, hi, rule);
+        else gc_relu_vjp_inplace(gx + o, y + o, len, rule);
+    }
     return GCAM_OK;
 }
 

@@ -72,6 +72,17 @@ static inline void gc_relu_vjp_inplace(float *restrict g, const float *restrict 
     default: GC_RELU_VJP_INPLACE(y[i] > 0.0f) break;
     }
 }
+/* g (n) = Clip's VJP at output y (n) of g itself, in place (fuse.c's relu_dx with a Clip): act.c's
+ * clip_bw_rows' selects on a fresh gradient, the same values; the rules apply with lo == 0 only
+ * (ReLU6), as there. */
+static inline void gc_clip_vjp_inplace(float *restrict g, const float *restrict y, int64_t n, float lo, float hi,
+                                       gc_rule rule) {
+    switch (lo == 0.0f ? rule : GC_RULE_STANDARD) {
+    case GC_RULE_GUIDED: GC_RELU_VJP_INPLACE((y[i] > lo) & (y[i] < hi) & (v > 0.0f)) break;
+    case GC_RULE_DECONV: GC_RELU_VJP_INPLACE(v > 0.0f) break;
+    default: GC_RELU_VJP_INPLACE((y[i] > lo) & (y[i] < hi)) break;
+    }
+}
 #undef GC_RELU_VJP_INPLACE
 
 /* Threads a kernel may use (at least 1). */

@@ -59,7 +59,10 @@ typedef struct gc_kfuse {
     uint64_t gcat_fresh;           /* bit i: gcat_in[i] is first written here: assign */
     int relu_dx;                   /* Conv backward (.fuse_relu_dx): in[0] is a Relu's output read
                                       only here; gin[0] is that Relu's input gradient: the kernel
-                                      applies the Relu's VJP (under k->rule, at in[0]) to dX */
+                                      applies the Relu's VJP (under k->rule, at in[0]) to dX;
+                                      2: a Clip's with constant bounds dx_lo <= dx_hi instead
+                                      (its rule as Clip's backward: k->rule when dx_lo == 0) */
+    float dx_lo, dx_hi;
     const gc_tensor *res;          /* Conv forward: added to out[0] (its shape) before relu: a
                                       following Add fused in (out[0] then holds the Add's output;
                                       no backward reads the Conv's own) */
