@@ -425,15 +425,18 @@ static inline __attribute__((always_inline)) void epi_seq(float *restrict y, con
         for (int64_t i = 0; i < n; i++) y[i] = gc_silu_fast(y[i]);
     }
 }
-/* epi_seq for callers built for the baseline ISA (8 lanes where the CPU has them) */
-CV_CLONES static void epi_row(float *y, const float *res, int64_t n, const gc_sg_epi *e) {
-    epi_seq(y, res, n, e->act, e->lo, e->hi);
+/* epi_seq for the callers outside the Winograd clones, on the kernel's instruction-set path
+ * (kisa: gc_kisa): 16 lanes on AVX-512 for SiLU's exp (bit-identical on every path, isa.h) */
+GC_ISA_FN(epi_isa, epi_seq, (float *restrict y, const float *restrict res, int64_t n, int act, float lo, float hi),
+          (y, res, n, act, lo, hi))
+static void epi_row(float *y, const float *res, int64_t n, const gc_sg_epi *e, int kisa) {
+    epi_isa_tab[kisa](y, res, n, e->act, e->lo, e->hi);
 }
 
 /* The forward's unbatch: dst (N, C, HW) = act(src (C, N*HW) + bias[c] + res (N, C, HW)), bias
  * and res may be NULL (the GEMM epilogue's order of operations). */
 static void unbatch_epi(float *dst, const float *src, int64_t N, int64_t C, int64_t HW, const float *bias,
-                        const gc_sg_epi *e, int nth) {
+                        const gc_sg_epi *e, int kisa, int nth) {
     const int64_t NHW = N * HW;
 #pragma omp parallel for num_threads(nth) schedule(static) if (C * NHW > CV_OMP_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
@@ -442,7 +445,7 @@ static void unbatch_epi(float *dst, const float *src, int64_t N, int64_t C, int6
         float *d = dst + nc * HW;
         const float bv = bias ? bias[c] : 0.0f;
         for (int64_t i = 0; i < HW; i++) d[i] = s[i] + bv;
-        if (e->res || e->act) epi_row(d, e->res ? e->res + nc * HW : NULL, HW, e);
+        if (e->res || e->act) epi_row(d, e->res ? e->res + nc * HW : NULL, HW, e, kisa);
     }
 }
 
@@ -1637,7 +1640,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_gather(yc, xc, wm, lw, 1, bv);
                     }
-                    if (res || ep.act) epi_row(yc, res ? res + nm * g.ysz : NULL, g.ysz, &ep);
+                    if (res || ep.act) epi_row(yc, res ? res + nm * g.ysz : NULL, g.ysz, &ep, q->isa);
                 } else {
                     for (int64_t i = 0; i < g.ysz; i++) yc[i] = bv;
                     if (P) {
@@ -1647,7 +1650,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                     } else {
                         dw_scatter(yc, xc, wm, lw);
                     }
-                    if (res || ep.act) epi_row(yc, res ? res + nm * g.ysz : NULL, g.ysz, &ep);
+                    if (res || ep.act) epi_row(yc, res ? res + nm * g.ysz : NULL, g.ysz, &ep, q->isa);
                 }
             }
         }
@@ -1676,7 +1679,7 @@ static gcam_status conv_forward(gc_kctx *k) {
         float *xs = col, *ys = col + g.C * NHW;
         batch_columns(xs, x, g.N, g.C, HW, nth);
         gc_sg_gemm(isa, nth, 0, 0, g.M, NHW, g.C, 1.0f, w, g.C, xs, NHW, 0.0f, ys, NHW);
-        unbatch_epi(y, ys, g.N, g.M, HW, b, &ep, nth);
+        unbatch_epi(y, ys, g.N, g.M, HW, b, &ep, gc_kisa(k), nth);
         return GCAM_OK;
     }
     /* col2im (ConvTranspose) adds into Y filled with the bias (and a fused Add's operand); the
@@ -1721,7 +1724,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                 gc_sg_gemm(isa, nth, 1, 0, kcol, Pt, g.Cg, 1.0f, wg, kcol, xg + r0 * cL, g.xsz, 0.0f, col, Pt);
                 col2im(yg, col, g.Mg, lw, r0, nr, nth);
             }
-            if (ep.act) epi_row(yg, NULL, g.Mg * g.ysz, &ep); /* res came with the bias fill */
+            if (ep.act) epi_row(yg, NULL, g.Mg * g.ysz, &ep, gc_kisa(k)); /* res came with the bias fill */
         }
     }
     return GCAM_OK;
