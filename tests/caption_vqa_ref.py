@@ -321,6 +321,8 @@ def test_captioner():
           "in its shape's box for %d/200 words (%.1f%%, needs >= %.0f%%)" % (hits_t, 100 * rt, 100 * RATE))
     check(rg >= RATE, "greedy captions (%d/100 exact): %d/%d shape words present in the picture localised (%.1f%%)"
           % (exact, hits_g, tot_g, 100 * rg))
+    check(exact >= 80, "the captioner captions: %d/100 held-out scenes' greedy captions exactly the true one "
+          "(needs >= 80; README: 0.925 on 200)" % exact)
 
 
 def test_command():
@@ -437,6 +439,8 @@ def test_vqa():
             hits += inside(ex.explain("gradcam", a).upsampled[0, 0], s["boxes"][k])
             tot += 1
     r = hits / tot
+    check(right >= RATE * tot, "the VQA model answers: %d/%d colour questions right (needs >= %.0f%%)"
+          % (right, tot, 100 * RATE))
     check(r >= RATE, "'what color is the X' on 100 held-out scenes (%d questions, %d answered right): the answer's "
           "Grad-CAM maximum in X's box for %d (%.1f%%, needs >= %.0f%%)" % (tot, right, hits, 100 * r, 100 * RATE))
 
