@@ -207,6 +207,9 @@ def test_bad_input(cli, work, pic):
     empty_line = os.path.join(work, "empty_line.txt")
     with open(empty_line, "w") as f:
         f.write("<bos>\n\n<eos>\n")
+    nul = os.path.join(work, "nul.txt")
+    with open(nul, "wb") as f:
+        f.write(b"<bos>\n<eos>\na\x00b\n")
     small = os.path.join(work, "small.txt")
     with open(small, "w") as f:
         f.write("<pad>\n<bos>\n<eos>\n<unk>\na\n")
@@ -217,6 +220,7 @@ def test_bad_input(cli, work, pic):
         ([M, pic, "--caption", "a red star"], 2, "needs --vocab"),
         ([M, pic, "--vocab", dup, "--caption", "a"], 3, "line 4: 'a' is line 3 already"),
         ([M, pic, "--vocab", empty_line, "--caption", "a"], 3, "line 2 is empty"),
+        ([M, pic, "--vocab", nul, "--caption", "a"], 3, "line 3: a token has no blank or control character"),
         ([M, pic, "--vocab", os.path.join(work, "nope.txt")], 3, "cannot open the vocabulary"),
         ([M, pic, "--vocab", V, "--task", "vqa"], 2, "needs --question"),
         ([M, pic, "--vocab", V, "--caption", "a", "--question", "what"], 2, "needs --task"),

@@ -71,10 +71,11 @@ static int vocab_load(ex_run *R, const char *path) {
     R->vocab = calloc((size_t)lines, sizeof *R->vocab);
     R->vocab_slot = calloc((size_t)slots, sizeof *R->vocab_slot);
     if (!R->vocab || !R->vocab_slot) return cli_fail(1, "out of memory");
+    char *end = buf + n; /* (memchr, not strchr: bounded, and a NUL byte in a token is caught below) */
     for (char *p = buf; R->n_vocab < lines; R->n_vocab++) {
-        char *e = strchr(p, '\n');
+        char *e = memchr(p, '\n', (size_t)(end - p));
+        size_t len = (size_t)((e ? e : end) - p);
         if (e) *e = 0;
-        size_t len = strlen(p);
         if (len && p[len - 1] == '\r') p[--len] = 0;
         for (size_t k = 0; k < len; k++)
             if ((unsigned char)p[k] <= ' ' || p[k] == 0x7f)
@@ -86,7 +87,7 @@ static int vocab_load(ex_run *R, const char *path) {
         if (dup >= 0)
             return cli_fail(CLI_BAD_INPUT, "%s: line %lld: '%s' is line %lld already", path, (long long)R->n_vocab + 1,
                             p, (long long)dup + 1);
-        p = e ? e + 1 : p + len;
+        p = e ? e + 1 : end;
     }
     R->tok_bos = vocab_find(R, "<bos>");
     R->tok_eos = vocab_find(R, "<eos>");
