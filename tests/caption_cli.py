@@ -1,8 +1,10 @@
 """gradcam explain --task caption | vqa against PyTorch on small seeded models made here (a CNN whose
 pooled features start an LSTM; a CNN times an LSTM question encoder): the records (words, steps,
 log-probabilities, answers), Grad-CAM per word, per caption and per answer within 1e-4 of the max,
-the greedy caption token for token, the report's rows, the in-process tool, and every bad input
-(one line, exit 2 or 3, nothing written).
+the greedy caption token for token, the report's rows, the in-process tool, `gradcam serve` with
+caption and VQA models (loopback, a port the system picks), and every bad input (one line, exit 2
+or 3, nothing written): unknown words, special tokens, a 10^6-token vocabulary, outputs that are not
+log-probabilities.
 
     /usr/bin/python3 tests/caption_cli.py GRADCAM_BINARY WORKDIR
 """
@@ -187,6 +189,11 @@ def test_vqa(cli, work, vqa, pic, x):
         ref = gradcam_ref(vqa, vqa.cnn[3], (x, q), lambda o, c=a["index"]: o[0, c])
         worst = max(worst, rel(np.load(os.path.join(out, a["maps"][0]["npy"])).astype(np.float64), ref))
     check(worst <= 1e-4, "Grad-CAM per answer against PyTorch: %.2e of the max" % worst)
+    html = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    labels = ["red", "blue", "green", "star", "yes", "no"]
+    check("question: &quot;what color is the star&quot;" in html and
+          all("class %d \u00b7 %s" % (i, labels[i]) in html for i in order[:2]),
+          "report.html: the question and a row per answer explained")
 
 
 def test_bad_input(cli, work, pic):
@@ -200,6 +207,9 @@ def test_bad_input(cli, work, pic):
     empty_line = os.path.join(work, "empty_line.txt")
     with open(empty_line, "w") as f:
         f.write("<bos>\n\n<eos>\n")
+    nul = os.path.join(work, "nul.txt")
+    with open(nul, "wb") as f:
+        f.write(b"<bos>\n<eos>\na\x00b\n")
     small = os.path.join(work, "small.txt")
     with open(small, "w") as f:
         f.write("<pad>\n<bos>\n<eos>\n<unk>\na\n")
@@ -210,6 +220,7 @@ def test_bad_input(cli, work, pic):
         ([M, pic, "--caption", "a red star"], 2, "needs --vocab"),
         ([M, pic, "--vocab", dup, "--caption", "a"], 3, "line 4: 'a' is line 3 already"),
         ([M, pic, "--vocab", empty_line, "--caption", "a"], 3, "line 2 is empty"),
+        ([M, pic, "--vocab", nul, "--caption", "a"], 3, "line 3: a token has no blank or control character"),
         ([M, pic, "--vocab", os.path.join(work, "nope.txt")], 3, "cannot open the vocabulary"),
         ([M, pic, "--vocab", V, "--task", "vqa"], 2, "needs --question"),
         ([M, pic, "--vocab", V, "--caption", "a", "--question", "what"], 2, "needs --task"),
@@ -226,6 +237,112 @@ def test_bad_input(cli, work, pic):
               "bad input %r: exit %d, one line with %r (got %d: %r)" % (args[2:], code, words, p.returncode, p.stderr.strip()))
 
 
+def test_text_words(cli, work, pic):
+    """A word not in a vocabulary that has <unk>: fed as <unk>, said once on stderr and in the
+    record's warnings; <bos> / <pad> typed in the text refused."""
+    M, V = os.path.join(work, "cap.onnx"), os.path.join(work, "vocab.txt")
+    out = os.path.join(work, "unk")
+    shutil.rmtree(out, ignore_errors=True)
+    p = run(cli, [M, pic, "--vocab", V, "--caption", "a pink star above a mauve circle", "-m", "gradcam", "-o", out])
+    if check(p.returncode == 0, "an unknown word with <unk> in the vocabulary: exit 0 (%s)" % p.stderr.strip()):
+        rec = json.load(open(os.path.join(out, "results.json")))["inputs"][0]
+        check(rec["caption"]["text"] == "a <unk> star above a <unk> circle" and
+              [w["id"] for w in rec["caption"]["words"]][1] == WORDS.index("<unk>"), "the unknown words fed as <unk>")
+        check(any("'pink', 'mauve' not in the vocabulary: fed as <unk>" in w for w in rec.get("warnings", [])),
+              "the record's warnings name them (%r)" % rec.get("warnings"))
+        check(p.stderr.count("'pink', 'mauve' not in the vocabulary") == 1 and "fed as <unk>" in p.stderr,
+              "one note on stderr names them (%r)" % p.stderr)
+    p = run(cli, [M, pic, "--vocab", V, "--caption", "a pink star", "-m", "gradcam", "-q"], os.path.join(work, "unkq"))
+    check(p.returncode == 0 and p.stderr == "", "-q: no note (%r)" % p.stderr)
+    for tok in ("<bos>", "<pad>"):
+        p = run(cli, [M, pic, "--vocab", V, "--caption", "a %s star" % tok], os.path.join(work, "bad"))
+        check(p.returncode == 2 and "'%s' is a special token" % tok in p.stderr, "%s in the text refused (%d: %r)"
+              % (tok, p.returncode, p.stderr.strip()))
+
+
+class Logits(nn.Module):
+    """The captioner without its LogSoftmax (logits), or with a Softmax (probabilities)."""
+
+    def __init__(self, cap, probs):
+        super().__init__()
+        self.cap, self.probs = cap, probs
+
+    def forward(self, image, tokens):
+        lp = self.cap(image, tokens)
+        return lp.exp() if self.probs else lp * 1.5 + 0.25
+
+
+def test_not_logprobs(cli, work, cap, pic, x):
+    """A captioner's output that is not log-probabilities is refused (its words' "log-probabilities"
+    would be something else), teacher-forced and greedy."""
+    V = os.path.join(work, "vocab.txt")
+    for probs in (False, True):
+        M = os.path.join(work, "cap_%s.onnx" % ("probs" if probs else "logits"))
+        torch.onnx.export(Logits(cap, probs).eval(), (x, torch.tensor([[1, 4, 5]])), M, input_names=["image", "tokens"],
+                          output_names=["scores"], opset_version=17, dynamic_axes={"tokens": {1: "L"}, "scores": {1: "L"}})
+        for extra in (["--caption", "a red star"], []):
+            out = os.path.join(work, "bad")
+            p = run(cli, [M, pic, "--vocab", V, "-m", "gradcam"] + extra, out)
+            lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+            check(p.returncode == 3 and "a captioner's output is log-probabilities" in p.stderr and len(lines) <= 2 and
+                  not os.path.exists(os.path.join(out, "results.json")),
+                  "%s refused %s (exit %d: %r)" % ("probabilities" if probs else "logits",
+                                                  "teacher-forced" if extra else "greedy", p.returncode, p.stderr.strip()))
+
+
+def test_big_vocab(cli, work, pic):
+    """A vocabulary of 10^6 tokens (the limit) is checked in one pass: its repeated last token is named
+    at once (the former pairwise check took ~10^12 comparisons); one more token is refused."""
+    M = os.path.join(work, "cap.onnx")
+    big = os.path.join(work, "big_vocab.txt")
+    with open(big, "w") as f:
+        f.write("\n".join(WORDS + ["w%d" % i for i in range(1000000 - len(WORDS) - 1)] + ["w17"]) + "\n")
+    try:
+        p = run(cli, [M, pic, "--vocab", big, "--caption", "a"], os.path.join(work, "bad"))
+        check(p.returncode == 3 and "line 1000000: 'w17' is line %d already" % (len(WORDS) + 18) in p.stderr,
+              "10^6 tokens, the last repeated: named (%d: %r)" % (p.returncode, p.stderr.strip()))
+    except subprocess.TimeoutExpired:
+        check(False, "10^6 tokens: still checking the vocabulary after 300 s")
+    with open(big, "a") as f:
+        f.write("one_more\n")
+    p = run(cli, [M, pic, "--vocab", big, "--caption", "a"], os.path.join(work, "bad"))
+    check(p.returncode == 3 and "1 to 1000000 tokens" in p.stderr, "10^6 + 1 tokens refused (%r)" % p.stderr.strip())
+
+
+def test_serve(cli, work, pic):
+    """gradcam serve with --task caption --vocab and --task vqa --vocab (the question per request):
+    the answers are the command's records; a VQA request without a question is a 400."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from serve_util import Server
+    body = open(pic, "rb").read()
+    ref = json.load(open(os.path.join(work, "c1", "results.json")))["inputs"][0]["caption"]
+    s = Server([cli, "serve", os.path.join(work, "cap.onnx"), "--vocab", os.path.join(work, "vocab.txt"),
+                "--task", "caption", "-m", "gradcam,guided-backprop,guided-gradcam", os.path.join(work, "vqa.onnx"),
+                "--task", "vqa", "--vocab", os.path.join(work, "qvocab.txt"), "--labels",
+                os.path.join(work, "answers.txt"), "-m", "gradcam", "--port", "0", "-q"],
+               log=os.path.join(work, "serve.log"))
+    try:
+        st, _, rec = s.explain("model=cap&caption=A%20red%20star,%20above%20a%20blue%20circle.", body)
+        c = rec.get("caption", {})
+        check(st == 200 and c.get("text") == ref["text"] and
+              [(w["word"], w["step"]) for w in c.get("words", [])] == [(w["word"], w["step"]) for w in ref["words"]] and
+              max(abs(a["logprob"] - b["logprob"]) for a, b in zip(c["words"], ref["words"])) < 1e-5 and
+              len(c["words"][0]["maps"]) == 3 and "png" in c["words"][0]["maps"][0],
+              "serve: a caption's record as the command's (%d, %r)" % (st, rec.get("error")))
+        st, _, rec = s.explain("model=cap&max_words=3", body)
+        check(st == 200 and rec["caption"]["generated"] and len(rec["caption"]["words"]) <= 3,
+              "serve: a greedy caption (%d, %r)" % (st, rec.get("error")))
+        st, _, rec = s.explain("model=vqa&k=2&question=what%20color%20is%20the%20star", body)
+        check(st == 200 and rec.get("question") == "what color is the star" and len(rec.get("answers", [])) == 2,
+              "serve: a question's answers (%d, %r)" % (st, rec.get("error")))
+        st, _, rec = s.explain("model=vqa", body)
+        check(st == 400 and "question" in str(rec), "serve: a VQA request without a question: 400 (%d, %r)" % (st, rec))
+        st, _, rec = s.explain("model=cap&caption=a%20purple%20%3Cpad%3E", body)
+        check(st == 400 and "special token" in rec.get("error", ""), "serve: a bad caption: 400 (%d, %r)" % (st, rec))
+    finally:
+        check(s.stop() == 0, "serve: stopped cleanly")
+
+
 def test_tool(work, pic):
     """The same through the command as a library (the Python package's Pipeline): the caption given
     per request; files in memory equal the command's."""
@@ -238,6 +355,16 @@ def test_tool(work, pic):
     check(not r.failed and r.record["caption"]["text"] == "a red star above a blue circle", "the tool: the caption")
     same = all(b == open(os.path.join(out, n), "rb").read() for n, b in r.files.items() if n.endswith(".npy"))
     check(same and len(r.files) > 8, "the tool's maps equal the command's, byte for byte")
+    with gradcam.Pipeline(os.path.join(work, "vqa.onnx"), vocab=os.path.join(work, "qvocab.txt"), task="vqa",
+                          labels=os.path.join(work, "answers.txt"), methods=["gradcam"]) as p:
+        r = p.explain(pic, question="what color is the star", top_k=2)
+        check(not r.failed and r.record["question"] == "what color is the star" and len(r.record["answers"]) == 2,
+              "the tool: a VQA model opened without a question, the question per request")
+        try:
+            r = p.explain(pic)
+            check(r.failed and "question" in str(r.record), "the tool: no question: that input fails (%r)" % r.record)
+        except Exception as e:  # noqa: BLE001  (an error raised is as good, when it names the question)
+            check("question" in str(e), "the tool: no question: %s" % e)
 
 
 def main():
@@ -248,6 +375,10 @@ def main():
     test_caption(cli, work, cap, pic, x)
     test_vqa(cli, work, vqa, pic, x)
     test_bad_input(cli, work, pic)
+    test_text_words(cli, work, pic)
+    test_not_logprobs(cli, work, cap, pic, x)
+    test_big_vocab(cli, work, pic)
+    test_serve(cli, work, pic)
     if os.environ.get("GRADCAM_LIBRARY"):
         test_tool(work, pic)
     else:

@@ -3,7 +3,8 @@
 (python/gradcam over libgradcam_tool), against PyTorch running the same weights (rebuilt from the ONNX
 files by the train scripts' from_onnx).
 
-Usage: GRADCAM_LIBRARY=build/libgradcam_tool.so PYTHONPATH=python /usr/bin/python3 tests/caption_vqa_ref.py
+Usage: GRADCAM_LIBRARY=build/libgradcam_tool.so GRADCAM_CLI=build/gradcam PYTHONPATH=python \\
+           /usr/bin/python3 tests/caption_vqa_ref.py
 
 1. Greedy captions on 20 scenes: the engine run with L = 1, 2, ... (argmax of the last position, stop
    at <eos> or 16 words) gives PyTorch's captions token for token.
@@ -27,7 +28,9 @@ Usage: GRADCAM_LIBRARY=build/libgradcam_tool.so PYTHONPATH=python /usr/bin/pytho
    word of the caption has its maximum inside that shape's box (>= 90%; for the true caption
    teacher-forced and for the greedy caption's shape words present in the picture); for VQA, "what
    color is the X" for every shape X: the predicted answer's map has its maximum inside X's box (>= 90%).
-Fails (never skips) when torch, onnx or the library are missing.
+4. The command (GRADCAM_CLI): its own greedy decoding and PNG reading on 8 scenes, captions token for
+   token and log-probabilities against PyTorch; the top answer to each type of question.
+Fails (never skips) when torch, onnx, the library or the command are missing.
 """
 import copy
 import os
@@ -61,6 +64,7 @@ import train_vqa as tv  # noqa: E402
 CAP_ONNX = os.path.join(TOP, "examples", "caption", "captioner.onnx")
 VQA_ONNX = os.path.join(TOP, "examples", "vqa", "vqa.onnx")
 CAM = "/cnn/cnn.14/Relu_output_0"
+CLI = os.environ.get("GRADCAM_CLI")
 TOL = 1e-4
 KINK = 1e-4
 RATE = 0.90
@@ -317,6 +321,66 @@ def test_captioner():
           "in its shape's box for %d/200 words (%.1f%%, needs >= %.0f%%)" % (hits_t, 100 * rt, 100 * RATE))
     check(rg >= RATE, "greedy captions (%d/100 exact): %d/%d shape words present in the picture localised (%.1f%%)"
           % (exact, hits_g, tot_g, 100 * rg))
+    check(exact >= 80, "the captioner captions: %d/100 held-out scenes' greedy captions exactly the true one "
+          "(needs >= 80; README: 0.925 on 200)" % exact)
+
+
+def test_command():
+    """`gradcam explain` itself (its own greedy decoding in C, the PNG read and --preprocess raw) on the
+    demo models: 8 scenes' greedy captions token for token as PyTorch's, with each word's
+    log-probability, and the top answer to each type of question with its score."""
+    print("== the command (%s)" % CLI)
+    import json
+    import subprocess
+    import tempfile
+    from PIL import Image
+    pt, pq = tc.Captioner.from_onnx(CAP_ONNX), tv.VQA.from_onnx(VQA_ONNX)
+    same_cap, same_ans, worst_lp, worst_score, n_q = 0, 0, 0.0, 0.0, 0
+    with tempfile.TemporaryDirectory() as work:
+        for i in range(8):
+            s = scenes.scene((7, i))
+            pic = os.path.join(work, "scene%d.png" % i)
+            Image.fromarray(s["rgb"]).save(pic)
+            x = image(s)
+            ref, _ = torch_greedy(pt, x)
+            out = os.path.join(work, "c%d" % i)
+            p = subprocess.run([CLI, "explain", CAP_ONNX, pic, "--vocab", os.path.join(TOP, "examples", "caption", "vocab.txt"),
+                                "--preprocess", "raw", "-m", "gradcam", "-q", "-o", out], capture_output=True, text=True,
+                               timeout=300)
+            if not p.returncode == 0:
+                check(False, "scene (7, %d): gradcam explain exit %d: %s" % (i, p.returncode, p.stderr.strip()))
+                continue
+            c = json.load(open(os.path.join(out, "results.json")))["inputs"][0]["caption"]
+            ours = [w["id"] for w in c["words"]]
+            with torch.no_grad():
+                lp = pt(torch.from_numpy(x), torch.tensor([[tc.BOS] + ref]))[0].double().numpy()
+            if ours == ref:
+                same_cap += 1
+                worst_lp = max([worst_lp] + [abs(w["logprob"] - lp[t, ref[t]]) for t, w in enumerate(c["words"])])
+            else:
+                check(False, "scene (7, %d): the command's caption '%s', PyTorch's '%s'" % (i, c["text"], tc.decode(ref)))
+            rng = np.random.default_rng([7, i])
+            for qt in tv.QTYPES:
+                q, _, _ = tv.question_for(s, qt, rng)
+                qa = np.array([tv.encode(q)], np.int64)
+                with torch.no_grad():
+                    y = pq(torch.from_numpy(x), torch.from_numpy(qa))[0].double().numpy()
+                out = os.path.join(work, "q%d" % n_q)
+                n_q += 1
+                p = subprocess.run([CLI, "explain", VQA_ONNX, pic, "--vocab", os.path.join(TOP, "examples", "vqa", "vocab.txt"),
+                                    "--labels", os.path.join(TOP, "examples", "vqa", "answers.txt"), "--question", q,
+                                    "--preprocess", "raw", "-m", "gradcam", "-q", "-o", out], capture_output=True,
+                                   text=True, timeout=300)
+                if not p.returncode == 0:
+                    check(False, "'%s': gradcam explain exit %d: %s" % (q, p.returncode, p.stderr.strip()))
+                    continue
+                a = json.load(open(os.path.join(out, "results.json")))["inputs"][0]["answers"][0]
+                same_ans += a["index"] == int(np.argmax(y)) and a["label"] == tv.ANSWERS[int(np.argmax(y))]
+                worst_score = max(worst_score, abs(a["score"] - y[a["index"]]) / max(np.abs(y).max(), 1e-30))
+    check(same_cap == 8 and worst_lp <= 1e-4, "the command's greedy captions equal PyTorch's token for token on %d/8 "
+          "scenes (each word's log-probability within %.1e)" % (same_cap, worst_lp))
+    check(same_ans == n_q and worst_score <= 1e-5, "the command's top answer is PyTorch's for %d/%d questions (scores "
+          "within %.1e of max)" % (same_ans, n_q, worst_score))
 
 
 # ------------------------------------------------------------------------------------------- VQA
@@ -375,6 +439,8 @@ def test_vqa():
             hits += inside(ex.explain("gradcam", a).upsampled[0, 0], s["boxes"][k])
             tot += 1
     r = hits / tot
+    check(right >= RATE * tot, "the VQA model answers: %d/%d colour questions right (needs >= %.0f%%)"
+          % (right, tot, 100 * RATE))
     check(r >= RATE, "'what color is the X' on 100 held-out scenes (%d questions, %d answered right): the answer's "
           "Grad-CAM maximum in X's box for %d (%.1f%%, needs >= %.0f%%)" % (tot, right, hits, 100 * r, 100 * RATE))
 
@@ -385,9 +451,12 @@ def main():
     for path in (CAP_ONNX, VQA_ONNX):
         if not os.path.exists(path):
             check(False, "missing %s" % path)
+    if not CLI or not os.access(CLI, os.X_OK):
+        check(False, "GRADCAM_CLI is not the gradcam command (tests/caption_vqa.cmake sets it): %r" % CLI)
     if not FAILS:
         test_captioner()
         test_vqa()
+        test_command()
     check(STATS["disagree"] == 0, "ReLU decisions: %d units, %d within the kink margin took the engine's, %d "
           "outside it disagreed" % (STATS["units"], STATS["forced"], STATS["disagree"]))
     print("%.0f s; %s" % (time.time() - t0, "%d FAILED" % len(FAILS) if FAILS else "all passed"))

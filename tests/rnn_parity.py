@@ -4,13 +4,15 @@
 Usage: /usr/bin/python3 tests/rnn_parity.py LIBGRADCAM_SO WORKDIR
 
 Run with Debian's /usr/bin/python3 (python3-torch 1.13, python3-onnx). Models with seeded random
-weights are exported to ONNX at opsets 13 and 17 and run through libgradcam (ctypes):
+weights are exported to ONNX at every opset from 13 to 17 and run through libgradcam (ctypes):
   * nn.LSTM and nn.GRU: 1 and 2 layers, uni- and bidirectional, batch_first both ways, with and
     without initial states. The model's one output concatenates Y, h_n (and c_n), so a random seed
     gradient on it reaches every output of every layer;
   * a captioner: nn.Embedding + 2-layer nn.LSTM + nn.Linear + LogSoftmax over integer token ids;
   * a small attention decoder: nn.Embedding + bidirectional nn.GRU + dot-product attention over
-    image features (batched MatMul, Softmax on the last axis) + LogSoftmax.
+    image features (batched MatMul, Softmax on the last axis) + LogSoftmax;
+  * an attention decoder of PyTorch's modules: nn.Embedding, causal self-attention and cross-attention
+    over image features (nn.MultiheadAttention), LayerNorm, a GELU feed-forward, LogSoftmax.
 The truth is the same model in float64 (PyTorch autograd for the gradients). Checks: outputs within
 1e-5 of the reference's max |value|, gradients to the inputs, initial states and (captioner) the
 embedding output within 1e-4 of the reference gradient's max |value|. Everything is smooth (sigmoid,
@@ -74,6 +76,29 @@ class Attention(nn.Module):
         return torch.log_softmax(self.fc(torch.cat([a @ feats, q], -1)), -1)
 
 
+class MhaDecoder(nn.Module):
+    """A small attention decoder as PyTorch's own modules make it: embeddings and learned positions,
+    causal self-attention (nn.MultiheadAttention, 2 heads, an additive mask), cross-attention over
+    image features, LayerNorms, a GELU feed-forward (smooth: no kink), LogSoftmax."""
+
+    def __init__(self, V=20, E=16, T=5):
+        super().__init__()
+        self.emb, self.pos = nn.Embedding(V, E), nn.Parameter(torch.randn(T, E) * 0.3)
+        self.self_att = nn.MultiheadAttention(E, 2, batch_first=True)
+        self.cross = nn.MultiheadAttention(E, 2, batch_first=True)
+        self.n1, self.n2, self.n3 = nn.LayerNorm(E), nn.LayerNorm(E), nn.LayerNorm(E)
+        self.ff = nn.Sequential(nn.Linear(E, 32), nn.GELU(), nn.Linear(32, E))
+        self.fc = nn.Linear(E, V)
+        self.register_buffer("mask", torch.triu(torch.full((T, T), -1e4), 1))
+
+    def forward(self, ids, feats):  # ids (B, T), feats (B, N, E)
+        x = self.emb(ids) + self.pos
+        x = self.n1(x + self.self_att(x, x, x, attn_mask=self.mask, need_weights=False)[0])
+        x = self.n2(x + self.cross(x, feats, feats, need_weights=False)[0])
+        x = self.n3(x + self.ff(x))
+        return torch.log_softmax(self.fc(x), -1)
+
+
 def rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
@@ -119,7 +144,7 @@ def main():
     torch.set_num_threads(2)
     fails, worst_o, worst_g, n = 0, 0.0, 0.0, 0
     T, B, I, H = 6, 3, 5, 7
-    for opset in (13, 17):
+    for opset in (13, 14, 15, 16, 17):
         for cell in ("lstm", "gru"):
             for layers in (1, 2):
                 for bidir in (False, True):
@@ -159,6 +184,11 @@ def main():
         f, eo, eg = check(eng, "attention decoder (Embedding+biGRU+attention)@%d" % opset,
                           os.path.join(work, "attention_%d.onnx" % opset), att,
                           [torch.randint(0, 20, (5, 2)), torch.randn(2, 7, 16)], ["ids", "feats"], ["feats"])
+        fails, worst_o, worst_g, n = fails + f, max(worst_o, eo), max(worst_g, eg), n + 1
+        torch.manual_seed(opset + 2)
+        f, eo, eg = check(eng, "attention decoder (nn.MultiheadAttention, causal)@%d" % opset,
+                          os.path.join(work, "mha_%d.onnx" % opset), MhaDecoder(),
+                          [torch.randint(0, 20, (2, 5)), torch.randn(2, 7, 16)], ["ids", "feats"], ["feats"])
         fails, worst_o, worst_g, n = fails + f, max(worst_o, eo), max(worst_g, eg), n + 1
     print("%d models: worst output error %.2e (tol %.0e), worst gradient error %.2e (tol %.0e); %d failed"
           % (n, worst_o, OUT_TOL, worst_g, GRAD_TOL, fails))

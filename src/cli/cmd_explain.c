@@ -357,7 +357,8 @@ int ex_parse_options(int argc, char **argv, ex_opts *o, int tool) {
     if (o->n_targets && o->n_classes) return cli_usage_error("give either --class or --target, not both");
     if (o->caption && o->base.task != CLI_TASK_CAPTION) return cli_usage_error("--caption needs --task caption");
     if (o->question && o->base.task != CLI_TASK_VQA) return cli_usage_error("--question needs --task vqa");
-    if (o->base.task == CLI_TASK_VQA && !o->question) return cli_usage_error("--task vqa needs --question TEXT");
+    if (o->base.task == CLI_TASK_VQA && !o->question && !tool) /* (the tool's requests give theirs) */
+        return cli_usage_error("--task vqa needs --question TEXT");
     if (o->max_words && (o->base.task != CLI_TASK_CAPTION || o->caption))
         return cli_usage_error("--max-words is for the greedy captions of --task caption");
     if (o->base.task == CLI_TASK_CAPTION) {

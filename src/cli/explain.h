@@ -118,6 +118,8 @@ typedef struct ex_run {
     char **vocab;                /* (n_vocab) tokens, id = line */
     int64_t n_vocab;
     char *vocab_buf;
+    int64_t *vocab_slot;         /* (vocab_mask + 1) open-addressing table: id + 1, 0 empty */
+    uint64_t vocab_mask;
     int64_t tok_bos, tok_eos, tok_unk; /* ids, or -1 */
     const char *text_name;       /* the model's integer input the text is fed to */
     int64_t e_text_len;          /* the explainer was planned for this many tokens */

@@ -15,9 +15,29 @@
 
 /* ---- the vocabulary ---- */
 
+/* Tokens are found through an open-addressing table (FNV-1a, linear probing, at most half full):
+ * a vocabulary of 10^6 tokens loads and checks for repeats in one pass, not 10^12 comparisons. */
+static uint64_t vocab_hash(const char *w) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *w; w++) h = (h ^ (unsigned char)*w) * 1099511628211ull;
+    return h;
+}
+
 static int64_t vocab_find(const ex_run *R, const char *w) {
-    for (int64_t i = 0; i < R->n_vocab; i++)
-        if (strcmp(R->vocab[i], w) == 0) return i;
+    if (!R->vocab_slot) return -1;
+    for (uint64_t i = vocab_hash(w) & R->vocab_mask;; i = (i + 1) & R->vocab_mask) {
+        int64_t id = R->vocab_slot[i] - 1;
+        if (id < 0) return -1;
+        if (strcmp(R->vocab[id], w) == 0) return id;
+    }
+}
+
+/* Token id, just read, into the table: -1 when it is new, or the id it repeats. */
+static int64_t vocab_insert(ex_run *R, int64_t id) {
+    uint64_t i = vocab_hash(R->vocab[id]) & R->vocab_mask;
+    for (; R->vocab_slot[i]; i = (i + 1) & R->vocab_mask)
+        if (strcmp(R->vocab[R->vocab_slot[i] - 1], R->vocab[id]) == 0) return R->vocab_slot[i] - 1;
+    R->vocab_slot[i] = id + 1;
     return -1;
 }
 
@@ -45,24 +65,29 @@ static int vocab_load(ex_run *R, const char *path) {
                         EX_VOCAB_MAX_TOKENS, (long long)lines);
     }
     R->vocab_buf = buf;
+    uint64_t slots = 2;
+    while (slots < 2 * (uint64_t)lines) slots *= 2; /* (lines <= 10^6: no overflow) */
+    R->vocab_mask = slots - 1;
     R->vocab = calloc((size_t)lines, sizeof *R->vocab);
-    if (!R->vocab) return cli_fail(1, "out of memory");
+    R->vocab_slot = calloc((size_t)slots, sizeof *R->vocab_slot);
+    if (!R->vocab || !R->vocab_slot) return cli_fail(1, "out of memory");
+    char *end = buf + n; /* (memchr, not strchr: bounded, and a NUL byte in a token is caught below) */
     for (char *p = buf; R->n_vocab < lines; R->n_vocab++) {
-        char *e = strchr(p, '\n');
+        char *e = memchr(p, '\n', (size_t)(end - p));
+        size_t len = (size_t)((e ? e : end) - p);
         if (e) *e = 0;
-        size_t len = strlen(p);
         if (len && p[len - 1] == '\r') p[--len] = 0;
         for (size_t k = 0; k < len; k++)
             if ((unsigned char)p[k] <= ' ' || p[k] == 0x7f)
                 return cli_fail(CLI_BAD_INPUT, "%s: line %lld: a token has no blank or control character", path,
                                 (long long)R->n_vocab + 1);
         if (!len) return cli_fail(CLI_BAD_INPUT, "%s: line %lld is empty", path, (long long)R->n_vocab + 1);
-        int64_t dup = vocab_find(R, p);
+        R->vocab[R->n_vocab] = p;
+        int64_t dup = vocab_insert(R, R->n_vocab);
         if (dup >= 0)
             return cli_fail(CLI_BAD_INPUT, "%s: line %lld: '%s' is line %lld already", path, (long long)R->n_vocab + 1,
                             p, (long long)dup + 1);
-        R->vocab[R->n_vocab] = p;
-        p = e ? e + 1 : p + len;
+        p = e ? e + 1 : end;
     }
     R->tok_bos = vocab_find(R, "<bos>");
     R->tok_eos = vocab_find(R, "<eos>");
@@ -71,8 +96,9 @@ static int vocab_load(ex_run *R, const char *path) {
 }
 
 /* The text's words as ids (lower case; . , ? ! ; : are spaces): *ids (malloc'd), *n. A word not in
- * the vocabulary is <unk> where it has one. 0 or an exit code. */
-static int tokenize(const ex_run *R, const char *what, const char *text, int64_t **ids, int *n) {
+ * the vocabulary is <unk> where it has one, and named in *unknown (when given) as "'w', 'v'". <bos>
+ * and <pad> are the model's, not words of a text. 0 or an exit code. */
+static int tokenize(const ex_run *R, const char *what, const char *text, int64_t **ids, int *n, gc_buf *unknown) {
     *ids = NULL;
     *n = 0;
     char *t = gc_strdup(text);
@@ -89,9 +115,15 @@ static int tokenize(const ex_run *R, const char *what, const char *text, int64_t
             rc = cli_usage_error("%s: more than %d words", what, EX_MAX_WORDS);
             break;
         }
+        if (strcmp(w, "<bos>") == 0 || strcmp(w, "<pad>") == 0) {
+            rc = cli_usage_error("%s: '%s' is a special token, not a word of the text", what, w);
+            break;
+        }
         int64_t id = vocab_find(R, w);
         if (id < 0 && R->tok_unk < 0)
             rc = cli_usage_error("%s: '%s' is not in the vocabulary %s (which has no <unk>)", what, w, R->o->vocab_path);
+        else if (id < 0 && unknown)
+            gc_buf_printf(unknown, "%s'%s'", unknown->n ? ", " : "", w);
         v[(*n)++] = id >= 0 ? id : R->tok_unk;
     }
     if (!rc && *n == 0) rc = cli_usage_error("%s: no word in '%s'", what, text);
@@ -132,13 +164,50 @@ int ex_text_prepare(ex_run *R) {
     int64_t *ids;
     int n;
     const char *text = o->base.task == CLI_TASK_CAPTION ? o->caption : o->question;
-    if (text && (rc = tokenize(R, o->base.task == CLI_TASK_CAPTION ? "--caption" : "--question", text, &ids, &n)))
+    const char *what = o->base.task == CLI_TASK_CAPTION ? "--caption" : "--question";
+    gc_buf unknown = {0};
+    if (text && (rc = tokenize(R, what, text, &ids, &n, &unknown))) {
+        gc_buf_free(&unknown);
         return rc;
+    }
+    if (unknown.n && !o->base.quiet) /* (said once here; each input's record lists them in its warnings) */
+        fprintf(stderr, "%s: note: %s: %s not in the vocabulary %s: fed as <unk>\n", g_prog, what, unknown.p,
+                o->vocab_path);
+    gc_buf_free(&unknown);
     if (text) free(ids); /* (made again per input: the checks are what counted here) */
     return 0;
 }
 
 /* ---- the text fed ---- */
+
+/* The rows (n, V) of a captioner's output are log-probabilities: each row's exp sums to 1 (within
+ * float32 rounding of a LogSoftmax). Words are explained by these values and their gradients, so
+ * logits or probabilities in their place would explain something else under the same name. The
+ * first row that is not, or -1; its sum of exp in *sum. */
+static int64_t bad_logprob_row(const float *lp, int64_t n, int64_t V, double *sum) {
+    for (int64_t t = 0; t < n; t++) {
+        const float *row = lp + (size_t)t * (size_t)V;
+        double m = row[0], e = 0;
+        for (int64_t k = 1; k < V; k++) m = row[k] > m ? row[k] : m;
+        for (int64_t k = 0; k < V; k++) e += exp((double)row[k] - m);
+        double lse = m + log(e);
+        if (!(fabs(lse) <= 1e-3)) {
+            *sum = exp(lse);
+            return t;
+        }
+    }
+    return -1;
+}
+
+static void fail_logprobs(gc_err *err, const ex_one *s, const char *name, int64_t t, double sum) {
+    if (!isfinite(sum)) {
+        gc_fail(err, GCAM_E_NUMERIC, "%s: non-finite log-probabilities at position %lld of '%s'", s->in->path,
+                (long long)t, name ? name : "?");
+        return;
+    }
+    gc_fail(err, GCAM_E_FORMAT, "%s: a captioner's output is log-probabilities (a final LogSoftmax); at position %lld "
+            "the exp of '%s' sums to %.6g, not 1", s->in->path, (long long)t, name ? name : "?", sum);
+}
 
 /* The first output's log-probabilities at the last position of a run with s->tokens: the argmax
  * (ties to the lower id) into *next. */
@@ -166,6 +235,12 @@ static int greedy_step(ex_run *R, ex_one *s, int64_t *next, gc_err *err) {
         return EX_FAILED;
     }
     const float *row = (const float *)v.data + (size_t)(s->n_tokens - 1) * (size_t)R->n_vocab;
+    double sum = 0;
+    if (bad_logprob_row(row, 1, R->n_vocab, &sum) >= 0) {
+        fail_logprobs(err, s, v.name, s->n_tokens - 1, sum);
+        gcam_ctx_free(c);
+        return EX_FAILED;
+    }
     int64_t best = 0;
     for (int64_t k = 1; k < R->n_vocab; k++)
         if (row[k] > row[best]) best = k;
@@ -192,9 +267,26 @@ int ex_text_tokens(ex_run *R, ex_one *s, gc_err *err) {
     int64_t *ids = NULL;
     int n = 0;
     const char *text = o->base.task == CLI_TASK_CAPTION ? o->caption : o->question;
-    if (text && tokenize(R, "text", text, &ids, &n)) { /* (checked at the start: only memory can fail) */
+    if (o->base.task == CLI_TASK_VQA && !text) { /* (the tool's requests: the command checks it first) */
+        gc_fail(err, GCAM_E_ARG, "%s: a VQA model explains the answers to a question: none was given", s->in->path);
+        return EX_FAILED;
+    }
+    gc_buf unknown = {0};
+    if (text && tokenize(R, "text", text, &ids, &n, &unknown)) { /* (checked at the start: only memory can fail) */
+        gc_buf_free(&unknown);
         gc_fail(err, GCAM_E_NOMEM, "%s: out of memory", s->in->path);
         return EX_FAILED;
+    }
+    if (unknown.n && s->n_warn < GCAM_METHOD_COUNT) { /* in the record: the text shows <unk> in their place */
+        size_t wl = unknown.n + 64;
+        if ((s->warnings[s->n_warn] = malloc(wl)))
+            snprintf(s->warnings[s->n_warn++], wl, "%s not in the vocabulary: fed as <unk>", unknown.p);
+    }
+    int unk_oom = unknown.oom;
+    gc_buf_free(&unknown);
+    if (unk_oom) {
+        free(ids);
+        return ex_one_oom(s, err);
     }
     s->tokens = malloc(sizeof *s->tokens * (EX_MAX_WORDS + 2));
     if (!s->tokens) {
@@ -243,6 +335,12 @@ int ex_caption_scores(ex_run *R, ex_one *s, const gcam_tensor_view *sv, gc_err *
         gc_fail(err, GCAM_E_SHAPE, "%s: a captioner's output is (1, L, V) with L = %lld tokens fed and V = %lld in the "
                 "vocabulary; '%s' has %d dimensions", s->in->path, (long long)L, (long long)V, sv->name ? sv->name : "?",
                 sv->ndim);
+        return EX_FAILED;
+    }
+    double sum = 0;
+    int64_t bad = bad_logprob_row(sv->data, L, V, &sum);
+    if (bad >= 0) {
+        fail_logprobs(err, s, sv->name, bad, sum);
         return EX_FAILED;
     }
     s->word_logprob = calloc((size_t)s->n_words + 1, sizeof *s->word_logprob);
@@ -357,8 +455,10 @@ void ex_text_json_close(ex_run *R, ex_one *s) {
 void ex_text_free_run(ex_run *R) {
     free(R->vocab);
     free(R->vocab_buf);
+    free(R->vocab_slot);
     R->vocab = NULL;
     R->vocab_buf = NULL;
+    R->vocab_slot = NULL;
     R->n_vocab = 0;
 }
 

@@ -146,7 +146,9 @@ static const cli_row g_server_rows[] = {
 static const cli_row g_model_extra[] = {
     CLI_OPT("--name", "NAME", "a name", model_opt, "the model's name in requests (default: the file's stem)"),
     CLI_OPT("--labels", "FILE", "a file", model_opt, "class names, one per line (1000-class outputs get ImageNet's)"),
-    CLI_OPT("--task", "TASK", "a task", model_opt, "classify (default) | detect | segment, as in explain"),
+    CLI_OPT("--task", "TASK", "a task", model_opt, "classify (default) | detect | segment | caption | vqa, as in explain"),
+    CLI_OPT("--vocab", "FILE", "a file", model_opt, "caption / vqa: the text's vocabulary, one token per line\n"
+            "(requests give 'caption', 'question', 'max_words')"),
     CLI_OPT("-m|--method", "LIST", "a method list", model_opt, "default methods of its requests"),
     CLI_OPT("-k|--top-k", "K", "a number", model_opt, "default K of its requests"),
     CLI_OPT("--colormap", "NAME", "a colour map name", model_opt, "default colour map"),
