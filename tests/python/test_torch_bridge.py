@@ -122,6 +122,18 @@ def test_two_layers_and_top_class(cls, r18, x):
     assert len(cam._cache) == 2
 
 
+def test_a_whole_stage_as_the_issue_writes_it(r18, x):
+    """target_layers=[model.layer4] (a Sequential, as pytorch-grad-cam's README writes it): the stage's
+    output, the same tensor as its last block's, hence the same maps as the reference's."""
+    cam = gt.GradCAM(r18, target_layers=[r18.layer4])
+    got = cam(x, targets=[gt.ClassifierOutputTarget(281), gt.ClassifierOutputTarget(7)])
+    _, _, layers = cam._cache[tuple(x.shape)]
+    assert layers == [gt.module_tensor(cam._cache[tuple(x.shape)][0], "layer4.1")]
+    want = ref_cams(r18, [r18.layer4], x, [281, 7], "gradcam")
+    assert np.abs(got - want).max() <= TOL
+    cam.close()
+
+
 def test_aug_smooth(r18, x):
     cam = gt.GradCAM(r18, target_layers=[r18.layer4[-1]])
     got = cam(x, targets=[gt.ClassifierOutputTarget(3)] * 2, aug_smooth=True)
