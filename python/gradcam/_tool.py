@@ -222,6 +222,8 @@ class Pipeline:
         (h, w, 3) array): float32, batch of 1, in the model's layout."""
         rgb = picture if isinstance(picture, np.ndarray) else load_image(picture)
         rgb = _rgb_array(rgb, "picture")
+        if not rgb.size:
+            raise ValueError("picture: empty (%dx%d)" % (rgb.shape[1], rgb.shape[0]))
         x = ctypes.c_void_p()
         dims = (ctypes.c_int64 * 8)()
         nd = ctypes.c_int()
@@ -316,12 +318,14 @@ def load_image(source):
     if isinstance(source, (str, os.PathLike)):
         rc = lib.gcam_tool_decode(os.fsencode(source), None, 0, ctypes.byref(rgb), ctypes.byref(h), ctypes.byref(w),
                                   err, len(err))
-    else:
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         data = np.frombuffer(source if isinstance(source, bytes) else bytes(source), np.uint8)
         if not data.size:
             raise Error("format", "picture: empty")
         rc = lib.gcam_tool_decode(None, data.ctypes.data, data.size, ctypes.byref(rgb), ctypes.byref(h),
                                   ctypes.byref(w), err, len(err))
+    else:
+        raise TypeError("load_image: a path or the picture's bytes, not %s" % type(source).__name__)
     if rc:
         raise Error(rc, err.value.decode("utf-8", "replace"))
     try:

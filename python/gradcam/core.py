@@ -324,7 +324,12 @@ class Model:
         """Forward pass. x: an array for the first input, or {input name: array}. Returns {name: array}
         for the model's outputs, or for the tensors named in `outputs` (any activation)."""
         items = self._feed_items(x)
+        if isinstance(outputs, str):
+            outputs = [outputs]
         keep = tuple(outputs) if outputs is not None else ()
+        bad = [k for k in keep if not isinstance(k, str)]
+        if bad:
+            raise TypeError("outputs: tensor names (str), got %r" % (bad[0],))
         key = (tuple((n, s) for n, _, s, _ in items), keep, int(n_threads))
         feeds = _Feeds(items)
         h = self._ptr()
@@ -444,7 +449,10 @@ class Target:
 def _int(v, what):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise TypeError("%s: expected an integer, got %r (%s)" % (what, v, type(v).__name__))
-    return int(v)
+    v = int(v)
+    if not -(1 << 63) <= v < (1 << 63):  # ctypes would wrap it into the int64 field silently
+        raise ValueError("%s: %d does not fit in 64 bits" % (what, v))
+    return v
 
 
 def _as_target(t):
@@ -663,7 +671,7 @@ class Explainer:
         """{input name: shape} for every input whose shape is known."""
         given = {}
         if isinstance(input_shape, dict):
-            given = {k: tuple(int(d) for d in v) for k, v in input_shape.items()}
+            given = {k: tuple(_int(d, "input_shape") for d in v) for k, v in input_shape.items()}
             names = {t.name for t in model.inputs}
             bad = [k for k in given if k not in names]
             if bad:
@@ -671,7 +679,7 @@ class Explainer:
         elif input_shape is not None:
             if not model.inputs:
                 raise ValueError("the model has no inputs")
-            given = {model.inputs[0].name: tuple(int(d) for d in input_shape)}
+            given = {model.inputs[0].name: tuple(_int(d, "input_shape") for d in input_shape)}
         out = {}
         for t in model.inputs:
             if t.name in given:

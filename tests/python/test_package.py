@@ -254,6 +254,17 @@ def test_bad_inputs_raise():
     assert ei.value.status == "arg" and "out of range" in ei.value.message
     with pytest.raises(ValueError, match="per sample"):
         e.explain("gradcam", [1, 2])
+    for big in (2 ** 70, [2 ** 64]):  # refused, not wrapped into the int64 field (2 ** 70 was class 0)
+        with pytest.raises(ValueError, match="64 bits"):
+            e.explain("gradcam", big)
+    with pytest.raises(ValueError, match="64 bits"):
+        gradcam.Target.element((0, 2 ** 63))
+    with pytest.raises(TypeError, match="tensor names"):
+        m.run(x, outputs=[3])
+    with pytest.raises(ValueError, match="64 bits"):
+        gradcam.Explainer(m, input_shape=(2 ** 64 + 1, 3, 128, 128))  # (was wrapped to a batch of 1)
+    with pytest.raises(TypeError, match="input_shape"):
+        gradcam.Explainer(m, input_shape=(1, 3, 128.0, 128))
     with pytest.raises(gradcam.Error, match="spatial"):
         e.explain("gradcam", gradcam.Target.region(1, 0, 0, 2, 2))
     with pytest.raises(ValueError, match="mask"):

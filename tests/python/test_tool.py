@@ -203,6 +203,12 @@ def test_picture_side(cmd_out):
     with pytest.raises(gradcam.Error) as err:
         gradcam.load_image(b"nothing")
     assert err.value.status == "format"
+    for bad in (5, None, rgb):  # not a path or bytes (an array is already a picture)
+        with pytest.raises(TypeError, match="path or the picture's bytes"):
+            gradcam.load_image(bad)
+    with gradcam.Pipeline(DEMO) as p:
+        with pytest.raises(ValueError, match="empty"):
+            p.preprocess(np.zeros((0, 0, 3), np.uint8))
 
 
 def test_one_call_explain(cmd_out):
