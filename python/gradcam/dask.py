@@ -175,20 +175,18 @@ def _gather(client, futures, inputs):
     died under it more often than distributed.scheduler.allowed-failures allows: KilledWorker),
     becomes that input's failure record and the others are kept. gradcam.Error is the exception:
     it stops the run (a bad option or a model that cannot be explained fails every input, as it
-    stops the command)."""
-    from distributed import wait
-    wait(futures)
+    stops the command). Results are fetched one by one with Future.result(), which waits while Dask
+    recomputes a result lost with a dead worker (its files are written again, the same bytes)."""
     out = []
     for f, (path, _stem) in zip(futures, inputs):
-        if f.status == "finished":
+        try:
             out.append(f.result())
-            continue
-        exc = f.exception() if f.status == "error" else None
-        if isinstance(exc, Error):
-            raise exc
-        why = "%s: %s" % (type(exc).__name__, exc) if exc is not None else "the task was %s" % f.status
-        rec = {"path": os.path.abspath(path), "error": "%s: the worker failed on it: %s" % (path, why)}
-        out.append({"record": rec, "failed": True, "describe": None})
+        except Error:
+            raise
+        except Exception as exc:  # (the task's exception re-raised here, KilledWorker, CancelledError)
+            why = "%s: %s" % (type(exc).__name__, " ".join(str(exc).split()))  # one line
+            rec = {"path": os.path.abspath(path), "error": "%s: the worker failed on it: %s" % (path, why)}
+            out.append({"record": rec, "failed": True, "describe": None})
     return out
 
 

@@ -156,6 +156,47 @@ def test_a_failing_task_is_its_record(client, pictures, work):
     assert not any(f.startswith("demo_3_") for f in os.listdir(out))
 
 
+def test_a_worker_dying_on_a_picture(pictures, work):
+    """A worker process that dies on one picture (os._exit in the patched worker, as a crash or the
+    kernel's OOM killer would): with allowed-failures 0 Dask gives up on that task (KilledWorker), and
+    one task per worker thread at a time (worker-saturation 1.0) keeps the others off the dying
+    worker; the nanny restarts it and the other pictures are explained."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    def bomb():
+        from gradcam import _tool
+        orig = _tool.Pipeline.explain
+
+        def explain(self, source, *a, **kw):
+            if str(source).endswith("demo_3.png"):
+                os._exit(17)
+            return orig(self, source, *a, **kw)
+        _tool.Pipeline.explain = explain
+        return True
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=50)
+    c = Client(cluster)
+    try:
+        assert all(c.run(bomb).values())
+        out = os.path.join(work, "dask_out8")
+        recs = gradcam.dask.explain_images([os.path.join(pictures, "a")], DEMO, methods=["gradcam"], out_dir=out,
+                                           client=c)
+    finally:
+        c.close()
+        cluster.close()
+    listed = gradcam.list_inputs(os.path.join(pictures, "a"))
+    assert [r["path"] for r in recs] == [p for p, _ in listed]
+    bad = [r for r in recs if "error" in r]
+    assert len(bad) == 1 and bad[0]["path"].endswith("demo_3.png") and "KilledWorker" in bad[0]["error"], recs
+    assert "\n" not in bad[0]["error"]  # one line, as the command's failures
+    doc = json.load(open(os.path.join(out, "results.json")))
+    assert len(doc["inputs"]) == len(listed) - 1 and [f["path"] for f in doc["failures"]] == [bad[0]["path"]]
+
+
 def test_local_cluster_of_its_own(work):
     """client=None and no client around: explain_images makes a local cluster for the call (one
     single-threaded worker process per core, on 127.0.0.1, OpenMP waiting passively) and closes it.
