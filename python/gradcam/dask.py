@@ -15,6 +15,7 @@ import os
 import socket
 import tempfile
 import threading
+import uuid
 
 from . import _tool
 from .core import Error, Model
@@ -151,8 +152,11 @@ def explain_images(paths, model_path, methods=("gradcam", "guided-backprop", "gu
     try:
         per_host = _processes_per_host(client)
         want_threads = "threads" in options and options["threads"] is not None
+        # keys unique to this call: a key the scheduler still holds from an earlier call (released
+        # asynchronously) would hand back that call's result instead of running this one
+        token = uuid.uuid4().hex
         futures = [client.submit(_explain_task, model_path, argv, os.path.abspath(p), stem, out_dir, per_host,
-                                 want_threads, key="gradcam-%s-%d" % (stem, i), pure=False)
+                                 want_threads, key="gradcam-%s-%s-%d" % (stem, token, i), pure=False)
                    for i, (p, stem) in enumerate(inputs)]
         if progress:
             from distributed import progress as dask_progress

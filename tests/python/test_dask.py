@@ -109,6 +109,23 @@ def test_workers_keep_the_model_and_share_cores(client, pictures, work):
         assert av in ([], [["--method", "gradcam", "--threads", str(max(1, cores[w] // 2))]]), (w, av)
 
 
+def test_calls_back_to_back_are_their_own(client, pictures, work):
+    """Calls in a row on the same pictures with other options: each gets its own maps. The tasks' keys
+    were once the same from call to call, and a key the scheduler still held handed back the earlier
+    call's result: here the first call's exception, kept by pytest, keeps its futures (and keys)
+    alive while the second call runs."""
+    a = os.path.join(pictures, "a")
+    with pytest.raises(gradcam.Error) as first:
+        gradcam.dask.explain_images(a, DEMO, methods=["nope"], out_dir=os.path.join(work, "dask_out9"), client=client)
+    recs = gradcam.dask.explain_images(a, DEMO, methods=["gradcam"], out_dir=os.path.join(work, "dask_out9"),
+                                       client=client)
+    assert first.value.status == "arg" and all("error" not in r for r in recs)
+    for methods in (["gradcam"], ["hirescam"], ["gradcam"], ["layercam"]):
+        recs = gradcam.dask.explain_images(a, DEMO, methods=methods, out_dir=os.path.join(work, "dask_out9"),
+                                           client=client)
+        assert {m["method"] for r in recs for m in r["maps"]} == set(methods), (methods, recs[0]["maps"])
+
+
 def test_progress_bar(client, pictures, work, capsys):
     """progress=True: Dask's own bar (distributed.progress), drawn to 100% in a console."""
     recs = gradcam.dask.explain_images([os.path.join(pictures, "a")], DEMO, methods=["gradcam"],
