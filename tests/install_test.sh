@@ -56,6 +56,10 @@ LD_LIBRARY_PATH=$libdir "$work/cmake-consumer/build/consumer"
 src=$(cd "$(dirname "$0")/.." && pwd)
 pydir=$(ls -d "$prefix"/lib/python3*/dist-packages)
 [ -f "$pydir/gradcam/_libpath.txt" ] || { echo "FAIL: the Python package is not installed under $prefix"; exit 1; }
+# with the default prefix (/usr/local) that folder is one Debian's /usr/bin/python3 searches by itself
+rel=${pydir#"$prefix"/}
+/usr/bin/python3 -c 'import sys; sys.exit(sys.argv[1] not in sys.path)' "/usr/local/$rel" \
+  || { echo "FAIL: make install's default /usr/local/$rel is not on /usr/bin/python3's sys.path"; exit 1; }
 check_py='import sys, gradcam, numpy as np
 m = gradcam.Model(sys.argv[1]); e = gradcam.Explainer(m, input_shape=(1, 3, 128, 128), n_threads=1)
 e.forward(np.zeros((1, 3, 128, 128), np.float32)); mp = e.explain("gradcam", target=0)

@@ -176,10 +176,9 @@ class Pipeline:
         if isinstance(source, (str, os.PathLike)):
             req.path = os.fsencode(source)
         else:
-            data = _as_bytes(source)
-            buf = ctypes.create_string_buffer(data, len(data))
-            keep.append(buf)
-            req.data, req.size = ctypes.cast(buf, ctypes.c_void_p), len(data)
+            data = np.frombuffer(_as_bytes(source), np.uint8)  # the bytes themselves, not a copy
+            keep.append(data)
+            req.data, req.size = data.ctypes.data, data.size
         req.name = os.fsencode(name) if name else None
         req.out_dir = os.fsencode(out_dir) if out_dir is not None else None
         req.inline_png = 1 if inline_png else 0
@@ -223,6 +222,8 @@ class Pipeline:
         (h, w, 3) array): float32, batch of 1, in the model's layout."""
         rgb = picture if isinstance(picture, np.ndarray) else load_image(picture)
         rgb = _rgb_array(rgb, "picture")
+        if not rgb.size:
+            raise ValueError("picture: empty (%dx%d)" % (rgb.shape[1], rgb.shape[0]))
         x = ctypes.c_void_p()
         dims = (ctypes.c_int64 * 8)()
         nd = ctypes.c_int()
@@ -234,8 +235,7 @@ class Pipeline:
                 raise Error(rc, _lib.text(lib.gcam_tool_error(h)))
         shape = tuple(int(dims[i]) for i in range(nd.value))
         try:
-            n = int(np.prod(shape))
-            return np.ctypeslib.as_array(ctypes.cast(x, ctypes.POINTER(ctypes.c_float)), shape=(n,)).copy().reshape(shape)
+            return _copy_out(x.value, shape, np.float32)
         finally:
             lib.gcam_tool_buffer_free(x)
 
@@ -256,6 +256,18 @@ class Pipeline:
     def __del__(self):
         if getattr(self, "_lock", None) is not None:
             self.close()
+
+
+def _copy_out(addr, shape, dtype):
+    """A new array of `shape` copied from a buffer of the tool's (freed by the caller). By address, not
+    ctypes.cast: a cast puts its source in a reference cycle, which holds memory until the cyclic
+    garbage collector runs (the RSS tests saw megabytes of it)."""
+    a = np.empty(shape, dtype)
+    if a.nbytes:
+        if not addr:
+            raise Error("internal", "an empty buffer for %s" % (shape,))
+        ctypes.memmove(a.ctypes.data, addr, a.nbytes)
+    return a
 
 
 def _rgb_array(a, what):
@@ -306,19 +318,18 @@ def load_image(source):
     if isinstance(source, (str, os.PathLike)):
         rc = lib.gcam_tool_decode(os.fsencode(source), None, 0, ctypes.byref(rgb), ctypes.byref(h), ctypes.byref(w),
                                   err, len(err))
-    else:
-        data = bytes(source)
-        if not data:
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = np.frombuffer(source if isinstance(source, bytes) else bytes(source), np.uint8)
+        if not data.size:
             raise Error("format", "picture: empty")
-        buf = ctypes.create_string_buffer(data, len(data))
-        rc = lib.gcam_tool_decode(None, ctypes.cast(buf, ctypes.c_void_p), len(data), ctypes.byref(rgb), ctypes.byref(h),
+        rc = lib.gcam_tool_decode(None, data.ctypes.data, data.size, ctypes.byref(rgb), ctypes.byref(h),
                                   ctypes.byref(w), err, len(err))
+    else:
+        raise TypeError("load_image: a path or the picture's bytes, not %s" % type(source).__name__)
     if rc:
         raise Error(rc, err.value.decode("utf-8", "replace"))
     try:
-        n = h.value * w.value * 3
-        return np.ctypeslib.as_array(ctypes.cast(rgb, ctypes.POINTER(ctypes.c_uint8)), shape=(n,)).copy().reshape(
-            h.value, w.value, 3)
+        return _copy_out(rgb.value, (h.value, w.value, 3), np.uint8)
     finally:
         lib.gcam_tool_buffer_free(rgb)
 

@@ -1,7 +1,8 @@
 """Model, Explainer, Map, Target and Error over the C library (see docs/python.md).
 
-Arrays go in by pointer (float32 or int64, C-contiguous, never copied; the engine only reads them) and
-come out as fresh numpy arrays copied from the engine's buffers, which are then freed at once.
+Arrays go in by pointer (float32 or int64, C-contiguous, never copied; the engine only reads them). Maps
+come out without a copy (a gcam_map's buffers are the caller's: the arrays take them over); tensors read
+from a context (run(), scores()) are copied, since the context reuses its buffers on the next call.
 """
 import collections
 import ctypes
@@ -323,7 +324,12 @@ class Model:
         """Forward pass. x: an array for the first input, or {input name: array}. Returns {name: array}
         for the model's outputs, or for the tensors named in `outputs` (any activation)."""
         items = self._feed_items(x)
+        if isinstance(outputs, str):
+            outputs = [outputs]
         keep = tuple(outputs) if outputs is not None else ()
+        bad = [k for k in keep if not isinstance(k, str)]
+        if bad:
+            raise TypeError("outputs: tensor names (str), got %r" % (bad[0],))
         key = (tuple((n, s) for n, _, s, _ in items), keep, int(n_threads))
         feeds = _Feeds(items)
         h = self._ptr()
@@ -443,7 +449,10 @@ class Target:
 def _int(v, what):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise TypeError("%s: expected an integer, got %r (%s)" % (what, v, type(v).__name__))
-    return int(v)
+    v = int(v)
+    if not -(1 << 63) <= v < (1 << 63):  # ctypes would wrap it into the int64 field silently
+        raise ValueError("%s: %d does not fit in 64 bits" % (what, v))
+    return v
 
 
 def _as_target(t):
@@ -520,30 +529,68 @@ def _method(m):
 class Map:
     """One explanation: raw (n, c, h, w) at the layer's resolution (CAM family; c = 1) or the input's
     (pixel space; c = the input's channels), upsampled and normalized (n, c, H, W), the latter min-max
-    scaled to [0, 1] per sample. layer: the CAM layer (the first of several), else None."""
+    scaled to [0, 1] per sample. layer: the CAM layer (the first of several), else None.
+
+    The three arrays are the engine's own buffers of this map, not copies: a gcam_map's buffers belong
+    to whoever asked for it (gcam_map_free), so the arrays take them over and they are freed when the
+    last array over them (or a view of one) is gone."""
 
     __slots__ = ("method", "layer", "raw", "upsampled", "normalized")
 
     def __init__(self, cmap):
+        """Takes over cmap's buffers (cmap is left empty: gcam_map_free on it does nothing)."""
         n, c, h, w, H, W = (int(v) for v in (cmap.n, cmap.c, cmap.h, cmap.w, cmap.H, cmap.W))
         self.method = _lib.text(lib.gcam_method_name(cmap.method))
-        self.layer = _lib.text(cmap.layer)
-        self.raw = _copy_floats(cmap.raw, (n, c, h, w))
-        self.upsampled = _copy_floats(cmap.upsampled, (n, c, H, W))
-        self.normalized = _copy_floats(cmap.normalized, (n, c, H, W))
+        self.layer = _lib.text(cmap.layer)  # the explainer's string: copied
+        mem = _MapMemory(cmap)
+        self.raw = mem.array("raw", (n, c, h, w))
+        self.upsampled = mem.array("upsampled", (n, c, H, W))
+        self.normalized = mem.array("normalized", (n, c, H, W))
 
     def __repr__(self):
         return "gradcam.Map(%s, layer=%r, raw %s, upsampled %s)" % (self.method, self.layer, self.raw.shape,
                                                                    self.upsampled.shape)
 
 
-def _copy_floats(ptr, shape):
-    a = np.empty(shape, np.float32)
-    if a.nbytes:
-        if not ptr:
+class _MapMemory:
+    """The buffers of one gcam_map, moved out of the caller's struct: gcam_map_free'd when the last
+    array over them is collected (each array's base is a _Buffer referencing this)."""
+
+    __slots__ = ("cmap",)
+    _free = lib.gcam_map_free  # bound now: __del__ may run late at interpreter exit
+
+    def __init__(self, cmap):
+        self.cmap = _lib.Map.from_buffer_copy(cmap)
+        ctypes.memset(ctypes.addressof(cmap), 0, ctypes.sizeof(cmap))
+
+    def array(self, field, shape):
+        """A float32 array of `shape` over the buffer of the gcam_map's `field`, keeping this memory
+        alive. (The address read as a void pointer at the field's offset: a ctypes.cast would hold
+        the struct in a reference cycle.)"""
+        count = 1
+        for d in shape:
+            count *= d
+        if count == 0:
+            return np.empty(shape, np.float32)
+        addr = ctypes.c_void_p.from_buffer(self.cmap, getattr(_lib.Map, field).offset).value
+        if not addr:
             raise Error("internal", "a map without data")
-        ctypes.memmove(a.ctypes.data, ptr, a.nbytes)
-    return a
+        return np.asarray(_Buffer(addr, shape, self))
+
+    def __del__(self):
+        cmap, self.cmap = getattr(self, "cmap", None), None
+        if cmap is not None:
+            self._free(ctypes.byref(cmap))
+
+
+class _Buffer:
+    """numpy's view of one buffer of a _MapMemory (the array's .base)."""
+
+    __slots__ = ("__array_interface__", "_mem")
+
+    def __init__(self, addr, shape, mem):
+        self._mem = mem
+        self.__array_interface__ = {"version": 3, "shape": tuple(shape), "typestr": "<f4", "data": (addr, False)}
 
 
 class Explainer:
@@ -624,7 +671,7 @@ class Explainer:
         """{input name: shape} for every input whose shape is known."""
         given = {}
         if isinstance(input_shape, dict):
-            given = {k: tuple(int(d) for d in v) for k, v in input_shape.items()}
+            given = {k: tuple(_int(d, "input_shape") for d in v) for k, v in input_shape.items()}
             names = {t.name for t in model.inputs}
             bad = [k for k in given if k not in names]
             if bad:
@@ -632,7 +679,7 @@ class Explainer:
         elif input_shape is not None:
             if not model.inputs:
                 raise ValueError("the model has no inputs")
-            given = {model.inputs[0].name: tuple(int(d) for d in input_shape)}
+            given = {model.inputs[0].name: tuple(_int(d, "input_shape") for d in input_shape)}
         out = {}
         for t in model.inputs:
             if t.name in given:
@@ -742,9 +789,9 @@ class Explainer:
             if rc:
                 self._fail(rc)
             try:
-                return Map(cmap)
+                return Map(cmap)  # takes the buffers over
             finally:
-                lib.gcam_map_free(ctypes.byref(cmap))
+                lib.gcam_map_free(ctypes.byref(cmap))  # (only if Map() failed before taking them)
         finally:
             self._busy.release()
 
@@ -764,8 +811,8 @@ class Explainer:
             if rc:
                 self._fail(rc)
             try:
-                return [Map(maps[i]) for i in range(len(conv))]
-            finally:
+                return [Map(maps[i]) for i in range(len(conv))]  # each takes its buffers over
+            finally:  # the maps not taken over when one failed
                 for i in range(len(conv)):
                     lib.gcam_map_free(ctypes.byref(maps[i]))
         finally:

@@ -15,31 +15,31 @@ import os
 import socket
 import tempfile
 import threading
+import uuid
 
 from . import _tool
-from .core import Model
+from .core import Error, Model
 
 __all__ = ["explain_images"]
 
 # ---- in each worker process ----------------------------------------------------------------------
 
 _models = {}                 # model path -> gradcam.Model, loaded once per process
-_models_lock = threading.Lock()
-_local = threading.local()   # per worker thread: its pipelines (one explainer each)
+_pipes = {}                  # (worker thread id, model path, argv) -> its gradcam.Pipeline (one explainer each)
+_lock = threading.Lock()
 
 
 def _pipeline(model_path, argv):
-    pipes = getattr(_local, "pipes", None)
-    if pipes is None:
-        pipes = _local.pipes = {}
-    key = (model_path, tuple(argv))
-    p = pipes.get(key)
+    key = (threading.get_ident(), model_path, tuple(argv))
+    p = _pipes.get(key)  # (only this thread adds this key)
     if p is None:
-        with _models_lock:
+        with _lock:  # the model loaded once per process, whichever thread asks first
             m = _models.get(model_path)
             if m is None:
                 m = _models[model_path] = Model(model_path)
-        p = pipes[key] = _tool.Pipeline(m, argv, model_path=model_path)
+        p = _tool.Pipeline(m, argv, model_path=model_path)
+        with _lock:
+            _pipes[key] = p
     return p
 
 
@@ -121,7 +121,8 @@ def explain_images(paths, model_path, methods=("gradcam", "guided-backprop", "gu
     model at `model_path` on a Dask cluster, writing into out_dir what `gradcam explain` writes (the
     same file names, results.json with the same schema; no report.html) and returning the per-input
     records of results.json in input order. A picture that cannot be explained gets a record
-    {"path", "error"} and the others go on. Options are the command's, by keyword (labels=,
+    {"path", "error"} and the others go on, also when its task raised or its worker died under
+    it; a gradcam.Error (a bad option, a model that cannot be explained) stops the call. Options are the command's, by keyword (labels=,
     preprocess=, top_k=, classes=, npy=True, task=...). client: a distributed.Client; None: the
     current default client, else a local cluster for this call. progress: Dask's progress bar.
 
@@ -151,13 +152,16 @@ def explain_images(paths, model_path, methods=("gradcam", "guided-backprop", "gu
     try:
         per_host = _processes_per_host(client)
         want_threads = "threads" in options and options["threads"] is not None
+        # keys unique to this call: a key the scheduler still holds from an earlier call (released
+        # asynchronously) would hand back that call's result instead of running this one
+        token = uuid.uuid4().hex
         futures = [client.submit(_explain_task, model_path, argv, os.path.abspath(p), stem, out_dir, per_host,
-                                 want_threads, key="gradcam-%s-%d" % (stem, i), pure=False)
+                                 want_threads, key="gradcam-%s-%s-%d" % (stem, token, i), pure=False)
                    for i, (p, stem) in enumerate(inputs)]
         if progress:
             from distributed import progress as dask_progress
             dask_progress(futures)
-        results = client.gather(futures)
+        results = _gather(client, futures, inputs)
     finally:
         if own is not None:
             cluster = own
@@ -168,6 +172,26 @@ def explain_images(paths, model_path, methods=("gradcam", "guided-backprop", "gu
     if head is not None:
         _write_results(out_dir, head, records)
     return records
+
+
+def _gather(client, futures, inputs):
+    """Every task's result, in input order. A task that raised, or that Dask gave up on (its worker
+    died under it more often than distributed.scheduler.allowed-failures allows: KilledWorker),
+    becomes that input's failure record and the others are kept. gradcam.Error is the exception:
+    it stops the run (a bad option or a model that cannot be explained fails every input, as it
+    stops the command). Results are fetched one by one with Future.result(), which waits while Dask
+    recomputes a result lost with a dead worker (its files are written again, the same bytes)."""
+    out = []
+    for f, (path, _stem) in zip(futures, inputs):
+        try:
+            out.append(f.result())
+        except Error:
+            raise
+        except Exception as exc:  # (the task's exception re-raised here, KilledWorker, CancelledError)
+            why = "%s: %s" % (type(exc).__name__, " ".join(str(exc).split()))  # one line
+            rec = {"path": os.path.abspath(path), "error": "%s: the worker failed on it: %s" % (path, why)}
+            out.append({"record": rec, "failed": True, "describe": None})
+    return out
 
 
 def _check_options(model_path, argv):

@@ -2,11 +2,14 @@
 header: maps bit for bit equal to `gradcam explain --npy`, bindings equal to include/gradcam.h, clear
 exceptions for every misuse, flat memory, and the thread rules."""
 import ctypes
+import gc
 import json
 import os
 import re
 import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -251,6 +254,17 @@ def test_bad_inputs_raise():
     assert ei.value.status == "arg" and "out of range" in ei.value.message
     with pytest.raises(ValueError, match="per sample"):
         e.explain("gradcam", [1, 2])
+    for big in (2 ** 70, [2 ** 64]):  # refused, not wrapped into the int64 field (2 ** 70 was class 0)
+        with pytest.raises(ValueError, match="64 bits"):
+            e.explain("gradcam", big)
+    with pytest.raises(ValueError, match="64 bits"):
+        gradcam.Target.element((0, 2 ** 63))
+    with pytest.raises(TypeError, match="tensor names"):
+        m.run(x, outputs=[3])
+    with pytest.raises(ValueError, match="64 bits"):
+        gradcam.Explainer(m, input_shape=(2 ** 64 + 1, 3, 128, 128))  # (was wrapped to a batch of 1)
+    with pytest.raises(TypeError, match="input_shape"):
+        gradcam.Explainer(m, input_shape=(1, 3, 128.0, 128))
     with pytest.raises(gradcam.Error, match="spatial"):
         e.explain("gradcam", gradcam.Target.region(1, 0, 0, 2, 2))
     with pytest.raises(ValueError, match="mask"):
@@ -414,3 +428,56 @@ def test_one_explainer_two_threads_raises():
     e.explain("gradcam", 1)  # usable again
     e.close()
     m.close()
+
+
+def test_the_gil_is_released_while_the_engine_computes():
+    """With the switch interval raised to 100 s, a thread holding the GIL keeps it until it blocks or
+    releases it. This thread sleeps 50 ms after starting one that runs 400 Integrated Gradients steps
+    (about a second): it can only wake, and run Python, while the other is inside the engine if the
+    calls into the engine release the GIL. Then the other must still be inside (its Explainer busy)."""
+    m = gradcam.Model(DEMO)
+    x = demo_picture()
+    e = gradcam.Explainer(m, input_shape=x.shape, ig_steps=400, n_threads=1)
+    e.forward(x)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("map", e.explain("integrated-gradients", 1)))
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        t.start()
+        time.sleep(0.05)
+        count = sum(1 for _ in range(100000))  # Python run by this thread meanwhile
+        inside = e._busy.locked() and t.is_alive()
+    finally:
+        sys.setswitchinterval(old)
+    t.join()
+    assert count == 100000 and inside, "the engine call held the GIL: this thread ran only after it"
+    assert result["map"].raw.shape == (1, 3, 128, 128)
+    e.close()
+    m.close()
+
+
+def test_maps_are_not_copies():
+    """A map's arrays are the engine's buffers taken over (gcam_map's are the caller's), not copies:
+    each array's base is the buffer's owner, they stay valid after the Explainer and the Model are
+    closed, and views of them keep them alive (freed with the last one: test_rss_flat_over_1000_explains)."""
+    m = gradcam.Model(DEMO)
+    x = demo_picture()
+    e = gradcam.Explainer(m, input_shape=x.shape, n_threads=1)
+    e.forward(x)
+    mp = e.explain("gradcam", 1)
+    many = e.explain_many("gradcam", [1, 2])
+    want = [a.copy() for a in (mp.raw, mp.upsampled, mp.normalized)]
+    for a in (mp.raw, mp.upsampled, mp.normalized, many[0].raw, many[1].normalized):
+        assert not a.flags.owndata and type(a.base).__name__ == "_Buffer" and a.flags.writeable
+        assert a.flags.c_contiguous and a.flags.aligned and a.dtype == np.float32
+    assert len({id(a.base._mem) for a in (mp.raw, mp.upsampled, mp.normalized)}) == 1
+    assert mp.raw.base._mem is not many[0].raw.base._mem is not many[1].raw.base._mem
+    assert np.array_equal(many[0].raw, mp.raw)
+    view = mp.normalized[0, 0, ::2]
+    e.close()
+    m.close()
+    del mp
+    gc.collect()
+    assert np.array_equal(view, want[2][0, 0, ::2])
+    assert np.array_equal(many[0].upsampled, want[1])

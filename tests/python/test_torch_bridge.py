@@ -4,6 +4,7 @@ from pytorch-grad-cam's formulas (hooks + autograd; pytorch-grad-cam itself is n
 work at layer level, where float32 differences between CPUs near ReLU kinks do not reach the maps at
 this tolerance. Also: module paths to ONNX tensors on four torchvision families, and misuse."""
 import io
+import os
 
 import numpy as np
 import pytest
@@ -122,6 +123,18 @@ def test_two_layers_and_top_class(cls, r18, x):
     assert len(cam._cache) == 2
 
 
+def test_a_whole_stage_as_the_issue_writes_it(r18, x):
+    """target_layers=[model.layer4] (a Sequential, as pytorch-grad-cam's README writes it): the stage's
+    output, the same tensor as its last block's, hence the same maps as the reference's."""
+    cam = gt.GradCAM(r18, target_layers=[r18.layer4])
+    got = cam(x, targets=[gt.ClassifierOutputTarget(281), gt.ClassifierOutputTarget(7)])
+    _, _, layers = cam._cache[tuple(x.shape)]
+    assert layers == [gt.module_tensor(cam._cache[tuple(x.shape)][0], "layer4.1")]
+    want = ref_cams(r18, [r18.layer4], x, [281, 7], "gradcam")
+    assert np.abs(got - want).max() <= TOL
+    cam.close()
+
+
 def test_aug_smooth(r18, x):
     cam = gt.GradCAM(r18, target_layers=[r18.layer4[-1]])
     got = cam(x, targets=[gt.ClassifierOutputTarget(3)] * 2, aug_smooth=True)
@@ -214,4 +227,31 @@ def test_misuse_raises(r18, x):
         cam(x[0])
     with pytest.raises(gradcam.Error, match="out of range"):
         cam(x, targets=[gt.ClassifierOutputTarget(5000)] * 2)
+    cam.close()
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_rss_flat_over_1000_calls(r18):
+    """pytorch-grad-cam's most repeated complaint is memory growing call after call: 1000 calls of one
+    GradCAM object (targets given, and None) after a warm-up of 100 grow resident memory by less than
+    2 MB."""
+    cam = gt.GradCAM(r18, target_layers=[r18.layer4[-1]])
+    xs = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    targets = [gt.ClassifierOutputTarget(3)]
+
+    def loop(n):
+        for i in range(n):
+            out = cam(xs, targets=targets if i % 2 else None)
+            assert out.shape == (1, 32, 32)
+
+    loop(100)
+    before = rss_bytes()
+    loop(1000)
+    grown = rss_bytes() - before
+    print("RSS growth over 1000 bridge calls: %d bytes" % grown)
+    assert grown < 2 << 20, "RSS grew by %d bytes over 1000 calls" % grown
     cam.close()
