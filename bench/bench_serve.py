@@ -3,13 +3,18 @@ For each split of the cores (workers x threads per request) a server on 127.0.0.
 CLIENTS concurrent keep-alive clients posting the same picture for SECONDS: requests/s, p50 and
 p99 latency. Then one client, one request at a time, one worker: the latency seen by the client
 against the time the worker spent in gcam_tool_explain (the server's Server-Timing header): the
-difference is what the server adds (HTTP, queue, JSON) over the C API call itself.
-Usage: bench_serve.py GRADCAM NAME MODEL PICTURE [--seconds S] [--splits 1x1,2x1,4x1,1x2]
-                      [--clients N] [--query Q] [-- MODEL OPTIONS...]"""
+difference is what the server adds (HTTP, queue, JSON) over the C API call itself. The same call is
+also timed outside any server, in a process of its own (the anchor: gcam_tool_explain through
+ctypes on libgradcam_tool.so beside GRADCAM, the same model options, --threads 1, the picture in
+memory, PNGs inline as the server asks them), turn by turn with the server's requests.
+Usage: bench_serve.py GRADCAM NAME MODEL PICTURE [--seconds S] [--splits 1x1,2x1,4x1,1x2|none]
+                      [--clients N] [--query Q] [--resize N] [-- MODEL OPTIONS...]"""
 import argparse
+import ctypes
 import http.client
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -42,10 +47,11 @@ def hammer(S, pic, query, clients, seconds):
     return lat, errors, time.perf_counter() - t0
 
 
-def overhead(S, pic, query, n):
-    """Per request: client latency, and the worker's explain time (Server-Timing)."""
+def overhead(S, pic, query, n, anchor=None):
+    """Per request: client latency, the worker's explain time (Server-Timing) and, turn by turn with
+    it, the same call in the anchor's process (which waits while the server works, and back)."""
     c = S.conn(300)
-    tot, exp = [], []
+    tot, exp, api = [], [], []
     for _ in range(n):
         t0 = time.perf_counter()
         c.request("POST", "/v1/explain?" + query, pic, {"Content-Type": "image/png"})
@@ -54,12 +60,64 @@ def overhead(S, pic, query, n):
         tot.append(time.perf_counter() - t0)
         m = re.search(r"explain;dur=([0-9.]+)", r.getheader("Server-Timing") or "")
         exp.append(float(m.group(1)) / 1e3)
+        if anchor:
+            anchor.stdin.write("go\n")
+            anchor.stdin.flush()
+            api.append(float(anchor.stdout.readline()))
     c.close()
-    return tot, exp
+    return tot, exp, api
+
+
+# the server's query keys as explain options (those a bench query uses)
+QUERY_OPTS = {"k": "-k", "methods": "-m", "method": "-m", "classes": "-c", "layer": "-l"}
+
+
+def api_anchor(gradcam, model, pic_path, query, model_opts):
+    """In this process: gcam_tool_explain on the picture bytes, once per line read from stdin (turn
+    by turn with the server's requests), printing the seconds of the call (the result freed outside
+    the timing)."""
+    os.environ["GRADCAM_LIBRARY"] = os.path.join(os.path.dirname(os.path.abspath(gradcam)), "libgradcam_tool.so")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    from gradcam import _tool  # noqa: E402 - after GRADCAM_LIBRARY
+    pic = open(pic_path, "rb").read()
+    per_req = []
+    for kv in filter(None, query.split("&")):
+        k, v = kv.split("=", 1)
+        per_req += [QUERY_OPTS[k], v]
+    p = _tool.Pipeline(model, options=list(model_opts) + ["--threads", "1"])
+    h = p._handle()
+    buf = ctypes.create_string_buffer(pic, len(pic))
+    n, arr, keep = _tool._argv(per_req)
+    req = _tool._Request()
+    req.data, req.size, req.inline_png, req.argc, req.argv = ctypes.cast(buf, ctypes.c_void_p), len(pic), 1, n, arr
+    req.name = b"input"
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        res = _tool._Result()
+        t0 = time.perf_counter()
+        rc = _tool.lib.gcam_tool_explain(h, ctypes.byref(req), ctypes.byref(res))
+        dt = time.perf_counter() - t0
+        failed = res.failed
+        _tool.lib.gcam_tool_result_free(ctypes.byref(res))
+        if rc or failed:
+            raise SystemExit(f"api anchor: gcam_tool_explain failed ({rc}, {failed})")
+        print(repr(dt), flush=True)
+    p.close()
+
+
+def resized(path, size, out):
+    from PIL import Image
+    Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR).save(out, "PNG")
+    return out
 
 
 def main():
     argv = sys.argv[1:]
+    if argv and argv[0] == "api-anchor":  # the anchor's own process: GRADCAM MODEL PICTURE QUERY OPTS...
+        api_anchor(argv[1], argv[2], argv[3], argv[4], argv[5:])
+        return
     model_opts = []
     if "--" in argv:
         i = argv.index("--")
@@ -74,11 +132,15 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--query", default="k=1")
     ap.add_argument("--overhead-runs", type=int, default=50)
+    ap.add_argument("--resize", type=int, default=0, help="send the picture resized to N x N (a PNG)")
     a = ap.parse_args(argv)
+    if a.resize:
+        a.picture = resized(a.picture, a.resize, os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                              f"bench_serve_{os.getpid()}_{a.resize}.png"))
     pic = open(a.picture, "rb").read()
     print(f"| model | workers x threads | clients | requests/s | p50 ms | p99 ms | errors |")
     print(f"|---|---|---|---|---|---|---|")
-    for split in a.splits.split(","):
+    for split in ([] if a.splits == "none" else a.splits.split(",")):
         w, t = split.split("x")
         S = Server([a.gradcam, "serve", a.model, *model_opts, "--port", "0", "-q", "--workers", w, "--threads", t,
                     "--queue", "256"], env=server_env(), start_timeout=600)
@@ -92,17 +154,27 @@ def main():
             S.stop()
     S = Server([a.gradcam, "serve", a.model, *model_opts, "--port", "0", "-q", "--workers", "1", "--threads", "1"],
                env=server_env(), start_timeout=600)
+    anchor = subprocess.Popen([sys.executable, os.path.abspath(__file__), "api-anchor", a.gradcam, a.model, a.picture,
+                               a.query, *model_opts], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=server_env())
     try:
-        overhead(S, pic, a.query, 3)
-        tot, exp = overhead(S, pic, a.query, a.overhead_runs)
+        if anchor.stdout.readline().strip() != "ready":
+            raise SystemExit("api anchor did not start")
+        overhead(S, pic, a.query, 3, anchor)
+        tot, exp, api = overhead(S, pic, a.query, a.overhead_runs, anchor)
     finally:
         S.stop()
-    pt, pe = percentiles(tot), percentiles(exp)
-    mt, me = sum(tot) / len(tot), sum(exp) / len(exp)
+        anchor.stdin.close()
+        anchor.wait(60)
+    pt, pe, pa = percentiles(tot), percentiles(exp), percentiles(api)
+    mt, me, ma = sum(tot) / len(tot), sum(exp) / len(exp), sum(api) / len(api)
     print(f"\n{a.name}, one client, 1 worker x 1 thread, {len(tot)} requests: client latency p50 {pt[50] * 1e3:.2f} ms "
-          f"(mean {mt * 1e3:.2f}), gcam_tool_explain p50 {pe[50] * 1e3:.2f} ms (mean {me * 1e3:.2f}): the server adds "
-          f"{(pt[50] - pe[50]) * 1e3:.2f} ms = {100 * (pt[50] - pe[50]) / pe[50]:.1f}% at p50, "
+          f"(mean {mt * 1e3:.2f}), gcam_tool_explain in the server p50 {pe[50] * 1e3:.2f} ms (mean {me * 1e3:.2f}): the "
+          f"server adds {(pt[50] - pe[50]) * 1e3:.2f} ms = {100 * (pt[50] - pe[50]) / pe[50]:.1f}% at p50, "
           f"{100 * (mt - me) / me:.1f}% on the mean", flush=True)
+    print(f"{a.name}, the C API alone (gcam_tool_explain in a process of its own, turn by turn, {len(api)} calls): p50 "
+          f"{pa[50] * 1e3:.2f} ms (mean {ma * 1e3:.2f}): a request costs {100 * (pt[50] - pa[50]) / pa[50]:+.1f}% at p50, "
+          f"{100 * (mt - ma) / ma:+.1f}% on the mean over it", flush=True)
 
 
 if __name__ == "__main__":

@@ -348,8 +348,18 @@ fi
 if [ $SMOKE = 0 ] && [ "${BENCH_ORT:-1}" != 0 ]; then
     ort_rows || echo "bench: ONNX Runtime rows FAILED (see above)"
 fi
-# gradcam serve, requests/s and latency at 1, 2, 4 workers (docs/performance.md, "gradcam serve"): BENCH_SERVE=1
-if [ "${BENCH_SERVE:-0}" = 1 ]; then "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" demo "$SRC/examples/demo/shapes_cnn.onnx" "$SRC/examples/demo/images/demo_1.png" -- --labels "$SRC/examples/demo/labels.txt" --preprocess raw | tee "$OUT/serve.md"; fi
+# gradcam serve, requests/s and latency at 1, 2, 4 workers and the overhead over the C API, on the demo
+# model and resnet50 (exported here when missing; the demo picture sent at 224x224) (docs/performance.md,
+# "gradcam serve"): BENCH_SERVE=1
+if [ "${BENCH_SERVE:-0}" = 1 ]; then
+    "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" demo "$SRC/examples/demo/shapes_cnn.onnx" \
+        "$SRC/examples/demo/images/demo_1.png" -- --labels "$SRC/examples/demo/labels.txt" --preprocess raw |
+        tee "$OUT/serve.md"
+    [ -f "$MODELDIR/resnet50.onnx" ] || "$PY" "$SRC/bench/bench_torch.py" export resnet50 "$MODELDIR"
+    "$PY" "$SRC/bench/bench_serve.py" "$BUILD/gradcam" resnet50 "$MODELDIR/resnet50.onnx" \
+        "$SRC/examples/demo/images/demo_1.png" --resize 224 --clients 4 --seconds 10 --overhead-runs 30 |
+        tee -a "$OUT/serve.md"
+fi
 # report.html of 10 000 inputs (linked) opened in headless Chromium, bytes per input, the command's
 # peak RSS at 4 and 1000 inputs (docs/performance.md, "Large runs: report.html"): BENCH_REPORT=0 skips
 if [ $SMOKE = 0 ] && [ "${BENCH_REPORT:-1}" = 1 ]; then

@@ -9,12 +9,17 @@ add_test(NAME serve_api
          COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/serve_api.py $<TARGET_FILE:gradcam_cli> ${SERVE_WORK}/api)
 add_test(NAME serve_page
          COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/serve_page.py $<TARGET_FILE:gradcam_cli> ${SERVE_WORK}/page)
+# the limits (default body cap, results memory, deadline, connections), /metrics' counts, the
+# non-loopback check, no file touched by a request (strace), the SIGTERM drain with a queue
+add_test(NAME serve_limits
+         COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/serve_limits.py $<TARGET_FILE:gradcam_cli>
+                 ${SERVE_WORK}/limits)
 add_test(NAME serve_load
          COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/serve_load.py $<TARGET_FILE:gradcam_cli> ${SERVE_WORK}/load)
 add_test(NAME serve_valgrind
          COMMAND ${SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/serve_valgrind.py $<TARGET_FILE:gradcam_cli>
                  ${SERVE_WORK}/valgrind)
-set_tests_properties(serve_api serve_page serve_load PROPERTIES TIMEOUT 900 ENVIRONMENT "${SERVE_ENV}")
+set_tests_properties(serve_api serve_page serve_load serve_limits PROPERTIES TIMEOUT 900 ENVIRONMENT "${SERVE_ENV}")
 set_tests_properties(serve_valgrind PROPERTIES TIMEOUT 1000 ENVIRONMENT "${SERVE_ENV}")
 
 # The load and fault test on the sanitizer build (every report fatal, leaks included).

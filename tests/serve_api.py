@@ -67,21 +67,25 @@ def check_identical():
     # the .npy maps by URL (inline=0 keeps every file in memory under /v1/results)
     st, _, rec = S.explain("k=2&name=demo_1&npy=1&inline=0")
     C.ok(st == 200 and "id" in rec and "png" not in rec, f"explain inline=0: {st}")
-    urls = [m["url"] for m in rec["maps"] for m in [m] if "url" in m] if rec.get("maps") else []
+    # every file named by URL in the record ("url": {key: URL}, as docs/serve.md says), each URL the
+    # command's file of that name
+    prefix = f"/v1/results/{rec.get('id')}/"
+    named = [(rec, "input_image")] + [(m, k) for m in rec.get("maps", [])
+                                      for k in ("npy", "heatmap", "overlay", "photo", "image") if k in m]
     n = 0
-    for m in rec.get("maps", []):
-        for key in ("npy", "heatmap", "overlay", "photo", "image"):
-            if key not in m:
-                continue
-            url = m.get("urls", {}).get(key) if isinstance(m.get("urls"), dict) else None
-            url = url or f"/v1/results/{rec['id']}/{m[key]}"
-            st2, h, data = S.request("GET", url)
-            C.ok(st2 == 200 and data == open(os.path.join(WORK, "cmd", m[key]), "rb").read(),
-                 f"results: {url}: {st2}, not the command's bytes")
-            if key == "npy":
-                C.ok(h.get("content-type") == "application/octet-stream", "results: .npy content type")
-            n += 1
-    C.ok(n >= 6 * 2, f"results: {n} files fetched ({len(urls)} urls)")
+    for obj, key in named:
+        url = obj.get("url", {}).get(key)
+        C.ok(url == prefix + obj[key], f"results: {key} {obj[key]} named by URL {url!r}")
+        if not url:
+            continue
+        st2, h, data = S.request("GET", url)
+        C.ok(st2 == 200 and data == open(os.path.join(WORK, "cmd", obj[key]), "rb").read(),
+             f"results: {url}: {st2}, not the command's bytes")
+        C.ok(h.get("content-type") == ("application/octet-stream" if key == "npy" else "image/png"),
+             f"results: {key} content type {h.get('content-type')}")
+        n += 1
+    # the picture; per class Grad-CAM npy + 3 PNGs, Guided Backprop and Guided Grad-CAM npy + 1 PNG each
+    C.ok(n == 1 + 2 * (4 + 2 + 2), f"results: {n} files fetched by URL")
     st, _, _ = S.request("GET", f"/v1/results/{rec['id']}/nope.png")
     C.ok(st == 404, f"results: unknown file {st}")
     st, _, _ = S.request("GET", "/v1/results/0123456789abcdef0123456789abcdef/x.png")

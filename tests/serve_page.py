@@ -2,8 +2,12 @@
 /v1/models, the demo picture uploaded, a class picked by name, the panels drawn (the Grad-CAM
 overlay's pixels read back from its canvas: the heat map's colours over the picture), the
 opacity slider moved from the keyboard (the pixels follow), the top-k table, keyboard use
-(Tab reaches the controls, Enter on a table row switches the class shown), no console error.
+(Tab reaches the controls, Enter on a table row switches the class shown), no console error; then a
+second picture dropped on the drop zone (a real drop event carrying a File), the second model, two
+other methods and another layer chosen (the answer and the panels follow), and with --token-file the
+page asking for the token and working once it is typed.
 Usage: serve_page.py GRADCAM WORKDIR"""
+import base64
 import os
 import shutil
 import sys
@@ -17,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_util import DEMO_ARGS, DEMO_PICTURE, Checks, Server, watchdog  # noqa: E402
+from serve_util import DEMO, DEMO_ARGS, DEMO_PICTURE, Checks, Server, watchdog  # noqa: E402
 
 watchdog(600)
 GRADCAM, WORK = sys.argv[1], sys.argv[2]
@@ -133,7 +137,86 @@ def run(S, d):
     d.save_screenshot(os.path.join(WORK, "page.png"))
 
 
-S = Server([GRADCAM, "serve", *DEMO_ARGS, "--port", "0", "-q"], log=os.path.join(WORK, "server.log"))
+DROP = """
+const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+const dt = new DataTransfer();
+dt.items.add(new File([bytes], arguments[1], {type: "image/png"}));
+const zone = document.getElementById("drop");
+zone.dispatchEvent(new DragEvent("dragenter", {dataTransfer: dt, bubbles: true, cancelable: true}));
+const over = zone.classList.contains("over");
+zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+return {over: over, after: zone.classList.contains("over")};
+"""
+
+
+def explained(d, wait):
+    wait.until(lambda d: "Explained" in d.find_element(By.ID, "status").text or "err" in
+               d.find_element(By.ID, "status").get_attribute("class"))
+    return d.find_element(By.ID, "status").text
+
+
+def run_choices(S, d):
+    """A picture dropped, the second model, other methods and another layer."""
+    wait = WebDriverWait(d, 60)
+    pic2 = os.path.join(DEMO, "images", "demo_2.png")
+    before = d.execute_script(PIXELS, "panel-input")
+    got = d.execute_script(DROP, base64.b64encode(open(pic2, "rb").read()).decode(), "demo_2.png")
+    C.ok(got["over"] and not got["after"], f"page: the drop zone marks a drag over it {got}")
+    C.ok(d.execute_script("return picture && picture.name") == "demo_2.png"
+         and d.find_element(By.ID, "thumb").get_attribute("alt") == "demo_2.png", "page: the dropped picture taken")
+    Select(d.find_element(By.ID, "model")).select_by_visible_text("second")
+    for c in d.find_elements(By.CSS_SELECTOR, "#methods input"):
+        if c.is_selected() != (c.get_attribute("value") in ("hirescam", "guided-backprop")):
+            c.click()
+    layer = "/block4/block4.2/Relu_output_0"
+    Select(d.find_element(By.ID, "layer")).select_by_value(layer)
+    kf = d.find_element(By.ID, "k")
+    kf.clear()
+    kf.send_keys("1")
+    d.find_element(By.ID, "go").click()
+    st = explained(d, wait)
+    C.ok("Explained" in st, f"page: second explain: {st}")
+    a = d.execute_script("return {model: answer.model, maps: answer.maps.map((m) => [m.method, m.layer || null])};")
+    C.ok(a["model"] == "second", f"page: the model chosen ({a['model']})")
+    C.ok(sorted(m for m, _ in a["maps"]) == ["guided-backprop", "hirescam"] and dict(a["maps"])["hirescam"] == layer,
+         f"page: the methods and layer chosen {a['maps']}")
+    panels = [c.get_attribute("id") for c in d.find_elements(By.CSS_SELECTOR, "#panels canvas")]
+    C.ok(panels == ["panel-input", "panel-guided-backprop", "panel-hirescam"], f"page: panels of the methods chosen {panels}")
+    caps = [f.text for f in d.find_elements(By.CSS_SELECTOR, "#panels figcaption")]
+    C.ok(any("HiResCAM" in c and layer in c for c in caps), f"page: the layer named under its panel {caps}")
+    after = d.execute_script(PIXELS, "panel-input")
+    C.ok(after["data"] != before["data"], "page: the dropped picture is the one explained")
+    errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    C.ok(not errors, f"page: console errors {errors}")
+
+
+def run_token(S, d, secret):
+    wait = WebDriverWait(d, 60)
+    d.get(f"http://127.0.0.1:{S.port}/")
+    wait.until(lambda d: "err" in d.find_element(By.ID, "status").get_attribute("class"))
+    box = d.find_element(By.ID, "tokenbox")
+    C.ok(box.is_displayed() and "token" in d.find_element(By.ID, "status").text,
+         f"page with a token: asks for it ({d.find_element(By.ID, 'status').text!r})")
+    t = d.find_element(By.ID, "token")
+    t.send_keys("wrong-token-0000000000")
+    t.send_keys(Keys.TAB)  # change
+    wait.until(lambda d: "err" in d.find_element(By.ID, "status").get_attribute("class"))
+    C.ok(not d.find_element(By.ID, "model").find_elements(By.TAG_NAME, "option"), "page with a token: a wrong one loads nothing")
+    t.clear()
+    t.send_keys(secret)
+    t.send_keys(Keys.TAB)
+    wait.until(lambda d: "Ready" in d.find_element(By.ID, "status").text)
+    d.find_element(By.ID, "file").send_keys(DEMO_PICTURE)
+    wait.until(lambda d: d.find_element(By.ID, "go").is_enabled())
+    d.find_element(By.ID, "go").click()
+    st = explained(d, wait)
+    C.ok("Explained" in st, f"page with a token: explained once it is typed ({st!r})")
+    # the connections the browser keeps open would hold the server's drain for its 10 s
+    d.get("about:blank")
+
+
+S = Server([GRADCAM, "serve", *DEMO_ARGS, DEMO_ARGS[0], "--name", "second", "--labels", DEMO_ARGS[2], "--preprocess",
+            "raw", "--port", "0", "-q"], log=os.path.join(WORK, "server.log"))
 profile = tempfile.mkdtemp(prefix="serve-page-", dir=WORK)
 d = None
 try:
@@ -141,8 +224,23 @@ try:
     d.set_page_load_timeout(60)
     d.set_script_timeout(60)
     run(S, d)
+    run_choices(S, d)
 finally:
     if d:
         d.quit()
     C.ok(S.stop() == 0, "server exit 0")
+
+secret = "page-token-0123456789abcdef"
+tok = os.path.join(WORK, "token")
+open(tok, "w").write(secret + "\n")
+T = Server([GRADCAM, "serve", *DEMO_ARGS, "--token-file", tok, "--port", "0", "-q"], log=os.path.join(WORK, "token.log"))
+d = None
+try:
+    d = browser(tempfile.mkdtemp(prefix="serve-page-", dir=WORK))
+    d.set_page_load_timeout(60)
+    run_token(T, d, secret)
+finally:
+    if d:
+        d.quit()
+    C.ok(T.stop() == 0, "token server exit 0")
 C.done()

@@ -38,10 +38,10 @@ def server_env(extra=None):
 
 
 class Server:
-    def __init__(self, cmd, env=None, start_timeout=120, tls_ca=None, log=None):
+    def __init__(self, cmd, env=None, start_timeout=120, tls_ca=None, log=None, cwd=None):
         self.log = log or "/dev/null"
         self.errf = open(self.log, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errf, env=env or server_env())
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errf, env=env or server_env(), cwd=cwd)
         self.port = None
         self.tls_ca = tls_ca
         line = b""

@@ -36,14 +36,15 @@ static int is_input_name(const char *name) {
            ends_with_ci(name, ".npy");
 }
 
-static int push(ex_inputs *l, char *path, const char *problem) {
-    if (!path) return -1;
+/* A new entry for path (taken), or NULL (path NULL, or no memory: freed). */
+static ex_input *push_entry(ex_inputs *l, char *path) {
+    if (!path) return NULL;
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 16;
         ex_input *v = realloc(l->v, sizeof *v * (size_t)cap);
         if (!v) {
             free(path);
-            return -1;
+            return NULL;
         }
         l->v = v;
         l->cap = cap;
@@ -52,6 +53,13 @@ static int push(ex_inputs *l, char *path, const char *problem) {
     memset(in, 0, sizeof *in);
     in->path = path;
     in->is_npy = ends_with_ci(path, ".npy");
+    return in;
+}
+
+/* A file (or a problem) into the list, its identity read for ex_inputs_contains_file. */
+static int push(ex_inputs *l, char *path, const char *problem) {
+    ex_input *in = push_entry(l, path);
+    if (!in) return -1;
     struct stat st;
     if (problem) {
         in->problem = dupstr(problem);
@@ -65,9 +73,9 @@ static int push(ex_inputs *l, char *path, const char *problem) {
 }
 
 int ex_inputs_add_memory(ex_inputs *l, const char *name, const void *data, size_t size, int is_npy) {
-    if (push(l, dupstr(name), NULL)) return -1;
-    ex_input *in = &l->v[l->n - 1];
-    in->have_id = 0; /* a name, not a file */
+    /* a name, not a file: never looked up (a server's request names it) */
+    ex_input *in = push_entry(l, dupstr(name));
+    if (!in) return -1;
     in->is_npy = is_npy;
     in->data = data;
     in->size = size;

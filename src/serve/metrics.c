@@ -35,7 +35,7 @@ char *sv_metrics_text(sv_server *s, size_t *len) {
     snap.lat_sum = s->metrics.lat_sum;
     pthread_mutex_unlock(&s->metrics.mu);
     pthread_mutex_lock(&s->mu);
-    int depth = s->count, busy = s->busy, active = s->active;
+    int depth = s->count, busy = s->explaining, active = s->active;
     pthread_mutex_unlock(&s->mu);
 
     gc_buf b = {0};

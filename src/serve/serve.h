@@ -72,6 +72,7 @@ typedef struct sv_server {
     sv_req **ring;
     int head, count;
     int busy, stop, draining;
+    int explaining;              /* workers in gcam_tool_explain (gradcam_workers_busy) */
     int active;                  /* requests begun and not yet ended */
     pthread_t *threads;
     int n_threads;

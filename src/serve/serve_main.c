@@ -1,6 +1,7 @@
 /* gradcam serve: options, start-up, and the SIGTERM drain. */
 #include <errno.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -343,6 +344,10 @@ static void close_stop_pipe(void) {
  * out, then stops. */
 static void drain(sv_server *s) {
     MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
+    /* MHD stops accepting, but the kernel would go on queueing connections on the still-open
+     * socket until the drain ends (then reset them): shut it so that new clients are refused at
+     * once (a balancer moves on). Closed only after MHD_stop_daemon, as MHD asks. */
+    if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR);
     pthread_mutex_lock(&s->mu);
     s->draining = 1;
     while (s->count || s->busy) pthread_cond_wait(&s->idle_cv, &s->mu);

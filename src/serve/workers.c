@@ -121,11 +121,17 @@ static void *worker_main(void *arg) {
         s->head = (s->head + 1) % s->cfg.queue;
         s->count--;
         s->busy++;
+        s->explaining++;
         pthread_mutex_unlock(&s->mu);
         r->t_start = sv_now();
         run_job(s, a->index, r);
         r->t_end = sv_now();
         r->done = 1;
+        /* done explaining before the answer can reach the client, so that /metrics read after it
+         * never counts this worker busy (busy itself lasts until the resume: the drain waits on it) */
+        pthread_mutex_lock(&s->mu);
+        s->explaining--;
+        pthread_mutex_unlock(&s->mu);
         /* the last touch of r: once resumed, MHD's thread may answer and free it */
         MHD_resume_connection(r->conn);
         pthread_mutex_lock(&s->mu);
