@@ -207,6 +207,10 @@ class Pipeline:
         finally:
             self._lock.release()
 
+    def __reduce__(self):
+        raise TypeError("a gradcam.Pipeline cannot be pickled: open one in each process (gradcam.dask opens one "
+                        "per worker thread)")
+
     def describe(self):
         """results.json's "model" and "options" objects (the layers and class count once an input was
         explained)."""

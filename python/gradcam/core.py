@@ -162,6 +162,8 @@ class Model:
 
     def __init__(self, source, *, allow_unsupported=False, fold_batchnorm=False, max_memory=0, base_dir=None):
         opts = _lib.LoadOptions(int(bool(allow_unsupported)), int(bool(fold_batchnorm)), int(max_memory))
+        self._load_kw = dict(allow_unsupported=bool(allow_unsupported), fold_batchnorm=bool(fold_batchnorm),
+                             max_memory=int(max_memory))
         p = ctypes.c_void_p()
         if isinstance(source, (bytes, bytearray, memoryview)):
             buf = bytes(source)
@@ -231,6 +233,16 @@ class Model:
 
     def __repr__(self):
         return "gradcam.Model(%r%s)" % (self.path or "<bytes>", ", closed" if self._closed else "")
+
+    def __reduce__(self):
+        """Pickled as its path and load options: unpickling (in another process: a Dask task, a
+        multiprocessing worker) loads the file again there."""
+        if self.path is None:
+            raise TypeError("a gradcam.Model loaded from bytes cannot be pickled: load it from a file, or "
+                            "load it in each process")
+        if self._closed:
+            raise Error("state", "the model is closed")
+        return (_load_model, (self.path, self._load_kw))
 
     # ---- what the model holds ----
     @property
@@ -381,6 +393,10 @@ class Model:
                     raise Error(rc, _lib.text(lib.gcam_ctx_error(c)))
                 out[_lib.text(v.name)] = _copy_view(v)
         return out
+
+
+def _load_model(path, kw):
+    return Model(path, **kw)
 
 
 class Target:
@@ -665,6 +681,10 @@ class Explainer:
         how = ctypes.create_string_buffer(300)
         rc = lib.gcam_explainer_layer_check(self._e, str(name).encode(), how, len(how))
         return rc == 0, how.value.decode("utf-8", "replace")
+
+    def __reduce__(self):
+        raise TypeError("a gradcam.Explainer cannot be pickled: it is the engine planned for one thread; make "
+                        "one in each process from its Model (a Model loaded from a file pickles as its path)")
 
     @staticmethod
     def _shapes(model, input_shape):

@@ -16,6 +16,7 @@ import socket
 import tempfile
 import threading
 import uuid
+import warnings
 
 from . import _tool
 from .core import Error, Model
@@ -58,6 +59,29 @@ def _threads_here(processes_on_host):
     state = getattr(w, "state", None)  # (Worker.nthreads moved there in 2022.x)
     nthreads = getattr(state, "nthreads", None) or w.nthreads
     return max(1, cores // (procs * max(1, nthreads)))
+
+
+def _spin_check(processes_on_host, threads):
+    """(OMP_WAIT_POLICY as this worker process saw it, the threads its explainers run)."""
+    n = int(threads) if threads is not None else _threads_here(processes_on_host)
+    return (os.environ.get("OMP_WAIT_POLICY") or "").strip().lower(), n
+
+
+def _warn_spinning(client, per_host, threads):
+    """Workers whose explainers run several OpenMP threads without OMP_WAIT_POLICY=PASSIVE: their
+    idle threads spin after each parallel region (libgomp's default), against the other workers on
+    the machine. libgomp reads the variable when it loads, so it cannot be set from here: say so."""
+    try:
+        seen = client.run(_spin_check, per_host, threads)
+    except Exception:  # a diagnostic only: a worker that cannot answer now is the tasks' business
+        return
+    spinning = sorted(a for a, (policy, n) in seen.items() if n > 1 and policy != "passive")
+    if spinning:
+        warnings.warn("gradcam.dask: %d worker(s) (%s) run explainers of several threads without "
+                      "OMP_WAIT_POLICY=PASSIVE: their idle OpenMP threads spin against the other workers; start "
+                      "the workers with OMP_WAIT_POLICY=PASSIVE in their environment (docs/dask.md)" %
+                      (len(spinning), ", ".join(spinning[:3]) + (", ..." if len(spinning) > 3 else "")),
+                      RuntimeWarning, stacklevel=3)
 
 
 def _explain_task(model_path, argv, path, stem, out_dir, processes_on_host, want_threads):
@@ -152,6 +176,8 @@ def explain_images(paths, model_path, methods=("gradcam", "guided-backprop", "gu
     try:
         per_host = _processes_per_host(client)
         want_threads = "threads" in options and options["threads"] is not None
+        if own is None:  # (a cluster made here has it set)
+            _warn_spinning(client, per_host, options["threads"] if want_threads else None)
         # keys unique to this call: a key the scheduler still holds from an earlier call (released
         # asynchronously) would hand back that call's result instead of running this one
         token = uuid.uuid4().hex

@@ -126,6 +126,31 @@ def test_calls_back_to_back_are_their_own(client, pictures, work):
         assert {m["method"] for r in recs for m in r["maps"]} == set(methods), (methods, recs[0]["maps"])
 
 
+def test_spinning_workers_are_warned_about(client, pictures, work):
+    """Workers without OMP_WAIT_POLICY=PASSIVE whose explainers run several threads get a warning
+    naming them (the variable cannot be set from the client: libgomp reads it when it loads); with
+    one thread per explainer, or passive workers, nothing is said."""
+    import warnings
+    a = os.path.join(pictures, "a")
+    out = os.path.join(work, "dask_out10")
+
+    def calls():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            gradcam.dask.explain_images(a, DEMO, methods=["gradcam"], out_dir=out, client=client, threads=2)
+            gradcam.dask.explain_images(a, DEMO, methods=["gradcam"], out_dir=out, client=client, threads=1)
+        return [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+
+    assert calls() == []  # the fixture's workers wait passively
+    before = client.run(lambda: os.environ.pop("OMP_WAIT_POLICY", None))
+    try:
+        got = calls()
+    finally:
+        client.run(lambda v=next(iter(before.values())): os.environ.__setitem__("OMP_WAIT_POLICY", v))
+    assert {v.lower() for v in before.values()} == {"passive"}
+    assert len(got) == 1 and "2 worker(s)" in got[0] and "OMP_WAIT_POLICY=PASSIVE" in got[0], got
+
+
 def test_progress_bar(client, pictures, work, capsys):
     """progress=True: Dask's own bar (distributed.progress), drawn to 100% in a console."""
     recs = gradcam.dask.explain_images([os.path.join(pictures, "a")], DEMO, methods=["gradcam"],

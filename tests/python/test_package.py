@@ -326,6 +326,36 @@ def test_closed_objects_raise_and_explainers_keep_their_model():
     assert m2.closed
 
 
+def test_pickling():
+    """A Model pickles as its path and load options (a Dask task or a multiprocessing worker loads it
+    again); what cannot cross a process says so instead of failing on a lock or a pointer."""
+    import pickle
+    m = gradcam.Model(DEMO, fold_batchnorm=True)
+    x = demo_picture()
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.path == DEMO and m2._load_kw == m._load_kw and m2.inputs == m.inputs
+    assert np.array_equal(m2.run(x)["logits"], m.run(x)["logits"])
+    with open(DEMO, "rb") as f:
+        mb = gradcam.Model(f.read())
+    with pytest.raises(TypeError, match="from bytes cannot be pickled"):
+        pickle.dumps(mb)
+    e = gradcam.Explainer(m, input_shape=x.shape)
+    with pytest.raises(TypeError, match="Explainer cannot be pickled"):
+        pickle.dumps(e)
+    e.forward(x)
+    mp = e.explain("gradcam", 1)  # a map pickles with its arrays (a Dask task may return one)
+    mq = pickle.loads(pickle.dumps(mp))
+    assert (mq.method, mq.layer) == (mp.method, mp.layer)
+    assert all(np.array_equal(getattr(mq, k), getattr(mp, k)) for k in ("raw", "upsampled", "normalized"))
+    p = gradcam.Pipeline(m, model_path=DEMO)
+    with pytest.raises(TypeError, match="Pipeline cannot be pickled"):
+        pickle.dumps(p)
+    for o in (p, e, m, m2, mb):
+        o.close()
+    with pytest.raises(gradcam.Error, match="closed"):
+        pickle.dumps(m)
+
+
 # ---- memory -------------------------------------------------------------------------------------
 
 def rss_bytes():
