@@ -318,7 +318,7 @@ def main():
     ap.add_argument("--code-drop", type=float, default=0.5, help="training captions without the image code")
     ap.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the caption loss")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)  # (1: the committed files, byte for byte)
+    ap.add_argument("--threads", type=int, default=1)  # (1 and the README's OPENBLAS_*: the committed files)
     ap.add_argument("--out", default=HERE, help="where captioner.onnx and vocab.txt go")
     a = ap.parse_args()
 

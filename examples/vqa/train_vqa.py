@@ -228,7 +228,7 @@ def main():
     ap.add_argument("--att", type=float, default=0.5, help="weight of the attention loss")
     ap.add_argument("--bg", type=float, default=1.0, help="weight of the background activation loss")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)  # (1: the committed files, byte for byte)
+    ap.add_argument("--threads", type=int, default=1)  # (1 and the README's OPENBLAS_*: the committed files)
     ap.add_argument("--out", default=HERE, help="where vqa.onnx, vocab.txt and answers.txt go")
     a = ap.parse_args()
 
