@@ -74,7 +74,8 @@ typedef enum gcam_status {
     GCAM_E_NUMERIC,     /* NaN or Inf where a finite value is required */
     GCAM_E_NOT_FOUND,   /* no tensor, input or output of that name */
     GCAM_E_STATE,       /* call out of order (e.g. reading a tensor before any run) */
-    GCAM_E_INTERNAL     /* a bug in gradcam: please report it */
+    GCAM_E_INTERNAL,    /* a bug in gradcam: please report it */
+    GCAM_E_ABORTED      /* stopped by the caller's abort check (gcam_ctx_set_abort) */
 } gcam_status;
 
 /* A short constant name for a status ("ok", "format error", ...). */
@@ -224,6 +225,12 @@ const char *gcam_ctx_error(const gcam_ctx *c);
 void gcam_ctx_free(gcam_ctx *c);
 /* Bytes of activation memory planned for this context. */
 size_t gcam_ctx_planned_bytes(const gcam_ctx *c);
+/* An abort check: called by the thread running a pass before each step of the forward and the
+ * backward (between kernels: a kernel itself is not interrupted); nonzero stops the pass with
+ * GCAM_E_ABORTED. The context stays usable: the next pass runs whole (a server's per-request
+ * deadline; an interactive stop). fn NULL removes it. */
+typedef int (*gcam_abort_fn)(void *user);
+gcam_status gcam_ctx_set_abort(gcam_ctx *c, gcam_abort_fn fn, void *user);
 
 /* Runs the forward pass. Every graph input must be fed (same shapes as bound at creation). */
 gcam_status gcam_ctx_run(gcam_ctx *c, const gcam_feed *feeds, int n_feeds);
@@ -427,6 +434,11 @@ const char *gcam_explainer_layer(const gcam_explainer *e, int i);
 gcam_status gcam_explainer_layer_check(const gcam_explainer *e, const char *name, char *how, size_t n);
 /* Name of the tensor whose elements are the explained scores (e.g. the logits before Softmax). */
 const char *gcam_explainer_score_name(const gcam_explainer *e);
+
+/* The abort check (gcam_ctx_set_abort) of every context the explainer runs, now and later:
+ * an explanation stopped by it fails with GCAM_E_ABORTED; the explainer stays usable after a new
+ * gcam_explainer_forward. */
+gcam_status gcam_explainer_set_abort(gcam_explainer *e, gcam_abort_fn fn, void *user);
 
 /* One forward pass on new inputs; every explanation until the next call shares it. */
 gcam_status gcam_explainer_forward(gcam_explainer *e, const gcam_feed *inputs, int n_inputs);

@@ -94,6 +94,10 @@ typedef struct gcam_tool_result {
  * request (GCAM_E_ARG: options, neither or both of path and data), a stopped run (out of memory,
  * an output folder that cannot be written) — result is then zeroed. Always free the result. */
 gcam_status gcam_tool_explain(gcam_tool *t, const gcam_tool_request *rq, gcam_tool_result *result);
+/* The abort check (gradcam.h, gcam_ctx_set_abort) of the explainers behind later gcam_tool_explain
+ * calls: an input it stops is a failed input (result->failed, its reason in the record); the tool
+ * stays usable. fn NULL removes it. (gradcam serve: the per-request deadline.) */
+gcam_status gcam_tool_set_abort(gcam_tool *t, gcam_abort_fn fn, void *user);
 void gcam_tool_result_free(gcam_tool_result *r);
 
 /* The inputs `gradcam explain` would take for these arguments, in its order (files as given;

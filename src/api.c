@@ -22,6 +22,7 @@ const char *gcam_status_str(gcam_status s) {
     case GCAM_E_NOT_FOUND: return "not found";
     case GCAM_E_STATE: return "invalid state";
     case GCAM_E_INTERNAL: return "internal error";
+    case GCAM_E_ABORTED: return "aborted";
     }
     return "unknown status";
 }
@@ -199,6 +200,13 @@ void gcam_ctx_free(gcam_ctx *c) {
 }
 
 size_t gcam_ctx_planned_bytes(const gcam_ctx *c) { return c ? c->arena_size : 0; }
+
+gcam_status gcam_ctx_set_abort(gcam_ctx *c, gcam_abort_fn fn, void *user) {
+    if (!c) return GCAM_E_ARG;
+    c->abort_fn = fn;
+    c->abort_user = fn ? user : NULL;
+    return GCAM_OK;
+}
 
 /* A context whose planning failed stays unusable; a failed run leaves it usable (the error
  * text then describes the latest call). */

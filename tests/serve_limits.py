@@ -2,8 +2,9 @@
 - the default body cap (20 MiB) decided from Content-Length before the body is sent;
 - the /v1/results store bounded by --results-memory: an older answer's files dropped (404) when a
   newer one needs the room, 507 for an answer larger than the whole store;
-- --deadline on the wait for a worker: requests queued behind a long explanation get 503 with
-  Retry-After, the server answers the next one;
+- --deadline over the whole request: an explanation running past it is stopped by the engine's
+  abort check (503 with Retry-After, soon after the deadline), requests queued behind it get 503
+  too, and the server answers the next one;
 - --max-connections: a connection beyond the limit is closed unanswered, and served again once
   the others are gone;
 - /metrics counts exactly what was answered (by status; the histogram's buckets cumulative, +Inf
@@ -45,6 +46,9 @@ PIC = open(DEMO_PICTURE, "rb").read()
 # classes); six of them queued on one worker: the last waits 5 of them unless some were dropped for
 # waiting too long, so a deadline of 0.5 s is passed on any machine where one takes over 0.1 s
 SLOW = "k=6&methods=gradcam,guided-backprop,scorecam"
+# 1.8 to 2 s of work here at 2 threads (Score-CAM, Ablation-CAM, SmoothGrad's 25 and Integrated
+# Gradients' 50 backward passes, for 6 classes): over a deadline of 0.3 s on any machine
+HEAVY = "k=6&methods=scorecam,ablationcam,smoothgrad,integrated-gradients"
 
 
 def serve(*extra, log, cmd_prefix=(), cwd=None, env=None):
@@ -124,25 +128,36 @@ def check_results_store():
 
 
 def check_deadline():
-    S = serve("--workers", "1", "--deadline", "0.5", log="deadline.log")
+    S = serve("--workers", "1", "--deadline", "0.3", log="deadline.log")
     try:
+        # one explanation longer than the deadline: stopped between two of the engine's steps
+        t = time.monotonic()
+        st, h, d = S.explain(HEAVY, timeout=120)
+        took = time.monotonic() - t
+        C.ok(st == 503 and h.get("retry-after") == "1" and "ran over the deadline" in d.get("error", ""),
+             f"deadline: a long explanation stopped: {st} {d.get('error')}")
+        C.ok(took < 0.3 + 2.0, f"deadline: answered {took:.2f} s after it was sent (deadline 0.3 s)")
+        st, _, d = S.explain("k=1")
+        C.ok(st == 200 and "maps" in d, f"deadline: the next request answered {st}")
+        # six at once on one worker: each stopped at its deadline or refused when a worker takes it
         res, lock = [], threading.Lock()
 
         def one():
-            r = S.explain(SLOW, timeout=120)
+            r = S.explain(HEAVY, timeout=120)
             with lock:
                 res.append(r)
+        t = time.monotonic()
         ths = [threading.Thread(target=one) for _ in range(6)]
-        for t in ths:
-            t.start()
-        for t in ths:
-            t.join(150)
-        ok = [r for r in res if r[0] == 200]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(150)
+        took = time.monotonic() - t
         late = [r for r in res if r[0] == 503 and r[1].get("retry-after") == "1" and "deadline" in r[2].get("error", "")]
-        C.ok(len(res) == 6 and len(ok) >= 1 and len(late) >= 1 and len(ok) + len(late) == 6,
-             f"deadline: {[(st, d.get('error')) for st, _, d in res]}")
+        C.ok(len(res) == 6 and len(late) == 6, f"deadline: six at once: {[(st, d.get('error')) for st, _, d in res]}")
+        C.ok(took < 6 * 0.3 + 5.0, f"deadline: six at once answered within {took:.2f} s")
         st, _, _ = S.explain("k=1")
-        C.ok(st == 200, f"deadline: the next request answered {st}")
+        C.ok(st == 200, f"deadline: then the next request answered {st}")
     finally:
         C.ok(S.stop() == 0, "deadline server exit 0")
 

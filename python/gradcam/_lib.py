@@ -16,7 +16,7 @@ GCAM_MAX_TARGET_ELEMENTS = 4
 
 # gcam_status, in the header's order; the names are what gradcam.Error.status holds
 STATUS_NAMES = ("ok", "arg", "io", "format", "unsupported", "shape", "nomem", "limit", "numeric",
-                "not_found", "state", "internal")
+                "not_found", "state", "internal", "aborted")
 
 # gcam_dtype
 UNDEFINED, FLOAT32, INT64, BOOL = 0, 1, 2, 3
@@ -126,6 +126,7 @@ PROTOTYPES = {
     "gcam_ctx_error": (CS, [P]),
     "gcam_ctx_free": (None, [P]),
     "gcam_ctx_planned_bytes": (ctypes.c_size_t, [P]),
+    "gcam_ctx_set_abort": (S, [P, P, P]),  # (the package does not set one: a C callback)
     "gcam_ctx_run": (S, [P, ctypes.POINTER(Feed), I]),
     "gcam_ctx_num_outputs": (I, [P]),
     "gcam_ctx_output": (S, [P, I, ctypes.POINTER(TensorView)]),
@@ -148,6 +149,7 @@ PROTOTYPES = {
                                ctypes.c_size_t]),
     "gcam_explainer_create": (S, [PP, P, ctypes.POINTER(Feed), I, ctypes.POINTER(ExplainOptions)]),
     "gcam_explainer_error": (CS, [P]),
+    "gcam_explainer_set_abort": (S, [P, P, P]),
     "gcam_explainer_free": (None, [P]),
     "gcam_explainer_num_layers": (I, [P]),
     "gcam_explainer_layer": (CS, [P, I]),

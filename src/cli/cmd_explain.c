@@ -866,6 +866,7 @@ int ex_plan(ex_run *R, const gcam_feed *feeds, int nf, const int64_t *dims, int 
         cli_fail(cli_status_exit(rc), "%s: %s", o->model, err->msg);
         return EX_STOP + cli_status_exit(rc);
     }
+    if (R->abort_fn) gcam_explainer_set_abort(R->e, R->abort_fn, R->abort_user);
     R->e_ndim = ndim;
     memcpy(R->e_dims, dims, sizeof(int64_t) * (size_t)ndim);
     R->e_text_len = text_len;

@@ -83,6 +83,8 @@ typedef struct ex_run {
     int n_feeds;
     /* the explainer, for the input shape it was planned for */
     gcam_explainer *e;
+    gcam_abort_fn abort_fn;      /* given to the explainer (gcam_explainer_set_abort): the tool's */
+    void *abort_user;
     int64_t e_dims[GCAM_MAX_DIMS];
     int e_ndim;
     int first_done;              /* model-level facts below are known */

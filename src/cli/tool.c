@@ -22,6 +22,8 @@ struct gcam_tool {
     int run_argc;
     char *run_key;               /* the request options the run was made for, joined */
     gc_buf describe;
+    gcam_abort_fn abort_fn;      /* gcam_tool_set_abort: given to every explainer of every run */
+    void *abort_user;
     char err[1024];
 };
 
@@ -328,6 +330,13 @@ static gcam_status run_input(gcam_tool *t, const gcam_tool_request *rq, ex_input
     return GCAM_OK;
 }
 
+gcam_status gcam_tool_set_abort(gcam_tool *t, gcam_abort_fn fn, void *user) {
+    if (!t) return GCAM_E_ARG;
+    t->abort_fn = fn;
+    t->abort_user = fn ? user : NULL;
+    return GCAM_OK;
+}
+
 gcam_status gcam_tool_explain(gcam_tool *t, const gcam_tool_request *rq, gcam_tool_result *res) {
     if (!t || !res) return GCAM_E_ARG;
     memset(res, 0, sizeof *res);
@@ -338,6 +347,9 @@ gcam_status gcam_tool_explain(gcam_tool *t, const gcam_tool_request *rq, gcam_to
     ex_inputs l = {0};
     if ((st = ensure_run(t, rq->argc, rq->argv)) || (st = request_input(t, rq, &l))) goto done;
     ex_run *R = &t->R;
+    R->abort_fn = t->abort_fn;
+    R->abort_user = t->abort_user;
+    if (R->e) gcam_explainer_set_abort(R->e, t->abort_fn, t->abort_user);
     R->mem = !rq->out_dir;
     R->mem_inline = R->mem && rq->inline_png;
     R->mem_url = R->mem ? rq->url_prefix : NULL;

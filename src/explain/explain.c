@@ -453,6 +453,16 @@ void gcam_explainer_free(gcam_explainer *e) {
     free(e);
 }
 
+gcam_status gcam_explainer_set_abort(gcam_explainer *e, gcam_abort_fn fn, void *user) {
+    if (!e) return GCAM_E_ARG;
+    e->abort_fn = fn;
+    e->abort_user = fn ? user : NULL;
+    gcam_ctx *cs[3] = {e->ctx, e->mask_ctx, e->tail_ctx}; /* and those made later, as made */
+    for (int i = 0; i < 3; i++)
+        if (cs[i]) gcam_ctx_set_abort(cs[i], e->abort_fn, e->abort_user);
+    return GCAM_OK;
+}
+
 const char *gcam_explainer_error(const gcam_explainer *e) {
     if (!e) return "out of memory (no explainer handle)";
     return e->err.code ? e->err.msg : "";
@@ -520,6 +530,7 @@ static gcam_status plan_ctx(gcam_explainer *e, const gcam_feed *shapes, int n_sh
     gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = nk,
                            .seed = vname(e, e->score), .grad_of = names, .n_grad_of = nn};
     gcam_status rc = gcam_ctx_create(out, (const gcam_model *)(const void *)e->m, shapes, n_shapes, &co);
+    if (!rc) gcam_ctx_set_abort(*out, e->abort_fn, e->abort_user);
     free(names);
     free(keep);
     if (rc) {

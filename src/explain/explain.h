@@ -89,6 +89,8 @@ struct gcam_explainer {
     int n_tail_saved;
     int *tail_saved;            /* without tail_fwd: the values the tail's backward reads */
     long tail_runs;             /* batched backward passes run so far (tests check the path) */
+    gcam_abort_fn abort_fn;     /* gcam_explainer_set_abort: given to every context it runs */
+    void *abort_user;
 };
 
 /* The last forward's feeds in e->feed_work: input 0's data replaced by x (NULL: as fed), every

@@ -374,6 +374,7 @@ static gcam_status ensure_mask_ctx(gcam_explainer *e, int64_t K) {
     gcam_ctx_options co = {.n_threads = e->o.n_threads, .max_memory = e->o.max_memory, .keep = keep, .n_keep = 1};
     gcam_status rc = gcam_ctx_create(&e->mask_ctx, (const gcam_model *)(const void *)e->m,
                                      gc_explainer_feeds(e, NULL, 1, B), e->n_feeds, &co);
+    if (!rc) gcam_ctx_set_abort(e->mask_ctx, e->abort_fn, e->abort_user);
     if (rc) {
         gc_fail(&e->err, rc, "Score-CAM: %s", gcam_ctx_error(e->mask_ctx));
         gcam_ctx_free(e->mask_ctx);
@@ -1003,6 +1004,7 @@ static gcam_status ensure_tail_ctx(gcam_explainer *e, int64_t k, int *usable) {
     gcam_status rc = gcam_ctx_create(&t, (const gcam_model *)(const void *)e->m, gc_explainer_feeds(e, NULL, 1, e->N * k),
                                      e->n_feeds, &co);
     free(names);
+    if (!rc) gcam_ctx_set_abort(t, e->abort_fn, e->abort_user);
     if (rc == GCAM_E_NOMEM) {
         gcam_ctx_free(t);
         return gc_fail(&e->err, rc, "out of memory");

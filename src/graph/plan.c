@@ -643,6 +643,9 @@ gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
         gc_step *st = &c->steps[s];
         if (st->fused) continue;
         if (c->step_hook) c->step_hook(c, s, c->step_hook_user);
+        if (c->abort_fn && c->abort_fn(c->abort_user))
+            return gc_fail(&c->err, GCAM_E_ABORTED, "stopped by the abort check before forward step %d of %d", s + 1,
+                           c->n_steps);
         int op = m->nodes[st->node].op;
         const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;
@@ -681,6 +684,9 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
             memset(g->data, 0, (size_t)gc_numel(g) * sizeof(float));
         }
         if (bst->fused) continue; /* its producer's backward applies it */
+        if (c->abort_fn && c->abort_fn(c->abort_user))
+            return gc_fail(&c->err, GCAM_E_ABORTED, "stopped by the abort check before backward step %d of %d", b + 1,
+                           stop + 1);
         bst->k.rule = rule;
         int op = m->nodes[bst->node].op;
         const gc_opdef *d = gc_op_get(op);

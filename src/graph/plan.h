@@ -62,6 +62,8 @@ struct gcam_ctx {
     char **folded_owned; /* buffers of GC_V_FOLDED values */
     int n_folded_owned;
     gc_step_hook step_hook; /* NULL but in tests */
+    gcam_abort_fn abort_fn; /* gcam_ctx_set_abort: asked before each step, NULL: none */
+    void *abort_user;
     void *step_hook_user;
     gc_tuning tune;         /* read once at creation (src/tuning.h); kernels see it through k.tune */
     struct gc_prof_row *prof; /* (GC_OP_COUNT) with tune.profile: time per op type, printed at free */

@@ -101,6 +101,8 @@ struct sv_req {
     const unsigned char *pic;    /* into body */
     size_t pic_size;
     double t_queued;
+    double deadline;             /* t0 + --deadline: the engine's abort check stops at it */
+    int over;                    /* the abort check fired: the explanation ran past the deadline */
     /* the worker's answer */
     double t_start, t_end;       /* the worker took it, and had its answer (Server-Timing) */
     int ans_status;

@@ -63,6 +63,15 @@ static char *splice(const char *record, const char *model, const char *id, size_
     return b.p;
 }
 
+/* The engine's abort check (gcam_tool_set_abort), asked before each of its steps: the deadline
+ * covers the explanation too, to within one kernel's time. */
+static int past_deadline(void *user) {
+    sv_req *r = user;
+    if (sv_now() <= r->deadline) return 0;
+    r->over = 1;
+    return 1;
+}
+
 static void run_job(sv_server *s, int w, sv_req *r) {
     double waited = sv_now() - r->t_queued;
     if (waited > s->cfg.deadline_s) {
@@ -71,6 +80,7 @@ static void run_job(sv_server *s, int w, sv_req *r) {
         set_error(r, 503, msg);
         return;
     }
+    r->deadline = r->t0 + s->cfg.deadline_s;
     sv_model *m = &s->models[r->model];
     gcam_tool *t = s->tools[w][r->model];
     char id[33] = {0}, prefix[64];
@@ -84,8 +94,15 @@ static void run_job(sv_server *s, int w, sv_req *r) {
                             .argv = (const char *const *)r->argv};
     gcam_tool_result res;
     memset(&res, 0, sizeof res);
+    gcam_tool_set_abort(t, past_deadline, r);
     gcam_status st = gcam_tool_explain(t, &rq, &res);
-    if (st != GCAM_OK) {
+    gcam_tool_set_abort(t, NULL, NULL);
+    if (r->over) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the explanation ran over the deadline (--deadline %g): stopped %.2f s after the request came",
+                 s->cfg.deadline_s, sv_now() - r->t0);
+        set_error(r, 503, msg);
+    } else if (st != GCAM_OK) {
         set_error(r, st == GCAM_E_ARG ? 400 : st == GCAM_E_NOMEM ? 503 : 500, gcam_tool_error(t));
     } else if (res.failed || !res.record) {
         size_t len = 0;
