@@ -57,17 +57,10 @@ def gen(build, out, n):
 
 
 def open_page(page, loads):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
+    from chromium import chromium
     profile = tempfile.mkdtemp(prefix="gcam-bench-report-")
-    o = webdriver.ChromeOptions()
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", "--user-data-dir=" + profile, "--window-size=1366,768"):
-        o.add_argument(a)
-    o.binary_location = "/usr/bin/chromium"
-    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+    d = chromium(profile, "1366,768", console=False)
     rows, nexts = [], []
     try:
         for _ in range(loads):

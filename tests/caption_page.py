@@ -24,10 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(TOP, "examples", "caption"))
+from chromium import chromium  # noqa: E402
 from serve_util import Checks, Server, watchdog  # noqa: E402
 import scenes  # noqa: E402
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 
 # a canvas's size and pixels (serve_page.py runs on import, so its helpers are not imported)
 PIXELS = """
@@ -37,15 +36,6 @@ return {w: c.width, h: c.height, data: Array.from(c.getContext('2d').getImageDat
 """
 
 
-def browser(profile):
-    o = webdriver.ChromeOptions()
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1300,1000"):
-        o.add_argument(a)
-    o.binary_location = "/usr/bin/chromium"
-    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
 
 watchdog(600)
 GRADCAM, WORK = sys.argv[1], sys.argv[2]
@@ -138,7 +128,7 @@ S = Server([GRADCAM, "serve", os.path.join(CAP, "captioner.onnx"), "--task", "ca
 profile = tempfile.mkdtemp(prefix="caption-page-", dir=WORK)
 d = None
 try:
-    d = browser(profile)
+    d = chromium(profile)
     d.set_page_load_timeout(60)
     d.set_script_timeout(60)
     wait = WebDriverWait(d, 120)

@@ -29,8 +29,6 @@ import subprocess
 import sys
 import tempfile
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -38,6 +36,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from checks import Checks  # noqa: E402
+from chromium import chromium  # noqa: E402
 import report_link_model  # noqa: E402
 
 check = Checks('FAIL: ')
@@ -65,15 +64,6 @@ def run_rss(gradcam, model, inputs, out, extra=()):
     return p.returncode, int(last[1]) if last[:1] == ["maxrss"] else -1, p.stderr
 
 
-def browser(profile):
-    o = webdriver.ChromeOptions()
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1366,900"):
-        o.add_argument(a)
-    o.binary_location = "/usr/bin/chromium"
-    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
 
 
 PAGE = """
@@ -302,7 +292,7 @@ def main():
     check(len(res["inputs"]) == n and len(res["failures"]) == 1, "results.json: %d inputs, 1 failure" % len(res["inputs"]))
 
     profile = tempfile.mkdtemp(prefix="gcam-report-")
-    d = browser(profile)
+    d = chromium(profile, "1366,900")
     try:
         browse(d, page, res, outn, n)
         # moved: relative names still resolve

@@ -13,14 +13,13 @@ import shutil
 import sys
 import tempfile
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chromium import chromium  # noqa: E402
 from serve_util import DEMO, DEMO_ARGS, DEMO_PICTURE, Checks, Server, watchdog  # noqa: E402
 
 watchdog(600)
@@ -46,15 +45,6 @@ return {w: c.width, h: c.height, mean: sum.map((v) => v / n), blue: blue / n, re
 """
 
 
-def browser(profile):
-    o = webdriver.ChromeOptions()
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1300,1000"):
-        o.add_argument(a)
-    o.binary_location = "/usr/bin/chromium"
-    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
 
 
 def run(S, d):
@@ -220,7 +210,7 @@ S = Server([GRADCAM, "serve", *DEMO_ARGS, DEMO_ARGS[0], "--name", "second", "--l
 profile = tempfile.mkdtemp(prefix="serve-page-", dir=WORK)
 d = None
 try:
-    d = browser(profile)
+    d = chromium(profile)
     d.set_page_load_timeout(60)
     d.set_script_timeout(60)
     run(S, d)
@@ -236,7 +226,7 @@ open(tok, "w").write(secret + "\n")
 T = Server([GRADCAM, "serve", *DEMO_ARGS, "--token-file", tok, "--port", "0", "-q"], log=os.path.join(WORK, "token.log"))
 d = None
 try:
-    d = browser(tempfile.mkdtemp(prefix="serve-page-", dir=WORK))
+    d = chromium(tempfile.mkdtemp(prefix="serve-page-", dir=WORK))
     d.set_page_load_timeout(60)
     run_token(T, d, secret)
 finally:
