@@ -56,11 +56,14 @@ int gc_cpu_count(void) {
 
 void gc_minmax01(float *dst, const float *src, size_t n) {
     float mn = INFINITY, mx = -INFINITY;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(src[i])) {
-            mn = fminf(mn, src[i]);
-            mx = fmaxf(mx, src[i]);
-        }
+    /* compares, not fminf/fmaxf: only finite values take part, so the same extremes, and no call
+     * into libm per element (fminf's NaN rules keep GCC from inlining it: 11% of a demo request) */
+    for (size_t i = 0; i < n; i++) {
+        const float v = src[i];
+        const int f = isfinite(v);
+        mn = f && v < mn ? v : mn;
+        mx = f && v > mx ? v : mx;
+    }
     float r = mx - mn;
     for (size_t i = 0; i < n; i++) dst[i] = r > 0 && isfinite(src[i]) ? (src[i] - mn) / r : 0;
 }
