@@ -114,6 +114,13 @@ static gcam_status exit_status(int code) {
 }
 
 /* The run for these request options (kept while they stay the same). */
+/* The run (and its explainer, and the explainers ex_plan makes later) takes the tool's abort check. */
+static void run_take_abort(gcam_tool *t) {
+    t->R.abort_fn = t->abort_fn;
+    t->R.abort_user = t->abort_user;
+    if (t->R.e) gcam_explainer_set_abort(t->R.e, t->abort_fn, t->abort_user);
+}
+
 static gcam_status ensure_run(gcam_tool *t, int argc, const char *const *argv) {
     gc_buf key = {0};
     for (int i = 0; i < argc; i++) {
@@ -141,6 +148,7 @@ static gcam_status ensure_run(gcam_tool *t, int argc, const char *const *argv) {
     t->R.no_report = 1;
     t->R.m = t->m;
     t->R.m_borrowed = t->m != NULL;
+    run_take_abort(t);
     t->have_run = 1;
     code = ex_prepare_model(&t->R);
     if (!t->m && t->R.m) { /* the first run loaded it: the tool keeps it for the next runs */
@@ -334,6 +342,7 @@ gcam_status gcam_tool_set_abort(gcam_tool *t, gcam_abort_fn fn, void *user) {
     if (!t) return GCAM_E_ARG;
     t->abort_fn = fn;
     t->abort_user = fn ? user : NULL;
+    run_take_abort(t); /* at once: a check removed leaves no explainer holding its user pointer */
     return GCAM_OK;
 }
 
@@ -347,9 +356,6 @@ gcam_status gcam_tool_explain(gcam_tool *t, const gcam_tool_request *rq, gcam_to
     ex_inputs l = {0};
     if ((st = ensure_run(t, rq->argc, rq->argv)) || (st = request_input(t, rq, &l))) goto done;
     ex_run *R = &t->R;
-    R->abort_fn = t->abort_fn;
-    R->abort_user = t->abort_user;
-    if (R->e) gcam_explainer_set_abort(R->e, t->abort_fn, t->abort_user);
     R->mem = !rq->out_dir;
     R->mem_inline = R->mem && rq->inline_png;
     R->mem_url = R->mem ? rq->url_prefix : NULL;
