@@ -267,39 +267,32 @@ static void check_conv(const cv_case *c, int gradcheck) {
             snprintf(label, sizeof label, "%s: backward written first", c->label);
             if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
                 oc_close(label, gx3.data, rdxf, nx, 1e-5 * max_abs_d(rdx0, nx), 1e-5);
-            /* with a Clip [-0.5, 0.5] before it fused in (X as that Clip's output; lo != 0: the
-             * standard rule): dX where -0.5 < X < 0.5, else 0; then the Relu's below */
-            if (!c->transpose) {
+            /* with the op before it fused in (X as its output): a Clip [-0.5, 0.5] (relu_dx 2; lo != 0:
+             * the standard rule), then the Relu (1): dX where that op passes X, else 0, against the
+             * largest of the Clip's unmasked and of the Relu's masked reference */
+            static const struct {
+                int dx;
+                float lo, hi;
+                const char *what;
+            } pre[2] = {{2, -0.5f, 0.5f, "a Clip's"}, {1, 0.0f, INFINITY, "the Relu's"}};
+            for (int v = 0; v < 2 && !c->transpose; v++) {
+                double scale = 1.0; /* as max_abs_d */
                 for (int64_t i = 0; i < nx; i++) {
                     const float xv = ((float *)in[0].data)[i];
-                    rdxf[i] = xv > -0.5f && xv < 0.5f ? (float)rdx0[i] : 0.0f;
+                    const int kept = xv > pre[v].lo && xv < pre[v].hi;
+                    rdxf[i] = kept ? (float)rdx0[i] : 0.0f;
                     ((float *)gx3.data)[i] = NAN;
+                    if (kept || pre[v].dx == 2) scale = fmax(scale, fabs(rdx0[i]));
                 }
                 bw_fresh = 1;
-                bw_relu_dx = 2;
-                fused_lo = -0.5f, fused_hi = 0.5f;
+                bw_relu_dx = pre[v].dx;
+                fused_lo = pre[v].lo, fused_hi = pre[v].hi;
                 st = run_op(n, in, n_in, &y, &gy, &gx3, 1, 0, 6u, &err);
                 bw_fresh = 0;
                 bw_relu_dx = 0;
-                snprintf(label, sizeof label, "%s: backward with a Clip's VJP", c->label);
+                snprintf(label, sizeof label, "%s: backward with %s VJP", c->label, pre[v].what);
                 if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
-                    oc_close(label, gx3.data, rdxf, nx, 1e-5 * max_abs_d(rdx0, nx), 1e-5);
-            }
-            /* with the Relu before it fused in (X as that Relu's output): dX where X > 0, else 0 */
-            if (!c->transpose) {
-                for (int64_t i = 0; i < nx; i++) {
-                    const float xv = ((float *)in[0].data)[i];
-                    rdx0[i] = xv > 0.0f ? rdx0[i] : 0.0;
-                    rdxf[i] = (float)rdx0[i], ((float *)gx3.data)[i] = NAN;
-                }
-                bw_fresh = 1;
-                bw_relu_dx = 1;
-                st = run_op(n, in, n_in, &y, &gy, &gx3, 1, 0, 6u, &err);
-                bw_fresh = 0;
-                bw_relu_dx = 0;
-                snprintf(label, sizeof label, "%s: backward with the Relu's VJP", c->label);
-                if (oc_check(st == GCAM_OK, "%s: %s", label, err.msg))
-                    oc_close(label, gx3.data, rdxf, nx, 1e-5 * max_abs_d(rdx0, nx), 1e-5);
+                    oc_close(label, gx3.data, rdxf, nx, 1e-5 * scale, 1e-5);
             }
             free(rdx0);
             oc_tensor_free(&gx3);
