@@ -35,6 +35,17 @@ static int clip_bounds(const fuse_state *f, int s, float *lo, float *hi) {
     return 1;
 }
 
+/* Step s as a ReLU-like step the fusions take: 1 a Relu (lo 0, hi +inf), 2 a Clip with constant
+ * bounds lo <= hi (not with tune.no_act_fusion), 0 neither (or without an input and an output). */
+static int relu_like(const fuse_state *f, int s, float *lo, float *hi) {
+    const gc_node *n = &f->p->m->nodes[f->p->c->steps[s].node];
+    *lo = 0.0f;
+    *hi = INFINITY;
+    if (n->n_in < 1 || n->n_out < 1) return 0;
+    if (n->op == GC_OP_Relu) return 1;
+    return n->op == GC_OP_Clip && !f->p->c->tune.no_act_fusion && clip_bounds(f, s, lo, hi) ? 2 : 0;
+}
+
 /* Relu fused into its producer (an op with .fuse_relu: Conv, BatchNormalization, Add) when
  * nothing else reads the producer's output: the producer writes max(y, 0) and the Relu's output
  * shares its buffer, which saves a pass over memory and a buffer per pair (ResNet, VGG,
@@ -57,10 +68,9 @@ static void fuse_relu(fuse_state *f) {
     const int has_bw = p->has_bw;
     for (int s = 0; s < F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
-        const int clip = n->op == GC_OP_Clip;
-        float lo = 0.0f, hi = INFINITY;
-        if ((n->op != GC_OP_Relu && !clip) || n->n_in < 1 || n->n_out < 1) continue;
-        if (clip && (c->tune.no_act_fusion || !clip_bounds(f, s, &lo, &hi))) continue;
+        float lo, hi;
+        const int kind = relu_like(f, s, &lo, &hi), clip = kind == 2;
+        if (!kind) continue;
         int v = n->in[0], r = n->out[0];
         if (v < 0 || r < 0 || prod_step[v] < 0 || uses[v] != 1 || c->vkind[v] != GC_V_RUNTIME ||
             c->vkind[r] != GC_V_RUNTIME || c->vals[v].dtype != GC_F32 || c->kept[v] || m->values[v].is_output ||
@@ -492,10 +502,9 @@ static void fuse_relu_dx(fuse_state *f) {
     for (int s = 0; s < p->F; s++) {
         const gc_node *n = &m->nodes[c->steps[s].node];
         const int rb = p->bstep_of[s];
-        float lo = 0.0f, hi = INFINITY;
-        const int clip = n->op == GC_OP_Clip;
-        if ((n->op != GC_OP_Relu && !clip) || n->n_in < 1 || n->n_out < 1 || rb < 1 || c->bsteps[rb].fused) continue;
-        if (clip && (c->tune.no_act_fusion || !clip_bounds(f, s, &lo, &hi))) continue;
+        float lo, hi;
+        const int kind = relu_like(f, s, &lo, &hi);
+        if (!kind || rb < 1 || c->bsteps[rb].fused) continue;
         const int v = n->in[0], r = n->out[0], cs = sole_reader(f, r, s), cb = rb - 1;
         if (v < 0 || r < 0 || cs < 0 || p->bstep_of[cs] != cb || c->bsteps[cb].fused || p->bw_relu_dx[cb] >= 0)
             continue;
@@ -511,7 +520,7 @@ static void fuse_relu_dx(fuse_state *f) {
             continue;
         c->bsteps[rb].fused = 1;
         p->bw_relu_dx[cb] = v;
-        p->bw_dx_clip[cb] = clip;
+        p->bw_dx_clip[cb] = kind == 2;
         p->bw_dx_lo[cb] = lo;
         p->bw_dx_hi[cb] = hi;
         p->gneed[r] = 0;
