@@ -1,9 +1,10 @@
 """gradcam serve's throughput and latency (docs/performance.md, section "gradcam serve").
 For each split of the cores (workers x threads per request) a server on 127.0.0.1 takes
 CLIENTS concurrent keep-alive clients posting the same picture for SECONDS: requests/s, p50 and
-p99 latency. Then one client, one request at a time, one worker: the latency seen by the client
-against the time the worker spent in gcam_tool_explain (the server's Server-Timing header): the
-difference is what the server adds (HTTP, queue, JSON) over the C API call itself. The same call is
+p99 latency. Then one request at a time, one worker, two clients in turn (a lean HTTP/1.1 client on
+a raw socket, and http.client): the latency each sees against the time the worker spent in
+gcam_tool_explain (the server's Server-Timing header): the difference is what the server adds
+(HTTP, queue, JSON) over the C API call itself, plus the client's own time. The same call is
 also timed outside any server, in a process of its own (the anchor: gcam_tool_explain through
 ctypes on libgradcam_tool.so beside GRADCAM, the same model options, --threads 1, the picture in
 memory, PNGs inline as the server asks them), turn by turn with the server's requests.
@@ -14,6 +15,7 @@ import ctypes
 import http.client
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -47,25 +49,79 @@ def hammer(S, pic, query, clients, seconds):
     return lat, errors, time.perf_counter() - t0
 
 
+class LeanClient:
+    """HTTP/1.1 over one keep-alive socket with nothing else: the request sent in one write, the
+    answer read to its Content-Length. What a C client (curl, a load balancer) costs, so that the
+    time measured around it is the server's and the kernel's; http.client adds its own header
+    parsing (email.parser) and buffered reads, which is the client's time, printed apart."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=300)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray(1 << 16)
+
+    def post(self, path, body, ctype):
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        self.s.sendall(head + body)
+        data = bytearray()
+        while True:
+            n = self.s.recv_into(self.buf)
+            if not n:
+                raise SystemExit("bench_serve: the server closed the connection")
+            data += self.buf[:n]
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+        lines = bytes(data[:end]).decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdr = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+        want = end + 4 + int(hdr.get("content-length", "0"))
+        while len(data) < want:
+            n = self.s.recv_into(self.buf)
+            if not n:
+                raise SystemExit("bench_serve: the answer was cut short")
+            data += self.buf[:n]
+        return status, hdr, bytes(data[end + 4:want])
+
+    def close(self):
+        self.s.close()
+
+
+def explain_ms(timing):
+    m = re.search(r"explain;dur=([0-9.]+)", timing or "")
+    if not m:
+        raise SystemExit("bench_serve: no Server-Timing in the answer")
+    return float(m.group(1)) / 1e3
+
+
 def overhead(S, pic, query, n, anchor=None):
-    """Per request: client latency, the worker's explain time (Server-Timing) and, turn by turn with
-    it, the same call in the anchor's process (which waits while the server works, and back)."""
-    c = S.conn(300)
-    tot, exp, api = [], [], []
+    """Per turn: one request by the lean client, one by http.client and the same call in the
+    anchor's process (which waits while the server works, and back). Returns, per client, the
+    latencies and the worker's explain times (Server-Timing), and the anchor's times."""
+    lean, c = LeanClient(S.port), S.conn(300)
+    out = {"lean": ([], []), "http.client": ([], [])}
+    api = []
     for _ in range(n):
+        t0 = time.perf_counter()
+        status, hdr, _body = lean.post("/v1/explain?" + query, pic, "image/png")
+        out["lean"][0].append(time.perf_counter() - t0)
+        out["lean"][1].append(explain_ms(hdr.get("server-timing")))
+        if status != 200:
+            raise SystemExit(f"bench_serve: status {status}")
         t0 = time.perf_counter()
         c.request("POST", "/v1/explain?" + query, pic, {"Content-Type": "image/png"})
         r = c.getresponse()
         r.read()
-        tot.append(time.perf_counter() - t0)
-        m = re.search(r"explain;dur=([0-9.]+)", r.getheader("Server-Timing") or "")
-        exp.append(float(m.group(1)) / 1e3)
+        out["http.client"][0].append(time.perf_counter() - t0)
+        out["http.client"][1].append(explain_ms(r.getheader("Server-Timing")))
         if anchor:
             anchor.stdin.write("go\n")
             anchor.stdin.flush()
             api.append(float(anchor.stdout.readline()))
+    lean.close()
     c.close()
-    return tot, exp, api
+    return out, api
 
 
 # the server's query keys as explain options (those a bench query uses)
@@ -161,20 +217,23 @@ def main():
         if anchor.stdout.readline().strip() != "ready":
             raise SystemExit("api anchor did not start")
         overhead(S, pic, a.query, 3, anchor)
-        tot, exp, api = overhead(S, pic, a.query, a.overhead_runs, anchor)
+        out, api = overhead(S, pic, a.query, a.overhead_runs, anchor)
     finally:
         S.stop()
         anchor.stdin.close()
         anchor.wait(60)
-    pt, pe, pa = percentiles(tot), percentiles(exp), percentiles(api)
-    mt, me, ma = sum(tot) / len(tot), sum(exp) / len(exp), sum(api) / len(api)
-    print(f"\n{a.name}, one client, 1 worker x 1 thread, {len(tot)} requests: client latency p50 {pt[50] * 1e3:.2f} ms "
-          f"(mean {mt * 1e3:.2f}), gcam_tool_explain in the server p50 {pe[50] * 1e3:.2f} ms (mean {me * 1e3:.2f}): the "
-          f"server adds {(pt[50] - pe[50]) * 1e3:.2f} ms = {100 * (pt[50] - pe[50]) / pe[50]:.1f}% at p50, "
-          f"{100 * (mt - me) / me:.1f}% on the mean", flush=True)
-    print(f"{a.name}, the C API alone (gcam_tool_explain in a process of its own, turn by turn, {len(api)} calls): p50 "
-          f"{pa[50] * 1e3:.2f} ms (mean {ma * 1e3:.2f}): a request costs {100 * (pt[50] - pa[50]) / pa[50]:+.1f}% at p50, "
-          f"{100 * (mt - ma) / ma:+.1f}% on the mean over it", flush=True)
+    pa, ma = percentiles(api)[50], sum(api) / len(api)
+    print(f"\n{a.name}, one client at a time, 1 worker x 1 thread, {len(api)} turns (a request by each client, then the "
+          f"C API alone: gcam_tool_explain in a process of its own). The C API: p50 {pa * 1e3:.2f} ms "
+          f"(mean {ma * 1e3:.2f})", flush=True)
+    for name, (tot, exp) in out.items():
+        pt, pe = percentiles(tot)[50], percentiles(exp)[50]
+        mt, me = sum(tot) / len(tot), sum(exp) / len(exp)
+        print(f"{a.name}, {name} client: latency p50 {pt * 1e3:.2f} ms (mean {mt * 1e3:.2f}), gcam_tool_explain in "
+              f"the server p50 {pe * 1e3:.2f} ms (mean {me * 1e3:.2f}); added over the server's own call "
+              f"{(pt - pe) * 1e3:.2f} ms = {100 * (pt - pe) / pe:.1f}% at p50, {100 * (mt - me) / me:.1f}% on the mean; "
+              f"over the C API alone {100 * (pt - pa) / pa:+.1f}% at p50, {100 * (mt - ma) / ma:+.1f}% on the mean",
+              flush=True)
 
 
 if __name__ == "__main__":

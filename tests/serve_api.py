@@ -334,7 +334,7 @@ try:
     check_identical()
     check_inputs()
     check_errors()
-    st, _, text = S.request("GET", "/metrics")
+    text = S.settled_metrics()
     C.ok(b"gradcam_requests_total{code=\"400\"}" in text and b"gradcam_requests_total{code=\"415\"}" in text,
          "metrics count the errors")
 finally:

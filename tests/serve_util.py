@@ -128,6 +128,17 @@ class Server:
         st, _, data = self.request("GET", "/healthz", timeout=10)
         return st == 200 and json.loads(data)["status"] == "ok"
 
+    def settled_metrics(self, headers=None, tries=40):
+        """/metrics once no other request is in flight: each connection's thread counts its request
+        when the answer has gone out, which may be just after the client read it."""
+        text = b""
+        for _ in range(tries):
+            _, _, text = self.request("GET", "/metrics", headers=headers)
+            if b"\ngradcam_requests_in_flight 0\n" in text:
+                break
+            time.sleep(0.05)
+        return text
+
     def log_tail(self, n=3000):
         try:
             return open(self.log, "rb").read()[-n:].decode(errors="replace")

@@ -1,6 +1,7 @@
-/* The HTTP side of gradcam serve: MHD's polling thread routes each request, answers the quick
- * endpoints itself, reads an explain request's body into memory (capped) and hands it to the
- * workers with its connection suspended; a worker resumes the connection with the answer. */
+/* The HTTP side of gradcam serve: each connection's thread (MHD's thread per connection) routes
+ * its requests, answers the quick endpoints, reads an explain request's body into memory (capped),
+ * has it explained (workers.c: right there, or by a worker's thread when others wait) and sends the
+ * answer. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -187,11 +188,13 @@ static enum MHD_Result body_done(sv_server *s, sv_req *r) {
     if (st) return answer_error(s, r, st, err);
     r->t_queued = sv_now();
     r->queued = 1;
-    if (sv_enqueue(s, r)) {
+    if (sv_explain(s, r)) {
         r->queued = 0;
         return answer_error(s, r, 503, s->draining ? "stopping" : "busy: the queue is full, retry later");
     }
-    return MHD_YES;
+    char *a = r->ans;
+    r->ans = NULL;
+    return answer(s, r, r->ans_status, "application/json", a, r->ans_len, 1);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -226,11 +229,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         gc_buf_put(&r->body, upload, n);
         return r->body.oom ? answer_error(s, r, 413, "out of memory for the body") : MHD_YES;
     }
-    if (!r->queued) return body_done(s, r);
-    if (!r->done) return MHD_YES; /* not ours to answer yet (cannot happen: resumed when done) */
-    char *a = r->ans;
-    r->ans = NULL;
-    return answer(s, r, r->ans_status, "application/json", a, r->ans_len, 1);
+    return body_done(s, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode why) {
@@ -280,7 +279,11 @@ int sv_http_start(sv_server *s, const char *cert, const char *key) {
     socklen_t salen;
     int rc = resolve(s->cfg.host, s->cfg.port, &sa, &salen);
     if (rc) return rc;
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+    /* a thread per connection: on a server not overrun, an explanation runs where its request was
+     * read, with no hand-off to wake another thread twice per request; idle connections cost a
+     * sleeping thread each, bounded by --max-connections. ITC: the threads are told to stop after
+     * MHD_quiesce_daemon. */
+    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC;
     if (sa.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     if (cert) flags |= MHD_USE_TLS;
     struct MHD_OptionItem tls[] = {

@@ -1,9 +1,9 @@
-/* gradcam serve: explanations over HTTP (libmicrohttpd). One polling thread (MHD's) reads requests
- * and answers the quick endpoints; a fixed pool of workers, each with its own gcam_tool per model
- * (all sharing one loaded gcam_model), runs the explanations taken from a bounded queue. A request
- * waiting for a worker is a suspended MHD connection, resumed by the worker when its answer is
- * ready. Nothing from a request touches the file system: pictures are explained from memory and
- * the files come back in memory (gcam_tool's memory mode). docs/serve.md. */
+/* gradcam serve: explanations over HTTP (libmicrohttpd, a thread per connection). A connection's
+ * thread reads its requests, answers the quick endpoints, and runs an explanation itself when a
+ * worker (a gcam_tool per model, all sharing one loaded gcam_model) is free and nobody waits;
+ * otherwise the request waits in a bounded FIFO line for a worker's thread to explain it. Nothing
+ * from a request touches the file system: pictures are explained from memory and the files come
+ * back in memory (gcam_tool's memory mode). docs/serve.md. */
 #ifndef GC_SERVE_H
 #define GC_SERVE_H
 
@@ -67,15 +67,19 @@ typedef struct sv_server {
     size_t token_len;
     /* the queue and the pool */
     pthread_mutex_t mu;
-    pthread_cond_t cv;           /* work queued or stop */
+    pthread_condattr_t cv_attr;  /* of the requests' condition variables: CLOCK_MONOTONIC */
+    int cv_ready;
     pthread_cond_t idle_cv;      /* a request ended (draining waits on it) */
-    sv_req **ring;
+    sv_req **ring;               /* the line of requests waiting for a worker, FIFO */
     int head, count;
+    int *slot_busy;              /* [worker]: explaining, in its own thread or a connection's */
+    pthread_cond_t *worker_cv;   /* [worker]: someone in line and this worker free, or stop */
+    int n_worker_cv;
+    pthread_t *threads;          /* [worker] */
+    int n_threads;
     int busy, stop, draining;
     int explaining;              /* workers in gcam_tool_explain (gradcam_workers_busy) */
     int active;                  /* requests begun and not yet ended */
-    pthread_t *threads;
-    int n_threads;
     gcam_tool ***tools;          /* [worker][model] */
     sv_store *store;
     sv_metrics metrics;
@@ -89,7 +93,7 @@ struct sv_req {
     struct MHD_Connection *conn;
     gc_buf body;
     int too_big;                 /* the body passed max_body: answered 413 once read */
-    int queued;                  /* handed to the workers; done when the answer is ready */
+    int queued;                  /* in line for a worker, or explained; done when the answer is ready */
     int done;
     int status;                  /* the answer's (for metrics) */
     /* the explain job */
@@ -101,10 +105,12 @@ struct sv_req {
     const unsigned char *pic;    /* into body */
     size_t pic_size;
     double t_queued;
+    pthread_cond_t cv;           /* while in line: signalled by the worker that explained it */
+    int taken;                   /* a worker's thread took it from the line */
     double deadline;             /* t0 + --deadline: the engine's abort check stops at it */
     int over;                    /* the abort check fired: the explanation ran past the deadline */
-    /* the worker's answer */
-    double t_start, t_end;       /* the worker took it, and had its answer (Server-Timing) */
+    /* the answer */
+    double t_start, t_end;       /* a worker taken (or the wait over), and the answer made (Server-Timing) */
     int ans_status;
     char *ans;
     size_t ans_len;
@@ -119,8 +125,10 @@ void sv_req_free(sv_req *r);
 /* workers.c */
 int sv_workers_start(sv_server *s);
 void sv_workers_stop(sv_server *s);
-/* Queues r (the caller suspended its connection): 0, or -1 when the queue is full. */
-int sv_enqueue(sv_server *s, sv_req *r);
+/* Explains r, in the calling thread (its connection's) if a worker is free and nobody waits, else
+ * by a worker's thread once r is first in line; answers 503 into r if its deadline passes while in
+ * line. 0 with r->ans set, or -1 when the line is full or the server is stopping. */
+int sv_explain(sv_server *s, sv_req *r);
 
 /* request.c: turning a request into a job. 0, or an HTTP status with *err set (static text or
  * malloc'd into *err_owned). */

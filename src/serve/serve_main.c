@@ -369,9 +369,7 @@ static void server_free(sv_server *s) {
     sv_store_free(s->store);
     if (s->token) memset(s->token, 0, s->token_len);
     free(s->token);
-    free(s->ring);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->metrics.mu);
 }
@@ -420,7 +418,6 @@ int cmd_serve(int argc, char **argv) {
     s.models = P.models;
     s.n_models = P.n_models;
     pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
     pthread_cond_init(&s.idle_cv, NULL);
     sv_metrics_init(&s.metrics);
     /* the threads started from here on (MHD's, the workers', OpenMP's) leave the stop signals to

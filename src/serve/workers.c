@@ -1,7 +1,14 @@
-/* The workers: a fixed pool of threads, each with its own gcam_tool per model (tools are used by
- * one thread at a time; they share the loaded model), fed by a bounded ring of requests. A
- * worker answers into the request and resumes its connection; MHD's thread then sends it. */
-#include <microhttpd.h>
+/* The workers: a fixed pool of explainers, each a gcam_tool per model (a tool is used by one thread
+ * at a time; they share the loaded model), and a thread per worker.
+ * - Nobody waiting and a worker free: the request's own connection thread (MHD's thread per
+ *   connection) explains it with that worker's tools and sends the answer. No hand-off: the
+ *   request wakes one thread, not three.
+ * - Otherwise it waits in a bounded FIFO line (--queue); a worker's thread takes the first in line,
+ *   explains it and signals the connection thread, which sends the answer. A busy worker thread goes
+ *   from one request to the next without sleeping, so a loaded server keeps its cores explaining.
+ * At most --workers explanations run at once. */
+#include <errno.h>
+#include <time.h>
 
 #include "cli/cli_common.h"
 #include "serve.h"
@@ -11,18 +18,122 @@ typedef struct sv_worker_arg {
     int index;
 } sv_worker_arg;
 
-int sv_enqueue(sv_server *s, sv_req *r) {
+static void run_job(sv_server *s, int w, sv_req *r);
+static void set_error(sv_req *r, int status, const char *msg);
+
+static struct timespec abs_time(double t_monotonic) {
+    struct timespec ts;
+    double sec = t_monotonic < 0 ? 0 : t_monotonic;
+    ts.tv_sec = (time_t)sec;
+    ts.tv_nsec = (long)((sec - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Wakes the threads of the free workers when someone is in line: every one of them, as one woken
+ * earlier may not have run yet (a thread that finds nothing left sleeps again). Called with s->mu
+ * held. */
+static void wake_workers(sv_server *s) {
+    if (!s->count) return;
+    for (int w = 0; w < s->cfg.workers; w++)
+        if (!s->slot_busy[w]) pthread_cond_signal(&s->worker_cv[w]);
+}
+
+/* Takes r out of the line (it timed out): the ones behind move up. */
+static void line_leave(sv_server *s, sv_req *r) {
+    int i = 0;
+    while (i < s->count && s->ring[(s->head + i) % s->cfg.queue] != r) i++;
+    if (i == s->count) return;
+    for (; i + 1 < s->count; i++)
+        s->ring[(s->head + i) % s->cfg.queue] = s->ring[(s->head + i + 1) % s->cfg.queue];
+    s->count--;
+}
+
+static void job_begin(sv_server *s, int w) {
+    s->slot_busy[w] = 1;
+    s->busy++;
+    s->explaining++;
+}
+
+static void job_end(sv_server *s, int w) {
+    s->slot_busy[w] = 0;
+    s->busy--;
+    s->explaining--;
+    pthread_cond_broadcast(&s->idle_cv);
+}
+
+int sv_explain(sv_server *s, sv_req *r) {
     pthread_mutex_lock(&s->mu);
-    int ok = !s->draining && s->count < s->cfg.queue;
-    if (ok) {
-        /* suspended before a worker can see it, so that its resume never comes first */
-        MHD_suspend_connection(r->conn);
-        s->ring[(s->head + s->count) % s->cfg.queue] = r;
-        s->count++;
-        pthread_cond_signal(&s->cv);
+    if (s->draining) goto refused;
+    if (!s->count)
+        for (int w = 0; w < s->cfg.workers; w++) {
+            if (s->slot_busy[w]) continue;
+            job_begin(s, w); /* nobody waiting, a worker free: explain here */
+            pthread_mutex_unlock(&s->mu);
+            r->t_start = sv_now();
+            run_job(s, w, r);
+            r->t_end = sv_now();
+            r->done = 1;
+            pthread_mutex_lock(&s->mu);
+            job_end(s, w);
+            wake_workers(s); /* someone came meanwhile: this worker's thread takes over */
+            pthread_mutex_unlock(&s->mu);
+            return 0;
+        }
+    if (s->count >= s->cfg.queue || pthread_cond_init(&r->cv, &s->cv_attr)) goto refused;
+    s->ring[(s->head + s->count) % s->cfg.queue] = r;
+    s->count++;
+    wake_workers(s);
+    struct timespec until = abs_time(r->t0 + s->cfg.deadline_s);
+    while (!r->done) {
+        /* once taken, the explanation's own abort check keeps to the deadline */
+        int e = r->taken ? pthread_cond_wait(&r->cv, &s->mu) : pthread_cond_timedwait(&r->cv, &s->mu, &until);
+        if (e == ETIMEDOUT && !r->taken && !r->done) {
+            line_leave(s, r);
+            r->t_start = r->t_end = sv_now();
+            char msg[128];
+            snprintf(msg, sizeof msg, "waited %.1f s for a worker, over the deadline (--deadline %g)",
+                     r->t_start - r->t_queued, s->cfg.deadline_s);
+            set_error(r, 503, msg);
+            r->done = 1;
+        }
     }
     pthread_mutex_unlock(&s->mu);
-    return ok ? 0 : -1;
+    pthread_cond_destroy(&r->cv);
+    return 0;
+refused:
+    pthread_mutex_unlock(&s->mu);
+    return -1;
+}
+
+static void *worker_main(void *arg) {
+    sv_worker_arg *a = arg;
+    sv_server *s = a->s;
+    const int w = a->index;
+    free(a);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!(s->count && !s->slot_busy[w]) && !s->stop) pthread_cond_wait(&s->worker_cv[w], &s->mu);
+        if (!s->count || s->slot_busy[w]) break; /* stopping, and nothing left for this worker */
+        sv_req *r = s->ring[s->head];
+        s->head = (s->head + 1) % s->cfg.queue;
+        s->count--;
+        r->taken = 1;
+        job_begin(s, w);
+        pthread_mutex_unlock(&s->mu);
+        r->t_start = sv_now();
+        run_job(s, w, r);
+        r->t_end = sv_now();
+        pthread_mutex_lock(&s->mu);
+        r->done = 1;
+        pthread_cond_signal(&r->cv); /* the connection thread sends it; r is its, not ours, now */
+        job_end(s, w);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 static void set_answer(sv_req *r, int status, char *body, size_t len) {
@@ -73,13 +184,6 @@ static int past_deadline(void *user) {
 }
 
 static void run_job(sv_server *s, int w, sv_req *r) {
-    double waited = sv_now() - r->t_queued;
-    if (waited > s->cfg.deadline_s) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "waited %.1f s for a worker, over the deadline (--deadline %g)", waited, s->cfg.deadline_s);
-        set_error(r, 503, msg);
-        return;
-    }
     r->deadline = r->t0 + s->cfg.deadline_s;
     sv_model *m = &s->models[r->model];
     gcam_tool *t = s->tools[w][r->model];
@@ -122,42 +226,6 @@ static void run_job(sv_server *s, int w, sv_req *r) {
         else set_error(r, 500, "out of memory");
     }
     gcam_tool_result_free(&res);
-}
-
-static void *worker_main(void *arg) {
-    sv_worker_arg *a = arg;
-    sv_server *s = a->s;
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (!s->count && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->count) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        sv_req *r = s->ring[s->head];
-        s->head = (s->head + 1) % s->cfg.queue;
-        s->count--;
-        s->busy++;
-        s->explaining++;
-        pthread_mutex_unlock(&s->mu);
-        r->t_start = sv_now();
-        run_job(s, a->index, r);
-        r->t_end = sv_now();
-        r->done = 1;
-        /* done explaining before the answer can reach the client, so that /metrics read after it
-         * never counts this worker busy (busy itself lasts until the resume: the drain waits on it) */
-        pthread_mutex_lock(&s->mu);
-        s->explaining--;
-        pthread_mutex_unlock(&s->mu);
-        /* the last touch of r: once resumed, MHD's thread may answer and free it */
-        MHD_resume_connection(r->conn);
-        pthread_mutex_lock(&s->mu);
-        s->busy--;
-        pthread_cond_broadcast(&s->idle_cv);
-        pthread_mutex_unlock(&s->mu);
-    }
-    free(a);
-    return NULL;
 }
 
 /* A first explanation of a made-up picture: plans the contexts before the first request, and
@@ -212,15 +280,23 @@ static int open_tools(sv_server *s, int w) {
 
 int sv_workers_start(sv_server *s) {
     int W = s->cfg.workers;
+    /* the line's waits count in sv_now()'s clock */
+    if (pthread_condattr_init(&s->cv_attr) || pthread_condattr_setclock(&s->cv_attr, CLOCK_MONOTONIC))
+        return cli_fail(CLI_FAIL, "cannot make a condition variable");
+    s->cv_ready = 1;
     s->ring = calloc((size_t)s->cfg.queue, sizeof *s->ring);
     s->tools = calloc((size_t)W, sizeof *s->tools);
+    s->slot_busy = calloc((size_t)W, sizeof *s->slot_busy);
+    s->worker_cv = calloc((size_t)W, sizeof *s->worker_cv);
     s->threads = calloc((size_t)W, sizeof *s->threads);
-    if (!s->ring || !s->tools || !s->threads) return cli_fail(CLI_FAIL, "out of memory");
+    if (!s->ring || !s->tools || !s->slot_busy || !s->worker_cv || !s->threads) return cli_fail(CLI_FAIL, "out of memory");
     for (int w = 0; w < W; w++) {
         if (!(s->tools[w] = calloc((size_t)s->n_models, sizeof **s->tools))) return cli_fail(CLI_FAIL, "out of memory");
         int rc = open_tools(s, w);
         if (rc) return rc;
     }
+    for (; s->n_worker_cv < W; s->n_worker_cv++)
+        if (pthread_cond_init(&s->worker_cv[s->n_worker_cv], NULL)) return cli_fail(CLI_FAIL, "cannot make a condition variable");
     for (int w = 0; w < W; w++) {
         sv_worker_arg *a = malloc(sizeof *a);
         if (!a) return cli_fail(CLI_FAIL, "out of memory");
@@ -237,7 +313,7 @@ int sv_workers_start(sv_server *s) {
 void sv_workers_stop(sv_server *s) {
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
-    pthread_cond_broadcast(&s->cv);
+    for (int w = 0; w < s->n_worker_cv; w++) pthread_cond_signal(&s->worker_cv[w]);
     pthread_mutex_unlock(&s->mu);
     for (int w = 0; w < s->n_threads; w++) pthread_join(s->threads[w], NULL);
     s->n_threads = 0;
@@ -246,8 +322,18 @@ void sv_workers_stop(sv_server *s) {
             for (int i = 0; s->tools[w] && i < s->n_models; i++) gcam_tool_free(s->tools[w][i]);
             free(s->tools[w]);
         }
+    for (int w = 0; w < s->n_worker_cv; w++) pthread_cond_destroy(&s->worker_cv[w]);
     free(s->tools);
+    free(s->slot_busy);
+    free(s->worker_cv);
     free(s->threads);
+    free(s->ring);
     s->tools = NULL;
+    s->slot_busy = NULL;
+    s->worker_cv = NULL;
     s->threads = NULL;
+    s->ring = NULL;
+    s->n_worker_cv = 0;
+    if (s->cv_ready) pthread_condattr_destroy(&s->cv_attr);
+    s->cv_ready = 0;
 }
