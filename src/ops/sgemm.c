@@ -45,6 +45,8 @@
 #define SG_NR_MAX 48        /* widest strip of any path */
 #define SG_MR_MAX 8
 #define SG_MIN_SIDE 4       /* M or N below this: cblas_sgemm (GEMV-like: most of a tile would be padding) */
+#define SG_DOT_MAX 2        /* columns past the last full strip up to this: folded into it (sg_dot; with 4,
+                               N = 196 = 4 x 48 + 4 took 13% longer transposed) */
 #define SG_PAR_MIN 1e6      /* multiply-adds below which one thread does the GEMM */
 #define SG_AI static inline __attribute__((always_inline))
 
@@ -305,6 +307,62 @@ typedef struct sg_job {
     sg_epi e;
 } sg_job;
 
+/* ---------------------------------------------------------------- a few columns more */
+
+/* out (mi, nx) = the panel a (element (i, k) at a[i rsa + k csa]) . bc (nx columns of kb floats).
+ * Rows along k (csa 1: op(A) in place, not transposed): each sum in 16 lanes along k, the lanes
+ * then added in a fixed tree. Otherwise (k-major: rsa 1, a transposed op(A) in place or a packed
+ * panel, mr rows readable at each k) the mr rows side by side. Plain loops, the same operations
+ * in every instance (GC_ISA_FN). */
+/* k-major panel: at each k, the mr rows side by side (a constant mr: one vector of rows) */
+GC_INLINE void sg_dot_kmajor(float *restrict out, const float *restrict a, int64_t csa, const float *restrict bc,
+                             int64_t kb, int mi, const int mr, int nx) {
+    float acc[SG_DOT_MAX][SG_MR_MAX] = {{0}};
+    for (int64_t k = 0; k < kb; k++) {
+        const float *p = a + k * csa;
+        for (int x = 0; x < nx; x++) {
+            const float y = bc[x * kb + k];
+            for (int i = 0; i < mr; i++) acc[x][i] += p[i] * y;
+        }
+    }
+    for (int i = 0; i < mi; i++)
+        for (int x = 0; x < nx; x++) out[i * nx + x] = acc[x][i];
+}
+GC_INLINE void sg_dot_body(float *restrict out, const float *restrict a, int64_t rsa, int64_t csa,
+                           const float *restrict bc, int64_t kb, int mi, int mr, int nx) {
+    if (csa == 1) {
+        for (int i = 0; i < mi; i++)
+            for (int x = 0; x < nx; x++) {
+                const float *r = a + i * rsa, *y = bc + x * kb;
+                float l[16] = {0};
+                int64_t k = 0;
+                for (; k + 16 <= kb; k += 16)
+                    for (int v = 0; v < 16; v++) l[v] += r[k + v] * y[k + v];
+                for (int v = 0; k + v < kb; v++) l[v] += r[k + v] * y[k + v];
+                for (int w = 8; w > 0; w /= 2)
+                    for (int v = 0; v < w; v++) l[v] += l[v + w];
+                out[i * nx + x] = l[0];
+            }
+        return;
+    }
+    if (mr == 8) sg_dot_kmajor(out, a, csa, bc, kb, mi, 8, nx);
+    else sg_dot_kmajor(out, a, csa, bc, kb, mi, 4, nx);
+}
+GC_ISA_FN(sg_dot_isa, sg_dot_body,
+          (float *restrict out, const float *restrict a, int64_t rsa, int64_t csa, const float *restrict bc, int64_t kb,
+           int mi, int mr, int nx),
+          (out, a, rsa, csa, bc, kb, mi, mr, nx))
+
+/* Strips of nr columns; a remainder of at most SG_DOT_MAX columns goes with the last full strip
+ * (sg_tiles' nx): a strip of its own would read all of A again for them (9.4 MB for a 512 x 4608
+ * A: a 7x7 map's N = 49 took 2.92 ms where N = 48 took 2.10) and spend a vector per column. A
+ * function of N alone: every thread count splits the same way. */
+static int64_t sg_nstrips(const sg_job *j, int64_t nr) {
+    int64_t ns = (j->N + nr - 1) / nr;
+    if (ns > 1 && j->N - (ns - 1) * nr <= SG_DOT_MAX) ns--;
+    return ns;
+}
+
 /* Strips s0 .. s1 - 1 against panels p0 .. p1 - 1. */
 static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_t q1) {
     const sg_def *d = j->d;
@@ -314,13 +372,21 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
     float tile[SG_MR_MAX * SG_NR_MAX] __attribute__((aligned(64)));
     float ap[SG_KC * SG_MR_MAX] __attribute__((aligned(64))); /* (kb, mr): an unpacked A's last panel */
     const sg_epi raw = {1.0f, 0.0f, NULL, NULL, 0, GC_ACT_NONE, 0.0f, 0.0f};
+    const int64_t ns = sg_nstrips(j, nr);
+    const int isa = d == &sg_defs[GC_ISA_AVX512] ? 2 : d == &sg_defs[GC_ISA_AVX2] ? 1 : 0; /* GC_ISA_FN's index */
+    float bx[SG_DOT_MAX * SG_KC] __attribute__((aligned(64))); /* (nx, kb): the columns past the strip */
+    float ox[SG_MR_MAX * SG_DOT_MAX];
     for (int64_t s = s0; s < s1; s++) {
         const int64_t j0 = s * nr, nc = GC_MIN(nr, j->N - j0);
+        const int64_t nx = s == ns - 1 ? j->N - j0 - nc : 0; /* sg_nstrips: 0 .. SG_DOT_MAX */
         const int nv = (int)((nc + d->vl - 1) / d->vl);
         const int64_t w = (int64_t)nv * d->vl;
         for (int64_t p0 = 0; p0 < j->K; p0 += kc) {
             const int64_t kb = GC_MIN(kc, j->K - p0);
             sg_pack_b(bs, w, j->tb, j->B, j->ldb, p0, kb, j0, nc);
+            for (int64_t x = 0; x < nx; x++)
+                for (int64_t k = 0; k < kb; k++)
+                    bx[x * kb + k] = j->tb ? j->B[(j0 + nc + x) * j->ldb + p0 + k] : j->B[(p0 + k) * j->ldb + j0 + nc + x];
             sg_epi e = j->e; /* the first block applies beta, the last one bias, res and activation */
             if (p0 > 0) e.beta = 1.0f;
             if (p0 + kb < j->K) e.bias = NULL, e.res = NULL, e.act = GC_ACT_NONE;
@@ -343,12 +409,18 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
                 e.res = res0 ? res0 + i0 * e.ldr + j0 : NULL;
                 if (mi == mr && nc == w) {
                     kern(kb, a, rsa, csa, bs, c, j->ldc, &e);
-                    continue;
+                } else {
+                    kern(kb, a, rsa, csa, bs, tile, w, &raw);
+                    for (int64_t i = 0; i < mi; i++)
+                        for (int64_t jj = 0; jj < nc; jj++)
+                            c[i * j->ldc + jj] = sg_epi1(tile[i * w + jj], c + i * j->ldc + jj, &e, i, jj);
                 }
-                kern(kb, a, rsa, csa, bs, tile, w, &raw);
-                for (int64_t i = 0; i < mi; i++)
-                    for (int64_t jj = 0; jj < nc; jj++)
-                        c[i * j->ldc + jj] = sg_epi1(tile[i * w + jj], c + i * j->ldc + jj, &e, i, jj);
+                if (nx) { /* the few columns past the strip, from the panel just read */
+                    sg_dot_isa_tab[isa](ox, a, rsa, csa, bx, kb, (int)mi, mr, (int)nx);
+                    for (int64_t i = 0; i < mi; i++)
+                        for (int64_t x = 0; x < nx; x++)
+                            c[i * j->ldc + nc + x] = sg_epi1(ox[i * nx + x], c + i * j->ldc + nc + x, &e, i, nc + x);
+                }
             }
         }
     }
@@ -366,7 +438,7 @@ static void sg_scale(int64_t M, int64_t N, float beta, float *C, int64_t ldc, co
 /* The job over nt threads. */
 static void sg_run(const sg_job *j, int nt) {
     const sg_def *d = j->d;
-    const int64_t nr = (int64_t)d->vl * d->nvmax, ns = (j->N + nr - 1) / nr, np = (j->M + d->mr - 1) / d->mr;
+    const int64_t nr = (int64_t)d->vl * d->nvmax, ns = sg_nstrips(j, nr), np = (j->M + d->mr - 1) / d->mr;
     if (nt < 2 || (double)j->M * (double)j->N * (double)j->K < SG_PAR_MIN || ns * np < 2) nt = 1;
     /* strips per thread when there are plenty (each packs only its own B), else panels */
     const int by_strip = ns >= 4 * (int64_t)nt || ns >= np;
