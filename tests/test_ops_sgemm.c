@@ -1,7 +1,8 @@
 /* src/ops/sgemm.c on every path this CPU runs (portable C always; AVX2 + FMA and AVX-512F when the
  * CPU has them: a CPU without them cannot run those paths, so they are listed as not run, never
  * failed), against a double-precision reference: shapes with M, N, K = 1, odd sizes and every edge
- * of the 8 x 48 / 4 x 24 / 4 x 16 tiles and the 256-deep K blocks, both transposes, strides past
+ * of the 8 x 48 / 4 x 24 / 4 x 16 tiles and the 256-deep K blocks (N one and two past a strip:
+ * those columns go with the strip before, sgemm.c's sg_dot), both transposes, strides past
  * the matrices' widths, alpha and beta (beta = 0 must not read C: C starts as NaN), the fused
  * Relu (M or N under 4 go to cblas_sgemm: checked the same way). Tolerance, per element: (K + 2) * 2^-23 * (|alpha| sum_k |a_ik b_kj| +
  * |beta c_ij|) * 2 (the standard bound gamma_K for a sum of K products, with room for the alpha
@@ -86,7 +87,7 @@ static float *run_case(int isa, int nt, int relu, int ta, int tb, int64_t M, int
 
 static void test_path(int isa) {
     static const int64_t Ms[] = {1, 3, 4, 5, 8, 9, 16, 17, 33, 64};
-    static const int64_t Ns[] = {1, 7, 8, 15, 16, 17, 24, 25, 47, 48, 49, 97, 130};
+    static const int64_t Ns[] = {1, 7, 8, 15, 16, 17, 18, 24, 25, 26, 47, 48, 49, 50, 97, 130};
     static const int64_t Ks[] = {1, 2, 9, 255, 256, 257, 600};
     static const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.5f, -1.5f}, {-2.0f, 0.0f}, {1.0f, 0.25f}};
     int n = 0;
