@@ -35,7 +35,8 @@ static int sv_opt(void *opts, const char *name, const char *val) {
     else if (!strcmp(name, "--workers")) return set_int(name, val, 1, 256, &c->workers);
     else if (!strcmp(name, "--threads")) return set_int(name, val, 1, 1024, &c->threads);
     else if (!strcmp(name, "--queue")) return set_int(name, val, 1, 1 << 20, &c->queue);
-    else if (!strcmp(name, "--max-connections")) return set_int(name, val, 1, 1 << 20, &c->max_conns);
+    else if (!strcmp(name, "--max-connections")) /* each is a thread (http.c) */
+        return set_int(name, val, 1, 10000, &c->max_conns);
     else if (!strcmp(name, "--idle-timeout")) return set_int(name, val, 1, 86400, &c->idle_timeout_s);
     else if (!strcmp(name, "--deadline")) {
         if (cli_parse_dbl(val, &c->deadline_s) || c->deadline_s <= 0 || c->deadline_s > 86400)
@@ -129,7 +130,7 @@ static const cli_row g_server_rows[] = {
     CLI_OPT("--max-body", "BYTES", "a size", sv_opt, "largest request body, 413 beyond (default 20M)"),
     CLI_OPT("--max-pixels", "N", "a number", sv_opt, "largest picture, width x height (default 50000000)"),
     CLI_OPT("--max-header", "BYTES", "a size", sv_opt, "memory for a request's line and headers (default 32K)"),
-    CLI_OPT("--max-connections", "N", "a number", sv_opt, "open connections at once (default 256)"),
+    CLI_OPT("--max-connections", "N", "a number", sv_opt, "open connections at once, a thread each (default 256, at most 10000)"),
     CLI_OPT("--idle-timeout", "SECONDS", "a number", sv_opt, "close connections silent this long (default 15)"),
     CLI_OPT("--results-memory", "BYTES", "a size", sv_opt, "memory for /v1/results files (default 256M)"),
     CLI_OPT("--token-file", "FILE", "a file", sv_opt,
