@@ -34,7 +34,7 @@ import time
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_util import DEMO_ARGS, DEMO_PICTURE, Checks, Server, server_env, watchdog  # noqa: E402
+from serve_util import DEMO_ARGS, DEMO_PICTURE, Checks, Server, first_line_of, recv_until, server_env, watchdog  # noqa: E402
 
 watchdog(600)
 GRADCAM, WORK = os.path.abspath(sys.argv[1]), sys.argv[2]
@@ -61,13 +61,7 @@ def first_line(port, head, timeout=30):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(head)
-        got = b""
-        while b"\r\n" not in got:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            got += chunk
-        return got.split(b"\r\n")[0].decode(errors="replace")
+        return first_line_of(recv_until(s, b"\r\n"))
     except (ConnectionResetError, socket.timeout):
         return ""
     finally:

@@ -15,7 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_util import DEMO_ARGS, DEMO_PICTURE, Checks, Server, percentiles, watchdog  # noqa: E402
+from serve_util import DEMO_ARGS, DEMO_PICTURE, Checks, Server, first_line_of, percentiles, recv_until, watchdog  # noqa: E402
 
 watchdog(int(os.environ.get("SERVE_TEST_TIMEOUT", "900")))
 GRADCAM, WORK = sys.argv[1], sys.argv[2]
@@ -109,16 +109,10 @@ def raw(S, data, read=True, close_after=0.0, timeout=10):
             return ""
         if not read:
             return ""
-        got = b""
         try:
-            while b"\r\n" not in got:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            return first_line_of(recv_until(s, b"\r\n"))
         except (ConnectionResetError, socket.timeout):
-            pass
-        return got.split(b"\r\n")[0].decode(errors="replace")
+            return ""
     finally:
         s.close()
 

@@ -6,6 +6,7 @@ import json
 import os
 import select
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -35,6 +36,21 @@ def server_env(extra=None):
     if extra:
         env.update(extra)
     return env
+
+
+def recv_until(s, marker, got=b""):
+    """Reads socket s until marker is in what came (got: bytes already read), or the peer closes."""
+    while marker not in got:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def first_line_of(got):
+    """An answer's status line ('' when nothing came)."""
+    return got.split(b"\r\n")[0].decode(errors="replace")
 
 
 class Server:
@@ -99,27 +115,15 @@ class Server:
     def post_expect(self, path, body, ctype="image/png", timeout=30):
         """POST with 'Expect: 100-continue' (as curl does for large bodies): the body goes only
         after '100 Continue'; a refusal (413) comes instead. The final status line."""
-        import socket
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         try:
             s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                       b"Expect: 100-continue\r\n\r\n" % (path.encode(), ctype.encode(), len(body)))
-            got = b""
-            while b"\r\n\r\n" not in got:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-            status = got.split(b"\r\n")[0].decode(errors="replace")
+            got = recv_until(s, b"\r\n\r\n")
+            status = first_line_of(got)
             if " 100 " in status + " ":
                 s.sendall(body)
-                got = got.split(b"\r\n\r\n", 1)[1]
-                while b"\r\n" not in got:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    got += chunk
-                status = got.split(b"\r\n")[0].decode(errors="replace")
+                status = first_line_of(recv_until(s, b"\r\n", got.split(b"\r\n\r\n", 1)[1]))
             return status
         finally:
             s.close()
