@@ -18,6 +18,7 @@ from PIL import Image
 import gradcam
 from gradcam import _lib
 from conftest import DEMO, SRC, demo_input, run_cli
+from memcheck import rss_growth
 
 HEADER = os.path.join(SRC, "include", "gradcam.h")
 
@@ -358,11 +359,6 @@ def test_pickling():
 
 # ---- memory -------------------------------------------------------------------------------------
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_rss_flat_over_1000_explains():
     """1000 explanations (single, several targets, failing ones, a forward every 10) after a warm-up
     of 100: resident memory grows by less than 2 MB."""
@@ -383,10 +379,7 @@ def test_rss_flat_over_1000_explains():
             else:
                 e.explain("gradcam++" if i % 2 else "gradcam", i % 6)
 
-    loop(100)
-    before = rss_bytes()
-    loop(1000)
-    grown = rss_bytes() - before
+    grown = rss_growth(loop)
     assert grown < 2 << 20, "RSS grew by %d bytes over 1000 explains" % grown
     print("RSS growth over 1000 explains: %d bytes" % grown)
     e.close()

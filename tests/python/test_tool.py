@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import gradcam
+from memcheck import rss_growth
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEMO = os.path.join(SRC, "examples", "demo", "shapes_cnn.onnx")
@@ -255,11 +256,6 @@ def test_options_to_argv():
         "--target", "element:0,1", "--feed", "mask=/m.npy"]
 
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_rss_flat_over_1000_pipeline_explains(work):
     """The command in process, 1000 inputs after a warm-up of 100, files returned in memory (PNGs, .npy,
     the record), one in ten a picture that fails: resident memory grows by less than 2 MB."""
@@ -270,9 +266,6 @@ def test_rss_flat_over_1000_pipeline_explains(work):
             for i in range(n):
                 r = p.explain(bad if i % 10 == 3 else data, name="pic")
                 assert r.failed == (i % 10 == 3) and (r.failed or len(r.files) == 5)
-        loop(100)
-        before = rss_bytes()
-        loop(1000)
-        grown = rss_bytes() - before
+        grown = rss_growth(loop)
     print("RSS growth over 1000 pipeline explains: %d bytes" % grown)
     assert grown < 2 << 20, "RSS grew by %d bytes over 1000 pipeline explains" % grown

@@ -4,7 +4,6 @@ from pytorch-grad-cam's formulas (hooks + autograd; pytorch-grad-cam itself is n
 work at layer level, where float32 differences between CPUs near ReLU kinks do not reach the maps at
 this tolerance. Also: module paths to ONNX tensors on four torchvision families, and misuse."""
 import io
-import os
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torchvision
 
 import gradcam
 import gradcam.torch as gt
+from memcheck import rss_growth
 
 TOL = 1e-4
 
@@ -230,11 +230,6 @@ def test_misuse_raises(r18, x):
     cam.close()
 
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_rss_flat_over_1000_calls(r18):
     """pytorch-grad-cam's most repeated complaint is memory growing call after call: 1000 calls of one
     GradCAM object (targets given, and None) after a warm-up of 100 grow resident memory by less than
@@ -248,10 +243,7 @@ def test_rss_flat_over_1000_calls(r18):
             out = cam(xs, targets=targets if i % 2 else None)
             assert out.shape == (1, 32, 32)
 
-    loop(100)
-    before = rss_bytes()
-    loop(1000)
-    grown = rss_bytes() - before
+    grown = rss_growth(loop)
     print("RSS growth over 1000 bridge calls: %d bytes" % grown)
     assert grown < 2 << 20, "RSS grew by %d bytes over 1000 calls" % grown
     cam.close()
