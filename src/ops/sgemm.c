@@ -305,6 +305,7 @@ typedef struct sg_job {
     const float *B;
     float *C;
     sg_epi e;
+    int kisa; /* GC_KISA_*: the instance of the plain-loop helpers (sg_dot) on the same path */
 } sg_job;
 
 /* ---------------------------------------------------------------- a few columns more */
@@ -373,7 +374,6 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
     float ap[SG_KC * SG_MR_MAX] __attribute__((aligned(64))); /* (kb, mr): an unpacked A's last panel */
     const sg_epi raw = {1.0f, 0.0f, NULL, NULL, 0, GC_ACT_NONE, 0.0f, 0.0f};
     const int64_t ns = sg_nstrips(j, nr);
-    const int isa = d == &sg_defs[GC_ISA_AVX512] ? 2 : d == &sg_defs[GC_ISA_AVX2] ? 1 : 0; /* GC_ISA_FN's index */
     float bx[SG_DOT_MAX * SG_KC] __attribute__((aligned(64))); /* (nx, kb): the columns past the strip */
     float ox[SG_MR_MAX * SG_DOT_MAX];
     for (int64_t s = s0; s < s1; s++) {
@@ -416,7 +416,7 @@ static void sg_tiles(const sg_job *j, int64_t s0, int64_t s1, int64_t q0, int64_
                             c[i * j->ldc + jj] = sg_epi1(tile[i * w + jj], c + i * j->ldc + jj, &e, i, jj);
                 }
                 if (nx) { /* the few columns past the strip, from the panel just read */
-                    sg_dot_isa_tab[isa](ox, a, rsa, csa, bx, kb, (int)mi, mr, (int)nx);
+                    sg_dot_isa_tab[j->kisa](ox, a, rsa, csa, bx, kb, (int)mi, mr, (int)nx);
                     for (int64_t i = 0; i < mi; i++)
                         for (int64_t x = 0; x < nx; x++)
                             c[i * j->ldc + nc + x] = sg_epi1(ox[i * nx + x], c + i * j->ldc + nc + x, &e, i, nc + x);
@@ -488,7 +488,8 @@ void gc_sg_gemm_epi(int isa, int nt, int ta, int tb, int64_t M, int64_t N, int64
         sg_scale(M, N, beta, C, ldc, &e);
         return;
     }
-    const sg_job j = {&sg_defs[isa], A, lda, ta, tb, M, N, K, ldb, ldc, B, C, e};
+    const int kisa = isa == GC_ISA_AVX512 ? GC_KISA_AVX512 : isa == GC_ISA_AVX2 ? GC_KISA_AVX2 : GC_KISA_BASE;
+    const sg_job j = {&sg_defs[isa], A, lda, ta, tb, M, N, K, ldb, ldc, B, C, e, kisa};
     sg_run(&j, GC_MAX(1, nt));
 }
 
