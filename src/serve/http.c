@@ -187,11 +187,8 @@ static enum MHD_Result body_done(sv_server *s, sv_req *r) {
     int st = sv_job_picture(s, r, ct, err, sizeof err);
     if (st) return answer_error(s, r, st, err);
     r->t_queued = sv_now();
-    r->queued = 1;
-    if (sv_explain(s, r)) {
-        r->queued = 0;
+    if (sv_explain(s, r))
         return answer_error(s, r, 503, s->draining ? "stopping" : "busy: the queue is full, retry later");
-    }
     char *a = r->ans;
     r->ans = NULL;
     return answer(s, r, r->ans_status, "application/json", a, r->ans_len, 1);

@@ -93,8 +93,7 @@ struct sv_req {
     struct MHD_Connection *conn;
     gc_buf body;
     int too_big;                 /* the body passed max_body: answered 413 once read */
-    int queued;                  /* in line for a worker, or explained; done when the answer is ready */
-    int done;
+    int done;                    /* explained (or refused in line): the answer is in ans */
     int status;                  /* the answer's (for metrics) */
     /* the explain job */
     int model;
