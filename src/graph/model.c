@@ -230,10 +230,8 @@ static gcam_status add_unsupported(gc_model *m, const gc_node *n, const char *wh
  * ConstantOfShape/Expand/Tile would otherwise be allocated whatever its size. */
 #define GC_FOLD_MAX_BYTES ((size_t)8 << 30) /* the default of gcam_load_options.max_memory */
 
-/* gc_eval_node; with budget non-NULL, the outputs and scratch must fit in *budget bytes (checked
- * after infer, before anything is allocated), and *budget is reduced by the outputs kept. */
-static gcam_status eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err, size_t *budget,
-                             size_t cap) {
+gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err, size_t *budget,
+                         size_t cap, const char *when) {
     const gc_opdef *d = gc_op_get(n->op);
     gc_kctx k;
     memset(&k, 0, sizeof k);
@@ -262,14 +260,15 @@ static gcam_status eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor 
             rc = gc_fail(err, GCAM_E_SHAPE, "node '%s' (%s): output %d has an invalid shape", n->name, n->op_type, j);
     }
     size_t sb = (!rc && d->scratch_bytes) ? d->scratch_bytes(&k) : 0;
-    if (!rc && budget) {
+    if (!rc) {
         size_t need;
         if (gc_add_sz(&need, out_bytes, sb) || need > *budget) {
             char used[64] = "";
             if (*budget < cap) snprintf(used, sizeof used, " (%zu bytes used already)", cap - *budget);
-            return gc_fail(err, GCAM_E_LIMIT, "node '%s' (%s): folding its constant output at load needs %zu bytes "
+            return gc_fail(err, GCAM_E_LIMIT, "node '%s' (%s): folding its constant output %s needs %zu bytes "
                            "(%.1f MiB), which exceeds the memory limit of %zu bytes (%.1f MiB) for constants%s",
-                           n->name, n->op_type, out_bytes, (double)out_bytes / 1048576.0, cap, (double)cap / 1048576.0, used);
+                           n->name, n->op_type, when, out_bytes, (double)out_bytes / 1048576.0, cap,
+                           (double)cap / 1048576.0, used);
         }
         *budget -= out_bytes;
     }
@@ -286,10 +285,6 @@ static gcam_status eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor 
             outs[j].data = NULL;
         }
     return rc;
-}
-
-gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err) {
-    return eval_node(n, ins, outs, err, NULL, 0);
 }
 
 /* Evaluates nodes whose inputs are all known at load (Constant, weight transforms, shape
@@ -312,7 +307,7 @@ static gcam_status fold_constants(gc_model *m) {
             tin[k] = (gc_tensor){.dtype = v->dtype, .shape = v->shape, .data = v->const_data};
             ins[k] = &tin[k];
         }
-        gcam_status rc = eval_node(n, ins, outs, &m->err, &budget, cap);
+        gcam_status rc = gc_eval_node(n, ins, outs, &m->err, &budget, cap, "at load");
         if (rc) return rc;
         for (int j = 0; j < n->n_out; j++) {
             if (n->out[j] < 0) continue;

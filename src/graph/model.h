@@ -26,7 +26,12 @@ void gc_model_drop_region(gc_model *m, const void *base);
 
 /* Runs one node on given tensors: infers output shapes, allocates outputs (malloc) and runs the
  * forward kernel. ins[i] NULL for omitted inputs; ins[i]->data may be NULL only for inputs whose
- * values the op does not read (Shape). Used for folding at load and at planning. */
-gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err);
+ * values the op does not read (Shape). Used for folding at load and at planning. The outputs and
+ * scratch must fit in *budget bytes (checked after infer, before anything is allocated: a tiny
+ * constant expanded by ConstantOfShape/Expand/Tile would otherwise be allocated whatever its
+ * size); *budget is then reduced by the outputs kept. cap (the budget's start) and when ("at
+ * load") word the GCAM_E_LIMIT message. */
+gcam_status gc_eval_node(const gc_node *n, gc_tensor *const *ins, gc_tensor *outs, gc_err *err, size_t *budget,
+                         size_t cap, const char *when);
 
 #endif

@@ -144,6 +144,9 @@ static gcam_status bind_inputs(gcam_ctx *c, const gcam_feed *shapes, int n_shape
  * shapes and constants, and records the nodes that must run. */
 static gcam_status infer_and_fold(gcam_ctx *c) {
     const gc_model *m = c->m;
+    /* constants folded here (shapes and what depends on them) count against the context's cap,
+     * as its planned buffers do: a fuzzed model's Expand to 24 GB once got past every limit */
+    size_t fold_budget = c->max_memory;
     c->steps = gc_calloc2((size_t)m->n_nodes + 1, sizeof(gc_step));
     if (!c->steps) return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     for (int i = 0; i < m->n_nodes; i++) {
@@ -162,7 +165,7 @@ static gcam_status infer_and_fold(gcam_ctx *c) {
         if (foldable) {
             gc_tensor *ins[GC_MAX_IO], outs[GC_MAX_IO];
             for (int k = 0; k < n->n_in; k++) ins[k] = n->in[k] >= 0 ? &c->vals[n->in[k]] : NULL;
-            gcam_status rc = gc_eval_node(n, ins, outs, &c->err);
+            gcam_status rc = gc_eval_node(n, ins, outs, &c->err, &fold_budget, c->max_memory, "while planning");
             if (rc) return rc;
             for (int j = 0; j < n->n_out; j++) {
                 int v = n->out[j];
