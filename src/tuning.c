@@ -25,6 +25,7 @@ static const setting g_settings[] = {
     ON_OFF("GCAM_NO_WINOGRAD4", no_winograd4),
     ON_OFF("GCAM_NO_DW_GATHER", no_dw_gather),
     ON_OFF("GCAM_PROFILE", profile),
+    ON_OFF("GCAM_PROFILE_STEPS", profile_steps),
     ON_OFF("GCAM_NO_SGEMM", no_sgemm),
     {"GCAM_ISA", offsetof(gc_tuning, isa), K_ISA, 0},
     {"GCAM_TAIL_BATCH_MIN_BYTES", offsetof(gc_tuning, tail_batch_min_bytes), K_SIZE, (size_t)16 << 20},

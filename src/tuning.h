@@ -16,6 +16,7 @@ typedef struct gc_tuning {
     int no_winograd4;            /* GCAM_NO_WINOGRAD4: Winograd F(2x2) only, never F(4x4) */
     int no_dw_gather;            /* GCAM_NO_DW_GATHER: stride-1 depthwise data gradient as a scatter */
     int profile;                 /* GCAM_PROFILE: time per op type, printed when the context is freed */
+    int profile_steps;           /* GCAM_PROFILE_STEPS: also the slowest steps, node by node */
     int no_sgemm;                /* GCAM_NO_SGEMM: cblas_sgemm for every GEMM (not src/ops/sgemm.c's kernels) */
     int isa;                     /* GCAM_ISA=avx512|avx2|generic: sgemm.c's kernels on this path or a lower
                                     one (what the CPU runs); 0 (unset): the CPU's best */

@@ -544,6 +544,7 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
     if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     c->nthreads = o && o->n_threads > 0 ? o->n_threads : gc_cpu_count();
     gc_tuning_get(&c->tune);
+    c->tune.profile |= c->tune.profile_steps;
     if (c->tune.profile && !(c->prof = calloc(GC_OP_COUNT, sizeof *c->prof)))
         return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
     c->max_memory = o && o->max_memory ? o->max_memory : GC_DEFAULT_MAX_MEMORY;
@@ -608,7 +609,12 @@ gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, cons
             return gc_fail(&c->err, GCAM_E_ARG, "grad_of given without a seed");
         }
     }
-    return plan_memory(c);
+    rc = plan_memory(c);
+    if (!rc && c->tune.profile_steps &&
+        (!(c->prof_fw = calloc((size_t)c->n_steps + 1, sizeof(double))) ||
+         !(c->prof_bw = calloc((size_t)c->n_bsteps + 1, sizeof(double)))))
+        return gc_fail(&c->err, GCAM_E_NOMEM, "out of memory");
+    return rc;
 }
 
 gcam_status gc_ctx_forward(gcam_ctx *c) { return gc_ctx_forward_from(c, 0); }
@@ -629,6 +635,31 @@ static void prof_report(const gc_prof_row *rows) {
                 r->nbw);
     }
     fprintf(stderr, "GCAM_PROFILE: total            %10.1f               %10.1f\n", tf * 1e3, tb * 1e3);
+}
+
+/* GCAM_PROFILE_STEPS=1: the 30 slowest steps of each direction, node by node, with their output */
+static void prof_steps_report(const gcam_ctx *c, const double *t, int n, int bw) {
+    enum { TOP = 30 };
+    int top[TOP], k = 0;
+    for (int i = 0; i < n; i++) { /* insertion into a short sorted list */
+        if (t[i] <= 0 || (k == TOP && t[i] <= t[top[k - 1]])) continue;
+        int j = k < TOP ? k++ : TOP - 1;
+        for (; j > 0 && t[top[j - 1]] < t[i]; j--) top[j] = top[j - 1];
+        top[j] = i;
+    }
+    for (int j = 0; j < k; j++) {
+        const gc_node *nd = &c->m->nodes[bw ? c->bsteps[top[j]].node : c->steps[top[j]].node];
+        /* the output's shape and the second input's (a Conv's or Gemm's weights) */
+        char shape[2][48] = {"", ""};
+        for (int e = 0; e < 2; e++) {
+            int v = e == 0 ? (nd->n_out > 0 ? nd->out[0] : -1) : (nd->n_in > 1 ? nd->in[1] : -1);
+            const gc_tensor *y = v >= 0 ? &c->vals[v] : NULL;
+            for (int d = 0, o = 0; y && d < y->shape.ndim && o < (int)sizeof shape[e] - 12; d++)
+                o += snprintf(shape[e] + o, sizeof shape[e] - (size_t)o, d ? "x%lld" : "%lld", (long long)y->shape.d[d]);
+        }
+        fprintf(stderr, "GCAM_PROFILE: %s step %4d %10.2f ms  %-16s %-18s %-14s %s\n", bw ? "backward" : "forward ",
+                top[j], t[top[j]] * 1e3, gc_op_get(nd->op)->name, shape[0], shape[1], nd->name ? nd->name : "");
+    }
 }
 
 static double prof_now(void) {
@@ -653,7 +684,11 @@ gcam_status gc_ctx_forward_from(gcam_ctx *c, int first) {
         const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->forward(&st->k);
-        if (prof) prof[op].fw += prof_now() - t0, prof[op].nfw++;
+        if (prof) {
+            double dt = prof_now() - t0;
+            prof[op].fw += dt, prof[op].nfw++;
+            if (c->prof_fw) c->prof_fw[s] += dt;
+        }
         if (rc) return rc;
     }
     c->has_run = 1;
@@ -695,7 +730,11 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
         const gc_opdef *d = gc_op_get(op);
         double t0 = prof ? prof_now() : 0;
         gcam_status rc = d->backward(&bst->k);
-        if (prof) prof[op].bw += prof_now() - t0, prof[op].nbw++;
+        if (prof) {
+            double dt = prof_now() - t0;
+            prof[op].bw += dt, prof[op].nbw++;
+            if (c->prof_bw) c->prof_bw[b] += dt;
+        }
         if (rc) return rc;
         (*n_run)++;
     }
@@ -705,7 +744,11 @@ gcam_status gc_ctx_backward(gcam_ctx *c, const float *seed_grad, gc_rule rule, c
 
 void gc_ctx_destroy(gcam_ctx *c) {
     if (c->prof) prof_report(c->prof);
+    if (c->prof_fw) prof_steps_report(c, c->prof_fw, c->n_steps, 0);
+    if (c->prof_bw) prof_steps_report(c, c->prof_bw, c->n_bsteps, 1);
     free(c->prof);
+    free(c->prof_fw);
+    free(c->prof_bw);
     free(c->vals);
     free(c->vkind);
     free(c->kept);

@@ -67,6 +67,7 @@ struct gcam_ctx {
     void *step_hook_user;
     gc_tuning tune;         /* read once at creation (src/tuning.h); kernels see it through k.tune */
     struct gc_prof_row *prof; /* (GC_OP_COUNT) with tune.profile: time per op type, printed at free */
+    double *prof_fw, *prof_bw; /* (n_steps), (n_bsteps) with tune.profile_steps: time per step */
 };
 
 gcam_status gc_ctx_plan(gcam_ctx *c, const gcam_feed *shapes, int n_shapes, const gcam_ctx_options *o);

@@ -1745,7 +1745,17 @@ static gcam_status conv_forward(gc_kctx *k) {
 
 /* ---------------------------------------------------------------- backward (dX only) */
 
-static gcam_status conv_backward_dx(gc_kctx *k) {
+/* With k.fuse.relu_dx, the VJP of the Relu (or Clip) whose output X is (fuse.c's fuse_relu_dx),
+ * in place on n elements of dX from element o: that op's own backward's selects, so its values. */
+static void dx_act_vjp(const gc_kctx *k, float *gx, int64_t o, int64_t n) {
+    const float *y = (const float *)k->in[0]->data + o; /* the Relu's output */
+    if (k->fuse.relu_dx == 2) gc_clip_vjp_inplace(gx + o, y, n, k->fuse.dx_lo, k->fuse.dx_hi, k->rule);
+    else gc_relu_vjp_inplace(gx + o, y, n, k->rule);
+}
+
+/* dX; *vjp_done: the fused activation's VJP was applied too (the depthwise loops apply it to each
+ * channel as it is finished, while it is in cache) */
+static gcam_status conv_backward_dx(gc_kctx *k, int *vjp_done) {
     conv_geom g;
     gcam_status st = conv_setup(k, &g);
     if (st) return st;
@@ -1776,7 +1786,11 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
     const int bdirect = gather && sd == 1 && fresh && g.Mg == 1 && q->pt < q->kh && q->pl < q->kw &&
                         gc_dw2d_ok(q->kh, q->kw, 1, 1, q->dh, q->dw, q->OH, q->OW, q->kh - 1 - q->pt,
                                    q->kw - 1 - q->pl, q->isa);
-    if (fresh && g.path != PATH_POINTWISE && !bdirect && !wino_ready(k, &g, nth))
+    /* stride 2, likewise written first: dwconv.c's kernel sums only the taps whose dY sample exists
+     * (the gather's other products are by its zeros), in the gather's order from 0: the same bits */
+    const int bdirect2 = gather && sd == 2 && fresh && g.Mg == 1 &&
+                         gc_dw2d_ok(q->kh, q->kw, 2, 2, q->dh, q->dw, q->H, q->W, q->pt, q->pl, q->isa);
+    if (fresh && g.path != PATH_POINTWISE && !bdirect && !bdirect2 && !wino_ready(k, &g, nth))
         memset(gx, 0, (size_t)(NC * g.xsz) * sizeof(float));
     if (g.path == PATH_DEPTHWISE) {
         const int nt = (int)GC_MAX(1, GC_MIN(nth, planes));
@@ -1790,7 +1804,7 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
 #pragma omp parallel num_threads(nt) if (NC * g.Mg * g.ysz * ksz > CV_OMP_MIN)
         {
             float *P = planes ? (float *)k->scratch + (int64_t)omp_get_thread_num() * q->floats : NULL;
-            if (gather && !bdirect) memset(P, 0, (size_t)(q->Hq * q->Wq) * sizeof(float)); /* the border stays 0 */
+            if (gather && !bdirect && !bdirect2) memset(P, 0, (size_t)(q->Hq * q->Wq) * sizeof(float)); /* the border stays 0 */
 #pragma omp for schedule(static)
             for (int64_t nc = 0; nc < NC; nc++) {
                 if (bdirect) { /* gx (H, W) from dY (OH, OW) */
@@ -1799,6 +1813,13 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
                     float wf[DW_FLIP_MAX]; /* the kernel rotated by 180 degrees */
                     for (int64_t t = 0; t < ksz; t++) wf[t] = wm[ksz - 1 - t];
                     gc_dw2d_forward(gx + nc * g.xsz, gy + nc * g.ysz, wf, 0.0f, &dg, q->isa);
+                    if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
+                    continue;
+                }
+                if (bdirect2) { /* gx (H, W) from dY (OH, OW) */
+                    const gc_dw2d dg = {q->H, q->W, q->OH, q->OW, q->kw, 2, q->pt, q->pl};
+                    gc_dw2d_backward_s2(gx + nc * g.xsz, gy + nc * g.ysz, w + (nc % g.C) * ksz, &dg, q->isa);
+                    if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
                     continue;
                 }
                 if (gather) {
@@ -1817,6 +1838,7 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
                         }
                         plane_gather_s1(gxc, P + q->pt * q->Wq + q->pl, wf, &qg, 0, 0.0f);
                     }
+                    if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
                     continue;
                 }
                 int64_t n = nc / g.C, c = nc % g.C;
@@ -1838,8 +1860,10 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
                     }
                 }
                 if (P && !g.transpose) plane_store_add(gxc, P, q);
+                if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
             }
         }
+        *vjp_done = 1;
         return GCAM_OK;
     }
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
@@ -1904,25 +1928,17 @@ static gcam_status conv_backward_dx(gc_kctx *k) {
     return GCAM_OK;
 }
 
-/* dX, then with k.fuse.relu_dx the VJP of the Relu (or Clip) whose output X is (fuse.c's
- * fuse_relu_dx) in place, in chunks over the threads: that op's own backward's selects, so the
- * same values. */
+/* dX, then with k.fuse.relu_dx the VJP of the Relu (or Clip) whose output X is in place, in chunks
+ * over the threads (unless the depthwise loops applied it channel by channel). */
 static gcam_status conv_backward(gc_kctx *k) {
-    gcam_status st = conv_backward_dx(k);
-    if (st || !k->fuse.relu_dx || !k->gin[0] || !k->gout[0]) return st;
-    float *gx = k->gin[0]->data;            /* (N, C, xs...) */
-    const float *y = k->in[0]->data;        /* the Relu's output, (N, C, xs...) */
+    int done = 0;
+    gcam_status st = conv_backward_dx(k, &done);
+    if (st || done || !k->fuse.relu_dx || !k->gin[0] || !k->gout[0]) return st;
+    float *gx = k->gin[0]->data; /* (N, C, xs...) */
     const int64_t n = gc_numel(k->in[0]), chunk = 16384, nch = (n + chunk - 1) / chunk;
-    const gc_rule rule = k->rule;
     const int nt = n > 65536 ? GC_MAX(1, k->nthreads) : 1;
-    const int clip = k->fuse.relu_dx == 2;
-    const float lo = k->fuse.dx_lo, hi = k->fuse.dx_hi;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t c = 0; c < nch; c++) {
-        const int64_t o = c * chunk, len = GC_MIN(chunk, n - o);
-        if (clip) gc_clip_vjp_inplace(gx + o, y + o, len, lo, hi, rule);
-        else gc_relu_vjp_inplace(gx + o, y + o, len, rule);
-    }
+    for (int64_t c = 0; c < nch; c++) dx_act_vjp(k, gx, c * chunk, GC_MIN(chunk, n - c * chunk));
     return GCAM_OK;
 }
 

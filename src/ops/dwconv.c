@@ -132,6 +132,48 @@ DW_T512 DW_AI void dw512_plane(float *y, const float *x, const float *w, float b
     for (; oy < g->OH; oy++) dw512_rows(y, x, w, bias, g, oy, S, K, 1);
 }
 
+
+/* Stride-2 data gradient (dwconv.h), 32 columns of x from j0 (j0 even) as 16 even and 16 odd
+ * columns. Even column j0 + 2l takes the taps kx of pl's parity, from y's column
+ * (j0 + pl - kx) / 2 + l: consecutive lanes read consecutive columns. The column masks depend on
+ * j0 only, so a chunk of columns runs down every row of x, each summing the rows of y it reads
+ * with ky descending and kx descending (the gather's order: the kernel rotated, row-major). */
+DW_T512 DW_AI void dwb512_cols(float *x, const float *y, const float *w, int64_t j0, const gc_dw2d *g, const int K) {
+    const __m512i lo_i = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi_i = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    int64_t base[7];
+    __mmask16 m[7];
+#pragma GCC unroll 7
+    for (int kx = 0; kx < K; kx++) {
+        const int odd = ((g->pl - kx) & 1) != 0; /* this tap feeds the odd columns */
+        base[kx] = (j0 + odd + g->pl - kx) / 2;
+        m[kx] = (__mmask16)dw_lanes(base[kx], g->OW, 16);
+    }
+    const __mmask16 s0 = (__mmask16)dw_lanes(j0, g->W, 16), s1 = (__mmask16)dw_lanes(j0 + 16, g->W, 16);
+    for (int64_t i = 0; i < g->H; i++) {
+        __m512 e = _mm512_setzero_ps(), o = _mm512_setzero_ps();
+#pragma GCC unroll 7
+        for (int ky = K - 1; ky >= 0; ky--) {
+            const int64_t a = i + g->pt - ky; /* 2 oy */
+            if ((a & 1) || a < 0 || a / 2 >= g->OH) continue;
+            const float *r = y + a / 2 * g->OW, *wr = w + ky * K;
+#pragma GCC unroll 7
+            for (int kx = K - 1; kx >= 0; kx--) {
+                const __m512 p = _mm512_mul_ps(_mm512_set1_ps(wr[kx]), _mm512_maskz_loadu_ps(m[kx], dw_at(r, base[kx])));
+                if (((g->pl - kx) & 1) != 0) o = _mm512_add_ps(o, p);
+                else e = _mm512_add_ps(e, p);
+            }
+        }
+        _mm512_mask_storeu_ps(x + i * g->W + j0, s0, _mm512_permutex2var_ps(e, lo_i, o));
+        _mm512_mask_storeu_ps(x + i * g->W + j0 + 16, s1, _mm512_permutex2var_ps(e, hi_i, o));
+    }
+}
+
+DW_T512 DW_AI void dwb512_plane(float *x, const float *y, const float *w, const gc_dw2d *g, const int K) {
+    for (int64_t j0 = 0; j0 < g->W; j0 += 32) dwb512_cols(x, y, w, j0, g, K);
+}
+
+
 #define DW_INST(T, name, body, S, K)                                                                                \
     T static void name##_s##S##k##K(float *y, const float *x, const float *w, float bias, const gc_dw2d *g) {     \
         body(y, x, w, bias, g, S, K);                                                                               \
@@ -236,12 +278,67 @@ DW_T256 DW_AI void dw256_plane(float *y, const float *x, const float *w, float b
     for (; oy < g->OH; oy++) dw256_rows(y, x, w, bias, g, oy, S, K, 1);
 }
 
+
+/* dwb512_cols with 8 lanes: 16 columns from j0 */
+DW_T256 DW_AI void dwb256_cols(float *x, const float *y, const float *w, int64_t j0, const gc_dw2d *g, const int K) {
+    int64_t base[7];
+    __m256i m[7];
+#pragma GCC unroll 7
+    for (int kx = 0; kx < K; kx++) {
+        const int odd = ((g->pl - kx) & 1) != 0;
+        base[kx] = (j0 + odd + g->pl - kx) / 2;
+        m[kx] = dw_m256(base[kx], g->OW);
+    }
+    const __m256i s0 = dw_m256(j0, g->W), s1 = dw_m256(j0 + 8, g->W);
+    for (int64_t i = 0; i < g->H; i++) {
+        __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
+#pragma GCC unroll 7
+        for (int ky = K - 1; ky >= 0; ky--) {
+            const int64_t a = i + g->pt - ky; /* 2 oy */
+            if ((a & 1) || a < 0 || a / 2 >= g->OH) continue;
+            const float *r = y + a / 2 * g->OW, *wr = w + ky * K;
+#pragma GCC unroll 7
+            for (int kx = K - 1; kx >= 0; kx--) {
+                const __m256 p = _mm256_mul_ps(_mm256_set1_ps(wr[kx]), _mm256_maskload_ps(dw_at(r, base[kx]), m[kx]));
+                if (((g->pl - kx) & 1) != 0) o = _mm256_add_ps(o, p);
+                else e = _mm256_add_ps(e, p);
+            }
+        }
+        /* e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7, then their 128-bit halves in order */
+        const __m256 a = _mm256_unpacklo_ps(e, o), b = _mm256_unpackhi_ps(e, o);
+        _mm256_maskstore_ps(x + i * g->W + j0, s0, _mm256_permute2f128_ps(a, b, 0x20));
+        _mm256_maskstore_ps(x + i * g->W + j0 + 8, s1, _mm256_permute2f128_ps(a, b, 0x31));
+    }
+}
+
+DW_T256 DW_AI void dwb256_plane(float *x, const float *y, const float *w, const gc_dw2d *g, const int K) {
+    for (int64_t j0 = 0; j0 < g->W; j0 += 16) dwb256_cols(x, y, w, j0, g, K);
+}
+
+
 DW_INST(DW_T256, dw256, dw256_plane, 1, 3)
 DW_INST(DW_T256, dw256, dw256_plane, 1, 5)
 DW_INST(DW_T256, dw256, dw256_plane, 1, 7)
 DW_INST(DW_T256, dw256, dw256_plane, 2, 3)
 DW_INST(DW_T256, dw256, dw256_plane, 2, 5)
 DW_INST(DW_T256, dw256, dw256_plane, 2, 7)
+
+#define DWB_INST(T, name, body, K)                                                                                  \
+    T static void name##_k##K(float *x, const float *y, const float *w, const gc_dw2d *g) { body(x, y, w, g, K); }
+DWB_INST(DW_T512, dwb512, dwb512_plane, 3)
+DWB_INST(DW_T512, dwb512, dwb512_plane, 5)
+DWB_INST(DW_T512, dwb512, dwb512_plane, 7)
+DWB_INST(DW_T256, dwb256, dwb256_plane, 3)
+DWB_INST(DW_T256, dwb256, dwb256_plane, 5)
+DWB_INST(DW_T256, dwb256, dwb256_plane, 7)
+
+typedef void (*dwb_fn)(float *x, const float *y, const float *w, const gc_dw2d *g);
+/* [isa - 1][(K - 3) / 2] */
+static const dwb_fn dwb_tab[2][3] = {{dwb256_k3, dwb256_k5, dwb256_k7}, {dwb512_k3, dwb512_k5, dwb512_k7}};
+
+void gc_dw2d_backward_s2(float *x, const float *y, const float *w, const gc_dw2d *g, int isa) {
+    dwb_tab[isa - 1][(g->k - 3) / 2](x, y, w, g);
+}
 
 typedef void (*dw_fn)(float *y, const float *x, const float *w, float bias, const gc_dw2d *g);
 /* [isa - 1][stride - 1][(K - 3) / 2] */
@@ -256,5 +353,8 @@ void gc_dw2d_forward(float *y, const float *x, const float *w, float bias, const
 #else
 void gc_dw2d_forward(float *y, const float *x, const float *w, float bias, const gc_dw2d *g, int isa) {
     (void)y, (void)x, (void)w, (void)bias, (void)g, (void)isa; /* gc_dw2d_ok said no */
+}
+void gc_dw2d_backward_s2(float *x, const float *y, const float *w, const gc_dw2d *g, int isa) {
+    (void)x, (void)y, (void)w, (void)g, (void)isa; /* gc_dw2d_ok said no */
 }
 #endif

@@ -23,4 +23,12 @@ int gc_dw2d_ok(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64
  * without FMA: bit-identical to conv.c's plane_load + plane_gather. */
 void gc_dw2d_forward(float *y, const float *x, const float *w, float bias, const gc_dw2d *g, int isa);
 
+/* dX of a stride-2 depthwise convolution (the same shapes as gc_dw2d_ok with stride 2), written
+ * first: x (H, W) = the K x K taps of y (OH, OW) scattered back, g the forward's geometry. Each input
+ * pixel sums only the taps whose output exists (a quarter of the K x K on average), in the order
+ * conv.c's gather over dY spread out with zeros between takes them (rotated kernel, row-major),
+ * from +0: the products by those zeros are skipped, which changes no bit (a sum that starts at +0
+ * never is -0, and adding a +-0 leaves every other value as it is), for finite weights. */
+void gc_dw2d_backward_s2(float *x, const float *y, const float *w, const gc_dw2d *g, int isa);
+
 #endif
