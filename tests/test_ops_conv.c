@@ -729,6 +729,78 @@ static void check_w4(const cv_case *c, int f4) {
     for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
 }
 
+/* Winograd with few tiles at two threads (wg_shared: one block of every tile, its input channels,
+ * GEMMs and output channels shared out between the threads; F(2x2) took im2col there before):
+ * check_conv (forward and backward against the naive sums, at 2 threads), and forward and backward
+ * bit-identical to one thread's, which runs the same block whole (each element is summed by the
+ * same operations in the same order; a channel lost or written twice by the split would show).
+ * Tile-wise and row-wise transforms, F(4x4) and F(2x2) forwards, several images per block. */
+static void check_wg_threads(const cv_case *c) {
+    char label[256];
+    int64_t pb[2], out[2], xd[4] = {c->N, c->C, c->in[0], c->in[1]}, wd[4] = {c->M, c->C, 3, 3}, bd[1] = {c->M};
+    ref_geom(c, pb, out);
+    const int64_t yd[4] = {c->N, c->M, out[0], out[1]}, ny = c->N * c->M * out[0] * out[1], nx = prod(xd, 4);
+    gc_tensor in[3];
+    memset(in, 0, sizeof in);
+    in[0] = oc_rand(4, xd, -1, 1);
+    in[1] = oc_rand(4, wd, -1, 1);
+    in[2] = oc_rand(1, bd, -1, 1);
+    gc_node *n = cv_node(c);
+    gc_tensor y = oc_tensor(GC_F32, 4, yd), gy = oc_rand(4, yd, -1, 1), gx = oc_tensor(GC_F32, 4, xd);
+    float *y1 = malloc((size_t)ny * sizeof(float)), *gx1 = malloc((size_t)nx * sizeof(float));
+    gc_err err = {0};
+    gc_tensor tmp;
+    if (oc_check(oc_forward(n, in, 3, 6u, &tmp, 1, &err) == GCAM_OK, "%s: infer: %s", c->label, err.msg)) {
+        oc_tensor_free(&tmp);
+        for (int nth = 1; nth <= 2; nth++) {
+            snprintf(label, sizeof label, "%s (%d thread%s)", c->label, nth, nth > 1 ? "s" : "");
+            gcam_status st = run_op_opts(n, in, 3, &y, NULL, NULL, 0, 0, 6u, nth, 0, &err);
+            if (!oc_check(st == GCAM_OK, "%s: forward: %s", label, err.msg)) continue;
+            memset(gx.data, 0, (size_t)nx * sizeof(float));
+            st = run_op_opts(n, in, 3, &y, &gy, &gx, 1, 0, 6u, nth, 0, &err);
+            if (!oc_check(st == GCAM_OK, "%s: backward: %s", label, err.msg)) continue;
+            if (nth == 1) {
+                memcpy(y1, y.data, (size_t)ny * sizeof(float));
+                memcpy(gx1, gx.data, (size_t)nx * sizeof(float));
+                continue;
+            }
+            oc_check(!memcmp(y.data, y1, (size_t)ny * sizeof(float)), "%s: forward bit-identical to 1 thread's", label);
+            oc_check(!memcmp(gx.data, gx1, (size_t)nx * sizeof(float)), "%s: backward bit-identical to 1 thread's",
+                     label);
+        }
+    }
+    oc_tensor_free(&y);
+    oc_tensor_free(&gy);
+    oc_tensor_free(&gx);
+    oc_node_free(n);
+    free(y1);
+    free(gx1);
+    for (int i = 0; i < 3; i++) oc_tensor_free(&in[i]);
+}
+
+static void test_conv_winograd_shared(void) {
+    const cv_case cases[] = {
+        /* 14x14: F(4x4) forward (16 tiles), F(2x2) data gradient (49 tiles), tile-wise */
+        {.label = "winograd shared 14x14 c32 m48", .nsp = 2, .N = 1, .C = 32, .M = 48, .G = 1, .in = {14, 14},
+         .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {14, 14}},
+        /* C M > 16384: F(2x2) forward too */
+        {.label = "winograd shared 14x14 c129 m129 (F2x2)", .nsp = 2, .N = 1, .C = 129, .M = 129, .G = 1,
+         .in = {14, 14}, .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {14, 14}},
+        /* 12 tiles a row, 48 tiles: F(2x2) row-wise; F(4x4) 18 tiles, 6 a row: row-wise */
+        {.label = "winograd shared rows 8x24", .nsp = 2, .N = 1, .C = 16, .M = 24, .G = 1, .in = {8, 24}, .k = {3, 3},
+         .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {8, 24}},
+        {.label = "winograd shared rows 8x24 c129 m130 (F2x2)", .nsp = 2, .N = 1, .C = 129, .M = 130, .G = 1,
+         .in = {8, 24}, .k = {3, 3}, .pads = {1, 1, 1, 1}, .has_pads = 1, .bias = 1, .want = {8, 24}},
+        /* two images in the block, odd sizes, asymmetric pads */
+        {.label = "winograd shared n2 odd", .nsp = 2, .N = 2, .C = 24, .M = 16, .G = 1, .in = {11, 9}, .k = {3, 3},
+         .pads = {0, 2, 1, 1}, .has_pads = 1, .bias = 1, .want = {10, 10}},
+    };
+    for (size_t i = 0; i < GC_ARRAY_LEN(cases); i++) {
+        check_conv(&cases[i], 0);
+        check_wg_threads(&cases[i]);
+    }
+}
+
 static void test_conv_winograd4(void) {
     const cv_case cases[] = {
         /* 23x21 out (3, 1 mod 4), 6 tiles a row: row-wise, blocks of 24 */
@@ -1243,6 +1315,7 @@ int main(void) {
     test_conv_tiled(2);
     test_conv_winograd();
     test_conv_winograd4();
+    test_conv_winograd_shared();
     test_conv_pointwise_batched();
     test_conv_fused_add();
     test_big_gemms(4);

@@ -55,6 +55,13 @@
 /* the direct depthwise loops and the Winograd transforms are compute bound: AVX2 clones */
 #define CV_CLONES GC_CLONES
 
+/* [*lo, *hi): this OpenMP thread's share of [0, n), whole and in thread order */
+static inline void gc_omp_range(int64_t n, int64_t *lo, int64_t *hi) {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    *lo = n * t / T;
+    *hi = n * (t + 1) / T;
+}
+
 enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 enum { PATH_GEMM, PATH_POINTWISE, PATH_DEPTHWISE };
 
@@ -901,6 +908,15 @@ static int pointwise_by_image(const conv_geom *g, int nth) {
 #define WG_ROWS_OUT 7        /* the same for the output transform */
 #define W4_MAX_MC 16384      /* F(4x4) (forward) for M C up to this: U4 (36, M, C) <= 2.4 MB */
 
+/* Whether a Winograd run shares one block of all NT tiles out by phases (input channels, the
+ * GEMMs, output channels) instead of giving each thread blocks of tiles: when the tiles are too
+ * few for every thread to get a block of a sub-block's width (resnet50's 14x14 and 28x28 maps at
+ * batch 1: 49 tiles went out as 32 + 17, or, F(2x2) at 2 threads, not at all: im2col), and one
+ * block of them, padded by 8 tiles (the input transform's writes past a run), fits a slot. */
+static int wg_shared(int64_t NT, int64_t blk, int64_t sub, int nth) {
+    return nth > 1 && NT < sub * nth && (NT + 7) / 8 * 8 + 8 <= blk;
+}
+
 static int64_t wino_block(const conv_geom *g);
 static int wino_eligible(const gc_kctx *k, const conv_geom *g) {
     const lowering *lw = &g->lw;
@@ -909,10 +925,13 @@ static int wino_eligible(const gc_kctx *k, const conv_geom *g) {
     for (int i = 0; i < 2; i++)
         if (lw->k[i] != 3 || lw->s[i] != 1 || lw->d[i] != 1) return 0;
     if (g->C < WG_MIN_CH || g->M < WG_MIN_CH) return 0;
-    /* blocks for every thread, or the im2col path (which splits each GEMM) is faster */
+    /* blocks for every thread, or one block shared out by phases (wg_shared), or the im2col path
+     * (which splits each GEMM) is faster */
     const int64_t tiles = g->N * ((lw->col[0] + 1) / 2) * ((lw->col[1] + 1) / 2);
-    return tiles >= (int64_t)WG_SUB * GC_MAX(1, k->nthreads) / 2 &&
-           (GC_MAX(1, k->nthreads) == 1 || openblas_get_num_threads() == 1);
+    const int nth = GC_MAX(1, k->nthreads);
+    return (tiles >= (int64_t)WG_SUB * nth / 2 ||
+            (tiles >= WG_SUB / 2 && wg_shared(tiles, wino_block(g), WG_SUB, nth))) &&
+           (nth == 1 || openblas_get_num_threads() == 1);
 }
 
 /* Tiles per block: as many as keep V[e] (Cin, tiles) near 512 KB, so OpenBLAS packs each U[e]
@@ -1089,14 +1108,14 @@ WG_INLINE void wg_gather_patch(float *D, int64_t ld, int64_t j, const float *src
 
 /* Input transform tile by tile, for maps whose tile rows are too short for wino_in_run to pay
  * off: the nr runs of one sub-block, each 4x4 patch gathered into D (16, tiles) (zeros outside
- * the map), then B^T d B as additions over the sub-block's tiles; V[e] of channel c at
- * o + e * es + c * B + j (B = es / Ci). */
-WG_INLINE void wino_in_tiles(float *o, int64_t es, const float *in, int64_t Ci, int64_t IH, int64_t IW, int64_t pt,
-                             int64_t pl, const wg_run *rs, int nr) {
-    const int64_t jb = rs[0].j0, B = es / Ci;
+ * the map), then B^T d B as additions over the sub-block's tiles; V[e] of channel c (c0 <= c <
+ * c1) at o + e * es + c * B + j. */
+WG_INLINE void wino_in_tiles(float *o, int64_t es, int64_t B, const float *in, int64_t Ci, int64_t c0, int64_t c1,
+                             int64_t IH, int64_t IW, int64_t pt, int64_t pl, const wg_run *rs, int nr) {
+    const int64_t jb = rs[0].j0;
     int64_t pimg[WG_SUB], py[WG_SUB], px[WG_SUB]; /* where each tile's patch starts */
     const int64_t nt = wg_patch_starts(pimg, py, px, rs, nr, Ci * IH * IW, 2, pt, pl);
-    for (int64_t c = 0; c < Ci; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         float D[16][WG_SUB], E[16][WG_SUB];
         for (int64_t j = 0; j < nt; j++)
             wg_gather_patch(&D[0][0], WG_SUB, j, in + pimg[j] + c * IH * IW, IH, IW, py[j], px[j], 4);
@@ -1164,114 +1183,164 @@ WG_INLINE void wino_out_tiles(float *p, int64_t OW, float Q[4][WG_SUB], int64_t 
     }
 }
 
+/* What the phases of one block of wino_run need: the geometry, the block's runs and buffers. */
+typedef struct {
+    const float *in, *U, *bias, *res;
+    float *out, *V, *Mt;
+    int64_t Ci, Co, IH, IW, OH, OW, pt, pl, B, nb, nsub, MC;
+    const wg_run *rs;
+    const int *first;
+    int bw, rows_in, rows_out, act, qact, isa;
+    float lo, hi;
+} wg_job;
+
+/* input transform of channels [c0, c1): V[e] (Ci, nb) */
+WG_INLINE void wino_in_chans(const wg_job *j, float (*E)[WG_EW], int64_t c0, int64_t c1) {
+    const int64_t Ci = j->Ci, B = j->B, IH = j->IH, IW = j->IW, pt = j->pt, pl = j->pl;
+    const int nr = j->first[j->nsub];
+    if (j->rows_in)
+        for (int64_t c = c0; c < c1; c++)
+            for (int i = 0; i < nr; i++) {
+                const wg_run *q = &j->rs[i];
+                const float *src = j->in + (q->img * Ci + c) * IH * IW;
+                if (c + 1 < c1) { /* the run's rows in the next channel */
+                    const int64_t ya = GC_MAX(0, q->ty * 2 - pt), yb = GC_MIN(IH, q->ty * 2 - pt + 4);
+                    for (const float *p = src + IH * IW + ya * IW; p < src + IH * IW + yb * IW; p += 16)
+                        __builtin_prefetch(p, 0, 3);
+                }
+                /* writing past the run: over the next runs, or the next channel's first tiles of
+                 * V[e] (c + 1 comes later, in this thread), never past the last channel's end
+                 * (V[e + 1] is done) nor past B when channels are shared out */
+                const int over = c + 1 < c1 || q->j0 + (q->n + 7) / 8 * 8 <= B;
+                wino_in_run(j->V + c * B + q->j0, Ci * B, E, src, IH, IW, q->ty * 2 - pt, q->tx * 2 - pl, q->n, over);
+            }
+    else
+        for (int64_t s = 0; s < j->nsub; s++)
+            wino_in_tiles(j->V, Ci * B, B, j->in, Ci, c0, c1, IH, IW, pt, pl, j->rs + j->first[s],
+                          j->first[s + 1] - j->first[s]);
+}
+
+/* GEMMs e0 .. e1 - 1 of the 16: Mt[e] (Co, nb) = U_e (Co, Ci) . V[e] (Ci, nb) */
+WG_INLINE void wino_gemms(const wg_job *j, int e0, int e1) {
+    static const int perm[4] = {3, 1, 2, 0};
+    for (int e = e0; e < e1; e++) {
+        const float *A = j->bw ? j->U + (int64_t)(perm[e / 4] * 4 + perm[e % 4]) * j->MC : j->U + (int64_t)e * j->MC;
+        gc_sg_gemm(j->isa, 1, j->bw, 0, j->Co, j->nb, j->Ci, 1.0f, A, j->bw ? j->Co : j->Ci,
+                   j->V + (int64_t)e * j->Ci * j->B, j->B, 0.0f, j->Mt + (int64_t)e * j->Co * j->B, j->B);
+    }
+}
+
+/* output transform of channels [o0, o1): A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], over whole
+ * sub-blocks of tiles, then each run's outputs: rows 2 ty, 2 ty + 1 (the second may be below the map) */
+WG_INLINE void wino_out_chans(const wg_job *j, int64_t o0, int64_t o1) {
+    const int64_t B = j->B, es = j->Co * B, Co = j->Co, OH = j->OH, OW = j->OW;
+    for (int64_t o = o0; o < o1; o++) {
+        const float bv = j->bias ? j->bias[o] : 0.0f;
+        for (int64_t s = 0; s < j->nsub; s++) {
+            const int64_t j00 = s * WG_SUB, nt = GC_MIN(WG_SUB, j->nb - j00);
+            const float *m = j->Mt + o * B + j00;
+            float R[8][WG_SUB], Q[4][WG_SUB];
+            for (int v = 0; v < 4; v++) {
+                const float *m0 = m + v * es, *m1 = m + (4 + v) * es, *m2 = m + (8 + v) * es, *m3 = m + (12 + v) * es;
+                for (int64_t t = 0; t < nt; t++) {
+                    R[v][t] = m0[t] + m1[t] + m2[t];
+                    R[4 + v][t] = m1[t] - m2[t] - m3[t];
+                }
+            }
+            for (int u = 0; u < 2; u++)
+                for (int64_t t = 0; t < nt; t++) {
+                    const float *r = &R[u * 4][0];
+                    Q[u * 2][t] = r[t] + r[WG_SUB + t] + r[2 * WG_SUB + t];
+                    Q[u * 2 + 1][t] = r[WG_SUB + t] - r[2 * WG_SUB + t] - r[3 * WG_SUB + t];
+                }
+            if (!j->bw) /* forward: the bias, and the fused activation unless a fused Add comes first */
+                for (int e = 0; e < 4; e++) {
+                    for (int64_t t = 0; t < nt; t++) Q[e][t] = bv + Q[e][t];
+                    epi_seq(Q[e], NULL, nt, j->qact, j->lo, j->hi);
+                }
+            for (int i = j->first[s]; i < j->first[s + 1]; i++) {
+                const wg_run *q = &j->rs[i];
+                const int64_t y0 = q->ty * 2, x0 = q->tx * 2, t = q->j0 - j00;
+                float *p = j->out + (q->img * Co + o) * OH * OW + y0 * OW + x0;
+                if (o + 1 < o1) /* the run's output rows in the next channel */
+                    for (int64_t x = 0; x < GC_MIN(2, OH - y0) * OW; x += 16)
+                        __builtin_prefetch(p + OH * OW - x0 + x, 1, 3);
+                if (j->rows_out) {
+                    wino_out_row(p, Q[0] + t, Q[1] + t, q->n, OW - x0, j->bw == 1);
+                    if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + t, Q[3] + t, q->n, OW - x0, j->bw == 1);
+                } else
+                    wino_out_tiles(p, OW, Q, t, q->n, OW - x0, OH - y0, j->bw == 1);
+                if (j->res) /* the fused Add on the rows just written (in cache), then act */
+                    for (int64_t u = 0; u < GC_MIN(2, OH - y0); u++)
+                        epi_seq(p + u * OW, j->res + (p - j->out) + u * OW, GC_MIN(2 * q->n, OW - x0), j->act, j->lo,
+                                j->hi);
+            }
+        }
+    }
+}
+
+
 /* out (N, Co, OH, OW) (= bias + or +=) the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel
  * (y, x) reads input rows y - pt .. y - pt + 2 (outside: zeros). bw = 0: U[e] (Co, Ci) as stored
  * (forward, Co = M); bw = 1: U[p(e)]^T (backward, Co = C). Tiles of all images are blocked together
  * (small late maps still fill a block); each thread owns whole blocks, so every output element is
- * written by one thread in a fixed order. The transforms go channel by channel over the block's
- * runs (wino_runs): with tile rows of WG_ROWS_IN tiles or more, the input row by row (contiguous
- * loads and stores, vectorised), else tile by tile a sub-block at a time; the output always a
- * sub-block at a time, then written row by row (WG_ROWS_OUT tiles or more) or tile by tile. The
- * next channel's rows are prefetched (their planes are far apart). The same additions in the same
- * order on every path: the results do not depend on the path. The backward adds into out (bw = 1)
- * or, a data gradient written first here, assigns it (bw = 2: every element is written once). */
+ * written by one thread in a fixed order. Few tiles (wg_shared): one block, its phases shared out
+ * (channels, GEMMs, channels), each output element still written by one thread. The transforms go
+ * channel by channel over the block's runs (wino_runs): with tile rows of WG_ROWS_IN tiles or more,
+ * the input row by row (contiguous loads and stores, vectorised), else tile by tile a sub-block at
+ * a time; the output always a sub-block at a time, then written row by row (WG_ROWS_OUT tiles or
+ * more) or tile by tile. The next channel's rows are prefetched (their planes are far apart). The
+ * same additions in the same order on every path: the results do not depend on the path. The
+ * backward adds into out (bw = 1) or, a data gradient written first here, assigns it (bw = 2:
+ * every element is written once). */
 CV_CLONES
 static void wino_run(float *out, const float *in, const float *U, int bw, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                      int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
                      const gc_sg_epi *ep, float *scratch, int isa, int nth) {
-    static const int perm[4] = {3, 1, 2, 0};
-    const int64_t th = (OH + 1) / 2, tw = (OW + 1) / 2, T = th * tw, NT = N * T, MC = Ci * Co;
+    const int64_t th = (OH + 1) / 2, tw = (OW + 1) / 2, T = th * tw, NT = N * T;
     const int64_t slot = 16 * (Ci + Co) * blk; /* the scratch holds nth slots of blk tiles */
-    /* a block for every thread when the tiles are few (small late maps at batch 1) */
-    const int64_t B = GC_MIN(blk, GC_MAX(WG_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
+    const int shared = wg_shared(NT, blk, WG_SUB, nth);
+    /* a block for every thread when the tiles are few (small late maps at batch 1); shared: one
+     * block, 8 tiles of room past the last */
+    const int64_t B = shared ? (NT + 7) / 8 * 8 + 8 : GC_MIN(blk, GC_MAX(WG_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
     const int64_t nblk = (NT + B - 1) / B;
-    const int rows_in = tw >= WG_ROWS_IN, rows_out = tw >= WG_ROWS_OUT;
-    const float *res = ep ? ep->res : NULL; /* (N, Co, OH, OW): added after the write, then act */
-    const int act = ep ? ep->act : GC_ACT_NONE, qact = res ? GC_ACT_NONE : act;
-    const float lo = ep ? ep->lo : 0.0f, hi = ep ? ep->hi : 0.0f;
+    const wg_job j0 = {.in = in, .U = U, .bias = bias, .res = ep ? ep->res : NULL, .out = out, .Ci = Ci, .Co = Co,
+                       .IH = IH, .IW = IW, .OH = OH, .OW = OW, .pt = pt, .pl = pl, .B = B, .MC = Ci * Co, .bw = bw,
+                       .rows_in = tw >= WG_ROWS_IN, .rows_out = tw >= WG_ROWS_OUT, .act = ep ? ep->act : GC_ACT_NONE,
+                       .isa = isa, .lo = ep ? ep->lo : 0.0f, .hi = ep ? ep->hi : 0.0f};
 #pragma omp parallel num_threads(nth)
     {
-        float *V = scratch + (int64_t)omp_get_thread_num() * slot; /* (16, Ci, B) */
-        float *Mt = V + 16 * Ci * B;                               /* (16, Co, B) */
+        wg_job j = j0;
+        j.qact = j.res ? GC_ACT_NONE : j.act; /* with a fused Add, the activation comes after it */
+        j.V = scratch + (shared ? 0 : (int64_t)omp_get_thread_num() * slot); /* (16, Ci, B) */
+        j.Mt = j.V + 16 * Ci * B;                                              /* (16, Co, B) */
         wg_run rs[WG_MAX_TILES];
         int first[WG_MAX_TILES / WG_SUB + 1];
         float E[4][WG_EW] = {{0}}; /* wino_in_run's rows (zeros to begin with: finite past the runs) */
+        j.rs = rs;
+        j.first = first;
+        if (shared) {
+            j.nb = NT;
+            j.nsub = (NT + WG_SUB - 1) / WG_SUB;
+            wino_runs(rs, first, 0, NT, T, tw, WG_SUB);
+            int64_t c0, c1;
+            gc_omp_range(Ci, &c0, &c1);
+            wino_in_chans(&j, E, c0, c1);
+#pragma omp barrier
+#pragma omp for schedule(static)
+            for (int e = 0; e < 16; e++) wino_gemms(&j, e, e + 1);
+            gc_omp_range(Co, &c0, &c1);
+            wino_out_chans(&j, c0, c1);
+        } else {
 #pragma omp for schedule(dynamic)
-        for (int64_t b = 0; b < nblk; b++) {
-            const int64_t t00 = b * B, nb = GC_MIN(B, NT - t00), nsub = (nb + WG_SUB - 1) / WG_SUB;
-            wino_runs(rs, first, t00, nb, T, tw, WG_SUB);
-            const int nr = first[nsub];
-            /* input transform: V[e] (Ci, nb) */
-            if (rows_in)
-                for (int64_t c = 0; c < Ci; c++)
-                    for (int i = 0; i < nr; i++) {
-                        const wg_run *q = &rs[i];
-                        const float *src = in + (q->img * Ci + c) * IH * IW;
-                        if (c + 1 < Ci) { /* the run's rows in the next channel */
-                            const int64_t ya = GC_MAX(0, q->ty * 2 - pt), yb = GC_MIN(IH, q->ty * 2 - pt + 4);
-                            for (const float *p = src + IH * IW + ya * IW; p < src + IH * IW + yb * IW; p += 16)
-                                __builtin_prefetch(p, 0, 3);
-                        }
-                        /* writing past the run: over the next runs, or the next channel's first tiles of
-                         * V[e] (c + 1 comes later), never past the last channel's end (V[e + 1] is done) */
-                        const int over = c + 1 < Ci || q->j0 + (q->n + 7) / 8 * 8 <= B;
-                        wino_in_run(V + c * B + q->j0, Ci * B, E, src, IH, IW, q->ty * 2 - pt, q->tx * 2 - pl, q->n,
-                                    over);
-                    }
-            else
-                for (int64_t s = 0; s < nsub; s++)
-                    wino_in_tiles(V, Ci * B, in, Ci, IH, IW, pt, pl, rs + first[s], first[s + 1] - first[s]);
-            /* 16 GEMMs: Mt[e] (Co, nb) = U_e (Co, Ci) . V[e] (Ci, nb) */
-            for (int e = 0; e < 16; e++) {
-                const float *A = bw ? U + (int64_t)(perm[e / 4] * 4 + perm[e % 4]) * MC : U + (int64_t)e * MC;
-                gc_sg_gemm(isa, 1, bw, 0, Co, nb, Ci, 1.0f, A, bw ? Co : Ci, V + (int64_t)e * Ci * B, B, 0.0f,
-                           Mt + (int64_t)e * Co * B, B);
-            }
-            /* output transform: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], over whole sub-blocks of tiles,
-             * then each run's outputs: rows 2 ty, 2 ty + 1 (the second may be below the map) */
-            const int64_t es = Co * B;
-            for (int64_t o = 0; o < Co; o++) {
-                const float bv = bias ? bias[o] : 0.0f;
-                for (int64_t s = 0; s < nsub; s++) {
-                    const int64_t j00 = s * WG_SUB, nt = GC_MIN(WG_SUB, nb - j00);
-                    const float *m = Mt + o * B + j00;
-                    float R[8][WG_SUB], Q[4][WG_SUB];
-                    for (int v = 0; v < 4; v++) {
-                        const float *m0 = m + v * es, *m1 = m + (4 + v) * es, *m2 = m + (8 + v) * es,
-                                    *m3 = m + (12 + v) * es;
-                        for (int64_t j = 0; j < nt; j++) {
-                            R[v][j] = m0[j] + m1[j] + m2[j];
-                            R[4 + v][j] = m1[j] - m2[j] - m3[j];
-                        }
-                    }
-                    for (int u = 0; u < 2; u++)
-                        for (int64_t j = 0; j < nt; j++) {
-                            const float *r = &R[u * 4][0];
-                            Q[u * 2][j] = r[j] + r[WG_SUB + j] + r[2 * WG_SUB + j];
-                            Q[u * 2 + 1][j] = r[WG_SUB + j] - r[2 * WG_SUB + j] - r[3 * WG_SUB + j];
-                        }
-                    if (!bw) /* forward: the bias, and the fused activation unless a fused Add comes first */
-                        for (int e = 0; e < 4; e++) {
-                            for (int64_t j = 0; j < nt; j++) Q[e][j] = bv + Q[e][j];
-                            epi_seq(Q[e], NULL, nt, qact, lo, hi);
-                        }
-                    for (int i = first[s]; i < first[s + 1]; i++) {
-                        const wg_run *q = &rs[i];
-                        const int64_t y0 = q->ty * 2, x0 = q->tx * 2, j = q->j0 - j00;
-                        float *p = out + (q->img * Co + o) * OH * OW + y0 * OW + x0;
-                        if (o + 1 < Co) /* the run's output rows in the next channel */
-                            for (int64_t x = 0; x < GC_MIN(2, OH - y0) * OW; x += 16)
-                                __builtin_prefetch(p + OH * OW - x0 + x, 1, 3);
-                        if (rows_out) {
-                            wino_out_row(p, Q[0] + j, Q[1] + j, q->n, OW - x0, bw == 1);
-                            if (y0 + 1 < OH) wino_out_row(p + OW, Q[2] + j, Q[3] + j, q->n, OW - x0, bw == 1);
-                        } else
-                            wino_out_tiles(p, OW, Q, j, q->n, OW - x0, OH - y0, bw == 1);
-                        if (res) /* the fused Add on the rows just written (in cache), then act */
-                            for (int64_t u = 0; u < GC_MIN(2, OH - y0); u++)
-                                epi_seq(p + u * OW, res + (p - out) + u * OW, GC_MIN(2 * q->n, OW - x0), act, lo, hi);
-                    }
-                }
+            for (int64_t b = 0; b < nblk; b++) {
+                const int64_t t00 = b * B;
+                j.nb = GC_MIN(B, NT - t00);
+                j.nsub = (j.nb + WG_SUB - 1) / WG_SUB;
+                wino_runs(rs, first, t00, j.nb, T, tw, WG_SUB);
+                wino_in_chans(&j, E, 0, Ci);
+                wino_gemms(&j, 0, 16);
+                wino_out_chans(&j, 0, Co);
             }
         }
     }
@@ -1343,11 +1412,13 @@ static void w4_weights(float *u4, const float *w, int64_t MC) {
 /* F(4x4) for this forward: eligible for Winograd, small weights, 4x4 tiles for every thread
  * (the same rule as F(2x2)'s), no backward planned through it (k.exact, plan.c), and not switched
  * off (GCAM_NO_WINOGRAD4=1: A/B measurements). */
+static int64_t w4_block(const conv_geom *g);
 static int w4_eligible(const gc_kctx *k, const conv_geom *g) {
     if (k->exact || !wino_eligible(k, g) || g->M * g->C > W4_MAX_MC) return 0;
     if (gc_ktune(k)->no_winograd4) return 0;
     const int64_t tiles = g->N * ((g->lw.col[0] + 3) / 4) * ((g->lw.col[1] + 3) / 4);
-    return tiles >= (int64_t)W4_SUB * GC_MAX(1, k->nthreads) / 2;
+    const int nth = GC_MAX(1, k->nthreads);
+    return tiles >= (int64_t)W4_SUB * nth / 2 || (tiles >= W4_SUB / 2 && wg_shared(tiles, w4_block(g), W4_SUB, nth));
 }
 
 /* Tiles per block: V (36, Cin, B) about 2.4 MB (V[e] 64 KB), B = 128 for 128 channels. The
@@ -1458,13 +1529,13 @@ WG_INLINE void w4_in_run(float *restrict o, int64_t es, float (*restrict E)[W4_E
 /* Input transform tile by tile (tile rows too short for w4_in_run): the nr runs of a sub-block,
  * each 6x6 patch gathered into D (36, tiles) (zeros outside the map), then B^T d B over the
  * sub-block's tiles, in the same order as w4_in_run (the results do not depend on the path);
- * V[e] of channel c at o + e * es + c * B + j. */
-WG_INLINE void w4_in_tiles(float *o, int64_t es, int64_t B, const float *in, int64_t Ci, int64_t IH, int64_t IW,
-                           int64_t pt, int64_t pl, const wg_run *rs, int nr) {
+ * V[e] of channel c (c0 <= c < c1) at o + e * es + c * B + j. */
+WG_INLINE void w4_in_tiles(float *o, int64_t es, int64_t B, const float *in, int64_t Ci, int64_t c0, int64_t c1,
+                           int64_t IH, int64_t IW, int64_t pt, int64_t pl, const wg_run *rs, int nr) {
     const int64_t jb = rs[0].j0;
     int64_t pimg[W4_SUB], py[W4_SUB], px[W4_SUB]; /* where each tile's patch starts */
     const int64_t nt = wg_patch_starts(pimg, py, px, rs, nr, Ci * IH * IW, 4, pt, pl);
-    for (int64_t c = 0; c < Ci; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         float D[36][W4_SUB], E[36][W4_SUB];
         for (int64_t j = 0; j < nt; j++)
             wg_gather_patch(&D[0][0], W4_SUB, j, in + pimg[j] + c * IH * IW, IH, IW, py[j], px[j], 6);
@@ -1497,106 +1568,154 @@ WG_INLINE void w4_out_row(float *restrict p, float (*restrict q)[W4_SUB], int64_
         for (int64_t v = 0; v < nx - 4 * nf; v++) p[4 * nf + v] = q[v][j0 + nf];
 }
 
+/* wino_run's phases for F(4x4): the block's job (V[e] and M[e] ev and em floats apart) */
+typedef struct {
+    const float *in, *U4, *bias, *res;
+    float *out, *V, *Mt;
+    int64_t Ci, Co, IH, IW, OH, OW, pt, pl, B, nb, nsub, MC, ev, em;
+    const wg_run *rs;
+    const int *first;
+    int rows_in, rows_out, act, qact, isa;
+    float lo, hi;
+} w4_job;
+
+/* input transform of channels [c0, c1): V[e] (Ci, nb) */
+WG_INLINE void w4_in_chans(const w4_job *j, float (*E)[W4_EW], int64_t c0, int64_t c1) {
+    const int64_t Ci = j->Ci, B = j->B, IH = j->IH, IW = j->IW, pt = j->pt, pl = j->pl;
+    const int nr = j->first[j->nsub];
+    if (j->rows_in)
+        for (int64_t c = c0; c < c1; c++)
+            for (int i = 0; i < nr; i++) {
+                const wg_run *q = &j->rs[i];
+                const float *src = j->in + (q->img * Ci + c) * IH * IW;
+                const int64_t y0 = q->ty * 4 - pt, xs = q->tx * 4 - pl;
+                if (c + 1 < c1) { /* the run's rows in the next channel */
+                    const int64_t xa = GC_MAX(0, xs), xb = GC_MIN(IW, xs + 4 * q->n + 2);
+                    for (int64_t yy = GC_MAX(0, y0); yy < GC_MIN(IH, y0 + 6); yy++)
+                        for (int64_t x = xa; x < xb; x += 16) __builtin_prefetch(src + IH * IW + yy * IW + x, 0, 3);
+                }
+                w4_in_run(j->V + c * B + q->j0, j->ev, E, src, IH, IW, y0, xs, q->n);
+            }
+    else
+        for (int64_t s = 0; s < j->nsub; s++)
+            w4_in_tiles(j->V, j->ev, B, j->in, Ci, c0, c1, IH, IW, pt, pl, j->rs + j->first[s],
+                        j->first[s + 1] - j->first[s]);
+}
+
+/* GEMMs e0 .. e1 - 1 of the 36: Mt[e] (Co, nb) = U4[e] (Co, Ci) . V[e] (Ci, nb) */
+WG_INLINE void w4_gemms(const w4_job *j, int e0, int e1) {
+    for (int e = e0; e < e1; e++)
+        gc_sg_gemm(j->isa, 1, 0, 0, j->Co, j->nb, j->Ci, 1.0f, j->U4 + (int64_t)e * j->MC, j->Ci, j->V + e * j->ev, j->B,
+                   0.0f, j->Mt + e * j->em, j->B);
+}
+
+/* output transform of channels [o0, o1): A^T m A over whole sub-blocks of tiles, bias, Relu, then
+ * each run's outputs: rows 4 ty .. 4 ty + 3 (those below the map skipped) */
+WG_INLINE void w4_out_chans(const w4_job *j, int64_t o0, int64_t o1) {
+    const int64_t B = j->B, es = j->em, Co = j->Co, OH = j->OH, OW = j->OW;
+    for (int64_t o = o0; o < o1; o++) {
+        const float bv = j->bias ? j->bias[o] : 0.0f;
+        for (int64_t s = 0; s < j->nsub; s++) {
+            const int64_t j00 = s * W4_SUB, nt = GC_MIN(W4_SUB, j->nb - j00);
+            const float *m = j->Mt + o * B + j00;
+            float R[24][W4_SUB], Q[16][W4_SUB];
+            for (int v = 0; v < 6; v++) { /* A^T m: column v of every tile */
+                const float *m0 = m + v * es, *m1 = m + (6 + v) * es, *m2 = m + (12 + v) * es, *m3 = m + (18 + v) * es,
+                            *m4 = m + (24 + v) * es, *m5 = m + (30 + v) * es;
+                for (int64_t t = 0; t < nt; t++) {
+                    float y[4];
+                    w4_at(y, m0[t], m1[t], m2[t], m3[t], m4[t], m5[t]);
+                    for (int i = 0; i < 4; i++) R[i * 6 + v][t] = y[i];
+                }
+            }
+            for (int i = 0; i < 4; i++) /* (A^T m) A, then the bias and a fused Relu */
+                for (int64_t t = 0; t < nt; t++) {
+                    const float *r = &R[i * 6][t];
+                    float y[4];
+                    w4_at(y, r[0], r[W4_SUB], r[2 * W4_SUB], r[3 * W4_SUB], r[4 * W4_SUB], r[5 * W4_SUB]);
+                    for (int l = 0; l < 4; l++) Q[i * 4 + l][t] = bv + y[l];
+                }
+            for (int e = 0; e < 16; e++) epi_seq(Q[e], NULL, nt, j->qact, j->lo, j->hi);
+            for (int i = j->first[s]; i < j->first[s + 1]; i++) {
+                const wg_run *q = &j->rs[i];
+                const int64_t y0 = q->ty * 4, x0 = q->tx * 4, t = q->j0 - j00, ny = GC_MIN(4, OH - y0);
+                float *p = j->out + (q->img * Co + o) * OH * OW + y0 * OW + x0;
+                if (o + 1 < o1) /* the run's output rows in the next channel */
+                    for (int64_t u = 0; u < ny; u++)
+                        for (int64_t x = 0; x < GC_MIN(4 * q->n, OW - x0); x += 16)
+                            __builtin_prefetch(p + OH * OW + u * OW + x, 1, 3);
+                if (j->rows_out) {
+                    for (int64_t u = 0; u < ny; u++) w4_out_row(p + u * OW, Q + u * 4, t, q->n, OW - x0);
+                } else {
+                    for (int64_t k = 0; k < q->n; k++) { /* tile by tile */
+                        const int64_t nx = GC_MIN(4, OW - x0 - 4 * k);
+                        for (int64_t u = 0; u < ny; u++)
+                            for (int64_t v = 0; v < nx; v++) p[u * OW + 4 * k + v] = Q[u * 4 + v][t + k];
+                    }
+                }
+                if (j->res) /* the fused Add on the rows just written (in cache), then act */
+                    for (int64_t u = 0; u < ny; u++)
+                        epi_seq(p + u * OW, j->res + (p - j->out) + u * OW, GC_MIN(4 * q->n, OW - x0), j->act, j->lo,
+                                j->hi);
+            }
+        }
+    }
+}
+
 /* out (N, Co, OH, OW) = bias + the 3x3 correlation of in (N, Ci, IH, IW) whose output pixel (y, x)
  * reads input rows y - pt .. y - pt + 2 (outside: zeros), then max(., 0) with relu (NaN
- * propagates, as Relu); U4[e] (Co, Ci). Blocks, threads and runs as wino_run (each output element
- * written by one thread, in a fixed order); the output transform a sub-block at a time, written
- * row by row (W4_ROWS_OUT tiles a row or more) or tile by tile. */
+ * propagates, as Relu); U4[e] (Co, Ci). Blocks, threads, runs and the shared mode as wino_run
+ * (each output element written by one thread, in a fixed order); the output transform a
+ * sub-block at a time, written row by row (W4_ROWS_OUT tiles a row or more) or tile by tile. */
 CV_CLONES
 static void w4_run(float *out, const float *in, const float *U4, int64_t N, int64_t Ci, int64_t Co, int64_t IH,
                    int64_t IW, int64_t OH, int64_t OW, int64_t pt, int64_t pl, const float *bias, int64_t blk,
                    const gc_sg_epi *ep, float *scratch, int isa, int nth) {
-    const int64_t th = (OH + 3) / 4, tw = (OW + 3) / 4, T = th * tw, NT = N * T, MC = Ci * Co;
+    const int64_t th = (OH + 3) / 4, tw = (OW + 3) / 4, T = th * tw, NT = N * T;
     const int64_t slot = 36 * ((Ci + Co) * blk + 2 * W4_PAD); /* nth slots of blk tiles in the scratch */
-    /* a block for every thread when the tiles are few */
-    const int64_t B = GC_MIN(blk, GC_MAX(W4_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
+    const int shared = wg_shared(NT, blk, W4_SUB, nth);
+    /* a block for every thread when the tiles are few; shared: one block, 8 tiles of room past
+     * the last (w4_in_run writes up to 7 past a run) */
+    const int64_t B = shared ? (NT + 7) / 8 * 8 + 8 : GC_MIN(blk, GC_MAX(W4_SUB / 2, (NT + nth - 1) / nth + 7) / 8 * 8);
     const int64_t nblk = (NT + B - 1) / B;
-    const int rows_in = tw >= W4_ROWS_IN, rows_out = tw >= W4_ROWS_OUT;
-    const float *res = ep ? ep->res : NULL; /* (N, Co, OH, OW): added after the write, then act */
-    const int act = ep ? ep->act : GC_ACT_NONE, qact = res ? GC_ACT_NONE : act;
-    const float lo = ep ? ep->lo : 0.0f, hi = ep ? ep->hi : 0.0f;
+    const w4_job j0 = {.in = in, .U4 = U4, .bias = bias, .res = ep ? ep->res : NULL, .out = out, .Ci = Ci, .Co = Co,
+                       .IH = IH, .IW = IW, .OH = OH, .OW = OW, .pt = pt, .pl = pl, .B = B, .MC = Ci * Co,
+                       .ev = Ci * B + W4_PAD, .em = Co * B + W4_PAD, .rows_in = tw >= W4_ROWS_IN,
+                       .rows_out = tw >= W4_ROWS_OUT, .act = ep ? ep->act : GC_ACT_NONE, .isa = isa,
+                       .lo = ep ? ep->lo : 0.0f, .hi = ep ? ep->hi : 0.0f};
 #pragma omp parallel num_threads(nth)
     {
-        const int64_t ev = Ci * B + W4_PAD, em = Co * B + W4_PAD;    /* V[e] and M[e] strides */
-        float *V = scratch + (int64_t)omp_get_thread_num() * slot; /* (36, Ci, B), V[e] at e ev */
-        float *Mt = V + 36 * ev;                                   /* (36, Co, B), M[e] at e em */
+        w4_job j = j0;
+        j.qact = j.res ? GC_ACT_NONE : j.act; /* with a fused Add, the activation comes after it */
+        j.V = scratch + (shared ? 0 : (int64_t)omp_get_thread_num() * slot); /* (36, Ci, B), V[e] at e ev */
+        j.Mt = j.V + 36 * j.ev;                                                /* (36, Co, B), M[e] at e em */
         wg_run rs[W4_MAX_TILES];
         int first[W4_MAX_TILES / W4_SUB + 1];
         float E[6][W4_EW] = {{0}}; /* w4_in_run's rows (zeros to begin with: finite past the runs) */
+        j.rs = rs;
+        j.first = first;
+        if (shared) {
+            j.nb = NT;
+            j.nsub = (NT + W4_SUB - 1) / W4_SUB;
+            wino_runs(rs, first, 0, NT, T, tw, W4_SUB);
+            int64_t c0, c1;
+            gc_omp_range(Ci, &c0, &c1);
+            w4_in_chans(&j, E, c0, c1);
+#pragma omp barrier
+#pragma omp for schedule(static)
+            for (int e = 0; e < 36; e++) w4_gemms(&j, e, e + 1);
+            gc_omp_range(Co, &c0, &c1);
+            w4_out_chans(&j, c0, c1);
+        } else {
 #pragma omp for schedule(dynamic)
-        for (int64_t b = 0; b < nblk; b++) {
-            const int64_t t00 = b * B, nb = GC_MIN(B, NT - t00), nsub = (nb + W4_SUB - 1) / W4_SUB;
-            wino_runs(rs, first, t00, nb, T, tw, W4_SUB);
-            const int nr = first[nsub];
-            /* input transform: V[e] (Ci, nb) */
-            if (rows_in)
-                for (int64_t c = 0; c < Ci; c++)
-                    for (int i = 0; i < nr; i++) {
-                        const wg_run *q = &rs[i];
-                        const float *src = in + (q->img * Ci + c) * IH * IW;
-                        const int64_t y0 = q->ty * 4 - pt, xs = q->tx * 4 - pl;
-                        if (c + 1 < Ci) { /* the run's rows in the next channel */
-                            const int64_t xa = GC_MAX(0, xs), xb = GC_MIN(IW, xs + 4 * q->n + 2);
-                            for (int64_t yy = GC_MAX(0, y0); yy < GC_MIN(IH, y0 + 6); yy++)
-                                for (int64_t x = xa; x < xb; x += 16)
-                                    __builtin_prefetch(src + IH * IW + yy * IW + x, 0, 3);
-                        }
-                        w4_in_run(V + c * B + q->j0, ev, E, src, IH, IW, y0, xs, q->n);
-                    }
-            else
-                for (int64_t s = 0; s < nsub; s++)
-                    w4_in_tiles(V, ev, B, in, Ci, IH, IW, pt, pl, rs + first[s], first[s + 1] - first[s]);
-            /* 36 GEMMs: Mt[e] (Co, nb) = U4[e] (Co, Ci) . V[e] (Ci, nb) */
-            for (int e = 0; e < 36; e++)
-                gc_sg_gemm(isa, 1, 0, 0, Co, nb, Ci, 1.0f, U4 + (int64_t)e * MC, Ci, V + e * ev, B, 0.0f, Mt + e * em, B);
-            /* output transform: A^T m A over whole sub-blocks of tiles, bias, Relu, then each run's
-             * outputs: rows 4 ty .. 4 ty + 3 (those below the map skipped) */
-            const int64_t es = em;
-            for (int64_t o = 0; o < Co; o++) {
-                const float bv = bias ? bias[o] : 0.0f;
-                for (int64_t s = 0; s < nsub; s++) {
-                    const int64_t j00 = s * W4_SUB, nt = GC_MIN(W4_SUB, nb - j00);
-                    const float *m = Mt + o * B + j00;
-                    float R[24][W4_SUB], Q[16][W4_SUB];
-                    for (int v = 0; v < 6; v++) { /* A^T m: column v of every tile */
-                        const float *m0 = m + v * es, *m1 = m + (6 + v) * es, *m2 = m + (12 + v) * es,
-                                    *m3 = m + (18 + v) * es, *m4 = m + (24 + v) * es, *m5 = m + (30 + v) * es;
-                        for (int64_t j = 0; j < nt; j++) {
-                            float y[4];
-                            w4_at(y, m0[j], m1[j], m2[j], m3[j], m4[j], m5[j]);
-                            for (int i = 0; i < 4; i++) R[i * 6 + v][j] = y[i];
-                        }
-                    }
-                    for (int i = 0; i < 4; i++) /* (A^T m) A, then the bias and a fused Relu */
-                        for (int64_t j = 0; j < nt; j++) {
-                            const float *r = &R[i * 6][j];
-                            float y[4];
-                            w4_at(y, r[0], r[W4_SUB], r[2 * W4_SUB], r[3 * W4_SUB], r[4 * W4_SUB], r[5 * W4_SUB]);
-                            for (int l = 0; l < 4; l++) Q[i * 4 + l][j] = bv + y[l];
-                        }
-                    for (int e = 0; e < 16; e++) epi_seq(Q[e], NULL, nt, qact, lo, hi);
-                    for (int i = first[s]; i < first[s + 1]; i++) {
-                        const wg_run *q = &rs[i];
-                        const int64_t y0 = q->ty * 4, x0 = q->tx * 4, j = q->j0 - j00, ny = GC_MIN(4, OH - y0);
-                        float *p = out + (q->img * Co + o) * OH * OW + y0 * OW + x0;
-                        if (o + 1 < Co) /* the run's output rows in the next channel */
-                            for (int64_t u = 0; u < ny; u++)
-                                for (int64_t x = 0; x < GC_MIN(4 * q->n, OW - x0); x += 16)
-                                    __builtin_prefetch(p + OH * OW + u * OW + x, 1, 3);
-                        if (rows_out) {
-                            for (int64_t u = 0; u < ny; u++) w4_out_row(p + u * OW, Q + u * 4, j, q->n, OW - x0);
-                        } else {
-                            for (int64_t t = 0; t < q->n; t++) { /* tile by tile */
-                                const int64_t nx = GC_MIN(4, OW - x0 - 4 * t);
-                                for (int64_t u = 0; u < ny; u++)
-                                    for (int64_t v = 0; v < nx; v++) p[u * OW + 4 * t + v] = Q[u * 4 + v][j + t];
-                            }
-                        }
-                        if (res) /* the fused Add on the rows just written (in cache), then act */
-                            for (int64_t u = 0; u < ny; u++)
-                                epi_seq(p + u * OW, res + (p - out) + u * OW, GC_MIN(4 * q->n, OW - x0), act, lo, hi);
-                    }
-                }
+            for (int64_t b = 0; b < nblk; b++) {
+                const int64_t t00 = b * B;
+                j.nb = GC_MIN(B, NT - t00);
+                j.nsub = (j.nb + W4_SUB - 1) / W4_SUB;
+                wino_runs(rs, first, t00, j.nb, T, tw, W4_SUB);
+                w4_in_chans(&j, E, 0, Ci);
+                w4_gemms(&j, 0, 36);
+                w4_out_chans(&j, 0, Co);
             }
         }
     }
