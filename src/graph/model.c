@@ -114,7 +114,7 @@ void gc_model_destroy(gc_model *m) {
     free(m->regions);
 }
 
-int gc_model_add_region(gc_model *m, void *base, size_t size) {
+int gc_model_add_region(gc_model *m, void *base, size_t size, int file) {
     if (m->n_regions == m->cap_regions) {
         int cap = m->cap_regions ? m->cap_regions * 2 : 8;
         if (cap > (1 << 24)) return -1;
@@ -123,7 +123,7 @@ int gc_model_add_region(gc_model *m, void *base, size_t size) {
         m->regions = r;
         m->cap_regions = cap;
     }
-    m->regions[m->n_regions++] = (gc_region){.base = base, .size = size};
+    m->regions[m->n_regions++] = (gc_region){.base = base, .size = size, .file = file};
     return 0;
 }
 

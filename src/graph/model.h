@@ -17,8 +17,8 @@ int gc_model_add_value(gc_model *m, const char *name);
 gcam_status gc_model_finish(gc_model *m, int allow_unsupported);
 void gc_model_destroy(gc_model *m);
 /* Hands a mapping (mmap) to the model, unmapped with it; -1 on allocation failure (the caller
- * still owns it then). */
-int gc_model_add_region(gc_model *m, void *base, size_t size);
+ * still owns it then). file: a read-only mapping of a file (PROT_READ, MAP_PRIVATE). */
+int gc_model_add_region(gc_model *m, void *base, size_t size, int file);
 /* The region that starts at base: its entry (NULL if none), to shrink or drop it. */
 gc_region *gc_model_region(gc_model *m, const void *base);
 /* Unmaps the region that starts at base and forgets it. */

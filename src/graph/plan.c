@@ -42,6 +42,7 @@ static void first_write(gc_bstep *bst, int v, int assign, int k, uint64_t *fresh
 static void fill_kctx(gcam_ctx *c, gc_kctx *k, const gc_node *n) {
     memset(k, 0, sizeof *k);
     k->node = n;
+    k->model = c->m;
     k->params = n->params;
     k->n_in = n->n_in;
     k->n_out = n->n_out;

@@ -1,6 +1,10 @@
 /* IR basics: dtypes, shapes, attribute look-ups. */
 #include "ir.h"
 
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 const char *gc_dtype_name(gc_dtype t) {
     switch (t) {
     case GC_F32: return "float32";
@@ -98,3 +102,17 @@ size_t gc_attr_floats(const gc_node *n, const char *name, const float **v) {
     *v = a->floats;
     return a->n;
 }
+
+void gc_model_release(const gc_model *m, const void *p, size_t n) {
+    if (!m || !p || !n) return;
+    const uintptr_t a = (uintptr_t)p, b = a + n;
+    for (int i = 0; i < m->n_regions; i++) {
+        const gc_region *r = &m->regions[i];
+        const uintptr_t lo = (uintptr_t)r->base, hi = lo + r->size;
+        if (!r->file || a < lo || b > hi || b < a) continue;
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a2 = (a + pg - 1) / pg * pg, b2 = b / pg * pg;
+        if (b2 > a2) madvise((void *)a2, b2 - a2, MADV_DONTNEED); /* advice: a failure changes nothing */
+        return;
+    }
+}
+

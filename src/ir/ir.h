@@ -104,6 +104,7 @@ typedef struct gc_node {
 typedef struct gc_region {
     void *base;
     size_t size;
+    int file; /* a read-only mapping of a file: pages dropped (gc_model_release) are read again */
 } gc_region;
 
 typedef struct gc_model {
@@ -132,6 +133,11 @@ typedef struct gc_model {
      * from memory), converted to another type (allocated). Tests check that weights are not copied. */
     size_t bytes_mapped, bytes_copied, bytes_converted;
 } gc_model;
+
+/* Gives back the resident pages wholly inside [p, p + n) when they lie in one of the model's
+ * read-only file mappings (weights a kernel keeps converted: Winograd's U); they are read from
+ * the file again if touched. Memory the model allocated is left alone. */
+void gc_model_release(const gc_model *m, const void *p, size_t n);
 
 /* Attribute look-ups; return the default when the attribute is absent. */
 const gc_attr *gc_attr_find(const gc_node *n, const char *name);

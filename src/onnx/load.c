@@ -701,7 +701,7 @@ gcam_status gc_onnx_load_file(gc_model *m, const char *path, const char *base_di
             close(fd);
             return gc_fail(&m->err, GCAM_E_IO, "%s: cannot map the file: %s", path, strerror(errno));
         }
-        if (gc_model_add_region(m, base, size)) {
+        if (gc_model_add_region(m, base, size, 1)) {
             munmap(base, size);
             close(fd);
             return gc_fail(&m->err, GCAM_E_NOMEM, "out of memory");

@@ -62,7 +62,7 @@ static int arena_chunk(gc_load *L, size_t need, gc_err *err) {
         gc_fail(err, GCAM_E_NOMEM, "out of memory for %zu bytes of weights", need);
         return -1;
     }
-    if (gc_model_add_region(L->m, p, cap)) {
+    if (gc_model_add_region(L->m, p, cap, 0)) {
         munmap(p, cap);
         gc_fail(err, GCAM_E_NOMEM, "out of memory");
         return -1;
@@ -193,7 +193,7 @@ gcam_status gc_ext_open(gc_ext *x, const char *base_dir, const char *loc, uint64
 
 gcam_status gc_ext_keep(gc_ext *x, gc_model *m, gc_err *err) {
     if (!x->map) return GCAM_OK;
-    if (gc_model_add_region(m, x->map, x->map_size)) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
+    if (gc_model_add_region(m, x->map, x->map_size, 1)) return gc_fail(err, GCAM_E_NOMEM, "out of memory");
     x->map = NULL; /* the model's now */
     return GCAM_OK;
 }

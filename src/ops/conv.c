@@ -382,7 +382,7 @@ static gcam_status conv_infer(gc_kctx *k) {
 }
 
 static int wino_eligible(const gc_kctx *k, const conv_geom *g);
-static int64_t wino_slot_floats(const conv_geom *g);
+static int64_t wino_scratch_floats(const conv_geom *g, int nth, int fw);
 
 /* Pointwise convolutions of a batch on small maps (ResNet's and DenseNet's 14x14 and 7x7 stages):
  * the images' columns gathered side by side into one (C, N*HW) matrix so one GEMM reads (and
@@ -468,7 +468,7 @@ static void unbatch_epi(float *dst, const float *src, int64_t N, int64_t C, int6
 }
 
 static int w4_eligible(const gc_kctx *k, const conv_geom *g);
-static int64_t w4_slot_floats(const conv_geom *g);
+static int64_t w4_scratch_floats(const conv_geom *g, int nth);
 
 /* Scratch of the forward (fw: F(4x4) may run) or of the backward. */
 static size_t conv_scratch_dir(const gc_kctx *k, int fw) {
@@ -485,9 +485,10 @@ static size_t conv_scratch_dir(const gc_kctx *k, int fw) {
     size_t im2col_bytes = (size_t)(g.ntiles > 1 ? GC_MAX(1, k->nthreads) : 1) * (size_t)g.tile_floats * sizeof(float);
     if (!wino_eligible(k, &g)) return im2col_bytes;
     /* room for either path: im2col stays the fallback if U cannot be allocated */
-    size_t wb = (size_t)GC_MAX(1, k->nthreads) * (size_t)wino_slot_floats(&g) * sizeof(float);
+    const int nth = GC_MAX(1, k->nthreads);
+    size_t wb = (size_t)wino_scratch_floats(&g, nth, fw) * sizeof(float);
     if (fw && w4_eligible(k, &g)) /* F(2x2) stays the fallback too (no memory for U) */
-        wb = GC_MAX(wb, (size_t)GC_MAX(1, k->nthreads) * (size_t)w4_slot_floats(&g) * sizeof(float));
+        wb = GC_MAX(wb, (size_t)w4_scratch_floats(&g, nth) * sizeof(float));
     return GC_MAX(wb, im2col_bytes);
 }
 static size_t conv_scratch(const gc_kctx *k) { return conv_scratch_dir(k, 1); }
@@ -943,6 +944,13 @@ static int64_t wino_block(const conv_geom *g) {
 /* Floats of one thread's slot: V (16, Cin, tiles) and M (16, Cout, tiles); the same for the
  * forward (Cin = C) and the backward (Cin = M). */
 static int64_t wino_slot_floats(const conv_geom *g) { return 16 * (g->C + g->M) * wino_block(g); }
+/* The scratch a run with nth threads needs: a slot each, or one block of every tile when they
+ * share it (wg_shared; the tiles of Y forward, of X for the data gradient) */
+static int64_t wino_scratch_floats(const conv_geom *g, int nth, int fw) {
+    const int64_t *o = fw ? g->lw.col : g->lw.img, NT = g->N * ((o[0] + 1) / 2) * ((o[1] + 1) / 2);
+    if (wg_shared(NT, wino_block(g), WG_SUB, nth)) return 16 * (g->C + g->M) * ((NT + 7) / 8 * 8 + 8);
+    return nth * wino_slot_floats(g);
+}
 
 static void w4_weights(float *u4, const float *w, int64_t MC);
 
@@ -980,6 +988,9 @@ static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
                 }
             }
             __atomic_store_n((float **)&n->kcache, u, __ATOMIC_RELEASE);
+            /* the Winograd paths read U only (the forward and the data gradient): W's pages in the
+             * mapped file go back (an im2col elsewhere reads them from the file again) */
+            gc_model_release(k->model, w, (size_t)MC * 9 * sizeof(float));
         }
     }
     gc_kcache_unlock();
@@ -988,9 +999,9 @@ static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
 
 /* U when this convolution runs as Winograd here (eligible, scratch planned for it, U built), or
  * NULL for the im2col path: the one decision the forward and the backward share. */
-static const float *wino_ready(const gc_kctx *k, const conv_geom *g, int nth) {
+static const float *wino_ready(const gc_kctx *k, const conv_geom *g, int nth, int fw) {
     if (g->path != PATH_GEMM || !wino_eligible(k, g) ||
-        k->scratch_size < (size_t)nth * (size_t)wino_slot_floats(g) * sizeof(float))
+        k->scratch_size < (size_t)wino_scratch_floats(g, nth, fw) * sizeof(float))
         return NULL;
     return wino_weights(k, g); /* NULL without memory for U */
 }
@@ -1432,12 +1443,18 @@ static int64_t w4_block(const conv_geom *g) {
 /* Floats of one thread's slot: V (36, C, tiles) and M (36, M, tiles), each V[e] and M[e]
  * followed by W4_PAD floats. */
 static int64_t w4_slot_floats(const conv_geom *g) { return 36 * ((g->C + g->M) * w4_block(g) + 2 * W4_PAD); }
+/* wino_scratch_floats for F(4x4) (forward only) */
+static int64_t w4_scratch_floats(const conv_geom *g, int nth) {
+    const int64_t NT = g->N * ((g->lw.col[0] + 3) / 4) * ((g->lw.col[1] + 3) / 4);
+    if (wg_shared(NT, w4_block(g), W4_SUB, nth)) return 36 * ((g->C + g->M) * ((NT + 7) / 8 * 8 + 8) + 2 * W4_PAD);
+    return nth * w4_slot_floats(g);
+}
 
 /* U4 when this forward runs as F(4x4) (eligible, scratch planned for it, U built), else NULL
  * (F(2x2) or im2col then decide). */
 static const float *w4_ready(const gc_kctx *k, const conv_geom *g, int nth) {
     if (g->path != PATH_GEMM || !w4_eligible(k, g) ||
-        k->scratch_size < (size_t)nth * (size_t)w4_slot_floats(g) * sizeof(float))
+        k->scratch_size < (size_t)w4_scratch_floats(g, nth) * sizeof(float))
         return NULL;
     const float *u = wino_weights(k, g);
     return u ? u + 16 * g->M * g->C : NULL;
@@ -1797,7 +1814,7 @@ static gcam_status conv_forward(gc_kctx *k) {
                    w4_block(&g), &ep, col, isa, nth);
             return GCAM_OK;
         }
-        const float *U = wino_ready(k, &g, nth); /* NULL: im2col below */
+        const float *U = wino_ready(k, &g, nth, 1); /* NULL: im2col below */
         if (U) {
             wino_run(y, x, U, 0, g.N, g.C, g.M, lw->img[0], lw->img[1], lw->col[0], lw->col[1], lw->p[0], lw->p[1], b,
                      wino_block(&g), &ep, col, isa, nth);
@@ -1909,7 +1926,7 @@ static gcam_status conv_backward_dx(gc_kctx *k, int *vjp_done) {
      * (the gather's other products are by its zeros), in the gather's order from 0: the same bits */
     const int bdirect2 = gather && sd == 2 && fresh && g.Mg == 1 &&
                          gc_dw2d_ok(q->kh, q->kw, 2, 2, q->dh, q->dw, q->H, q->W, q->pt, q->pl, q->isa);
-    if (fresh && g.path != PATH_POINTWISE && !bdirect && !bdirect2 && !wino_ready(k, &g, nth))
+    if (fresh && g.path != PATH_POINTWISE && !bdirect && !bdirect2 && !wino_ready(k, &g, nth, 0))
         memset(gx, 0, (size_t)(NC * g.xsz) * sizeof(float));
     if (g.path == PATH_DEPTHWISE) {
         const int nt = (int)GC_MAX(1, GC_MIN(nth, planes));
@@ -1988,7 +2005,7 @@ static gcam_status conv_backward_dx(gc_kctx *k, int *vjp_done) {
     if (g.path == PATH_GEMM && (!col || k->scratch_size < (size_t)g.tile_floats * sizeof(float)))
         return gc_kfail(k, GCAM_E_INTERNAL, "im2col scratch missing");
     {
-        const float *U = wino_ready(k, &g, nth);
+        const float *U = wino_ready(k, &g, nth, 0);
         if (U) { /* dX += 3x3 correlation of dY with the rotated, transposed weights */
             wino_run(gx, gy, U, fresh ? 2 : 1, g.N, g.M, g.C, lw->col[0], lw->col[1], lw->img[0], lw->img[1],
                      2 - lw->p[0], 2 - lw->p[1], NULL, wino_block(&g), 0, col, isa, nth);

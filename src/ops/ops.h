@@ -85,6 +85,7 @@ typedef struct gc_kfuse {
 
 typedef struct gc_kctx {
     const gc_node *node;
+    const struct gc_model *model;  /* the node's model (gc_model_release), NULL in op tests */
     const void *params;            /* node->params */
     int n_in, n_out;               /* node->n_in / n_out (optional inputs may be NULL below) */
     gc_tensor *in[GC_MAX_IO];      /* NULL for an omitted optional input */
