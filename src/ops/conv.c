@@ -381,7 +381,7 @@ static gcam_status conv_infer(gc_kctx *k) {
     return GCAM_OK;
 }
 
-static int wino_eligible(const gc_kctx *k, const conv_geom *g);
+static int wino_eligible(const gc_kctx *k, const conv_geom *g, int fw);
 static int64_t wino_scratch_floats(const conv_geom *g, int nth, int fw);
 
 /* Pointwise convolutions of a batch on small maps (ResNet's and DenseNet's 14x14 and 7x7 stages):
@@ -483,7 +483,7 @@ static size_t conv_scratch_dir(const gc_kctx *k, int fw) {
     if (g.path != PATH_GEMM) return 0;
     /* a tile slot per thread when the image has several (see lowered_gemm) */
     size_t im2col_bytes = (size_t)(g.ntiles > 1 ? GC_MAX(1, k->nthreads) : 1) * (size_t)g.tile_floats * sizeof(float);
-    if (!wino_eligible(k, &g)) return im2col_bytes;
+    if (!wino_eligible(k, &g, fw)) return im2col_bytes;
     /* room for either path: im2col stays the fallback if U cannot be allocated */
     const int nth = GC_MAX(1, k->nthreads);
     size_t wb = (size_t)wino_scratch_floats(&g, nth, fw) * sizeof(float);
@@ -919,19 +919,22 @@ static int wg_shared(int64_t NT, int64_t blk, int64_t sub, int nth) {
 }
 
 static int64_t wino_block(const conv_geom *g);
-static int wino_eligible(const gc_kctx *k, const conv_geom *g) {
+static int wino_eligible(const gc_kctx *k, const conv_geom *g, int fw) {
     const lowering *lw = &g->lw;
     if (g->transpose || lw->nsp != 2 || g->G != 1 || !(k->const_in & 2)) return 0;
     if (gc_ktune(k)->no_winograd) return 0; /* im2col everywhere (A/B measurements) */
     for (int i = 0; i < 2; i++)
         if (lw->k[i] != 3 || lw->s[i] != 1 || lw->d[i] != 1) return 0;
     if (g->C < WG_MIN_CH || g->M < WG_MIN_CH) return 0;
-    /* blocks for every thread, or one block shared out by phases (wg_shared), or the im2col path
-     * (which splits each GEMM) is faster */
+    /* blocks for every thread, or the im2col path (which splits each GEMM) is faster; with fewer
+     * tiles, one block shared out by phases (wg_shared) where U is built for the data gradient
+     * anyway: the backward, and a forward a backward passes through (k.exact). An inference
+     * context keeps im2col there: U for resnet50's 14x14 layers would add 20 MiB to a forward's
+     * memory (docs/performance.md). */
     const int64_t tiles = g->N * ((lw->col[0] + 1) / 2) * ((lw->col[1] + 1) / 2);
     const int nth = GC_MAX(1, k->nthreads);
     return (tiles >= (int64_t)WG_SUB * nth / 2 ||
-            (tiles >= WG_SUB / 2 && wg_shared(tiles, wino_block(g), WG_SUB, nth))) &&
+            ((!fw || k->exact) && tiles >= WG_SUB / 2 && wg_shared(tiles, wino_block(g), WG_SUB, nth))) &&
            (nth == 1 || openblas_get_num_threads() == 1);
 }
 
@@ -957,41 +960,62 @@ static void w4_weights(float *u4, const float *w, int64_t MC);
 /* U (16, M, C) from W (M, C, 3, 3), built once per node under the kcache lock. For weights small
  * enough for F(4x4) (M C <= W4_MAX_MC, a property of the node alone, so every call agrees on the
  * layout) the same allocation (kcache is one pointer, freed with free()) continues with the
- * F(4x4) U4 (36, M, C): the F(2x2) code reads the start, the F(4x4) forward from 16 M C on. */
-static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
+ * F(4x4) U4 (36, M, C): the F(2x2) code reads the start, the F(4x4) forward from 16 M C on. Each
+ * part is built the first time it is asked for (a flag each in a header before them): a forward
+ * on F(4x4) alone never touches F(2x2)'s pages, which then take no memory. */
+typedef struct {
+    int built[2]; /* U (F(2x2)), U4 (F(4x4)): read with acquire, set with release under the lock */
+    char pad[64 - 2 * sizeof(int)];
+} wg_ucache;
+
+static void wino_u2(float *u, const float *w, int64_t MC) {
+    for (int64_t mc = 0; mc < MC; mc++) {
+        const float *f = w + mc * 9;
+        float t[4][3]; /* G f: rows for the points 0, 1, -1, infinity */
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = f[j];
+            t[1][j] = 0.5f * (f[j] + f[3 + j] + f[6 + j]);
+            t[2][j] = 0.5f * (f[j] - f[3 + j] + f[6 + j]);
+            t[3][j] = f[6 + j];
+        }
+        for (int i = 0; i < 4; i++) { /* (G f) G^T */
+            u[(i * 4 + 0) * MC + mc] = t[i][0];
+            u[(i * 4 + 1) * MC + mc] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[(i * 4 + 2) * MC + mc] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[(i * 4 + 3) * MC + mc] = t[i][2];
+        }
+    }
+}
+
+/* U (f4 0) or U4 (f4 1), NULL without memory */
+static const float *wino_weights(const gc_kctx *k, const conv_geom *g, int f4) {
     gc_node *n = (gc_node *)k->node; /* kcache is the one field kernels write, once, under the lock */
-    float *u = __atomic_load_n((float **)&n->kcache, __ATOMIC_ACQUIRE);
-    if (u) return u;
+    const int64_t MC = g->M * g->C;
+    wg_ucache *h = __atomic_load_n((wg_ucache **)&n->kcache, __ATOMIC_ACQUIRE);
+    if (h && __atomic_load_n(&h->built[f4], __ATOMIC_ACQUIRE)) return (const float *)(h + 1) + (f4 ? 16 * MC : 0);
     gc_kcache_lock();
-    u = n->kcache;
-    if (!u) {
-        const int64_t MC = g->M * g->C;
+    h = n->kcache;
+    if (!h) { /* the parts' pages untouched until built */
         const int with4 = MC <= W4_MAX_MC;
-        u = gc_malloc2((size_t)MC, (with4 ? 16 + 36 : 16) * sizeof(float));
-        if (u) {
-            if (with4) w4_weights(u + 16 * MC, k->in[1]->data, MC);
+        h = gc_malloc2((size_t)MC * (with4 ? 16 + 36 : 16) + 16, sizeof(float));
+        if (h) {
+            memset(h, 0, sizeof *h);
+            __atomic_store_n((wg_ucache **)&n->kcache, h, __ATOMIC_RELEASE);
+        }
+    }
+    const float *u = NULL;
+    if (h && (!f4 || MC <= W4_MAX_MC)) {
+        float *part = (float *)(h + 1) + (f4 ? 16 * MC : 0);
+        if (!h->built[f4]) {
             const float *w = k->in[1]->data; /* (M, C, 3, 3) */
-            for (int64_t mc = 0; mc < MC; mc++) {
-                const float *f = w + mc * 9;
-                float t[4][3]; /* G f: rows for the points 0, 1, -1, infinity */
-                for (int j = 0; j < 3; j++) {
-                    t[0][j] = f[j];
-                    t[1][j] = 0.5f * (f[j] + f[3 + j] + f[6 + j]);
-                    t[2][j] = 0.5f * (f[j] - f[3 + j] + f[6 + j]);
-                    t[3][j] = f[6 + j];
-                }
-                for (int i = 0; i < 4; i++) { /* (G f) G^T */
-                    u[(i * 4 + 0) * MC + mc] = t[i][0];
-                    u[(i * 4 + 1) * MC + mc] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                    u[(i * 4 + 2) * MC + mc] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                    u[(i * 4 + 3) * MC + mc] = t[i][2];
-                }
-            }
-            __atomic_store_n((float **)&n->kcache, u, __ATOMIC_RELEASE);
+            if (f4) w4_weights(part, w, MC);
+            else wino_u2(part, w, MC);
+            __atomic_store_n(&h->built[f4], 1, __ATOMIC_RELEASE);
             /* the Winograd paths read U only (the forward and the data gradient): W's pages in the
-             * mapped file go back (an im2col elsewhere reads them from the file again) */
+             * mapped file go back (the other part or an im2col elsewhere reads them again) */
             gc_model_release(k->model, w, (size_t)MC * 9 * sizeof(float));
         }
+        u = part;
     }
     gc_kcache_unlock();
     return u;
@@ -1000,10 +1024,10 @@ static const float *wino_weights(const gc_kctx *k, const conv_geom *g) {
 /* U when this convolution runs as Winograd here (eligible, scratch planned for it, U built), or
  * NULL for the im2col path: the one decision the forward and the backward share. */
 static const float *wino_ready(const gc_kctx *k, const conv_geom *g, int nth, int fw) {
-    if (g->path != PATH_GEMM || !wino_eligible(k, g) ||
+    if (g->path != PATH_GEMM || !wino_eligible(k, g, fw) ||
         k->scratch_size < (size_t)wino_scratch_floats(g, nth, fw) * sizeof(float))
         return NULL;
-    return wino_weights(k, g); /* NULL without memory for U */
+    return wino_weights(k, g, 0); /* NULL without memory for U */
 }
 
 /* The helpers of wino_run, inlined into each of its clones (each gets the clone's vector ISA). */
@@ -1423,13 +1447,11 @@ static void w4_weights(float *u4, const float *w, int64_t MC) {
 /* F(4x4) for this forward: eligible for Winograd, small weights, 4x4 tiles for every thread
  * (the same rule as F(2x2)'s), no backward planned through it (k.exact, plan.c), and not switched
  * off (GCAM_NO_WINOGRAD4=1: A/B measurements). */
-static int64_t w4_block(const conv_geom *g);
 static int w4_eligible(const gc_kctx *k, const conv_geom *g) {
-    if (k->exact || !wino_eligible(k, g) || g->M * g->C > W4_MAX_MC) return 0;
+    if (k->exact || !wino_eligible(k, g, 1) || g->M * g->C > W4_MAX_MC) return 0;
     if (gc_ktune(k)->no_winograd4) return 0;
     const int64_t tiles = g->N * ((g->lw.col[0] + 3) / 4) * ((g->lw.col[1] + 3) / 4);
-    const int nth = GC_MAX(1, k->nthreads);
-    return tiles >= (int64_t)W4_SUB * nth / 2 || (tiles >= W4_SUB / 2 && wg_shared(tiles, w4_block(g), W4_SUB, nth));
+    return tiles >= (int64_t)W4_SUB * GC_MAX(1, k->nthreads) / 2;
 }
 
 /* Tiles per block: V (36, Cin, B) about 2.4 MB (V[e] 64 KB), B = 128 for 128 channels. The
@@ -1456,8 +1478,7 @@ static const float *w4_ready(const gc_kctx *k, const conv_geom *g, int nth) {
     if (g->path != PATH_GEMM || !w4_eligible(k, g) ||
         k->scratch_size < (size_t)w4_scratch_floats(g, nth) * sizeof(float))
         return NULL;
-    const float *u = wino_weights(k, g);
-    return u ? u + 16 * g->M * g->C : NULL;
+    return wino_weights(k, g, 1);
 }
 
 /* r = B^T d of six values (the rows of B^T above, sharing the differences u and v) */
