@@ -27,6 +27,7 @@ static const setting g_settings[] = {
     ON_OFF("GCAM_PROFILE", profile),
     ON_OFF("GCAM_PROFILE_STEPS", profile_steps),
     ON_OFF("GCAM_NO_SGEMM", no_sgemm),
+    ON_OFF("GCAM_NO_POOL_SEPARABLE", no_pool_separable),
     {"GCAM_ISA", offsetof(gc_tuning, isa), K_ISA, 0},
     {"GCAM_TAIL_BATCH_MIN_BYTES", offsetof(gc_tuning, tail_batch_min_bytes), K_SIZE, (size_t)16 << 20},
 };

@@ -18,6 +18,7 @@ typedef struct gc_tuning {
     int profile;                 /* GCAM_PROFILE: time per op type, printed when the context is freed */
     int profile_steps;           /* GCAM_PROFILE_STEPS: also the slowest steps, node by node */
     int no_sgemm;                /* GCAM_NO_SGEMM: cblas_sgemm for every GEMM (not src/ops/sgemm.c's kernels) */
+    int no_pool_separable;       /* GCAM_NO_POOL_SEPARABLE: MaxPool's 2-D windows tap by tap (pool.c) */
     int isa;                     /* GCAM_ISA=avx512|avx2|generic: sgemm.c's kernels on this path or a lower
                                     one (what the CPU runs); 0 (unset): the CPU's best */
     size_t tail_batch_min_bytes; /* GCAM_TAIL_BATCH_MIN_BYTES: weight bytes after the layer from which

@@ -67,6 +67,9 @@ static gcam_status run_manual(gc_node *n, gc_tensor *in, int n_in, gc_tensor *ou
     k.n_out = n_out;
     k.err = err;
     k.nthreads = 2;
+    gc_tuning tune; /* as a context takes it: gc_tuning_set_default's, else the environment's */
+    gc_tuning_get(&tune);
+    k.tune = &tune;
     for (int i = 0; i < n_in; i++) k.in[i] = in[i].dtype ? &in[i] : NULL;
     for (int j = 0; j < n_out; j++) {
         memset(&outs[j], 0, sizeof outs[j]);
@@ -472,6 +475,82 @@ static void test_nan(void) {
             oc_node_free(n);
         }
     oc_tensor_free(&x);
+}
+
+/* MaxPool's separable path (2-D, windows 2 or 3 wide, strides 1 and 2: pool.c mp_plane_sep) against
+ * the tap-by-tap path (GCAM_NO_POOL_SEPARABLE), bit for bit: the outputs, and the argmax through
+ * the backward (dX = dY scattered to each window's argmax), on inputs of few distinct values (ties
+ * everywhere), -inf runs (windows of -inf only) and NaNs, with and without aux, on every
+ * instruction-set path. Widths around the 16-column blocks, pads, ceil_mode, kernels 1..4 tall. */
+static void test_maxpool_separable(void) {
+    static const int64_t widths[] = {1, 2, 15, 16, 17, 31, 33, 112};
+    int ran = 0;
+    for (int64_t kw = 2; kw <= 3; kw++)
+        for (int64_t sw = 1; sw <= 2; sw++)
+            for (size_t wi = 0; wi < GC_ARRAY_LEN(widths); wi++)
+                for (int var = 0; var < 3; var++) {
+                    const int64_t W = widths[wi] * sw + kw, H = 5 + var * 4, kh = 1 + (var + (int)wi) % 4;
+                    const int64_t pw = var == 1 ? 0 : kw - 1 > 1 ? 1 : kw - 1, ph = var == 1 ? 0 : kh / 2;
+                    const int ceil_mode = var == 2;
+                    gc_tensor x = oc_rand(4, I64(2, 3, H, W), -1, 1);
+                    float *p = x.data;
+                    for (int64_t i = 0; i < 2 * 3 * H * W; i++) {
+                        p[i] = (float)((int)((p[i] + 1) * 2)); /* 0..3: ties */
+                        if (i % 97 == 5) p[i] = NAN;
+                        if ((i / W) % 4 == 1 && i % W < W / 2) p[i] = -INFINITY; /* -inf runs */
+                    }
+                    char label[128];
+                    snprintf(label, sizeof label, "maxpool separable k%lldx%lld s%lld W%lld H%lld var %d", (long long)kh,
+                             (long long)kw, (long long)sw, (long long)W, (long long)H, var);
+                    gc_node *n = oc_node("MaxPool", 12, 1, 1);
+                    oc_attr_ints(n, "kernel_shape", 2, I64(kh, kw));
+                    oc_attr_ints(n, "strides", 2, I64(1, sw));
+                    oc_attr_ints(n, "pads", 4, I64(ph, pw, ph, pw));
+                    if (ceil_mode) oc_attr_i(n, "ceil_mode", 1);
+                    float *ref_y = NULL, *ref_gx = NULL;
+                    int64_t ny = 0;
+                    for (int cap = -1; cap < 3; cap++) { /* -1: tap by tap (the reference) */
+                        gc_tuning t;
+                        gc_tuning_defaults(&t);
+                        t.no_pool_separable = cap < 0;
+                        t.isa = cap >= 2 ? 1 : cap >= 1 ? 2 : 0; /* GCAM_ISA: generic, avx2 */
+                        gc_tuning_set_default(&t);
+                        for (int aux = 0; aux < 2; aux++) {
+                            gc_err err = {0};
+                            gc_tensor y, gy, gx = oc_tensor(GC_F32, 4, I64(2, 3, H, W));
+                            gcam_status st = run_manual(n, &x, 1, &y, 1, NULL, NULL, aux, &err);
+                            if (!oc_check(st == GCAM_OK, "%s: forward: %s", label, err.msg)) {
+                                oc_tensor_free(&gx);
+                                continue;
+                            }
+                            ny = gc_numel(&y);
+                            gy = oc_tensor(GC_F32, 4, y.shape.d);
+                            for (int64_t i = 0; i < ny; i++) ((float *)gy.data)[i] = (float)(i + 1);
+                            gc_tensor y2;
+                            if (aux) st = run_manual(n, &x, 1, &y2, 1, &gy, &gx, 1, &err);
+                            if (aux && oc_check(st == GCAM_OK, "%s: backward: %s", label, err.msg)) oc_tensor_free(&y2);
+                            if (cap < 0 && !aux) ref_y = memcpy(malloc((size_t)ny * 4), y.data, (size_t)ny * 4);
+                            else if (cap < 0) ref_gx = memcpy(malloc((size_t)(6 * H * W) * 4), gx.data, (size_t)(6 * H * W) * 4);
+                            else {
+                                oc_check(ref_y && !memcmp(y.data, ref_y, (size_t)ny * 4),
+                                         "%s (isa cap %d, aux %d): outputs not the tap-by-tap path's bits", label, cap, aux);
+                                if (aux)
+                                    oc_check(ref_gx && !memcmp(gx.data, ref_gx, (size_t)(6 * H * W) * 4),
+                                             "%s (isa cap %d): argmax not the tap-by-tap path's", label, cap);
+                                ran += cap == 0 && aux;
+                            }
+                            oc_tensor_free(&y);
+                            oc_tensor_free(&gy);
+                            oc_tensor_free(&gx);
+                        }
+                    }
+                    gc_tuning_set_default(NULL);
+                    free(ref_y);
+                    free(ref_gx);
+                    oc_node_free(n);
+                    oc_tensor_free(&x);
+                }
+    oc_check(ran == 2 * 2 * (int)GC_ARRAY_LEN(widths) * 3, "maxpool separable: %d cases compared", ran);
 }
 
 /* MaxPool backward needs the argmax saved in aux; GlobalMaxPool too. */
@@ -1363,6 +1442,7 @@ int main(void) {
     test_ceil_shapes();
     test_pool_values();
     test_pool_aux();
+    test_maxpool_separable();
     test_nan();
     test_pool_errors();
     test_global_pools();

@@ -282,6 +282,71 @@ static void maxpool_plane_f32(float *restrict y, int32_t *restrict arg, const fl
     }
 }
 
+/* The separable path for 2-D windows of width 2 or 3, stride 1 or 2, no dilation (ResNet's and
+ * DenseNet's 3x3/2 stem pool). Per output row, each input row's maxima over the windows' columns,
+ * from the row copied between -inf borders, a pass per column tap over a multiple of 16 output
+ * columns (border columns included: no scalar remainders, which took most of the time of the
+ * per-tap row passes below on a 56-wide output), then folded into the output row. Folding the
+ * rows' results gives the window's fold in row-major order: the first NaN if there is one, else
+ * the maximum at its first occurrence (ties go to the earlier row, then column); the -inf borders
+ * never win, and a window of -inf keeps its first element as its argmax, as max_one's. */
+#define MP_MAXW 1024 /* output columns a row at most on this path (stack buffers) */
+static int maxpool_separable(const pool_geom *g) {
+    return g->in[0] == 1 && g->out[0] == 1 && g->d[1] == 1 && g->d[2] == 1 && (g->s[2] == 1 || g->s[2] == 2) &&
+           (g->k[2] == 2 || g->k[2] == 3) && g->out[2] <= MP_MAXW;
+}
+
+/* b (and its argmax a) folded with v at column index i, over n lanes: one tap's pass */
+GC_INLINE void mp_fold(float *restrict b, int32_t *restrict a, const float *restrict v, const int64_t s,
+                       const int32_t *restrict iv, int32_t i0, int64_t n, const int with_arg) {
+    for (int64_t j = 0; j < n; j++) {
+        const float x = v[j * s], y = b[j];
+        const int c = (y == y) & ((x > y) | (x != x));
+        b[j] = c ? x : y;
+        if (with_arg) a[j] = c ? (iv ? iv[j] : i0 + (int32_t)(j * s)) : a[j];
+    }
+}
+
+GC_INLINE void mp_plane_sep(float *restrict y, int32_t *restrict arg, const float *restrict x, const pool_geom *g,
+                            const int64_t s, const int64_t kw, const int with_arg) {
+    const int64_t W = g->in[2], OW = g->out[2], pb = g->pb[2], OWp = (OW + 15) / 16 * 16, Wp = (OWp - 1) * s + kw;
+    float P[2 * MP_MAXW + 8], hm[MP_MAXW], acc[MP_MAXW]; /* (Wp), (OWp), (OWp) */
+    int32_t ha[MP_MAXW], aa[MP_MAXW];
+    const int64_t c0 = GC_MIN(pb, Wp), c1 = GC_MIN(pb + W, Wp); /* P's columns that hold the row */
+    for (int64_t oh = 0; oh < g->out[1]; oh++) {
+        const tap_range th = taps(g, 1, oh);
+        for (int64_t j = 0; j < OWp; j++) acc[j] = -INFINITY;
+        if (with_arg) /* the window's first element inside the input */
+            for (int64_t j = 0; j < OWp; j++)
+                aa[j] = (int32_t)((th.start + th.k0) * W + GC_MAX(0, j * s - pb));
+        for (int64_t kh = th.k0; kh < th.k1; kh++) {
+            const int64_t r = th.start + kh;
+            for (int64_t c = 0; c < c0; c++) P[c] = -INFINITY;
+            memcpy(P + c0, x + r * W + (c0 - pb), (size_t)(c1 - c0) * sizeof(float));
+            for (int64_t c = c1; c < Wp; c++) P[c] = -INFINITY;
+            for (int64_t j = 0; j < OWp; j++) hm[j] = -INFINITY;
+            for (int64_t t = 0; t < kw; t++) /* the row's fold over the windows' columns */
+                mp_fold(hm, ha, P + t, s, NULL, (int32_t)(r * W + t - pb), OWp, with_arg);
+            mp_fold(acc, aa, hm, 1, ha, 0, OWp, with_arg); /* into the rows above */
+        }
+        memcpy(y + oh * OW, acc, (size_t)OW * sizeof(float));
+        if (with_arg) memcpy(arg + oh * OW, aa, (size_t)OW * sizeof(int32_t));
+    }
+}
+
+GC_INLINE void mp_sep_body(float *restrict y, int32_t *restrict arg, const float *restrict x, const pool_geom *g) {
+    const int two = g->s[2] == 2, k3 = g->k[2] == 3;
+    if (arg) {
+        if (two) k3 ? mp_plane_sep(y, arg, x, g, 2, 3, 1) : mp_plane_sep(y, arg, x, g, 2, 2, 1);
+        else k3 ? mp_plane_sep(y, arg, x, g, 1, 3, 1) : mp_plane_sep(y, arg, x, g, 1, 2, 1);
+    } else {
+        if (two) k3 ? mp_plane_sep(y, NULL, x, g, 2, 3, 0) : mp_plane_sep(y, NULL, x, g, 2, 2, 0);
+        else k3 ? mp_plane_sep(y, NULL, x, g, 1, 3, 0) : mp_plane_sep(y, NULL, x, g, 1, 2, 0);
+    }
+}
+GC_ISA_FN(mp_sep_isa, mp_sep_body,
+          (float *restrict y, int32_t *restrict arg, const float *restrict x, const pool_geom *g), (y, arg, x, g))
+
 /* Integer inputs (uint8 models widened to int64): forward only. */
 static void maxpool_plane_i64(int64_t *y, const int64_t *x, const pool_geom *g) {
     int64_t H = g->in[1], W = g->in[2], o = 0;
@@ -342,9 +407,15 @@ static gcam_status maxpool_forward(gc_kctx *k) {
     }
     const float *xd = x->data;
     float *yd = k->out[0]->data;
+    void (*const sep)(float *restrict, int32_t *restrict, const float *restrict, const pool_geom *) =
+        maxpool_separable(&g) && !gc_ktune(k)->no_pool_separable ? mp_sep_isa_tab[gc_kisa(k)] : NULL;
 #pragma omp parallel for num_threads(nt) schedule(static) if (work > 65536)
-    for (int64_t pl = 0; pl < g.planes; pl++)
-        maxpool_plane_f32(yd + pl * g.out_sz, arg ? arg + pl * g.out_sz : NULL, xd + pl * g.in_sz, &g);
+    for (int64_t pl = 0; pl < g.planes; pl++) {
+        float *yp = yd + pl * g.out_sz;
+        int32_t *ap = arg ? arg + pl * g.out_sz : NULL;
+        if (sep) sep(yp, ap, xd + pl * g.in_sz, &g);
+        else maxpool_plane_f32(yp, ap, xd + pl * g.in_sz, &g);
+    }
     if (want_idx) {
         /* Indices: flat row-major positions over (N, C, D, H, W) */
         int64_t *id = k->out[1]->data;
