@@ -577,6 +577,8 @@ static void im2col(float *restrict col, const float *restrict img, int64_t Cc, c
             const float *s = src + row * iL;
             if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(float));
             if (st == 1) memcpy(dst + lo, s + (lo + off), (size_t)(hi - lo) * sizeof(float));
+            else if (st == 2) /* a constant stride: the vectoriser's even-element shuffles */
+                for (int64_t x = lo; x < hi; x++) dst[x] = s[x * 2 + off];
             else
                 for (int64_t x = lo; x < hi; x++) dst[x] = s[x * st + off];
             if (hi < cL) memset(dst + hi, 0, (size_t)(cL - hi) * sizeof(float));
