@@ -1972,16 +1972,10 @@ static gcam_status conv_backward_dx(gc_kctx *k, int *vjp_done) {
                     float wf[DW_FLIP_MAX]; /* the kernel rotated by 180 degrees */
                     for (int64_t t = 0; t < ksz; t++) wf[t] = wm[ksz - 1 - t];
                     gc_dw2d_forward(gx + nc * g.xsz, gy + nc * g.ysz, wf, 0.0f, &dg, q->isa);
-                    if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
-                    continue;
-                }
-                if (bdirect2) { /* gx (H, W) from dY (OH, OW) */
+                } else if (bdirect2) { /* gx (H, W) from dY (OH, OW) */
                     const gc_dw2d dg = {q->H, q->W, q->OH, q->OW, q->kw, 2, q->pt, q->pl};
                     gc_dw2d_backward_s2(gx + nc * g.xsz, gy + nc * g.ysz, w + (nc % g.C) * ksz, &dg, q->isa);
-                    if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
-                    continue;
-                }
-                if (gather) {
+                } else if (gather) {
                     const int64_t n = nc / g.C, c = nc % g.C;
                     float *gxc = gx + nc * g.xsz; /* (H, W) */
                     for (int64_t j = 0; j < g.Mg; j++) {
@@ -1997,28 +1991,27 @@ static gcam_status conv_backward_dx(gc_kctx *k, int *vjp_done) {
                         }
                         plane_gather_s1(gxc, P + q->pt * q->Wq + q->pl, wf, &qg, 0, 0.0f);
                     }
-                    if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
-                    continue;
-                }
-                int64_t n = nc / g.C, c = nc % g.C;
-                float *gxc = gx + nc * g.xsz;
-                if (P && !g.transpose) memset(P, 0, (size_t)(q->Hp * q->Wp) * sizeof(float));
-                for (int64_t j = 0; j < g.Mg; j++) {
-                    int64_t m = c * g.Mg + j;
-                    const float *gym = gy + (n * g.M + m) * g.ysz, *wm = w + m * ksz;
-                    if (!g.transpose) {
-                        if (P) plane_scatter(P, gym, wm, q);
-                        else dw_scatter(gxc, gym, wm, lw);
-                    } else {
-                        if (P) {
-                            plane_load(P, gym, q);
-                            plane_gather(gxc, P, wm, q, 0, 0.0f);
+                } else { /* the scatter (or ConvTranspose's gather) */
+                    int64_t n = nc / g.C, c = nc % g.C;
+                    float *gxc = gx + nc * g.xsz;
+                    if (P && !g.transpose) memset(P, 0, (size_t)(q->Hp * q->Wp) * sizeof(float));
+                    for (int64_t j = 0; j < g.Mg; j++) {
+                        int64_t m = c * g.Mg + j;
+                        const float *gym = gy + (n * g.M + m) * g.ysz, *wm = w + m * ksz;
+                        if (!g.transpose) {
+                            if (P) plane_scatter(P, gym, wm, q);
+                            else dw_scatter(gxc, gym, wm, lw);
                         } else {
-                            dw_gather(gxc, gym, wm, lw, 0, 0.0f);
+                            if (P) {
+                                plane_load(P, gym, q);
+                                plane_gather(gxc, P, wm, q, 0, 0.0f);
+                            } else {
+                                dw_gather(gxc, gym, wm, lw, 0, 0.0f);
+                            }
                         }
                     }
+                    if (P && !g.transpose) plane_store_add(gxc, P, q);
                 }
-                if (P && !g.transpose) plane_store_add(gxc, P, q);
                 if (k->fuse.relu_dx) dx_act_vjp(k, gx, nc * g.xsz, g.xsz);
             }
         }
