@@ -27,7 +27,7 @@ static void print_main_help(void) {
 /* OpenBLAS starts its thread pool when it is loaded, and each of its threads spins (sched_yield)
  * for about 0.1 s before it sleeps. gradcam never uses that pool (its GEMMs run on OpenMP threads,
  * with openblas_set_num_threads(1)), but on a 2-core machine the spinning thread takes a core from
- * the first explanation's second thread: resnet50, one input, 0.207 -> 0.152 s. So the one-shot
+ * the first explanation's second thread: resnet50, one input, 0.190 -> 0.131 s. So the one-shot
  * commands that compute re-execute once with OPENBLAS_NUM_THREADS=1, unless it is set or
  * GCAM_NO_REEXEC is (serve lives long: the spin is over before its first request). */
 static void reexec_without_blas_pool(char **argv) {
